@@ -1,0 +1,328 @@
+"""Stage 1: weighted least-connections with graceful drain.
+
+The base interview question.  A pool of GPU inference servers, each running
+at most ``capacity`` sequences at once; requests arrive with an estimate of
+their token count; long-context requests need a big-memory GPU.
+
+Routing rule
+------------
+A server is *eligible* for a request when
+
+1. it is not draining,
+2. it has a free slot (``current_load < capacity``), and
+3. for a *large* request (``estimated_tokens > large_request_tokens``,
+   4096 by default) it has at least ``large_request_min_memory_gb`` of GPU
+   memory (80 GB by default).
+
+Among eligible servers the balancer picks the lowest load ratio
+``current_load / capacity``, compared exactly as fractions (2/3 and 4/6 tie;
+1/3 never loses to 0.3333 by rounding).  Ties are broken by
+
+1. most GPU memory (the most room for KV cache, so it can take the
+   large requests that only big GPUs can serve),
+2. then most free slots (``capacity - current_load``),
+3. then the server added earliest.
+
+Graceful drain
+--------------
+``remove_server`` stops new routing to a server at once; its in-flight
+requests complete normally, and the server disappears with its last
+completion (at once when it is idle).
+
+Costs (S servers, R requests in flight)
+---------------------------------------
+* ``complete_request``: O(1).  The load index is told lazily: the server is
+  marked *dirty* and re-indexed by the next ``route_request``.
+* ``route_request``: O(log S) amortized: one heap replace, plus one heap push
+  per server that completed a request since the previous route, plus the
+  pops of stale heap entries (each entry is pushed once and popped at most
+  once).
+* ``add_server``: O(log S); ``remove_server``: O(1) (stale index entries are
+  dropped lazily; the heap is rebuilt in O(S) when more than half of it is
+  stale, which costs O(1) amortized per push).
+* ``get_server_stats``: O(S + R), a fresh copy.
+
+Not thread-safe: wrap it in :class:`solution.concurrency.Synchronized` to
+share one balancer between threads.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+from solution.errors import (
+    DuplicateRequestError,
+    DuplicateServerError,
+    NoCapacityError,
+    UnknownRequestError,
+    UnknownServerError,
+)
+from solution.validate import require_id, require_int
+
+__all__ = ["LoadBalancer", "MAX_CAPACITY"]
+
+#: The largest ``capacity`` a server may have.  Load ratios are compared as
+#: exact fractions through an integer key that is exact up to this bound.
+MAX_CAPACITY = 2**32
+
+### BEGIN OMIT
+# A load ratio a/b (b <= 2**32) is keyed as floor(a * 2**64 / b): distinct
+# fractions differ by at least 1 / (b1 * b2) >= 2**-64, so their keys differ,
+# and equal fractions get equal keys.  Integer comparison is done in C, which
+# keeps heap operations fast (a Fraction would compare in Python).
+_RATIO_SHIFT = 64
+
+
+class _Server:
+    """One server's record.  ``active`` is an insertion-ordered set of ids."""
+
+    __slots__ = ("server_id", "capacity", "gpu_memory_gb", "seq", "big", "active", "draining")
+
+    def __init__(self, server_id: str, capacity: int, gpu_memory_gb: int, seq: int, big: bool) -> None:
+        self.server_id = server_id
+        self.capacity = capacity
+        self.gpu_memory_gb = gpu_memory_gb
+        self.seq = seq  # order of addition: the last tie-break
+        self.big = big  # can take large requests
+        self.active: dict[str, None] = {}
+        self.draining = False
+
+    def entry(self) -> tuple[int, int, int, int]:
+        """The heap key: smaller is better, in the order of the routing rule."""
+        load = len(self.active)
+        return ((load << _RATIO_SHIFT) // self.capacity, -self.gpu_memory_gb, load - self.capacity, self.seq)
+
+
+### END OMIT
+
+
+class LoadBalancer:
+    """Weighted least-connections over GPU servers, with graceful drain.
+
+    >>> lb = LoadBalancer()
+    >>> lb.add_server("a100", capacity=4, gpu_memory_gb=80)
+    >>> lb.add_server("a10", capacity=2, gpu_memory_gb=24)
+    >>> lb.route_request("r1", estimated_tokens=500)   # both idle: more memory wins
+    'a100'
+    >>> lb.route_request("r2", estimated_tokens=500)   # 0/2 beats 1/4
+    'a10'
+    >>> lb.route_request("r3", estimated_tokens=8000)  # large: needs 80 GB
+    'a100'
+
+    Args:
+        large_request_tokens: requests with more estimated tokens than this
+            are *large* (default 4096).
+        large_request_min_memory_gb: the GPU memory a server needs to take a
+            large request (default 80).
+
+    Raises:
+        TypeError: a threshold is not an ``int`` (``bool`` is rejected).
+        ValueError: a threshold is below 1.
+    """
+
+    def __init__(self, *, large_request_tokens: int = 4096, large_request_min_memory_gb: int = 80) -> None:
+        ### BEGIN SOLUTION: validate the thresholds, then set up your data structures
+        self.large_request_tokens = require_int(large_request_tokens, "large_request_tokens")
+        self.large_request_min_memory_gb = require_int(large_request_min_memory_gb, "large_request_min_memory_gb")
+        self._servers: dict[str, _Server] = {}  # insertion order = order of addition
+        self._by_seq: dict[int, _Server] = {}
+        self._requests: dict[str, _Server] = {}  # request id -> its server
+        self._next_seq = 0
+        # Two heaps of eligible servers: index 0 small-memory, index 1 big-memory.
+        # A large request looks at heap 1 only; any other request at both tops.
+        self._heaps: tuple[list[tuple[int, int, int, int]], list[tuple[int, int, int, int]]] = ([], [])
+        self._dirty: dict[int, None] = {}  # seqs whose load fell since the last route
+        ### END SOLUTION
+
+    def add_server(self, server_id: str, capacity: int, gpu_memory_gb: int) -> None:
+        """Add a server that can run ``capacity`` sequences at once.  O(log S).
+
+        Raises:
+            TypeError: ``server_id`` is not a ``str``, or a number is not an ``int``.
+            ValueError: empty ``server_id``; ``capacity`` or ``gpu_memory_gb``
+                below 1; ``capacity`` above ``MAX_CAPACITY``.
+            DuplicateServerError (a ValueError): the id is present, a
+                draining server included.
+        """
+        ### BEGIN SOLUTION: check every argument first; a server id must be unique while present
+        require_id(server_id, "server_id")
+        require_int(capacity, "capacity", maximum=MAX_CAPACITY)
+        require_int(gpu_memory_gb, "gpu_memory_gb")
+        existing = self._servers.get(server_id)
+        if existing is not None:
+            state = "draining" if existing.draining else "present"
+            raise DuplicateServerError(
+                f"server {server_id!r} is already {state}; remove it and wait for its drain, "
+                "or add the new server under another id"
+            )
+        srv = _Server(server_id, capacity, gpu_memory_gb, self._next_seq, gpu_memory_gb >= self.large_request_min_memory_gb)
+        self._next_seq += 1
+        self._servers[server_id] = srv
+        self._by_seq[srv.seq] = srv
+        self._push(srv)
+        ### END SOLUTION
+
+    def remove_server(self, server_id: str) -> None:
+        """Drain a server gracefully.  O(1).
+
+        From this call on the server gets no new request.  Its in-flight
+        requests may complete, and it disappears with the last of them (at
+        once if it is idle).  Calling it again while the server drains does
+        nothing.
+
+        Raises:
+            TypeError / ValueError: ``server_id`` is not a non-empty ``str``.
+            UnknownServerError (a KeyError): no such server is present.
+        """
+        ### BEGIN SOLUTION: mark the server draining; forget it now if it is idle
+        require_id(server_id, "server_id")
+        srv = self._servers.get(server_id)
+        if srv is None:
+            raise UnknownServerError(f"server {server_id!r} is not present; get_server_stats() lists the servers")
+        if srv.draining:
+            return
+        srv.draining = True  # its heap entries are now stale and will be dropped lazily
+        self._dirty.pop(srv.seq, None)
+        if not srv.active:
+            self._forget(srv)
+        ### END SOLUTION
+
+    def route_request(self, request_id: str, estimated_tokens: int) -> str:
+        """Assign a request to a server and return the server's id.
+
+        See the module docstring for the rule.  O(log S) amortized.
+
+        Raises:
+            TypeError / ValueError: bad ``request_id``, or ``estimated_tokens``
+                is not an ``int`` of at least 1.
+            DuplicateRequestError (a ValueError): the id is already in flight.
+            NoCapacityError (a RuntimeError): no eligible server has a free
+                slot.  Nothing is recorded, so the same id can be retried.
+        """
+        ### BEGIN SOLUTION: find the eligible server with the lowest load ratio, break ties, record the request
+        require_id(request_id, "request_id")
+        require_int(estimated_tokens, "estimated_tokens")
+        if request_id in self._requests:
+            raise DuplicateRequestError(
+                f"request {request_id!r} is already in flight on server "
+                f"{self._requests[request_id].server_id!r}; complete it first or use a new id"
+            )
+        self._flush_dirty()
+        large = estimated_tokens > self.large_request_tokens
+        best_heap: list[tuple[int, int, int, int]] | None = None
+        for heap in (self._heaps[1],) if large else self._heaps:
+            top = self._valid_top(heap)
+            if top is not None and (best_heap is None or top < best_heap[0]):
+                best_heap = heap
+        if best_heap is None:
+            raise NoCapacityError(self._no_capacity_message(request_id, estimated_tokens, large))
+        srv = self._by_seq[best_heap[0][3]]
+        srv.active[request_id] = None
+        self._requests[request_id] = srv
+        if len(srv.active) < srv.capacity:
+            heapq.heapreplace(best_heap, srv.entry())
+        else:
+            heapq.heappop(best_heap)  # full: not eligible until a completion
+        return srv.server_id
+        ### END SOLUTION
+
+    def complete_request(self, request_id: str) -> None:
+        """Free the request's slot; finish a drain when it was the last one.  O(1).
+
+        Raises:
+            TypeError / ValueError: ``request_id`` is not a non-empty ``str``.
+            UnknownRequestError (a KeyError): the request is not in flight.
+        """
+        ### BEGIN SOLUTION: free the slot; a draining server with nothing left disappears
+        require_id(request_id, "request_id")
+        srv = self._requests.pop(request_id, None)
+        if srv is None:
+            raise UnknownRequestError(
+                f"request {request_id!r} is not in flight (never routed, or already completed)"
+            )
+        del srv.active[request_id]
+        if srv.draining:
+            if not srv.active:
+                self._forget(srv)
+        else:
+            self._dirty[srv.seq] = None
+        ### END SOLUTION
+
+    def get_server_stats(self) -> dict[str, dict[str, Any]]:
+        """A snapshot of every present server, draining ones included.  O(S + R).
+
+        Returns ``{server_id: {"capacity", "current_load", "gpu_memory_gb",
+        "load_ratio", "is_draining", "active_requests"}}`` in the order the
+        servers were added.  ``active_requests`` lists request ids in the
+        order they were routed.  The caller owns the result: changing it does
+        not touch the balancer.
+        """
+        ### BEGIN SOLUTION: build fresh dicts and lists, never hand out your own
+        return {
+            srv.server_id: {
+                "capacity": srv.capacity,
+                "current_load": len(srv.active),
+                "gpu_memory_gb": srv.gpu_memory_gb,
+                "load_ratio": len(srv.active) / srv.capacity,
+                "is_draining": srv.draining,
+                "active_requests": list(srv.active),
+            }
+            for srv in self._servers.values()
+        }
+        ### END SOLUTION
+
+    ### BEGIN OMIT
+    # -- the load index ---------------------------------------------------
+
+    def _push(self, srv: _Server) -> None:
+        """Index an eligible server; rebuild its heap when it is mostly stale."""
+        heap = self._heaps[srv.big]
+        heapq.heappush(heap, srv.entry())
+        if len(heap) > 2 * len(self._by_seq) + 32:
+            heap[:] = [s.entry() for s in self._by_seq.values() if s.big == srv.big and self._eligible(s)]
+            heapq.heapify(heap)
+
+    @staticmethod
+    def _eligible(srv: _Server) -> bool:
+        return not srv.draining and len(srv.active) < srv.capacity
+
+    def _is_current(self, entry: tuple[int, int, int, int]) -> bool:
+        srv = self._by_seq.get(entry[3])
+        return srv is not None and not srv.draining and len(srv.active) - srv.capacity == entry[2]
+
+    def _valid_top(self, heap: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int] | None:
+        """Drop stale entries from the top; return the best current one."""
+        while heap and not self._is_current(heap[0]):
+            heapq.heappop(heap)
+        return heap[0] if heap else None
+
+    def _flush_dirty(self) -> None:
+        """Re-index the servers whose load fell since the last route."""
+        if self._dirty:
+            for seq in self._dirty:
+                srv = self._by_seq.get(seq)
+                if srv is not None and not srv.draining:
+                    self._push(srv)
+            self._dirty.clear()
+
+    def _forget(self, srv: _Server) -> None:
+        del self._servers[srv.server_id]
+        del self._by_seq[srv.seq]
+        self._dirty.pop(srv.seq, None)
+
+    def _no_capacity_message(self, request_id: str, estimated_tokens: int, large: bool) -> str:
+        need = (
+            f"a large request ({estimated_tokens} tokens > {self.large_request_tokens}) needs a server "
+            f"with at least {self.large_request_min_memory_gb} GB"
+            if large
+            else f"{estimated_tokens} tokens"
+        )
+        active = sum(1 for s in self._servers.values() if not s.draining)
+        return (
+            f"no eligible server has a free slot for request {request_id!r} ({need}); "
+            f"{active} active server(s), {len(self._servers) - active} draining. "
+            "Retry after a completion, add a server, or queue the request."
+        )
+
+    ### END OMIT

@@ -1,0 +1,32 @@
+"""Choosing the implementation under test: the reference or the candidate's.
+
+Notebooks, widgets, checks and the simulator take the implementation from
+here, so one environment variable switches all of them::
+
+    LB_IMPL=solution   # the reference
+    LB_IMPL=exercises  # the candidate's package (the default in notebooks)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+__all__ = ["IMPLEMENTATIONS", "impl_name", "load_impl"]
+
+#: The packages that implement the course's interfaces.
+IMPLEMENTATIONS = ("solution", "exercises")
+
+
+def impl_name(default: str = "exercises") -> str:
+    """The package named by ``LB_IMPL``, or ``default`` when it is unset."""
+    name = os.environ.get("LB_IMPL", "").strip() or default
+    if name not in IMPLEMENTATIONS:
+        raise ValueError(f"LB_IMPL must be one of {', '.join(IMPLEMENTATIONS)}; got {name!r}")
+    return name
+
+
+def load_impl(name: str | None = None, *, default: str = "exercises") -> ModuleType:
+    """Import and return the implementation package (``solution`` or ``exercises``)."""
+    return importlib.import_module(name if name is not None else impl_name(default))
