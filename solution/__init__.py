@@ -1,11 +1,14 @@
-"""Reference solution of the course *Load balancing for LLM inference*.
+"""Load balancing for LLM inference: the course's package.
 
-``from solution import LoadBalancer`` gives the stage-1 balancer.  The
-candidate's package ``exercises`` exposes the same names.
+``solution`` is the reference; ``exercises`` is generated from it (see
+``tools/make_exercises.py``) and exposes the same names, with the parts a
+candidate writes left as stubs.  ``from solution import LoadBalancer`` gives
+the stage-1 balancer.
 """
 
-from solution.balancer import MAX_CAPACITY, LoadBalancer
+from solution.balancer import LoadBalancer
 from solution.concurrency import Synchronized
+from solution.validate import MAX_CAPACITY
 from solution.errors import (
     DuplicateIdError,
     DuplicateRequestError,

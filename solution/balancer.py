@@ -31,15 +31,9 @@ completion (at once when it is idle).
 
 Costs (S servers, R requests in flight)
 ---------------------------------------
-* ``complete_request``: O(1).  The load index is told lazily: the server is
-  marked *dirty* and re-indexed by the next ``route_request``.
-* ``route_request``: O(log S) amortized: one heap replace, plus one heap push
-  per server that completed a request since the previous route, plus the
-  pops of stale heap entries (each entry is pushed once and popped at most
-  once).
-* ``add_server``: O(log S); ``remove_server``: O(1) (stale index entries are
-  dropped lazily; the heap is rebuilt in O(S) when more than half of it is
-  stale, which costs O(1) amortized per push).
+* ``complete_request``: O(1).
+* ``route_request``: O(log S) amortized, through an index, not a scan.
+* ``add_server``: O(log S); ``remove_server``: O(1).
 * ``get_server_stats``: O(S + R), a fresh copy.
 
 Not thread-safe: wrap it in :class:`solution.concurrency.Synchronized` to
@@ -58,15 +52,22 @@ from solution.errors import (
     UnknownRequestError,
     UnknownServerError,
 )
-from solution.validate import require_id, require_int
+from solution.validate import MAX_CAPACITY, require_id, require_int
 
-__all__ = ["LoadBalancer", "MAX_CAPACITY"]
-
-#: The largest ``capacity`` a server may have.  Load ratios are compared as
-#: exact fractions through an integer key that is exact up to this bound.
-MAX_CAPACITY = 2**32
+__all__ = ["LoadBalancer"]
 
 ### BEGIN OMIT
+# How the reference meets the costs above:
+# * Eligible servers sit in two heaps (small-memory and big-memory GPUs) keyed
+#   by the routing rule, so the best server is at a heap top.  A large
+#   request looks at the big-memory heap only; others compare both tops.
+# * Entries are invalidated lazily: an entry is current while the server is
+#   present, not draining, and has the load the entry was made with.  Stale
+#   tops are popped on the way; each entry is pushed once and popped at most
+#   once.  A heap more than half stale is rebuilt in O(S), O(1) amortized.
+# * complete_request only marks the server dirty (O(1)); the next
+#   route_request pushes one fresh entry per dirty server.
+#
 # A load ratio a/b (b <= 2**32) is keyed as floor(a * 2**64 / b): distinct
 # fractions differ by at least 1 / (b1 * b2) >= 2**-64, so their keys differ,
 # and equal fractions get equal keys.  Integer comparison is done in C, which

@@ -14,7 +14,12 @@ exactly as it was.
 
 from __future__ import annotations
 
-__all__ = ["require_id", "require_int"]
+__all__ = ["MAX_CAPACITY", "require_id", "require_int"]
+
+#: The largest ``capacity`` a server may have (4,294,967,296 sequences: far
+#: beyond any GPU).  The reference compares load ratios exactly through an
+#: integer key that is exact up to this bound.
+MAX_CAPACITY = 2**32
 
 
 def require_id(value: object, what: str) -> str:

@@ -1,0 +1,36 @@
+# Generated from solution/__init__.py by tools/make_exercises.py (`make exercises`).
+"""Load balancing for LLM inference: the course's package.
+
+``solution`` is the reference; ``exercises`` is generated from it (see
+``tools/make_exercises.py``) and exposes the same names, with the parts a
+candidate writes left as stubs.  ``from solution import LoadBalancer`` gives
+the stage-1 balancer.
+"""
+
+from exercises.balancer import LoadBalancer
+from solution.concurrency import Synchronized
+from solution.validate import MAX_CAPACITY
+from solution.errors import (
+    DuplicateIdError,
+    DuplicateRequestError,
+    DuplicateServerError,
+    LoadBalancerError,
+    NoCapacityError,
+    UnknownIdError,
+    UnknownRequestError,
+    UnknownServerError,
+)
+
+__all__ = [
+    "LoadBalancer",
+    "MAX_CAPACITY",
+    "Synchronized",
+    "LoadBalancerError",
+    "NoCapacityError",
+    "DuplicateIdError",
+    "DuplicateServerError",
+    "DuplicateRequestError",
+    "UnknownIdError",
+    "UnknownServerError",
+    "UnknownRequestError",
+]

@@ -1,0 +1,154 @@
+# Generated from solution/balancer.py by tools/make_exercises.py (`make exercises`).
+# Stage 1: fill in every body that raises NotImplementedError; notebooks/01_least_connections.ipynb explains the task.
+"""Stage 1: weighted least-connections with graceful drain.
+
+The base interview question.  A pool of GPU inference servers, each running
+at most ``capacity`` sequences at once; requests arrive with an estimate of
+their token count; long-context requests need a big-memory GPU.
+
+Routing rule
+------------
+A server is *eligible* for a request when
+
+1. it is not draining,
+2. it has a free slot (``current_load < capacity``), and
+3. for a *large* request (``estimated_tokens > large_request_tokens``,
+   4096 by default) it has at least ``large_request_min_memory_gb`` of GPU
+   memory (80 GB by default).
+
+Among eligible servers the balancer picks the lowest load ratio
+``current_load / capacity``, compared exactly as fractions (2/3 and 4/6 tie;
+1/3 never loses to 0.3333 by rounding).  Ties are broken by
+
+1. most GPU memory (the most room for KV cache, so it can take the
+   large requests that only big GPUs can serve),
+2. then most free slots (``capacity - current_load``),
+3. then the server added earliest.
+
+Graceful drain
+--------------
+``remove_server`` stops new routing to a server at once; its in-flight
+requests complete normally, and the server disappears with its last
+completion (at once when it is idle).
+
+Costs (S servers, R requests in flight)
+---------------------------------------
+* ``complete_request``: O(1).
+* ``route_request``: O(log S) amortized, through an index, not a scan.
+* ``add_server``: O(log S); ``remove_server``: O(1).
+* ``get_server_stats``: O(S + R), a fresh copy.
+
+Not thread-safe: wrap it in :class:`solution.concurrency.Synchronized` to
+share one balancer between threads.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+from solution.errors import (
+    DuplicateRequestError,
+    DuplicateServerError,
+    NoCapacityError,
+    UnknownRequestError,
+    UnknownServerError,
+)
+from solution.validate import MAX_CAPACITY, require_id, require_int
+
+__all__ = ["LoadBalancer"]
+
+
+class LoadBalancer:
+    """Weighted least-connections over GPU servers, with graceful drain.
+
+    >>> lb = LoadBalancer()
+    >>> lb.add_server("a100", capacity=4, gpu_memory_gb=80)
+    >>> lb.add_server("a10", capacity=2, gpu_memory_gb=24)
+    >>> lb.route_request("r1", estimated_tokens=500)   # both idle: more memory wins
+    'a100'
+    >>> lb.route_request("r2", estimated_tokens=500)   # 0/2 beats 1/4
+    'a10'
+    >>> lb.route_request("r3", estimated_tokens=8000)  # large: needs 80 GB
+    'a100'
+
+    Args:
+        large_request_tokens: requests with more estimated tokens than this
+            are *large* (default 4096).
+        large_request_min_memory_gb: the GPU memory a server needs to take a
+            large request (default 80).
+
+    Raises:
+        TypeError: a threshold is not an ``int`` (``bool`` is rejected).
+        ValueError: a threshold is below 1.
+    """
+
+    def __init__(self, *, large_request_tokens: int = 4096, large_request_min_memory_gb: int = 80) -> None:
+        # TODO: validate the thresholds, then set up your data structures
+        raise NotImplementedError("Stage 1: LoadBalancer.__init__ is not implemented yet; see notebooks/01_least_connections.ipynb")
+
+    def add_server(self, server_id: str, capacity: int, gpu_memory_gb: int) -> None:
+        """Add a server that can run ``capacity`` sequences at once.  O(log S).
+
+        Raises:
+            TypeError: ``server_id`` is not a ``str``, or a number is not an ``int``.
+            ValueError: empty ``server_id``; ``capacity`` or ``gpu_memory_gb``
+                below 1; ``capacity`` above ``MAX_CAPACITY``.
+            DuplicateServerError (a ValueError): the id is present, a
+                draining server included.
+        """
+        # TODO: check every argument first; a server id must be unique while present
+        raise NotImplementedError("Stage 1: LoadBalancer.add_server is not implemented yet; see notebooks/01_least_connections.ipynb")
+
+    def remove_server(self, server_id: str) -> None:
+        """Drain a server gracefully.  O(1).
+
+        From this call on the server gets no new request.  Its in-flight
+        requests may complete, and it disappears with the last of them (at
+        once if it is idle).  Calling it again while the server drains does
+        nothing.
+
+        Raises:
+            TypeError / ValueError: ``server_id`` is not a non-empty ``str``.
+            UnknownServerError (a KeyError): no such server is present.
+        """
+        # TODO: mark the server draining; forget it now if it is idle
+        raise NotImplementedError("Stage 1: LoadBalancer.remove_server is not implemented yet; see notebooks/01_least_connections.ipynb")
+
+    def route_request(self, request_id: str, estimated_tokens: int) -> str:
+        """Assign a request to a server and return the server's id.
+
+        See the module docstring for the rule.  O(log S) amortized.
+
+        Raises:
+            TypeError / ValueError: bad ``request_id``, or ``estimated_tokens``
+                is not an ``int`` of at least 1.
+            DuplicateRequestError (a ValueError): the id is already in flight.
+            NoCapacityError (a RuntimeError): no eligible server has a free
+                slot.  Nothing is recorded, so the same id can be retried.
+        """
+        # TODO: find the eligible server with the lowest load ratio, break ties, record the request
+        raise NotImplementedError("Stage 1: LoadBalancer.route_request is not implemented yet; see notebooks/01_least_connections.ipynb")
+
+    def complete_request(self, request_id: str) -> None:
+        """Free the request's slot; finish a drain when it was the last one.  O(1).
+
+        Raises:
+            TypeError / ValueError: ``request_id`` is not a non-empty ``str``.
+            UnknownRequestError (a KeyError): the request is not in flight.
+        """
+        # TODO: free the slot; a draining server with nothing left disappears
+        raise NotImplementedError("Stage 1: LoadBalancer.complete_request is not implemented yet; see notebooks/01_least_connections.ipynb")
+
+    def get_server_stats(self) -> dict[str, dict[str, Any]]:
+        """A snapshot of every present server, draining ones included.  O(S + R).
+
+        Returns ``{server_id: {"capacity", "current_load", "gpu_memory_gb",
+        "load_ratio", "is_draining", "active_requests"}}`` in the order the
+        servers were added.  ``active_requests`` lists request ids in the
+        order they were routed.  The caller owns the result: changing it does
+        not touch the balancer.
+        """
+        # TODO: build fresh dicts and lists, never hand out your own
+        raise NotImplementedError("Stage 1: LoadBalancer.get_server_stats is not implemented yet; see notebooks/01_least_connections.ipynb")
+
