@@ -1,0 +1,76 @@
+"""A fast, exact, seeded simulator of an LLM serving cluster.
+
+Build a scenario, run it with a balancer, read the results::
+
+    from solution import LoadBalancer
+    from solution.sim import scenarios, simulate
+
+    res = simulate(scenarios.steady(servers=4, load=0.8), LoadBalancer, seed=1)
+    print(res.summary().table())
+
+Modules: :mod:`~solution.sim.events` (the event heap), :mod:`~.server`
+(one server, exact continuous batching), :mod:`~.engine` (the gateway loop),
+:mod:`~.classic` (the classic-mode fast path), :mod:`~.cluster` and
+:mod:`~.gpus` (servers, modes, GPU presets), :mod:`~.workload` and
+:mod:`~.trace` (requests), :mod:`~.faults` (the timetable),
+:mod:`~.scenario` / :mod:`~.scenarios` (what to run), :mod:`~.runner`
+(``simulate``), :mod:`~.results`, :mod:`~.theory` (Erlang B),
+:mod:`~.sweep` (parallel runs), :mod:`~.plot`, and the command line
+(``python -m solution.sim``).  See ``docs/simulator.md``.
+"""
+
+from solution.sim import scenarios
+from solution.sim.cluster import ClassicMode, Cluster, LlmMode, ServerSpec, service_rate
+from solution.sim.errors import BalancerContractError, ScenarioError, SimulationError, TraceFormatError
+from solution.sim.faults import AddServer, Crash, FailFraction, Recover, RemoveServer, Slowdown
+from solution.sim.gpus import GPU_PRESETS, GpuSpec, ModelSpec, ServerTiming
+from solution.sim.results import Outcome, Results, Summary, format_table
+from solution.sim.runner import simulate
+from solution.sim.scenario import EstimateError, Scenario
+from solution.sim.theory import erlang_b, mean_confidence_interval
+from solution.sim.trace import TraceWorkload, load_azure_trace
+from solution.sim.workload import Bimodal, Fixed, LogNormal, OnOff, Pareto, Poisson, Requests, Sessions, Tier, Workload
+
+__all__ = [
+    "simulate",
+    "scenarios",
+    "Scenario",
+    "Cluster",
+    "ServerSpec",
+    "LlmMode",
+    "ClassicMode",
+    "service_rate",
+    "GPU_PRESETS",
+    "GpuSpec",
+    "ModelSpec",
+    "ServerTiming",
+    "Workload",
+    "Tier",
+    "Sessions",
+    "Poisson",
+    "OnOff",
+    "Fixed",
+    "LogNormal",
+    "Bimodal",
+    "Pareto",
+    "Requests",
+    "TraceWorkload",
+    "load_azure_trace",
+    "EstimateError",
+    "Crash",
+    "Slowdown",
+    "FailFraction",
+    "Recover",
+    "AddServer",
+    "RemoveServer",
+    "Outcome",
+    "Results",
+    "Summary",
+    "format_table",
+    "erlang_b",
+    "mean_confidence_interval",
+    "SimulationError",
+    "BalancerContractError",
+    "ScenarioError",
+    "TraceFormatError",
+]

@@ -1,0 +1,233 @@
+"""The general simulation engine: a gateway in front of simulated servers.
+
+The engine plays the part of a real gateway.  It only calls the balancer's
+public methods, as a gateway would:
+
+* a request arrives: ``route_request(id, estimated_tokens)``.  A
+  ``RuntimeError`` (``NoCapacityError``) means the request is rejected
+  (stage 1 has no queue); otherwise the chosen server admits it;
+* a request ends (completed, failed, lost in a crash):
+  ``complete_request(id)``, at that instant;
+* the timetable adds or drains servers (``add_server`` / ``remove_server``),
+  and, when the scenario sets ``crash_detection``, removes a crashed server
+  and adds it back when it recovers.
+
+It checks the balancer's answers against the contract (a known server that
+is in the pool and has a free slot) and raises
+:class:`~solution.sim.errors.BalancerContractError` otherwise.
+
+Events (see :mod:`solution.sim.events`): arrivals known in advance are read
+in order from an array and merged with the heap; the heap holds server
+progress, timetable rows, crash detections and the later turns of sessions.
+Each request costs O(log E + log b) heap work plus two balancer calls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from solution.sim.errors import BalancerContractError, SimulationError
+from solution.sim.events import ARRIVAL, DETECT, SERVER, TIMETABLE, EventQueue
+from solution.sim.faults import AddServer, Crash, FailFraction, Recover, RemoveServer, Slowdown, TimetableEvent
+from solution.sim.results import Outcome
+from solution.sim.server import Server
+
+__all__ = ["Engine", "contract_error", "PROGRESS_EVERY"]
+
+#: Arrivals between two calls of the progress callback.
+PROGRESS_EVERY = 1 << 14
+
+_COMPLETED, _REJECTED, _FAILED, _CRASHED = (int(o) for o in Outcome)
+
+
+def contract_error(request_id: str, server_id: object, problem: str) -> BalancerContractError:
+    """The error for a routing answer that breaks the contract."""
+    return BalancerContractError(
+        f"route_request({request_id!r}) returned {server_id!r}, {problem}. "
+        "route_request must return the id of a server that was added, is not draining, "
+        "and runs fewer requests than its capacity (raise NoCapacityError when there is none)."
+    )
+
+
+class Engine:
+    """One run: the balancer, the servers, the requests' inputs and their records.
+
+    Inputs are per-request Python lists (indexing a list is faster than a
+    numpy array): ``estimated`` (ints), ``prefill`` and ``decode`` steps,
+    ``fail_draw`` (a uniform number per request, compared with a server's
+    failing fraction), ``think`` and ``next_turn`` for sessions.  ``arrival``
+    holds the known arrival times (NaN for later session turns) and is
+    filled in as those turns are sent.
+    """
+
+    def __init__(
+        self,
+        balancer: object,
+        servers: Sequence[Server],
+        *,
+        arrival: list[float],
+        estimated: list[int],
+        prefill: list[float],
+        decode: list[float],
+        fail_draw: list[float],
+        think: list[float],
+        next_turn: list[int],
+        timetable: Sequence[TimetableEvent] = (),
+        crash_detection: float | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.balancer = balancer
+        self.route = balancer.route_request  # type: ignore[attr-defined]
+        self.complete = balancer.complete_request  # type: ignore[attr-defined]
+        self.servers = list(servers)
+        self.by_id = {s.server_id: s for s in self.servers}
+        self.arrival, self.estimated, self.prefill, self.decode = arrival, estimated, prefill, decode
+        self.fail_draw, self.think, self.next_turn = fail_draw, think, next_turn
+        self.timetable = list(timetable)
+        self.crash_detection = crash_detection
+        self.progress = progress
+        self.queue = EventQueue()
+        n = len(arrival)
+        nan = math.nan
+        self.start = [nan] * n
+        self.first_token = [nan] * n
+        self.finish = [nan] * n
+        self.server = [-1] * n
+        self.outcome = [-1] * n
+
+    # -- the loop ------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run every event until nothing is left.  Afterwards every request has one outcome."""
+        queue = self.queue
+        for row, event in enumerate(self.timetable):
+            queue.push(float(event.at), TIMETABLE, row)
+        known = np.asarray(self.arrival)
+        order = np.nonzero(~np.isnan(known))[0]
+        order = order[np.argsort(known[order], kind="stable")]  # by time, then by index
+        times = known[order].tolist()
+        dispatch, due, arrive = self._dispatch, queue.due_before, self._arrive
+        for count, (t, i) in enumerate(zip(times, order.tolist())):
+            while due(t, ARRIVAL):
+                dispatch(queue.pop())
+            arrive(i, t)
+            if self.progress is not None and count % PROGRESS_EVERY == PROGRESS_EVERY - 1:
+                self.progress(PROGRESS_EVERY)
+        while queue.heap:
+            dispatch(queue.pop())
+        if self.progress is not None:
+            self.progress(len(times) % PROGRESS_EVERY)
+        if -1 in self.outcome:
+            missing = self.outcome.index(-1)
+            raise SimulationError(f"request r{missing} never ended; this is a simulator bug, please report it")
+
+    def _dispatch(self, event: tuple[float, int, int, int, int]) -> None:
+        time, kind, _, a, b = event
+        if kind == SERVER:
+            self._on_server(a, b, time)
+        elif kind == ARRIVAL:
+            self._arrive(a, time)
+        elif kind == TIMETABLE:
+            self._on_timetable(self.timetable[a], time)
+        else:
+            self._on_detect(a, b, time)
+
+    # -- requests --------------------------------------------------------------
+
+    def _arrive(self, i: int, t: float) -> None:
+        rid = f"r{i}"
+        try:
+            sid = self.route(rid, self.estimated[i])
+        except (NotImplementedError, RecursionError):
+            raise  # a bug or a stub, not a full cluster
+        except RuntimeError:
+            self._end(i, t, _REJECTED)
+            return
+        srv = self.by_id.get(sid)  # type: ignore[arg-type]
+        if srv is None:
+            raise contract_error(rid, sid, "which is not the id of any server the simulator added")
+        if not srv.in_pool:
+            raise contract_error(rid, sid, "a server that was removed (or never added)")
+        if srv.running >= srv.capacity:
+            raise contract_error(rid, sid, f"a server already running {srv.running} of {srv.capacity} requests")
+        self.server[i] = srv.index
+        self.start[i] = t
+        if not srv.up or self.fail_draw[i] < srv.fail_fraction:
+            self.complete(rid)
+            self._end(i, t, _FAILED)
+            return
+        srv.admit(t, i, self.prefill[i])
+        self._schedule(srv)
+
+    def _end(self, i: int, t: float, outcome: int) -> None:
+        """Record how request ``i`` ended; send the session's next turn after its think time."""
+        self.outcome[i] = outcome
+        self.finish[i] = t
+        j = self.next_turn[i]
+        if j >= 0:
+            self.arrival[j] = t + self.think[j]
+            self.queue.push(self.arrival[j], ARRIVAL, j)
+
+    # -- servers ---------------------------------------------------------------
+
+    def _schedule(self, srv: Server) -> None:
+        """The server's next event may have moved: schedule it afresh (older ones go stale)."""
+        srv.version += 1
+        if srv.tags:
+            self.queue.push(srv.next_time(), SERVER, srv.index, srv.version)
+
+    def _on_server(self, k: int, version: int, t: float) -> None:
+        srv = self.servers[k]
+        if version != srv.version:
+            return  # stale: the batch changed since this was scheduled
+        for i in srv.step(t, self.decode, self.first_token):
+            self.complete(f"r{i}")
+            self._end(i, t, _COMPLETED)
+        self._schedule(srv)
+
+    # -- the timetable -----------------------------------------------------------
+
+    def _on_timetable(self, event: TimetableEvent, t: float) -> None:
+        srv = self.by_id[event.server]
+        if isinstance(event, Crash):
+            if srv.up:
+                for i in srv.crash(t):
+                    self.complete(f"r{i}")
+                    self._end(i, t, _CRASHED)
+                srv.version += 1
+                if self.crash_detection is not None:
+                    self.queue.push(t + self.crash_detection, DETECT, srv.index, srv.crashes)
+        elif isinstance(event, Slowdown):
+            srv.set_speed(t, 1.0 / event.factor)
+            self._schedule(srv)
+        elif isinstance(event, FailFraction):
+            srv.fail_fraction = event.fraction
+        elif isinstance(event, Recover):
+            if not srv.up:
+                srv.up = True
+                if srv.removed_by_detection:
+                    self._add(srv)
+            srv.fail_fraction = 0.0
+            srv.set_speed(t, 1.0)
+            self._schedule(srv)
+        elif isinstance(event, AddServer):
+            self._add(srv)
+        elif isinstance(event, RemoveServer):
+            self.balancer.remove_server(srv.server_id)  # type: ignore[attr-defined]
+            srv.in_pool = False
+
+    def _on_detect(self, k: int, crashes: int, t: float) -> None:
+        """A health check notices a crash: take the server out of the pool."""
+        srv = self.servers[k]
+        if not srv.up and srv.crashes == crashes and srv.in_pool:
+            self.balancer.remove_server(srv.server_id)  # type: ignore[attr-defined]
+            srv.in_pool = False
+            srv.removed_by_detection = True
+
+    def _add(self, srv: Server) -> None:
+        self.balancer.add_server(srv.server_id, srv.capacity, srv.gpu_memory_gb)  # type: ignore[attr-defined]
+        srv.in_pool = True
+        srv.removed_by_detection = False

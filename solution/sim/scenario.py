@@ -1,0 +1,163 @@
+"""A scenario: everything a run needs except the balancer and the seed.
+
+A :class:`Scenario` is a frozen, picklable description (a cluster, a
+workload, a mode, an offered load, a timetable of faults, how wrong the
+token estimates are), so the same scenario can run with any balancer, on
+any seed, in another process.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from solution.sim.cluster import ClassicMode, Cluster, LlmMode, ServerSpec, service_rate
+from solution.sim.errors import ScenarioError
+from solution.sim.faults import AddServer, Crash, FailFraction, Recover, RemoveServer, Slowdown, TimetableEvent
+from solution.sim.trace import TraceWorkload
+from solution.sim.validate import require_number
+from solution.sim.workload import Workload
+
+__all__ = ["Scenario", "EstimateError"]
+
+_EVENT_TYPES = (Crash, Slowdown, FailFraction, Recover, AddServer, RemoveServer)
+
+
+@dataclass(frozen=True)
+class EstimateError:
+    """How far ``estimated_tokens`` (what the balancer sees) is from the truth.
+
+    The gateway tokenizes the prompt, so it knows the prompt length; it must
+    guess the output length.  The estimate is
+    ``prompt + round(output * exp(bias + sigma * Z))`` with Z standard normal,
+    and at least 1.  ``sigma=0, bias=0`` (the default) is exact; ``sigma=0.5``
+    is typical of a length predictor; ``bias=log(4)`` mimics a gateway that
+    uses a generous ``max_tokens``.
+    """
+
+    sigma: float = 0.0
+    bias: float = 0.0
+
+    def __post_init__(self) -> None:
+        require_number(self.sigma, "sigma", strict=False)
+        require_number(self.bias, "bias", minimum=-math.inf, strict=False)
+
+    def apply(self, prompt: np.ndarray, output: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The estimates, as int64.  O(n)."""
+        factor = np.exp(self.bias + self.sigma * rng.standard_normal(len(output))) if self.sigma else math.exp(self.bias)
+        return np.maximum(prompt + np.rint(output * factor).astype(np.int64), 1)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What to simulate.
+
+    Args:
+        cluster: the servers present at time 0.
+        workload: a :class:`~solution.sim.workload.Workload` or a
+            :class:`~solution.sim.trace.TraceWorkload`.
+        mode: :class:`~solution.sim.cluster.LlmMode` (default) or
+            :class:`~solution.sim.cluster.ClassicMode`.
+        load: offered load per server, or ``None`` to keep the arrival
+            process's own rate.  The arrival rate becomes
+            ``load * sum(service_rate(server))`` over the servers present at
+            time 0, where a server's service rate is what it completes with a
+            full batch (:func:`~solution.sim.cluster.service_rate`).  In classic
+            mode with capacity 1 and c servers the offered load is ``a = load * c``
+            erlangs.  Not allowed with a trace (use its ``time_scale``).
+        timetable: faults and operator actions (:mod:`solution.sim.faults`).
+        estimate: the error of ``estimated_tokens``.
+        crash_detection: ``None`` (stage 1: nobody notices a crash, the
+            balancer keeps routing to the dead server) or the seconds after
+            which the gateway removes a crashed server (it adds it back when
+            it recovers).
+        name: a label for tables and plots.
+    """
+
+    cluster: Cluster
+    workload: Workload | TraceWorkload
+    mode: LlmMode | ClassicMode = field(default_factory=LlmMode)
+    load: float | None = None
+    timetable: tuple[TimetableEvent, ...] = ()
+    estimate: EstimateError = field(default_factory=EstimateError)
+    crash_detection: float | None = None
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cluster, Cluster):
+            raise TypeError(f"cluster must be a Cluster, got {type(self.cluster).__name__}")
+        if not isinstance(self.workload, (Workload, TraceWorkload)):
+            raise TypeError(f"workload must be a Workload or a TraceWorkload, got {type(self.workload).__name__}")
+        if not isinstance(self.mode, (LlmMode, ClassicMode)):
+            raise TypeError(f"mode must be LlmMode() or ClassicMode(), got {type(self.mode).__name__}")
+        require_number(self.load, "load", none_ok=True)
+        if self.load is not None and isinstance(self.workload, TraceWorkload):
+            raise ValueError("a trace replay has its own arrival times: set its time_scale instead of a load")
+        require_number(self.crash_detection, "crash_detection", strict=False, none_ok=True)
+        object.__setattr__(self, "timetable", tuple(sorted(self.timetable, key=lambda e: e.at)))
+        for event in self.timetable:
+            if not isinstance(event, _EVENT_TYPES):
+                raise TypeError(f"timetable entries must be fault or operator events, got {type(event).__name__}")
+        self.server_specs()  # checks the timetable's server ids
+
+    def server_specs(self) -> tuple[ServerSpec, ...]:
+        """Every server the run may use: the cluster's, then those the timetable adds.
+
+        Raises:
+            ScenarioError (a ValueError): the timetable names an unknown
+                server, or adds an id with a different spec.
+        """
+        specs = {s.server_id: s for s in self.cluster.servers}
+        for event in self.timetable:
+            if isinstance(event, AddServer):
+                known = specs.setdefault(event.server, event.spec)
+                if known != event.spec:
+                    raise ScenarioError(f"server {event.server!r} is added with two different specs: {known} and {event.spec}")
+            elif event.server not in specs:
+                raise ScenarioError(
+                    f"the timetable's {type(event).__name__} at {event.at} s names server {event.server!r}, "
+                    f"which is neither in the cluster nor added by the timetable; known: {', '.join(specs)}"
+                )
+        return tuple(specs.values())
+
+    def capacities(self) -> list[int]:
+        """Each server's capacity (the spec's, or the mode's default for its GPU), in :meth:`server_specs` order."""
+        return [spec.capacity or self.mode.default_capacity(spec.gpu_spec) for spec in self.server_specs()]
+
+    def request_rate(self, prompt: np.ndarray, output: np.ndarray) -> float:
+        """The arrival rate (requests/s) that makes ``load``, for requests with these token counts.
+
+        ``load * sum(service_rate(server))`` over the cluster's servers (see
+        the ``load`` argument).  O(n + S).
+        """
+        if self.load is None:
+            raise ValueError("this scenario sets no load; its arrival process's rate applies")
+        mean_prefill, mean_decode = self.mode.mean_steps(prompt, output)
+        servers = zip(self.cluster.servers, self.capacities())
+        return self.load * sum(
+            service_rate(self.mode.timing(spec.gpu_spec), cap, mean_prefill, mean_decode) for spec, cap in servers
+        )
+
+    def expected_duration(self) -> float:
+        """Roughly how long the arrivals last (seconds), from a seed-0 draw of the workload.
+
+        Handy for placing faults at a fraction of the run.  O(n).
+        """
+        pilot = self.workload.generate(
+            np.random.default_rng(0), np.random.default_rng(0), None if self.load is None else self.request_rate
+        )
+        known = pilot.arrival[~np.isnan(pilot.arrival)]
+        mean_gap = float(known[-1] - known[0]) / max(len(known) - 1, 1)
+        return mean_gap * len(pilot)
+
+    def with_load(self, load: float) -> Scenario:
+        """The same scenario at another offered load per server."""
+        return replace(self, load=load)
+
+    def with_requests(self, requests: int) -> Scenario:
+        """The same scenario with another number of requests (not for traces: use ``limit``)."""
+        if not isinstance(self.workload, Workload):
+            raise ValueError("a trace has a fixed number of requests; use TraceWorkload(limit=...)")
+        return replace(self, workload=replace(self.workload, requests=requests))

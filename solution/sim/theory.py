@@ -1,0 +1,143 @@
+"""Queueing formulas and the statistics used to compare them with simulations.
+
+* :func:`erlang_b`: the blocking probability of an M/M/c/c loss system
+  (Erlang's loss formula).  Later stages add Erlang C and M/M/c/K here.
+* :func:`student_t_quantile` and :func:`mean_confidence_interval`: a
+  t-based confidence interval of a mean over independent replications, the
+  method the tests and the notebook use (no SciPy needed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from solution.sim.validate import require_number
+
+__all__ = ["erlang_b", "student_t_cdf", "student_t_quantile", "mean_confidence_interval"]
+
+
+def erlang_b(servers: int, offered_load: float) -> float:
+    """Erlang's loss formula B(c, a): the probability an arrival finds all c servers busy.
+
+    ``offered_load`` is a = lambda / mu in erlangs (arrival rate times mean
+    service time).  Computed with the stable recurrence
+    ``B(0) = 1, B(k) = a B(k-1) / (k + a B(k-1))``: O(c) time, no overflow.
+
+    >>> round(erlang_b(4, 3.0), 4)
+    0.2061
+
+    By PASTA (Poisson arrivals see time averages) it is also the fraction of
+    requests lost, and it is *insensitive*: it holds for any service-time
+    distribution with mean 1 / mu.
+
+    Raises:
+        TypeError: ``servers`` is not an ``int`` or ``offered_load`` not a number.
+        ValueError: ``servers`` below 1 or ``offered_load`` not positive and finite.
+    """
+    if isinstance(servers, bool) or not isinstance(servers, int):
+        raise TypeError(f"servers must be an int, got {type(servers).__name__}")
+    if servers < 1:
+        raise ValueError(f"servers must be at least 1, got {servers}")
+    a = require_number(offered_load, "offered_load")
+    b = 1.0
+    for k in range(1, servers + 1):
+        b = a * b / (k + a * b)
+    return b
+
+
+def student_t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t distribution with ``df`` degrees of freedom.
+
+    Uses the regularized incomplete beta function (continued fraction,
+    Numerical Recipes 6.4): ``P(|T| > t) = I_x(df/2, 1/2)`` with
+    ``x = df / (df + t^2)``.  Accurate to about 1e-12.
+    """
+    df = require_number(df, "df")
+    x = df / (df + t * t)
+    tail = 0.5 * _betainc(df / 2.0, 0.5, x)
+    return 1.0 - tail if t > 0 else tail
+
+
+def student_t_quantile(p: float, df: float) -> float:
+    """The t such that ``student_t_cdf(t, df) == p``, for 0 < p < 1.
+
+    Bisection on the CDF (60 halvings of a bracket that always contains the
+    answer): slow-ish (tens of microseconds) but simple and exact to ~1e-12.
+
+    >>> round(student_t_quantile(0.975, 9), 4)
+    2.2622
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be strictly between 0 and 1, got {p}")
+    if p < 0.5:
+        return -student_t_quantile(1.0 - p, df)
+    lo, hi = 0.0, 1.0
+    while student_t_cdf(hi, df) < p:
+        lo, hi = hi, hi * 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if student_t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-13 * max(1.0, hi):
+            break
+    return 0.5 * (lo + hi)
+
+
+def mean_confidence_interval(samples: Sequence[float], level: float = 0.99) -> tuple[float, float, float]:
+    """``(mean, low, high)``: a two-sided t confidence interval of the mean.
+
+    ``samples`` must be independent and identically distributed, for instance
+    one statistic per independent seed.  With K samples the interval is
+    ``mean +- t_{(1+level)/2, K-1} * s / sqrt(K)``, where ``s`` is the sample
+    standard deviation.  By the central limit theorem each replication's
+    statistic (an average over many requests) is close to normal, so the
+    interval covers the true mean with probability close to ``level``.
+
+    Raises:
+        ValueError: fewer than two samples, or ``level`` outside (0, 1).
+    """
+    values = [float(v) for v in samples]
+    k = len(values)
+    if k < 2:
+        raise ValueError(f"a confidence interval needs at least 2 independent samples, got {k}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be strictly between 0 and 1, got {level}")
+    mean = math.fsum(values) / k
+    var = math.fsum((v - mean) ** 2 for v in values) / (k - 1)
+    half = student_t_quantile(0.5 + level / 2.0, k - 1) * math.sqrt(var / k)
+    return mean, mean - half, mean + half
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), 0 <= x <= 1."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _betacf(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """The continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 400):
+        m2 = 2 * m
+        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h

@@ -1,0 +1,365 @@
+"""Workloads: when requests arrive and how many tokens they carry.
+
+A workload *spec* (:class:`Workload`, or :class:`solution.sim.trace.TraceWorkload`)
+is a small frozen description; ``generate`` turns it into :class:`Requests`,
+one numpy array per field, from seeded random streams.
+
+* Arrivals: :class:`Poisson`, or :class:`OnOff` bursts (a two-state
+  Markov-modulated Poisson process).
+* Token counts: :class:`Fixed`, :class:`LogNormal`, :class:`Bimodal`,
+  :class:`Pareto` (heavy-tailed), per :class:`Tier` (a mix of traffic classes).
+* :class:`Sessions`: multi-turn conversations.  A session's first turn
+  arrives from the arrival process; every later turn is sent ``think`` seconds
+  after the previous turn *ended* (whatever its outcome), so its arrival time
+  is only known while simulating (``NaN`` in :attr:`Requests.arrival`).  Each
+  turn's prompt is the whole conversation so far plus the new user message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from solution.sim.validate import require_number
+from solution.validate import require_int
+
+__all__ = [
+    "Fixed",
+    "LogNormal",
+    "Bimodal",
+    "Pareto",
+    "TokenDist",
+    "Poisson",
+    "OnOff",
+    "ArrivalProcess",
+    "Tier",
+    "Sessions",
+    "Workload",
+    "Requests",
+]
+
+
+# -- token-count distributions ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """Always ``tokens`` tokens."""
+
+    tokens: int
+
+    def __post_init__(self) -> None:
+        require_int(self.tokens, "tokens", minimum=0)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.full(n, self.tokens, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class LogNormal:
+    """``round(exp(N(log median, sigma)))``, clipped to ``[low, high]``.
+
+    The usual shape of prompt and output lengths: most are short, some long.
+    """
+
+    median: float
+    sigma: float = 1.0
+    low: int = 1
+    high: int = 32768
+
+    def __post_init__(self) -> None:
+        require_number(self.median, "median")
+        require_number(self.sigma, "sigma", strict=False)
+        require_int(self.low, "low", minimum=0)
+        require_int(self.high, "high", minimum=max(self.low, 1))
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        raw = rng.lognormal(math.log(self.median), self.sigma, n)
+        return np.clip(np.rint(raw), self.low, self.high).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Bimodal:
+    """A mixture: ``long`` with probability ``long_share``, else ``short``."""
+
+    short: TokenDist
+    long: TokenDist
+    long_share: float = 0.2
+
+    def __post_init__(self) -> None:
+        share = require_number(self.long_share, "long_share", strict=False)
+        if share > 1:
+            raise ValueError(f"long_share must be at most 1, got {share}")
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        is_long = rng.random(n) < self.long_share
+        return np.where(is_long, self.long.sample(rng, n), self.short.sample(rng, n))
+
+
+@dataclass(frozen=True)
+class Pareto:
+    """Heavy-tailed: ``minimum * U^(-1/alpha)`` rounded, clipped at ``high``.
+
+    With ``alpha`` <= 2 the variance is infinite before clipping: a few
+    requests carry a large share of all tokens.
+    """
+
+    minimum: int
+    alpha: float = 1.5
+    high: int = 32768
+
+    def __post_init__(self) -> None:
+        require_int(self.minimum, "minimum")
+        require_number(self.alpha, "alpha")
+        require_int(self.high, "high", minimum=self.minimum)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        raw = self.minimum * (1.0 + rng.pareto(self.alpha, n))
+        return np.minimum(np.rint(raw), self.high).astype(np.int64)
+
+
+TokenDist = Fixed | LogNormal | Bimodal | Pareto
+
+
+# -- arrival processes -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Poisson:
+    """Independent exponential gaps with mean ``1 / rate`` (requests per second)."""
+
+    rate: float = 1.0
+
+    def __post_init__(self) -> None:
+        require_number(self.rate, "rate")
+
+    @property
+    def mean_rate(self) -> float:
+        return self.rate
+
+    def with_mean_rate(self, rate: float) -> Poisson:
+        return Poisson(rate)
+
+    def times(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` sorted arrival times from 0.  O(n), vectorized."""
+        return np.cumsum(rng.exponential(1.0 / self.rate, n))
+
+
+@dataclass(frozen=True)
+class OnOff:
+    """Bursts: a two-state Markov-modulated Poisson process.
+
+    The process alternates between *on* periods (exponential, mean
+    ``mean_on`` seconds, arrivals at ``rate_on``) and *off* periods (mean
+    ``mean_off``, rate ``rate_off``, which may be 0).  It starts in its
+    stationary state.  Given a period's length, its arrivals are a Poisson
+    count placed uniformly, which is exact.
+    """
+
+    rate_on: float
+    rate_off: float = 0.0
+    mean_on: float = 10.0
+    mean_off: float = 30.0
+
+    def __post_init__(self) -> None:
+        require_number(self.rate_on, "rate_on")
+        require_number(self.rate_off, "rate_off", strict=False)
+        require_number(self.mean_on, "mean_on")
+        require_number(self.mean_off, "mean_off")
+
+    @property
+    def mean_rate(self) -> float:
+        return (self.rate_on * self.mean_on + self.rate_off * self.mean_off) / (self.mean_on + self.mean_off)
+
+    def with_mean_rate(self, rate: float) -> OnOff:
+        """The same burst shape scaled to a mean of ``rate`` requests per second."""
+        factor = require_number(rate, "rate") / self.mean_rate
+        return replace(self, rate_on=self.rate_on * factor, rate_off=self.rate_off * factor)
+
+    def times(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` sorted arrival times from 0.  O(n + periods), vectorized per block of periods."""
+        on = rng.random() < self.mean_on / (self.mean_on + self.mean_off)
+        per_cycle = self.rate_on * self.mean_on + self.rate_off * self.mean_off
+        chunks: list[np.ndarray] = []
+        have, start = 0, 0.0
+        while have < n:
+            pairs = int((n - have) / per_cycle) + 16
+            means = np.tile([self.mean_on, self.mean_off] if on else [self.mean_off, self.mean_on], pairs)
+            rates = np.tile([self.rate_on, self.rate_off] if on else [self.rate_off, self.rate_on], pairs)
+            lengths = rng.exponential(means)
+            begins = start + np.cumsum(lengths) - lengths
+            counts = rng.poisson(rates * lengths)
+            offsets = rng.random(int(counts.sum())) * np.repeat(lengths, counts)
+            chunks.append(np.sort(np.repeat(begins, counts) + offsets))
+            have += len(chunks[-1])
+            start = float(begins[-1] + lengths[-1])
+        return np.concatenate(chunks)[:n]
+
+
+ArrivalProcess = Poisson | OnOff
+
+
+# -- tiers, sessions, the workload -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A class of traffic: a share of the requests with its own token counts."""
+
+    name: str
+    share: float = 1.0
+    prompt: TokenDist = field(default_factory=lambda: LogNormal(median=512, sigma=1.0, high=8192))
+    output: TokenDist = field(default_factory=lambda: LogNormal(median=128, sigma=0.8, high=2048))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("a tier needs a non-empty name")
+        require_number(self.share, "share")
+
+
+@dataclass(frozen=True)
+class Sessions:
+    """Multi-turn conversations.
+
+    Each session has ``1 + Geometric`` turns (mean ``mean_turns``); the next
+    turn is sent an exponential think time (mean ``mean_think`` seconds)
+    after the previous one ended.  A turn's prompt is the conversation so far
+    (previous prompts' new tokens and all outputs) plus a new user message
+    drawn from the tier's ``prompt`` distribution, capped at ``max_context``.
+    """
+
+    mean_turns: float = 4.0
+    mean_think: float = 20.0
+    max_context: int = 16384
+
+    def __post_init__(self) -> None:
+        if require_number(self.mean_turns, "mean_turns") < 1:
+            raise ValueError(f"mean_turns must be at least 1, got {self.mean_turns}")
+        require_number(self.mean_think, "mean_think", strict=False)
+        require_int(self.max_context, "max_context")
+
+
+@dataclass(frozen=True, eq=False)
+class Requests:
+    """A realized workload: one entry per request, in request-index order.
+
+    ``arrival`` is ``NaN`` for session turns after the first (they are sent
+    while simulating); ``think`` is the pause before such a turn.  ``session``
+    is -1 outside sessions.  Indices of one session are consecutive.
+    """
+
+    arrival: np.ndarray  # float64, seconds
+    prompt_tokens: np.ndarray  # int64
+    output_tokens: np.ndarray  # int64
+    tier: np.ndarray  # int16, index into tier_names
+    tier_names: tuple[str, ...]
+    session: np.ndarray  # int64, -1 when not part of a session
+    think: np.ndarray  # float64, seconds before a follow-up turn (0 otherwise)
+
+    def __len__(self) -> int:
+        return len(self.arrival)
+
+    def next_turn(self) -> np.ndarray:
+        """The index of each request's next turn in its session, or -1.  O(n)."""
+        nxt = np.full(len(self), -1, dtype=np.int64)
+        if len(self) > 1:
+            same = (self.session[1:] == self.session[:-1]) & (self.session[1:] >= 0)
+            nxt[:-1][same] = np.nonzero(same)[0] + 1
+        return nxt
+
+
+#: The tier used when a workload names none.
+DEFAULT_TIERS = (Tier("default"),)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """``requests`` requests from ``arrivals``, with tokens drawn per tier.
+
+    The arrival process's own rate is used unless the scenario asks for an
+    offered load, in which case the process is rescaled (its shape kept).
+    """
+
+    requests: int
+    arrivals: ArrivalProcess = field(default_factory=Poisson)
+    tiers: tuple[Tier, ...] = DEFAULT_TIERS
+    sessions: Sessions | None = None
+
+    def __post_init__(self) -> None:
+        require_int(self.requests, "requests")
+        object.__setattr__(self, "tiers", tuple(self.tiers))
+        if not self.tiers:
+            raise ValueError("a workload needs at least one tier")
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be unique, got {names}")
+
+    def generate(
+        self,
+        rng_tokens: np.random.Generator,
+        rng_arrivals: np.random.Generator,
+        request_rate: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    ) -> Requests:
+        """Draw the requests.  O(n) numpy work.
+
+        ``request_rate(prompt, output)``, when given, returns the mean number
+        of requests per second wanted (the scenario's offered load); the
+        arrival process is rescaled to it.  Tokens come from ``rng_tokens``
+        and times from ``rng_arrivals``, so changing the load leaves the
+        token counts of a seed unchanged.
+        """
+        n = self.requests
+        shares = np.array([t.share for t in self.tiers])
+        if self.sessions is None:
+            session = np.full(n, -1, dtype=np.int64)
+            tier = rng_tokens.choice(len(self.tiers), size=n, p=shares / shares.sum()).astype(np.int16)
+            prompt, output = self._tokens(rng_tokens, tier)
+            think = np.zeros(n)
+            first = np.ones(n, dtype=bool)
+        else:
+            session, tier, prompt, output, think, first = self._sessions(rng_tokens, shares)
+        rate = self.arrivals.mean_rate if request_rate is None else request_rate(prompt, output)
+        starts = int(first.sum())
+        # Sessions: a request rate of `rate` needs `rate * starts / n` session starts per second.
+        process = self.arrivals.with_mean_rate(rate * starts / n)
+        arrival = np.full(n, np.nan)
+        arrival[first] = process.times(rng_arrivals, starts)
+        names = tuple(t.name for t in self.tiers)
+        return Requests(arrival, prompt, output, tier, names, session, think)
+
+    def _tokens(self, rng: np.random.Generator, tier: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        prompt = np.empty(len(tier), dtype=np.int64)
+        output = np.empty(len(tier), dtype=np.int64)
+        for k, spec in enumerate(self.tiers):
+            mask = tier == k
+            prompt[mask] = spec.prompt.sample(rng, int(mask.sum()))
+            output[mask] = spec.output.sample(rng, int(mask.sum()))
+        return prompt, output
+
+    def _sessions(self, rng: np.random.Generator, shares: np.ndarray) -> tuple[np.ndarray, ...]:
+        spec = self.sessions
+        assert spec is not None
+        n = self.requests
+        turns = np.empty(0, dtype=np.int64)
+        while turns.sum() < n:
+            more = int(n / spec.mean_turns) + 16
+            turns = np.concatenate([turns, rng.geometric(1.0 / spec.mean_turns, more)])
+        ends = np.cumsum(turns)
+        count = int(np.searchsorted(ends, n)) + 1  # sessions needed
+        turns = turns[:count]
+        turns[-1] -= int(ends[count - 1]) - n  # trim the last session to exactly n requests
+        session = np.repeat(np.arange(count, dtype=np.int64), turns)
+        session_tier = rng.choice(len(self.tiers), size=count, p=shares / shares.sum()).astype(np.int16)
+        tier = session_tier[session]
+        user, output = self._tokens(rng, tier)
+        first = np.ones(n, dtype=bool)
+        first[1:] = session[1:] != session[:-1]
+        # Context before each turn: every earlier turn's new user tokens and output, within the session.
+        grown = np.cumsum(user + output) - (user + output)
+        base = grown[first][session]
+        prompt = np.minimum(grown - base + user, spec.max_context)
+        think = np.where(first, 0.0, rng.exponential(spec.mean_think, n))
+        return session, tier, prompt, output, think, first
