@@ -18,7 +18,7 @@ from enum import IntEnum
 
 import numpy as np
 
-__all__ = ["Outcome", "Results", "Summary", "format_table"]
+__all__ = ["Outcome", "Results", "Summary", "format_table", "table_rows"]
 
 
 class Outcome(IntEnum):
@@ -62,6 +62,7 @@ class Results:
     tier: np.ndarray  # int16, index into tier_names
     tier_names: tuple[str, ...]
     session: np.ndarray  # int32, -1 outside sessions
+    mode: str = "llm"  # "llm" or "classic" (no tokens are generated: TPOT is NaN)
 
     def __len__(self) -> int:
         return len(self.arrival)
@@ -80,9 +81,9 @@ class Results:
 
     @property
     def tpot(self) -> np.ndarray:
-        """Time per output token after the first (NaN unless completed with two or more tokens)."""
+        """Time per output token after the first (NaN unless completed with two or more tokens, in LLM mode)."""
         steps = self.output_tokens.astype(np.float64) - 1.0
-        ok = (self.outcome == Outcome.COMPLETED) & (steps > 0)
+        ok = (self.outcome == Outcome.COMPLETED) & (steps > 0) & (self.mode != "classic")
         return np.where(ok, (self.finish - self.first_token) / np.where(ok, steps, 1.0), np.nan)
 
     def count(self, outcome: Outcome) -> int:
@@ -175,7 +176,7 @@ class Results:
 
     def same_as(self, other: Results) -> bool:
         """True when both runs are identical bit for bit (NaNs in the same places)."""
-        if (self.server_ids, self.tier_names) != (other.server_ids, other.tier_names):
+        if (self.server_ids, self.tier_names, self.mode) != (other.server_ids, other.tier_names, other.mode):
             return False
         mine, theirs = self.arrays(), other.arrays()
         return all(
@@ -247,16 +248,22 @@ _ROWS: tuple[tuple[str, Callable[[Summary], float], str], ...] = (
 )
 
 
-def format_table(summaries: Mapping[str, Summary]) -> str:
-    """A plain-text table with one column per labelled summary; ``n/a`` for NaN.
-
-    >>> print(format_table({}))
-    metric
-    """
+def table_rows(summaries: Mapping[str, Summary]) -> list[list[str]]:
+    """The summary table as rows of strings: a header row, then one row per metric; ``n/a`` for NaN."""
     rows = [["metric", *summaries]]
     for title, get, fmt in _ROWS:
         values = [get(s) for s in summaries.values()]
         rows.append([title, *("n/a" if v != v else fmt.format(v) for v in values)])
+    return rows
+
+
+def format_table(summaries: Mapping[str, Summary]) -> str:
+    """A plain-text table with one column per labelled summary.
+
+    >>> print(format_table({}))
+    metric
+    """
+    rows = table_rows(summaries)
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in enumerate(zip(r, widths))) for r in rows]
     return "\n".join(line.rstrip() for line in lines)

@@ -161,4 +161,5 @@ def simulate(
         tier=requests.tier,
         tier_names=requests.tier_names,
         session=requests.session.astype(np.int32),
+        mode="classic" if isinstance(mode, ClassicMode) else "llm",
     )

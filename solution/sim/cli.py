@@ -1,0 +1,105 @@
+"""The command line: ``python -m solution.sim``.
+
+::
+
+    python -m solution.sim list
+    python -m solution.sim run classic --servers 16 --load 0.9 --requests 1000000
+    python -m solution.sim run crash --servers 4 --detection 5 --balancer exercises
+    python -m solution.sim trace ../shared/data/azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv \\
+        --servers 2 --time-scale 0.5
+
+``--balancer`` picks the implementation: ``solution`` (the reference),
+``exercises`` (the candidate's), or ``package.module:Class``; by default the
+one ``LB_IMPL`` names, else the reference.  A progress bar appears on long
+runs when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Sequence
+
+from solution.impl import impl_name, load_impl
+from solution.sim.gpus import GPU_PRESETS
+from solution.sim.runner import BalancerFactory, simulate
+from solution.sim.scenarios import SCENARIOS, build, trace
+
+__all__ = ["main", "resolve_balancer"]
+
+#: Runs with at least this many requests show a progress bar (on a terminal).
+LONG_RUN = 100_000
+
+
+def resolve_balancer(spec: str | None) -> BalancerFactory:
+    """``solution`` / ``exercises`` / ``package.module:Class`` (``None``: ``LB_IMPL``, else the reference).
+
+    Raises:
+        ValueError: the spec is malformed or names nothing importable.
+    """
+    if spec is None:
+        spec = impl_name(default="solution")
+    if ":" not in spec:
+        return load_impl(spec).LoadBalancer
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import balancer {spec!r} ({exc}); use package.module:Class") from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m solution.sim", description="Simulate an LLM serving cluster.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the named scenarios and GPU presets")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--servers", type=int, help="number of servers")
+    common.add_argument("--gpu", choices=sorted(GPU_PRESETS), help="GPU preset of every server")
+    common.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    common.add_argument("--balancer", help="solution, exercises or package.module:Class (default: LB_IMPL or solution)")
+    common.add_argument("--warmup", type=float, default=0.0, help="ignore requests arriving before this time (s)")
+    bar = common.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show a progress bar")
+    bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show a progress bar")
+    run = sub.add_parser("run", parents=[common], help="run a named scenario")
+    run.add_argument("scenario", choices=sorted(SCENARIOS))
+    run.add_argument("--load", type=float, help="offered load per server (1.0 saturates a full batch)")
+    run.add_argument("--requests", type=int, help="number of requests")
+    run.add_argument("--detection", type=float, help="crash scenario: seconds until a crash is noticed")
+    replay = sub.add_parser("trace", parents=[common], help="replay an Azure LLM inference 2023 CSV trace")
+    replay.add_argument("path")
+    replay.add_argument("--time-scale", type=float, default=1.0, help="multiply every time by this (0.5: twice as fast)")
+    replay.add_argument("--limit", type=int, help="replay only the first rows")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "list":
+        for name, builder in SCENARIOS.items():
+            print(f"{name:12s} {(builder.__doc__ or '').strip().splitlines()[0]}")
+        print("\nGPU presets: " + ", ".join(GPU_PRESETS))
+        return 0
+    options = {k: v for k, v in vars(args).items() if v is not None and k in ("servers", "gpu", "load", "requests", "detection")}
+    try:
+        balancer = resolve_balancer(args.balancer)
+        if args.command == "run":
+            scenario = build(args.scenario, **options)
+        else:
+            scenario = trace(args.path, time_scale=args.time_scale, limit=args.limit, **options)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    requests = getattr(scenario.workload, "requests", 0)  # a trace replay is short: no bar by default
+    progress = args.progress if args.progress is not None else sys.stderr.isatty() and requests >= LONG_RUN
+    started = time.perf_counter()
+    results = simulate(scenario, balancer, seed=args.seed, progress=progress)
+    elapsed = time.perf_counter() - started
+    name = f"{balancer.__module__}.{balancer.__qualname__}"
+    print(f"{scenario.name}: {len(results):,} requests on {len(results.server_ids)} servers, balancer {name}, "
+          f"seed {args.seed}; simulated in {elapsed:.2f} s ({len(results) / elapsed:,.0f} requests/s)\n")  # fmt: skip
+    print(results.summary(args.warmup).table())
+    return 0
