@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from types import ModuleType
 
 __all__ = ["IMPLEMENTATIONS", "impl_name", "load_impl"]
@@ -27,6 +28,17 @@ def impl_name(default: str = "exercises") -> str:
     return name
 
 
-def load_impl(name: str | None = None, *, default: str = "exercises") -> ModuleType:
-    """Import and return the implementation package (``solution`` or ``exercises``)."""
-    return importlib.import_module(name if name is not None else impl_name(default))
+def load_impl(name: str | None = None, *, default: str = "exercises", reload: bool = False) -> ModuleType:
+    """Import and return the implementation package (``solution`` or ``exercises``).
+
+    ``reload=True`` re-imports the candidate's package and its modules, so a
+    notebook picks up edits to ``exercises/`` without restarting the kernel.
+    The reference is never reloaded: other modules hold its classes.
+    """
+    name = name if name is not None else impl_name(default)
+    module = importlib.import_module(name)
+    if reload and name != "solution":
+        for sub in sorted(m for m in sys.modules if m.startswith(name + ".")):
+            importlib.reload(sys.modules[sub])
+        module = importlib.reload(module)
+    return module
