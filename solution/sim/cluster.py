@@ -124,21 +124,34 @@ class LlmMode:
 
 @dataclass(frozen=True)
 class ClassicMode:
-    """The M/M/c/c world: exponential service times with mean ``mean_service`` seconds.
+    """The textbook world: exponential service times with mean ``mean_service`` seconds.
 
-    A server's speed does not depend on how many requests it runs; tokens
-    are ignored (they only reach the balancer as ``estimated_tokens``).  The
-    whole service is one phase, so the first token arrives with the last.
-    Capacity defaults to 1 per server, so c servers make an M/M/c/c system.
+    Tokens are ignored (they only reach the balancer as ``estimated_tokens``).
+    The whole service is one phase, so the first token arrives with the last.
+    Capacity defaults to 1 per server.
+
+    * ``sharing=False`` (default): a request is served at full speed however
+      many others run beside it; c servers of capacity 1 make an M/M/c/c
+      loss system (Erlang B).
+    * ``sharing=True``: a server's speed is split equally among its running
+      requests (egalitarian processor sharing); one server of capacity K is
+      an M/M/1/K queue served by processor sharing.  It exercises the same
+      virtual-clock bookkeeping as LLM mode, against a formula.
     """
 
     mean_service: float = 1.0
+    sharing: bool = False
 
     def __post_init__(self) -> None:
         require_number(self.mean_service, "mean_service")
+        if not isinstance(self.sharing, bool):
+            raise TypeError(f"sharing must be a bool, got {type(self.sharing).__name__}")
 
     def timing(self, gpu: GpuSpec) -> ServerTiming:
-        # One step is one second of service, whatever the batch.
+        # A step is one second of service.  Without sharing an iteration takes 1 s whatever the
+        # batch; with sharing it takes 1 s per running request, so each gets 1/b of the speed.
+        if self.sharing:
+            return ServerTiming(t_base=0.0, t_decode=1.0, t_chunk=1.0)
         return ServerTiming(t_base=1.0, t_decode=0.0, t_chunk=0.0)
 
     def default_capacity(self, gpu: GpuSpec) -> int:

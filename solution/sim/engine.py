@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from solution.sim.errors import BalancerContractError, SimulationError
+from solution.sim.errors import BalancerContractError, ScenarioError, SimulationError
 from solution.sim.events import ARRIVAL, DETECT, SERVER, TIMETABLE, EventQueue
 from solution.sim.faults import AddServer, Crash, FailFraction, Recover, RemoveServer, Slowdown, TimetableEvent
 from solution.sim.results import Outcome
@@ -214,10 +214,14 @@ class Engine:
             srv.set_speed(t, 1.0)
             self._schedule(srv)
         elif isinstance(event, AddServer):
+            if srv.in_pool:
+                raise ScenarioError(f"AddServer at {t} s: server {srv.server_id!r} is already in the pool; remove it first")
             self._add(srv)
         elif isinstance(event, RemoveServer):
-            self.balancer.remove_server(srv.server_id)  # type: ignore[attr-defined]
-            srv.in_pool = False
+            if srv.in_pool:  # else it is already out (drained, or removed by crash detection): nothing to do
+                self.balancer.remove_server(srv.server_id)  # type: ignore[attr-defined]
+                srv.in_pool = False
+            srv.removed_by_detection = False  # the operator's decision: do not add it back on recovery
 
     def _on_detect(self, k: int, crashes: int, t: float) -> None:
         """A health check notices a crash: take the server out of the pool."""

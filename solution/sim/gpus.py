@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from solution.sim.validate import require_number
+
 __all__ = ["GpuSpec", "GPU_PRESETS", "ModelSpec", "ServerTiming", "gpu_preset"]
 
 
@@ -78,6 +80,12 @@ class ServerTiming:
     t_base: float  # per iteration: reading the weights
     t_decode: float  # per decoding sequence: its KV cache read and one token of compute
     t_chunk: float  # per prefilling sequence: one chunk of prompt tokens of compute
+
+    def __post_init__(self) -> None:
+        for name in ("t_base", "t_decode", "t_chunk"):
+            require_number(getattr(self, name), name, strict=False)
+        if self.t_base + self.t_decode <= 0 or self.t_base + self.t_chunk <= 0:
+            raise ValueError("an iteration with at least one sequence must take some time: raise t_base")
 
     def iteration_time(self, decoding: int, prefilling: int = 0) -> float:
         """Seconds per iteration with that many sequences in each phase.  O(1)."""

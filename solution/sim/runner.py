@@ -69,7 +69,7 @@ def simulate(
         seed: an int >= 0; the same seed gives the same results bit for bit.
         progress: show a tqdm progress bar.
         engine: ``"auto"`` uses the classic fast path when it applies
-            (classic mode, no timetable, no sessions); ``"general"`` forces
+            (classic mode without sharing, no timetable, no sessions); ``"general"`` forces
             the general engine (same results, slower).
 
     Raises:
@@ -105,6 +105,7 @@ def simulate(
     fast = (
         engine == "auto"
         and isinstance(mode, ClassicMode)
+        and not mode.sharing
         and not scenario.timetable
         and not np.isnan(requests.arrival).any()
     )

@@ -89,19 +89,18 @@ class Server:
         return len(self.tags)
 
     def _set_rate(self) -> None:
-        self.rate = self.speed / (self.t_base + self.t_decode * self.decoding + self.t_chunk * self.prefilling)
+        busy = self.t_base + self.t_decode * self.decoding + self.t_chunk * self.prefilling
+        self.rate = self.speed / busy if busy > 0 else inf  # inf only when idle: never used then
 
     def advance(self, now: float) -> None:
-        """Bring the virtual clock to real time ``now`` at the current rate.  O(1)."""
-        self.clock += (now - self.last) * self.rate
+        """Bring the virtual clock to real time ``now`` at the current rate (it stays 0 while idle).  O(1)."""
+        if self.tags:
+            self.clock += (now - self.last) * self.rate
         self.last = now
 
     def admit(self, now: float, request: int, prefill_steps: float) -> None:
         """Start ``request`` at ``now``; it needs ``prefill_steps`` before its first token.  O(log b)."""
-        if self.tags:
-            self.advance(now)
-        else:  # idle: the clock stayed at 0
-            self.last = now
+        self.advance(now)
         heappush(self.tags, (self.clock + prefill_steps, request, PREFILL))
         self.prefilling += 1
         self._set_rate()

@@ -2,6 +2,8 @@
 
 * :func:`erlang_b`: the blocking probability of an M/M/c/c loss system
   (Erlang's loss formula).  Later stages add Erlang C and M/M/c/K here.
+* :func:`mm1k`: blocking and mean occupancy of one M/M/1/K server (checks
+  the processor-sharing bookkeeping).
 * :func:`student_t_quantile` and :func:`mean_confidence_interval`: a
   t-based confidence interval of a mean over independent replications, the
   method the tests and the notebook use (no SciPy needed).
@@ -13,8 +15,9 @@ import math
 from collections.abc import Sequence
 
 from solution.sim.validate import require_number
+from solution.validate import require_int
 
-__all__ = ["erlang_b", "student_t_cdf", "student_t_quantile", "mean_confidence_interval"]
+__all__ = ["erlang_b", "mm1k", "student_t_cdf", "student_t_quantile", "mean_confidence_interval"]
 
 
 def erlang_b(servers: int, offered_load: float) -> float:
@@ -44,6 +47,24 @@ def erlang_b(servers: int, offered_load: float) -> float:
     for k in range(1, servers + 1):
         b = a * b / (k + a * b)
     return b
+
+
+def mm1k(load: float, capacity: int) -> tuple[float, float]:
+    """``(blocking, mean_in_system)`` of an M/M/1/K queue with ``rho = load`` and room for K = ``capacity``.
+
+    The number in the system is ``n`` with probability proportional to
+    ``rho**n`` for ``n = 0..K``; an arrival finding K is lost (PASTA), so
+    ``blocking = P(K)``.  The formula holds for any work-conserving order of
+    service, processor sharing included.  O(K).
+
+    >>> round(mm1k(1.0, 3)[0], 4)
+    0.25
+    """
+    require_int(capacity, "capacity")
+    rho = require_number(load, "load")
+    weights = [rho**n for n in range(capacity + 1)]
+    total = math.fsum(weights)
+    return weights[-1] / total, math.fsum(n * w for n, w in enumerate(weights)) / total
 
 
 def student_t_cdf(t: float, df: float) -> float:

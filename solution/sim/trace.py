@@ -54,12 +54,7 @@ def load_azure_trace(path: str | os.PathLike[str], *, time_scale: float = 1.0, l
     require_number(time_scale, "time_scale")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive int or None, got {limit!r}")
-    resolved = Path(path).resolve()
-    if not resolved.is_file():
-        raise FileNotFoundError(
-            f"no trace file at {resolved}; download AzureLLMInferenceTrace_conv.csv or _code.csv from "
-            "github.com/Azure/AzurePublicDataset (data/) and pass its path"
-        )
+    resolved = _existing(path)
     seconds, context, generated = _parse(str(resolved), resolved.stat().st_mtime_ns)
     if limit is not None:
         seconds, context, generated = seconds[:limit], context[:limit], generated[:limit]
@@ -73,6 +68,17 @@ def load_azure_trace(path: str | os.PathLike[str], *, time_scale: float = 1.0, l
         session=np.full(n, -1, dtype=np.int64),
         think=np.zeros(n),
     )
+
+
+def _existing(path: str | os.PathLike[str]) -> Path:
+    """The absolute path of an existing file, or a FileNotFoundError that says where to get one."""
+    resolved = Path(path).resolve()
+    if not resolved.is_file():
+        raise FileNotFoundError(
+            f"no trace file at {resolved}; download AzureLLMInferenceTrace_conv.csv or _code.csv from "
+            "github.com/Azure/AzurePublicDataset (data/) and pass its path"
+        )
+    return resolved
 
 
 @lru_cache(maxsize=8)
@@ -132,6 +138,7 @@ class TraceWorkload:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", os.fspath(self.path))
+        _existing(self.path)  # fail when the scenario is built, not when it runs
 
     def generate(self, rng_tokens: np.random.Generator, rng_arrivals: np.random.Generator, request_rate: object = None) -> Requests:
         """The trace's requests; the random streams are unused (a replay is fixed)."""

@@ -1,0 +1,73 @@
+"""Fixtures for the simulator's tests: the real trace files, a recording balancer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from solution import LoadBalancer
+
+#: Where the Azure LLM inference 2023 files live: beside the repository, never inside it.
+TRACE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "azure-llm-inference-2023"
+
+
+@pytest.fixture(scope="session")
+def trace_dir() -> Path:
+    """The folder of the real trace files; skips the test when it is absent (a user's clone)."""
+    if not (TRACE_DIR / "AzureLLMInferenceTrace_conv.csv").is_file():
+        pytest.skip(
+            f"the Azure LLM inference 2023 trace is not at {TRACE_DIR}; download AzureLLMInferenceTrace_conv.csv "
+            "and _code.csv from github.com/Azure/AzurePublicDataset (data/) into that folder to run this test"
+        )
+    return TRACE_DIR
+
+
+class Recorder:
+    """A balancer that forwards to the reference and records every call, in order."""
+
+    def __init__(self) -> None:
+        self.inner = LoadBalancer()
+        self.calls: list[tuple[str, Any]] = []
+
+    def add_server(self, server_id: str, capacity: int, gpu_memory_gb: int) -> None:
+        self.calls.append(("add", server_id))
+        self.inner.add_server(server_id, capacity, gpu_memory_gb)
+
+    def remove_server(self, server_id: str) -> None:
+        self.calls.append(("remove", server_id))
+        self.inner.remove_server(server_id)
+
+    def route_request(self, request_id: str, estimated_tokens: int) -> str:
+        self.calls.append(("route", request_id))
+        server = self.inner.route_request(request_id, estimated_tokens)
+        self.calls.append(("routed", request_id))
+        return server
+
+    def complete_request(self, request_id: str) -> None:
+        self.calls.append(("complete", request_id))
+        self.inner.complete_request(request_id)
+
+    def get_server_stats(self) -> dict[str, dict[str, Any]]:
+        return self.inner.get_server_stats()
+
+
+@pytest.fixture(scope="session")
+def recording() -> Callable[[], tuple[Callable[[], Recorder], list[Recorder]]]:
+    """Call it to get ``(factory, made)``: a balancer factory for ``simulate`` and the balancers it made.
+
+    Session-scoped so that Hypothesis tests may use it; each call starts afresh.
+    """
+
+    def fresh() -> tuple[Callable[[], Recorder], list[Recorder]]:
+        made: list[Recorder] = []
+
+        def factory() -> Recorder:
+            made.append(Recorder())
+            return made[-1]
+
+        return factory, made
+
+    return fresh

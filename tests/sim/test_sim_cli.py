@@ -1,0 +1,66 @@
+"""The command line: ``python -m solution.sim``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from solution import LoadBalancer
+from solution.sim.cli import main, resolve_balancer
+from solution.sim.scenarios import SCENARIOS
+
+pytestmark = pytest.mark.sim
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_list_names_every_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in SCENARIOS) and "H100-80GB" in out
+
+
+def test_run_prints_the_summary_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "classic", "--servers", "4", "--load", "0.75", "--requests", "3000", "--seed", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "classic: 3,000 requests on 4 servers" in out and "solution.balancer.LoadBalancer" in out
+    assert "rejection rate" in out and "e2e p99 (s)" in out
+
+
+def test_run_a_fault_scenario_with_another_balancer(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", "crash", "--requests", "800", "--detection", "1", "--balancer", "solution.balancer:LoadBalancer"]
+    assert main(argv) == 0
+    assert "crash: 800 requests" in capsys.readouterr().out
+
+
+def test_trace_replays_a_file(trace_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = trace_dir / "AzureLLMInferenceTrace_code.csv"
+    assert main(["trace", str(path), "--servers", "2", "--limit", "500", "--time-scale", "0.5", "--no-progress"]) == 0
+    assert "500 requests on 2 servers" in capsys.readouterr().out
+
+
+def test_errors_exit_with_status_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["run", "classic", "--balancer", "no.such.module:X"]) == 2
+    assert "package.module:Class" in capsys.readouterr().err
+    assert main(["trace", str(tmp_path / "absent.csv")]) == 2
+    assert "no trace file" in capsys.readouterr().err
+    assert main(["run", "classic", "--load", "-1"]) == 2
+    with pytest.raises(SystemExit):
+        main(["run", "no-such-scenario"])
+
+
+def test_resolve_balancer(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_balancer("solution") is LoadBalancer
+    assert resolve_balancer("solution.balancer:LoadBalancer") is LoadBalancer
+    monkeypatch.setenv("LB_IMPL", "solution")
+    assert resolve_balancer(None) is LoadBalancer
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    done = subprocess.run([sys.executable, "-m", "solution.sim", "run", "steady", "--requests", "300"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "steady: 300 requests" in done.stdout and done.stderr == ""  # no progress bar when not a terminal
