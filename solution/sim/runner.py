@@ -2,15 +2,16 @@
 
 Randomness: one seed makes a :class:`numpy.random.SeedSequence`, spawned into
 independent streams, one per purpose (token counts, arrival times, service
-times, estimate errors, failure draws).  Everything random is drawn up front,
-with numpy; the run itself is deterministic.  So the same seed gives the same
-results bit for bit, and changing, say, the load leaves the token counts of
-a seed unchanged.
+times, estimate errors, failure draws).  Everything random is drawn up front
+by :func:`prepare`, with numpy; the run itself is deterministic.  So the same
+seed gives the same results bit for bit, and changing, say, the load leaves
+the token counts of a seed unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,9 @@ from solution.sim.engine import Engine
 from solution.sim.results import Outcome, Results
 from solution.sim.scenario import Scenario
 from solution.sim.server import Server
+from solution.sim.workload import Requests
 
-__all__ = ["simulate", "BalancerFactory", "balancer_factory"]
+__all__ = ["simulate", "prepare", "Inputs", "BalancerFactory", "balancer_factory"]
 
 #: A class or zero-argument callable that returns a fresh balancer.
 BalancerFactory = Callable[[], Any]
@@ -44,6 +46,38 @@ def balancer_factory(balancer: BalancerFactory | None) -> BalancerFactory:
             f"not {type(balancer).__name__} instance: every run needs a fresh balancer"
         )
     return balancer
+
+
+@dataclass(frozen=True, eq=False)
+class Inputs:
+    """Everything random about a run, drawn from its seed before it starts.
+
+    ``prefill`` and ``decode`` are each request's work in steps (in classic
+    mode ``prefill`` is the service time in seconds); ``estimated`` is what
+    the balancer is told; ``fail_draw`` is compared with a failing server's
+    fraction.
+    """
+
+    requests: Requests
+    capacity: list[int]
+    prefill: np.ndarray
+    decode: np.ndarray
+    estimated: np.ndarray
+    fail_draw: np.ndarray
+
+
+def prepare(scenario: Scenario, seed: int) -> Inputs:
+    """Draw a run's random inputs from ``seed``.  O(n) numpy work."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    streams = np.random.SeedSequence(seed).spawn(len(_STREAMS))
+    rng = {name: np.random.default_rng(s) for name, s in zip(_STREAMS, streams)}
+    rate = None if scenario.load is None else scenario.request_rate
+    requests = scenario.workload.generate(rng["tokens"], rng["arrivals"], rate)
+    prefill, decode = scenario.mode.steps(requests.prompt_tokens, requests.output_tokens, rng["service"])
+    estimated = scenario.estimate.apply(requests.prompt_tokens, requests.output_tokens, rng["estimate"])
+    fail_draw = rng["failures"].random(len(requests))
+    return Inputs(requests, scenario.capacities(), prefill, decode, estimated, fail_draw)
 
 
 def simulate(
@@ -69,98 +103,94 @@ def simulate(
         seed: an int >= 0; the same seed gives the same results bit for bit.
         progress: show a tqdm progress bar.
         engine: ``"auto"`` uses the classic fast path when it applies
-            (classic mode without sharing, no timetable, no sessions); ``"general"`` forces
-            the general engine (same results, slower).
+            (classic mode without sharing, no timetable, no sessions);
+            ``"general"`` forces the general engine (same results, slower).
 
     Raises:
         TypeError / ValueError: bad arguments.
         BalancerContractError (a RuntimeError): the balancer broke the contract.
     """
     factory = balancer_factory(balancer)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     if engine not in ("auto", "general"):
         raise ValueError(f"engine must be 'auto' or 'general', got {engine!r}")
-    rng = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(_STREAMS)))))
-    mode = scenario.mode
+    inputs = prepare(scenario, seed)
     specs = scenario.server_specs()
-    capacity = scenario.capacities()
-    timing = [mode.timing(spec.gpu_spec) for spec in specs]
     initial = len(scenario.cluster.servers)  # the cluster's servers come first in specs
-    requests = scenario.workload.generate(
-        rng["tokens"], rng["arrivals"], None if scenario.load is None else scenario.request_rate
-    )
-    n = len(requests)
-    prefill, decode = mode.steps(requests.prompt_tokens, requests.output_tokens, rng["service"])
-    estimated = scenario.estimate.apply(requests.prompt_tokens, requests.output_tokens, rng["estimate"])
-    fail_draw = rng["failures"].random(n)
-
     lb = factory()
     missing = [m for m in _METHODS if not callable(getattr(lb, m, None))]
     if missing:
         raise TypeError(f"the balancer {type(lb).__name__} lacks {', '.join(missing)}(); simulate needs the stage-1 interface")
-    for spec, cap in zip(specs[:initial], capacity):
+    for spec, cap in zip(specs[:initial], inputs.capacity):
         lb.add_server(spec.server_id, cap, spec.gpu_spec.memory_gb)
 
+    mode = scenario.mode
     fast = (
         engine == "auto"
         and isinstance(mode, ClassicMode)
         and not mode.sharing
         and not scenario.timetable
-        and not np.isnan(requests.arrival).any()
+        and not np.isnan(inputs.requests.arrival).any()
     )
-    bar = tqdm(total=n, unit="req", disable=not progress, leave=False, desc=scenario.name)
-    try:
-        if fast:
-            order = np.argsort(requests.arrival, kind="stable")
-            chosen = np.full(n, -1, dtype=np.int32)
-            chosen[order] = run_classic(
-                lb, [s.server_id for s in specs], capacity, requests.arrival[order], prefill[order],
-                estimated[order], bar.update,
-            )
-            arrival = requests.arrival
-            routed = chosen >= 0
-            end = arrival + prefill
-            start = np.where(routed, arrival, np.nan)
-            first_token = np.where(routed, end, np.nan)
-            finish = np.where(routed, end, arrival)
-            outcome = np.where(routed, Outcome.COMPLETED, Outcome.REJECTED).astype(np.int8)
-        else:
-            servers = [
-                Server(k, spec.server_id, capacity[k], spec.gpu_spec.memory_gb, timing[k]) for k, spec in enumerate(specs)
-            ]
-            for srv in servers[:initial]:
-                srv.in_pool = True
-            run = Engine(
-                lb, servers,
-                arrival=requests.arrival.tolist(), estimated=estimated.tolist(), prefill=prefill.tolist(),
-                decode=decode.tolist(), fail_draw=fail_draw.tolist(), think=requests.think.tolist(),
-                next_turn=requests.next_turn().tolist(), timetable=scenario.timetable,
-                crash_detection=scenario.crash_detection, progress=bar.update,
-            )  # fmt: skip
-            run.run()
-            arrival = np.array(run.arrival)
-            start, first_token, finish = np.array(run.start), np.array(run.first_token), np.array(run.finish)
-            chosen = np.array(run.server, dtype=np.int32)
-            outcome = np.array(run.outcome, dtype=np.int8)
-    finally:
-        bar.close()
+    with tqdm(total=len(inputs.requests), unit="req", disable=not progress, leave=False, desc=scenario.name) as bar:
+        run = _run_fast if fast else _run_general
+        arrival, start, first_token, finish, chosen, outcome = run(lb, scenario, inputs, bar.update)
+    req = inputs.requests
     return Results(
         scenario=scenario.name,
         seed=seed,
         server_ids=tuple(s.server_id for s in specs),
-        capacity=np.array(capacity, dtype=np.int64),
+        capacity=np.array(inputs.capacity, dtype=np.int64),
         arrival=arrival,
         start=start,
         first_token=first_token,
         finish=finish,
         server=chosen,
         outcome=outcome,
-        prompt_tokens=requests.prompt_tokens.astype(np.int32),
-        output_tokens=requests.output_tokens.astype(np.int32),
-        estimated_tokens=estimated.astype(np.int32),
-        tier=requests.tier,
-        tier_names=requests.tier_names,
-        session=requests.session.astype(np.int32),
+        prompt_tokens=req.prompt_tokens.astype(np.int32),
+        output_tokens=req.output_tokens.astype(np.int32),
+        estimated_tokens=inputs.estimated.astype(np.int32),
+        tier=req.tier,
+        tier_names=req.tier_names,
+        session=req.session.astype(np.int32),
         mode="classic" if isinstance(mode, ClassicMode) else "llm",
     )
+
+
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _run_fast(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable[[int], Any]) -> _Arrays:
+    """Classic mode: departures are arrival + service (see :mod:`solution.sim.classic`)."""
+    arrival, service = inputs.requests.arrival, inputs.prefill
+    order = np.argsort(arrival, kind="stable")
+    chosen = np.full(len(arrival), -1, dtype=np.int32)
+    ids = [s.server_id for s in scenario.server_specs()]
+    chosen[order] = run_classic(lb, ids, inputs.capacity, arrival[order], service[order], inputs.estimated[order], progress)
+    routed = chosen >= 0
+    end = arrival + service
+    outcome = np.where(routed, Outcome.COMPLETED, Outcome.REJECTED).astype(np.int8)
+    return arrival, np.where(routed, arrival, np.nan), np.where(routed, end, np.nan), np.where(routed, end, arrival), chosen, outcome
+
+
+def _run_general(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable[[int], Any]) -> _Arrays:
+    """Any scenario: the event loop of :mod:`solution.sim.engine`."""
+    specs = scenario.server_specs()
+    servers = [
+        Server(k, spec.server_id, inputs.capacity[k], spec.gpu_spec.memory_gb, scenario.mode.timing(spec.gpu_spec))
+        for k, spec in enumerate(specs)
+    ]
+    for srv in servers[: len(scenario.cluster.servers)]:
+        srv.in_pool = True
+    req = inputs.requests
+    run = Engine(
+        lb, servers,
+        arrival=req.arrival.tolist(), estimated=inputs.estimated.tolist(), prefill=inputs.prefill.tolist(),
+        decode=inputs.decode.tolist(), fail_draw=inputs.fail_draw.tolist(), think=req.think.tolist(),
+        next_turn=req.next_turn().tolist(), timetable=scenario.timetable,
+        crash_detection=scenario.crash_detection, progress=progress,
+    )  # fmt: skip
+    run.run()
+    return (
+        np.array(run.arrival), np.array(run.start), np.array(run.first_token), np.array(run.finish),
+        np.array(run.server, dtype=np.int32), np.array(run.outcome, dtype=np.int8),
+    )  # fmt: skip

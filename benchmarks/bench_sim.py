@@ -1,0 +1,151 @@
+"""Speed benchmark of the cluster simulator against an equivalent SimPy model.
+
+One scenario (classic mode: Poisson arrivals, exponential service with mean
+1 s, 16 servers of capacity 1, offered load 0.9 per server, the reference
+stage-1 balancer, no queue) runs through
+
+* this simulator (``solution.sim.simulate``, the classic fast path), and
+* a SimPy model written the idiomatic way (one process per request,
+  ``env.timeout`` for the service), calling the same balancer with the same
+  random inputs, so both must reject exactly the same requests.
+
+Both timings are end to end: drawing the inputs, the run, the per-request
+outcome arrays.  It then reports peak memory of this simulator, two ways:
+the tracemalloc peak of a separate ``simulate()`` call (Python objects and
+numpy arrays allocated during the call), and the process's peak resident set
+size (``resource.getrusage(...).ru_maxrss``: the whole process, interpreter
+and libraries included, read right after the timed run and before SimPy runs).
+Finally it times the widget-sized rerun: 20,000 requests, classic and LLM mode.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_sim.py                # 1,000,000 requests
+    .venv/bin/python benchmarks/bench_sim.py --requests 100000 --check
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from solution import LoadBalancer  # noqa: E402
+from solution.sim import Outcome, scenarios, simulate  # noqa: E402
+from solution.sim.runner import prepare  # noqa: E402
+
+TARGETS = {"sim_rate": 150_000, "ratio": 2.0, "memory_mb": 600, "widget_ms": 300}
+
+
+def run_simpy(scenario, seed: int) -> np.ndarray:
+    """The same loss system in SimPy; returns each request's outcome code."""
+    import simpy
+
+    inputs = prepare(scenario, seed)
+    arrival = inputs.requests.arrival.tolist()
+    service = inputs.prefill.tolist()
+    estimated = inputs.estimated.tolist()
+    lb = LoadBalancer()
+    for spec, cap in zip(scenario.cluster.servers, inputs.capacity):
+        lb.add_server(spec.server_id, cap, spec.gpu_spec.memory_gb)
+    outcome = np.full(len(arrival), Outcome.COMPLETED, dtype=np.int8)
+    env = simpy.Environment()
+
+    def request(i: int):
+        rid = f"r{i}"
+        try:
+            lb.route_request(rid, estimated[i])
+        except RuntimeError:
+            outcome[i] = Outcome.REJECTED
+            return
+        yield env.timeout(service[i])
+        lb.complete_request(rid)
+
+    def source():
+        now = 0.0
+        for i, t in enumerate(arrival):
+            yield env.timeout(t - now)
+            now = t
+            env.process(request(i))
+
+    env.process(source())
+    env.run()
+    return outcome
+
+
+def timed(fn, *args, **kwargs):
+    gc.collect()
+    start = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return value, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=1_000_000)
+    parser.add_argument("--servers", type=int, default=16)
+    parser.add_argument("--load", type=float, default=0.9, help="offered load per server")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--widget-requests", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=5, help="widget reruns to time")
+    parser.add_argument("--skip-simpy", action="store_true")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args(argv)
+
+    scenario = scenarios.classic(servers=args.servers, load=args.load, requests=args.requests)
+    print(f"scenario: classic (M/M/c/c), {args.servers} servers of capacity 1, offered load {args.load} per server, "
+          f"{args.requests:,} requests, balancer solution.LoadBalancer, seed {args.seed}")  # fmt: skip
+    res, sim_s = timed(simulate, scenario, LoadBalancer, seed=args.seed)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    sim_rate = args.requests / sim_s
+    rejected = res.count(Outcome.REJECTED) / len(res)
+    print(f"  this simulator : {sim_s:7.2f} s  {sim_rate:>10,.0f} simulated requests/s  (rejected {rejected:.3%})")
+    ratio = float("nan")
+    if not args.skip_simpy:
+        import simpy
+
+        outcome, simpy_s = timed(run_simpy, scenario, args.seed)
+        simpy_rate = args.requests / simpy_s
+        ratio = sim_rate / simpy_rate
+        same = bool((outcome == res.outcome).all())
+        print(f"  SimPy {simpy.__version__:9s}: {simpy_s:7.2f} s  {simpy_rate:>10,.0f} simulated requests/s  "
+              f"(rejected {(outcome == Outcome.REJECTED).mean():.3%}; same outcomes request by request: {same})")  # fmt: skip
+        print(f"  ratio          : {ratio:.2f}x")
+    del res
+    gc.collect()
+    tracemalloc.start()
+    simulate(scenario, LoadBalancer, seed=args.seed)
+    peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    print(f"  peak memory    : {peak_mb:,.0f} MiB tracemalloc peak during simulate(); "
+          f"{rss_mb:,.0f} MiB process peak RSS (ru_maxrss, whole process, before SimPy ran)")  # fmt: skip
+
+    widget = {}
+    for name, build in (("classic", scenarios.classic), ("steady LLM", scenarios.steady)):
+        small = build(requests=args.widget_requests)
+        times = [timed(simulate, small, LoadBalancer, seed=s)[1] * 1e3 for s in range(args.repeat)]
+        widget[name] = max(times)
+        print(f"  widget rerun   : {args.widget_requests:,} requests, {name:10s} median {statistics.median(times):6.1f} ms, "
+              f"max {max(times):6.1f} ms over {args.repeat} seeds")  # fmt: skip
+
+    checks = {
+        f"sim >= {TARGETS['sim_rate']:,} req/s": sim_rate >= TARGETS["sim_rate"],
+        f"memory <= {TARGETS['memory_mb']} MB": max(peak_mb, rss_mb) <= TARGETS["memory_mb"],
+        f"widget < {TARGETS['widget_ms']} ms": max(widget.values()) < TARGETS["widget_ms"],
+    }
+    if not args.skip_simpy:
+        checks[f"ratio >= {TARGETS['ratio']}x SimPy"] = ratio >= TARGETS["ratio"]
+    print("targets: " + "; ".join(f"{k} {'PASS' if ok else 'FAIL'}" for k, ok in checks.items()))
+    return 1 if args.check and not all(checks.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
