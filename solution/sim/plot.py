@@ -14,11 +14,11 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from solution.sim.results import Results, Summary, table_rows
+from solution.sim.results import Outcome, Results, Summary, table_rows
 from solution.sim.sweep import ErlangPoint
 from solution.sim.theory import erlang_b
 
-__all__ = ["latency_cdf", "load_over_time", "summary_table", "erlang_b_agreement", "iteration_time"]
+__all__ = ["latency_cdf", "load_over_time", "outcomes_over_time", "summary_table", "erlang_b_agreement", "iteration_time"]
 
 _METRICS = {"e2e": "end-to-end latency (s)", "ttft": "time to first token (s)", "tpot": "time per output token (s)"}
 
@@ -73,6 +73,19 @@ def load_over_time(res: Results, *, points: int = 400, ax: Axes | None = None, r
     ax.grid(alpha=0.3)
     if len(res.server_ids) <= 12:
         ax.legend(loc="upper right", fontsize="small", ncols=2)
+    return fig
+
+
+def outcomes_over_time(res: Results, *, bins: int = 60, ax: Axes | None = None) -> Figure:
+    """Requests per time bin (by arrival), stacked by outcome: where failures and rejections happen."""
+    fig, ax = _axes(ax, (8.0, 3.0))
+    edges = np.linspace(float(res.arrival.min()), float(res.arrival.max()), bins + 1)
+    counts = [np.histogram(res.arrival[res.outcome == o], edges)[0] for o in Outcome]
+    ax.stackplot(edges[:-1], counts, labels=[o.name.lower() for o in Outcome], step="post", alpha=0.85)
+    ax.set_xlabel("arrival time (s)")
+    ax.set_ylabel(f"requests per {edges[1] - edges[0]:.3g} s")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize="small")
     return fig
 
 

@@ -32,6 +32,12 @@ def test_load_over_time_draws_one_line_per_server(runs) -> None:
     assert fig.axes[0].get_ylabel() == "load / capacity"
 
 
+def test_outcomes_over_time_stacks_every_outcome(runs) -> None:
+    fig = plot.outcomes_over_time(runs["crash"], bins=20)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["completed", "rejected", "failed", "crashed"]
+
+
 def test_helpers_draw_on_a_given_axes(runs) -> None:
     fig = Figure()
     left, right = fig.subplots(1, 2)
