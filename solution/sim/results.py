@@ -258,10 +258,8 @@ def table_rows(summaries: Mapping[str, Summary]) -> list[list[str]]:
 
 
 def format_table(summaries: Mapping[str, Summary]) -> str:
-    """A plain-text table with one column per labelled summary.
-
-    >>> print(format_table({}))
-    metric
+    """A plain-text table with one column per labelled summary, e.g.
+    ``print(format_table({"round robin": a.summary(), "least loaded": b.summary()}))``.
     """
     rows = table_rows(summaries)
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]

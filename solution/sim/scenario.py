@@ -141,16 +141,15 @@ class Scenario:
         )
 
     def expected_duration(self) -> float:
-        """Roughly how long the arrivals last (seconds), from a seed-0 draw of the workload.
+        """Roughly how long the arrivals last (seconds): the last arrival known in advance
+        (with sessions, the last session's start) in a seed-0 draw of the workload.
 
         Handy for placing faults at a fraction of the run.  O(n).
         """
         pilot = self.workload.generate(
             np.random.default_rng(0), np.random.default_rng(0), None if self.load is None else self.request_rate
         )
-        known = pilot.arrival[~np.isnan(pilot.arrival)]
-        mean_gap = float(known[-1] - known[0]) / max(len(known) - 1, 1)
-        return mean_gap * len(pilot)
+        return float(np.nanmax(pilot.arrival))
 
     def with_load(self, load: float) -> Scenario:
         """The same scenario at another offered load per server."""
