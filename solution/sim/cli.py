@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 
 from solution.impl import impl_name, load_impl
+from solution.sim.errors import BalancerContractError
 from solution.sim.gpus import GPU_PRESETS
 from solution.sim.runner import BalancerFactory, simulate
 from solution.sim.scenarios import SCENARIOS, build, trace
@@ -76,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status (0 ok, 1 the balancer failed, 2 bad arguments)."""
     args = _parser().parse_args(argv)
     if args.command == "list":
         for name, builder in SCENARIOS.items():
@@ -96,7 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     requests = getattr(scenario.workload, "requests", 0)  # a trace replay is short: no bar by default
     progress = args.progress if args.progress is not None else sys.stderr.isatty() and requests >= LONG_RUN
     started = time.perf_counter()
-    results = simulate(scenario, balancer, seed=args.seed, progress=progress)
+    try:
+        results = simulate(scenario, balancer, seed=args.seed, progress=progress)
+    except (NotImplementedError, BalancerContractError) as exc:  # the balancer under test, not the simulator
+        print(f"the balancer failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     elapsed = time.perf_counter() - started
     name = f"{balancer.__module__}.{balancer.__qualname__}"
     print(f"{scenario.name}: {len(results):,} requests on {len(results.server_ids)} servers, balancer {name}, "

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from solution import LoadBalancer
+from solution.sim import cli
 from solution.sim.cli import main, resolve_balancer
 from solution.sim.scenarios import SCENARIOS
 
@@ -50,6 +51,26 @@ def test_errors_exit_with_status_2(capsys: pytest.CaptureFixture[str], tmp_path:
     assert main(["run", "classic", "--load", "-1"]) == 2
     with pytest.raises(SystemExit):
         main(["run", "no-such-scenario"])
+
+
+class Stub(LoadBalancer):
+    def route_request(self, request_id: str, estimated_tokens: int) -> str:
+        raise NotImplementedError("write route_request")
+
+
+class Greedy(LoadBalancer):
+    def route_request(self, request_id: str, estimated_tokens: int) -> str:
+        super().route_request(request_id, estimated_tokens)
+        return "gpu-0"
+
+
+@pytest.mark.parametrize(("balancer", "message"), [(Stub, "NotImplementedError: write route_request"),
+                                                   (Greedy, "BalancerContractError")])  # fmt: skip
+def test_a_failing_balancer_exits_with_status_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                                balancer: type, message: str) -> None:  # fmt: skip
+    monkeypatch.setattr(cli, "resolve_balancer", lambda spec: balancer)
+    assert main(["run", "classic", "--requests", "500"]) == 1
+    assert message in capsys.readouterr().err
 
 
 def test_resolve_balancer(monkeypatch: pytest.MonkeyPatch) -> None:
