@@ -5,6 +5,10 @@ here, so one environment variable switches all of them::
 
     LB_IMPL=solution   # the reference
     LB_IMPL=exercises  # the candidate's package (the default in notebooks)
+
+``LB_EXERCISES_PATH`` names the folder that holds the ``exercises`` package
+to use instead of the repository's own (the grader sets it to a
+candidate's checkout).
 """
 
 from __future__ import annotations
@@ -36,7 +40,17 @@ def load_impl(name: str | None = None, *, default: str = "exercises", reload: bo
     The reference is never reloaded: other modules hold its classes.
     """
     name = name if name is not None else impl_name(default)
+    folder = os.environ.get("LB_EXERCISES_PATH", "").strip()
+    if name == "exercises" and folder:
+        folder = os.path.abspath(folder)
+        if sys.path[:1] != [folder]:
+            sys.path.insert(0, folder)
     module = importlib.import_module(name)
+    if name == "exercises" and folder and not os.path.abspath(module.__file__ or "").startswith(folder + os.sep):
+        raise ImportError(
+            f"LB_EXERCISES_PATH is {folder}, but exercises was already imported from {module.__file__}; "
+            "set the variable before anything imports exercises"
+        )
     if reload and name != "solution":
         for sub in sorted(m for m in sys.modules if m.startswith(name + ".")):
             importlib.reload(sys.modules[sub])

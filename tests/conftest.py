@@ -8,6 +8,9 @@ candidate's package (the option is defined in the root ``conftest.py``).
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from types import ModuleType
 
 import matplotlib
@@ -35,3 +38,49 @@ def impl() -> ModuleType:
 def reference() -> ModuleType:
     """The reference package, whatever is under test."""
     return solution
+
+
+@contextmanager
+def raises_no_capacity() -> Iterator[pytest.ExceptionInfo[RuntimeError]]:
+    """``pytest.raises(RuntimeError)``, except that a stub's ``NotImplementedError``
+    (itself a RuntimeError) does not count as the balancer saying "full"."""
+    with pytest.raises(RuntimeError) as info:
+        yield info
+    if isinstance(info.value, NotImplementedError):
+        raise AssertionError(f"expected NoCapacityError, got NotImplementedError: {info.value}") from info.value
+
+
+@pytest.fixture
+def no_capacity() -> Callable[[], AbstractContextManager[pytest.ExceptionInfo[RuntimeError]]]:
+    """``with no_capacity(): lb.route_request(...)`` expects the balancer to be full."""
+    return raises_no_capacity
+
+
+class TestTimeout(BaseException):
+    """A test ran past ``LB_TEST_TIMEOUT`` seconds (the grader sets it).
+
+    A BaseException, not an Exception, so that hypothesis does not catch it
+    and replay the hanging example without a time limit.
+    """
+
+    __test__ = False  # not a test class, despite the name
+
+
+@pytest.fixture(autouse=True)
+def _per_test_time_limit() -> Iterator[None]:
+    """Stop a test that runs past ``LB_TEST_TIMEOUT`` seconds (an endless loop in a candidate's code)."""
+    limit = float(os.environ.get("LB_TEST_TIMEOUT", "0") or 0)
+    if limit <= 0 or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise TestTimeout(f"Timeout: the test ran past {limit:g} s (an endless loop?)")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

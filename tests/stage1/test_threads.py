@@ -96,8 +96,3 @@ def test_threads_never_exceed_capacity_and_lose_nothing(impl):
     assert sorted(all_completed) == sorted(all_routed), "a request was lost or completed twice"
     leftover = {sid: s["active_requests"] for sid, s in lb.get_server_stats().items() if s["active_requests"]}
     assert not leftover, f"requests still recorded after every completion: {leftover}"
-
-
-def test_synchronized_rejects_non_balancers():
-    with pytest.raises(TypeError):
-        Synchronized(object())
