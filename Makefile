@@ -1,0 +1,49 @@
+# The course's commands.  Each target sets up what it needs in .venv first.
+#   make lab        open the course in JupyterLab
+#   make test       run every test: stage tests, simulator, notebooks (nbval), browser tests
+#   make grade      grade exercises/ (instructors)
+#   make exercises  regenerate exercises/ from solution/
+#   make notebooks  execute notebooks/src/*.py into notebooks/*.ipynb (against the reference)
+#   make bench      print the benchmarks' figures
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
+
+.PHONY: setup lab test test-fast grade exercises notebooks bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[course,test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+lab: setup
+	$(BIN)/jupyter lab --config=jupyter_lab_config.py
+
+test: setup
+	$(PYTEST) tests notebooks --nbval-lax --nbval-current-env
+
+test-fast: setup
+	$(PYTEST) tests -m "not slow and not browser"
+
+grade: setup
+	$(BIN)/python tools/grade.py
+
+exercises: setup
+	$(BIN)/python tools/make_exercises.py
+
+notebooks: setup
+	$(BIN)/python tools/build_notebooks.py
+
+bench: setup
+	$(BIN)/python benchmarks/bench_balancer.py
+	$(BIN)/python benchmarks/bench_sim.py
+
+clean:
+	rm -rf $(VENV) reports screenshots .pytest_cache
