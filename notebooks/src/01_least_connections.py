@@ -26,8 +26,8 @@
 #   80 GB GPU has.
 # * **Servers come and go.** Deploys drain servers; a request in flight must finish.
 #
-# The picture: output lengths drawn from a log-normal like production traces (left), and a
-# cluster of mixed GPUs whose columns are their batch slots (right).
+# The pictures: output lengths drawn from a log-normal like production traces, and a
+# cluster of mixed GPUs whose columns are their batch slots.
 
 # %%
 # %matplotlib inline
@@ -41,8 +41,8 @@ rng = np.random.default_rng(0)
 output_tokens = np.clip(rng.lognormal(mean=5.0, sigma=1.2, size=20_000), 1, 8_000)
 seconds = output_tokens * 0.02  # about 20 ms per decode step
 
-fig = Figure(figsize=(10, 3))
-ax = fig.add_subplot(1, 2, 1)
+fig = Figure(figsize=(5.5, 3))
+ax = fig.add_subplot()
 ax.hist(seconds, bins=np.logspace(-2, 2.3, 50), color="#4c78a8")
 ax.set_xscale("log")
 ax.set_xlabel("request latency (s, log scale)")
