@@ -181,3 +181,16 @@ display(fig)
 from solution.sim.cli import main
 
 status = main(["run", "bursty", "--servers", "4", "--load", "0.8", "--requests", "5000"])
+
+# %% [markdown]
+# ## Play with it
+#
+# Pick a scenario, the number of servers, the offered load per server and the seed: each change
+# re-runs 20,000 requests through the reference balancer and redraws the latency CDF and the
+# running requests per server. Push the load past 1.0 and watch the tail and the losses grow;
+# pick `crash` or `slow-server` and find the bad server in the load plot.
+
+# %% tags=["nbval-ignore-output"]
+from solution.widgets.simulator import SimulatorPlayground
+
+SimulatorPlayground()
