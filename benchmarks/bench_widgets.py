@@ -1,0 +1,63 @@
+"""How fast the widgets answer: the time from a control change to a redrawn picture.
+
+Calls the same methods the controls call (no browser: tests/browser measures
+the full round trip through JupyterLab) and prints the median and worst of
+several runs for each action.  Target: well under a second; the simulator
+playground's 20,000-request rerun under 300 ms.
+
+Usage: python benchmarks/bench_widgets.py [--repeat 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import solution  # noqa: E402
+from solution.widgets import ClusterPlayground  # noqa: E402
+from solution.widgets.simulator import PLAYGROUND_SCENARIOS, SimulatorPlayground  # noqa: E402
+
+
+def timed(action: Callable[[], object], repeat: int) -> tuple[float, float]:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        action()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples), max(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    cluster = ClusterPlayground(solution)
+    sim = SimulatorPlayground()
+    rows = [
+        ("cluster: route a request", lambda: cluster.route(300)),
+        ("cluster: move the tokens slider", lambda: setattr(cluster.tokens, "value", cluster.tokens.value % 9000 + 1000)),
+        ("cluster: reset", cluster.reset),
+    ]
+    for name in PLAYGROUND_SCENARIOS:
+        rows.append((f"simulator: rerun {name} (20,000 requests)", lambda name=name: (setattr(sim.scenario, "value", name), sim.run())))
+    print(f"{'action':<48}{'median ms':>10}{'worst ms':>10}")
+    worst_sim = 0.0
+    for label, action in rows:
+        median, worst = timed(action, args.repeat)
+        if label.startswith("simulator"):
+            worst_sim = max(worst_sim, median)
+        print(f"{label:<48}{median:>10.0f}{worst:>10.0f}")
+    print(f"slowest simulator rerun (median): {worst_sim:.0f} ms  (target < 300 ms)")
+
+
+if __name__ == "__main__":
+    main()
