@@ -85,7 +85,9 @@ def _pytest() -> list[str]:
     return [sys.executable, "-m", "pytest"]
 
 
-def run_part(args: list[str], *, exercises_parent: Path, per_test_timeout: int, stage_timeout: int, only_tag: str | None = None) -> Part:
+def run_part(
+    args: list[str], *, exercises_parent: Path, per_test_timeout: int, stage_timeout: int, only_tag: str | None = None
+) -> Part:
     """Run pytest with ``args`` against the candidate's package; read its JUnit report."""
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
@@ -121,17 +123,25 @@ def _read_junit(path: Path, only_tag: str | None) -> list[Outcome]:
     return outcomes
 
 
-def grade(exercises_parent: Path, stages: list[int] | None = None, per_test_timeout: int = 30, stage_timeout: int = 900) -> list[StageGrade]:
+def grade(
+    exercises_parent: Path, stages: list[int] | None = None, per_test_timeout: int = 30, stage_timeout: int = 900
+) -> list[StageGrade]:
+    """Grade every stage in ``EXERCISES`` (or only ``stages``) of ``exercises_parent/exercises``."""
     results = []
     for exercise in EXERCISES:
         if stages and exercise.stage not in stages:
             continue
         started = time.monotonic()
-        common = {"exercises_parent": exercises_parent, "per_test_timeout": per_test_timeout, "stage_timeout": stage_timeout}
-        tests = run_part(["-m", f"stage{exercise.stage}", "tests"], **common)
-        checks = run_part(
+        def part(args: list[str], only_tag: str | None = None) -> Part:
+            return run_part(
+                args, exercises_parent=exercises_parent, per_test_timeout=per_test_timeout,
+                stage_timeout=stage_timeout, only_tag=only_tag,
+            )
+
+        tests = part(["-m", f"stage{exercise.stage}", "tests"])
+        checks = part(
             ["--nbval-lax", "--nbval-current-env", f"--nbval-cell-timeout={per_test_timeout}", exercise.notebook],
-            only_tag=CHECK_TAG, **common,
+            only_tag=CHECK_TAG,
         )
         results.append(StageGrade(exercise.stage, exercise.notebook, tests, checks, round(time.monotonic() - started, 1)))
     return results

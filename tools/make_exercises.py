@@ -126,13 +126,16 @@ def generate() -> dict[str, str]:
 
 def diff(target: Path, files: dict[str, str]) -> str:
     """A unified diff from what is in ``target`` to what the generator makes."""
-    chunks = []
+    chunks: list[str] = []
     present = {p.name for p in target.glob("*.py")} if target.is_dir() else set()
     for name in sorted(present | files.keys()):
         old = (target / name).read_text() if name in present else ""
         new = files.get(name, "")
         chunks += difflib.unified_diff(
-            old.splitlines(keepends=True), new.splitlines(keepends=True), f"exercises/{name} (committed)", f"exercises/{name} (generated)"
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            f"exercises/{name} (committed)",
+            f"exercises/{name} (generated)",
         )
     return "".join(chunks)
 
