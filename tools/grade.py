@@ -46,6 +46,7 @@ class Outcome:
     name: str
     passed: bool
     message: str = ""
+    tags: tuple[str, ...] = ()  # a notebook cell's tags
 
 
 @dataclass
@@ -109,8 +110,8 @@ def run_part(
 def _read_junit(path: Path, only_tag: str | None) -> list[Outcome]:
     outcomes = []
     for case in ET.parse(path).getroot().iter("testcase"):
-        tags = {p.get("value", "") for p in case.iter("property") if p.get("name") == "tags"}
-        if only_tag is not None and not any(only_tag in t.split(",") for t in tags):
+        tags = tuple(t for p in case.iter("property") if p.get("name") == "tags" for t in p.get("value", "").split(",") if t)
+        if only_tag is not None and only_tag not in tags:
             continue
         if case.find("skipped") is not None:
             continue
@@ -119,7 +120,7 @@ def _read_junit(path: Path, only_tag: str | None) -> list[Outcome]:
             problem = case.find("error")
         text = "" if problem is None else _ANSI.sub("", problem.get("message") or problem.text or "").strip()
         message = text.splitlines()[0][:300] if text else ""
-        outcomes.append(Outcome(f"{case.get('classname')}::{case.get('name')}", problem is None, message))
+        outcomes.append(Outcome(f"{case.get('classname')}::{case.get('name')}", problem is None, message, tags))
     return outcomes
 
 
