@@ -8,6 +8,8 @@ the stage-1 balancer.
 """
 
 from exercises.balancer import LoadBalancer
+from solution.routing import Decision, LeastConnections, RandomChoice, RoundRobin, Router, RouterFactory, Strategy
+from exercises.strategies import LeastOutstandingTokens, PeakEwma, PowerOfChoices, Predictive, WeightedResponseTime
 from solution.concurrency import Synchronized
 from solution.validate import MAX_CAPACITY
 from solution.errors import (
@@ -23,6 +25,18 @@ from solution.errors import (
 
 __all__ = [
     "LoadBalancer",
+    "Router",
+    "RouterFactory",
+    "Strategy",
+    "Decision",
+    "RoundRobin",
+    "RandomChoice",
+    "LeastConnections",
+    "PowerOfChoices",
+    "WeightedResponseTime",
+    "PeakEwma",
+    "LeastOutstandingTokens",
+    "Predictive",
     "MAX_CAPACITY",
     "Synchronized",
     "LoadBalancerError",

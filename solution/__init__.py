@@ -7,6 +7,8 @@ the stage-1 balancer.
 """
 
 from solution.balancer import LoadBalancer
+from solution.routing import Decision, LeastConnections, RandomChoice, RoundRobin, Router, RouterFactory, Strategy
+from solution.strategies import LeastOutstandingTokens, PeakEwma, PowerOfChoices, Predictive, WeightedResponseTime
 from solution.concurrency import Synchronized
 from solution.validate import MAX_CAPACITY
 from solution.errors import (
@@ -22,6 +24,18 @@ from solution.errors import (
 
 __all__ = [
     "LoadBalancer",
+    "Router",
+    "RouterFactory",
+    "Strategy",
+    "Decision",
+    "RoundRobin",
+    "RandomChoice",
+    "LeastConnections",
+    "PowerOfChoices",
+    "WeightedResponseTime",
+    "PeakEwma",
+    "LeastOutstandingTokens",
+    "Predictive",
     "MAX_CAPACITY",
     "Synchronized",
     "LoadBalancerError",

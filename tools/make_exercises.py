@@ -49,7 +49,10 @@ class Exercise:
 
 
 #: The modules a candidate writes, stage by stage.
-EXERCISES: tuple[Exercise, ...] = (Exercise("balancer", 1, "notebooks/01_least_connections.ipynb"),)
+EXERCISES: tuple[Exercise, ...] = (
+    Exercise("balancer", 1, "notebooks/01_least_connections.ipynb"),
+    Exercise("strategies", 3, "notebooks/03_routing_strategies.ipynb"),
+)
 
 HEADER = (
     "# Generated from solution/{module}.py by tools/make_exercises.py (`make exercises`).\n"

@@ -1,0 +1,752 @@
+"""Stage 3's shared machinery: the strategy interface, the router, the baselines.
+
+A :class:`Router` has the stage-1 public API (``add_server``,
+``remove_server``, ``route_request``, ``complete_request``,
+``get_server_stats``) and takes the routing rule as a parameter::
+
+    >>> from solution.routing import Router, RoundRobin
+    >>> lb = Router(RoundRobin())
+    >>> lb.add_server("a", 4, 80); lb.add_server("b", 4, 80)
+    >>> [lb.route_request(f"r{i}", 100) for i in range(3)]
+    ['a', 'b', 'a']
+
+The router keeps the bookkeeping (who runs what, estimated tokens
+outstanding, relative speed) and tells its strategy about every change
+through three hooks; a strategy sees servers only as read-only
+:class:`ServerState` objects.  Every decision can be explained
+(:meth:`Router.explain`): each candidate's score by component, and the
+component that separated the winner from the runner-up.
+
+This module holds what the candidate does not write: the interface, the
+router, the :class:`HeapIndex` that gives O(log S) decisions, and three
+baselines (:class:`RoundRobin`, :class:`RandomChoice`,
+:class:`LeastConnections`, the stage-1 rule and the default).  The
+strategies a candidate writes live in :mod:`solution.strategies`.
+
+Early binding and stale information
+-----------------------------------
+``queue_per_server`` lets a server accept requests beyond its batch into its
+own waiting queue (early binding, as vLLM's scheduler does); ``None`` means
+an unbounded queue.  ``refresh_every=k`` makes strategies see loads and
+outstanding tokens as they were at the last refresh, taken every ``k``
+routing decisions (``k / rate`` seconds at arrival rate ``rate``); whether
+a server can take a request is still decided on the true state (a full
+server refuses work).  That is how a balancer polling its servers sees them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from solution.errors import (
+    DuplicateRequestError,
+    DuplicateServerError,
+    LoadBalancerError,
+    NoCapacityError,
+    UnknownRequestError,
+    UnknownServerError,
+)
+from solution.validate import MAX_CAPACITY, require_id, require_int
+
+__all__ = [
+    "ServerState",
+    "Strategy",
+    "BaseStrategy",
+    "IndexedStrategy",
+    "HeapIndex",
+    "RoundRobin",
+    "RandomChoice",
+    "LeastConnections",
+    "Router",
+    "RouterFactory",
+    "Decision",
+    "Scored",
+    "StrategyInUseError",
+    "StrategyError",
+    "require_positive",
+]
+
+_RATIO_SHIFT = 64  # load ratios a/b are keyed as floor(a * 2**64 / b): exact (see solution/balancer.py)
+
+
+class StrategyInUseError(LoadBalancerError, ValueError):
+    """A strategy object already serves another router: give each router its own."""
+
+
+def require_positive(value: object, what: str, *, zero_ok: bool = False) -> float:
+    """Return ``value`` as a float if it is a finite real number > 0 (>= 0 with ``zero_ok``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise ValueError(f"{what} must be a finite number {'>=' if zero_ok else '>'} 0, got {value!r}")
+    return float(value)
+
+
+class ServerState:
+    """One server as a strategy sees it: read-only properties, O(1) each.
+
+    ``load`` and ``outstanding_tokens`` are what the router last *saw* (equal
+    to the truth unless the router refreshes its view periodically).
+    """
+
+    __slots__ = ("_id", "_capacity", "_memory", "_speed", "_order", "_big", "_draining",
+                 "_load", "_tokens", "_seen_load", "_seen_tokens", "_active", "_slot")  # fmt: skip
+
+    def __init__(self, server_id: str, capacity: int, memory: int, speed: float, order: int, big: bool) -> None:
+        self._id, self._capacity, self._memory, self._speed = server_id, capacity, memory, speed
+        self._order, self._big, self._draining = order, big, False
+        self._load = self._tokens = self._seen_load = self._seen_tokens = 0
+        self._active: dict[str, int] = {}  # request id -> estimated tokens, in routing order
+        self._slot = -1  # position in the router's list of routable servers
+
+    server_id = property(lambda self: self._id, doc="The server's id.")
+    capacity = property(lambda self: self._capacity, doc="Sequences it runs at once (its batch).")
+    gpu_memory_gb = property(lambda self: self._memory, doc="GPU memory in GB.")
+    speed = property(lambda self: self._speed, doc="Relative speed (1.0: a typical server).")
+    order = property(lambda self: self._order, doc="Order of addition: the last tie-break.")
+    big = property(lambda self: self._big, doc="True when it can take large requests.")
+    draining = property(lambda self: self._draining, doc="True once remove_server was called.")
+    load = property(lambda self: self._seen_load, doc="Requests routed to it and not completed (as last seen).")
+    outstanding_tokens = property(lambda self: self._seen_tokens, doc="Their estimated tokens (as last seen).")
+
+    @property
+    def load_ratio_key(self) -> int:
+        """``load / capacity`` as an exact integer key (smaller is less loaded)."""
+        return (self._seen_load << _RATIO_SHIFT) // self._capacity
+
+    def __repr__(self) -> str:
+        return f"<ServerState {self._id!r} load {self._seen_load}/{self._capacity} tokens {self._seen_tokens} speed {self._speed:g}>"
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One candidate of a decision: its score by component (smaller is better)."""
+
+    server_id: str
+    components: tuple[tuple[str, float], ...]  # (name, value), in the order they are compared
+    note: str = ""  # e.g. "sampled", "not sampled", "full"
+
+    @property
+    def key(self) -> tuple[float, ...]:
+        return tuple(v for _, v in self.components)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Why a request goes where it goes: each candidate's score and what decided."""
+
+    strategy: str
+    estimated_tokens: int
+    chosen: str | None  # None: no eligible server
+    candidates: tuple[Scored, ...]  # the servers the rule compared, best first
+    excluded: tuple[tuple[str, str], ...]  # (server id, reason) for the others
+    decided_by: str
+
+    def summary(self) -> str:
+        """One line: who won and why."""
+        if self.chosen is None:
+            return f"{self.strategy}: no eligible server ({self.decided_by})"
+        best = self.candidates[0]
+        parts = ", ".join(f"{n} {_fmt(v)}" for n, v in best.components)
+        return f"{self.strategy}: {self.chosen} ({parts}): {self.decided_by}"
+
+    def table(self) -> str:
+        """A plain-text table of the candidates and their components."""
+        if not self.candidates:
+            return self.summary()
+        names = [n for n, _ in self.candidates[0].components]
+        rows = [["server", *names, "note"]] + [[c.server_id, *(_fmt(v) for _, v in c.components), c.note] for c in self.candidates]
+        rows += [[sid, *([""] * len(names)), why] for sid, why in self.excluded]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+        return "\n".join(lines + [self.summary()])
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """What a router needs from a routing rule.  :class:`BaseStrategy` implements the hooks as no-ops.
+
+    The router calls ``attach`` once, then ``server_added``,
+    ``server_changed`` (its load, tokens or draining flag changed, or it became
+    (in)eligible) and ``server_removed`` as things happen, ``choose`` for
+    each request, ``observe`` when a latency is reported, and ``explain`` to
+    show a decision without making it.
+    """
+
+    name: str
+
+    def attach(self, router: Router) -> None: ...
+    def server_added(self, server: ServerState) -> None: ...
+    def server_changed(self, server: ServerState) -> None: ...
+    def server_removed(self, server: ServerState) -> None: ...
+    def choose(self, estimated_tokens: int) -> ServerState | None: ...
+    def observe(self, server: ServerState, seconds_per_token: float) -> None: ...
+    def explain(self, estimated_tokens: int) -> Decision: ...
+
+
+class BaseStrategy:
+    """Default hooks (do nothing) and a generic explanation built on :meth:`score`.
+
+    A subclass defines :meth:`score` (a tuple, smaller is better) with
+    :attr:`components` naming its entries, and :meth:`choose`.
+    """
+
+    name = "strategy"
+    components: tuple[str, ...] = ()
+    router: Router
+
+    def attach(self, router: Router) -> None:
+        """Bind to ``router``; a strategy serves one router only."""
+        if getattr(self, "router", None) is not None and self.router is not router:
+            raise StrategyInUseError(f"this {type(self).__name__} already serves another Router; create one per router")
+        self.router = router
+
+    def server_added(self, server: ServerState) -> None:
+        self.server_changed(server)
+
+    def server_changed(self, server: ServerState) -> None:
+        pass
+
+    def server_removed(self, server: ServerState) -> None:
+        pass
+
+    def observe(self, server: ServerState, seconds_per_token: float) -> None:
+        """Feedback: a request on ``server`` took ``seconds_per_token``.  Ignored by default."""
+
+    def score(self, server: ServerState, estimated_tokens: int) -> tuple[float, ...]:
+        raise NotImplementedError(f"{type(self).__name__} does not define score()")
+
+    def choose(self, estimated_tokens: int) -> ServerState | None:
+        raise NotImplementedError(f"{type(self).__name__} does not define choose()")
+
+    def considered(self, estimated_tokens: int) -> tuple[list[ServerState], str]:
+        """The servers this rule compares for a request, and a note for them.  Default: every eligible server."""
+        return self.router.eligible_servers(estimated_tokens), "eligible"
+
+    def peek(self, estimated_tokens: int) -> ServerState | None:
+        """What :meth:`choose` would pick now, leaving the strategy as it was.
+
+        Restores ``self.rng`` (a :class:`random.Random`) and ``self.cursor``
+        when the strategy has them: keep a strategy's randomness and cursor there.
+        """
+        rng: random.Random | None = getattr(self, "rng", None)
+        saved, cursor = (rng.getstate() if rng is not None else None), getattr(self, "cursor", None)
+        try:
+            return self.choose(estimated_tokens)
+        finally:
+            if rng is not None:
+                rng.setstate(saved)
+            if cursor is not None:
+                self.cursor = cursor
+
+    def explain(self, estimated_tokens: int) -> Decision:
+        """Score the considered servers, best first; name the component that decided.  O(S log S)."""
+        pool, note = self.considered(estimated_tokens)
+        chosen = self.peek(estimated_tokens)
+        ranked = sorted(pool, key=lambda s: (self.score(s, estimated_tokens), s.order))
+        if chosen is not None and ranked and ranked[0] is not chosen and chosen in ranked:
+            ranked.remove(chosen)
+            ranked.insert(0, chosen)
+        scored = tuple(Scored(s.server_id, tuple(zip(self.components, self.score(s, estimated_tokens))), note) for s in ranked)
+        excluded = self.router.excluded(estimated_tokens, {s.server_id for s in pool})
+        if chosen is None:
+            why = "every server is full, draining or too small"
+        elif len(scored) == 1:
+            why = "the only candidate"
+        else:
+            why = _decided_by(scored[0], scored[1], chosen is ranked[0] and scored[0].key <= scored[1].key)
+        return Decision(self.name, estimated_tokens, None if chosen is None else chosen.server_id, scored, excluded, why)
+
+
+def _decided_by(first: Scored, second: Scored, by_score: bool) -> str:
+    if not by_score:
+        return "the rule's own order (not the lowest score)"
+    for (name, a), (_, b) in zip(first.components, second.components):
+        if a != b:
+            return f"lowest {name} ({_fmt(a)} against {_fmt(b)} for {second.server_id})"
+    return f"tie on every component: added earlier than {second.server_id}"
+
+
+class HeapIndex:
+    """Routable servers in two heaps (small- and big-memory GPUs) keyed by ``key(server)``.
+
+    Entries are invalidated lazily by a per-server version, as in the
+    stage-1 reference: :meth:`update` is O(log S); :meth:`best` pops stale
+    tops and is O(log S) amortized; a heap more than half stale is rebuilt.
+    """
+
+    def __init__(self, key: Callable[[ServerState], tuple[Any, ...]]) -> None:
+        self.key = key
+        self.heaps: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])
+        self.version: dict[int, int] = {}
+        self.servers: dict[int, ServerState] = {}
+
+    def update(self, server: ServerState, routable: bool) -> None:
+        """Re-key ``server`` (or drop it when it cannot take requests).  O(log S)."""
+        v = self.version.get(server.order, 0) + 1
+        self.version[server.order] = v
+        if not routable:
+            self.servers.pop(server.order, None)
+            return
+        self.servers[server.order] = server
+        heap = self.heaps[server.big]
+        heapq.heappush(heap, (*self.key(server), server.order, v))
+        if len(heap) > 2 * len(self.servers) + 32:
+            heap[:] = [(*self.key(s), s.order, self.version[s.order]) for s in self.servers.values() if s.big == server.big]
+            heapq.heapify(heap)
+
+    def remove(self, server: ServerState) -> None:
+        self.update(server, False)
+        del self.version[server.order]
+
+    def _top(self, heap: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
+        while heap and (heap[0][-2] not in self.servers or self.version[heap[0][-2]] != heap[0][-1]):
+            heapq.heappop(heap)
+        return heap[0] if heap else None
+
+    def best(self, large: bool) -> ServerState | None:
+        """The routable server with the smallest key (big-memory ones only for a large request)."""
+        tops = [self._top(self.heaps[1])] if large else [self._top(self.heaps[0]), self._top(self.heaps[1])]
+        found = [t for t in tops if t is not None]
+        return self.servers[min(found)[-2]] if found else None
+
+
+class IndexedStrategy(BaseStrategy):
+    """A strategy whose choice is the smallest :meth:`score` that does not depend on the request:
+    kept in a :class:`HeapIndex`, so a decision is O(log S) amortized."""
+
+    def attach(self, router: Router) -> None:
+        super().attach(router)
+        self.index = HeapIndex(self.index_key)
+
+    def index_key(self, server: ServerState) -> tuple[Any, ...]:
+        """The heap key: :meth:`score` for a request of 0 tokens (override for an exact key)."""
+        return self.score(server, 0)
+
+    def server_changed(self, server: ServerState) -> None:
+        self.index.update(server, self.router.available(server))
+
+    def server_removed(self, server: ServerState) -> None:
+        self.index.remove(server)
+
+    def choose(self, estimated_tokens: int) -> ServerState | None:
+        return self.index.best(self.router.is_large(estimated_tokens))
+
+
+class LeastConnections(IndexedStrategy):
+    """Weighted least-connections, stage 1's rule (the default).
+
+    Lowest ``load / capacity`` (exact), then most GPU memory, then most free
+    slots, then added earliest.  **Cost:** O(log S) per decision (heap index).
+    **Weak spot:** counts requests, not tokens: a server running ten 8,000-token
+    requests looks as loaded as one running ten 10-token requests; and on
+    stale data every balancer picks the same "least loaded" server (herding).
+    """
+
+    name = "least-connections"
+    components = ("load ratio", "-memory", "-free slots")
+
+    def score(self, server: ServerState, estimated_tokens: int) -> tuple[float, ...]:
+        return (server.load_ratio_key / 2**_RATIO_SHIFT, -server.gpu_memory_gb, server.load - server.capacity)
+
+    def index_key(self, server: ServerState) -> tuple[Any, ...]:
+        """Exact: the load ratio as an integer key (floats would round 1/3 and 333333/10**6 alike at scale)."""
+        return (server.load_ratio_key, -server.gpu_memory_gb, server.load - server.capacity)
+
+
+class RoundRobin(BaseStrategy):
+    """Each eligible server in turn, in order of addition.
+
+    **Cost:** O(1) when the next server is eligible, O(S) in the worst case
+    (a run of full servers is skipped one by one).  **Weak spot:** ignores load
+    and speed entirely: a slow GPU gets as many requests as a fast one.
+    """
+
+    name = "round-robin"
+    components = ("turn",)
+
+    def attach(self, router: Router) -> None:
+        super().attach(router)
+        self.cursor = 0  # the server list position to try next
+
+    def choose(self, estimated_tokens: int) -> ServerState | None:
+        servers = self.router.routable_servers()
+        n = len(servers)
+        for step in range(n):
+            s = servers[(self.cursor + step) % n]
+            if self.router.eligible(s, estimated_tokens):
+                self.cursor = (self.cursor + step + 1) % n
+                return s
+        return None
+
+    def score(self, server: ServerState, estimated_tokens: int) -> tuple[float, ...]:
+        n = max(len(self.router.routable_servers()), 1)
+        return ((server._slot - self.cursor) % n,)
+
+
+class RandomChoice(BaseStrategy):
+    """A uniformly random eligible server (seeded).
+
+    **Cost:** O(1) expected while most servers are eligible (draws until one
+    is), O(S) when few are.  **Weak spot:** no feedback at all: by chance some
+    servers get long queues (with d = 1 the supermarket model's queues decay
+    only geometrically).
+    """
+
+    name = "random"
+    components = ("draw",)
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = require_int(seed, "seed", minimum=0)
+        self.rng = random.Random(seed)
+
+    def choose(self, estimated_tokens: int) -> ServerState | None:
+        picks = self.router.sample(self.rng, 1, estimated_tokens)
+        return picks[0] if picks else None
+
+    def considered(self, estimated_tokens: int) -> tuple[list[ServerState], str]:
+        chosen = self.peek(estimated_tokens)
+        return ([chosen] if chosen else []), "drawn"
+
+    def score(self, server: ServerState, estimated_tokens: int) -> tuple[float, ...]:
+        return (0.0,)
+
+
+class StrategyError(LoadBalancerError):
+    """A strategy broke its contract (returned a server that cannot take the request).
+    Not a RuntimeError: a gateway must not mistake a bug for a full cluster."""
+
+
+class Router:
+    """The stage-1 balancer API with a pluggable routing strategy.
+
+    >>> from solution.routing import Router, LeastConnections
+    >>> lb = Router(LeastConnections(), speeds={"h100": 3.0})
+    >>> lb.add_server("h100", 8, 80); lb.add_server("a10", 4, 24)
+    >>> lb.route_request("r1", 500), lb.get_server_stats()["h100"]["speed"]
+    ('h100', 3.0)
+
+    Args:
+        strategy: a strategy object (or a class, instantiated with no
+            arguments); default :class:`LeastConnections`, stage 1's rule.
+            Each router needs its own strategy object.
+        large_request_tokens, large_request_min_memory_gb: as in stage 1.
+        queue_per_server: requests a server accepts beyond its ``capacity``
+            into its own waiting queue (early binding); 0 (default, late
+            binding: servers are never over-committed) or ``None`` (unbounded).
+        speeds: relative speed per server id (default 1.0); ``add_server``'s
+            ``speed`` keyword overrides it.
+        refresh_every: 0 (default: strategies see the current state) or k:
+            they see loads and tokens as of the last refresh, taken every k
+            routing decisions.
+
+    Costs: bookkeeping is O(1) per call plus the strategy's hook (O(log S)
+    for indexed strategies); each strategy documents its decision cost.
+    ``get_server_stats`` and ``explain`` are O(S + R) and O(S log S).
+    A refresh is O(S), so O(S / k) per decision.
+
+    Raises:
+        TypeError / ValueError: bad arguments (nothing is changed).
+        StrategyInUseError (a ValueError): the strategy serves another router.
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy | type | None = None,
+        *,
+        large_request_tokens: int = 4096,
+        large_request_min_memory_gb: int = 80,
+        queue_per_server: int | None = 0,
+        speeds: Mapping[str, float] | None = None,
+        refresh_every: int = 0,
+    ) -> None:
+        require_int(large_request_tokens, "large_request_tokens")
+        require_int(large_request_min_memory_gb, "large_request_min_memory_gb")
+        if queue_per_server is not None:
+            require_int(queue_per_server, "queue_per_server", minimum=0)
+        require_int(refresh_every, "refresh_every", minimum=0)
+        if speeds is not None and not isinstance(speeds, Mapping):
+            raise TypeError(f"speeds must map server ids to numbers, got {type(speeds).__name__}")
+        self.speeds = {require_id(k, "speeds key"): require_positive(v, f"speeds[{k!r}]") for k, v in (speeds or {}).items()}
+        if strategy is None:
+            strategy = LeastConnections()
+        elif isinstance(strategy, type):
+            strategy = strategy()
+        if not isinstance(strategy, Strategy):
+            raise TypeError(f"strategy must implement solution.routing.Strategy, got {type(strategy).__name__}")
+        self.large_request_tokens = large_request_tokens
+        self.large_request_min_memory_gb = large_request_min_memory_gb
+        self.queue_per_server = queue_per_server
+        self.refresh_every = refresh_every
+        self._servers: dict[str, ServerState] = {}
+        self._routable: list[ServerState] = []
+        self._requests: dict[str, ServerState] = {}
+        self._next_order = 0
+        self._decisions = 0
+        strategy.attach(self)
+        self._strategy = strategy
+
+    @property
+    def strategy(self) -> Strategy:
+        """The routing strategy (read-only)."""
+        return self._strategy
+
+    # -- the stage-1 API ---------------------------------------------------
+
+    def add_server(self, server_id: str, capacity: int, gpu_memory_gb: int, *, speed: float | None = None) -> None:
+        """Add a server (``speed``: relative speed, default ``speeds.get(server_id, 1.0)``).  O(1) + hook.
+
+        Raises:
+            TypeError / ValueError: as stage 1, or ``speed`` not a number > 0.
+            DuplicateServerError (a ValueError): the id is present (draining included).
+        """
+        require_id(server_id, "server_id")
+        require_int(capacity, "capacity", maximum=MAX_CAPACITY)
+        require_int(gpu_memory_gb, "gpu_memory_gb")
+        speed = self.speeds.get(server_id, 1.0) if speed is None else require_positive(speed, "speed")
+        existing = self._servers.get(server_id)
+        if existing is not None:
+            state = "draining" if existing.draining else "present"
+            raise DuplicateServerError(
+                f"server {server_id!r} is already {state}; remove it and wait for its drain, or add the new server under another id"
+            )
+        s = ServerState(server_id, capacity, gpu_memory_gb, speed, self._next_order, gpu_memory_gb >= self.large_request_min_memory_gb)
+        self._next_order += 1
+        self._servers[server_id] = s
+        s._slot = len(self._routable)
+        self._routable.append(s)
+        self._strategy.server_added(s)
+
+    def remove_server(self, server_id: str) -> None:
+        """Drain a server: no new requests; it disappears with its last one.  O(1) + hook.
+
+        Raises:
+            TypeError / ValueError: bad id.  UnknownServerError (a KeyError): not present.
+        """
+        require_id(server_id, "server_id")
+        s = self._servers.get(server_id)
+        if s is None:
+            raise UnknownServerError(f"server {server_id!r} is not present; get_server_stats() lists the servers")
+        if s.draining:
+            return
+        s._draining = True
+        last = self._routable.pop()
+        if last is not s:
+            self._routable[s._slot] = last
+            last._slot = s._slot
+        s._slot = -1
+        self._strategy.server_changed(s)
+        if not s._active:
+            self._forget(s)
+
+    def route_request(self, request_id: str, estimated_tokens: int) -> str:
+        """Ask the strategy for a server; record the request there.
+
+        Raises:
+            TypeError / ValueError: bad arguments.  DuplicateRequestError: id in flight.
+            NoCapacityError (a RuntimeError): no eligible server; nothing recorded.
+            StrategyError: the strategy returned a server that cannot take the request.
+        """
+        require_id(request_id, "request_id")
+        require_int(estimated_tokens, "estimated_tokens")
+        if request_id in self._requests:
+            raise DuplicateRequestError(
+                f"request {request_id!r} is already in flight on server {self._requests[request_id].server_id!r}; "
+                "complete it first or use a new id"
+            )
+        if self.refresh_every and self._decisions % self.refresh_every == 0:
+            self.refresh()
+        self._decisions += 1
+        s = self._strategy.choose(estimated_tokens)
+        if s is None:
+            raise NoCapacityError(
+                f"no eligible server can take request {request_id!r} ({estimated_tokens} tokens); "
+                "retry after a completion, add a server, or queue the request"
+            )
+        if not isinstance(s, ServerState) or self._servers.get(s.server_id) is not s or not self.eligible(s, estimated_tokens):
+            raise StrategyError(
+                f"{type(self._strategy).__name__}.choose returned {s!r}, which cannot take request {request_id!r}; "
+                "return an eligible ServerState of this router (Router.eligible), or None when there is none"
+            )
+        s._active[request_id] = estimated_tokens
+        s._load += 1
+        s._tokens += estimated_tokens
+        if not self.refresh_every:
+            s._seen_load, s._seen_tokens = s._load, s._tokens
+        self._requests[request_id] = s
+        self._strategy.server_changed(s)
+        return s.server_id
+
+    def complete_request(self, request_id: str) -> None:
+        """Free the request's slot; finish a drain when it was the last one.  O(1) + hook.
+
+        Raises:
+            TypeError / ValueError: bad id.  UnknownRequestError (a KeyError): not in flight.
+        """
+        require_id(request_id, "request_id")
+        s = self._requests.pop(request_id, None)
+        if s is None:
+            raise UnknownRequestError(f"request {request_id!r} is not in flight (never routed, or already completed)")
+        s._load -= 1
+        s._tokens -= s._active.pop(request_id)
+        if not self.refresh_every:
+            s._seen_load, s._seen_tokens = s._load, s._tokens
+        if s.draining and not s._active:
+            self._forget(s)
+        else:
+            self._strategy.server_changed(s)
+
+    def get_server_stats(self) -> dict[str, dict[str, Any]]:
+        """Stage 1's snapshot plus ``speed`` and ``outstanding_tokens`` (the true values).  O(S + R)."""
+        return {
+            s.server_id: {
+                "capacity": s.capacity,
+                "current_load": s._load,
+                "gpu_memory_gb": s.gpu_memory_gb,
+                "load_ratio": s._load / s.capacity,
+                "is_draining": s.draining,
+                "active_requests": list(s._active),
+                "speed": s.speed,
+                "outstanding_tokens": s._tokens,
+            }
+            for s in self._servers.values()
+        }
+
+    # -- feedback, explanations, staleness -----------------------------------------
+
+    def observe(self, request_id: str, latency: float | None = None, tokens_per_s: float | None = None) -> None:
+        """Report how an in-flight request went, before ``complete_request``; optional.
+
+        Give ``latency`` (seconds, end to end) or ``tokens_per_s``; the
+        strategy receives seconds per estimated token.  O(1) + the strategy's
+        ``observe`` (O(log S) for weighted response time).
+
+        Raises:
+            TypeError / ValueError: not exactly one of them, or not a number > 0.
+            UnknownRequestError (a KeyError): the request is not in flight.
+        """
+        require_id(request_id, "request_id")
+        if (latency is None) == (tokens_per_s is None):
+            raise TypeError("observe takes exactly one of latency= or tokens_per_s=")
+        value = require_positive(latency if latency is not None else tokens_per_s, "latency" if latency is not None else "tokens_per_s")
+        s = self._requests.get(request_id)
+        if s is None:
+            raise UnknownRequestError(f"request {request_id!r} is not in flight; call observe before complete_request")
+        self._strategy.observe(s, value / s._active[request_id] if latency is not None else 1.0 / value)
+
+    def explain(self, estimated_tokens: int) -> Decision:
+        """What the strategy would do with a request now, and why; changes nothing.  O(S log S)."""
+        require_int(estimated_tokens, "estimated_tokens")
+        return self._strategy.explain(estimated_tokens)
+
+    def refresh(self) -> None:
+        """Let the strategy see the current loads and tokens (with ``refresh_every``).  O(S)."""
+        for s in self._servers.values():
+            if (s._seen_load, s._seen_tokens) != (s._load, s._tokens):
+                s._seen_load, s._seen_tokens = s._load, s._tokens
+                self._strategy.server_changed(s)
+
+    # -- for strategies -------------------------------------------------------------
+
+    def is_large(self, estimated_tokens: int) -> bool:
+        """True when the request needs a big-memory server.  O(1)."""
+        return estimated_tokens > self.large_request_tokens
+
+    def limit(self, server: ServerState) -> float:
+        """How many requests the server accepts: capacity plus its queue (inf if unbounded)."""
+        return math.inf if self.queue_per_server is None else server.capacity + self.queue_per_server
+
+    def available(self, server: ServerState) -> bool:
+        """Not draining and below its limit (true state, not the seen one).  O(1)."""
+        return not server.draining and server._load < self.limit(server)
+
+    def eligible(self, server: ServerState, estimated_tokens: int) -> bool:
+        """Available, and big enough for a large request.  O(1)."""
+        return self.available(server) and (server.big or estimated_tokens <= self.large_request_tokens)
+
+    def routable_servers(self) -> list[ServerState]:
+        """The non-draining servers (the router's own list: do not change it).  O(1)."""
+        return self._routable
+
+    def eligible_servers(self, estimated_tokens: int) -> list[ServerState]:
+        """Every eligible server, in order of addition.  O(S log S)."""
+        return sorted((s for s in self._routable if self.eligible(s, estimated_tokens)), key=lambda s: s.order)
+
+    def excluded(self, estimated_tokens: int, considered: set[str]) -> tuple[tuple[str, str], ...]:
+        """``(server id, reason)`` for the servers not in ``considered``, in order of addition.  O(S)."""
+        out = []
+        for s in self._servers.values():
+            if s.server_id in considered:
+                continue
+            if s.draining:
+                why = "draining"
+            elif not self.available(s):
+                why = "full"
+            elif not self.eligible(s, estimated_tokens):
+                why = f"large request needs >= {self.large_request_min_memory_gb} GB"
+            else:
+                why = "not considered"
+            out.append((s.server_id, why))
+        return tuple(out)
+
+    def sample(self, rng: random.Random, k: int, estimated_tokens: int) -> list[ServerState]:
+        """Up to ``k`` distinct eligible servers drawn at random.  O(k) expected.
+
+        Draws ``rng.randrange(len(routable_servers()))`` up to ``4k + 8``
+        times, keeping eligible servers not drawn before; if that leaves fewer
+        than ``k``, it completes the draw from the eligible servers not yet
+        drawn with ``rng.sample`` (an O(S) scan, only when most servers are
+        ineligible).  Deterministic for a given ``rng`` state.
+        """
+        servers, picks, seen = self._routable, [], set()
+        n = len(servers)
+        if n == 0:
+            return []
+        for _ in range(4 * k + 8):
+            s = servers[rng.randrange(n)]
+            if s.order not in seen and self.eligible(s, estimated_tokens):
+                picks.append(s)
+                seen.add(s.order)
+                if len(picks) == k:
+                    return picks
+        rest = [s for s in servers if s.order not in seen and self.eligible(s, estimated_tokens)]
+        return picks + rng.sample(rest, min(k - len(picks), len(rest)))
+
+    def _forget(self, s: ServerState) -> None:
+        del self._servers[s.server_id]
+        self._strategy.server_removed(s)
+
+
+@dataclass(frozen=True, eq=False)
+class RouterFactory:
+    """A picklable zero-argument factory of routers, for the simulator and parallel runs.
+
+    >>> make = RouterFactory(RoundRobin)
+    >>> make().strategy is not make().strategy   # a fresh strategy per router
+    True
+    """
+
+    strategy: Callable[..., Strategy] = LeastConnections
+    options: Mapping[str, Any] = field(default_factory=dict)
+    speeds: Mapping[str, float] | None = None
+    queue_per_server: int | None = 0
+    refresh_every: int = 0
+    label: str = ""
+
+    def __call__(self) -> Router:
+        return Router(self.strategy(**self.options), speeds=self.speeds, queue_per_server=self.queue_per_server,
+                      refresh_every=self.refresh_every)  # fmt: skip
+
+    @property
+    def name(self) -> str:
+        """``label``, or the strategy's name."""
+        return self.label or getattr(self.strategy, "name", getattr(self.strategy, "__name__", "strategy"))
