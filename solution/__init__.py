@@ -3,12 +3,28 @@
 ``solution`` is the reference; ``exercises`` is generated from it (see
 ``tools/make_exercises.py``) and exposes the same names, with the parts a
 candidate writes left as stubs.  ``from solution import LoadBalancer`` gives
-the stage-1 balancer.
+the stage-1 balancer; ``RequestQueue`` (stage 2) queues requests in front of
+it, through the shared ``Gateway``.
 """
 
 from solution.balancer import LoadBalancer
 from solution.routing import Decision, LeastConnections, RandomChoice, RoundRobin, Router, RouterFactory, Strategy
 from solution.strategies import LeastOutstandingTokens, PeakEwma, PowerOfChoices, Predictive, WeightedResponseTime
+from solution.request_queue import RequestQueue
+from solution.gateway import Gateway
+from solution.clock import ManualClock
+from solution.queue_types import (
+    AlreadyWaitingError,
+    Cancelled,
+    Dispatched,
+    NotWaitingError,
+    Ordering,
+    QueuePolicy,
+    QueueStats,
+    Queued,
+    Rejected,
+    TimedOut,
+)
 from solution.concurrency import Synchronized
 from solution.validate import MAX_CAPACITY
 from solution.errors import (
@@ -36,6 +52,19 @@ __all__ = [
     "PeakEwma",
     "LeastOutstandingTokens",
     "Predictive",
+    "RequestQueue",
+    "Gateway",
+    "ManualClock",
+    "Ordering",
+    "QueuePolicy",
+    "QueueStats",
+    "Queued",
+    "Dispatched",
+    "Rejected",
+    "TimedOut",
+    "Cancelled",
+    "AlreadyWaitingError",
+    "NotWaitingError",
     "MAX_CAPACITY",
     "Synchronized",
     "LoadBalancerError",

@@ -51,6 +51,7 @@ class Exercise:
 #: The modules a candidate writes, stage by stage.
 EXERCISES: tuple[Exercise, ...] = (
     Exercise("balancer", 1, "notebooks/01_least_connections.ipynb"),
+    Exercise("request_queue", 2, "notebooks/02_queuing.ipynb"),
     Exercise("strategies", 3, "notebooks/03_routing_strategies.ipynb"),
 )
 
