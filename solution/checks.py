@@ -19,7 +19,7 @@ from typing import Any
 
 import solution
 
-__all__ = ["Op", "Mismatch", "GroupResult", "CheckReport", "compare_with_reference", "random_ops", "check_stage1", "STAGE1_GROUPS"]
+__all__ = ["Op", "Mismatch", "GroupResult", "CheckReport", "compare_with_reference", "random_ops", "check_stage1", "STAGE1_GROUPS", "check_stage3"]
 
 #: One call on a balancer: (method name, positional arguments).
 Op = tuple[str, tuple[Any, ...]]
@@ -93,7 +93,7 @@ def compare_with_reference(make: Callable[[], Any], ops: Sequence[Op], *, make_r
     return None
 
 
-def _minimize(make: Callable[[], Any], ops: Sequence[Op], mismatch: Mismatch) -> Mismatch:
+def _minimize(make: Callable[[], Any], ops: Sequence[Op], mismatch: Mismatch, *, make_reference: Callable[[], Any] | None = None) -> Mismatch:
     """Greedily drop calls while a difference remains: a small example reads best."""
     current, best = list(mismatch.ops), mismatch
     changed = True
@@ -101,7 +101,7 @@ def _minimize(make: Callable[[], Any], ops: Sequence[Op], mismatch: Mismatch) ->
         changed = False
         for i in range(len(current) - 1, -1, -1):
             trial = current[:i] + current[i + 1 :]
-            found = compare_with_reference(make, trial)
+            found = compare_with_reference(make, trial, make_reference=make_reference)
             if found is not None and len(found.ops) < len(current):
                 current, best, changed = list(found.ops), found, True
                 break
@@ -273,3 +273,14 @@ def check_stage1(impl: ModuleType | None = None, *, echo: bool = True) -> CheckR
     if echo:
         print(report)
     return report
+
+
+def check_stage3(impl: ModuleType | None = None, *, echo: bool = True) -> CheckReport:
+    """Compare ``impl``'s stage-3 strategies with the reference's, one line per rule group.
+
+    The groups live in :mod:`solution.strategy_checks`; like :func:`check_stage1`
+    it never raises for a faulty implementation.
+    """
+    from solution.strategy_checks import run_stage3
+
+    return run_stage3(impl, echo=echo)
