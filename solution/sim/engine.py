@@ -7,7 +7,9 @@ public methods, as a gateway would:
   ``RuntimeError`` (``NoCapacityError``) means the request is rejected
   (stage 1 has no queue); otherwise the chosen server admits it;
 * a request ends (completed, failed, lost in a crash):
-  ``complete_request(id)``, at that instant;
+  ``complete_request(id)``, at that instant; a completed request is first
+  reported with ``observe(id, latency=seconds)`` when the balancer has that
+  optional hook (stage 3's :class:`solution.routing.Router`);
 * the timetable adds or drains servers (``add_server`` / ``remove_server``),
   and, when the scenario sets ``crash_detection``, removes a crashed server
   and adds it back when it recovers.
@@ -82,6 +84,7 @@ class Engine:
         self.balancer = balancer
         self.route = balancer.route_request  # type: ignore[attr-defined]
         self.complete = balancer.complete_request  # type: ignore[attr-defined]
+        self.observe = getattr(balancer, "observe", None)  # optional feedback hook (stage 3): latency of completed requests
         self.servers = list(servers)
         self.by_id = {s.server_id: s for s in self.servers}
         self.arrival, self.estimated, self.prefill, self.decode = arrival, estimated, prefill, decode
@@ -184,6 +187,8 @@ class Engine:
         if version != srv.version:
             return  # stale: the batch changed since this was scheduled
         for i in srv.step(t, self.decode, self.first_token):
+            if self.observe is not None:
+                self.observe(f"r{i}", latency=t - self.arrival[i])
             self.complete(f"r{i}")
             self._end(i, t, _COMPLETED)
         self._schedule(srv)
