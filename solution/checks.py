@@ -19,7 +19,7 @@ from typing import Any
 
 import solution
 
-__all__ = ["Op", "Mismatch", "GroupResult", "CheckReport", "compare_with_reference", "random_ops", "check_stage1", "STAGE1_GROUPS", "check_stage3"]
+__all__ = ["Op", "Mismatch", "GroupResult", "CheckReport", "compare_with_reference", "random_ops", "check_stage1", "STAGE1_GROUPS", "check_stage2", "check_stage3"]
 
 #: One call on a balancer: (method name, positional arguments).
 Op = tuple[str, tuple[Any, ...]]
@@ -66,11 +66,13 @@ class Mismatch:
         return f"{self.what}" + (f" after {before}" if before else "")
 
 
-def compare_with_reference(make: Callable[[], Any], ops: Sequence[Op], *, make_reference: Callable[[], Any] | None = None) -> Mismatch | None:
+def compare_with_reference(make: Callable[[], Any], ops: Sequence[Op], *, make_reference: Callable[[], Any] | None = None,
+                           snapshot: str = "get_server_stats") -> Mismatch | None:  # fmt: skip
     """Run ``ops`` on a fresh implementation and a fresh reference; return the first difference.
 
-    Results are compared after every call, and so are the stats snapshots
-    (a failed call must leave the state unchanged, as the reference's does).
+    Results are compared after every call, and so are the snapshots the
+    ``snapshot`` method returns (a failed call must leave the state
+    unchanged, as the reference's does).
     """
     ref_result = outcome(make_reference or solution.LoadBalancer)
     ours_result = outcome(make)
@@ -83,17 +85,18 @@ def compare_with_reference(make: Callable[[], Any], ops: Sequence[Op], *, make_r
         want = outcome(lambda: getattr(ref, name)(*args))
         if got != want:
             return Mismatch(tuple(ops[: i + 1]), f"{_call(op)} {_show(got)}, the reference {_show(want)}")
-        got_stats = outcome(ours.get_server_stats)
-        want_stats = ref.get_server_stats()
+        got_stats = outcome(getattr(ours, snapshot))
+        want_stats = getattr(ref, snapshot)()
         if got_stats != ("ok", want_stats):
             return Mismatch(
                 tuple(ops[: i + 1]),
-                f"after {_call(op)} get_server_stats() gives {_show(got_stats)}, the reference {want_stats!r}",
+                f"after {_call(op)} {snapshot}() gives {_show(got_stats)}, the reference {want_stats!r}",
             )
     return None
 
 
-def _minimize(make: Callable[[], Any], ops: Sequence[Op], mismatch: Mismatch, *, make_reference: Callable[[], Any] | None = None) -> Mismatch:
+def _minimize(make: Callable[[], Any], ops: Sequence[Op], mismatch: Mismatch, *, make_reference: Callable[[], Any] | None = None,
+              snapshot: str = "get_server_stats") -> Mismatch:  # fmt: skip
     """Greedily drop calls while a difference remains: a small example reads best."""
     current, best = list(mismatch.ops), mismatch
     changed = True
@@ -101,7 +104,7 @@ def _minimize(make: Callable[[], Any], ops: Sequence[Op], mismatch: Mismatch, *,
         changed = False
         for i in range(len(current) - 1, -1, -1):
             trial = current[:i] + current[i + 1 :]
-            found = compare_with_reference(make, trial, make_reference=make_reference)
+            found = compare_with_reference(make, trial, make_reference=make_reference, snapshot=snapshot)
             if found is not None and len(found.ops) < len(current):
                 current, best, changed = list(found.ops), found, True
                 break
@@ -273,6 +276,17 @@ def check_stage1(impl: ModuleType | None = None, *, echo: bool = True) -> CheckR
     if echo:
         print(report)
     return report
+
+
+def check_stage2(impl: ModuleType | None = None, *, echo: bool = True) -> CheckReport:
+    """Compare ``impl.RequestQueue`` with the reference's queue, one line per rule group.
+
+    The groups live in :mod:`solution.queue_checks`; like :func:`check_stage1`
+    it never raises for a faulty implementation.
+    """
+    from solution.queue_checks import run_stage2
+
+    return run_stage2(impl, echo=echo)
 
 
 def check_stage3(impl: ModuleType | None = None, *, echo: bool = True) -> CheckReport:
