@@ -1,0 +1,281 @@
+"""Race routing strategies on identical workloads, and check the supermarket model.
+
+:func:`race` runs every strategy on the same seeds: a seed fixes the
+arrivals, token counts and estimate errors (see :func:`~solution.sim.runner.prepare`),
+so every strategy sees exactly the same traffic (common random numbers).  A
+difference between two strategies on one seed is then due to the strategies
+alone, and the paired differences over seeds give a much tighter confidence
+interval than two separate means would.  Runs go to worker processes.
+
+:func:`supermarket_points` simulates power of d choices with early binding
+(per-server FIFO queues, capacity 1, classic mode) and compares the mean time
+in system with Mitzenmacher's fixed point.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from solution.sim.cluster import service_rate
+from solution.sim.early import simulate_early
+from solution.sim.results import Results, Summary
+from solution.sim.runner import BalancerFactory, balancer_factory, simulate
+from solution.sim.scenario import Scenario
+from solution.sim.scenarios import classic
+from solution.sim.theory import mean_confidence_interval, supermarket_mean_time
+
+__all__ = ["RaceResult", "race", "heterogeneous", "speed_hints", "mean_latency", "SupermarketPoint", "supermarket_points"]
+
+#: A metric of one run: a Summary field name, or a function of the run's Results.
+Metric = str | Callable[[Results], float]
+
+
+def mean_latency(results: Results) -> float:
+    """Mean end-to-end latency (time in system) of completed requests."""
+    return float(np.nanmean(results.e2e))
+
+
+def speed_hints(scenario: Scenario) -> dict[str, float]:
+    """Each server's relative speed: its full-batch service rate over the cluster's mean.
+
+    What an operator would configure from the GPU types (``Router(speeds=...)``).  O(n + S).
+    """
+    rng = np.random.default_rng(0)
+    sample = scenario.workload.generate(rng, rng, None if scenario.load is None else scenario.request_rate)
+    mean_prefill, mean_decode = scenario.mode.mean_steps(sample.prompt_tokens, sample.output_tokens)
+    rates = {
+        spec.server_id: service_rate(scenario.mode.timing(spec.gpu_spec), cap, mean_prefill, mean_decode)
+        for spec, cap in zip(scenario.server_specs(), scenario.capacities())
+    }
+    mean = sum(rates.values()) / len(rates)
+    return {sid: r / mean for sid, r in rates.items()}
+
+
+@dataclass(frozen=True)
+class _Job:
+    scenario: Scenario
+    seed: int
+    balancer: BalancerFactory
+    early: bool
+    warmup: float
+    metrics: tuple[Metric, ...]
+
+
+def _run(job: _Job) -> tuple[Summary, tuple[float, ...]]:
+    run = simulate_early if job.early else simulate
+    res = run(job.scenario, job.balancer, seed=job.seed)
+    kept = _after(res, job.warmup)
+    values = tuple(float(getattr(kept.summary(), m)) if isinstance(m, str) else float(m(kept)) for m in job.metrics)
+    return res.summary(job.warmup), values
+
+
+def _after(res: Results, warmup: float) -> Results:
+    """The run restricted to requests arriving at or after ``warmup`` (metrics see steady state)."""
+    if warmup <= 0:
+        return res
+    keep = res.arrival >= warmup
+    arrays = {k: v[keep] if v.shape == res.arrival.shape else v for k, v in res.arrays().items()}
+    fields_ = {k: getattr(res, k) for k in ("scenario", "seed", "server_ids", "tier_names", "mode")}
+    return Results(**fields_, **arrays)
+
+
+def _map(jobs: list[_Job], workers: int | None) -> list[tuple[Summary, tuple[float, ...]]]:
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers <= 1 or len(jobs) <= 1:
+        return [_run(j) for j in jobs]
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        return list(pool.map(_run, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+
+
+@dataclass(frozen=True)
+class RaceResult:
+    """Per strategy and metric: the values over seeds (same seeds for all: paired)."""
+
+    strategies: tuple[str, ...]
+    metrics: tuple[str, ...]
+    seeds: tuple[int, ...]
+    values: Mapping[str, Mapping[str, tuple[float, ...]]]  # strategy -> metric -> one value per seed
+    summaries: Mapping[str, tuple[Summary, ...]] = field(repr=False)
+    level: float = 0.95
+
+    def interval(self, strategy: str, metric: str) -> tuple[float, float, float]:
+        """``(mean, low, high)`` over seeds (a t interval at ``level``)."""
+        return mean_confidence_interval(self.values[strategy][metric], self.level)
+
+    def difference(self, a: str, b: str, metric: str) -> tuple[float, float, float]:
+        """``(mean, low, high)`` of ``a - b`` paired by seed: below 0 everywhere means a is lower."""
+        pairs = [x - y for x, y in zip(self.values[a][metric], self.values[b][metric])]
+        return mean_confidence_interval(pairs, self.level)
+
+    def ratio(self, a: str, b: str, metric: str) -> float:
+        """Mean of ``a`` over mean of ``b``."""
+        return self.interval(a, metric)[0] / self.interval(b, metric)[0]
+
+    def best(self, metric: str) -> str:
+        """The strategy with the lowest mean ``metric``."""
+        return min(self.strategies, key=lambda s: self.interval(s, metric)[0])
+
+    def table(self) -> str:
+        """Mean and confidence interval of each metric, one row per strategy, best first by the first metric."""
+        order = sorted(self.strategies, key=lambda s: self.interval(s, self.metrics[0])[0])
+        width = max(len(s) for s in order)
+        head = f"{'strategy':<{width}}  " + "  ".join(f"{m:>24}" for m in self.metrics)
+        rows = [head]
+        for s in order:
+            cells = []
+            for m in self.metrics:
+                mean, lo, hi = self.interval(s, m)
+                cells.append(f"{mean:>8.3f} [{lo:.3f}, {hi:.3f}]".rjust(24))
+            rows.append(f"{s:<{width}}  " + "  ".join(cells))
+        rows.append(f"{len(self.seeds)} seeds, {self.level:.0%} t intervals; the same traffic for every strategy")
+        return "\n".join(rows)
+
+
+def race(
+    scenario: Scenario,
+    strategies: Mapping[str, BalancerFactory],
+    *,
+    seeds: Sequence[int] = range(5),
+    metrics: Sequence[Metric] = ("e2e_p50", "e2e_p95", "e2e_p99"),
+    early: bool = False,
+    warmup: float = 0.0,
+    level: float = 0.95,
+    workers: int | None = None,
+) -> RaceResult:
+    """Run each strategy on ``scenario`` for every seed; compare them with intervals over seeds.
+
+    >>> from solution import RouterFactory, RoundRobin, LeastConnections
+    >>> from solution.sim import scenarios
+    >>> out = race(scenarios.steady(servers=3, requests=600), {"rr": RouterFactory(RoundRobin),
+    ...            "lc": RouterFactory(LeastConnections)}, seeds=range(3), workers=0)
+    >>> sorted(out.values), len(out.values["rr"]["e2e_p99"])
+    (['lc', 'rr'], 3)
+
+    Args:
+        strategies: name -> balancer class or picklable factory (e.g.
+            :class:`solution.routing.RouterFactory`); each run gets a fresh one.
+        seeds: at least two; a seed gives every strategy the same arrivals and tokens.
+        metrics: :class:`Summary` field names or functions of :class:`Results`
+            (e.g. :func:`mean_latency`), measured on requests arriving after ``warmup``.
+        early: early binding (:func:`~solution.sim.early.simulate_early`, classic mode).
+        workers: processes (None: every core; 0 or 1: in this process).
+
+    Raises:
+        TypeError / ValueError: an empty race, fewer than two seeds, or a balancer that is not a factory.
+    """
+    if not strategies:
+        raise ValueError("race needs at least one strategy")
+    seeds = tuple(seeds)
+    if len(seeds) < 2:
+        raise ValueError(f"race needs at least two seeds for a confidence interval, got {len(seeds)}")
+    for factory in strategies.values():
+        balancer_factory(factory)
+    names = tuple(m if isinstance(m, str) else getattr(m, "__name__", "metric") for m in metrics)
+    jobs = [_Job(scenario, seed, f, early, warmup, tuple(metrics)) for f in strategies.values() for seed in seeds]
+    out = iter(_map(jobs, workers))
+    values: dict[str, dict[str, tuple[float, ...]]] = {}
+    summaries: dict[str, tuple[Summary, ...]] = {}
+    for name in strategies:
+        rows = [next(out) for _ in seeds]
+        summaries[name] = tuple(r[0] for r in rows)
+        values[name] = {m: tuple(r[1][k] for r in rows) for k, m in enumerate(names)}
+    return RaceResult(tuple(strategies), names, seeds, values, summaries, level)
+
+
+@dataclass(frozen=True)
+class SupermarketPoint:
+    """Simulated mean time in system against the supermarket fixed point at one (d, load)."""
+
+    d: int
+    load: float
+    servers: int
+    formula: float
+    mean: float
+    low: float
+    high: float
+    seeds: int
+
+    @property
+    def gap(self) -> float:
+        """Relative distance of the simulated mean from the formula (``mean / formula - 1``)."""
+        return self.mean / self.formula - 1.0
+
+    def agrees(self, allowance: float = 0.0) -> bool:
+        """True when the formula, widened by ``allowance`` (relative), meets the confidence interval."""
+        return self.low <= self.formula * (1 + allowance) and self.formula * (1 - allowance) <= self.high
+
+
+def supermarket_points(
+    points: Sequence[tuple[int, float]],
+    seeds: Sequence[int],
+    *,
+    servers: int = 100,
+    requests: int = 100_000,
+    warmup: float = 50.0,
+    level: float = 0.99,
+    strategy: Callable[..., object] | None = None,
+    workers: int | None = None,
+) -> list[SupermarketPoint]:
+    """Power of d choices with early binding at each ``(d, load)``, against :func:`supermarket_mean_time`.
+
+    Classic mode, capacity 1, mean service 1 s, per-server FIFO queues
+    (:func:`~solution.sim.early.simulate_early`), ``servers`` servers; each
+    seed is an independent replication, its statistic the mean time in system
+    of the requests arriving after ``warmup`` seconds.  ``strategy`` is the
+    power-of-d class (default the reference's ``solution.PowerOfChoices``),
+    seeded with the replication's seed.
+    """
+    from solution.routing import RouterFactory
+
+    if strategy is None:
+        from solution.strategies import PowerOfChoices as strategy  # noqa: N813
+    jobs = [
+        _Job(classic(servers=servers, load=load, requests=requests), s,
+             RouterFactory(strategy, {"d": d, "seed": s}, queue_per_server=None), True, warmup, (mean_latency,))
+        for d, load in points
+        for s in seeds
+    ]  # fmt: skip
+    values = iter(v[0] for _, v in _map(jobs, workers))
+    out = []
+    for d, load in points:
+        mean, low, high = mean_confidence_interval([next(values) for _ in seeds], level)
+        out.append(SupermarketPoint(d, load, servers, supermarket_mean_time(d, load), mean, low, high, len(seeds)))
+    if any(math.isnan(p.mean) for p in out):
+        raise ValueError("no request completed after the warm-up; raise requests or lower warmup")
+    return out
+
+
+def heterogeneous(
+    requests: int = 4_000,
+    load: float = 0.7,
+    *,
+    fleet: Mapping[str, int] | None = None,
+    output_alpha: float = 1.3,
+    estimate_sigma: float = 0.5,
+) -> Scenario:
+    """The race's scenario: a mixed fleet, heavy-tailed output lengths, imperfect estimates.
+
+    Default fleet: four A10s, two A100-80GBs and two H100s.  Prompts are
+    log-normal (median 512 tokens); outputs Pareto with minimum 32 tokens and
+    tail index ``output_alpha`` (1.3: a few requests carry much of the work),
+    clipped at 4,096; the balancer's estimate is off by a log-normal factor of
+    ``estimate_sigma`` on the output.
+    """
+    from solution.sim.cluster import Cluster
+    from solution.sim.scenario import EstimateError
+    from solution.sim.workload import LogNormal, Pareto, Tier, Workload
+
+    tier = Tier("chat", 1.0, LogNormal(512, 1.0, high=8192), Pareto(32, output_alpha, high=4096))
+    return Scenario(
+        Cluster.mixed(dict(fleet or {"A10-24GB": 4, "A100-80GB": 2, "H100-80GB": 2})),
+        Workload(requests, tiers=(tier,)),
+        load=load,
+        estimate=EstimateError(sigma=estimate_sigma),
+        name="heterogeneous",
+    )
