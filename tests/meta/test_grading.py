@@ -70,3 +70,18 @@ def test_grader_rejects_a_folder_without_exercises(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "grade.py"), "--exercises", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "not a package" in proc.stderr
     shutil.rmtree(tmp_path)
+
+
+def test_stage3_stubs_score_zero_and_the_reference_scores_full_marks(tmp_path):
+    stubs = grade(candidate(tmp_path / "stubs"), "--stage", "3")["stages"][0]
+    assert stubs["stage"] == 3 and stubs["score"] == 0
+    assert stubs["tests"]["total"] >= 50 and stubs["tests"]["passed"] == 0
+    not_stubbed = [o for o in stubs["tests"]["outcomes"] if "NotImplementedError" not in o["message"]]
+    assert not not_stubbed, f"stage-3 tests that fail for another reason than the stub: {not_stubbed[:3]}"
+    assert stubs["check_cells"]["total"] >= 1 and stubs["check_cells"]["passed"] == 0
+    solved = candidate(tmp_path / "solved")
+    (solved / "exercises" / "strategies.py").write_text((ROOT / "solution" / "strategies.py").read_text())
+    stage = grade(solved, "--stage", "3")["stages"][0]
+    failed = [o for o in stage["tests"]["outcomes"] + stage["check_cells"]["outcomes"] if not o["passed"]]
+    assert not failed, failed[:3]
+    assert stage["score"] == 100
