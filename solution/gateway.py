@@ -22,7 +22,10 @@ candidate's queue both work in it.
 *Invariant.*  After every call, no waiting request fits a free slot: a
 request waits only when ``route_request`` refused it, and every freed or
 added slot is offered to the queue at once.  So a new arrival that finds a
-free slot takes nothing a waiting request could have used.
+free slot takes nothing a waiting request could have used; and while a
+request waits that fits wherever the new one fits (a small one; or any,
+for a large newcomer), the balancer would refuse the newcomer, so it goes
+straight to the queue without asking: nobody jumps the queue.
 
 Every final outcome (:class:`~solution.queue_types.Dispatched`,
 ``Rejected``, ``TimedOut``, ``Cancelled``) is passed to ``on_outcome`` (if
@@ -95,8 +98,9 @@ class Gateway:
     [Dispatched(request_id='b', server_id='gpu-0', at=2.0, waited=2.0)]
 
     Args:
-        balancer: a stage-1 balancer (reference or candidate), already
-            configured; add servers through the gateway so it knows their memory.
+        balancer: a stage-1 balancer (reference or candidate).  Servers it
+            already has are read once from its ``get_server_stats()``; add
+            the others through the gateway, so it knows their memory.
         queue: a stage-2 queue; its ``policy.large_request_tokens`` must
             match the balancer's threshold.
         clock: the queue's clock (the time of a dispatch that did not wait).
@@ -132,6 +136,13 @@ class Gateway:
         self._big: dict[str, bool] = {}  # server id -> takes large requests
         self._draining: set[str] = set()
         self._where: dict[str, str] = {}  # request id in flight -> server id
+        stats = getattr(balancer, "get_server_stats", None)
+        for server_id, s in (stats() if callable(stats) else {}).items():
+            self._big[server_id] = s["gpu_memory_gb"] >= self._min_memory
+            if s["is_draining"]:
+                self._draining.add(server_id)
+            for request_id in s["active_requests"]:
+                self._where[request_id] = server_id
 
     # -- servers ----------------------------------------------------------------
 
@@ -172,7 +183,9 @@ class Gateway:
             )
         if request_id in self.queue:
             raise AlreadyWaitingError(f"request {request_id!r} is already waiting; cancel it first or use a new id")
-        server_id = self._route(request_id, estimated_tokens)
+        queue = self.queue
+        blocked = len(queue) and (queue.policy.is_large(estimated_tokens) or queue.peek(False) is not None)
+        server_id = None if blocked else self._route(request_id, estimated_tokens)
         if server_id is not None:
             outcome: Dispatched | Queued | Rejected = Dispatched(request_id, server_id, float(self._clock()), 0.0)
             self._report(outcome)
@@ -223,6 +236,9 @@ class Gateway:
 
     def expire(self) -> list[TimedOut]:
         """Time out the waiting requests whose deadline has come.  Call it at :meth:`next_deadline`."""
+        deadline = self.queue.next_deadline()
+        if deadline is None or deadline > self._clock():
+            return []
         expired = self.queue.expire()
         for outcome in expired:
             self._report(outcome)

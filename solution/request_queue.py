@@ -413,7 +413,9 @@ class RequestQueue:
     # -- helpers ------------------------------------------------------------------
 
     def _now(self) -> float:
-        now = read_clock(self._clock, self._last_now)
+        now = self._clock()
+        if type(now) is not float or not self._last_now <= now < math.inf:  # the common case costs two compares
+            now = read_clock(lambda: now, self._last_now)
         self._last_now = now
         return now
 

@@ -137,15 +137,22 @@ class ClassicMode:
       requests (egalitarian processor sharing); one server of capacity K is
       an M/M/1/K queue served by processor sharing.  It exercises the same
       virtual-clock bookkeeping as LLM mode, against a formula.
+
+    ``sized=True`` tells the gateway each job's size: ``estimated_tokens`` is
+    ``max(1, round(100 * service / mean_service))`` (100 tokens for a job of
+    mean length) instead of coming from the token counts, so a queue's
+    shortest-job-first ordering knows the true service times.
     """
 
     mean_service: float = 1.0
     sharing: bool = False
+    sized: bool = False
 
     def __post_init__(self) -> None:
         require_number(self.mean_service, "mean_service")
-        if not isinstance(self.sharing, bool):
-            raise TypeError(f"sharing must be a bool, got {type(self.sharing).__name__}")
+        for name in ("sharing", "sized"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
 
     def timing(self, gpu: GpuSpec) -> ServerTiming:
         # A step is one second of service.  Without sharing an iteration takes 1 s whatever the
@@ -164,6 +171,10 @@ class ClassicMode:
     def steps(self, prompt: np.ndarray, output: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Exponential service times as the prefill work; no decode work.  O(n)."""
         return rng.exponential(self.mean_service, len(prompt)), np.zeros(len(prompt))
+
+    def sized_estimates(self, service: np.ndarray) -> np.ndarray:
+        """``estimated_tokens`` that tell the job sizes (``sized=True``): 100 tokens per mean service time.  O(n)."""
+        return np.maximum(np.rint(100.0 * service / self.mean_service), 1).astype(np.int64)
 
 
 Mode = LlmMode | ClassicMode

@@ -14,6 +14,17 @@ public methods, as a gateway would:
   and, when the scenario sets ``crash_detection``, removes a crashed server
   and adds it back when it recovers.
 
+With a stage-2 queue (``queue=`` a queue class), these calls go through a
+:class:`solution.gateway.Gateway` instead: an arrival is ``submit``-ted (it
+is dispatched, waits, or is throttled with 429), a completion frees a slot
+that the gateway gives at once to the best waiting request that fits, and
+the engine schedules an event at the queue's ``next_deadline()`` (and one
+per impatient client) so requests time out (or give up) at exactly their
+instant.  The gateway reports every outcome; the engine applies them in
+order (a dispatch admits the request on its server).  Requests still
+waiting when nothing else can happen (they fit no server left) are
+cancelled at the last event.
+
 It checks the balancer's answers against the contract (a known server that
 is in the pool and has a free slot) and raises
 :class:`~solution.sim.errors.BalancerContractError` otherwise.
@@ -27,12 +38,15 @@ Each request costs O(log E + log b) heap work plus two balancer calls.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from solution.gateway import Gateway
+from solution.queue_types import Cancelled, Dispatched, FinalOutcome, QueuePolicy, Queued, TimedOut
 from solution.sim.errors import BalancerContractError, ScenarioError, SimulationError
-from solution.sim.events import ARRIVAL, DETECT, SERVER, TIMETABLE, EventQueue
+from solution.sim.events import ARRIVAL, DEADLINE, DETECT, PATIENCE, SERVER, TIMETABLE, EventQueue
 from solution.sim.faults import AddServer, Crash, FailFraction, Recover, RemoveServer, Slowdown, TimetableEvent
 from solution.sim.results import Outcome
 from solution.sim.server import Server
@@ -42,7 +56,8 @@ __all__ = ["Engine", "contract_error", "PROGRESS_EVERY"]
 #: Arrivals between two calls of the progress callback.
 PROGRESS_EVERY = 1 << 14
 
-_COMPLETED, _REJECTED, _FAILED, _CRASHED = (int(o) for o in Outcome)
+_COMPLETED, _REJECTED, _FAILED, _CRASHED = (int(o) for o in (Outcome.COMPLETED, Outcome.REJECTED, Outcome.FAILED, Outcome.CRASHED))
+_TIMED_OUT, _THROTTLED, _CANCELLED = int(Outcome.TIMED_OUT), int(Outcome.THROTTLED), int(Outcome.CANCELLED)
 
 
 def contract_error(request_id: str, server_id: object, problem: str) -> BalancerContractError:
@@ -62,7 +77,10 @@ class Engine:
     ``fail_draw`` (a uniform number per request, compared with a server's
     failing fraction), ``think`` and ``next_turn`` for sessions.  ``arrival``
     holds the known arrival times (NaN for later session turns) and is
-    filled in as those turns are sent.
+    filled in as those turns are sent.  ``queue`` (a queue class, called as
+    ``queue(clock, policy)``) puts a stage-2 gateway in front of the
+    balancer, with each request's ``priority`` class and ``patience``
+    (seconds it will wait; ``None``: for ever).
     """
 
     def __init__(
@@ -80,10 +98,27 @@ class Engine:
         timetable: Sequence[TimetableEvent] = (),
         crash_detection: float | None = None,
         progress: Callable[[int], None] | None = None,
+        queue: Callable[..., object] | None = None,
+        policy: QueuePolicy | None = None,
+        priority: list[int] | None = None,
+        patience: list[float] | None = None,
     ) -> None:
         self.balancer = balancer
         self.route = balancer.route_request  # type: ignore[attr-defined]
         self.complete = balancer.complete_request  # type: ignore[attr-defined]
+        self.add_server = balancer.add_server  # type: ignore[attr-defined]
+        self.remove_server = balancer.remove_server  # type: ignore[attr-defined]
+        self.now = 0.0  # the time of the event being handled: the queue's clock
+        self.gateway: Gateway | None = None
+        if queue is not None:
+            self.request_queue = queue(self._clock, policy)
+            self._outcomes: deque[FinalOutcome] = deque()
+            self._applying = False
+            self._deadline_at: float | None = None
+            self.gateway = Gateway(balancer, self.request_queue, self._clock, on_outcome=self._outcomes.append)  # type: ignore[arg-type]
+            self.complete, self.add_server, self.remove_server = self._complete_queued, self.gateway.add_server, self.gateway.remove_server
+            self.priority = priority if priority is not None else [0] * len(arrival)
+            self.patience = patience
         self.observe = getattr(balancer, "observe", None)  # optional feedback hook (stage 3): latency of completed requests
         self.servers = list(servers)
         self.by_id = {s.server_id: s for s in self.servers}
@@ -119,8 +154,12 @@ class Engine:
             arrive(i, t)
             if self.progress is not None and count % PROGRESS_EVERY == PROGRESS_EVERY - 1:
                 self.progress(PROGRESS_EVERY)
-        while queue.heap:
-            dispatch(queue.pop())
+        while True:
+            while queue.heap:
+                dispatch(queue.pop())
+            self._cancel_stranded()  # may send later turns of sessions: then go round again
+            if not queue.heap:
+                break
         if self.progress is not None:
             self.progress(len(times) % PROGRESS_EVERY)
         if -1 in self.outcome:
@@ -129,19 +168,27 @@ class Engine:
 
     def _dispatch(self, event: tuple[float, int, int, int, int]) -> None:
         time, kind, _, a, b = event
+        self.now = time
         if kind == SERVER:
             self._on_server(a, b, time)
         elif kind == ARRIVAL:
             self._arrive(a, time)
         elif kind == TIMETABLE:
             self._on_timetable(self.timetable[a], time)
-        else:
+        elif kind == DETECT:
             self._on_detect(a, b, time)
+        elif kind == DEADLINE:
+            self._on_deadline(time)
+        else:
+            self._on_patience(a)
 
     # -- requests --------------------------------------------------------------
 
     def _arrive(self, i: int, t: float) -> None:
         rid = f"r{i}"
+        if self.gateway is not None:
+            self._submit(i, t)
+            return
         try:
             sid = self.route(rid, self.estimated[i])
         except (NotImplementedError, RecursionError):
@@ -149,6 +196,11 @@ class Engine:
         except RuntimeError:
             self._end(i, t, _REJECTED)
             return
+        self._start(i, sid, t)
+
+    def _start(self, i: int, sid: object, t: float) -> None:
+        """The balancer placed request ``i`` on ``sid`` at ``t``: check the answer, admit it (or fail it)."""
+        rid = f"r{i}"
         srv = self.by_id.get(sid)  # type: ignore[arg-type]
         if srv is None:
             raise contract_error(rid, sid, "which is not the id of any server the simulator added")
@@ -173,6 +225,77 @@ class Engine:
         if j >= 0:
             self.arrival[j] = t + self.think[j]
             self.queue.push(self.arrival[j], ARRIVAL, j)
+
+    # -- the stage-2 gateway -----------------------------------------------------
+
+    def _clock(self) -> float:
+        return self.now
+
+    def _submit(self, i: int, t: float) -> None:
+        self.now = t
+        assert self.gateway is not None
+        result = self.gateway.submit(f"r{i}", self.estimated[i], self.priority[i])
+        if isinstance(result, Queued):
+            self._schedule_deadline()
+            if self.patience is not None:
+                self.queue.push(t + self.patience[i], PATIENCE, i)
+        self._apply_outcomes()
+
+    def _complete_queued(self, request_id: str) -> None:
+        assert self.gateway is not None
+        self.gateway.complete(request_id)
+        self._apply_outcomes()
+
+    def _apply_outcomes(self) -> None:
+        """Apply the gateway's outcomes in order.  Re-entrant calls (a dispatch that fails at once
+        completes, which may dispatch again) only queue more outcomes for the outer loop."""
+        if self._applying:
+            return
+        self._applying = True
+        try:
+            outcomes = self._outcomes
+            while outcomes:
+                o = outcomes.popleft()
+                i = int(o.request_id[1:])
+                if type(o) is Dispatched:
+                    self._start(i, o.server_id, o.at)
+                else:
+                    self._end(i, o.at, _TIMED_OUT if type(o) is TimedOut else _CANCELLED if type(o) is Cancelled else _THROTTLED)
+        finally:
+            self._applying = False
+
+    def _schedule_deadline(self) -> None:
+        """Make sure an event is due at the queue's next deadline (deadlines only move later)."""
+        assert self.gateway is not None
+        deadline = self.gateway.next_deadline()
+        if deadline is not None and (self._deadline_at is None or deadline < self._deadline_at):
+            self.queue.push(deadline, DEADLINE, 0)
+            self._deadline_at = deadline
+
+    def _on_deadline(self, t: float) -> None:
+        assert self.gateway is not None
+        if self._deadline_at is not None and t >= self._deadline_at:
+            self._deadline_at = None
+        self.gateway.expire()
+        self._apply_outcomes()
+        self._schedule_deadline()
+
+    def _on_patience(self, i: int) -> None:
+        """Request ``i``'s client gives up, if it is still waiting."""
+        assert self.gateway is not None
+        self.gateway.expire()  # a deadline at this very instant comes first
+        self._apply_outcomes()
+        if f"r{i}" in self.request_queue:  # type: ignore[operator]
+            self.gateway.cancel(f"r{i}")
+            self._apply_outcomes()
+
+    def _cancel_stranded(self) -> None:
+        """Nothing is left to happen: requests still waiting fit no server; their clients give up now."""
+        if self.gateway is None or not len(self.request_queue):  # type: ignore[arg-type]
+            return
+        for rid in self.request_queue.waiting():  # type: ignore[attr-defined]
+            self.gateway.cancel(rid)
+        self._apply_outcomes()
 
     # -- servers ---------------------------------------------------------------
 
@@ -224,7 +347,7 @@ class Engine:
             self._add(srv)
         elif isinstance(event, RemoveServer):
             if srv.in_pool:  # else it is already out (drained, or removed by crash detection): nothing to do
-                self.balancer.remove_server(srv.server_id)  # type: ignore[attr-defined]
+                self.remove_server(srv.server_id)
                 srv.in_pool = False
             srv.removed_by_detection = False  # the operator's decision: do not add it back on recovery
 
@@ -232,11 +355,13 @@ class Engine:
         """A health check notices a crash: take the server out of the pool."""
         srv = self.servers[k]
         if not srv.up and srv.crashes == crashes and srv.in_pool:
-            self.balancer.remove_server(srv.server_id)  # type: ignore[attr-defined]
+            self.remove_server(srv.server_id)
             srv.in_pool = False
             srv.removed_by_detection = True
 
     def _add(self, srv: Server) -> None:
-        self.balancer.add_server(srv.server_id, srv.capacity, srv.gpu_memory_gb)  # type: ignore[attr-defined]
+        self.add_server(srv.server_id, srv.capacity, srv.gpu_memory_gb)
         srv.in_pool = True
         srv.removed_by_detection = False
+        if self.gateway is not None:
+            self._apply_outcomes()  # the gateway filled the new server from the queue

@@ -2,11 +2,14 @@
 
 An event is a tuple ``(time, kind, seq, a, b)``.  The heap pops the smallest
 tuple, so events run in time order; at equal times the *kind* decides
-(server progress, then timetable, then crash detection, then arrivals), and
+(server progress, then timetable, then crash detection, then arrivals, then
+a queue's deadlines, then clients giving up on a queued request), and
 then ``seq``, the order in which events were scheduled.  The order is total,
 so a run is deterministic.  ``a`` and ``b`` are two integers whose meaning
 depends on the kind (a server index and its version, a timetable row, a
-request index).
+request index).  The gateway times out due requests at the start of every
+call, so a deadline that coincides with another event is honoured whatever
+runs first.
 
 An event is never removed from the heap.  When a server's next event moves
 (its batch changed), the engine bumps the server's *version* and schedules a
@@ -18,10 +21,10 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 
-__all__ = ["SERVER", "TIMETABLE", "DETECT", "ARRIVAL", "EventQueue"]
+__all__ = ["SERVER", "TIMETABLE", "DETECT", "ARRIVAL", "DEADLINE", "PATIENCE", "EventQueue"]
 
 #: Event kinds, in the order they run at equal times.
-SERVER, TIMETABLE, DETECT, ARRIVAL = 0, 1, 2, 3
+SERVER, TIMETABLE, DETECT, ARRIVAL, DEADLINE, PATIENCE = 0, 1, 2, 3, 4, 5
 
 
 class EventQueue:

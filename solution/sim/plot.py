@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from solution.sim.results import Outcome, Results, Summary, table_rows
+from solution.sim.results import STAGE1_OUTCOMES, Outcome, Results, Summary, table_rows
 from solution.sim.sweep import ErlangPoint
 from solution.sim.theory import erlang_b
 
@@ -80,8 +80,9 @@ def outcomes_over_time(res: Results, *, bins: int = 60, ax: Axes | None = None) 
     """Requests per time bin (by arrival), stacked by outcome: where failures and rejections happen."""
     fig, ax = _axes(ax, (8.0, 3.0))
     edges = np.linspace(float(res.arrival.min()), float(res.arrival.max()), bins + 1)
-    counts = [np.histogram(res.arrival[res.outcome == o], edges)[0] for o in Outcome]
-    ax.stackplot(edges[:-1], counts, labels=[o.name.lower() for o in Outcome], step="post", alpha=0.85)
+    shown = [o for o in Outcome if o in STAGE1_OUTCOMES or res.count(o)]  # the queue's outcomes when there are any
+    counts = [np.histogram(res.arrival[res.outcome == o], edges)[0] for o in shown]
+    ax.stackplot(edges[:-1], counts, labels=[o.name.lower() for o in shown], step="post", alpha=0.85)
     ax.set_xlabel("arrival time (s)")
     ax.set_ylabel(f"requests per {edges[1] - edges[0]:.3g} s")
     ax.grid(alpha=0.3)

@@ -18,20 +18,28 @@ from enum import IntEnum
 
 import numpy as np
 
-__all__ = ["Outcome", "Results", "Summary", "format_table", "table_rows"]
+__all__ = ["Outcome", "STAGE1_OUTCOMES", "Results", "Summary", "format_table", "table_rows"]
 
 
 class Outcome(IntEnum):
     """How a request ended.  Codes are stable and never reused.
 
-    Stage 2 (queues) appends outcomes such as ``TIMED_OUT``, ``THROTTLED``
-    (HTTP 429) and ``CANCELLED`` after these.
+    The last three happen only with a stage-2 queue at the gateway
+    (``Scenario.queue``); a request that waited and was then served ends
+    ``COMPLETED`` (or ``FAILED`` / ``CRASHED``) like any other.
     """
 
     COMPLETED = 0  # served to the last token
     REJECTED = 1  # the balancer raised RuntimeError (no free slot): Erlang B's lost request
     FAILED = 2  # the server answered with an error at once (down, or failing a fraction)
     CRASHED = 3  # in flight on a server when it crashed
+    TIMED_OUT = 4  # waited in the queue for its max_wait
+    THROTTLED = 5  # the queue was full: HTTP 429 with Retry-After
+    CANCELLED = 6  # its client gave up while it waited (or the run ended while it could not be served)
+
+
+#: The outcomes of stage 1 (a run without a queue has no others).
+STAGE1_OUTCOMES = (Outcome.COMPLETED, Outcome.REJECTED, Outcome.FAILED, Outcome.CRASHED)
 
 
 _PERCENTILES = (50, 95, 99)
@@ -63,6 +71,7 @@ class Results:
     tier_names: tuple[str, ...]
     session: np.ndarray  # int32, -1 outside sessions
     mode: str = "llm"  # "llm" or "classic" (no tokens are generated: TPOT is NaN)
+    queueing: str = ""  # the queue's ordering ("fifo", "priority", "sjf"); "" without a queue
 
     def __len__(self) -> int:
         return len(self.arrival)
@@ -85,6 +94,11 @@ class Results:
         steps = self.output_tokens.astype(np.float64) - 1.0
         ok = (self.outcome == Outcome.COMPLETED) & (steps > 0) & (self.mode != "classic")
         return np.where(ok, (self.finish - self.first_token) / np.where(ok, steps, 1.0), np.nan)
+
+    @property
+    def wait(self) -> np.ndarray:
+        """Time from arrival to dispatch (NaN where the request was never dispatched).  0 without a queue."""
+        return self.start - self.arrival
 
     def count(self, outcome: Outcome) -> int:
         return int(np.count_nonzero(self.outcome == outcome))
@@ -147,6 +161,9 @@ class Results:
             return tuple(float(v) for v in np.percentile(values, _PERCENTILES)) if len(values) else (np.nan,) * 3
 
         ttft, e2e, tpot = pct(self.ttft[keep][done]), pct(self.e2e[keep][done]), pct(self.tpot[keep][done])
+        waits = self.wait[keep]
+        waits = waits[~np.isnan(waits)]
+        queue = {o: int(np.count_nonzero(outcome == o)) for o in (Outcome.THROTTLED, Outcome.TIMED_OUT, Outcome.CANCELLED)}
         return Summary(
             requests=n,
             completed=int(done.sum()),
@@ -166,6 +183,14 @@ class Results:
             throughput_tps=float(self.output_tokens[keep][done].sum() / span),
             duration=span,
             utilization=tuple(float(u) for u in per_server / (self.capacity * span)),
+            queueing=bool(self.queueing),
+            throttled=queue[Outcome.THROTTLED],
+            timed_out=queue[Outcome.TIMED_OUT],
+            cancelled=queue[Outcome.CANCELLED],
+            throttle_rate=queue[Outcome.THROTTLED] / n,
+            timeout_rate=queue[Outcome.TIMED_OUT] / n,
+            wait_mean=float(waits.mean()) if len(waits) else np.nan,
+            wait_p99=float(np.percentile(waits, 99)) if len(waits) else np.nan,
         )
 
     # -- comparing runs ------------------------------------------------------
@@ -176,7 +201,7 @@ class Results:
 
     def same_as(self, other: Results) -> bool:
         """True when both runs are identical bit for bit (NaNs in the same places)."""
-        if (self.server_ids, self.tier_names, self.mode) != (other.server_ids, other.tier_names, other.mode):
+        if (self.server_ids, self.tier_names, self.mode, self.queueing) != (other.server_ids, other.tier_names, other.mode, other.queueing):
             return False
         mine, theirs = self.arrays(), other.arrays()
         return all(
@@ -207,6 +232,15 @@ class Summary:
     throughput_tps: float  # output tokens of completed requests per second
     duration: float
     utilization: tuple[float, ...]  # per server: mean fraction of its slots in use
+    # stage 2: a queue at the gateway (zeros and NaN without one; the table shows them only with one)
+    queueing: bool = False
+    throttled: int = 0  # HTTP 429: the queue was full
+    timed_out: int = 0
+    cancelled: int = 0
+    throttle_rate: float = 0.0  # THROTTLED / requests
+    timeout_rate: float = 0.0  # TIMED_OUT / requests
+    wait_mean: float = float("nan")  # seconds from arrival to dispatch, over dispatched requests
+    wait_p99: float = float("nan")
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -248,10 +282,26 @@ _ROWS: tuple[tuple[str, Callable[[Summary], float], str], ...] = (
 )
 
 
+# Rows shown when a run had a queue at the gateway (stage 2).
+_QUEUE_ROWS: tuple[tuple[str, Callable[[Summary], float], str], ...] = (
+    ("throttled (429)", lambda s: s.throttled, "{:,}"),
+    ("timed out", lambda s: s.timed_out, "{:,}"),
+    ("cancelled", lambda s: s.cancelled, "{:,}"),
+    ("429 rate", lambda s: s.throttle_rate, "{:.2%}"),
+    ("timeout rate", lambda s: s.timeout_rate, "{:.2%}"),
+    ("wait mean (s)", lambda s: s.wait_mean, "{:.3f}"),
+    ("wait p99 (s)", lambda s: s.wait_p99, "{:.3f}"),
+)
+
+
 def table_rows(summaries: Mapping[str, Summary]) -> list[list[str]]:
-    """The summary table as rows of strings: a header row, then one row per metric; ``n/a`` for NaN."""
+    """The summary table as rows of strings: a header row, then one row per metric; ``n/a`` for NaN.
+
+    The queue's rows (429s, timeouts, waits) appear when a summary comes from a run with a queue.
+    """
     rows = [["metric", *summaries]]
-    for title, get, fmt in _ROWS:
+    queued = any(s.queueing for s in summaries.values())
+    for title, get, fmt in _ROWS + (_QUEUE_ROWS if queued else ()):
         values = [get(s) for s in summaries.values()]
         rows.append([title, *("n/a" if v != v else fmt.format(v) for v in values)])
     return rows

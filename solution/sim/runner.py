@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,27 +26,41 @@ from solution.sim.scenario import Scenario
 from solution.sim.server import Server
 from solution.sim.workload import Requests
 
-__all__ = ["simulate", "prepare", "Inputs", "BalancerFactory", "balancer_factory"]
+__all__ = ["simulate", "prepare", "Inputs", "BalancerFactory", "balancer_factory", "QueueFactory", "queue_factory"]
 
 #: A class or zero-argument callable that returns a fresh balancer.
 BalancerFactory = Callable[[], Any]
+#: A stage-2 queue class, or a callable ``(clock, policy) -> queue``.
+QueueFactory = Callable[..., Any]
 
 _METHODS = ("add_server", "remove_server", "route_request", "complete_request", "get_server_stats")
-_STREAMS = ("tokens", "arrivals", "service", "estimate", "failures")
+_STREAMS = ("tokens", "arrivals", "service", "estimate", "failures", "patience")
+
+
+def _fresh(factory: Any, what: str, method: str, example: str, default: Callable[[], Any]) -> Any:
+    """``factory`` if it is a class or factory, not an instance (recognised by ``method``); ``default()`` for ``None``."""
+    if factory is None:
+        return default()
+    if not callable(factory) or (not isinstance(factory, type) and hasattr(factory, method)):
+        raise TypeError(
+            f"{what} must be a class or a factory such as {example}, "
+            f"not {type(factory).__name__} instance: every run needs a fresh {what}"
+        )
+    return factory
 
 
 def balancer_factory(balancer: BalancerFactory | None) -> BalancerFactory:
-    """Check ``balancer`` is a class or factory (``None``: the reference ``solution.LoadBalancer``)."""
-    if balancer is None:
-        from solution import LoadBalancer
+    """Check ``balancer`` is a class or zero-argument factory (``None``: the reference ``solution.LoadBalancer``)."""
+    from solution import LoadBalancer
 
-        return LoadBalancer
-    if not callable(balancer) or (not isinstance(balancer, type) and hasattr(balancer, "route_request")):
-        raise TypeError(
-            f"balancer must be a class or a zero-argument factory such as solution.LoadBalancer, "
-            f"not {type(balancer).__name__} instance: every run needs a fresh balancer"
-        )
-    return balancer
+    return _fresh(balancer, "balancer", "route_request", "solution.LoadBalancer", lambda: LoadBalancer)
+
+
+def queue_factory(queue: QueueFactory | None) -> QueueFactory:
+    """Check ``queue`` is a class or factory ``(clock, policy) -> queue`` (``None``: the reference ``solution.RequestQueue``)."""
+    from solution.request_queue import RequestQueue
+
+    return _fresh(queue, "queue", "enqueue", "solution.RequestQueue", lambda: RequestQueue)
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,7 +70,8 @@ class Inputs:
     ``prefill`` and ``decode`` are each request's work in steps (in classic
     mode ``prefill`` is the service time in seconds); ``estimated`` is what
     the balancer is told; ``fail_draw`` is compared with a failing server's
-    fraction.
+    fraction; ``patience`` is how long each client waits in a queue before
+    giving up (``None`` when clients never do).
     """
 
     requests: Requests
@@ -64,6 +80,7 @@ class Inputs:
     decode: np.ndarray
     estimated: np.ndarray
     fail_draw: np.ndarray
+    patience: np.ndarray | None = None
 
 
 def prepare(scenario: Scenario, seed: int) -> Inputs:
@@ -75,15 +92,23 @@ def prepare(scenario: Scenario, seed: int) -> Inputs:
     rate = None if scenario.load is None else scenario.request_rate
     requests = scenario.workload.generate(rng["tokens"], rng["arrivals"], rate)
     prefill, decode = scenario.mode.steps(requests.prompt_tokens, requests.output_tokens, rng["service"])
-    estimated = scenario.estimate.apply(requests.prompt_tokens, requests.output_tokens, rng["estimate"])
+    mode = scenario.mode
+    if isinstance(mode, ClassicMode) and mode.sized:
+        estimated = mode.sized_estimates(prefill)
+    else:
+        estimated = scenario.estimate.apply(requests.prompt_tokens, requests.output_tokens, rng["estimate"])
     fail_draw = rng["failures"].random(len(requests))
-    return Inputs(requests, scenario.capacities(), prefill, decode, estimated, fail_draw)
+    patience = None
+    if scenario.queue is not None and scenario.queue.patience is not None:
+        patience = rng["patience"].exponential(scenario.queue.patience, len(requests))
+    return Inputs(requests, scenario.capacities(), prefill, decode, estimated, fail_draw, patience)
 
 
 def simulate(
     scenario: Scenario,
     balancer: BalancerFactory | None = None,
     *,
+    queue: QueueFactory | None = None,
     seed: int = 0,
     progress: bool = False,
     engine: str = "auto",
@@ -100,10 +125,13 @@ def simulate(
         balancer: the implementation under test, as a class or factory
             (``solution.LoadBalancer``, ``exercises.LoadBalancer``,
             ``load_impl().LoadBalancer``); ``None`` for the reference.
+        queue: with a ``scenario.queue``, the stage-2 queue class
+            (``solution.RequestQueue``, ``exercises.RequestQueue``; ``None``
+            for the reference); unused without one.
         seed: an int >= 0; the same seed gives the same results bit for bit.
         progress: show a tqdm progress bar.
         engine: ``"auto"`` uses the classic fast path when it applies
-            (classic mode without sharing, no timetable, no sessions);
+            (classic mode without sharing, no timetable, no sessions, no queue);
             ``"general"`` forces the general engine (same results, slower).
 
     Raises:
@@ -111,6 +139,7 @@ def simulate(
         BalancerContractError (a RuntimeError): the balancer broke the contract.
     """
     factory = balancer_factory(balancer)
+    make_queue = queue_factory(queue) if scenario.queue is not None else None
     if engine not in ("auto", "general"):
         raise ValueError(f"engine must be 'auto' or 'general', got {engine!r}")
     inputs = prepare(scenario, seed)
@@ -130,9 +159,10 @@ def simulate(
         and not mode.sharing
         and not scenario.timetable
         and not np.isnan(inputs.requests.arrival).any()
+        and make_queue is None
     )
     with tqdm(total=len(inputs.requests), unit="req", disable=not progress, leave=False, desc=scenario.name) as bar:
-        run = _run_fast if fast else _run_general
+        run = _run_fast if fast else partial(_run_general, queue=make_queue)
         arrival, start, first_token, finish, chosen, outcome = run(lb, scenario, inputs, bar.update)
     req = inputs.requests
     return Results(
@@ -153,6 +183,7 @@ def simulate(
         tier_names=req.tier_names,
         session=req.session.astype(np.int32),
         mode="classic" if isinstance(mode, ClassicMode) else "llm",
+        queueing="" if scenario.queue is None else scenario.queue.policy.ordering.value,
     )
 
 
@@ -172,8 +203,9 @@ def _run_fast(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable[[i
     return arrival, np.where(routed, arrival, np.nan), np.where(routed, end, np.nan), np.where(routed, end, arrival), chosen, outcome
 
 
-def _run_general(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable[[int], Any]) -> _Arrays:
-    """Any scenario: the event loop of :mod:`solution.sim.engine`."""
+def _run_general(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable[[int], Any],
+                 queue: QueueFactory | None = None) -> _Arrays:  # fmt: skip
+    """Any scenario: the event loop of :mod:`solution.sim.engine` (with the stage-2 gateway when ``queue`` is given)."""
     specs = scenario.server_specs()
     servers = [
         Server(k, spec.server_id, inputs.capacity[k], spec.gpu_spec.memory_gb, scenario.mode.timing(spec.gpu_spec))
@@ -187,10 +219,23 @@ def _run_general(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable
         arrival=req.arrival.tolist(), estimated=inputs.estimated.tolist(), prefill=inputs.prefill.tolist(),
         decode=inputs.decode.tolist(), fail_draw=inputs.fail_draw.tolist(), think=req.think.tolist(),
         next_turn=req.next_turn().tolist(), timetable=scenario.timetable,
-        crash_detection=scenario.crash_detection, progress=progress,
+        crash_detection=scenario.crash_detection, progress=progress, **_queue_options(scenario, inputs, queue),
     )  # fmt: skip
     run.run()
     return (
         np.array(run.arrival), np.array(run.start), np.array(run.first_token), np.array(run.finish),
         np.array(run.server, dtype=np.int32), np.array(run.outcome, dtype=np.int8),
     )  # fmt: skip
+
+
+def _queue_options(scenario: Scenario, inputs: Inputs, queue: QueueFactory | None) -> dict[str, Any]:
+    """The engine's stage-2 arguments: the queue class, its policy, each request's priority and patience."""
+    if queue is None or scenario.queue is None:
+        return {}
+    req = inputs.requests
+    return {
+        "queue": queue,
+        "policy": scenario.queue.policy,
+        "priority": scenario.queue.request_priorities(req.tier, req.tier_names),
+        "patience": None if inputs.patience is None else inputs.patience.tolist(),
+    }

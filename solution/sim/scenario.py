@@ -16,6 +16,7 @@ import numpy as np
 from solution.sim.cluster import ClassicMode, Cluster, LlmMode, ServerSpec, service_rate
 from solution.sim.errors import ScenarioError
 from solution.sim.faults import AddServer, Crash, FailFraction, Recover, RemoveServer, Slowdown, TimetableEvent
+from solution.sim.queueing import QueueConfig
 from solution.sim.trace import TraceWorkload
 from solution.sim.validate import require_number
 from solution.sim.workload import Workload
@@ -74,6 +75,9 @@ class Scenario:
             which the gateway removes a crashed server (it adds it back when
             it recovers).
         name: a label for tables and plots.
+        queue: ``None`` (stage 1: a request that finds no free slot is
+            rejected) or a :class:`~solution.sim.queueing.QueueConfig`: the
+            gateway queues it (stage 2).
     """
 
     cluster: Cluster
@@ -84,6 +88,7 @@ class Scenario:
     estimate: EstimateError = field(default_factory=EstimateError)
     crash_detection: float | None = None
     name: str = "custom"
+    queue: QueueConfig | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.cluster, Cluster):
@@ -96,6 +101,14 @@ class Scenario:
         if self.load is not None and isinstance(self.workload, TraceWorkload):
             raise ValueError("a trace replay has its own arrival times: set its time_scale instead of a load")
         require_number(self.crash_detection, "crash_detection", strict=False, none_ok=True)
+        if self.queue is not None:
+            if not isinstance(self.queue, QueueConfig):
+                raise TypeError(f"queue must be a QueueConfig or None, got {type(self.queue).__name__}")
+            if isinstance(self.workload, Workload):
+                tiers = {t.name for t in self.workload.tiers}
+                unknown = [name for name, _ in self.queue.priorities if name not in tiers]  # type: ignore[misc]
+                if unknown:
+                    raise ScenarioError(f"the queue's priorities name tiers {unknown} that the workload lacks; its tiers: {sorted(tiers)}")
         object.__setattr__(self, "timetable", tuple(sorted(self.timetable, key=lambda e: e.at)))
         for event in self.timetable:
             if not isinstance(event, _EVENT_TYPES):
@@ -154,6 +167,10 @@ class Scenario:
     def with_load(self, load: float) -> Scenario:
         """The same scenario at another offered load per server."""
         return replace(self, load=load)
+
+    def with_queue(self, queue: QueueConfig | None) -> Scenario:
+        """The same scenario with a queue at the gateway (``None``: without)."""
+        return replace(self, queue=queue)
 
     def with_requests(self, requests: int) -> Scenario:
         """The same scenario with another number of requests (not for traces: use ``limit``)."""

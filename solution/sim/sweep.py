@@ -20,13 +20,15 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
+from solution.queue_types import QueuePolicy
+from solution.sim.queueing import QueueConfig
 from solution.sim.results import Summary
-from solution.sim.runner import BalancerFactory, balancer_factory, simulate
+from solution.sim.runner import BalancerFactory, QueueFactory, balancer_factory, queue_factory, simulate
 from solution.sim.scenario import Scenario
 from solution.sim.scenarios import classic
-from solution.sim.theory import erlang_b, mean_confidence_interval
+from solution.sim.theory import erlang_b, mean_confidence_interval, mmc_mean_wait, mmck
 
-__all__ = ["Job", "Row", "grid", "run_jobs", "aggregate", "ErlangPoint", "erlang_b_points"]
+__all__ = ["Job", "Row", "grid", "run_jobs", "aggregate", "ErlangPoint", "erlang_b_points", "QueuePoint", "queue_points"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Job:
     label: Hashable = None
     balancer: BalancerFactory | None = None
     warmup: float = 0.0
+    queue: QueueFactory | None = None  # the stage-2 queue class, for a scenario with a queue
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def grid(scenario: Scenario, loads: Iterable[float], seeds: Iterable[int], balan
 
 
 def _run(job: Job) -> Row:
-    result = simulate(job.scenario, job.balancer, seed=job.seed)
+    result = simulate(job.scenario, job.balancer, queue=job.queue, seed=job.seed)
     return Row(job.label, job.seed, result.summary(job.warmup))
 
 
@@ -78,6 +81,7 @@ def run_jobs(jobs: Sequence[Job], *, workers: int | None = None, progress: bool 
         if not isinstance(job, Job):
             raise TypeError(f"run_jobs takes Job objects, got {type(job).__name__}")
         balancer_factory(job.balancer)
+        queue_factory(job.queue)
     workers = (os.cpu_count() or 1) if workers is None else workers
     with tqdm(total=len(jobs), unit="run", disable=not progress, leave=False) as bar:
         if workers <= 1 or len(jobs) <= 1:
@@ -154,3 +158,77 @@ def erlang_b_points(
         ErlangPoint(c, a, erlang_b(c, a), *stats[(c, a)], seeds=len(seeds))  # type: ignore[misc]
         for c, a in points
     ]
+
+
+@dataclass(frozen=True)
+class QueuePoint:
+    """Simulated queue against M/M/c (``max_depth=None``) or M/M/c/K (K = servers + max_depth) at one point.
+
+    ``wait`` is the mean wait of dispatched requests, in mean service times;
+    ``blocking`` the fraction of requests throttled (429).  Each is
+    ``(mean, low, high)`` over the seeds, against its formula.
+    """
+
+    servers: int
+    offered_load: float  # a = lambda / mu, in erlangs
+    max_depth: int | None
+    wait_formula: float
+    wait: tuple[float, float, float]
+    blocking_formula: float
+    blocking: tuple[float, float, float]
+    seeds: int
+
+    @property
+    def load(self) -> float:
+        """Offered load per server, a / c."""
+        return self.offered_load / self.servers
+
+    @staticmethod
+    def _inside(formula: float, interval: tuple[float, float, float]) -> bool:
+        return interval[1] <= formula <= interval[2]
+
+    @property
+    def wait_agrees(self) -> bool:
+        return self._inside(self.wait_formula, self.wait)
+
+    @property
+    def blocking_agrees(self) -> bool:
+        return self.max_depth is None or self._inside(self.blocking_formula, self.blocking)
+
+
+def queue_points(
+    points: Sequence[tuple[int, float, int | None]],
+    seeds: Sequence[int],
+    requests: int,
+    *,
+    warmup: float = 50.0,
+    level: float = 0.99,
+    balancer: BalancerFactory | None = None,
+    queue: QueueFactory | None = None,
+    workers: int | None = None,
+) -> list[QueuePoint]:
+    """Simulate a FIFO queue in front of c servers at each ``(servers, offered_load, max_depth)``.
+
+    Classic mode (capacity 1, exponential service with mean 1 s) with the
+    stage-2 gateway: ``max_depth=None`` is M/M/c (compared with
+    :func:`~solution.sim.theory.mmc_mean_wait`), an int is M/M/c/K
+    (:func:`~solution.sim.theory.mmck`).  Each seed is one independent
+    replication of ``requests`` requests; requests arriving in the first
+    ``warmup`` seconds (50 mean service times: a queue forgets its empty
+    start more slowly than a loss system) are not counted.  The per-seed
+    means give t intervals at confidence ``level``.
+    """
+    jobs = [
+        Job(classic(servers=c, load=a / c, requests=requests).with_queue(QueueConfig(QueuePolicy(max_depth=k))), seed,
+            (c, a, k), balancer, warmup, queue)  # fmt: skip
+        for c, a, k in points
+        for seed in seeds
+    ]
+    rows = run_jobs(jobs, workers=workers)
+    waits = aggregate(rows, "wait_mean", level)
+    blocked = aggregate(rows, "throttle_rate", level)
+    out = []
+    for c, a, k in points:
+        blocking, wait = mmck(c, a, k) if k is not None else (0.0, mmc_mean_wait(c, a))
+        out.append(QueuePoint(c, a, k, wait, waits[(c, a, k)], blocking, blocked[(c, a, k)], len(seeds)))
+    return out

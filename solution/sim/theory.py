@@ -1,7 +1,12 @@
 """Queueing formulas and the statistics used to compare them with simulations.
 
 * :func:`erlang_b`: the blocking probability of an M/M/c/c loss system
-  (Erlang's loss formula).  Later stages add Erlang C and M/M/c/K here.
+  (Erlang's loss formula).
+* :func:`erlang_c`, :func:`mmc_mean_wait`, :func:`mmc_wait_cdf`: the M/M/c
+  queue (an unbounded FIFO queue in front of c servers): the probability of
+  waiting, the mean wait and its distribution.
+* :func:`mmck`: the M/M/c/K queue (at most K - c waiting): blocking and the
+  mean wait of admitted requests.
 * :func:`mm1k`: blocking and mean occupancy of one M/M/1/K server (checks
   the processor-sharing bookkeeping).
 * :func:`student_t_quantile` and :func:`mean_confidence_interval`: a
@@ -17,7 +22,8 @@ from collections.abc import Sequence
 from solution.sim.validate import require_number
 from solution.validate import require_int
 
-__all__ = ["erlang_b", "mm1k", "student_t_cdf", "student_t_quantile", "mean_confidence_interval", "supermarket_mean_time"]
+__all__ = ["erlang_b", "erlang_c", "mmc_mean_wait", "mmc_wait_cdf", "mmck", "mm1k", "student_t_cdf", "student_t_quantile",
+           "mean_confidence_interval", "supermarket_mean_time"]  # fmt: skip
 
 
 def erlang_b(servers: int, offered_load: float) -> float:
@@ -47,6 +53,78 @@ def erlang_b(servers: int, offered_load: float) -> float:
     for k in range(1, servers + 1):
         b = a * b / (k + a * b)
     return b
+
+
+def erlang_c(servers: int, offered_load: float) -> float:
+    """Erlang's delay formula C(c, a): the probability that an arrival waits in an M/M/c queue.
+
+    ``C = c B / (c - a (1 - B))`` with ``B = erlang_b(c, a)``: O(c), stable.
+    By PASTA it is also the fraction of requests that wait.
+
+    >>> round(erlang_c(4, 3.0), 4)
+    0.5094
+
+    Raises:
+        TypeError / ValueError: as :func:`erlang_b`; ValueError when
+            ``offered_load >= servers`` (the queue grows without bound).
+    """
+    b = erlang_b(servers, offered_load)
+    if offered_load >= servers:
+        raise ValueError(f"an M/M/c queue needs offered_load < servers to be stable, got a = {offered_load} with c = {servers}")
+    return servers * b / (servers - offered_load * (1.0 - b))
+
+
+def mmc_mean_wait(servers: int, offered_load: float) -> float:
+    """The mean time an arrival waits in an M/M/c FIFO queue, in mean service times: ``C(c, a) / (c - a)``.
+
+    It holds for any order of service that does not look at service times
+    (FIFO, priority classes with the same service time, random): the queue
+    length process is the same.  Shortest-job-first does better.
+
+    >>> round(mmc_mean_wait(1, 0.5), 4)  # M/M/1: rho / (1 - rho)
+    1.0
+    """
+    return erlang_c(servers, offered_load) / (servers - offered_load)
+
+
+def mmc_wait_cdf(servers: int, offered_load: float, t: float) -> float:
+    """P(wait <= t) in an M/M/c FIFO queue, ``t`` in mean service times: ``1 - C(c, a) exp(-(c - a) t)``."""
+    if t < 0:
+        return 0.0
+    return 1.0 - erlang_c(servers, offered_load) * math.exp(-(servers - offered_load) * t)
+
+
+def mmck(servers: int, offered_load: float, max_depth: int) -> tuple[float, float]:
+    """``(blocking, mean_wait)`` of an M/M/c/K queue with K = ``servers + max_depth``.
+
+    c servers, at most ``max_depth`` requests waiting; an arrival that finds
+    K requests is turned away.  The number in the system is ``n`` with
+    probability proportional to ``a**n / n!`` for ``n <= c`` and
+    ``a**c / c! * (a / c)**(n - c)`` above; ``blocking = P(K)`` (PASTA), and
+    the mean wait of the admitted requests, in mean service times, is
+    ``Lq / (a (1 - P(K)))`` by Little's law, ``Lq = sum (n - c) P(n)``.
+    Any load is stable (the queue is bounded).  O(K), in logarithms (no overflow).
+
+    >>> blocking, wait = mmck(1, 1.0, 2)  # M/M/1/3 at rho = 1: every state equally likely
+    >>> round(blocking, 4), round(wait, 4)
+    (0.25, 1.0)
+
+    Raises:
+        TypeError / ValueError: ``servers`` not an int >= 1, ``max_depth``
+            not an int >= 0, ``offered_load`` not positive and finite.
+    """
+    require_int(servers, "servers")
+    require_int(max_depth, "max_depth", minimum=0)
+    a = require_number(offered_load, "offered_load")
+    logs = [0.0]
+    for n in range(1, servers + max_depth + 1):
+        logs.append(logs[-1] + math.log(a) - math.log(min(n, servers)))
+    top = max(logs)
+    weights = [math.exp(x - top) for x in logs]
+    total = math.fsum(weights)
+    blocking = weights[-1] / total
+    queued = math.fsum((n - servers) * w for n, w in enumerate(weights) if n > servers) / total
+    return blocking, queued / (a * (1.0 - blocking))
 
 
 def mm1k(load: float, capacity: int) -> tuple[float, float]:

@@ -8,7 +8,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from solution.sim.theory import erlang_b, mean_confidence_interval, mm1k, student_t_cdf, student_t_quantile
+from solution.sim.theory import (
+    erlang_b,
+    erlang_c,
+    mean_confidence_interval,
+    mm1k,
+    mmc_mean_wait,
+    mmc_wait_cdf,
+    mmck,
+    student_t_cdf,
+    student_t_quantile,
+)
 
 pytestmark = pytest.mark.sim
 
@@ -74,3 +84,46 @@ def test_mean_confidence_interval() -> None:
         mean_confidence_interval([1.0])
     with pytest.raises(ValueError, match="level"):
         mean_confidence_interval([1.0, 2.0], level=1.0)
+
+
+# -- stage 2: M/M/c and M/M/c/K -----------------------------------------------------------
+
+
+def erlang_c_closed_form(c: int, a: float) -> float:
+    top = a**c / math.factorial(c) * c / (c - a)
+    return top / (math.fsum(a**k / math.factorial(k) for k in range(c)) + top)
+
+
+@given(st.integers(1, 30), st.floats(0.01, 0.99))
+def test_erlang_c_matches_the_closed_form(c: int, rho: float) -> None:
+    assert erlang_c(c, rho * c) == pytest.approx(erlang_c_closed_form(c, rho * c), rel=1e-9)
+
+
+@pytest.mark.parametrize(("c", "a", "expected"), [(1, 0.5, 0.5), (2, 1.0, 1 / 3), (4, 3.0, 0.509434)])
+def test_erlang_c_known_values(c: int, a: float, expected: float) -> None:
+    assert erlang_c(c, a) == pytest.approx(expected, rel=1e-6)
+
+
+def test_mmc_wait() -> None:
+    assert mmc_mean_wait(1, 0.8) == pytest.approx(0.8 / 0.2)  # M/M/1: rho / (1 - rho) service times
+    assert mmc_wait_cdf(1, 0.8, 0.0) == pytest.approx(0.2)  # P(no wait) = 1 - rho
+    assert mmc_wait_cdf(2, 1.0, -1.0) == 0.0 and mmc_wait_cdf(2, 1.0, 50.0) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="stable"):
+        erlang_c(4, 4.0)
+
+
+def test_mmck_limits_and_known_values() -> None:
+    assert mmck(4, 3.0, 0)[0] == pytest.approx(erlang_b(4, 3.0))  # no room to wait: Erlang B
+    blocking, wait = mmck(4, 3.0, 5_000)
+    assert blocking < 1e-12 and wait == pytest.approx(mmc_mean_wait(4, 3.0))  # a deep queue: M/M/c
+    # M/M/1/3 at rho = 0.5: weights 1, 1/2, 1/4, 1/8 (sum 1.875); Lq = (1 * 1/4 + 2 * 1/8) / 1.875
+    assert mmck(1, 0.5, 2) == pytest.approx((0.125 / 1.875, (0.25 + 0.25) / 1.875 / (0.5 * (1 - 0.125 / 1.875))))
+    assert mmck(1, 0.8, 4)[0] == pytest.approx(mm1k(0.8, 5)[0])
+    assert 0.0 < mmck(2, 1e4, 10_000)[0] < 1.0  # overloaded, deep: no overflow
+
+
+@pytest.mark.parametrize(("args", "error"), [((0, 1.0, 1), ValueError), ((2, 1.0, -1), ValueError), ((2, 0.0, 1), ValueError),
+                                             ((2, 1.0, 1.5), TypeError)])  # fmt: skip
+def test_mmck_rejects_bad_input(args: tuple, error: type) -> None:
+    with pytest.raises(error):
+        mmck(*args)
