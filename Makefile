@@ -43,6 +43,7 @@ notebooks: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_balancer.py
+	$(BIN)/python benchmarks/bench_queue.py
 	$(BIN)/python benchmarks/bench_sim.py
 
 clean:
