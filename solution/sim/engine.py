@@ -102,8 +102,10 @@ class Engine:
         policy: QueuePolicy | None = None,
         priority: list[int] | None = None,
         patience: list[float] | None = None,
+        early_binding: bool = False,
     ) -> None:
         self.balancer = balancer
+        self.early_binding = early_binding
         self.route = balancer.route_request  # type: ignore[attr-defined]
         self.complete = balancer.complete_request  # type: ignore[attr-defined]
         self.add_server = balancer.add_server  # type: ignore[attr-defined]
@@ -206,16 +208,23 @@ class Engine:
             raise contract_error(rid, sid, "which is not the id of any server the simulator added")
         if not srv.in_pool:
             raise contract_error(rid, sid, "a server that was removed (or never added)")
-        if srv.running >= srv.capacity:
-            raise contract_error(rid, sid, f"a server already running {srv.running} of {srv.capacity} requests")
         self.server[i] = srv.index
+        if srv.running >= srv.capacity or srv.waiting:
+            if not self.early_binding:
+                raise contract_error(rid, sid, f"a server already running {srv.running} of {srv.capacity} requests")
+            srv.waiting.append(i)  # early binding: it joins the batch when a slot frees, in order
+            return
+        self._admit(i, srv, t)
+        self._schedule(srv)
+
+    def _admit(self, i: int, srv: Server, t: float) -> None:
+        """Request ``i`` joins ``srv``'s batch at ``t`` (or fails at once on a failing server)."""
         self.start[i] = t
         if not srv.up or self.fail_draw[i] < srv.fail_fraction:
-            self.complete(rid)
+            self.complete(f"r{i}")
             self._end(i, t, _FAILED)
             return
         srv.admit(t, i, self.prefill[i])
-        self._schedule(srv)
 
     def _end(self, i: int, t: float, outcome: int) -> None:
         """Record how request ``i`` ended; send the session's next turn after its think time."""
@@ -314,6 +323,8 @@ class Engine:
                 self.observe(f"r{i}", latency=t - self.arrival[i])
             self.complete(f"r{i}")
             self._end(i, t, _COMPLETED)
+        while srv.waiting and srv.running < srv.capacity:  # early binding: freed slots go to the server's own queue
+            self._admit(srv.waiting.popleft(), srv, t)
         self._schedule(srv)
 
     # -- the timetable -----------------------------------------------------------

@@ -160,6 +160,7 @@ def simulate(
         and not scenario.timetable
         and not np.isnan(inputs.requests.arrival).any()
         and make_queue is None
+        and not scenario.early_binding
     )
     with tqdm(total=len(inputs.requests), unit="req", disable=not progress, leave=False, desc=scenario.name) as bar:
         run = _run_fast if fast else partial(_run_general, queue=make_queue)
@@ -219,7 +220,8 @@ def _run_general(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable
         arrival=req.arrival.tolist(), estimated=inputs.estimated.tolist(), prefill=inputs.prefill.tolist(),
         decode=inputs.decode.tolist(), fail_draw=inputs.fail_draw.tolist(), think=req.think.tolist(),
         next_turn=req.next_turn().tolist(), timetable=scenario.timetable,
-        crash_detection=scenario.crash_detection, progress=progress, **_queue_options(scenario, inputs, queue),
+        crash_detection=scenario.crash_detection, progress=progress, early_binding=scenario.early_binding,
+        **_queue_options(scenario, inputs, queue),
     )  # fmt: skip
     run.run()
     return (

@@ -77,7 +77,13 @@ class Scenario:
         name: a label for tables and plots.
         queue: ``None`` (stage 1: a request that finds no free slot is
             rejected) or a :class:`~solution.sim.queueing.QueueConfig`: the
-            gateway queues it (stage 2).
+            gateway queues it (stage 2): *late binding*.
+        early_binding: ``True`` lets each server keep its own FIFO of
+            requests beyond its running batch, as vLLM's scheduler does: a
+            request the balancer places on a full server waits there and
+            joins the batch when a slot frees (stage 3).  Only a balancer
+            that routes past capacity uses it
+            (``solution.routing.Router(queue_per_server=None)``).
     """
 
     cluster: Cluster
@@ -89,8 +95,16 @@ class Scenario:
     crash_detection: float | None = None
     name: str = "custom"
     queue: QueueConfig | None = None
+    early_binding: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.early_binding, bool):
+            raise TypeError(f"early_binding must be a bool, got {type(self.early_binding).__name__}")
+        if self.early_binding and self.queue is not None:
+            raise ScenarioError(
+                "choose one place for the queue: late binding (queue=, at the gateway) or early binding "
+                "(early_binding=True, at each server), not both"
+            )
         if not isinstance(self.cluster, Cluster):
             raise TypeError(f"cluster must be a Cluster, got {type(self.cluster).__name__}")
         if not isinstance(self.workload, (Workload, TraceWorkload)):

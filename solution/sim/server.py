@@ -37,6 +37,7 @@ Costs: admitting or finishing a request is O(log b) (a heap of b tags).
 
 from __future__ import annotations
 
+from collections import deque
 from heapq import heappop, heappush
 from math import inf
 
@@ -59,7 +60,7 @@ class Server:
     __slots__ = (
         "index", "server_id", "capacity", "gpu_memory_gb", "t_base", "t_decode", "t_chunk",
         "clock", "last", "rate", "speed", "prefilling", "decoding", "tags", "version",
-        "up", "fail_fraction", "in_pool", "removed_by_detection", "crashes",
+        "up", "fail_fraction", "in_pool", "removed_by_detection", "crashes", "waiting",
     )  # fmt: skip
 
     def __init__(self, index: int, server_id: str, capacity: int, gpu_memory_gb: int, timing: ServerTiming) -> None:
@@ -80,6 +81,7 @@ class Server:
         self.in_pool = False  # the balancer knows it and may route to it
         self.removed_by_detection = False
         self.crashes = 0
+        self.waiting: deque[int] = deque()  # early binding: requests placed here, not yet in the batch (FIFO)
         self.rate = 0.0
         self._set_rate()
 
@@ -148,9 +150,10 @@ class Server:
         self._set_rate()
 
     def crash(self, now: float) -> list[int]:
-        """Lose every running request; return them in request order.  O(b log b)."""
-        lost = sorted(request for _, request, _ in self.tags)
+        """Lose every running and waiting request; return them in request order.  O((b + w) log(b + w))."""
+        lost = sorted([request for _, request, _ in self.tags] + list(self.waiting))
         self.tags.clear()
+        self.waiting.clear()
         self.prefilling = self.decoding = 0
         self.clock, self.last = 0.0, now
         self.up = False
