@@ -42,7 +42,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -590,6 +591,7 @@ class _NotebookRun:
 
     def __init__(self, lab: Lab, notebook: Path, relpath: str) -> None:
         self.lab = lab
+        self.notebook = notebook
         self.relpath = relpath
         self.cells = json.loads(notebook.read_text())["cells"]
         self.shots = lab.screenshot_dir / notebook.stem
@@ -603,6 +605,7 @@ class _NotebookRun:
     # -- the steps ------------------------------------------------------------------------
 
     def execute(self) -> NotebookReport:
+        digest = _digest(self.notebook)
         shutil.rmtree(self.shots, ignore_errors=True)
         self.lab.server.shut_down_kernels(self.relpath)
         self.page = self.lab.context.new_page()
@@ -630,6 +633,8 @@ class _NotebookRun:
             self.page.close()
             self.lab.server.shut_down_kernels(self.relpath)
             self.report.notes += [f"page error: {e}" for e in self.page_errors]
+            if _digest(self.notebook) != digest:
+                self._problem("the file changed while JupyterLab had it open (saved by JupyterLab, or rewritten meanwhile)")
         return self.report
 
     def _open(self) -> None:
@@ -941,20 +946,16 @@ class _NotebookRun:
             source = _first_line("".join(raw) if isinstance(raw, list) else raw)
         self.report.problems.append(Problem(self.relpath, message, cell, source, widget, control))
 
-    class _Timer:
-        def __init__(self, report: NotebookReport, name: str) -> None:
-            self.report, self.name = report, name
-
-        def __enter__(self) -> None:
-            self.started = time.perf_counter()
-
-        def __exit__(self, *exc: object) -> None:
-            self.report.seconds[self.name] = time.perf_counter() - self.started
-
-    def _timed(self, name: str) -> _NotebookRun._Timer:
-        return _NotebookRun._Timer(self.report, name)
+    @contextmanager
+    def _timed(self, name: str) -> Iterator[None]:
+        """Record how long the block took in the report, under ``name``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.report.seconds[name] = time.perf_counter() - started
 
 
-def file_digests(paths: Iterable[Path]) -> dict[Path, str]:
-    """SHA-256 of each file, to prove the browser run left the notebooks untouched."""
-    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths if p.exists()}
+def _digest(path: Path) -> str:
+    """SHA-256 of a file, to prove that JupyterLab left it untouched."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
