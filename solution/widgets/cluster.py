@@ -168,8 +168,8 @@ class ClusterPlayground:
         )
         self.table.value = _table(plan)
         in_flight = [rid for s in stats.values() for rid in s["active_requests"]]
-        self.request_menu.options = in_flight
-        self.server_menu.options = [sid for sid, s in stats.items() if not s["is_draining"]]
+        _set_options(self.request_menu, in_flight)
+        _set_options(self.server_menu, [sid for sid, s in stats.items() if not s["is_draining"]])
         lines = [f"<b>next request of {self.tokens.value} tokens:</b> {html.escape(plan.summary())}"]
         if self.last_decision:
             lines.append(f"last: {self.last_decision}")
@@ -180,6 +180,14 @@ class ClusterPlayground:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _set_options(menu: W.Dropdown, options: list[str]) -> None:
+    """Refresh a menu's entries, keeping the picked one if it is still there, else picking the first,
+    so "Complete" and "Drain server" always act on what the menu shows."""
+    keep = menu.value
+    menu.options = options
+    menu.value = keep if keep in options else (options[0] if options else None)
 
 
 def _fmt(result: tuple[str, Any]) -> str:
