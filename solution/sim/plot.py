@@ -15,10 +15,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from solution.sim.results import STAGE1_OUTCOMES, Outcome, Results, Summary, table_rows
-from solution.sim.sweep import ErlangPoint
-from solution.sim.theory import erlang_b
+from solution.sim.sweep import ErlangPoint, QueuePoint
+from solution.sim.theory import erlang_b, erlang_c, mmc_mean_wait, mmck
 
-__all__ = ["latency_cdf", "load_over_time", "outcomes_over_time", "summary_table", "erlang_b_agreement", "iteration_time"]
+__all__ = ["latency_cdf", "load_over_time", "outcomes_over_time", "summary_table", "erlang_b_agreement", "iteration_time",
+           "queue_depth", "scale_up_periods", "wait_cdf", "queue_theory_agreement"]  # fmt: skip
 
 _METRICS = {"e2e": "end-to-end latency (s)", "ttft": "time to first token (s)", "tpot": "time per output token (s)"}
 
@@ -140,4 +141,133 @@ def iteration_time(timings: Mapping[str, object], *, max_batch: int = 64, ax: Ax
     ax.set_ylabel("tokens per second, per sequence")
     ax.grid(alpha=0.3)
     ax.legend()
+    return fig
+
+
+# -- stage 2: queues ----------------------------------------------------------------
+
+
+def _depth_steps(res: Results) -> tuple[np.ndarray, np.ndarray]:
+    """The exact queue depth: ``(times, depth)``, the depth holding from each time to the next.  O(n log n)."""
+    leave = np.where(np.isnan(res.start), res.finish, res.start)
+    times = np.unique(np.concatenate([res.arrival, leave]))
+    return times, res.queue_depth_over_time(times)
+
+
+def scale_up_periods(res: Results, threshold: int, after: float) -> list[tuple[float, float]]:
+    """``(from, to)`` spans in which a queue's scale-up signal is raised.
+
+    The signal rises once the depth has stayed above ``threshold`` for
+    ``after`` seconds, and falls when it drops back (as
+    ``RequestQueue.stats().scale_up``).  Exact, from the run's event times.
+    """
+    times, depth = _depth_steps(res)
+    spans, since = [], None
+    for t, d in zip(times.tolist(), depth.tolist()):
+        if d > threshold and since is None:
+            since = t
+        elif d <= threshold and since is not None:
+            if t - since >= after:
+                spans.append((since + after, t))
+            since = None
+    if since is not None and times[-1] - since >= after:
+        spans.append((since + after, float(times[-1])))
+    return spans
+
+
+def queue_depth(res: Results, *, max_depth: int | None = None, threshold: int | None = None, after: float = 0.0,
+                ax: Axes | None = None, label: str | None = None) -> Figure:  # fmt: skip
+    """Requests waiting in the gateway's queue over time (exact steps).
+
+    A dashed line marks ``max_depth``; with a ``threshold``, a dotted line
+    marks it and the periods when the scale-up signal is raised (depth above
+    it for ``after`` seconds) are shaded.
+    """
+    fig, ax = _axes(ax, (8.0, 3.0))
+    times, depth = _depth_steps(res)
+    ax.step(times, depth, where="post", linewidth=0.8, label=label)
+    if max_depth is not None:
+        ax.axhline(max_depth, color="#c00", linestyle="--", linewidth=1, label=f"max depth {max_depth}")
+    if threshold is not None:
+        ax.axhline(threshold, color="#555", linestyle=":", linewidth=1, label=f"scale-up threshold {threshold}")
+        for k, (lo, hi) in enumerate(scale_up_periods(res, threshold, after)):
+            ax.axvspan(lo, hi, color="#f58518", alpha=0.2, linewidth=0, label=None if k else f"scale up (above for {after:g} s)")
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("requests waiting")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper right", fontsize="small")
+    return fig
+
+
+def wait_cdf(runs: Results | Mapping[str, Results], *, ax: Axes | None = None, theory: tuple[int, float] | None = None,
+             highlight: str | None = None, survival: bool = False) -> Figure:  # fmt: skip
+    """The distribution of the time dispatched requests waited, one line per run.
+
+    ``survival=True`` plots ``P(wait > t)`` on a log scale instead of the
+    CDF: the tail (who waits longest) becomes visible, and an exponential
+    tail is a straight line.  ``theory=(servers, offered_load)`` overlays
+    the M/M/c FIFO distribution, ``P(wait > t) = C(c, a) exp(-(c - a) t)``
+    (mean service 1 s); ``highlight`` draws that run's line thicker.
+    """
+    fig, ax = _axes(ax)
+    top, smallest = 0.0, 1.0
+    for label, res in _labelled(runs).items():
+        waits = np.sort(res.wait[~np.isnan(res.wait)])
+        n = len(waits)
+        if not n:
+            continue
+        # 1,000 evenly spaced points, and every one of the last 1,000: the tail is drawn exactly
+        idx = np.unique(np.concatenate([np.linspace(0, n - 1, 1000).astype(np.int64), np.arange(max(0, n - 1000), n)]))
+        top, smallest = max(top, float(waits[-1])), min(smallest, 1.0 / n)
+        fraction = (n - idx) / n if survival else (idx + 1) / n  # P(wait >= t) / P(wait <= t)
+        ax.step(waits[idx], fraction, where="post", label=label, linewidth=2.2 if label == highlight else 1.2)
+    if theory is not None and theory[1] < theory[0]:
+        c, a = theory
+        grid = np.linspace(0.0, max(top, 1e-9), 200)
+        tail = erlang_c(c, a) * np.exp(-(c - a) * grid)
+        ax.plot(grid, tail if survival else 1.0 - tail, color="black", linestyle="--", linewidth=1, label="M/M/c theory (FIFO)")
+    ax.set_xlabel("wait in the queue (s)")
+    if survival:
+        ax.set_yscale("log")
+        ax.set_ylim(0.5 * smallest, 1.05)
+        ax.set_ylabel("fraction waiting longer than t")
+    else:
+        ax.set_ylim(0, 1.01)
+        ax.set_ylabel("fraction of dispatched requests")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right" if survival else "lower right", fontsize="small")
+    return fig
+
+
+def queue_theory_agreement(points: Sequence[QueuePoint], metric: str = "wait", *, ax: Axes | None = None) -> Figure:
+    """Simulated mean wait (or 429 fraction) with confidence intervals against M/M/c or M/M/c/K, per load.
+
+    ``metric`` is ``"wait"`` or ``"blocking"``.  One formula curve and one
+    set of error bars per (servers, max_depth).
+    """
+    if metric not in ("wait", "blocking"):
+        raise ValueError(f"metric must be 'wait' or 'blocking', got {metric!r}")
+    fig, ax = _axes(ax)
+    for c, k in sorted({(p.servers, p.max_depth) for p in points}, key=lambda ck: (ck[0], ck[1] is None, ck[1] or 0)):
+        mine = sorted((p for p in points if (p.servers, p.max_depth) == (c, k)), key=lambda p: p.offered_load)
+        loads = np.array([p.load for p in mine])
+        top = loads.max() * 1.05 if k is not None else min(loads.max() * 1.05, 0.97)
+        grid = np.linspace(loads.min() * 0.9, top, 100)
+        if k is None:
+            curve = [mmc_mean_wait(c, x * c) if metric == "wait" else 0.0 for x in grid]
+            name = f"M/M/{c} (Erlang C)"
+        else:
+            curve = [mmck(c, x * c, k)[0 if metric == "blocking" else 1] for x in grid]
+            name = f"M/M/{c}/{c + k}"
+        (line,) = ax.plot(grid, curve, linewidth=1, label=name)
+        stats = [p.wait if metric == "wait" else p.blocking for p in mine]
+        means = np.array([s[0] for s in stats])
+        errors = np.array([[s[0] - s[1] for s in stats], [s[2] - s[0] for s in stats]])
+        ax.errorbar(loads, means, yerr=errors, fmt="o", color=line.get_color(), capsize=3, markersize=4,
+                    label=f"simulated, {name} ({mine[0].seeds} seeds)")  # fmt: skip
+    ax.set_xlabel("offered load per server (a / c)")
+    ax.set_ylabel("mean wait (mean service times)" if metric == "wait" else "fraction answered 429")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     return fig

@@ -1,4 +1,4 @@
-"""The grader: stubs score 0 and fail every stage-1 test with NotImplementedError;
+"""The grader: stubs score 0 and fail every stage's tests with NotImplementedError;
 the reference copied into exercises/ scores full marks; a hanging candidate is
 reported, not fatal."""
 
@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+from make_exercises import EXERCISES  # noqa: E402
 
 pytestmark = [pytest.mark.meta, pytest.mark.slow]
 
@@ -72,16 +74,20 @@ def test_grader_rejects_a_folder_without_exercises(tmp_path):
     shutil.rmtree(tmp_path)
 
 
-def test_stage3_stubs_score_zero_and_the_reference_scores_full_marks(tmp_path):
-    stubs = grade(candidate(tmp_path / "stubs"), "--stage", "3")["stages"][0]
-    assert stubs["stage"] == 3 and stubs["score"] == 0
+@pytest.mark.parametrize("exercise", [e for e in EXERCISES if e.stage > 1], ids=lambda e: f"stage{e.stage}")
+def test_stubs_score_zero_and_the_reference_scores_full_marks(tmp_path, exercise):
+    """Stages after the first: untouched stubs fail every test with NotImplementedError; the reference scores 100."""
+    stage_arg = ("--stage", str(exercise.stage))
+    stubs = grade(candidate(tmp_path / "stubs"), *stage_arg)["stages"][0]
+    assert stubs["stage"] == exercise.stage and stubs["score"] == 0
     assert stubs["tests"]["total"] >= 50 and stubs["tests"]["passed"] == 0
     not_stubbed = [o for o in stubs["tests"]["outcomes"] if "NotImplementedError" not in o["message"]]
-    assert not not_stubbed, f"stage-3 tests that fail for another reason than the stub: {not_stubbed[:3]}"
+    assert not not_stubbed, f"stage-{exercise.stage} tests that fail for another reason than the stub: {not_stubbed[:3]}"
     assert stubs["check_cells"]["total"] >= 1 and stubs["check_cells"]["passed"] == 0
     solved = candidate(tmp_path / "solved")
-    (solved / "exercises" / "strategies.py").write_text((ROOT / "solution" / "strategies.py").read_text())
-    stage = grade(solved, "--stage", "3")["stages"][0]
+    module = f"{exercise.module}.py"
+    (solved / "exercises" / module).write_text((ROOT / "solution" / module).read_text())
+    stage = grade(solved, *stage_arg)["stages"][0]
     failed = [o for o in stage["tests"]["outcomes"] + stage["check_cells"]["outcomes"] if not o["passed"]]
     assert not failed, failed[:3]
     assert stage["score"] == 100
