@@ -5,13 +5,16 @@
     python -m solution.sim list
     python -m solution.sim run classic --servers 16 --load 0.9 --requests 1000000
     python -m solution.sim run crash --servers 4 --detection 5 --balancer exercises
+    python -m solution.sim run classic --servers 4 --load 1.1 --queue sjf --max-depth 50 --max-wait 30
     python -m solution.sim trace ../shared/data/azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv \\
         --servers 2 --time-scale 0.5
 
 ``--balancer`` picks the implementation: ``solution`` (the reference),
 ``exercises`` (the candidate's), or ``package.module:Class``; by default the
-one ``LB_IMPL`` names, else the reference.  A progress bar appears on long
-runs when stderr is a terminal.
+one ``LB_IMPL`` names, else the reference.  ``--queue ORDERING`` puts a
+stage-2 queue at the gateway (``--max-depth``, ``--max-wait``;
+``--queue-impl`` picks its implementation the same way).  A progress bar
+appears on long runs when stderr is a terminal.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ import time
 from collections.abc import Sequence
 
 from solution.impl import impl_name, load_impl
+from solution.queue_types import Ordering, QueuePolicy
 from solution.sim.errors import BalancerContractError
 from solution.sim.gpus import GPU_PRESETS
 from solution.sim.runner import BalancerFactory, simulate
+from solution.sim.queueing import QueueConfig
 from solution.sim.scenarios import SCENARIOS, build, trace
 
 __all__ = ["main", "resolve_balancer"]
@@ -61,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     common.add_argument("--balancer", help="solution, exercises or package.module:Class (default: LB_IMPL or solution)")
     common.add_argument("--warmup", type=float, default=0.0, help="ignore requests arriving before this time (s)")
+    common.add_argument("--queue", choices=[o.value for o in Ordering], help="queue requests at the gateway in this order (stage 2)")
+    common.add_argument("--max-depth", type=int, help="with --queue: the most requests waiting; more get a 429")
+    common.add_argument("--max-wait", type=float, help="with --queue: seconds a request may wait before it times out")
+    common.add_argument("--queue-impl", help="with --queue: solution or exercises (default: LB_IMPL or solution)")
     bar = common.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show a progress bar")
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show a progress bar")
@@ -91,6 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             scenario = build(args.scenario, **options)
         else:
             scenario = trace(args.path, time_scale=args.time_scale, limit=args.limit, **options)
+        queue = None
+        if args.queue is not None:
+            policy = QueuePolicy(ordering=args.queue, max_depth=args.max_depth, max_wait=args.max_wait)
+            scenario = scenario.with_queue(QueueConfig(policy))
+            queue = load_impl(args.queue_impl or impl_name(default="solution")).RequestQueue
+        elif (args.max_depth, args.max_wait, args.queue_impl) != (None, None, None):
+            raise ValueError("--max-depth, --max-wait and --queue-impl need --queue fifo|priority|sjf")
     except (ValueError, TypeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -98,12 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = args.progress if args.progress is not None else sys.stderr.isatty() and requests >= LONG_RUN
     started = time.perf_counter()
     try:
-        results = simulate(scenario, balancer, seed=args.seed, progress=progress)
-    except (NotImplementedError, BalancerContractError) as exc:  # the balancer under test, not the simulator
-        print(f"the balancer failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        results = simulate(scenario, balancer, queue=queue, seed=args.seed, progress=progress)
+    except (NotImplementedError, BalancerContractError) as exc:  # the balancer or queue under test, not the simulator
+        print(f"the {'balancer or queue' if queue else 'balancer'} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     elapsed = time.perf_counter() - started
     name = f"{balancer.__module__}.{balancer.__qualname__}"
+    if queue is not None:
+        name += f", queue {queue.__module__}.{queue.__qualname__} ({args.queue})"
     print(f"{scenario.name}: {len(results):,} requests on {len(results.server_ids)} servers, balancer {name}, "
           f"seed {args.seed}; simulated in {elapsed:.2f} s ({len(results) / elapsed:,.0f} requests/s)\n")  # fmt: skip
     print(results.summary(args.warmup).table())

@@ -85,3 +85,17 @@ def test_python_dash_m_runs_the_cli() -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "steady: 300 requests" in done.stdout and done.stderr == ""  # no progress bar when not a terminal
+
+
+def test_run_with_a_queue_at_the_gateway(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", "classic", "--servers", "2", "--load", "1.2", "--requests", "2000", "--queue", "sjf", "--max-depth", "10",
+            "--max-wait", "5", "--queue-impl", "solution"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "queue solution.request_queue.RequestQueue (sjf)" in out and "429 rate" in out and "wait p99 (s)" in out
+
+
+def test_queue_options_need_a_queue(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "classic", "--requests", "100", "--max-depth", "3"]) == 2
+    assert "need --queue" in capsys.readouterr().err
+    assert main(["run", "classic", "--requests", "100", "--queue", "fifo", "--max-depth", "-1"]) == 2
