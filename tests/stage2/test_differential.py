@@ -9,6 +9,7 @@ comparison is the one the notebook's check cell uses
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -58,3 +59,27 @@ OP = st.one_of(
 def test_hypothesis_sequences_match_reference(impl, policy, ops):
     """Shrinks a disagreement to the shortest sequence of calls that shows it."""
     assert_same(impl, [("create", (policy,)), *ops])
+
+
+@pytest.mark.parametrize("ordering", ["fifo", "priority", "sjf"])
+def test_simulated_runs_match_reference(impl, ordering):
+    """Whole simulated runs, request by request: a mixed fleet (large requests only fit the 80 GB GPUs),
+    three traffic tiers in two classes, a bounded queue with deadlines, impatient clients."""
+    from dataclasses import replace
+
+    from solution import LoadBalancer, QueuePolicy, RequestQueue
+    from solution.sim import Cluster, scenarios, simulate
+    from solution.sim.queueing import QueueConfig
+
+    base = replace(scenarios.tiers(servers=4, load=1.3, requests=1_500), cluster=Cluster.mixed({"A10-24GB": 2, "A100-80GB": 2}))
+    policy = QueuePolicy(ordering=ordering, max_depth=25, max_wait=8.0, aging_rate=50.0, max_skips=3)
+    scenario = base.with_queue(QueueConfig(policy, priorities={"chat": 1}, patience=30.0))
+    for seed in (1, 2):
+        mine = simulate(scenario, LoadBalancer, queue=impl.RequestQueue, seed=seed)
+        reference = simulate(scenario, LoadBalancer, queue=RequestQueue, seed=seed)
+        differs = np.nonzero((mine.outcome != reference.outcome) | ~np.isclose(mine.start, reference.start, equal_nan=True))[0]
+        assert not len(differs), (
+            f"seed {seed}: request r{differs[0]} ends {mine.outcome[differs[0]]} (dispatched at {mine.start[differs[0]]}), "
+            f"the reference {reference.outcome[differs[0]]} (at {reference.start[differs[0]]})"
+        )
+        assert mine.same_as(reference)
