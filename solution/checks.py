@@ -278,15 +278,16 @@ def check_stage1(impl: ModuleType | None = None, *, echo: bool = True) -> CheckR
     return report
 
 
-def check_stage2(impl: ModuleType | None = None, *, echo: bool = True) -> CheckReport:
+def check_stage2(impl: ModuleType | None = None, *, echo: bool = True, only: str | None = None) -> CheckReport:
     """Compare ``impl.RequestQueue`` with the reference's queue, one line per rule group.
 
-    The groups live in :mod:`solution.queue_checks`; like :func:`check_stage1`
-    it never raises for a faulty implementation.
+    The groups live in :mod:`solution.queue_checks`; ``only`` keeps the groups
+    whose name starts with it.  Like :func:`check_stage1` it never raises for
+    a faulty implementation.
     """
     from solution.queue_checks import run_stage2
 
-    return run_stage2(impl, echo=echo)
+    return run_stage2(impl, echo=echo, only=only)
 
 
 def check_stage3(impl: ModuleType | None = None, *, echo: bool = True) -> CheckReport:

@@ -247,16 +247,24 @@ def random_queue_ops(seed: int, n: int = 200) -> list[Op]:
     return ops
 
 
-def run_stage2(impl: ModuleType | None = None, *, echo: bool = True) -> CheckReport:
+def run_stage2(impl: ModuleType | None = None, *, echo: bool = True, only: str | None = None) -> CheckReport:
     """Compare ``impl.RequestQueue`` (default: ``LB_IMPL``'s) with the reference's; one line per rule group.
 
-    Never raises for a faulty implementation: a crash or a stub is that group's failure.
+    ``only`` keeps the groups whose name starts with it (the notebook checks
+    each rule group in its own cell); a prefix that names no group is a
+    ``ValueError``.  Never raises for a faulty implementation: a crash or a
+    stub is that group's failure.
     """
     if impl is None:
         from solution.impl import load_impl
 
         impl = load_impl()
     groups = STAGE2_GROUPS + (("random operations against the reference (seeded)", tuple(random_queue_ops(s) for s in range(12))),)
+    if only is not None:
+        groups = tuple(g for g in groups if g[0].startswith(only))
+        if not groups:
+            names = ", ".join(repr(name) for name, _ in STAGE2_GROUPS)
+            raise ValueError(f"no stage-2 rule group starts with {only!r}; the groups: {names}, 'random ...'")
     report = CheckReport(stage=2)
     for name, scenarios in groups:
         mismatch = None

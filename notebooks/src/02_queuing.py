@@ -87,6 +87,18 @@ display(fig)
 # `Retry-After` formula).
 
 # %% [markdown]
+# Your implementation is checked one rule group at a time, in the section that explains the
+# rule: each check cell prints `PASS`, or `FAIL` with the smallest sequence of calls where your
+# queue differs from the reference. The next cell loads your code (re-run it after each edit).
+
+# %%
+from solution.checks import check_stage2
+from solution.impl import load_impl
+
+impl = load_impl(reload=True)  # LB_IMPL picks it; reload=True picks up your latest edits
+print(f"implementation under test: {impl.__name__}")
+
+# %% [markdown]
 # ## The reference at work
 #
 # `LB_IMPL` picks the implementation this notebook tests: `exercises` (yours, the default)
@@ -161,6 +173,18 @@ display(plot.wait_cdf(by_order, survival=True))
 # the two.
 
 # %% [markdown]
+# Check your three orderings:
+
+# %% tags=["nbval-check-output"]
+report = check_stage2(impl, only="FIFO")
+
+# %% tags=["nbval-check-output"]
+report = check_stage2(impl, only="priority")
+
+# %% tags=["nbval-check-output"]
+report = check_stage2(impl, only="shortest job first")
+
+# %% [markdown]
 # ## Head-of-line blocking
 #
 # A large request (more than 4,096 estimated tokens) only fits a server with 80 GB. If it sits at
@@ -189,6 +213,9 @@ print("a10 frees ->", gw.complete("y"), "(long-doc skipped once)")
 print("a10 frees ->", gw.complete("chat-0"), "(skipped twice: reserved)")
 print(gw.submit("vip", 100, priority=5), "<- a higher class arrives")
 print("h100 frees ->", gw.complete("x"), "<- the reserved request, not vip")
+
+# %% tags=["nbval-check-output"]
+report = check_stage2(impl, only="head-of-line")
 
 # %% [markdown]
 # ## Backpressure: 429 and Retry-After
@@ -256,6 +283,9 @@ fast = [r for t, r in zip(retry_at, retry_after) if t < 150 or t >= 320]
 print(f"{len(retry_after)} requests answered 429; median Retry-After {np.median(fast):.0f} s at full speed, "
       f"{np.median(slow):.0f} s while slow")
 
+# %% tags=["nbval-check-output"]
+report = check_stage2(impl, only="max depth")
+
 # %% [markdown]
 # ## The theory, checked
 #
@@ -285,23 +315,26 @@ print("inside the 99% interval:", sum(p.wait_agrees for p in mmc + mmck), "of", 
       sum(p.blocking_agrees for p in mmck), "of", len(mmck), "blocking fractions")
 
 # %% [markdown]
-# ## Check your work
+# ## Check your work: the remaining rules
 #
-# The next cell compares your `RequestQueue` with the reference, one group of rules per line:
-# fixed scenarios on a manual clock, then seeded random sequences of calls. A failure shows the
-# smallest sequence of calls where your answer differs. Edit your file, then re-run both cells
-# (the first reloads your code).
-
-# %%
-from solution.impl import load_impl
-
-impl = load_impl(reload=True)  # LB_IMPL picks it; reload=True picks up your latest edits
-print(f"implementation under test: {impl.__name__}")
+# Deadlines (a request leaves at exactly `arrival + max_wait`), cancellation, the depth metrics
+# with the scale-up signal, bad input (the right exception and no change), and finally seeded
+# random sequences of calls compared with the reference.
 
 # %% tags=["nbval-check-output"]
-from solution.checks import check_stage2
+report = check_stage2(impl, only="max wait")
 
-report = check_stage2(impl)
+# %% tags=["nbval-check-output"]
+report = check_stage2(impl, only="cancellation")
+
+# %% tags=["nbval-check-output"]
+report = check_stage2(impl, only="depth metrics")
+
+# %% tags=["nbval-check-output"]
+report = check_stage2(impl, only="bad input")
+
+# %% tags=["nbval-check-output"]
+report = check_stage2(impl, only="random")
 
 # %% [markdown]
 # ## Play with it
