@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from solution.impl import IMPLEMENTATIONS
+from solution.core.impl import IMPLEMENTATIONS
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

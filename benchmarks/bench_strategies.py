@@ -2,7 +2,7 @@
 
 Each timed pair routes a new request (one in eight is large) and completes
 the oldest one, on a cluster kept half full, through
-``solution.routing.Router`` (the bookkeeping is the same for all, so the
+``solution.core.routing.Router`` (the bookkeeping is the same for all, so the
 differences are the strategies').  Feedback strategies also get an
 ``observe`` per completion.  The figure that matters is the ratio
 2,048 / 16 servers: near 1 for O(1), O(d) and O(log S) rules; in the
@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import solution  # noqa: E402
-from solution.routing import BaseStrategy, Router, ServerState  # noqa: E402
+from solution.core.routing import BaseStrategy, Router, ServerState  # noqa: E402
 
 
 class ScanLeastConnections(BaseStrategy):

@@ -9,12 +9,12 @@ it, through the shared ``Gateway``.
 """
 
 from exercises.balancer import LoadBalancer
-from solution.routing import Decision, LeastConnections, RandomChoice, RoundRobin, Router, RouterFactory, Strategy
+from solution.core.routing import Decision, LeastConnections, RandomChoice, RoundRobin, Router, RouterFactory, Strategy
 from exercises.strategies import LeastOutstandingTokens, PeakEwma, PowerOfChoices, Predictive, WeightedResponseTime
 from exercises.request_queue import RequestQueue
-from solution.gateway import Gateway
-from solution.clock import ManualClock
-from solution.queue_types import (
+from solution.core.gateway import Gateway
+from solution.core.clock import ManualClock
+from solution.core.queue_types import (
     AlreadyWaitingError,
     Cancelled,
     Dispatched,
@@ -26,9 +26,9 @@ from solution.queue_types import (
     Rejected,
     TimedOut,
 )
-from solution.concurrency import Synchronized
-from solution.validate import MAX_CAPACITY
-from solution.errors import (
+from solution.core.concurrency import Synchronized
+from solution.core.validate import MAX_CAPACITY
+from solution.core.errors import (
     DuplicateIdError,
     DuplicateRequestError,
     DuplicateServerError,

@@ -38,7 +38,7 @@ Costs (S servers, R requests in flight)
 * ``add_server``: O(log S); ``remove_server``: O(1).
 * ``get_server_stats``: O(S + R), a fresh copy.
 
-Not thread-safe: wrap it in :class:`solution.concurrency.Synchronized` to
+Not thread-safe: wrap it in :class:`solution.core.concurrency.Synchronized` to
 share one balancer between threads.
 """
 
@@ -47,14 +47,14 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from solution.errors import (
+from solution.core.errors import (
     DuplicateRequestError,
     DuplicateServerError,
     NoCapacityError,
     UnknownRequestError,
     UnknownServerError,
 )
-from solution.validate import MAX_CAPACITY, require_id, require_int
+from solution.core.validate import MAX_CAPACITY, require_id, require_int
 
 __all__ = ["LoadBalancer"]
 

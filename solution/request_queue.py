@@ -1,7 +1,7 @@
 """Stage 2: a bounded request queue with three orderings, deadlines and backpressure.
 
 When every server is full, stage 1 raises ``NoCapacityError``.  A gateway
-queues the request instead (:class:`solution.gateway.Gateway` puts this
+queues the request instead (:class:`solution.core.gateway.Gateway` puts this
 queue in front of the stage-1 balancer) and dispatches it when a request
 completes and frees a slot.  This module is the queue.
 
@@ -40,7 +40,7 @@ time; skips are not counted while one is.
 Backpressure
 ------------
 With ``max_depth`` requests waiting, ``enqueue`` returns
-:class:`~solution.queue_types.Rejected` (HTTP 429) with a ``Retry-After``
+:class:`~solution.core.queue_types.Rejected` (HTTP 429) with a ``Retry-After``
 of ``max(1, ceil(s))`` whole seconds, where ``s`` is the time the cluster
 needs, at its recent completion rate, to serve everyone waiting and then
 this request::
@@ -78,8 +78,8 @@ import heapq
 import math
 from collections import deque
 
-from solution.clock import Clock, read_clock
-from solution.queue_types import (
+from solution.core.clock import Clock, read_clock
+from solution.core.queue_types import (
     AlreadyWaitingError,
     Cancelled,
     Dispatched,
@@ -91,7 +91,7 @@ from solution.queue_types import (
     Rejected,
     TimedOut,
 )
-from solution.validate import require_id, require_int
+from solution.core.validate import require_id, require_int
 
 __all__ = ["RequestQueue"]
 
@@ -131,7 +131,7 @@ _Heap = list[tuple[float, int, _Entry]]
 class RequestQueue:
     """A bounded, ordered queue of requests waiting for a server.
 
-    >>> from solution.clock import ManualClock
+    >>> from solution.core.clock import ManualClock
     >>> clock = ManualClock()
     >>> q = RequestQueue(clock, QueuePolicy(ordering="priority", max_depth=2))
     >>> q.enqueue("batch", 500)
@@ -148,7 +148,7 @@ class RequestQueue:
 
     Args:
         clock: the time source (``time.monotonic``, the simulator's clock,
-            a :class:`~solution.clock.ManualClock`); read once per call that
+            a :class:`~solution.core.clock.ManualClock`); read once per call that
             needs the time.  It must never go back.
         policy: ordering, bounds, deadlines (default: ``QueuePolicy()``, an
             unbounded FIFO queue without deadlines).

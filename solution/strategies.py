@@ -1,10 +1,10 @@
 """Stage 3: routing strategies for requests whose costs differ a hundredfold.
 
-Each class is a strategy for :class:`solution.routing.Router`, which keeps
+Each class is a strategy for :class:`solution.core.routing.Router`, which keeps
 the bookkeeping and calls the strategy's hooks (see
-:class:`solution.routing.Strategy`)::
+:class:`solution.core.routing.Strategy`)::
 
-    >>> from solution.routing import Router
+    >>> from solution.core.routing import Router
     >>> lb = Router(PowerOfChoices(d=2, seed=1))
     >>> for sid in ("a", "b", "c"):
     ...     lb.add_server(sid, 4, 80)
@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import random
 
-from solution.routing import BaseStrategy, HeapIndex, IndexedStrategy, ServerState, require_positive
-from solution.validate import require_int
+from solution.core.routing import BaseStrategy, HeapIndex, IndexedStrategy, ServerState, require_positive
+from solution.core.validate import require_int
 
 __all__ = ["PowerOfChoices", "WeightedResponseTime", "PeakEwma", "LeastOutstandingTokens", "Predictive"]
 
@@ -177,7 +177,7 @@ class LeastOutstandingTokens(IndexedStrategy):
     """Fewest estimated tokens in flight per unit of speed: ``outstanding_tokens / speed``.
 
     Score: ``(outstanding_tokens / speed, load / capacity)``; the router's
-    :class:`~solution.routing.HeapIndex` keeps servers by it, so a decision
+    :class:`~solution.core.routing.HeapIndex` keeps servers by it, so a decision
     does not scan.
 
     **Cost:** O(log S) per decision and per completion.
@@ -211,7 +211,7 @@ class Predictive(BaseStrategy):
 
     Because the score depends on the request, one heap cannot hold the
     answer; but among servers of equal speed the fewest outstanding tokens
-    wins, so keep one :class:`~solution.routing.HeapIndex` per distinct speed
+    wins, so keep one :class:`~solution.core.routing.HeapIndex` per distinct speed
     (``self.by_speed``, keyed by ``(outstanding_tokens,)``) and compare
     each class's best.
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 matplotlib.use("Agg")  # figures in tests render off-screen; never export MPLBACKEND
 
 import solution  # noqa: E402
-from solution.impl import load_impl  # noqa: E402
+from solution.core.impl import load_impl  # noqa: E402
 
 settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,9 +7,9 @@ import math
 import pytest
 
 import solution
-from solution.clock import ManualClock, read_clock
-from solution.gateway import Gateway
-from solution.queue_types import Cancelled, Dispatched, Ordering, QueuePolicy, Rejected, TimedOut
+from solution.core.clock import ManualClock, read_clock
+from solution.core.gateway import Gateway
+from solution.core.queue_types import Cancelled, Dispatched, Ordering, QueuePolicy, Rejected, TimedOut
 
 
 def test_policy_defaults_and_normalised_ordering():

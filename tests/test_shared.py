@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 import solution
-from solution.concurrency import Synchronized
-from solution.explain import explain_route
-from solution.validate import require_id, require_int
+from solution.core.concurrency import Synchronized
+from solution.widgets.explain import explain_route
+from solution.core.validate import require_id, require_int
 
 
 def test_errors_subclass_builtins():

@@ -79,11 +79,11 @@ display(fig, cluster)
 # server with the lowest `current_load / capacity`, compared **exactly** (as fractions).
 # Ties: most GPU memory, then most free slots, then the server added earliest.
 #
-# **Errors.** Raise the classes in `solution.errors` (already imported in your file):
+# **Errors.** Raise the classes in `solution.core.errors` (already imported in your file):
 # `NoCapacityError` is a `RuntimeError`, `DuplicateServerError`/`DuplicateRequestError`
 # are `ValueError`s, `UnknownServerError`/`UnknownRequestError` are `KeyError`s. Wrong
 # types raise `TypeError` (`True` is not an int here), empty ids and numbers below 1 raise
-# `ValueError`: `solution.validate` has helpers. **A failed call changes nothing.**
+# `ValueError`: `solution.core.validate` has helpers. **A failed call changes nothing.**
 #
 # **Costs.** `complete_request` in O(1), `route_request` in O(log S) for S servers: no scan.
 
@@ -112,7 +112,7 @@ print({sid: (s["current_load"], s["is_draining"]) for sid, s in lb.get_server_st
 # first reloads your code).
 
 # %%
-from solution.impl import load_impl
+from solution.core.impl import load_impl
 
 impl = load_impl(reload=True)  # LB_IMPL picks it; reload=True picks up your latest edits
 print(f"implementation under test: {impl.__name__}")

@@ -80,7 +80,7 @@ display(fig)
 #
 # **Every outcome is explicit.** Each request that enters ends exactly once: dispatched, timed out
 # or cancelled (or it was rejected with 429 and never entered). **Errors**: the classes in
-# `solution.queue_types` (`AlreadyWaitingError` is a `ValueError`, `NotWaitingError` a
+# `solution.core.queue_types` (`AlreadyWaitingError` is a `ValueError`, `NotWaitingError` a
 # `KeyError`); wrong types raise `TypeError`, bad values `ValueError`; a failed call changes
 # nothing. **Costs**: `enqueue`, `dispatch`, `cancel` and each expiry in O(log n): no scans.
 # The module docstring of your file gives every rule exactly (orderings, skips, the
@@ -93,7 +93,7 @@ display(fig)
 
 # %%
 from solution.checks import check_stage2
-from solution.impl import load_impl
+from solution.core.impl import load_impl
 
 impl = load_impl(reload=True)  # LB_IMPL picks it; reload=True picks up your latest edits
 print(f"implementation under test: {impl.__name__}")

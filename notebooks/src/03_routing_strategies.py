@@ -18,7 +18,7 @@
 # %% [markdown]
 # ## One interface, many rules
 #
-# `solution.routing.Router` keeps stage 1's API (`add_server`, `remove_server`, `route_request`,
+# `solution.core.routing.Router` keeps stage 1's API (`add_server`, `remove_server`, `route_request`,
 # `complete_request`, `get_server_stats`) and takes the rule as a parameter: `Router(strategy)`.
 # The router does the bookkeeping (requests and estimated tokens in flight, each server's relative
 # `speed`) and calls the strategy's hooks when a server changes; the strategy only *chooses*. An
@@ -44,7 +44,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import solution
-from solution.routing import Router
+from solution.core.routing import Router
 
 def fleet(strategy):
     router = Router(strategy, speeds={"h100": 3.0, "a100": 1.5, "a10": 0.5})
@@ -81,7 +81,7 @@ for strategy in (solution.LeastConnections(), solution.PowerOfChoices(seed=2), s
 # file, then re-run both cells.
 
 # %%
-from solution.impl import load_impl
+from solution.core.impl import load_impl
 
 impl = load_impl(reload=True)  # LB_IMPL picks it; reload=True picks up your latest edits
 print(f"implementation under test: {impl.__name__}")
@@ -153,7 +153,7 @@ fig
 # log-normal factor (σ = 0.5). The token-aware strategies get each GPU's relative speed.
 
 # %%
-from solution.routing import RouterFactory as F
+from solution.core.routing import RouterFactory as F
 from solution.sim.race import heterogeneous, mean_latency, race, speed_hints
 
 scenario = heterogeneous(requests=8_000, load=0.7)

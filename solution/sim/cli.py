@@ -25,8 +25,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from solution.impl import impl_name, load_impl
-from solution.queue_types import Ordering, QueuePolicy
+from solution.core.impl import impl_name, load_impl
+from solution.core.queue_types import Ordering, QueuePolicy
 from solution.sim.errors import BalancerContractError
 from solution.sim.gpus import GPU_PRESETS
 from solution.sim.runner import BalancerFactory, simulate

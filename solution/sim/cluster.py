@@ -22,7 +22,7 @@ import numpy as np
 
 from solution.sim.gpus import GPU_PRESETS, GpuSpec, ModelSpec, ServerTiming, gpu_preset
 from solution.sim.validate import require_number
-from solution.validate import require_id, require_int
+from solution.core.validate import require_id, require_int
 
 __all__ = ["ServerSpec", "Cluster", "LlmMode", "ClassicMode", "Mode", "service_rate"]
 

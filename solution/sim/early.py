@@ -10,7 +10,7 @@ shortest of d sampled queues is Mitzenmacher's *supermarket model*
 (:func:`solution.sim.theory.supermarket_mean_time`).
 
 The balancer must accept requests beyond a server's capacity:
-``solution.routing.Router(..., queue_per_server=None)``.  It is told of a
+``solution.core.routing.Router(..., queue_per_server=None)``.  It is told of a
 request's end with ``complete_request`` when the request *departs*, so the
 load it sees is the number in the server's system (queue plus service).
 

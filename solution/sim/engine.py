@@ -9,13 +9,13 @@ public methods, as a gateway would:
 * a request ends (completed, failed, lost in a crash):
   ``complete_request(id)``, at that instant; a completed request is first
   reported with ``observe(id, latency=seconds)`` when the balancer has that
-  optional hook (stage 3's :class:`solution.routing.Router`);
+  optional hook (stage 3's :class:`solution.core.routing.Router`);
 * the timetable adds or drains servers (``add_server`` / ``remove_server``),
   and, when the scenario sets ``crash_detection``, removes a crashed server
   and adds it back when it recovers.
 
 With a stage-2 queue (``queue=`` a queue class), these calls go through a
-:class:`solution.gateway.Gateway` instead: an arrival is ``submit``-ted (it
+:class:`solution.core.gateway.Gateway` instead: an arrival is ``submit``-ted (it
 is dispatched, waits, or is throttled with 429), a completion frees a slot
 that the gateway gives at once to the best waiting request that fits, and
 the engine schedules an event at the queue's ``next_deadline()`` (and one
@@ -43,8 +43,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from solution.gateway import Gateway
-from solution.queue_types import Cancelled, Dispatched, FinalOutcome, QueuePolicy, Queued, TimedOut
+from solution.core.gateway import Gateway
+from solution.core.queue_types import Cancelled, Dispatched, FinalOutcome, QueuePolicy, Queued, TimedOut
 from solution.sim.errors import BalancerContractError, ScenarioError, SimulationError
 from solution.sim.events import ARRIVAL, DEADLINE, DETECT, PATIENCE, SERVER, TIMETABLE, EventQueue
 from solution.sim.faults import AddServer, Crash, FailFraction, Recover, RemoveServer, Slowdown, TimetableEvent

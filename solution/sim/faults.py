@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from solution.sim.cluster import ServerSpec
 from solution.sim.validate import require_number
-from solution.validate import require_id
+from solution.core.validate import require_id
 
 __all__ = ["Crash", "Slowdown", "FailFraction", "Recover", "AddServer", "RemoveServer", "TimetableEvent"]
 

@@ -1,7 +1,7 @@
 """A stage-2 queue at the simulated gateway: what ``Scenario.queue`` holds.
 
 With ``Scenario(..., queue=QueueConfig(QueuePolicy(max_depth=50, max_wait=30.0)))``
-the simulator puts a :class:`solution.gateway.Gateway` with a
+the simulator puts a :class:`solution.core.gateway.Gateway` with a
 :class:`solution.request_queue.RequestQueue` (or the queue class given to
 ``simulate(..., queue=...)``) in front of the balancer.  A request that finds
 no free slot waits instead of being rejected; it ends ``COMPLETED`` after
@@ -21,9 +21,9 @@ from typing import Union
 
 import numpy as np
 
-from solution.queue_types import QueuePolicy
+from solution.core.queue_types import QueuePolicy
 from solution.sim.validate import require_number
-from solution.validate import require_int
+from solution.core.validate import require_int
 
 __all__ = ["QueueConfig"]
 
@@ -33,7 +33,7 @@ class QueueConfig:
     """The gateway's queue in a scenario.
 
     Args:
-        policy: the queue's :class:`~solution.queue_types.QueuePolicy`.
+        policy: the queue's :class:`~solution.core.queue_types.QueuePolicy`.
         priorities: ``{tier name: priority class}`` (a mapping or pairs);
             tiers not named get class 0.  Used by ``ordering="priority"``.
         patience: mean seconds a client waits in the queue before it gives

@@ -159,7 +159,7 @@ def race(
 
     Args:
         strategies: name -> balancer class or picklable factory (e.g.
-            :class:`solution.routing.RouterFactory`); each run gets a fresh one.
+            :class:`solution.core.routing.RouterFactory`); each run gets a fresh one.
         seeds: at least two; a seed gives every strategy the same arrivals and tokens.
         metrics: :class:`Summary` field names or functions of :class:`Results`
             (e.g. :func:`mean_latency`), measured on requests arriving after ``warmup``.
@@ -231,7 +231,7 @@ def supermarket_points(
     power-of-d class (default the reference's ``solution.PowerOfChoices``),
     seeded with the replication's seed.
     """
-    from solution.routing import RouterFactory
+    from solution.core.routing import RouterFactory
 
     if strategy is None:
         from solution.strategies import PowerOfChoices as strategy  # noqa: N813

@@ -83,7 +83,7 @@ class Scenario:
             request the balancer places on a full server waits there and
             joins the batch when a slot frees (stage 3).  Only a balancer
             that routes past capacity uses it
-            (``solution.routing.Router(queue_per_server=None)``).
+            (``solution.core.routing.Router(queue_per_server=None)``).
     """
 
     cluster: Cluster

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from solution.queue_types import QueuePolicy
+from solution.core.queue_types import QueuePolicy
 from solution.sim.queueing import QueueConfig
 from solution.sim.results import Summary
 from solution.sim.runner import BalancerFactory, QueueFactory, balancer_factory, queue_factory, simulate

@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 
 from solution.sim.validate import require_number
-from solution.validate import require_int
+from solution.core.validate import require_int
 
 __all__ = ["erlang_b", "erlang_c", "mmc_mean_wait", "mmc_wait_cdf", "mmck", "mm1k", "student_t_cdf", "student_t_quantile",
            "mean_confidence_interval", "supermarket_mean_time"]  # fmt: skip

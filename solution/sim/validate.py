@@ -1,6 +1,6 @@
-"""Argument checks for the simulator's numbers (ints use :mod:`solution.validate`).
+"""Argument checks for the simulator's numbers (ints use :mod:`solution.core.validate`).
 
-Like :func:`solution.validate.require_int`, each check returns its argument
+Like :func:`solution.core.validate.require_int`, each check returns its argument
 when it is valid and raises ``TypeError`` (wrong type; ``bool`` is rejected)
 or ``ValueError`` (wrong value) with a message naming the argument.
 """

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from solution.sim.validate import require_number
-from solution.validate import require_int
+from solution.core.validate import require_int
 
 __all__ = [
     "Fixed",

@@ -21,8 +21,8 @@ from typing import Any
 import ipywidgets as W
 
 import solution
-from solution.checks import outcome
-from solution.explain import explain_route
+from solution.checks.common import outcome
+from solution.widgets.explain import explain_route
 from solution.widgets.drawing import draw_cluster, figure_png
 
 __all__ = ["ClusterPlayground", "DEFAULT_SERVERS"]

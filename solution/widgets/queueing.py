@@ -36,7 +36,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import solution
-from solution.queue_types import Ordering, QueuePolicy
+from solution.core.queue_types import Ordering, QueuePolicy
 from solution.sim import ClassicMode, Cluster, Fixed, Outcome, Results, Scenario, Tier, Workload, simulate
 from solution.sim.plot import queue_depth, wait_cdf
 from solution.sim.queueing import QueueConfig

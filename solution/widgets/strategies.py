@@ -23,7 +23,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import solution
-from solution.routing import Router, RouterFactory
+from solution.core.routing import Router, RouterFactory
 from solution.sim import Results, simulate
 from solution.sim.race import heterogeneous, speed_hints
 from solution.sim.theory import mean_confidence_interval

@@ -7,9 +7,10 @@ import pickle
 import pytest
 
 import solution
-from solution.checks import compare_with_reference, random_ops
-from solution.errors import NoCapacityError
-from solution.routing import LeastConnections, RandomChoice, RoundRobin, Router, RouterFactory, StrategyError, StrategyInUseError
+from solution.checks.common import compare_with_reference
+from solution.checks.stage1 import random_ops
+from solution.core.errors import NoCapacityError
+from solution.core.routing import LeastConnections, RandomChoice, RoundRobin, Router, RouterFactory, StrategyError, StrategyInUseError
 
 
 @pytest.mark.parametrize("seed", range(10))

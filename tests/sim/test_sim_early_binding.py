@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from solution import LoadBalancer
-from solution.routing import Router
+from solution.core.routing import Router
 from solution.sim import Outcome, ScenarioError, scenarios, simulate
 from solution.sim.queueing import QueueConfig
 

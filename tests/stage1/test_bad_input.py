@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from solution.validate import MAX_CAPACITY
+from solution.core.validate import MAX_CAPACITY
 
 pytestmark = pytest.mark.stage1
 

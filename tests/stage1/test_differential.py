@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from solution.checks import compare_with_reference, random_ops
+from solution.checks.common import compare_with_reference
+from solution.checks.stage1 import random_ops
 
 pytestmark = pytest.mark.stage1
 

@@ -8,7 +8,7 @@ draining, and which requests each runs) and after every operation checks:
 * draining servers get nothing new, and vanish as soon as they are empty;
 * nothing is left of a completed request;
 * every choice is the one the rule makes (checked with the plain O(S)
-  oracle in ``solution.explain``), and NoCapacityError comes exactly when no
+  oracle in ``solution.widgets.explain``), and NoCapacityError comes exactly when no
   server is eligible.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from solution.explain import explain_route
+from solution.widgets.explain import explain_route
 
 pytestmark = pytest.mark.stage1
 

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from solution.concurrency import Synchronized
+from solution.core.concurrency import Synchronized
 
 pytestmark = pytest.mark.stage1
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from solution.clock import ManualClock
-from solution.queue_types import QueuePolicy
+from solution.core.clock import ManualClock
+from solution.core.queue_types import QueuePolicy
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from solution.queue_types import Queued
+from solution.core.queue_types import Queued
 
 pytestmark = pytest.mark.stage2
 

@@ -4,7 +4,7 @@ Both queues get the same calls under their own manual clocks; after each call
 the results (outcomes, or the built-in kind of exception) and the observable
 state (depth, waiting order, next deadline, stats) must agree.  The
 comparison is the one the notebook's check cell uses
-(``solution.queue_checks.compare_queue``).
+(``solution.checks.stage2.compare_queue``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from solution.queue_checks import compare_queue, random_queue_ops
+from solution.checks.stage2 import compare_queue, random_queue_ops
 
 pytestmark = pytest.mark.stage2
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 import solution
-from solution.clock import ManualClock
-from solution.gateway import Gateway
-from solution.queue_types import Cancelled, Dispatched, QueuePolicy, Queued, Rejected, TimedOut
+from solution.core.clock import ManualClock
+from solution.core.gateway import Gateway
+from solution.core.queue_types import Cancelled, Dispatched, QueuePolicy, Queued, Rejected, TimedOut
 
 pytestmark = pytest.mark.stage2
 

@@ -27,8 +27,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from solution.clock import ManualClock
-from solution.queue_types import Cancelled, Dispatched, Queued, QueuePolicy, Rejected, TimedOut
+from solution.core.clock import ManualClock
+from solution.core.queue_types import Cancelled, Dispatched, Queued, QueuePolicy, Rejected, TimedOut
 
 pytestmark = pytest.mark.stage2
 

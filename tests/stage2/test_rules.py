@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from solution.queue_types import Cancelled, Dispatched, Queued, Rejected, TimedOut
+from solution.core.queue_types import Cancelled, Dispatched, Queued, Rejected, TimedOut
 
 pytestmark = pytest.mark.stage2
 
@@ -492,7 +492,7 @@ def test_no_threshold_no_signal(make_queue):
 
 
 def test_time_comes_from_the_injected_clock(impl):
-    from solution.queue_types import QueuePolicy
+    from solution.core.queue_types import QueuePolicy
 
     now = [100.0]
     q = impl.RequestQueue(lambda: now[0], QueuePolicy(max_wait=5.0))
@@ -502,7 +502,7 @@ def test_time_comes_from_the_injected_clock(impl):
 
 
 def test_a_clock_that_goes_back_is_refused_and_changes_nothing(impl):
-    from solution.queue_types import QueuePolicy
+    from solution.core.queue_types import QueuePolicy
 
     now = [10.0]
     q = impl.RequestQueue(lambda: now[0], QueuePolicy())
@@ -522,7 +522,7 @@ def test_a_clock_that_goes_back_is_refused_and_changes_nothing(impl):
 
 
 def test_constructor_checks_its_arguments(impl):
-    from solution.clock import ManualClock
+    from solution.core.clock import ManualClock
 
     with pytest.raises(TypeError):
         impl.RequestQueue(5.0)

@@ -1,6 +1,6 @@
 """Stage 3: each strategy against the reference's under the same seeds and calls.
 
-Both sides are ``solution.routing.Router``; only the strategy differs.  Seeds
+Both sides are ``solution.core.routing.Router``; only the strategy differs.  Seeds
 100+ differ from the notebook check's seeds 0-3.
 """
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from solution.strategy_checks import STRATEGY_CASES, compare_strategy, random_ops3
+from solution.checks.stage3 import STRATEGY_CASES, compare_strategy, random_ops3
 
 pytestmark = pytest.mark.stage3
 

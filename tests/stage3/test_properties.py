@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from solution.routing import Router
+from solution.core.routing import Router
 
 pytestmark = pytest.mark.stage3
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from solution.routing import Router
+from solution.core.routing import Router
 
 pytestmark = pytest.mark.stage3
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pytest
 
-from solution.routing import LeastConnections, RouterFactory
+from solution.core.routing import LeastConnections, RouterFactory
 from solution.sim import scenarios
 from solution.sim.race import heterogeneous, mean_latency, race, speed_hints, supermarket_points
 

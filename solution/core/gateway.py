@@ -27,7 +27,7 @@ request waits that fits wherever the new one fits (a small one; or any,
 for a large newcomer), the balancer would refuse the newcomer, so it goes
 straight to the queue without asking: nobody jumps the queue.
 
-Every final outcome (:class:`~solution.queue_types.Dispatched`,
+Every final outcome (:class:`~solution.core.queue_types.Dispatched`,
 ``Rejected``, ``TimedOut``, ``Cancelled``) is passed to ``on_outcome`` (if
 given) exactly once per request, in the order they happen; the methods
 also return the outcomes they cause.  Every call first times out the
@@ -43,9 +43,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from solution.clock import Clock
-from solution.errors import DuplicateRequestError, UnknownRequestError
-from solution.queue_types import (
+from solution.core.clock import Clock
+from solution.core.errors import DuplicateRequestError, UnknownRequestError
+from solution.core.queue_types import (
     AlreadyWaitingError,
     Cancelled,
     Dispatched,
@@ -56,7 +56,7 @@ from solution.queue_types import (
     Rejected,
     TimedOut,
 )
-from solution.validate import require_id, require_int
+from solution.core.validate import require_id, require_int
 
 __all__ = ["Gateway", "QueueLike"]
 
@@ -81,7 +81,7 @@ class Gateway:
     """Queueing and backpressure in front of a stage-1 balancer.
 
     >>> from solution import LoadBalancer, RequestQueue, QueuePolicy
-    >>> from solution.clock import ManualClock
+    >>> from solution.core.clock import ManualClock
     >>> clock = ManualClock()
     >>> gw = Gateway(LoadBalancer(), RequestQueue(clock, QueuePolicy(max_depth=1)), clock)
     >>> gw.add_server("gpu-0", capacity=1, gpu_memory_gb=80)

@@ -4,7 +4,7 @@ A :class:`Router` has the stage-1 public API (``add_server``,
 ``remove_server``, ``route_request``, ``complete_request``,
 ``get_server_stats``) and takes the routing rule as a parameter::
 
-    >>> from solution.routing import Router, RoundRobin
+    >>> from solution.core.routing import Router, RoundRobin
     >>> lb = Router(RoundRobin())
     >>> lb.add_server("a", 4, 80); lb.add_server("b", 4, 80)
     >>> [lb.route_request(f"r{i}", 100) for i in range(3)]
@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from solution.errors import (
+from solution.core.errors import (
     DuplicateRequestError,
     DuplicateServerError,
     LoadBalancerError,
@@ -51,7 +51,7 @@ from solution.errors import (
     UnknownRequestError,
     UnknownServerError,
 )
-from solution.validate import MAX_CAPACITY, require_id, require_int
+from solution.core.validate import MAX_CAPACITY, require_id, require_int
 
 __all__ = [
     "ServerState",
@@ -429,7 +429,7 @@ class StrategyError(LoadBalancerError):
 class Router:
     """The stage-1 balancer API with a pluggable routing strategy.
 
-    >>> from solution.routing import Router, LeastConnections
+    >>> from solution.core.routing import Router, LeastConnections
     >>> lb = Router(LeastConnections(), speeds={"h100": 3.0})
     >>> lb.add_server("h100", 8, 80); lb.add_server("a10", 4, 24)
     >>> lb.route_request("r1", 500), lb.get_server_stats()["h100"]["speed"]
@@ -482,7 +482,7 @@ class Router:
         elif isinstance(strategy, type):
             strategy = strategy()
         if not isinstance(strategy, Strategy):
-            raise TypeError(f"strategy must implement solution.routing.Strategy, got {type(strategy).__name__}")
+            raise TypeError(f"strategy must implement solution.core.routing.Strategy, got {type(strategy).__name__}")
         self.large_request_tokens = large_request_tokens
         self.large_request_min_memory_gb = large_request_min_memory_gb
         self.queue_per_server = queue_per_server

@@ -1,6 +1,6 @@
 """Stage 3's check: each strategy of an implementation against the reference's, on seeded calls.
 
-Both routers are :class:`solution.routing.Router` (shared bookkeeping); only
+Both routers are :class:`solution.core.routing.Router` (shared bookkeeping); only
 the strategy differs, so any difference in a routing answer or in the stats
 snapshot is the strategy's.  Randomised strategies get the same seed on both
 sides, so they must draw the same samples (through ``Router.sample``).
@@ -16,8 +16,8 @@ from types import ModuleType
 from typing import Any
 
 import solution
-from solution.checks import CheckReport, GroupResult, Mismatch, Op, _minimize, compare_with_reference, outcome
-from solution.routing import Router
+from solution.checks.common import CheckReport, GroupResult, Mismatch, Op, minimize, compare_with_reference, outcome
+from solution.core.routing import Router
 
 __all__ = ["SPEEDS", "STRATEGY_CASES", "random_ops3", "router_factory", "compare_strategy", "run_stage3"]
 
@@ -68,7 +68,7 @@ def compare_strategy(impl: ModuleType, class_name: str, options: dict[str, Any],
     if built[0] != "ok":
         return Mismatch((), f"Router({class_name}(**{options})) raises {built[1]}")
     mismatch = compare_with_reference(make, ops, make_reference=ref)
-    return None if mismatch is None else _minimize(make, ops, mismatch, make_reference=ref)
+    return None if mismatch is None else minimize(make, ops, mismatch, make_reference=ref)
 
 
 #: Bad constructor arguments: each must raise the same built-in kind as the reference.
@@ -97,7 +97,7 @@ def _bad_arguments(impl: ModuleType) -> Mismatch | None:
 def run_stage3(impl: ModuleType | None = None, *, echo: bool = True) -> CheckReport:
     """Run every stage-3 group against ``impl`` (default: ``LB_IMPL``'s package); print and return the report."""
     if impl is None:
-        from solution.impl import load_impl
+        from solution.core.impl import load_impl
 
         impl = load_impl()
     report = CheckReport(stage=3)

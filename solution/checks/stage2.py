@@ -1,6 +1,6 @@
 """Stage 2's check: an implementation's ``RequestQueue`` against the reference's, rule group by rule group.
 
-Each queue runs under its own :class:`~solution.clock.ManualClock` inside a
+Each queue runs under its own :class:`~solution.core.clock.ManualClock` inside a
 :class:`QueueHarness`; a scenario is a list of calls on the harness (the
 first, ``create``, makes the queue with a policy; ``advance`` moves the
 clock).  After every call the results and the harness's ``state()`` (depth,
@@ -20,9 +20,9 @@ from types import ModuleType
 from typing import Any
 
 import solution
-from solution.checks import CheckReport, GroupResult, Mismatch, Op, _minimize, compare_with_reference
-from solution.clock import ManualClock
-from solution.queue_types import Dispatched, QueuePolicy
+from solution.checks.common import CheckReport, GroupResult, Mismatch, Op, minimize, compare_with_reference
+from solution.core.clock import ManualClock
+from solution.core.queue_types import Dispatched, QueuePolicy
 
 __all__ = ["QueueHarness", "STAGE2_GROUPS", "random_queue_ops", "compare_queue", "run_stage2"]
 
@@ -92,7 +92,7 @@ def compare_queue(impl: ModuleType, ops: list[Op]) -> Mismatch | None:
     make = lambda: QueueHarness(impl.RequestQueue)  # noqa: E731
     ref = lambda: QueueHarness(solution.RequestQueue)  # noqa: E731
     mismatch = compare_with_reference(make, ops, make_reference=ref, snapshot="state")
-    return None if mismatch is None else _minimize(make, ops, mismatch, make_reference=ref, snapshot="state")
+    return None if mismatch is None else minimize(make, ops, mismatch, make_reference=ref, snapshot="state")
 
 
 # -- scenarios ------------------------------------------------------------------------
@@ -256,7 +256,7 @@ def run_stage2(impl: ModuleType | None = None, *, echo: bool = True, only: str |
     stub is that group's failure.
     """
     if impl is None:
-        from solution.impl import load_impl
+        from solution.core.impl import load_impl
 
         impl = load_impl()
     groups = STAGE2_GROUPS + (("random operations against the reference (seeded)", tuple(random_queue_ops(s) for s in range(12))),)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Union
 
-from solution.errors import DuplicateRequestError, UnknownRequestError
-from solution.validate import require_int
+from solution.core.errors import DuplicateRequestError, UnknownRequestError
+from solution.core.validate import require_int
 
 __all__ = [
     "Ordering",

@@ -1,0 +1,144 @@
+"""The pieces every stage's check shares: calls, outcomes, mismatches, reports.
+
+A notebook's check cell calls :func:`check_stage1`, which prints one short,
+stable line per group of rules: ``PASS`` or ``FAIL`` with the smallest
+sequence of calls that shows the difference.  The same comparison drives the
+differential tests (``tests/stage1/test_differential.py``).
+
+The output depends only on the implementation's behaviour (seeded, no
+timings), so nbval can compare it with the output stored in the notebook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import solution
+
+__all__ = ["Op", "Mismatch", "GroupResult", "CheckReport", "outcome", "compare_with_reference", "minimize"]
+
+#: One call on a balancer: (method name, positional arguments).
+Op = tuple[str, tuple[Any, ...]]
+
+_KINDS = (TypeError, KeyError, ValueError, RuntimeError)
+
+
+def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
+    """What a call did: ``("ok", result)`` or ``("raised", kind)``.
+
+    ``kind`` is the built-in class the exception is an instance of
+    (``KeyError``, ...), so a candidate may use its own subclasses;
+    ``NotImplementedError`` and unexpected exceptions keep their own name.
+    """
+    try:
+        return ("ok", call())
+    except NotImplementedError as exc:
+        return ("raised", f"NotImplementedError({exc})")
+    except _KINDS as exc:
+        return ("raised", next(kind.__name__ for kind in _KINDS if isinstance(exc, kind)))
+    except Exception as exc:  # a candidate's bug: report it, do not crash the check
+        return ("raised", f"{type(exc).__name__}({exc})")
+
+
+def _show(result: tuple[str, Any]) -> str:
+    status, value = result
+    return f"returns {value!r}" if status == "ok" else f"raises {value}"
+
+
+def _call(op: Op) -> str:
+    name, args = op
+    return f"{name}({', '.join(map(repr, args))})"
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first call whose result or stats differ from the reference's."""
+
+    ops: tuple[Op, ...]  # the calls up to and including the differing one
+    what: str  # e.g. "route_request('r1', 10) returned 'a', the reference 'b'"
+
+    def describe(self) -> str:
+        before = "; ".join(_call(op) for op in self.ops[:-1])
+        return f"{self.what}" + (f" after {before}" if before else "")
+
+
+def compare_with_reference(make: Callable[[], Any], ops: Sequence[Op], *, make_reference: Callable[[], Any] | None = None,
+                           snapshot: str = "get_server_stats") -> Mismatch | None:  # fmt: skip
+    """Run ``ops`` on a fresh implementation and a fresh reference; return the first difference.
+
+    Results are compared after every call, and so are the snapshots the
+    ``snapshot`` method returns (a failed call must leave the state
+    unchanged, as the reference's does).
+    """
+    ref_result = outcome(make_reference or solution.LoadBalancer)
+    ours_result = outcome(make)
+    if ours_result[0] != "ok":
+        return Mismatch((), f"LoadBalancer() {_show(ours_result)}")
+    ours, ref = ours_result[1], ref_result[1]
+    for i, op in enumerate(ops):
+        name, args = op
+        got = outcome(lambda: getattr(ours, name)(*args))
+        want = outcome(lambda: getattr(ref, name)(*args))
+        if got != want:
+            return Mismatch(tuple(ops[: i + 1]), f"{_call(op)} {_show(got)}, the reference {_show(want)}")
+        got_stats = outcome(getattr(ours, snapshot))
+        want_stats = getattr(ref, snapshot)()
+        if got_stats != ("ok", want_stats):
+            return Mismatch(
+                tuple(ops[: i + 1]),
+                f"after {_call(op)} {snapshot}() gives {_show(got_stats)}, the reference {want_stats!r}",
+            )
+    return None
+
+
+def minimize(make: Callable[[], Any], ops: Sequence[Op], mismatch: Mismatch, *, make_reference: Callable[[], Any] | None = None,
+              snapshot: str = "get_server_stats") -> Mismatch:  # fmt: skip
+    """Greedily drop calls while a difference remains: a small example reads best."""
+    current, best = list(mismatch.ops), mismatch
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(current) - 1, -1, -1):
+            trial = current[:i] + current[i + 1 :]
+            found = compare_with_reference(make, trial, make_reference=make_reference, snapshot=snapshot)
+            if found is not None and len(found.ops) < len(current):
+                current, best, changed = list(found.ops), found, True
+                break
+    return best
+
+
+@dataclass
+class GroupResult:
+    name: str
+    mismatch: Mismatch | None
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatch is None
+
+    def line(self) -> str:
+        if self.mismatch is None:
+            return f"PASS  {self.name}"
+        return f"FAIL  {self.name}: {self.mismatch.describe()}"
+
+
+@dataclass
+class CheckReport:
+    stage: int
+    groups: list[GroupResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> int:
+        return sum(g.passed for g in self.groups)
+
+    @property
+    def total(self) -> int:
+        return len(self.groups)
+
+    def __str__(self) -> str:
+        lines = [g.line() for g in self.groups]
+        lines.append(f"stage {self.stage}: {self.passed}/{self.total} rule groups pass")
+        return "\n".join(lines)

@@ -1,0 +1,145 @@
+"""Stage 1's check: an implementation's ``LoadBalancer`` against the reference, rule group by rule group."""
+
+from __future__ import annotations
+
+import random
+from types import ModuleType
+
+from solution.checks.common import CheckReport, GroupResult, Op, compare_with_reference, minimize
+
+__all__ = ["STAGE1_GROUPS", "random_ops", "run_stage1"]
+
+
+# -- stage 1 --------------------------------------------------------------------
+
+
+def _servers(*specs: tuple[str, int, int]) -> list[Op]:
+    return [("add_server", spec) for spec in specs]
+
+
+def _routes(*specs: tuple[str, int]) -> list[Op]:
+    return [("route_request", spec) for spec in specs]
+
+
+def random_ops(seed: int, n: int = 300) -> list[Op]:
+    """A seeded random sequence of stage-1 calls over a few servers and request ids."""
+    rng = random.Random(seed)
+    ops: list[Op] = []
+    for _ in range(n):
+        kind = rng.choices(("add", "remove", "route", "complete"), weights=(2, 1, 8, 6))[0]
+        if kind == "add":
+            ops.append(("add_server", (f"s{rng.randrange(6)}", rng.randint(1, 6), rng.choice([24, 40, 48, 80]))))
+        elif kind == "remove":
+            ops.append(("remove_server", (f"s{rng.randrange(6)}",)))
+        elif kind == "route":
+            ops.append(("route_request", (f"r{rng.randrange(40)}", rng.choice([1, 50, 800, 4096, 4097, 30_000]))))
+        else:
+            ops.append(("complete_request", (f"r{rng.randrange(40)}",)))
+    return ops
+
+
+#: Rule groups of stage 1: (name, scenarios).  Each scenario is a list of calls.
+STAGE1_GROUPS: tuple[tuple[str, tuple[list[Op], ...]], ...] = (
+    (
+        "lowest load ratio, compared exactly",
+        (
+            _servers(("big", 10, 80), ("small", 2, 80)) + _routes(*((f"r{i}", 100) for i in range(10))),
+            _servers(("a", 3, 40), ("b", 6, 40)) + _routes(*((f"r{i}", 10) for i in range(9))),
+            _servers(("a", 8, 24), ("b", 2, 80)) + _routes(*((f"r{i}", 10) for i in range(10))),
+        ),
+    ),
+    (
+        "tie-breaks: memory, then free slots, then order added",
+        (
+            _servers(("a", 4, 40), ("b", 4, 80), ("c", 4, 24)) + _routes(("r1", 10)),
+            _servers(("small", 2, 80), ("large", 8, 80)) + _routes(*((f"r{i}", 10) for i in range(6))),
+            _servers(("x", 2, 40), ("y", 2, 40), ("z", 2, 40)) + _routes(*((f"r{i}", 10) for i in range(6))),
+            _servers(("x", 1, 40), ("y", 1, 40)) + [("remove_server", ("x",))] + _servers(("x", 1, 40)) + _routes(("r", 10)),
+        ),
+    ),
+    (
+        "large requests (> 4096 tokens) need >= 80 GB",
+        (
+            _servers(("a10", 4, 24), ("a100", 4, 80)) + _routes(("r1", 100), ("r2", 5000), ("r3", 4096), ("r4", 4097)),
+            _servers(("a10", 4, 24), ("h100", 1, 80)) + _routes(("r1", 9000), ("r2", 9000), ("r3", 10)),
+        ),
+    ),
+    (
+        "capacity: full servers skipped, NoCapacityError, no trace left",
+        (
+            _servers(("a", 1, 40), ("b", 2, 40)) + _routes(("r0", 10), ("r1", 10), ("r2", 10), ("r3", 10), ("r3", 10)),
+            _routes(("r", 10)),
+            _servers(("a", 1, 40)) + _routes(("r1", 10), ("r2", 10)) + [("complete_request", ("r2",)), ("complete_request", ("r1",))] + _routes(("r2", 10)),
+        ),
+    ),
+    (
+        "graceful drain",
+        (
+            _servers(("a", 4, 80), ("b", 4, 24)) + _routes(("r1", 10), ("r2", 10)) + [("remove_server", ("a",))] + _routes(("r3", 10)),
+            _servers(("a", 2, 80)) + _routes(("r1", 10), ("r2", 10)) + [("remove_server", ("a",)), ("remove_server", ("a",)), ("complete_request", ("r1",)), ("complete_request", ("r2",)), ("remove_server", ("a",))],
+            _servers(("a", 2, 80)) + [("remove_server", ("a",)), ("route_request", ("r", 10)), ("add_server", ("a", 2, 80))] + _routes(("r", 10)),
+            _servers(("a", 1, 80)) + _routes(("r", 10)) + [("remove_server", ("a",)), ("add_server", ("a", 1, 80)), ("complete_request", ("r",)), ("add_server", ("a", 3, 80))],
+        ),
+    ),
+    (
+        "completion and the stats snapshot",
+        (
+            _servers(("a", 5, 80)) + _routes(("z", 10), ("a", 10), ("m", 10)) + [("complete_request", ("a",)), ("complete_request", ("a",))] + _routes(("b", 10)),
+            _servers(("a", 2, 80), ("b", 2, 40)) + _routes(("r0", 10), ("r1", 10), ("r2", 10)) + [("complete_request", ("r0",)), ("complete_request", ("r2",))] + _routes(("r3", 10)),
+        ),
+    ),
+    (
+        "bad input: right exception, state unchanged",
+        (
+            _servers(("a", 2, 80))
+            + _routes(("r1", 10))
+            + [
+                ("add_server", ("a", 1, 80)),
+                ("add_server", ("", 1, 80)),
+                ("add_server", ("x", 0, 80)),
+                ("add_server", ("x", True, 80)),
+                ("add_server", ("x", 1, 80.0)),
+                ("add_server", (None, 1, 80)),
+                ("remove_server", ("ghost",)),
+                ("remove_server", ("",)),
+                ("route_request", ("r1", 10)),
+                ("route_request", ("r9", 0)),
+                ("route_request", ("r9", True)),
+                ("route_request", ("r9", 1.5)),
+                ("route_request", (9, 10)),
+                ("complete_request", ("ghost",)),
+                ("complete_request", (None,)),
+                ("complete_request", ("",)),
+            ]
+            + _routes(("r2", 10)),
+        ),
+    ),
+    ("random operations against the reference (seeded)", tuple(random_ops(seed) for seed in range(8))),
+)
+
+
+def run_stage1(impl: ModuleType | None = None, *, echo: bool = True) -> CheckReport:
+    """Compare ``impl.LoadBalancer`` (default: ``LB_IMPL``'s) with the reference.
+
+    Prints one line per rule group (``echo=False`` to stay quiet) and
+    returns the report.  Never raises for a faulty implementation: a crash
+    or a stub is reported as that group's failure.
+    """
+    if impl is None:
+        from solution.core.impl import load_impl
+
+        impl = load_impl()
+    report = CheckReport(stage=1)
+    for name, scenarios in STAGE1_GROUPS:
+        mismatch = None
+        for ops in scenarios:
+            mismatch = compare_with_reference(impl.LoadBalancer, ops)
+            if mismatch is not None:
+                mismatch = minimize(impl.LoadBalancer, ops, mismatch)
+                break
+        report.groups.append(GroupResult(name, mismatch))
+    if echo:
+        print(report)
+    return report
+
+
