@@ -1,12 +1,10 @@
 """The pieces every stage's check shares: calls, outcomes, mismatches, reports.
 
-A notebook's check cell calls :func:`check_stage1`, which prints one short,
-stable line per group of rules: ``PASS`` or ``FAIL`` with the smallest
-sequence of calls that shows the difference.  The same comparison drives the
-differential tests (``tests/stage1/test_differential.py``).
-
-The output depends only on the implementation's behaviour (seeded, no
-timings), so nbval can compare it with the output stored in the notebook.
+:func:`compare_with_reference` runs calls on a live implementation and a live
+reference side by side and :func:`minimize` shrinks a difference to the
+fewest calls: the differential tests and the check cells' feedback use them
+where the reference is importable.  :class:`CheckReport` is what a check
+cell returns.
 """
 
 from __future__ import annotations
@@ -16,9 +14,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-import solution
 
-__all__ = ["Op", "Mismatch", "GroupResult", "CheckReport", "outcome", "compare_with_reference", "minimize"]
+__all__ = ["Op", "Mismatch", "GroupResult", "CheckReport", "CheckFailed", "outcome", "compare_with_reference", "minimize"]
 
 #: One call on a balancer: (method name, positional arguments).
 Op = tuple[str, tuple[Any, ...]]
@@ -73,7 +70,9 @@ def compare_with_reference(make: Callable[[], Any], ops: Sequence[Op], *, make_r
     ``snapshot`` method returns (a failed call must leave the state
     unchanged, as the reference's does).
     """
-    ref_result = outcome(make_reference or solution.LoadBalancer)
+    if make_reference is None:
+        from solution.balancer import LoadBalancer as make_reference  # the reference; absent from a candidate's bundle
+    ref_result = outcome(make_reference)
     ours_result = outcome(make)
     if ours_result[0] != "ok":
         return Mismatch((), f"LoadBalancer() {_show(ours_result)}")
@@ -110,23 +109,34 @@ def minimize(make: Callable[[], Any], ops: Sequence[Op], mismatch: Mismatch, *, 
     return best
 
 
+class CheckFailed(AssertionError):
+    """A check cell found rule groups that differ from the reference; the lines above say which and why."""
+
+
 @dataclass
 class GroupResult:
+    """One rule group's verdict: how many of its cases pass, and the first difference found."""
+
     name: str
-    mismatch: Mismatch | None
+    mismatch: Any  # a Mismatch with .describe(), or None
+    cases_passed: int = 0
+    cases: int = 0
 
     @property
     def passed(self) -> bool:
         return self.mismatch is None
 
     def line(self) -> str:
+        count = f" ({self.cases_passed}/{self.cases} cases)" if self.cases else ""
         if self.mismatch is None:
-            return f"PASS  {self.name}"
-        return f"FAIL  {self.name}: {self.mismatch.describe()}"
+            return f"PASS  {self.name}{count}"
+        return f"FAIL  {self.name}{count}: {self.mismatch.describe()}"
 
 
 @dataclass
 class CheckReport:
+    """A check cell's result: one :class:`GroupResult` per rule group."""
+
     stage: int
     groups: list[GroupResult] = field(default_factory=list)
 
@@ -138,7 +148,21 @@ class CheckReport:
     def total(self) -> int:
         return len(self.groups)
 
+    @property
+    def ok(self) -> bool:
+        return self.passed == self.total
+
+    def failing(self) -> list[str]:
+        return [g.name for g in self.groups if not g.passed]
+
     def __str__(self) -> str:
         lines = [g.line() for g in self.groups]
         lines.append(f"stage {self.stage}: {self.passed}/{self.total} rule groups pass")
         return "\n".join(lines)
+
+    def require(self) -> CheckReport:
+        """Raise :class:`CheckFailed` naming the failing groups, unless every group passes."""
+        if not self.ok:
+            raise CheckFailed(f"stage {self.stage}: {self.total - self.passed} of {self.total} rule groups differ from the reference: "
+                              + "; ".join(self.failing()) + " (the FAIL lines above say where)")
+        return self

@@ -5,9 +5,12 @@ from __future__ import annotations
 import random
 from types import ModuleType
 
-from solution.checks.common import CheckReport, GroupResult, Op, compare_with_reference, minimize
+from typing import Any
 
-__all__ = ["STAGE1_GROUPS", "random_ops", "run_stage1"]
+from solution.checks.common import CheckReport, Op
+from solution.checks.runner import StageSpec, as_groups, run_check
+
+__all__ = ["STAGE1_GROUPS", "SPEC", "random_ops", "run_stage1"]
 
 
 # -- stage 1 --------------------------------------------------------------------
@@ -118,28 +121,25 @@ STAGE1_GROUPS: tuple[tuple[str, tuple[list[Op], ...]], ...] = (
 )
 
 
-def run_stage1(impl: ModuleType | None = None, *, echo: bool = True) -> CheckReport:
-    """Compare ``impl.LoadBalancer`` (default: ``LB_IMPL``'s) with the reference.
+class LoadBalancerHarness:
+    """Stage 1's cases build ``impl.LoadBalancer()`` and look at ``get_server_stats()`` after every call."""
 
-    Prints one line per rule group (``echo=False`` to stay quiet) and
-    returns the report.  Never raises for a faulty implementation: a crash
-    or a stub is reported as that group's failure.
+    stage = 1
+    snapshot = "get_server_stats"
+
+    def build(self, impl: Any, make: Any) -> Any:
+        return impl.LoadBalancer()
+
+
+SPEC = StageSpec(1, "balancer", ("LoadBalancer",), LoadBalancerHarness(), lambda: as_groups("p1", STAGE1_GROUPS))
+
+
+def run_stage1(impl: ModuleType | None = None, *, echo: bool = True, only: str | None = None, strict: bool = True) -> CheckReport:
+    """Compare ``impl.LoadBalancer`` (default: ``LB_IMPL``'s) with the reference's recorded behaviour.
+
+    Prints one line per rule group and returns the report; raises
+    :class:`~solution.checks.common.CheckFailed` after printing if a group
+    fails (``strict=False`` only returns).  A crash or a stub is reported as
+    that group's failure, never raised from inside.
     """
-    if impl is None:
-        from solution.core.impl import load_impl
-
-        impl = load_impl()
-    report = CheckReport(stage=1)
-    for name, scenarios in STAGE1_GROUPS:
-        mismatch = None
-        for ops in scenarios:
-            mismatch = compare_with_reference(impl.LoadBalancer, ops)
-            if mismatch is not None:
-                mismatch = minimize(impl.LoadBalancer, ops, mismatch)
-                break
-        report.groups.append(GroupResult(name, mismatch))
-    if echo:
-        print(report)
-    return report
-
-
+    return run_check(SPEC, impl, echo=echo, only=only, strict=strict)

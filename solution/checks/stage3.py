@@ -15,11 +15,12 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-import solution
-from solution.checks.common import CheckReport, GroupResult, Mismatch, Op, minimize, compare_with_reference, outcome
+from solution.checks.common import CheckReport, Mismatch, Op, compare_with_reference, minimize, outcome
+from solution.checks.runner import StageSpec, as_groups, run_check
+from solution.checks.script import Group
 from solution.core.routing import Router
 
-__all__ = ["SPEEDS", "STRATEGY_CASES", "random_ops3", "router_factory", "compare_strategy", "run_stage3"]
+__all__ = ["SPEEDS", "STRATEGY_CASES", "BAD_ARGUMENTS", "SPEC", "random_ops3", "router_factory", "compare_strategy", "run_stage3"]
 
 #: Relative speeds of the servers ``s0``..``s5`` in the seeded sequences (a mixed fleet).
 SPEEDS = {"s0": 1.0, "s1": 1.0, "s2": 2.0, "s3": 3.0, "s4": 0.5, "s5": 2.0}
@@ -63,7 +64,9 @@ def router_factory(impl: ModuleType, class_name: str, options: dict[str, Any]) -
 
 def compare_strategy(impl: ModuleType, class_name: str, options: dict[str, Any], ops: list[Op]) -> Mismatch | None:
     """The first difference between ``impl``'s strategy and the reference's on ``ops`` (None: none)."""
-    make, ref = router_factory(impl, class_name, options), router_factory(solution, class_name, options)
+    import solution.strategies as reference  # the reference; absent from a candidate's bundle
+
+    make, ref = router_factory(impl, class_name, options), router_factory(reference, class_name, options)
     built = outcome(make)
     if built[0] != "ok":
         return Mismatch((), f"Router({class_name}(**{options})) raises {built[1]}")
@@ -84,31 +87,45 @@ BAD_ARGUMENTS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-def _bad_arguments(impl: ModuleType) -> Mismatch | None:
-    for class_name, options in BAD_ARGUMENTS:
-        got = outcome(lambda: type(getattr(impl, class_name)(**options)).__name__)
-        want = outcome(lambda: type(getattr(solution, class_name)(**options)).__name__)
-        if got != want:
-            shown = "returns an object" if got[0] == "ok" else f"raises {got[1]}"
-            return Mismatch((), f"{class_name}(**{options}) {shown}, the reference raises {want[1]}")
-    return None
+class RouterHarness:
+    """Stage 3's cases build ``Router(impl.<Strategy>(**options), speeds=SPEEDS)`` and look at its stats.
+
+    ``make`` is ``{"strategy": name, "options": {...}}``; with ``"bare": True``
+    only the strategy is built (the bad-argument cases: building must raise).
+    """
+
+    stage = 3
+    snapshot = "get_server_stats"
+
+    def build(self, impl: Any, make: Any) -> Any:
+        strategy = getattr(impl, make["strategy"])(**make["options"])
+        return _Built() if make.get("bare") else Router(strategy, speeds=SPEEDS)
 
 
-def run_stage3(impl: ModuleType | None = None, *, echo: bool = True) -> CheckReport:
-    """Run every stage-3 group against ``impl`` (default: ``LB_IMPL``'s package); print and return the report."""
-    if impl is None:
-        from solution.core.impl import load_impl
+class _Built:
+    """What a bare build returns: nothing to look at."""
 
-        impl = load_impl()
-    report = CheckReport(stage=3)
-    for name, class_name, options in STRATEGY_CASES:
-        mismatch = None
-        for seed in range(4):
-            mismatch = compare_strategy(impl, class_name, options, random_ops3(seed, 250))
-            if mismatch is not None:
-                break
-        report.groups.append(GroupResult(name, mismatch))
-    report.groups.append(GroupResult("bad arguments: the right exception", _bad_arguments(impl)))
-    if echo:
-        print(report)
-    return report
+    def get_server_stats(self) -> None:
+        return None
+
+
+def public_groups() -> tuple[Group, ...]:
+    """The check cell's groups: each strategy on four seeded sequences, then the bad arguments."""
+    groups = [(name, [({"strategy": cls, "options": options}, random_ops3(seed, 250)) for seed in range(4)])
+              for name, cls, options in STRATEGY_CASES]
+    groups.append(("bad arguments: the right exception", [({"strategy": cls, "options": options, "bare": True}, [])
+                                                           for cls, options in BAD_ARGUMENTS]))
+    return as_groups("p3", groups, make=lambda s: s[0], ops=lambda s: s[1])
+
+
+SPEC = StageSpec(3, "strategies", tuple(sorted({cls for _, cls, _ in STRATEGY_CASES})), RouterHarness(), public_groups)
+
+
+def run_stage3(impl: ModuleType | None = None, *, echo: bool = True, only: str | None = None, strict: bool = True) -> CheckReport:
+    """Compare ``impl``'s stage-3 strategies (default: ``LB_IMPL``'s) with the reference's recorded behaviour.
+
+    Prints one line per group, returns the report, and raises
+    :class:`~solution.checks.common.CheckFailed` if a group fails
+    (``strict=False`` only returns).
+    """
+    return run_check(SPEC, impl, echo=echo, only=only, strict=strict)

@@ -1,0 +1,124 @@
+"""Cost rules as measurements: how the time per call grows from a small fleet (or queue) to a large one.
+
+A docstring's "O(log S), no scan" is graded by timing the same mixed calls
+at two sizes, 16 and 4,096, in the same process, interleaved, keeping the
+best of several rounds (the best time is what the code costs; the slower
+rounds are other processes').  Logarithmic growth takes the time per call up
+by about 3x at most (log 4096 / log 16); a scan of every server takes it up
+by about 256x in theory and well over 20x in practice, even when the scan is
+a C-level ``min``.  :data:`LIMIT` sits far from both (``benchmarks/
+bench_cost_rule.py`` shows the measured spread of both under load).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+__all__ = ["LIMIT", "COST_CASES", "measure", "verdict"]
+
+#: The largest growth of the time per call, from the small size to the large, that passes.
+LIMIT = 8.0
+
+#: The graded cost rules: (stage, rule group name, what to measure).
+COST_CASES: tuple[tuple[int, str, dict[str, Any]], ...] = (
+    (1, "cost: route_request is O(log S), no scan", {"kind": "balancer"}),
+    (2, "cost: enqueue, peek and dispatch are O(log n), no scan", {"kind": "queue"}),
+    (3, "cost: indexed strategies decide in O(log S), power of d in O(d)", {"kind": "strategy", "strategy": "LeastOutstandingTokens", "options": {}}),
+    (3, "cost: indexed strategies decide in O(log S), power of d in O(d)", {"kind": "strategy", "strategy": "WeightedResponseTime", "options": {"alpha": 0.3}}),
+    (3, "cost: indexed strategies decide in O(log S), power of d in O(d)", {"kind": "strategy", "strategy": "Predictive", "options": {}}),
+    (3, "cost: indexed strategies decide in O(log S), power of d in O(d)", {"kind": "strategy", "strategy": "PowerOfChoices", "options": {"d": 2, "seed": 1}}),
+)
+
+SIZES = (16, 4096)
+ROUNDS = 5
+CALLS = 400
+IN_FLIGHT = 8  # a request completes this many routes after it was routed
+
+
+def _balancer(impl: Any, size: int) -> Any:
+    lb = impl.LoadBalancer()
+    for i in range(size):
+        lb.add_server(f"s{i}", 64, 80 if i % 2 else 40)
+    for i in range(size // 2):  # uneven loads, so the index has work to do
+        lb.route_request(f"pre{i}", 100)
+    return lb
+
+
+def _router(impl: Any, size: int, strategy: str, options: dict[str, Any]) -> Any:
+    from solution.core.routing import Router
+
+    lb = Router(getattr(impl, strategy)(**options), speeds={f"s{i}": 1.0 + (i % 3) for i in range(size)})
+    for i in range(size):
+        lb.add_server(f"s{i}", 64, 80 if i % 2 else 40)
+    for i in range(size // 2):
+        lb.route_request(f"pre{i}", 100)
+        lb.observe(f"pre{i}", latency=0.5 + (i % 7) / 10)
+    return lb
+
+
+def _queue(impl: Any, size: int) -> Any:
+    from solution.core.clock import ManualClock
+    from solution.core.queue_types import QueuePolicy
+
+    q = impl.RequestQueue(ManualClock(), QueuePolicy(ordering="priority"))
+    for i in range(size):
+        q.enqueue(f"pre{i}", 100 if i % 5 else 9000, i % 4)
+    return q
+
+
+def _round_routes(lb: Any, tag: str, observe: bool) -> float:
+    started = time.perf_counter()
+    for k in range(CALLS):
+        rid = f"{tag}-{k}"
+        lb.route_request(rid, 100 if k % 3 else 5000)
+        if observe:
+            lb.observe(rid, latency=0.5 + (k % 5) / 10)
+        if k >= IN_FLIGHT:
+            lb.complete_request(f"{tag}-{k - IN_FLIGHT}")
+    elapsed = time.perf_counter() - started
+    for k in range(max(0, CALLS - IN_FLIGHT), CALLS):
+        lb.complete_request(f"{tag}-{k}")
+    return elapsed
+
+
+def _round_queue(q: Any, tag: str) -> float:
+    started = time.perf_counter()
+    for k in range(CALLS):
+        q.enqueue(f"{tag}-{k}", 100 if k % 5 else 9000, k % 4)
+        head = q.peek(k % 2 == 0)
+        if head is not None:
+            q.dispatch(head.request_id, "s")
+    return time.perf_counter() - started
+
+
+def measure(impl: Any, rule: dict[str, Any]) -> dict[str, Any]:
+    """Seconds per round of calls at each size (best of :data:`ROUNDS`, sizes interleaved)."""
+    kind = rule["kind"]
+    if kind == "balancer":
+        objects = {n: _balancer(impl, n) for n in SIZES}
+    elif kind == "queue":
+        objects = {n: _queue(impl, n) for n in SIZES}
+    else:
+        objects = {n: _router(impl, n, rule["strategy"], rule["options"]) for n in SIZES}
+    best = {n: math.inf for n in SIZES}
+    for r in range(ROUNDS):
+        for n in SIZES:
+            tag = f"r{r}"
+            took = _round_queue(objects[n], tag) if kind == "queue" else _round_routes(objects[n], tag, kind == "strategy")
+            best[n] = min(best[n], took / CALLS)
+    return {"seconds_per_call": {str(n): best[n] for n in SIZES}}
+
+
+def verdict(result: Any) -> tuple[bool, str]:
+    """Whether a measurement passes, and a sentence that says why."""
+    try:
+        per_call = {int(k): float(v) for k, v in result["seconds_per_call"].items()}
+        small, large = per_call[SIZES[0]], per_call[SIZES[-1]]
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return False, f"no usable measurement ({str(result)[:80]})"
+    growth = large / small if small > 0 else math.inf
+    text = (f"{small * 1e6:.1f} us per call at {SIZES[0]}, {large * 1e6:.1f} us at {SIZES[-1]}: "
+            f"{growth:.1f}x (limit {LIMIT:g}x; logarithmic is about 3x, a scan over 20x)")
+    return growth <= LIMIT, text

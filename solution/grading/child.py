@@ -1,0 +1,217 @@
+"""The grader's child: runs one stage's cases on a candidate's module, inside the sandbox.
+
+This file is copied to the root of a fresh sandbox tree (support code only,
+no reference implementation, no expected results) and run there as
+``python -I lbgrade_child.py``.  It reads a request (JSON) on stdin, puts up
+its wall (see :func:`install_wall`), imports the candidate's module, runs
+each case and writes one JSON line per event to file descriptor 3:
+
+* ``{"event": "import", "ok": true, "classes": {...}}`` or ``{"event":
+  "import", "ok": false, "cause": "...", "where": "file:line"}``;
+* ``{"event": "case", "id": ..., "steps": [...], "error": ..., "seconds": ...}``
+  per case, in order;
+* ``{"event": "done"}``.
+
+It decides nothing: the parent compares the steps with the reference's.
+Whatever the candidate prints goes to a capped sink.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+
+_results_fd = 3  # the parent names the pipe in its request
+#: Characters of the candidate's own printing kept per child (the rest is dropped unread).
+PRINT_CAP = 16_384
+#: Modules the candidate's code may not import: native escape hatches and process spawning.
+DENIED_MODULES = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "multiprocessing", "_multiprocessing", "pty"})
+#: Audit events the candidate's code may not raise: processes, signals, sockets, file-system changes, heap walks.
+DENIED_EVENTS = frozenset({
+    "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "subprocess.Popen",
+    "os.kill", "os.killpg", "signal.pthread_kill", "os.setuid", "os.setgid", "os.setsid", "os.setpgid",
+    "socket.connect", "socket.bind", "socket.__new__", "os.chmod", "os.chown", "os.remove", "os.rename",
+    "os.rmdir", "os.mkdir", "os.link", "os.symlink", "os.truncate", "os.utime", "shutil.rmtree", "shutil.move",
+    "gc.get_objects", "gc.get_referrers", "gc.get_referents", "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata",
+    "mmap.__new__", "sys.addaudithook", "sys.setprofile", "sys.settrace", "sys.remote_exec", "webbrowser.open",
+})
+
+
+class ExitCalled(BaseException):
+    """The candidate's code called ``os._exit``: reported with the caller's file and line, not obeyed."""
+
+
+def _send(payload: dict) -> None:
+    data = (json.dumps(payload, separators=(",", ":"), allow_nan=True) + "\n").encode()
+    while data:
+        data = data[os.write(_results_fd, data):]
+
+
+class _CappedSink:
+    """A text stream that keeps nothing: the first ``PRINT_CAP`` characters go to the real stream, the rest is dropped."""
+
+    def __init__(self, stream: object) -> None:
+        self._stream, self._left = stream, PRINT_CAP
+
+    def write(self, text: str) -> int:
+        if self._left > 0 and isinstance(text, str):
+            part = text[: self._left]
+            self._left -= len(part)
+            try:
+                self._stream.write(part)  # type: ignore[attr-defined]
+            except Exception:
+                pass
+        return len(text) if isinstance(text, str) else 0
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _write_flags() -> int:
+    return os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
+def install_wall(read_roots: list[str], write_root: str) -> None:
+    """An audit hook that stays for the life of the process (Python offers no way to remove one).
+
+    It refuses: opening a file outside ``read_roots`` (the sandbox tree and the
+    Python installation), opening any file for writing outside ``write_root``,
+    importing native escape hatches (ctypes, cffi), starting processes, sending
+    signals, sockets, file-system changes, walking the heap (``gc``) and
+    further audit hooks.  ``os._exit`` is replaced by :class:`ExitCalled`.
+    """
+    roots = tuple(os.path.realpath(r) + os.sep for r in read_roots)
+    writable = os.path.realpath(write_root) + os.sep
+    flags_w = _write_flags()
+    devices = ("/dev/null", "/dev/urandom", "/dev/random")
+
+    def inside(path: str, prefixes: tuple[str, ...]) -> bool:
+        return any(path == p[:-1] or path.startswith(p) for p in prefixes)
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open":
+            path, mode, flags = (tuple(args) + (None, None, None))[:3]
+            if isinstance(path, int) or path is None:
+                return
+            if isinstance(path, bytes):
+                path = os.fsdecode(path)
+            real = os.path.realpath(str(path))
+            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (isinstance(flags, int) and flags & flags_w)
+            if real in devices:
+                return
+            if writing and not inside(real, (writable,)):
+                raise PermissionError(f"the grader's sandbox does not allow writing {path}")
+            if not inside(real, roots + (writable,)):
+                raise PermissionError(f"the grader's sandbox does not allow reading {path}")
+        elif event == "import":
+            name = str(args[0]) if args else ""
+            filename = str(args[1]) if len(args) > 1 and args[1] else ""
+            if name.split(".")[0] in DENIED_MODULES or "ctypes" in os.path.basename(filename) or "cffi" in filename:
+                raise ImportError(f"the grader's sandbox does not allow importing {name}")
+        elif event in DENIED_EVENTS:
+            raise PermissionError(f"the grader's sandbox does not allow {event}")
+
+    sys.addaudithook(hook)
+
+    def no_exit(code: int = 0) -> None:
+        raise ExitCalled(f"os._exit({code}) was called")
+
+    import posix
+
+    os._exit = no_exit  # type: ignore[assignment]
+    posix._exit = no_exit  # type: ignore[attr-defined]
+
+
+def where(exc: BaseException, candidate_file: str) -> str:
+    """``file:line`` of the deepest frame in the candidate's file (else the deepest frame)."""
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f"{os.path.basename(exc.filename or candidate_file)}:{exc.lineno}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    mine = [f for f in frames if os.path.realpath(f.filename) == os.path.realpath(candidate_file)]
+    frame = (mine or frames or [None])[-1]
+    return f"{os.path.basename(frame.filename)}:{frame.lineno}" if frame else ""
+
+
+def describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())[:200]
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r}): the code called sys.exit"
+    if isinstance(exc, MemoryError):
+        return "MemoryError: over the memory limit"
+    return f"{type(exc).__name__}({text})"
+
+
+def _classes(module: object, names: list[str], candidate_file: str) -> dict[str, dict]:
+    """Where each graded class comes from: its module, its source file, and its bases' modules."""
+    out = {}
+    for name in names:
+        cls = getattr(module, name, None)
+        if cls is None:
+            out[name] = {"missing": True}
+            continue
+        code_files = sorted({os.path.realpath(f.__code__.co_filename) for f in vars(cls).values()
+                             if hasattr(f, "__code__")}) if isinstance(cls, type) else []
+        out[name] = {
+            "module": getattr(cls, "__module__", None),
+            "mro": [f"{c.__module__}.{c.__qualname__}" for c in getattr(cls, "__mro__", ())][1:],
+            "code_files": [os.path.basename(f) if f == os.path.realpath(candidate_file) else f for f in code_files],
+        }
+    return out
+
+
+def _only_the_tree() -> None:
+    """Import from the sandbox tree only: put it first on the path and drop editable-install finders
+    (they would map ``solution`` and ``exercises`` to the grader's own checkout)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+    def editable(obj: object) -> bool:
+        return "__editable__" in (getattr(obj, "__module__", "") or "") or "__editable__" in type(obj).__module__
+
+    sys.meta_path[:] = [f for f in sys.meta_path if not editable(f)]
+    sys.path_hooks[:] = [h for h in sys.path_hooks if not editable(h)]
+    sys.path_importer_cache.clear()
+
+
+def main() -> None:
+    global _results_fd
+    _only_the_tree()
+    request = json.loads(sys.stdin.read())
+    _results_fd = int(request["results_fd"])
+    tree, module_name, stage = request["tree"], request["module"], request["stage"]
+    candidate_file = os.path.join(tree, "exercises", f"{module_name}.py")
+    from solution.checks import SPECS  # support code, from the sandbox tree
+    from solution.checks.cost import measure
+    from solution.checks.script import Case, run_case
+
+    spec = SPECS[stage]
+    sys.stdout, sys.stderr = _CappedSink(sys.stdout), _CappedSink(sys.stderr)  # type: ignore[assignment]
+    install_wall(request["read_roots"], request["write_root"])
+    try:
+        module = importlib.import_module(f"exercises.{module_name}")
+    except BaseException as exc:  # noqa: BLE001 - anything at import is the candidate's
+        _send({"event": "import", "ok": False, "cause": describe(exc), "where": where(exc, candidate_file)})
+        return
+    _send({"event": "import", "ok": True, "classes": _classes(module, list(spec.classes), candidate_file)})
+    for data in request["cases"]:
+        started = time.perf_counter()
+        steps, error = None, None
+        try:
+            if "cost" in data:
+                steps = measure(module, data["cost"])
+            else:
+                steps = run_case(spec.harness, module, Case.from_json(data))
+        except BaseException as exc:  # noqa: BLE001 - SystemExit, ExitCalled, MemoryError...
+            error = f"{describe(exc)} at {where(exc, candidate_file)}"
+        _send({"event": "case", "id": data["id"], "steps": steps, "error": error, "seconds": time.perf_counter() - started})
+    _send({"event": "done"})
+
+
+if __name__ == "__main__":
+    main()

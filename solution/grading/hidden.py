@@ -1,0 +1,71 @@
+"""The grader's held-out cases: never shipped in a candidate's bundle.
+
+Per rule group of every stage, the hidden set holds each public scenario
+with every id renamed (the same rule on calls the candidate has not seen, so
+replaying recorded public answers fails), and fresh seeds for the random
+sequences.  The reference's steps for them are recorded in
+``solution/grading/hidden/stageN.json.gz`` by ``tools/record_cases.py``.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from solution.checks.runner import StageSpec
+from solution.checks.script import Case, Group
+
+__all__ = ["HIDDEN", "hidden_groups", "rename_ids"]
+
+#: Where the hidden cases' recorded steps live.
+HIDDEN = Path(__file__).resolve().parent / "hidden"
+
+#: Seeds of the hidden random sequences (the public ones use 0..11).
+_FRESH_SEEDS = range(1000, 1006)
+
+
+def rename_ids(case: Case, rng: random.Random, new_id: str) -> Case:
+    """``case`` with every non-empty string argument renamed consistently (ids are the only top-level strings)."""
+    names: dict[str, str] = {}
+
+    def rename(value: Any) -> Any:
+        if isinstance(value, str) and value:
+            if value not in names:
+                names[value] = f"{rng.choice('abcdefghkmnpqrstuvwxyz')}{len(names)}{rng.randrange(10, 99)}"
+            return names[value]
+        return value
+
+    ops = tuple((name, tuple(rename(a) for a in args)) for name, args in case.ops)
+    return Case(new_id, case.make, ops)
+
+
+def _fresh_random(spec: StageSpec, group: Group, number: int) -> tuple[Case, ...]:
+    """Fresh-seed versions of a random group's cases."""
+    from solution.checks import stage1, stage2, stage3
+
+    cases = []
+    for k, seed in enumerate(_FRESH_SEEDS):
+        if spec.stage == 1:
+            make, ops = None, stage1.random_ops(seed)
+        elif spec.stage == 2:
+            make, ops = None, stage2.random_queue_ops(seed)
+        else:
+            make, ops = group.cases[0].make, stage3.random_ops3(seed, 250)
+        cases.append(Case(f"h{spec.stage}.{number}.r{k}", make, tuple((n, tuple(a)) for n, a in ops)))
+    return tuple(cases)
+
+
+def hidden_groups(spec: StageSpec) -> tuple[Group, ...]:
+    """The hidden cases of ``spec``'s stage, in groups named as the public ones."""
+    rng = random.Random(f"hidden-{spec.stage}")
+    out = []
+    for g, group in enumerate(spec.groups()):
+        is_random = "random" in group.name or (spec.stage == 3 and group.cases and group.cases[0].make.get("bare") is None
+                                                and len(group.cases[0].ops) > 100)
+        if is_random:
+            cases = _fresh_random(spec, group, g)
+        else:
+            cases = tuple(rename_ids(c, rng, f"h{spec.stage}.{g}.{i}") for i, c in enumerate(group.cases))
+        out.append(Group(group.name, cases))
+    return tuple(out)
