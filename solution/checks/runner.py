@@ -89,6 +89,12 @@ def load_recorded(stage: int, path: Path | None = None) -> list[tuple[Group, lis
     return out
 
 
+def cost_names(stage: int, only: str) -> list[str]:
+    from solution.checks.cost import COST_CASES
+
+    return [name for number, name, _ in COST_CASES if number == stage and name.startswith(only)]
+
+
 def reference_module(spec: StageSpec) -> ModuleType | None:
     """The reference's module for ``spec``, or None where it is absent (a candidate's bundle)."""
     try:
@@ -99,6 +105,8 @@ def reference_module(spec: StageSpec) -> ModuleType | None:
 
 def _shrink(spec: StageSpec, impl: Any, reference: ModuleType, case: Case, found: Mismatch) -> Any:
     """The same difference with as few calls as possible, found by running both live."""
+    if not found.ops:
+        return found  # building differs: nothing to shrink
     make = lambda: spec.harness.build(impl, case.make)  # noqa: E731
     make_ref = lambda: spec.harness.build(reference, case.make)  # noqa: E731
     snapshot = spec.harness.snapshot
@@ -107,6 +115,40 @@ def _shrink(spec: StageSpec, impl: Any, reference: ModuleType, case: Case, found
         return found if live is None else minimize(make, list(case.ops), live, make_reference=make_ref, snapshot=snapshot)
     except Exception:  # building failed, or the implementation misbehaves while shrinking: keep what was found
         return found
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A failure that is not a difference of steps (a cost rule's measurement)."""
+
+    text: str
+
+    def describe(self) -> str:
+        return self.text
+
+
+def cost_groups(stage: int, impl: Any, only: str | None = None) -> list[GroupResult]:
+    """The stage's cost rules, measured on ``impl`` in this process (:mod:`solution.checks.cost`)."""
+    from solution.checks.cost import COST_CASES, measure, verdict
+
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for number, name, rule in COST_CASES:
+        if number == stage and (only is None or name.startswith(only)):
+            by_name.setdefault(name, []).append(rule)
+    out = []
+    for name, rules in by_name.items():
+        passed, first = 0, None
+        for rule in rules:
+            try:
+                ok, text = verdict(measure(impl, rule))
+            except Exception as exc:  # a stub or a crash: that rule's failure
+                ok, text = False, f"measuring raised {type(exc).__name__}({' '.join(str(exc).split())[:100]})"
+            what = rule.get("strategy", "")
+            passed += ok
+            if not ok and first is None:
+                first = Finding(f"{what + ': ' if what else ''}{text}")
+        out.append(GroupResult(name, first, passed, len(rules)))
+    return out
 
 
 def run_check(spec: StageSpec, impl: Any = None, *, echo: bool = True, only: str | None = None, strict: bool = True) -> CheckReport:
@@ -126,7 +168,7 @@ def run_check(spec: StageSpec, impl: Any = None, *, echo: bool = True, only: str
     recorded = load_recorded(spec.stage)
     if only is not None:
         kept = [(g, e) for g, e in recorded if g.name.startswith(only)]
-        if not kept:
+        if not kept and not cost_names(spec.stage, only):
             names = ", ".join(repr(g.name) for g, _ in recorded)
             raise ValueError(f"no stage-{spec.stage} rule group starts with {only!r}; the groups: {names}")
         recorded = kept
@@ -141,6 +183,7 @@ def run_check(spec: StageSpec, impl: Any = None, *, echo: bool = True, only: str
             elif first is None:
                 first = found if reference is None else _shrink(spec, impl, reference, case, found)
         report.groups.append(GroupResult(group.name, first, passed, len(group.cases)))
+    report.groups += cost_groups(spec.stage, impl, only)
     if echo:
         print(report)
     if strict:

@@ -56,6 +56,19 @@ def _fresh_random(spec: StageSpec, group: Group, number: int) -> tuple[Case, ...
     return tuple(cases)
 
 
+#: Stage 3's hidden bad constructor arguments (the public ones are in solution.checks.stage3.BAD_ARGUMENTS).
+_HIDDEN_BAD_ARGUMENTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("PowerOfChoices", {"d": -2}),
+    ("PowerOfChoices", {"d": 2.0}),
+    ("PowerOfChoices", {"seed": "7"}),
+    ("PowerOfChoices", {"d": None}),
+    ("WeightedResponseTime", {"alpha": -0.5}),
+    ("WeightedResponseTime", {"alpha": None}),
+    ("PeakEwma", {"alpha": 2}),
+    ("PeakEwma", {"alpha": float("inf")}),
+)
+
+
 def hidden_groups(spec: StageSpec) -> tuple[Group, ...]:
     """The hidden cases of ``spec``'s stage, in groups named as the public ones."""
     rng = random.Random(f"hidden-{spec.stage}")
@@ -65,6 +78,9 @@ def hidden_groups(spec: StageSpec) -> tuple[Group, ...]:
                                                 and len(group.cases[0].ops) > 100)
         if is_random:
             cases = _fresh_random(spec, group, g)
+        elif spec.stage == 3 and group.cases and group.cases[0].make.get("bare"):
+            cases = tuple(Case(f"h3.{g}.{i}", {"strategy": cls, "options": options, "bare": True}, ())
+                          for i, (cls, options) in enumerate(_HIDDEN_BAD_ARGUMENTS))
         else:
             cases = tuple(rename_ids(c, rng, f"h{spec.stage}.{g}.{i}") for i, c in enumerate(group.cases))
         out.append(Group(group.name, cases))
