@@ -13,6 +13,10 @@ Markers, each on a line of its own:
 ``### BEGIN OMIT`` ... ``### END OMIT``
     The lines between are dropped: the reference's private helpers.
 
+(``### BEGIN REFERENCE`` ... ``### END REFERENCE`` marks reference-only code in
+*support* modules; ``tools/make_bundle.py`` strips it from the candidate's
+bundle with :func:`strip_blocks`, the same parser.)
+
 Only the modules in ``EXERCISES`` are copied; in them and in
 ``solution/__init__.py``, imports of those modules are rewritten from
 ``solution.<module>`` to ``exercises.<module>``.  Everything else (errors,
@@ -32,6 +36,7 @@ import ast
 import difflib
 import re
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +66,8 @@ HEADER = (
 )
 INIT_HEADER = "# Generated from solution/__init__.py by tools/make_exercises.py (`make exercises`).\n"
 
-_BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN (?P<kind>SOLUTION|OMIT)(?::\s*(?P<hint>.*?))?\s*$")
-_END = re.compile(r"^\s*### END (?P<kind>SOLUTION|OMIT)\s*$")
+_BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN (?P<kind>[A-Z]+)(?::\s*(?P<hint>.*?))?\s*$")
+_END = re.compile(r"^\s*### END (?P<kind>[A-Z]+)\s*$")
 _DEF = re.compile(r"^(?P<indent>\s*)(?:async\s+)?(?P<kw>def|class)\s+(?P<name>\w+)")
 
 
@@ -70,10 +75,31 @@ class MarkerError(ValueError):
     """The markers in a reference module are unbalanced or misplaced."""
 
 
-def strip_solution(source: str, exercise: Exercise, filename: str) -> str:
-    """Return the candidate's version of one reference module."""
+@dataclass(frozen=True)
+class Block:
+    """Where a marked block sits: what its replacement may need to know."""
+
+    kind: str  # SOLUTION, OMIT, REFERENCE
+    indent: str  # the BEGIN marker's indentation
+    hint: str | None  # the text after "BEGIN KIND:", if any
+    qualname: str  # the enclosing defs and classes, dotted ("" at module level)
+    in_function: bool  # True when the innermost enclosing scope is a def
+
+
+#: What replaces a block: the lines to write instead of it (``[]`` drops it).
+Replacement = Callable[[Block], list[str]]
+
+
+def strip_blocks(source: str, filename: str, replacements: Mapping[str, Replacement]) -> str:
+    """Replace every ``### BEGIN KIND`` ... ``### END KIND`` block of ``source``.
+
+    ``replacements`` maps each kind allowed in the file to what replaces its
+    blocks; another kind, a nested, unclosed or mismatched marker raises
+    :class:`MarkerError`.  Shared by this tool and ``tools/make_bundle.py``
+    (whose ``REFERENCE`` blocks mark reference-only code in support modules).
+    """
     out: list[str] = []
-    scopes: list[tuple[int, str]] = []  # (indent, name) of enclosing defs/classes
+    scopes: list[tuple[int, str, str]] = []  # (indent, keyword, name) of enclosing defs/classes
     block: str | None = None
     for number, line in enumerate(source.splitlines(keepends=True), start=1):
         begin, end = _BEGIN.match(line), _END.match(line)
@@ -89,25 +115,34 @@ def strip_solution(source: str, exercise: Exercise, filename: str) -> str:
             raise MarkerError(f"{filename}:{number}: END {end['kind']} without BEGIN")
         if begin:
             block = begin["kind"]
-            if block == "SOLUTION":
-                indent = begin["indent"]
-                qualname = ".".join(name for _, name in scopes) or "this part"
-                if begin["hint"]:
-                    out.append(f"{indent}# TODO: {begin['hint']}\n")
-                out.append(
-                    f'{indent}raise NotImplementedError("Stage {exercise.stage}: {qualname} is not implemented '
-                    f'yet; see {exercise.notebook}")\n'
-                )
+            if block not in replacements:
+                raise MarkerError(f"{filename}:{number}: {block} blocks are not allowed here (only {', '.join(replacements)})")
+            qualname = ".".join(name for _, _, name in scopes)
+            in_function = bool(scopes) and scopes[-1][1] == "def"
+            out += replacements[block](Block(block, begin["indent"], begin["hint"] or None, qualname, in_function))
             continue
         definition = _DEF.match(line)
         if definition:
             depth = len(definition["indent"])
-            scopes = [(d, n) for d, n in scopes if d < depth] + [(depth, definition["name"])]
+            scopes = [s for s in scopes if s[0] < depth] + [(depth, definition["kw"], definition["name"])]
         out.append(line)
     if block is not None:
         raise MarkerError(f"{filename}: {block} block never closed")
-    text = re.sub(r"\n{4,}", "\n\n\n", "".join(out))
-    return _rewrite_imports(text)
+    return re.sub(r"\n{4,}", "\n\n\n", "".join(out))
+
+
+def strip_solution(source: str, exercise: Exercise, filename: str) -> str:
+    """Return the candidate's version of one reference module."""
+
+    def stub(block: Block) -> list[str]:
+        qualname = block.qualname or "this part"
+        todo = [f"{block.indent}# TODO: {block.hint}\n"] if block.hint else []
+        return todo + [
+            f'{block.indent}raise NotImplementedError("Stage {exercise.stage}: {qualname} is not implemented '
+            f'yet; see {exercise.notebook}")\n'
+        ]
+
+    return _rewrite_imports(strip_blocks(source, filename, {"SOLUTION": stub, "OMIT": lambda block: []}))
 
 
 def _rewrite_imports(text: str) -> str:
