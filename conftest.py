@@ -1,7 +1,8 @@
 """Options that apply to every pytest run in this repository, notebooks included.
 
 ``--impl`` (or ``LB_IMPL``) picks the package under test: ``solution`` (the
-reference, the default) or ``exercises`` (the candidate's).  It is exported
+reference, the default) or ``exercises`` (the candidate's, the default in the
+candidate's bundle, which has no reference).  It is exported
 as ``LB_IMPL`` so notebook kernels started by nbval test the same package.
 """
 
@@ -12,7 +13,7 @@ import sys
 
 import pytest
 
-from solution.core.impl import IMPLEMENTATIONS
+from solution.core.impl import IMPLEMENTATIONS, reference_available
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,7 +27,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def impl_name(config: pytest.Config) -> str:
-    return config.getoption("--impl") or os.environ.get("LB_IMPL", "").strip() or "solution"
+    default = "solution" if reference_available() else "exercises"
+    return config.getoption("--impl") or os.environ.get("LB_IMPL", "").strip() or default
 
 
 def pytest_configure(config: pytest.Config) -> None:
