@@ -356,11 +356,15 @@ class LeastConnections(IndexedStrategy):
     components = ("load ratio", "-memory", "-free slots")
 
     def score(self, server: ServerState, estimated_tokens: int) -> tuple[float, ...]:
+        ### BEGIN REFERENCE: stage 1's rule is what you write in exercises/balancer.py
         return (server.load_ratio_key / 2**_RATIO_SHIFT, -server.gpu_memory_gb, server.load - server.capacity)
+        ### END REFERENCE
 
     def index_key(self, server: ServerState) -> tuple[Any, ...]:
         """Exact: the load ratio as an integer key (floats would round 1/3 and 333333/10**6 alike at scale)."""
+        ### BEGIN REFERENCE: stage 1's rule is what you write in exercises/balancer.py
         return (server.load_ratio_key, -server.gpu_memory_gb, server.load - server.capacity)
+        ### END REFERENCE
 
 
 class RoundRobin(BaseStrategy):

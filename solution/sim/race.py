@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,8 @@ from solution.sim.scenario import Scenario
 from solution.sim.scenarios import classic
 from solution.sim.theory import mean_confidence_interval, supermarket_mean_time
 
-__all__ = ["RaceResult", "race", "heterogeneous", "speed_hints", "mean_latency", "SupermarketPoint", "supermarket_points"]
+__all__ = ["RaceResult", "race", "heterogeneous", "speed_hints", "mean_latency", "least_connections", "SupermarketPoint",
+           "supermarket_points"]  # fmt: skip
 
 #: A metric of one run: a Summary field name, or a function of the run's Results.
 Metric = str | Callable[[Results], float]
@@ -211,6 +213,27 @@ class SupermarketPoint:
         return self.low <= self.formula * (1 + allowance) and self.formula * (1 - allowance) <= self.high
 
 
+def least_connections(**options: Any) -> BalancerFactory:
+    """Stage 1's rule as a race entrant: ``RouterFactory(LeastConnections, **options)``.
+
+    The candidate's bundle leaves :class:`~solution.core.routing.LeastConnections`
+    out (it is stage 1's answer): there the entrant is the candidate's own
+    ``LoadBalancer``, which takes no options (a stale view or per-server
+    queues need the router, so asking for them raises ``NotImplementedError``).
+    """
+    from solution.core.impl import load_impl, reference_available
+    from solution.core.routing import LeastConnections, RouterFactory
+
+    if reference_available():
+        return RouterFactory(LeastConnections, **options)
+    if options:
+        raise NotImplementedError(
+            f"least-connections with {', '.join(sorted(options))} needs the reference's LeastConnections strategy, "
+            "which this copy leaves out (stage 1's rule is your exercises/balancer.py)"
+        )
+    return load_impl("exercises").LoadBalancer
+
+
 def supermarket_points(
     points: Sequence[tuple[int, float]],
     seeds: Sequence[int],
@@ -228,13 +251,16 @@ def supermarket_points(
     (:func:`~solution.sim.early.simulate_early`), ``servers`` servers; each
     seed is an independent replication, its statistic the mean time in system
     of the requests arriving after ``warmup`` seconds.  ``strategy`` is the
-    power-of-d class (default the reference's ``solution.PowerOfChoices``),
+    power-of-d class (default the reference's ``solution.PowerOfChoices``; the
+    candidate's in the candidate's bundle),
     seeded with the replication's seed.
     """
     from solution.core.routing import RouterFactory
 
     if strategy is None:
-        from solution.strategies import PowerOfChoices as strategy  # noqa: N813
+        from solution.core.impl import demo_impl
+
+        strategy = demo_impl().PowerOfChoices  # the reference's; the candidate's in the candidate's bundle
     jobs = [
         _Job(classic(servers=servers, load=load, requests=requests), s,
              RouterFactory(strategy, {"d": d, "seed": s}, queue_per_server=None), True, warmup, (mean_latency,))

@@ -26,7 +26,8 @@ from solution.sim.scenario import Scenario
 from solution.sim.server import Server
 from solution.sim.workload import Requests
 
-__all__ = ["simulate", "prepare", "Inputs", "BalancerFactory", "balancer_factory", "QueueFactory", "queue_factory"]
+__all__ = ["simulate", "prepare", "Inputs", "BalancerFactory", "balancer_factory", "default_balancer", "QueueFactory", "queue_factory",
+           "default_queue"]  # fmt: skip
 
 #: A class or zero-argument callable that returns a fresh balancer.
 BalancerFactory = Callable[[], Any]
@@ -49,18 +50,45 @@ def _fresh(factory: Any, what: str, method: str, example: str, default: Callable
     return factory
 
 
-def balancer_factory(balancer: BalancerFactory | None) -> BalancerFactory:
-    """Check ``balancer`` is a class or zero-argument factory (``None``: the reference ``solution.LoadBalancer``)."""
-    from solution import LoadBalancer
+def default_balancer() -> BalancerFactory:
+    """The balancer ``simulate`` uses when given none: the reference ``solution.LoadBalancer``.
 
-    return _fresh(balancer, "balancer", "route_request", "solution.LoadBalancer", lambda: LoadBalancer)
+    The candidate's bundle has no reference: there it is a round-robin
+    :class:`~solution.core.routing.Router`, a baseline that gives no answer
+    away.  Any rule that takes a free server when there is one gives the same
+    losses on identical servers, so the Erlang B comparisons hold with it.
+    """
+    from solution.core.impl import reference_available
+
+    if reference_available():
+        from solution.balancer import LoadBalancer
+
+        return LoadBalancer
+    from solution.core.routing import RoundRobin, RouterFactory
+
+    return RouterFactory(RoundRobin)
+
+
+def default_queue() -> QueueFactory:
+    """The queue ``simulate`` uses when given none: the reference ``solution.RequestQueue``
+    (the candidate's ``exercises.RequestQueue`` in the candidate's bundle, which has no reference)."""
+    from solution.core.impl import load_impl, reference_available
+
+    if reference_available():
+        from solution.request_queue import RequestQueue
+
+        return RequestQueue
+    return load_impl("exercises").RequestQueue
+
+
+def balancer_factory(balancer: BalancerFactory | None) -> BalancerFactory:
+    """Check ``balancer`` is a class or zero-argument factory (``None``: :func:`default_balancer`)."""
+    return _fresh(balancer, "balancer", "route_request", "solution.LoadBalancer", default_balancer)
 
 
 def queue_factory(queue: QueueFactory | None) -> QueueFactory:
-    """Check ``queue`` is a class or factory ``(clock, policy) -> queue`` (``None``: the reference ``solution.RequestQueue``)."""
-    from solution.request_queue import RequestQueue
-
-    return _fresh(queue, "queue", "enqueue", "solution.RequestQueue", lambda: RequestQueue)
+    """Check ``queue`` is a class or factory ``(clock, policy) -> queue`` (``None``: :func:`default_queue`)."""
+    return _fresh(queue, "queue", "enqueue", "solution.RequestQueue", default_queue)
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,10 +152,11 @@ def simulate(
         scenario: what to run.
         balancer: the implementation under test, as a class or factory
             (``solution.LoadBalancer``, ``exercises.LoadBalancer``,
-            ``load_impl().LoadBalancer``); ``None`` for the reference.
+            ``load_impl().LoadBalancer``); ``None`` for the reference
+            (:func:`default_balancer`).
         queue: with a ``scenario.queue``, the stage-2 queue class
             (``solution.RequestQueue``, ``exercises.RequestQueue``; ``None``
-            for the reference); unused without one.
+            for the reference, :func:`default_queue`); unused without one.
         seed: an int >= 0; the same seed gives the same results bit for bit.
         progress: show a tqdm progress bar.
         engine: ``"auto"`` uses the classic fast path when it applies
