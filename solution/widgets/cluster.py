@@ -7,6 +7,10 @@ cluster, with the server the rule would pick for the request size on the
 slider and the criterion that decided.  With an unimplemented exercise the
 playground runs on the reference alone.
 
+In the candidate's bundle (no reference, no :mod:`solution.widgets.explain`)
+it runs on the candidate's balancer alone, without the reasons; while that
+is a stub it shows the initial cluster and says what to implement.
+
 Each action costs one O(S log S) explanation and one small PNG render
 (tens of milliseconds), so the widget answers well within a second.
 """
@@ -22,8 +26,13 @@ import ipywidgets as W
 
 import solution
 from solution.checks.common import outcome
-from solution.widgets.explain import explain_route
+from solution.core.impl import reference_available
 from solution.widgets.drawing import draw_cluster, figure_png
+
+try:  # the stage-1 rule written plainly: not in the candidate's bundle
+    from solution.widgets.explain import explain_route
+except ImportError:  # pragma: no cover - exercised by tests/meta/test_bundle.py
+    explain_route = None
 
 __all__ = ["ClusterPlayground", "DEFAULT_SERVERS"]
 
@@ -55,7 +64,7 @@ class ClusterPlayground:
 
     def reset(self, _: Any = None) -> None:
         """Start again from the initial cluster, on both sides."""
-        self.reference = solution.LoadBalancer()
+        self.reference: Any = solution.LoadBalancer() if reference_available() else None
         self.candidate: Any = None
         self.candidate_note = ""
         self._next_request = 1
@@ -66,8 +75,11 @@ class ClusterPlayground:
             status, value = outcome(self.impl.LoadBalancer)
             if status == "ok":
                 self.candidate = value
-            else:
+            elif self.reference is not None:
                 self.candidate_note = f"your LoadBalancer() {value}: showing the reference alone"
+            else:
+                self.candidate_note = (f"your LoadBalancer() {value}: implement exercises/balancer.py (stage 1) to play "
+                                       "here; until then this shows the cluster as it starts")  # fmt: skip
         for spec in self._servers:
             self._apply("add_server", spec)
         self.log = ["reset"]
@@ -78,10 +90,15 @@ class ClusterPlayground:
         tokens = self.tokens.value if estimated_tokens is None else estimated_tokens
         request_id = f"req-{self._next_request}"
         self._next_request += 1
-        plan = explain_route(self.reference.get_server_stats(), tokens)
+        plan = self._plan(tokens)
         ref, mine = self._apply("route_request", (request_id, tokens))
+        if ref is None:
+            decision = f"<b>{request_id}</b> ({tokens} tokens): yours &rarr; {_fmt(mine) if mine else 'nothing'}"
+            self.last_decision = decision
+            self._refresh()
+            return
         decision = f"<b>{request_id}</b> ({tokens} tokens): reference &rarr; {_fmt(ref)}"
-        if ref[0] == "ok":
+        if ref[0] == "ok" and plan is not None:
             decision += f" because <i>{html.escape(plan.decided_by)}</i>"
         if mine is not None:
             verdict = "" if mine == ref else " <b style='color:#c00'>MISMATCH</b>"
@@ -107,7 +124,7 @@ class ClusterPlayground:
         """Add a server named ``new-N`` (default: the sliders' capacity and memory)."""
         capacity = self.new_capacity.value if capacity is None else capacity
         memory = self.new_memory.value if gpu_memory_gb is None else gpu_memory_gb
-        while f"new-{self._next_server}" in self.reference.get_server_stats():
+        while f"new-{self._next_server}" in self._stats():
             self._next_server += 1
         self._apply("add_server", (f"new-{self._next_server}", capacity, memory))
         self._next_server += 1
@@ -115,19 +132,36 @@ class ClusterPlayground:
 
     # -- plumbing -----------------------------------------------------------------
 
-    def _apply(self, method: str, args: tuple[Any, ...]) -> tuple[tuple[str, Any], tuple[str, Any] | None]:
+    def _apply(self, method: str, args: tuple[Any, ...]) -> tuple[tuple[str, Any] | None, tuple[str, Any] | None]:
         """Call ``method`` on both balancers and log the comparison.
 
         Returns the outcomes (see :func:`solution.checks.outcome`) of the
-        reference and of the candidate (``None`` when there is none).
+        reference and of the candidate (``None`` for a missing one).
         """
-        ref = outcome(lambda: getattr(self.reference, method)(*args))
+        ref = outcome(lambda: getattr(self.reference, method)(*args)) if self.reference is not None else None
         mine = outcome(lambda: getattr(self.candidate, method)(*args)) if self.candidate is not None else None
-        line = f"{html.escape(method)}{html.escape(repr(args))}: reference {_fmt(ref)}"
-        if mine is not None:
-            line += f"; yours {_fmt(mine)}" + ("" if mine == ref else " <b style='color:#c00'>MISMATCH</b>")
+        if ref is None:
+            line = f"{html.escape(method)}{html.escape(repr(args))}: " + (f"yours {_fmt(mine)}" if mine else "no balancer")
+        else:
+            line = f"{html.escape(method)}{html.escape(repr(args))}: reference {_fmt(ref)}"
+            if mine is not None:
+                line += f"; yours {_fmt(mine)}" + ("" if mine == ref else " <b style='color:#c00'>MISMATCH</b>")
         self.log.append(line)
         return ref, mine
+
+    def _stats(self) -> dict[str, dict[str, Any]]:
+        """The shown balancer's snapshot: the reference's, else the candidate's, else the initial cluster."""
+        shown = self.reference if self.reference is not None else self.candidate
+        if shown is not None:
+            status, value = outcome(shown.get_server_stats)
+            if status == "ok" and isinstance(value, dict):
+                return value
+        return {sid: {"capacity": cap, "current_load": 0, "gpu_memory_gb": mem, "load_ratio": 0.0, "is_draining": False,
+                      "active_requests": []} for sid, cap, mem in self._servers}  # fmt: skip
+
+    def _plan(self, tokens: int) -> Any:
+        """The rule's explanation for a request of ``tokens`` (None without :mod:`solution.widgets.explain`)."""
+        return explain_route(self._stats(), tokens) if explain_route is not None else None
 
     def _build_controls(self) -> None:
         self.tokens = W.IntSlider(value=500, min=1, max=16_000, step=1, description="tokens", continuous_update=False)
@@ -161,16 +195,20 @@ class ClusterPlayground:
         )
 
     def _refresh(self) -> None:
-        stats = self.reference.get_server_stats()
-        plan = explain_route(stats, self.tokens.value)
-        self.image.value = figure_png(
-            draw_cluster(stats, highlight=plan.chosen, title=f"next request of {self.tokens.value} tokens -> {plan.chosen or 'NoCapacityError'}")
-        )
-        self.table.value = _table(plan)
+        stats = self._stats()
+        plan = self._plan(self.tokens.value)
+        if plan is not None:
+            title = f"next request of {self.tokens.value} tokens -> {plan.chosen or 'NoCapacityError'}"
+            self.image.value = figure_png(draw_cluster(stats, highlight=plan.chosen, title=title))
+            self.table.value = _table(plan)
+        else:
+            title = "your balancer's cluster" if self.candidate is not None else "the cluster as it starts (no balancer to run yet)"
+            self.image.value = figure_png(draw_cluster(stats, title=title))
+            self.table.value = ""
         in_flight = [rid for s in stats.values() for rid in s["active_requests"]]
         _set_options(self.request_menu, in_flight)
         _set_options(self.server_menu, [sid for sid, s in stats.items() if not s["is_draining"]])
-        lines = [f"<b>next request of {self.tokens.value} tokens:</b> {html.escape(plan.summary())}"]
+        lines = [f"<b>next request of {self.tokens.value} tokens:</b> {html.escape(plan.summary())}"] if plan is not None else []
         if self.last_decision:
             lines.append(f"last: {self.last_decision}")
         if self.candidate_note:

@@ -19,6 +19,10 @@ the three orderings, and draws:
 The implementation under test runs the same requests with the chosen
 ordering; its result is compared with the reference's, request by request.
 While its ``RequestQueue`` is a stub the playground shows the reference alone.
+In the candidate's bundle, which has no reference, every ordering runs on
+the candidate's queue (behind :func:`solution.sim.runner.default_balancer`:
+on these identical servers the routing rule does not change the outcome),
+and while it is a stub the playground says what to implement.
 
 Each change costs four runs of a few thousand requests and one figure:
 a few tenths of a second.
@@ -36,10 +40,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import solution
+from solution.core.impl import demo_impl, reference_available
 from solution.core.queue_types import Ordering, QueuePolicy
 from solution.sim import ClassicMode, Cluster, Fixed, Outcome, Results, Scenario, Tier, Workload, simulate
 from solution.sim.plot import queue_depth, wait_cdf
 from solution.sim.queueing import QueueConfig
+from solution.sim.runner import default_balancer
 from solution.sim.theory import mmc_mean_wait, mmck
 from solution.widgets.drawing import figure_png
 
@@ -97,12 +103,27 @@ class QueuePlayground:
         """Simulate every ordering with the reference, the chosen one with the implementation; redraw."""
         started = time.perf_counter()
         rate, servers, depth, wait, chosen = self.settings()
-        self.runs = {
-            ordering: simulate(queue_scenario(rate, servers, depth, wait, ordering, self.requests), solution.LoadBalancer,
-                               queue=solution.RequestQueue, seed=self.seed.value)  # fmt: skip
-            for ordering in ORDERINGS
-        }
-        self.verdict = self._compare(queue_scenario(rate, servers, depth, wait, chosen, self.requests), self.runs[chosen])
+        if reference_available():
+            balancer, queue = solution.LoadBalancer, solution.RequestQueue
+        else:  # the candidate's bundle: the candidate's queue is the only one
+            balancer, queue = default_balancer(), (self.impl if self.impl not in (None, solution) else demo_impl()).RequestQueue
+        try:
+            self.runs = {
+                ordering: simulate(queue_scenario(rate, servers, depth, wait, ordering, self.requests), balancer, queue=queue,
+                                   seed=self.seed.value)  # fmt: skip
+                for ordering in ORDERINGS
+            }
+        except NotImplementedError as exc:  # only without the reference: there is nothing else to show
+            self.runs = {}
+            self.verdict = (f"<i>your RequestQueue raises NotImplementedError ({html.escape(str(exc))}): implement "
+                            "exercises/request_queue.py (stage 2) to see the orderings here</i>")  # fmt: skip
+            self.image.value = b""
+            self.summary.value = self.verdict
+            return self.runs
+        if reference_available():
+            self.verdict = self._compare(queue_scenario(rate, servers, depth, wait, chosen, self.requests), self.runs[chosen])
+        else:
+            self.verdict = "<i>your RequestQueue (the candidate's bundle has no reference to compare it with)</i>"
         simulated = time.perf_counter() - started
         self.image.value = figure_png(self._figure())
         total = time.perf_counter() - started

@@ -4,6 +4,10 @@ Each change re-runs a 20,000-request scenario through the simulator (about
 0.1 s) and redraws one small figure (the latency CDF and the per-server load
 over time), so the widget answers within a few tenths of a second.  The time
 each step took is shown under the figure.
+
+Without a balancer given it runs the reference's ``LoadBalancer``; in the
+candidate's bundle, the candidate's, and while that is a stub a round-robin
+baseline (:func:`solution.sim.runner.default_balancer`), saying so.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import ipywidgets as W
 import numpy as np
 from matplotlib.figure import Figure
 
-import solution
+from solution.core.impl import demo_impl, reference_available
 from solution.sim import Results, scenarios, simulate
+from solution.sim.runner import default_balancer
 from solution.widgets.drawing import figure_png
 
 __all__ = ["SimulatorPlayground", "PLAYGROUND_SCENARIOS"]
@@ -30,8 +35,9 @@ PLAYGROUND_SCENARIOS = ("steady", "bursty", "heavy-tail", "mixed-gpus", "slow-se
 class SimulatorPlayground:
     """``display(SimulatorPlayground())`` in a notebook; :meth:`run` is what every control calls."""
 
-    def __init__(self, balancer: Callable[[], Any] = solution.LoadBalancer, *, requests: int = 20_000, seed: int = 1) -> None:
-        self.balancer = balancer
+    def __init__(self, balancer: Callable[[], Any] | None = None, *, requests: int = 20_000, seed: int = 1) -> None:
+        self.balancer = balancer if balancer is not None else demo_impl().LoadBalancer
+        self.note = ""
         self.requests = requests
         self.scenario = W.Dropdown(options=PLAYGROUND_SCENARIOS, value="steady", description="scenario")
         self.servers = W.IntSlider(value=4, min=2, max=16, description="servers", continuous_update=False)
@@ -49,7 +55,13 @@ class SimulatorPlayground:
         """Re-run the chosen scenario and redraw; returns the results."""
         started = time.perf_counter()
         scenario = scenarios.build(self.scenario.value, servers=self.servers.value, load=self.load.value, requests=self.requests)
-        res = simulate(scenario, self.balancer, seed=self.seed.value)
+        try:
+            res = simulate(scenario, self.balancer, seed=self.seed.value)
+            self.note = ""
+        except NotImplementedError as exc:  # a stub: show the simulator with a baseline instead
+            res = simulate(scenario, default_balancer(), seed=self.seed.value)
+            instead = "the reference" if reference_available() else "a round-robin baseline"
+            self.note = f"<br><i>your balancer is not ready ({html.escape(str(exc))}): showing {instead} instead</i>"
         simulated = time.perf_counter() - started
         self.image.value = figure_png(_figure(res))
         total = time.perf_counter() - started
@@ -59,7 +71,7 @@ class SimulatorPlayground:
             f"e2e p50 {s.e2e_p50:.3g} s, p99 {s.e2e_p99:.3g} s; lost {s.loss_rate:.1%}; "
             f"mean utilization {sum(s.utilization) / max(len(s.utilization), 1):.0%}<br>"
             f"<small>simulated {len(res.arrival):,} requests in {simulated * 1000:.0f} ms, drawn in "
-            f"{(total - simulated) * 1000:.0f} ms</small>"
+            f"{(total - simulated) * 1000:.0f} ms</small>{self.note}"
         )
         self.last = res
         return res

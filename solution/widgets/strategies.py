@@ -8,6 +8,8 @@ requests one by one and shows every candidate's score by component.
 
 Both take the implementation package (``solution`` or ``exercises``); a
 strategy that is still a stub runs from the reference instead, and says so.
+In the candidate's bundle, which has no reference, a stub is left out of the
+race (the explorer says what to implement) and the note names it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import solution
+from solution.core.impl import reference_available
 from solution.core.routing import Router, RouterFactory
 from solution.sim import Results, simulate
 from solution.sim.race import heterogeneous, speed_hints
@@ -46,14 +49,38 @@ FLEETS: Mapping[str, Mapping[str, int]] = {
 _SPEED_AWARE = {"LeastOutstandingTokens", "Predictive"}
 
 
-def _strategy_class(impl: ModuleType, class_name: str) -> tuple[type, bool]:
-    """``impl``'s class if it works, else the reference's; and whether it fell back."""
-    cls = getattr(impl, class_name, None) or getattr(solution, class_name)
+def _works(cls: type) -> bool:
+    """True unless routing one request with a ``cls()`` reaches a stub."""
     try:
-        Router(cls())
-        return cls, False
+        router = Router(cls())
+        router.add_server("probe", 1, 80)
+        router.route_request("probe", 1)
+        router.explain(1)
+        return True
     except NotImplementedError:
-        return getattr(solution, class_name), True
+        return False
+
+
+def _balancer_works(impl: ModuleType) -> bool:
+    """True when ``impl.LoadBalancer`` routes a request without reaching a stub."""
+    try:
+        lb = impl.LoadBalancer()
+        lb.add_server("probe", 1, 80)
+        lb.route_request("probe", 1)
+        return True
+    except (NotImplementedError, AttributeError):
+        return False
+
+
+def _strategy_class(impl: ModuleType, class_name: str) -> tuple[type | None, bool]:
+    """``impl``'s class if it works, else the reference's; and whether it fell back.
+
+    Without the reference (the candidate's bundle) a stub gives ``(None, True)``.
+    """
+    cls = getattr(impl, class_name, None) or getattr(solution, class_name)
+    if _works(cls):
+        return cls, False
+    return (getattr(solution, class_name) if reference_available() else None), True
 
 
 class StrategyRace:
@@ -89,6 +116,11 @@ class StrategyRace:
             cls, fell_back = _strategy_class(self.impl, STRATEGY_NAMES[name])
             if fell_back:
                 fallback.append(name)
+            if cls is None:  # a stub, and no reference to run instead
+                if STRATEGY_NAMES[name] == "LeastConnections" and _balancer_works(self.impl):
+                    out[name] = self.impl.LoadBalancer  # stage 1's rule is the candidate's LoadBalancer (always fresh)
+                    fallback.remove(name)
+                continue
             out[name] = RouterFactory(cls, speeds=speeds if STRATEGY_NAMES[name] in _SPEED_AWARE else None,
                                       refresh_every=self.refresh.value)  # fmt: skip
         return out, fallback
@@ -104,11 +136,20 @@ class StrategyRace:
         factories, fallback = self.factories()
         runs = {name: [simulate(scenario, f, seed=s) for s in range(1, self.seeds + 1)] for name, f in factories.items()}
         simulated = time.perf_counter() - started
+        if reference_available():
+            note = f"<br><b>running from the reference</b> (your class is a stub): {html.escape(', '.join(fallback))}" if fallback else ""
+        else:
+            note = (f"<br><b>left out</b> until you implement them in exercises/strategies.py: {html.escape(', '.join(fallback))}"
+                    if fallback else "")  # fmt: skip
+        if not runs:
+            self.image.value = b""
+            self.summary.value = f"<i>no strategy to race yet</i>{note}"
+            self.last = runs
+            return runs
         self.image.value = figure_png(_race_figure(runs))
         total = time.perf_counter() - started
         p99 = {name: float(np.mean([r.summary().e2e_p99 for r in rs])) for name, rs in runs.items()}
         best = min(p99, key=p99.__getitem__)
-        note = f"<br><b>running from the reference</b> (your class is a stub): {html.escape(', '.join(fallback))}" if fallback else ""
         self.summary.value = (
             f"best p99: <b>{html.escape(best)}</b> ({p99[best]:.2f} s); "
             + ", ".join(f"{html.escape(n)} {v / p99[best]:.2f}x" for n, v in p99.items() if n != best)
@@ -173,6 +214,11 @@ class DecisionExplorer:
 
     def reset(self) -> None:
         cls, self.fell_back = _strategy_class(self.impl, STRATEGY_NAMES[self.strategy.value])
+        if cls is None:  # a stub, and no reference to run instead
+            self.router = None
+            self.count, self.log = 0, []
+            self.show()
+            return
         self.router = Router(cls(), speeds={sid: speed for sid, _, _, speed in self.SERVERS})
         for sid, cap, mem, _ in self.SERVERS:
             self.router.add_server(sid, cap, mem)
@@ -180,6 +226,8 @@ class DecisionExplorer:
         self.show()
 
     def do_route(self) -> None:
+        if self.router is None:
+            return
         rid = f"r{self.count}"
         self.count += 1
         try:
@@ -189,6 +237,8 @@ class DecisionExplorer:
         self.show()
 
     def do_complete(self) -> None:
+        if self.router is None:
+            return
         stats = self.router.get_server_stats()
         active = sorted((int(r[1:]), r) for s in stats.values() for r in s["active_requests"])
         if active:
@@ -197,6 +247,14 @@ class DecisionExplorer:
         self.show()
 
     def show(self) -> None:
+        if self.router is None:
+            name = STRATEGY_NAMES[self.strategy.value]
+            if name == "LeastConnections":
+                why = "LeastConnections is stage 1's rule, which you write as exercises/balancer.py: this copy leaves it out"
+            else:
+                why = f"{name} is not implemented yet: write it in exercises/strategies.py, then pick it again"
+            self.out.value = f"<i>{html.escape(why)}</i>"
+            return
         decision = self.router.explain(self.tokens.value)
         loads = ", ".join(f"{sid} {s['current_load']}/{s['capacity']} ({s['outstanding_tokens']} tok, x{s['speed']:g})"
                           for sid, s in self.router.get_server_stats().items())  # fmt: skip
