@@ -33,16 +33,19 @@
 import numpy as np
 from matplotlib.figure import Figure
 
-from solution import LoadBalancer
+from solution.core.impl import demo_impl, needs_working_code
 from solution.sim import plot, scenarios, simulate
 
-res = simulate(scenarios.steady(servers=4, load=0.8, requests=3_000), LoadBalancer, seed=1)
+demo = demo_impl()  # the reference (in the candidate's bundle: your exercises package)
 
-fig = Figure(figsize=(11, 3.5), layout="constrained")
-left, right = fig.subplots(1, 2, width_ratios=[2, 1])
-plot.load_over_time(res, ax=left)
-plot.latency_cdf(res, "ttft", ax=right)
-display(fig)
+with needs_working_code():
+    res = simulate(scenarios.steady(servers=4, load=0.8, requests=3_000), demo.LoadBalancer, seed=1)
+
+    fig = Figure(figsize=(11, 3.5), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[2, 1])
+    plot.load_over_time(res, ax=left)
+    plot.latency_cdf(res, "ttft", ax=right)
+    display(fig)
 
 # %% [markdown]
 # ## The LLM model: a bigger batch makes every sequence slower
@@ -133,12 +136,13 @@ TRACE_DIR = root.parent / "shared" / "data" / "azure-llm-inference-2023"
 trace_file = TRACE_DIR / "AzureLLMInferenceTrace_conv.csv"
 
 if trace_file.is_file():
-    replays = {
-        f"x{1 / scale:g} speed": simulate(scenarios.trace(trace_file, servers=3, time_scale=scale), LoadBalancer)
-        for scale in (1.0, 0.5)
-    }
-    print(format_table({label: r.summary() for label, r in replays.items()}))
-    display(plot.latency_cdf(replays, "e2e"))
+    with needs_working_code():
+        replays = {
+            f"x{1 / scale:g} speed": simulate(scenarios.trace(trace_file, servers=3, time_scale=scale), demo.LoadBalancer)
+            for scale in (1.0, 0.5)
+        }
+        print(format_table({label: r.summary() for label, r in replays.items()}))
+        display(plot.latency_cdf(replays, "e2e"))
 else:
     print(f"No trace at {trace_file}: skipping the replay (see the paragraph above to get it).")
 
@@ -151,14 +155,15 @@ else:
 # sends it almost everything. Health checks are a later stage.
 
 # %%
-crash = simulate(scenarios.crash(servers=4, load=0.6, requests=3_000), LoadBalancer, seed=2)
-print(f"{crash.summary().loss_rate:.0%} of requests lost")
-fig = Figure(figsize=(11, 3.5), layout="constrained")
-left, right = fig.subplots(1, 2)
-plot.outcomes_over_time(crash, ax=left)
-plot.load_over_time(crash, ax=right)
-right.set_title("the healthy servers sit idle meanwhile", fontsize=10)
-display(fig)
+with needs_working_code():
+    crash = simulate(scenarios.crash(servers=4, load=0.6, requests=3_000), demo.LoadBalancer, seed=2)
+    print(f"{crash.summary().loss_rate:.0%} of requests lost")
+    fig = Figure(figsize=(11, 3.5), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    plot.outcomes_over_time(crash, ax=left)
+    plot.load_over_time(crash, ax=right)
+    right.set_title("the healthy servers sit idle meanwhile", fontsize=10)
+    display(fig)
 
 # %% [markdown]
 # ## Using it

@@ -34,9 +34,10 @@
 import numpy as np
 from matplotlib.figure import Figure
 
+from solution.core.impl import demo_impl, needs_working_code
 from solution.widgets import draw_cluster
-import solution
 
+demo = demo_impl()  # the reference (in the candidate's bundle: your exercises package)
 rng = np.random.default_rng(0)
 output_tokens = np.clip(rng.lognormal(mean=5.0, sigma=1.2, size=20_000), 1, 8_000)
 seconds = output_tokens * 0.02  # about 20 ms per decode step
@@ -49,16 +50,17 @@ ax.set_xlabel("request latency (s, log scale)")
 ax.set_ylabel("requests")
 p1, p50, p99 = np.percentile(seconds, [1, 50, 99])
 ax.set_title(f"p1 {p1:.2f} s, p50 {p50:.1f} s, p99 {p99:.0f} s: {p99 / p1:.0f}x apart", fontsize=10)
-
-demo = solution.LoadBalancer()
-for sid, cap, mem in [("h100", 6, 80), ("a100-80", 4, 80), ("a100-40", 4, 40), ("a10", 2, 24)]:
-    demo.add_server(sid, cap, mem)
-for i in range(7):
-    demo.route_request(f"r{i}", 300)
-demo.remove_server("a10")
-cluster = draw_cluster(demo.get_server_stats(), title="slots in use (a10 draining)")
 fig.tight_layout()
-display(fig, cluster)
+display(fig)
+
+with needs_working_code():
+    cluster = demo.LoadBalancer()
+    for sid, cap, mem in [("h100", 6, 80), ("a100-80", 4, 80), ("a100-40", 4, 40), ("a10", 2, 24)]:
+        cluster.add_server(sid, cap, mem)
+    for i in range(7):
+        cluster.route_request(f"r{i}", 300)
+    cluster.remove_server("a10")
+    display(draw_cluster(cluster.get_server_stats(), title="slots in use (a10 draining)"))
 
 # %% [markdown]
 # ## The task
@@ -94,14 +96,15 @@ display(fig, cluster)
 # or `solution` (the reference). Here is the reference on a two-server cluster:
 
 # %%
-lb = solution.LoadBalancer()
-lb.add_server("a100", capacity=4, gpu_memory_gb=80)
-lb.add_server("a10", capacity=2, gpu_memory_gb=24)
-print(lb.route_request("chat-1", 500), "<- both idle: more memory wins")
-print(lb.route_request("chat-2", 500), "<- 0/2 beats 1/4")
-print(lb.route_request("doc-1", 9000), "<- large: only the 80 GB server qualifies")
-lb.remove_server("a100")
-print({sid: (s["current_load"], s["is_draining"]) for sid, s in lb.get_server_stats().items()})
+with needs_working_code():
+    lb = demo.LoadBalancer()
+    lb.add_server("a100", capacity=4, gpu_memory_gb=80)
+    lb.add_server("a10", capacity=2, gpu_memory_gb=24)
+    print(lb.route_request("chat-1", 500), "<- both idle: more memory wins")
+    print(lb.route_request("chat-2", 500), "<- 0/2 beats 1/4")
+    print(lb.route_request("doc-1", 9000), "<- large: only the 80 GB server qualifies")
+    lb.remove_server("a100")
+    print({sid: (s["current_load"], s["is_draining"]) for sid, s in lb.get_server_stats().items()})
 
 # %% [markdown]
 # ## Check your work
@@ -177,9 +180,7 @@ ClusterPlayground(impl)
 # %%
 from concurrent.futures import ThreadPoolExecutor
 
-shared = solution.Synchronized(solution.LoadBalancer())
-for i in range(4):
-    shared.add_server(f"gpu-{i}", capacity=8, gpu_memory_gb=80)
+from solution import Synchronized
 
 
 def burst(worker: int) -> int:
@@ -195,10 +196,14 @@ def burst(worker: int) -> int:
     return served
 
 
-with ThreadPoolExecutor(max_workers=8) as pool:
-    total = sum(pool.map(burst, range(8)))
-print(f"{total} requests routed and completed by 8 threads; loads now:",
-      {sid: s["current_load"] for sid, s in shared.get_server_stats().items()})
+with needs_working_code():
+    shared = Synchronized(demo.LoadBalancer())
+    for i in range(4):
+        shared.add_server(f"gpu-{i}", capacity=8, gpu_memory_gb=80)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        total = sum(pool.map(burst, range(8)))
+    print(f"{total} requests routed and completed by 8 threads; loads now:",
+          {sid: s["current_load"] for sid, s in shared.get_server_stats().items()})
 
 # %% [markdown]
 # ## What comes next

@@ -36,29 +36,33 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import solution
-from solution import LoadBalancer, QueuePolicy, RequestQueue
+from solution import QueuePolicy
+from solution.core.impl import demo_impl, needs_working_code
 from solution.sim import Outcome, format_table, plot, scenarios, simulate
 from solution.sim.queueing import QueueConfig
 from solution.sim.theory import erlang_b, mmc_mean_wait
 
-base = scenarios.classic(servers=4, load=0.9, requests=6_000)
-runs = {
-    "no queue (stage 1)": simulate(base, LoadBalancer, seed=1),
-    "unbounded queue": simulate(base.with_queue(QueueConfig(QueuePolicy())), LoadBalancer, queue=RequestQueue, seed=1),
-}
-print(format_table({name: res.summary(50.0) for name, res in runs.items()}))
-print(f"\ntheory at load 0.9: Erlang B loss {erlang_b(4, 3.6):.1%}; Erlang C mean wait {mmc_mean_wait(4, 3.6):.2f} s")
+demo = demo_impl()  # the reference (in the candidate's bundle: your exercises package)
 
-overload = scenarios.classic(servers=4, load=1.1, requests=6_000)
-fig = Figure(figsize=(10, 3.2))
-left, right = fig.subplots(1, 2)
-for ax, depth in ((left, None), (right, 20)):
-    res = simulate(overload.with_queue(QueueConfig(QueuePolicy(max_depth=depth))), LoadBalancer, queue=RequestQueue, seed=1)
-    plot.queue_depth(res, max_depth=depth, ax=ax)
-    s = res.summary()
-    ax.set_title(f"load 1.1, max depth {depth or 'unbounded'}: mean wait {s.wait_mean:.0f} s, 429 {s.throttle_rate:.0%}", fontsize=10)
-fig.tight_layout()
-display(fig)
+with needs_working_code():
+    base = scenarios.classic(servers=4, load=0.9, requests=6_000)
+    runs = {
+        "no queue (stage 1)": simulate(base, demo.LoadBalancer, seed=1),
+        "unbounded queue": simulate(base.with_queue(QueueConfig(QueuePolicy())), demo.LoadBalancer, queue=demo.RequestQueue, seed=1),
+    }
+    print(format_table({name: res.summary(50.0) for name, res in runs.items()}))
+    print(f"\ntheory at load 0.9: Erlang B loss {erlang_b(4, 3.6):.1%}; Erlang C mean wait {mmc_mean_wait(4, 3.6):.2f} s")
+
+    overload = scenarios.classic(servers=4, load=1.1, requests=6_000)
+    fig = Figure(figsize=(10, 3.2))
+    left, right = fig.subplots(1, 2)
+    for ax, depth in ((left, None), (right, 20)):
+        res = simulate(overload.with_queue(QueueConfig(QueuePolicy(max_depth=depth))), demo.LoadBalancer, queue=demo.RequestQueue, seed=1)
+        plot.queue_depth(res, max_depth=depth, ax=ax)
+        s = res.summary()
+        ax.set_title(f"load 1.1, max depth {depth or 'unbounded'}: mean wait {s.wait_mean:.0f} s, 429 {s.throttle_rate:.0%}", fontsize=10)
+    fig.tight_layout()
+    display(fig)
 
 # %% [markdown]
 # ## The task
@@ -107,18 +111,19 @@ print(f"implementation under test: {impl.__name__}")
 # %%
 from solution import ManualClock
 
-clock = ManualClock()
-q = RequestQueue(clock, QueuePolicy(ordering="priority", max_depth=3, max_wait=10.0))
-print(q.enqueue("batch-1", 2_000))
-print(q.enqueue("chat-1", 300, priority=1))
-print(q.enqueue("batch-2", 800))
-print(q.enqueue("chat-2", 200, priority=1), "<- full: 429")
-clock.advance(1.5)
-print(q.peek().request_id, "<- the higher class goes first")
-print(q.dispatch("chat-1", "gpu-0"))
-clock.set(10.0)
-print(q.expire(), "<- at exactly its deadline")
-print(q.stats())
+with needs_working_code():
+    clock = ManualClock()
+    q = demo.RequestQueue(clock, QueuePolicy(ordering="priority", max_depth=3, max_wait=10.0))
+    print(q.enqueue("batch-1", 2_000))
+    print(q.enqueue("chat-1", 300, priority=1))
+    print(q.enqueue("batch-2", 800))
+    print(q.enqueue("chat-2", 200, priority=1), "<- full: 429")
+    clock.advance(1.5)
+    print(q.peek().request_id, "<- the higher class goes first")
+    print(q.dispatch("chat-1", "gpu-0"))
+    clock.set(10.0)
+    print(q.expire(), "<- at exactly its deadline")
+    print(q.stats())
 
 # %% [markdown]
 # ## Three orderings, and what each costs
@@ -152,17 +157,18 @@ orderings = {
     "sjf, aging 20 tokens/s": QueuePolicy(ordering="sjf", aging_rate=20.0),
     "sjf, aging 200 tokens/s": QueuePolicy(ordering="sjf", aging_rate=200.0),
 }
-by_order = {
-    name: simulate(sized.with_queue(QueueConfig(policy, priorities={"interactive": 1})), LoadBalancer, queue=RequestQueue, seed=2)
-    for name, policy in orderings.items()
-}
-print(f"{'ordering':<26}{'mean wait':>10}{'p99 wait':>10}{'max wait':>10}{'interactive':>13}{'longest 5%':>12}")
-for name, res in by_order.items():
-    waits, keep = res.wait, res.arrival >= 50.0
-    long = res.estimated_tokens >= np.percentile(res.estimated_tokens, 95)
-    print(f"{name:<26}{np.mean(waits[keep]):>9.2f}s{np.percentile(waits[keep], 99):>9.1f}s{np.max(waits[keep]):>9.0f}s"
-          f"{np.mean(waits[keep & (res.tier == 0)]):>12.2f}s{np.mean(waits[keep & long]):>11.2f}s")
-display(plot.wait_cdf(by_order, survival=True))
+with needs_working_code():
+    by_order = {
+        name: simulate(sized.with_queue(QueueConfig(policy, priorities={"interactive": 1})), demo.LoadBalancer, queue=demo.RequestQueue, seed=2)
+        for name, policy in orderings.items()
+    }
+    print(f"{'ordering':<26}{'mean wait':>10}{'p99 wait':>10}{'max wait':>10}{'interactive':>13}{'longest 5%':>12}")
+    for name, res in by_order.items():
+        waits, keep = res.wait, res.arrival >= 50.0
+        long = res.estimated_tokens >= np.percentile(res.estimated_tokens, 95)
+        print(f"{name:<26}{np.mean(waits[keep]):>9.2f}s{np.percentile(waits[keep], 99):>9.1f}s{np.max(waits[keep]):>9.0f}s"
+              f"{np.mean(waits[keep & (res.tier == 0)]):>12.2f}s{np.mean(waits[keep & long]):>11.2f}s")
+    display(plot.wait_cdf(by_order, survival=True))
 
 # %% [markdown]
 # Read the table: priority leaves the mean where FIFO has it and moves the wait from the
@@ -200,19 +206,20 @@ report = check_stage2(impl, only="shortest job first")
 # %%
 from solution import Gateway
 
-clock = ManualClock()
-gw = Gateway(LoadBalancer(), RequestQueue(clock, QueuePolicy(ordering="priority", max_skips=2)), clock)
-gw.add_server("h100", capacity=1, gpu_memory_gb=80)
-gw.add_server("a10", capacity=1, gpu_memory_gb=24)
-gw.submit("x", 100), gw.submit("y", 100)  # both servers busy
-gw.submit("long-doc", 9_000, priority=1)
-for k in range(3):
-    gw.submit(f"chat-{k}", 200, priority=1)
-print("waiting:", gw.queue.waiting())
-print("a10 frees ->", gw.complete("y"), "(long-doc skipped once)")
-print("a10 frees ->", gw.complete("chat-0"), "(skipped twice: reserved)")
-print(gw.submit("vip", 100, priority=5), "<- a higher class arrives")
-print("h100 frees ->", gw.complete("x"), "<- the reserved request, not vip")
+with needs_working_code():
+    clock = ManualClock()
+    gw = Gateway(demo.LoadBalancer(), demo.RequestQueue(clock, QueuePolicy(ordering="priority", max_skips=2)), clock)
+    gw.add_server("h100", capacity=1, gpu_memory_gb=80)
+    gw.add_server("a10", capacity=1, gpu_memory_gb=24)
+    gw.submit("x", 100), gw.submit("y", 100)  # both servers busy
+    gw.submit("long-doc", 9_000, priority=1)
+    for k in range(3):
+        gw.submit(f"chat-{k}", 200, priority=1)
+    print("waiting:", gw.queue.waiting())
+    print("a10 frees ->", gw.complete("y"), "(long-doc skipped once)")
+    print("a10 frees ->", gw.complete("chat-0"), "(skipped twice: reserved)")
+    print(gw.submit("vip", 100, priority=5), "<- a higher class arrives")
+    print("h100 frees ->", gw.complete("x"), "<- the reserved request, not vip")
 
 # %% tags=["nbval-check-output"]
 report = check_stage2(impl, only="head-of-line")
@@ -239,49 +246,51 @@ report = check_stage2(impl, only="head-of-line")
 
 # %%
 rng = np.random.default_rng(3)
-clock = ManualClock()
-gw = Gateway(LoadBalancer(), RequestQueue(clock, QueuePolicy(max_depth=12, rate_window=20.0)), clock)
-gw.add_server("gpu-0", capacity=2, gpu_memory_gb=80)
-gw.add_server("gpu-1", capacity=2, gpu_memory_gb=80)
 
 
 def service_time(now: float) -> float:
     return rng.exponential(3.0 if 150 <= now < 300 else 1.0)  # three times slower between 150 s and 300 s
 
 
-ends: dict[str, float] = {}  # request in flight -> when it completes
-retry_at, retry_after, depth_at, depth = [], [], [], []
-arrival = 0.0
-for n in range(2_250):
-    arrival += rng.exponential(1 / 5.0)
-    while ends and min(ends.values()) <= arrival:  # completions due before the arrival, in time order
-        rid = min(ends, key=ends.get)
-        clock.set(ends.pop(rid))
-        for d in gw.complete(rid):  # the freed slot goes to the head of the queue at once
-            ends[d.request_id] = clock.now + service_time(clock.now)
-    clock.set(arrival)
-    outcome = gw.submit(f"r{n}", 300)
-    if isinstance(outcome, solution.Dispatched):
-        ends[outcome.request_id] = clock.now + service_time(clock.now)
-    elif isinstance(outcome, solution.Rejected):
-        retry_at.append(clock.now)
-        retry_after.append(outcome.retry_after)
-    depth_at.append(clock.now)
-    depth.append(len(gw.queue))
-fig = Figure(figsize=(9, 3))
-ax = fig.add_subplot()
-ax.axvspan(150, 300, color="#bbbbbb", alpha=0.3, linewidth=0, label="servers 3x slower")
-ax.step(depth_at, depth, where="post", linewidth=0.6, label="queue depth")
-ax.plot(retry_at, retry_after, "o", markersize=2, color="#e45756", label="Retry-After of each 429 (s)")
-ax.set_xlabel("time (s)")
-ax.grid(alpha=0.3)
-ax.legend(loc="upper right", fontsize="small")
-fig.tight_layout()
-display(fig)
-slow = [r for t, r in zip(retry_at, retry_after) if 170 <= t < 300]
-fast = [r for t, r in zip(retry_at, retry_after) if t < 150 or t >= 320]
-print(f"{len(retry_after)} requests answered 429; median Retry-After {np.median(fast):.0f} s at full speed, "
-      f"{np.median(slow):.0f} s while slow")
+with needs_working_code():
+    clock = ManualClock()
+    gw = Gateway(demo.LoadBalancer(), demo.RequestQueue(clock, QueuePolicy(max_depth=12, rate_window=20.0)), clock)
+    gw.add_server("gpu-0", capacity=2, gpu_memory_gb=80)
+    gw.add_server("gpu-1", capacity=2, gpu_memory_gb=80)
+
+    ends: dict[str, float] = {}  # request in flight -> when it completes
+    retry_at, retry_after, depth_at, depth = [], [], [], []
+    arrival = 0.0
+    for n in range(2_250):
+        arrival += rng.exponential(1 / 5.0)
+        while ends and min(ends.values()) <= arrival:  # completions due before the arrival, in time order
+            rid = min(ends, key=ends.get)
+            clock.set(ends.pop(rid))
+            for d in gw.complete(rid):  # the freed slot goes to the head of the queue at once
+                ends[d.request_id] = clock.now + service_time(clock.now)
+        clock.set(arrival)
+        outcome = gw.submit(f"r{n}", 300)
+        if isinstance(outcome, solution.Dispatched):
+            ends[outcome.request_id] = clock.now + service_time(clock.now)
+        elif isinstance(outcome, solution.Rejected):
+            retry_at.append(clock.now)
+            retry_after.append(outcome.retry_after)
+        depth_at.append(clock.now)
+        depth.append(len(gw.queue))
+    fig = Figure(figsize=(9, 3))
+    ax = fig.add_subplot()
+    ax.axvspan(150, 300, color="#bbbbbb", alpha=0.3, linewidth=0, label="servers 3x slower")
+    ax.step(depth_at, depth, where="post", linewidth=0.6, label="queue depth")
+    ax.plot(retry_at, retry_after, "o", markersize=2, color="#e45756", label="Retry-After of each 429 (s)")
+    ax.set_xlabel("time (s)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    display(fig)
+    slow = [r for t, r in zip(retry_at, retry_after) if 170 <= t < 300]
+    fast = [r for t, r in zip(retry_at, retry_after) if t < 150 or t >= 320]
+    print(f"{len(retry_after)} requests answered 429; median Retry-After {np.median(fast):.0f} s at full speed, "
+          f"{np.median(slow):.0f} s while slow")
 
 # %% tags=["nbval-check-output"]
 report = check_stage2(impl, only="max depth")
@@ -299,20 +308,21 @@ report = check_stage2(impl, only="max depth")
 # %%
 from solution.sim.sweep import queue_points
 
-mmc = queue_points([(4, 4 * x, None) for x in (0.5, 0.6, 0.7, 0.8, 0.85)], seeds=range(8), requests=5_000,
-                   balancer=LoadBalancer, queue=RequestQueue, level=0.99)
-mmck = queue_points([(4, 4 * x, 4) for x in (0.6, 0.8, 1.0, 1.2, 1.4)], seeds=range(8), requests=5_000,
-                    balancer=LoadBalancer, queue=RequestQueue, level=0.99)
-fig = Figure(figsize=(10, 3.4))
-left, right = fig.subplots(1, 2)
-plot.queue_theory_agreement(mmc + mmck, "wait", ax=left)
-plot.queue_theory_agreement(mmck, "blocking", ax=right)
-left.set_title("mean wait: Erlang C and M/M/4/8", fontsize=10)
-right.set_title("429 fraction: M/M/4/8 blocking", fontsize=10)
-fig.tight_layout()
-display(fig)
-print("inside the 99% interval:", sum(p.wait_agrees for p in mmc + mmck), "of", len(mmc + mmck), "waits;",
-      sum(p.blocking_agrees for p in mmck), "of", len(mmck), "blocking fractions")
+with needs_working_code():
+    mmc = queue_points([(4, 4 * x, None) for x in (0.5, 0.6, 0.7, 0.8, 0.85)], seeds=range(8), requests=5_000,
+                       balancer=demo.LoadBalancer, queue=demo.RequestQueue, level=0.99)
+    mmck = queue_points([(4, 4 * x, 4) for x in (0.6, 0.8, 1.0, 1.2, 1.4)], seeds=range(8), requests=5_000,
+                        balancer=demo.LoadBalancer, queue=demo.RequestQueue, level=0.99)
+    fig = Figure(figsize=(10, 3.4))
+    left, right = fig.subplots(1, 2)
+    plot.queue_theory_agreement(mmc + mmck, "wait", ax=left)
+    plot.queue_theory_agreement(mmck, "blocking", ax=right)
+    left.set_title("mean wait: Erlang C and M/M/4/8", fontsize=10)
+    right.set_title("429 fraction: M/M/4/8 blocking", fontsize=10)
+    fig.tight_layout()
+    display(fig)
+    print("inside the 99% interval:", sum(p.wait_agrees for p in mmc + mmck), "of", len(mmc + mmck), "waits;",
+          sum(p.blocking_agrees for p in mmck), "of", len(mmck), "blocking fractions")
 
 # %% [markdown]
 # ## Check your work: the remaining rules
@@ -374,11 +384,12 @@ from solution.sim import OnOff
 bursty = Scenario(Cluster.uniform(8, capacity=1), Workload(8_000, OnOff(rate_on=4.0, rate_off=1.0, mean_on=10, mean_off=30),
                                                             tiers=(Tier("t", 1.0, Fixed(100), Fixed(100)),)),
                   ClassicMode(), load=0.75, queue=QueueConfig(QueuePolicy(max_depth=60)))  # fmt: skip
-res = simulate(bursty, LoadBalancer, queue=RequestQueue, seed=4)
-display(plot.queue_depth(res, max_depth=60, threshold=16, after=15.0))
-spans = plot.scale_up_periods(res, threshold=16, after=15.0)
-print(f"{len(spans)} scale-up signals, up {sum(b - a for a, b in spans):.0f} s of {res.finish.max():.0f} s; "
-      f"429s: {res.count(Outcome.THROTTLED)}; mean wait {res.summary().wait_mean:.2f} s")
+with needs_working_code():
+    res = simulate(bursty, demo.LoadBalancer, queue=demo.RequestQueue, seed=4)
+    display(plot.queue_depth(res, max_depth=60, threshold=16, after=15.0))
+    spans = plot.scale_up_periods(res, threshold=16, after=15.0)
+    print(f"{len(spans)} scale-up signals, up {sum(b - a for a, b in spans):.0f} s of {res.finish.max():.0f} s; "
+          f"429s: {res.count(Outcome.THROTTLED)}; mean wait {res.summary().wait_mean:.2f} s")
 
 # %% [markdown]
 # ## What comes next

@@ -43,8 +43,10 @@
 import numpy as np
 from matplotlib.figure import Figure
 
-import solution
+from solution.core.impl import demo_impl, needs_working_code
 from solution.core.routing import Router
+
+demo = demo_impl()  # the reference (in the candidate's bundle: your exercises package)
 
 def fleet(strategy):
     router = Router(strategy, speeds={"h100": 3.0, "a100": 1.5, "a10": 0.5})
@@ -54,8 +56,9 @@ def fleet(strategy):
         router.route_request(f"busy{i}", tokens)
     return router
 
-for strategy in (solution.LeastConnections(), solution.PowerOfChoices(seed=2), solution.LeastOutstandingTokens(), solution.Predictive()):
-    print(fleet(strategy).explain(6000).table(), end="\n\n")
+for make in (demo.LeastConnections, lambda: demo.PowerOfChoices(seed=2), demo.LeastOutstandingTokens, demo.Predictive):
+    with needs_working_code():
+        print(fleet(make()).explain(6000).table(), end="\n\n")
 
 # %% [markdown]
 # ## The task
@@ -122,26 +125,27 @@ DecisionExplorer(impl)
 from solution.sim.race import supermarket_points
 from solution.sim.theory import supermarket_mean_time
 
-points = [(d, load) for d in (1, 2, 3) for load in (0.5, 0.7, 0.8, 0.9) if (d, load) != (1, 0.9)]
-found = supermarket_points(points, range(3), servers=100, requests=40_000, warmup=50.0, workers=2)
-for p in found:
-    print(f"d={p.d} load={p.load}: simulated {p.mean:.3f} s [{p.low:.3f}, {p.high:.3f}], fixed point {p.formula:.3f} s ({p.gap:+.1%})")
+with needs_working_code():
+    points = [(d, load) for d in (1, 2, 3) for load in (0.5, 0.7, 0.8, 0.9) if (d, load) != (1, 0.9)]
+    found = supermarket_points(points, range(3), servers=100, requests=40_000, warmup=50.0, workers=2)
+    for p in found:
+        print(f"d={p.d} load={p.load}: simulated {p.mean:.3f} s [{p.low:.3f}, {p.high:.3f}], fixed point {p.formula:.3f} s ({p.gap:+.1%})")
 
-fig = Figure(figsize=(6, 3.4))
-ax = fig.add_subplot()
-grid = np.linspace(0.3, 0.95, 60)
-for d, color in ((1, "#e45756"), (2, "#4c78a8"), (3, "#54a24b")):
-    ax.plot(grid, [supermarket_mean_time(d, x) for x in grid], color=color, label=f"fixed point, d={d}")
-    mine = [p for p in found if p.d == d]
-    ax.errorbar([p.load for p in mine], [p.mean for p in mine], yerr=[[p.mean - p.low for p in mine], [p.high - p.mean for p in mine]],
-                fmt="o", color=color, capsize=3)
-ax.set_yscale("log")
-ax.set_xlabel("load per server (λ)")
-ax.set_ylabel("mean time in system (s)")
-ax.set_title("dots: simulation, 100 servers; lines: N → ∞", fontsize=10)
-ax.legend(fontsize="small")
-fig.tight_layout()
-fig
+    fig = Figure(figsize=(6, 3.4))
+    ax = fig.add_subplot()
+    grid = np.linspace(0.3, 0.95, 60)
+    for d, color in ((1, "#e45756"), (2, "#4c78a8"), (3, "#54a24b")):
+        ax.plot(grid, [supermarket_mean_time(d, x) for x in grid], color=color, label=f"fixed point, d={d}")
+        mine = [p for p in found if p.d == d]
+        ax.errorbar([p.load for p in mine], [p.mean for p in mine], yerr=[[p.mean - p.low for p in mine], [p.high - p.mean for p in mine]],
+                    fmt="o", color=color, capsize=3)
+    ax.set_yscale("log")
+    ax.set_xlabel("load per server (λ)")
+    ax.set_ylabel("mean time in system (s)")
+    ax.set_title("dots: simulation, 100 servers; lines: N → ∞", fontsize=10)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    display(fig)
 
 # %% [markdown]
 # ## The race: a mixed fleet, heavy tails, imperfect estimates
@@ -154,21 +158,22 @@ fig
 
 # %%
 from solution.core.routing import RouterFactory as F
-from solution.sim.race import heterogeneous, mean_latency, race, speed_hints
+from solution.sim.race import heterogeneous, least_connections, mean_latency, race, speed_hints
 
-scenario = heterogeneous(requests=8_000, load=0.7)
-speeds = speed_hints(scenario)
-entrants = {
-    "round-robin": F(solution.RoundRobin), "random": F(solution.RandomChoice), "least-connections": F(solution.LeastConnections),
-    "power of two": F(solution.PowerOfChoices), "weighted response time": F(solution.WeightedResponseTime),
-    "peak-EWMA": F(solution.PeakEwma), "least outstanding tokens": F(solution.LeastOutstandingTokens, speeds=speeds),
-    "predictive": F(solution.Predictive, speeds=speeds),
-}
-result = race(scenario, entrants, seeds=range(6), metrics=(mean_latency, "e2e_p50", "e2e_p99"), workers=2)
-print(result.table())
-best = result.best("e2e_p99")
-diff, low, high = result.difference(best, "least-connections", "e2e_p99")
-print(f"\nbest p99: {best}, {diff:+.2f} s against least-connections (paired 95% interval [{low:+.2f}, {high:+.2f}])")
+with needs_working_code():
+    scenario = heterogeneous(requests=8_000, load=0.7)
+    speeds = speed_hints(scenario)
+    entrants = {
+        "round-robin": F(demo.RoundRobin), "random": F(demo.RandomChoice), "least-connections": least_connections(),
+        "power of two": F(demo.PowerOfChoices), "weighted response time": F(demo.WeightedResponseTime),
+        "peak-EWMA": F(demo.PeakEwma), "least outstanding tokens": F(demo.LeastOutstandingTokens, speeds=speeds),
+        "predictive": F(demo.Predictive, speeds=speeds),
+    }
+    result = race(scenario, entrants, seeds=range(6), metrics=(mean_latency, "e2e_p50", "e2e_p99"), workers=2)
+    print(result.table())
+    best = result.best("e2e_p99")
+    diff, low, high = result.difference(best, "least-connections", "e2e_p99")
+    print(f"\nbest p99: {best}, {diff:+.2f} s against least-connections (paired 95% interval [{low:+.2f}, {high:+.2f}])")
 
 # %% [markdown]
 # Reading it: the blind strategies (round-robin, random) send half the traffic to the A10s, whose
@@ -190,31 +195,32 @@ print(f"\nbest p99: {best}, {diff:+.2f} s against least-connections (paired 95% 
 # %%
 from solution.sim import scenarios
 
-stale_scenario = scenarios.classic(servers=20, load=0.9, requests=20_000)
-ks = (1, 10, 40, 100)
-curves = {"least-connections": [], "power of two": [], "random": []}
-for k in ks:
-    out = race(stale_scenario, {
-        "least-connections": F(solution.LeastConnections, queue_per_server=None, refresh_every=k),
-        "power of two": F(solution.PowerOfChoices, queue_per_server=None, refresh_every=k),
-        "random": F(solution.RandomChoice, queue_per_server=None, refresh_every=k),
-    }, seeds=range(3), metrics=(mean_latency,), early=True, warmup=50.0, workers=2)
-    for name in curves:
-        curves[name].append(out.interval(name, "mean_latency"))
-    print(f"refresh every {k:>3}: " + ", ".join(f"{n} {out.interval(n, 'mean_latency')[0]:.2f} s" for n in curves))
+with needs_working_code():
+    stale_scenario = scenarios.classic(servers=20, load=0.9, requests=20_000)
+    ks = (1, 10, 40, 100)
+    curves = {"least-connections": [], "power of two": [], "random": []}
+    for k in ks:
+        out = race(stale_scenario, {
+            "least-connections": least_connections(queue_per_server=None, refresh_every=k),
+            "power of two": F(demo.PowerOfChoices, queue_per_server=None, refresh_every=k),
+            "random": F(demo.RandomChoice, queue_per_server=None, refresh_every=k),
+        }, seeds=range(3), metrics=(mean_latency,), early=True, warmup=50.0, workers=2)
+        for name in curves:
+            curves[name].append(out.interval(name, "mean_latency"))
+        print(f"refresh every {k:>3}: " + ", ".join(f"{n} {out.interval(n, 'mean_latency')[0]:.2f} s" for n in curves))
 
-fig = Figure(figsize=(6, 3.2))
-ax = fig.add_subplot()
-for name, values in curves.items():
-    ax.errorbar(ks, [m for m, _, _ in values], yerr=[[m - lo for m, lo, _ in values], [hi - m for m, _, hi in values]],
-                marker="o", capsize=3, label=name)
-ax.set_xscale("log")
-ax.set_yscale("log")
-ax.set_xlabel("decisions between refreshes (k)")
-ax.set_ylabel("mean time in system (s)")
-ax.legend(fontsize="small")
-fig.tight_layout()
-fig
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.add_subplot()
+    for name, values in curves.items():
+        ax.errorbar(ks, [m for m, _, _ in values], yerr=[[m - lo for m, lo, _ in values], [hi - m for m, _, hi in values]],
+                    marker="o", capsize=3, label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("decisions between refreshes (k)")
+    ax.set_ylabel("mean time in system (s)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    display(fig)
 
 # %% [markdown]
 # ## Which to pick when
