@@ -4,6 +4,7 @@
 #   make grade      grade exercises/ (instructors)
 #   make exercises  regenerate exercises/ from solution/
 #   make notebooks  execute notebooks/src/*.py into notebooks/*.ipynb (against the reference)
+#   make bundle     write the candidate's bundle (no reference inside): dist/candidate-bundle/ and .tar.gz
 #   make bench      print the benchmarks' figures
 
 PYTHON ?= python3
@@ -12,7 +13,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 
-.PHONY: setup lab test test-fast grade exercises notebooks bench clean
+.PHONY: setup lab test test-fast grade exercises notebooks bundle bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed, found " + sys.version.split()[0]'
@@ -41,10 +42,13 @@ exercises: setup
 notebooks: setup
 	$(BIN)/python tools/build_notebooks.py
 
+bundle: setup
+	$(BIN)/python tools/make_bundle.py
+
 bench: setup
 	$(BIN)/python benchmarks/bench_balancer.py
 	$(BIN)/python benchmarks/bench_queue.py
 	$(BIN)/python benchmarks/bench_sim.py
 
 clean:
-	rm -rf $(VENV) reports screenshots .pytest_cache
+	rm -rf $(VENV) reports screenshots .pytest_cache dist
