@@ -18,12 +18,18 @@ A server is *eligible* for a request when
 
 Among eligible servers the balancer picks the lowest load ratio
 ``current_load / capacity``, compared exactly as fractions (2/3 and 4/6 tie;
-1/3 never loses to 0.3333 by rounding).  Ties are broken by
+1/3 never loses to 0.3333 by rounding).  A float ``load / capacity`` is not
+exact enough: with capacities up to ``MAX_CAPACITY`` (2**32) and a million or
+so requests in flight on each server, two different ratios round to the same
+float.  Compare integers instead (``a/b < c/d`` exactly when
+``a * d < c * b``) or ``fractions.Fraction`` values.  Ties are broken by
 
 1. most GPU memory (the most room for KV cache, so it can take the
    large requests that only big GPUs can serve),
 2. then most free slots (``capacity - current_load``),
-3. then the server added earliest.
+3. then the server added earliest.  A server that was removed and added
+   again under the same id counts from its latest ``add_server``: it is then
+   the server added last, whatever its place before.
 
 Graceful drain
 --------------
@@ -37,6 +43,18 @@ Costs (S servers, R requests in flight)
 * ``route_request``: O(log S) amortized, through an index, not a scan.
 * ``add_server``: O(log S); ``remove_server``: O(1).
 * ``get_server_stats``: O(S + R), a fresh copy.
+
+Errors
+------
+Raise the classes of :mod:`solution.core.errors` (each subclasses the
+built-in a caller expects).  A message names the offending id in quotes, as
+``repr`` writes it (``{request_id!r}`` gives ``'r1'``), and says what to do
+next, in at least six words: for example ``request 'r1' is already in flight
+on server 'a'; complete it first or use a new id``.  This holds for the
+duplicate server, unknown server, duplicate request and unknown request
+errors, and ``NoCapacityError`` names the request id too.  The ``KeyError``
+subclasses print their message as written (a plain ``KeyError`` would wrap
+it in quotes).
 
 Not thread-safe: wrap it in :class:`solution.core.concurrency.Synchronized` to
 share one balancer between threads.
@@ -90,12 +108,18 @@ class LoadBalancer:
     def add_server(self, server_id: str, capacity: int, gpu_memory_gb: int) -> None:
         """Add a server that can run ``capacity`` sequences at once.  O(log S).
 
+        The server is the last one added, even when its id belonged to a
+        server that drained away before: for the "added earliest" tie-break
+        and for the order of ``get_server_stats()`` it comes after every
+        server present.
+
         Raises:
             TypeError: ``server_id`` is not a ``str``, or a number is not an ``int``.
             ValueError: empty ``server_id``; ``capacity`` or ``gpu_memory_gb``
                 below 1; ``capacity`` above ``MAX_CAPACITY``.
             DuplicateServerError (a ValueError): the id is present, a
-                draining server included.
+                draining server included.  The message quotes the id
+                (``'a'``) and says what to do.
         """
         # TODO: check every argument first; a server id must be unique while present
         raise NotImplementedError("Stage 1: LoadBalancer.add_server is not implemented yet; see notebooks/01_least_connections.ipynb")
@@ -110,7 +134,8 @@ class LoadBalancer:
 
         Raises:
             TypeError / ValueError: ``server_id`` is not a non-empty ``str``.
-            UnknownServerError (a KeyError): no such server is present.
+            UnknownServerError (a KeyError): no such server is present.  The
+                message quotes the id (``'ghost'``) and says what to do.
         """
         # TODO: mark the server draining; forget it now if it is idle
         raise NotImplementedError("Stage 1: LoadBalancer.remove_server is not implemented yet; see notebooks/01_least_connections.ipynb")
@@ -124,8 +149,10 @@ class LoadBalancer:
             TypeError / ValueError: bad ``request_id``, or ``estimated_tokens``
                 is not an ``int`` of at least 1.
             DuplicateRequestError (a ValueError): the id is already in flight.
+                The message quotes the id (``'r1'``) and says what to do.
             NoCapacityError (a RuntimeError): no eligible server has a free
                 slot.  Nothing is recorded, so the same id can be retried.
+                The message names the request id.
         """
         # TODO: find the eligible server with the lowest load ratio, break ties, record the request
         raise NotImplementedError("Stage 1: LoadBalancer.route_request is not implemented yet; see notebooks/01_least_connections.ipynb")
@@ -136,6 +163,7 @@ class LoadBalancer:
         Raises:
             TypeError / ValueError: ``request_id`` is not a non-empty ``str``.
             UnknownRequestError (a KeyError): the request is not in flight.
+                The message quotes the id (``'ghost'``) and says what to do.
         """
         # TODO: free the slot; a draining server with nothing left disappears
         raise NotImplementedError("Stage 1: LoadBalancer.complete_request is not implemented yet; see notebooks/01_least_connections.ipynb")
@@ -148,6 +176,13 @@ class LoadBalancer:
         servers were added.  ``active_requests`` lists request ids in the
         order they were routed.  The caller owns the result: changing it does
         not touch the balancer.
+
+        ``load_ratio`` must be a ``float``: ``current_load / capacity`` as a
+        float, e.g. ``float(Fraction(load, capacity))`` or ``load / capacity``
+        (``0.25``, never a ``Fraction``).  Snapshots are compared with ``==``
+        and ``Fraction(1, 6) == 1 / 6`` is False (a ``Fraction`` compares
+        with the float's exact binary value).  The float is for reading only:
+        keep comparing ratios exactly when routing.
         """
         # TODO: build fresh dicts and lists, never hand out your own
         raise NotImplementedError("Stage 1: LoadBalancer.get_server_stats is not implemented yet; see notebooks/01_least_connections.ipynb")

@@ -37,7 +37,11 @@ best waiting large request ranks ahead of it, that large request was
 *skipped*; after ``max_skips`` skips it is *reserved*: ``peek(large_ok=True)``
 returns it before anything else until it leaves, so it takes the next
 server it fits whatever arrives meanwhile.  One request is reserved at a
-time; skips are not counted while one is.
+time, and skips are not counted while one is: as long as a request is
+reserved, dispatching a small request adds no skip to any large request,
+neither to the reserved one nor to another large request that ranks ahead
+of the small one.  Counting resumes, from the counts as they were, once the
+reserved request leaves (dispatched, cancelled or timed out).
 
 Backpressure
 ------------
@@ -64,6 +68,17 @@ polls: the driver (the gateway, the simulator) asks :meth:`next_deadline`,
 schedules an event at that instant and calls :meth:`expire`, which removes
 every request whose deadline is at or before now.  A request whose deadline
 is exactly now times out.
+
+Errors
+------
+Raise the classes of :mod:`solution.core.queue_types` (``AlreadyWaitingError``
+is a ``ValueError``, ``NotWaitingError`` a ``KeyError`` that prints its
+message as written).  A message about an id quotes it as ``repr`` writes it
+(``{request_id!r}`` gives ``'a'``) and says what to do next, in at least six
+words, e.g. ``request 'a' is already waiting; cancel it first, or submit the
+new one under another id``.  A message about a bad argument names the
+argument (``estimated_tokens``, ``priority``); ``solution.core.validate``'s
+helpers write such messages.
 
 Costs (n requests waiting)
 --------------------------
@@ -156,11 +171,19 @@ class RequestQueue:
         ``Retry-After`` of :meth:`retry_after`; a rejected request is not
         kept.
 
+        Checks in this order, so when several apply the first one decides:
+        the arguments (``TypeError`` / ``ValueError``), then a duplicate id
+        (``AlreadyWaitingError``), then the depth (``Rejected``).  A request
+        whose id is already waiting in a full queue raises
+        ``AlreadyWaitingError``; it is not rejected with 429.
+
         Raises:
             TypeError / ValueError: ``request_id`` is not a non-empty ``str``,
                 ``estimated_tokens`` not an ``int`` >= 1, ``priority`` not an
-                ``int`` >= 0.
-            AlreadyWaitingError (a ValueError): the id is already waiting.
+                ``int`` >= 0.  The message names the argument.
+            AlreadyWaitingError (a ValueError): the id is already waiting,
+                whether or not the queue is full.  The message quotes the id
+                (``'a'``) and says what to do.
         """
         # TODO: validate, reject with 429 when full, else record the request under its ordering key
         raise NotImplementedError("Stage 2: RequestQueue.enqueue is not implemented yet; see notebooks/02_queuing.ipynb")
@@ -187,11 +210,13 @@ class RequestQueue:
         Returns :class:`Dispatched` with ``at`` = now and ``waited = at -
         arrival``.  When the request is small and the best waiting large
         request ranks ahead of it, that large request's skip count grows by
-        one (and it is reserved at ``max_skips``; see the module docstring).
+        one (and it is reserved at ``max_skips``; see the module docstring),
+        unless a request is reserved already: then no skip is counted.
 
         Raises:
             TypeError / ValueError: an id is not a non-empty ``str``.
-            NotWaitingError (a KeyError): the request is not waiting.
+            NotWaitingError (a KeyError): the request is not waiting.  The
+                message quotes the id (``'gone'``) and says what to do.
         """
         # TODO: count a skip if a better-ranked large request was passed over, then remove the request
         raise NotImplementedError("Stage 2: RequestQueue.dispatch is not implemented yet; see notebooks/02_queuing.ipynb")
@@ -203,7 +228,8 @@ class RequestQueue:
 
         Raises:
             TypeError / ValueError: ``request_id`` is not a non-empty ``str``.
-            NotWaitingError (a KeyError): the request is not waiting.
+            NotWaitingError (a KeyError): the request is not waiting.  The
+                message quotes the id (``'ghost'``) and says what to do.
         """
         # TODO: remove the request and say so
         raise NotImplementedError("Stage 2: RequestQueue.cancel is not implemented yet; see notebooks/02_queuing.ipynb")
