@@ -79,13 +79,29 @@ with needs_working_code():
 # **The routing rule.** A server is *eligible* when it is not draining, has a free slot, and,
 # for a large request (`estimated_tokens > 4096`), has at least 80 GB. Pick the eligible
 # server with the lowest `current_load / capacity`, compared **exactly** (as fractions).
-# Ties: most GPU memory, then most free slots, then the server added earliest.
+# A float `load / capacity` is not exact: capacities go up to 2**32, and with a million or so
+# requests in flight two different ratios round to the same float. Compare in integers
+# (`a/b < c/d` exactly when `a * d < c * b`) or with `fractions.Fraction`.
+# Ties: most GPU memory, then most free slots, then the server added earliest. A server that
+# was removed and added again under the same id counts as **added last**: its place is that of
+# its latest `add_server`.
+#
+# **The stats.** `load_ratio` is a **float**: `current_load / capacity` as a float, e.g.
+# `float(Fraction(load, capacity))` (`0.25`, never a `Fraction`: the snapshot is compared with
+# the reference's, and `Fraction(1, 6) == 1 / 6` is `False`). It is for reading only: keep
+# comparing exactly when routing. Servers are listed in the order they were added, and each
+# server's `active_requests` in the order they were routed.
 #
 # **Errors.** Raise the classes in `solution.core.errors` (already imported in your file):
 # `NoCapacityError` is a `RuntimeError`, `DuplicateServerError`/`DuplicateRequestError`
 # are `ValueError`s, `UnknownServerError`/`UnknownRequestError` are `KeyError`s. Wrong
 # types raise `TypeError` (`True` is not an int here), empty ids and numbers below 1 raise
 # `ValueError`: `solution.core.validate` has helpers. **A failed call changes nothing.**
+# Each message quotes the offending id as `repr` writes it and says what to do, in at least
+# six words: `f"request {request_id!r} is already in flight; complete it first or use a new id"`
+# gives `request 'r1' is already in flight; ...`. The tests look for `'r1'`, quotes included,
+# in the messages of the duplicate and unknown server and request errors, and for the request
+# id in `NoCapacityError`'s.
 #
 # **Costs.** `complete_request` in O(1), `route_request` in O(log S) for S servers: no scan.
 

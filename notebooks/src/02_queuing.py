@@ -86,7 +86,15 @@ with needs_working_code():
 # or cancelled (or it was rejected with 429 and never entered). **Errors**: the classes in
 # `solution.core.queue_types` (`AlreadyWaitingError` is a `ValueError`, `NotWaitingError` a
 # `KeyError`); wrong types raise `TypeError`, bad values `ValueError`; a failed call changes
-# nothing. **Costs**: `enqueue`, `dispatch`, `cancel` and each expiry in O(log n): no scans.
+# nothing. A message quotes the offending id as `repr` writes it and says what to do, in at least
+# six words (`f"request {request_id!r} is already waiting; cancel it first or use another id"`
+# gives `request 'a' is already waiting; ...`; the tests look for `'a'`, quotes included, in
+# the messages of a duplicate `enqueue` and of `cancel` or `dispatch` of a request that is not
+# waiting); a message about a bad value names the argument (`estimated_tokens`, `priority`).
+# **The order of `enqueue`'s checks**: first the arguments, then a duplicate id, then the
+# depth. So a request whose id is already waiting raises `AlreadyWaitingError` even when the
+# queue is full: it is reported as a duplicate, not rejected with 429.
+# **Costs**: `enqueue`, `dispatch`, `cancel` and each expiry in O(log n): no scans.
 # The module docstring of your file gives every rule exactly (orderings, skips, the
 # `Retry-After` formula).
 
@@ -202,6 +210,10 @@ report = check_stage2(impl, only="shortest job first")
 # Passing it over must not turn into starving it: each time a request ranked behind it is
 # dispatched to a small server, the large request is *skipped* once; after `max_skips` skips it is
 # **reserved**, and the next server that fits it takes it, whatever has arrived meanwhile.
+# One request is reserved at a time, and **no skips are counted while one is**: as long as a
+# request is reserved, dispatching a small request adds no skip to any large request, not even
+# to another large request that ranks ahead of the small one. Counting resumes, from the counts
+# as they were, when the reserved request leaves.
 
 # %%
 from solution import Gateway
