@@ -28,8 +28,17 @@ import traceback
 _results_fd = 3  # the parent names the pipe in its request
 #: Characters of the candidate's own printing kept per child (the rest is dropped unread).
 PRINT_CAP = 16_384
-#: Modules the candidate's code may not import: native escape hatches and process spawning.
-DENIED_MODULES = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "multiprocessing", "_multiprocessing", "pty"})
+#: Modules the candidate's code may not import: native escape hatches, process spawning, and native code that
+#: opens files or starts interpreters without an audit event of its own (sqlite3, readline, dbm, subinterpreters).
+DENIED_MODULES = frozenset({
+    "ctypes", "_ctypes", "cffi", "_cffi_backend", "multiprocessing", "_multiprocessing", "pty", "_posixsubprocess",
+    "_xxsubinterpreters", "_xxinterpchannels", "_interpreters", "_interpchannels", "_interpqueues", "sqlite3", "_sqlite3",
+    "readline", "dbm", "_dbm", "_gdbm", "_ctypes_test", "_xxtestfuzz", "_testcapi", "_testinternalcapi", "_testbuffer",
+    "_testmultiphase", "_testsinglephase", "_testclinic", "_testimportmultiple", "_testexternalinspection",
+})
+#: Functions that reach past the wall without raising an audit event (special files, other processes): removed.
+UNAUDITED = {"posix": ("mkfifo", "mknod", "pidfd_open", "sched_setscheduler", "sched_setparam", "setpriority"),
+             "_signal": ("pidfd_send_signal",)}
 #: Audit events the candidate's code may not raise: processes, signals, sockets, file-system changes, heap walks.
 DENIED_EVENTS = frozenset({
     "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "subprocess.Popen",
@@ -38,6 +47,8 @@ DENIED_EVENTS = frozenset({
     "os.rmdir", "os.mkdir", "os.link", "os.symlink", "os.truncate", "os.utime", "shutil.rmtree", "shutil.move",
     "gc.get_objects", "gc.get_referrers", "gc.get_referents", "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata",
     "mmap.__new__", "sys.addaudithook", "sys.setprofile", "sys.settrace", "sys.remote_exec", "webbrowser.open",
+    "cpython.PyInterpreterState_New", "sqlite3.connect", "resource.setrlimit", "resource.prlimit", "os.setxattr",
+    "os.removexattr",
 })
 
 
@@ -83,9 +94,12 @@ def install_wall(read_roots: list[str], write_root: str) -> None:
 
     It refuses: opening a file outside ``read_roots`` (the sandbox tree and the
     Python installation), opening any file for writing outside ``write_root``,
-    importing native escape hatches (ctypes, cffi), starting processes, sending
-    signals, sockets, file-system changes, walking the heap (``gc``) and
-    further audit hooks.  ``os._exit`` is replaced by :class:`ExitCalled`.
+    ``os.open`` with a relative path (with ``dir_fd`` it would name another
+    folder than the one checked), importing native escape hatches (ctypes,
+    cffi, :data:`DENIED_MODULES`), starting processes or interpreters, sending
+    signals, raising resource limits, sockets, file-system changes, walking the
+    heap (``gc``) and further audit hooks.  ``os._exit`` is replaced by
+    :class:`ExitCalled`; the functions in :data:`UNAUDITED` are removed.
     """
     roots = tuple(os.path.realpath(r) + os.sep for r in read_roots)
     writable = os.path.realpath(write_root) + os.sep
@@ -102,6 +116,8 @@ def install_wall(read_roots: list[str], write_root: str) -> None:
                 return
             if isinstance(path, bytes):
                 path = os.fsdecode(path)
+            if mode is None and not os.path.isabs(str(path)):  # os.open: relative to a dir_fd the event does not show
+                raise PermissionError(f"the grader's sandbox allows os.open only with an absolute path, not {path}")
             real = os.path.realpath(str(path))
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (isinstance(flags, int) and flags & flags_w)
             if real in devices:
@@ -113,11 +129,13 @@ def install_wall(read_roots: list[str], write_root: str) -> None:
         elif event == "import":
             name = str(args[0]) if args else ""
             filename = str(args[1]) if len(args) > 1 and args[1] else ""
-            if name.split(".")[0] in DENIED_MODULES or "ctypes" in os.path.basename(filename) or "cffi" in filename:
+            parts = set(name.split(".")) | {os.path.basename(filename).split(".")[0]}
+            if parts & DENIED_MODULES or "ctypes" in os.path.basename(filename) or "cffi" in filename:
                 raise ImportError(f"the grader's sandbox does not allow importing {name}")
         elif event in DENIED_EVENTS:
             raise PermissionError(f"the grader's sandbox does not allow {event}")
 
+    _remove_unaudited()
     sys.addaudithook(hook)
 
     def no_exit(code: int = 0) -> None:
@@ -127,6 +145,31 @@ def install_wall(read_roots: list[str], write_root: str) -> None:
 
     os._exit = no_exit  # type: ignore[assignment]
     posix._exit = no_exit  # type: ignore[attr-defined]
+
+
+def _remove_unaudited() -> None:
+    """Remove :data:`UNAUDITED` and the denied modules already loaded; load every built-in module now and remove
+    ``_imp.create_builtin``, which would make fresh copies of ``posix`` and ``_signal`` with the functions back."""
+    import _imp
+
+    for name in sys.builtin_module_names:
+        if name not in DENIED_MODULES:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
+    for name in DENIED_MODULES:
+        sys.modules.pop(name, None)
+    removed = set()
+    for module_name, names in UNAUDITED.items():
+        for holder in (sys.modules.get(module_name), sys.modules.get({"posix": "os", "_signal": "signal"}[module_name])):
+            for name in names:
+                if holder is not None and hasattr(holder, name):
+                    removed.add(getattr(holder, name))
+                    delattr(holder, name)
+    for kind in ("supports_dir_fd", "supports_fd", "supports_follow_symlinks", "supports_effective_ids"):
+        getattr(os, kind, set()).difference_update(removed)
+    del _imp.create_builtin
 
 
 def where(exc: BaseException, candidate_file: str) -> str:
