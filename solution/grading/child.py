@@ -10,7 +10,10 @@ each case and writes one JSON line per event to file descriptor 3:
   "import", "ok": false, "cause": "...", "where": "file:line"}``;
 * ``{"event": "case", "id": ..., "steps": [...], "error": ..., "seconds": ...}``
   per case, in order;
-* ``{"event": "done"}``.
+* ``{"event": "done"}``;
+* ``{"event": "tamper", "what": ..., "when": ...}`` instead of a result, when the
+  candidate's code has changed the support code or the standard functions it
+  relies on (:func:`tampered`), and nothing after it.
 
 It decides nothing: the parent compares the steps with the reference's.
 Whatever the candidate prints goes to a capped sink.
@@ -21,9 +24,11 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import pkgutil
 import sys
 import time
 import traceback
+import types
 
 _results_fd = 3  # the parent names the pipe in its request
 #: Characters of the candidate's own printing kept per child (the rest is dropped unread).
@@ -50,6 +55,10 @@ DENIED_EVENTS = frozenset({
     "cpython.PyInterpreterState_New", "sqlite3.connect", "resource.setrlimit", "resource.prlimit", "os.setxattr",
     "os.removexattr",
 })
+
+
+#: Standard modules the support code calls to measure and to report (the support code's own modules are watched too).
+WATCHED_STDLIB = ("builtins", "time", "math", "json", "json.encoder", "os", "posix")
 
 
 class ExitCalled(BaseException):
@@ -172,6 +181,59 @@ def _remove_unaudited() -> None:
     del _imp.create_builtin
 
 
+def _watched() -> list[str]:
+    """The modules whose attributes the candidate's code may not change: the support code, this script, :data:`WATCHED_STDLIB`."""
+    return sorted(n for n in sys.modules if n in ("__main__", "solution") or n.startswith("solution.")) + list(WATCHED_STDLIB)
+
+
+def fingerprint(names: list[str]) -> dict[str, object]:
+    """``module:attribute`` (and ``module:Class.attribute``) -> the object, for every watched module; functions' code too."""
+    marks: dict[str, object] = {}
+
+    def mark(label: str, value: object) -> None:
+        marks[label] = value
+        if isinstance(value, types.FunctionType):
+            marks[f"{label}.__code__"], marks[f"{label}.__defaults__"] = value.__code__, value.__defaults__
+            marks[f"{label}.__kwdefaults__"] = value.__kwdefaults__
+
+    for name in names:
+        module = sys.modules.get(name)
+        for key, value in list(vars(module).items()) if module is not None else []:
+            mark(f"{name}:{key}", value)
+            if isinstance(value, type) and value.__module__ == name and name != "builtins":  # built-in types are read-only
+                for attr, member in list(vars(value).items()):
+                    mark(f"{name}:{key}.{attr}", member)
+    return marks
+
+
+def tampered(baseline: dict[str, object], names: list[str]) -> str:
+    """The first watched name the candidate's code replaced (or added, where it would shadow a built-in); '' if none.
+
+    It catches a patch that is still in place when a case ends; a patch undone
+    within the case is out of its reach (see docs/grading.md).
+    """
+    now = fingerprint(names)
+    missing = object()
+    for label, value in baseline.items():
+        if now.get(label, missing) is not value:
+            return label
+    for label in now.keys() - baseline.keys():
+        module, _, rest = label.partition(":")
+        if module not in WATCHED_STDLIB and not rest.rpartition(".")[2].startswith("__") and not isinstance(now[label], types.ModuleType):
+            return label
+    return ""
+
+
+def _load_support() -> None:
+    """Import every support module now, so that the ones the cases load later are watched too."""
+    for package in ("solution.core", "solution.checks"):
+        for info in pkgutil.iter_modules(importlib.import_module(package).__path__, f"{package}."):
+            try:
+                importlib.import_module(info.name)
+            except Exception:  # noqa: BLE001 - a module that needs what the sandbox lacks is not used by the cases
+                pass
+
+
 def where(exc: BaseException, candidate_file: str) -> str:
     """``file:line`` of the deepest frame in the candidate's file (else the deepest frame)."""
     if isinstance(exc, SyntaxError) and exc.lineno:
@@ -234,12 +296,30 @@ def main() -> None:
     from solution.checks.script import Case, run_case
 
     spec = SPECS[stage]
+    _load_support()
+    streams = (sys.stdout, sys.stderr)
+
+    def flush() -> None:  # so that the parent's kill does not lose what the candidate printed
+        for stream in streams:
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+
     sys.stdout, sys.stderr = _CappedSink(sys.stdout), _CappedSink(sys.stderr)  # type: ignore[assignment]
     install_wall(request["read_roots"], request["write_root"])
+    watched = _watched()
+    baseline = fingerprint(watched)
     try:
         module = importlib.import_module(f"exercises.{module_name}")
     except BaseException as exc:  # noqa: BLE001 - anything at import is the candidate's
+        flush()
         _send({"event": "import", "ok": False, "cause": describe(exc), "where": where(exc, candidate_file)})
+        return
+    changed = tampered(baseline, watched)
+    if changed:
+        flush()
+        _send({"event": "tamper", "what": changed, "when": "at import"})
         return
     _send({"event": "import", "ok": True, "classes": _classes(module, list(spec.classes), candidate_file)})
     for data in request["cases"]:
@@ -252,7 +332,14 @@ def main() -> None:
                 steps = run_case(spec.harness, module, Case.from_json(data))
         except BaseException as exc:  # noqa: BLE001 - SystemExit, ExitCalled, MemoryError...
             error = f"{describe(exc)} at {where(exc, candidate_file)}"
-        _send({"event": "case", "id": data["id"], "steps": steps, "error": error, "seconds": time.perf_counter() - started})
+        seconds = time.perf_counter() - started
+        changed = tampered(baseline, watched)
+        if changed:
+            flush()
+            _send({"event": "tamper", "what": changed, "when": f"during case {data['id']}"})
+            return
+        _send({"event": "case", "id": data["id"], "steps": steps, "error": error, "seconds": seconds})
+    flush()
     _send({"event": "done"})
 
 

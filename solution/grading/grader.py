@@ -124,7 +124,10 @@ def _judge(visibility: str, case: dict[str, Any], expect: Any, result: CaseResul
     if "cost" in case:
         passed, text = verdict(result.steps)
         return CaseVerdict(cid, visibility, passed, text if not passed else "", "" if passed else "cost", result.seconds)
-    mismatch = first_difference(Case.from_json(case), result.steps or [], expect, snapshot)
+    try:
+        mismatch = first_difference(Case.from_json(case), result.steps or [], expect, snapshot)
+    except Exception as exc:  # steps of the wrong shape: only a forged result has them
+        return CaseVerdict(cid, visibility, False, f"malformed result from the child ({type(exc).__name__})", "crash", result.seconds)
     if mismatch is None:
         return CaseVerdict(cid, visibility, True, "", "", result.seconds)
     return CaseVerdict(cid, visibility, False, mismatch.describe(), "differs", result.seconds)
@@ -160,6 +163,8 @@ def grade_stage(submission: Submission, spec: StageSpec, limits: Limits = Limits
     if not run.imported:
         grade.notes.append(f"exercises/{spec.module}.py did not import: {run.import_error}")
     grade.zero_reasons += provenance.runtime_findings(run.classes, spec.module, spec.stage)
+    if run.tampered:
+        grade.zero_reasons.append(f"the module changed the grader's support code in its process: {run.tampered}")
     for visibility, name, case, expect in cases:
         groups[name].cases.append(_judge(visibility, case, expect, run.results.get(case["id"]), spec.harness.snapshot))
     _notice_replay(grade)

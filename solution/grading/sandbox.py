@@ -44,6 +44,8 @@ SOLUTION = Path(__file__).resolve().parent.parent
 CHILD = "lbgrade_child.py"
 #: Bytes of the candidate's printing kept for the report.
 KEEP_OUTPUT = 4_096
+#: The longest line the child may send (the reference's longest result is about 0.3 MB).
+MAX_EVENT = 32 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class ChildRun:
     results: dict[str, CaseResult] = field(default_factory=dict)
     output: str = ""  # the head of what the candidate printed
     children: int = 0
+    tampered: str = ""  # what the candidate's code changed in the support code, and when ("" if nothing)
 
 
 def build_tree(workdir: Path, candidate_file: Path, module: str) -> Path:
@@ -199,7 +202,7 @@ def run_cases(tree: Path, scratch: Path, stage: int, module: str, cases: list[di
                    "read_roots": [str(tree), *_python_roots()], "write_root": str(scratch)}
         proc, read_fd, drain = _spawn(tree, scratch, request, limits, cpu, token)
         run.children += 1
-        buffer, done = b"", False
+        buffer, done = bytearray(), False
         deadline = time.monotonic() + limits.import_seconds
         stalled = "import"
         try:
@@ -213,8 +216,14 @@ def run_cases(tree: Path, scratch: Path, stage: int, module: str, cases: list[di
                     stalled = "exit"
                     break
                 buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
+                if b"\n" not in chunk:
+                    if len(buffer) > MAX_EVENT:
+                        stalled = "flood"
+                        break
+                    continue
+                *lines, rest = buffer.split(b"\n")
+                buffer = bytearray(rest)
+                for line in lines:
                     event = _parse(line)
                     if event is None:
                         continue
@@ -224,11 +233,17 @@ def run_cases(tree: Path, scratch: Path, stage: int, module: str, cases: list[di
                             run.imported, run.import_error = False, f"{event.get('cause', '')} at {event.get('where', '')}".strip()
                             done = True
                             break
-                        run.classes = event.get("classes") or {}
+                        classes = event.get("classes")
+                        run.classes = {str(k): v for k, v in classes.items() if isinstance(v, dict)} if isinstance(classes, dict) else {}
                     elif kind == "case" and remaining and event.get("id") == remaining[0]["id"]:
                         case = remaining.pop(0)
-                        status = "error" if event.get("error") else "ok"
-                        run.results[case["id"]] = CaseResult(case["id"], status, event.get("steps"), event.get("error") or "", float(event.get("seconds") or 0))
+                        error = event.get("error")
+                        status = "error" if error else "ok"
+                        run.results[case["id"]] = CaseResult(case["id"], status, event.get("steps"), str(error or ""), _seconds(event.get("seconds")))
+                    elif kind == "tamper":
+                        run.tampered = f"{str(event.get('what'))[:200]} ({str(event.get('when'))[:100]})"
+                        done, stalled = True, "tamper"
+                        break
                     elif kind == "done":
                         done = True
                         break
@@ -243,6 +258,9 @@ def run_cases(tree: Path, scratch: Path, stage: int, module: str, cases: list[di
         if stalled == "import" and run.imported and not run.classes:
             run.imported = False
             run.import_error = f"importing the module took more than {limits.import_seconds:g} s"
+        elif stalled == "flood" and not run.classes and run.imported:
+            run.imported = False
+            run.import_error = f"the child sent more than {MAX_EVENT >> 20} MB without an end of line while importing the module"
         elif stalled == "exit" and not run.classes and run.imported:
             tail = drain.text().strip().splitlines()[-1:] or [""]
             run.imported = False
@@ -250,16 +268,26 @@ def run_cases(tree: Path, scratch: Path, stage: int, module: str, cases: list[di
         if not run.imported or done:
             break
         case = remaining.pop(0)
-        if stalled == "exit":
+        if stalled == "flood":
+            run.results[case["id"]] = CaseResult(case["id"], "crash", error=f"the child sent more than {MAX_EVENT >> 20} MB without an end of line during this case")
+        elif stalled == "exit":
             run.results[case["id"]] = CaseResult(case["id"], "crash", error=f"the child {_describe_exit(proc)} during this case")
         else:
             limit = limits.cost_seconds if "cost" in case else limits.case_seconds
             run.results[case["id"]] = CaseResult(case["id"], "timeout", error=f"Timeout: the case ran past {limit:g} s (an endless loop?)")
-    for case in remaining:  # after a failed import, or a child that said "done" too early
-        why = f"the module did not import: {run.import_error}" if not run.imported else "no result from the child"
+    for case in remaining:  # after a failed import, a change to the support code, or a child that said "done" too early
+        why = (f"the module did not import: {run.import_error}" if not run.imported
+               else f"no result: the module changed the support code: {run.tampered}" if run.tampered else "no result from the child")
         run.results.setdefault(case["id"], CaseResult(case["id"], "import" if not run.imported else "crash", error=why))
     run.output = "\n".join(o for o in outputs if o)[: 2 * KEEP_OUTPUT]
     return run
+
+
+def _seconds(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:
