@@ -293,6 +293,6 @@ def _seconds(value: Any) -> float:
 def _parse(line: bytes) -> dict[str, Any] | None:
     try:
         event = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # a line the child did not write
         return None
     return event if isinstance(event, dict) else None
