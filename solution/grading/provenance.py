@@ -38,6 +38,8 @@ _REFERENCE_MODULES = ("solution.balancer", "solution.request_queue", "solution.s
                       "solution.widgets", "solution.sim")
 _STAGE_EXTRA = {1: ("solution.core.routing",)}
 _TOP_LEVEL = re.compile(r"solution[./](balancer|request_queue|strategies|widgets|sim)\b")
+#: What parsing a source may raise besides SyntaxError: a few kilobytes of ``-`` or ``not`` nest past the recursion limit.
+_UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
 
 
 def _forbidden(stage: int) -> tuple[str, ...]:
@@ -48,8 +50,8 @@ def static_findings(source: str, stage: int) -> list[str]:
     """Reasons, from the source alone, why the submission's stage is not its own work (empty: none)."""
     try:
         tree = ast.parse(source)
-    except SyntaxError:
-        return []  # the child reports the syntax error with its line
+    except _UNPARSABLE:
+        return []  # the child, which cannot compile it either, reports the error
     forbidden = _forbidden(stage)
     found: list[str] = []
 
@@ -104,7 +106,7 @@ def _tokens(source: str) -> list[str]:
                 out.append("STR")
                 continue
             out.append(tok.string)
-    except (tokenize.TokenError, IndentationError, SyntaxError):
+    except (tokenize.TokenError, *_UNPARSABLE):
         pass
     return out
 
@@ -113,7 +115,7 @@ def _bodies(source: str) -> dict[str, str]:
     """Every function's body (docstring dropped), by qualified name."""
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except _UNPARSABLE:
         return {}
     out: dict[str, str] = {}
 
@@ -127,7 +129,10 @@ def _bodies(source: str) -> dict[str, str]:
                     body = body[1:]
                 out[prefix + child.name] = "\n".join(ast.unparse(b) for b in body)
 
-    visit(tree, "")
+    try:
+        visit(tree, "")
+    except RecursionError:  # parsed, but nested too deep to unparse
+        return {}
     return out
 
 
