@@ -142,6 +142,10 @@ def grade_stage(submission: Submission, spec: StageSpec, limits: Limits = Limits
     groups = {name: GroupGrade(name) for name in names}
     grade.groups = [groups[n] for n in names]
     path = submission.module_file(spec)
+    if path.is_symlink() or (path.exists() and submission.folder not in path.resolve().parents):
+        why = f"exercises/{spec.module}.py is a link to {path.resolve()}: the module must be a file of the submission"
+        grade.zero_reasons.append(why)
+        return _fail_all(grade, cases, "import", why, started)
     if not path.is_file():
         grade.zero_reasons.append(f"exercises/{spec.module}.py is missing")
         return _fail_all(grade, cases, "import", f"exercises/{spec.module}.py is missing", started)
