@@ -189,13 +189,13 @@ with needs_working_code():
 # %% [markdown]
 # Check your three orderings:
 
-# %% tags=["nbval-check-output"]
+# %% tags=["check-cell"]
 report = check_stage2(impl, only="FIFO")
 
-# %% tags=["nbval-check-output"]
+# %% tags=["check-cell"]
 report = check_stage2(impl, only="priority")
 
-# %% tags=["nbval-check-output"]
+# %% tags=["check-cell"]
 report = check_stage2(impl, only="shortest job first")
 
 # %% [markdown]
@@ -233,7 +233,7 @@ with needs_working_code():
     print(gw.submit("vip", 100, priority=5), "<- a higher class arrives")
     print("h100 frees ->", gw.complete("x"), "<- the reserved request, not vip")
 
-# %% tags=["nbval-check-output"]
+# %% tags=["check-cell"]
 report = check_stage2(impl, only="head-of-line")
 
 # %% [markdown]
@@ -304,7 +304,7 @@ with needs_working_code():
     print(f"{len(retry_after)} requests answered 429; median Retry-After {np.median(fast):.0f} s at full speed, "
           f"{np.median(slow):.0f} s while slow")
 
-# %% tags=["nbval-check-output"]
+# %% tags=["check-cell"]
 report = check_stage2(impl, only="max depth")
 
 # %% [markdown]
@@ -343,19 +343,19 @@ with needs_working_code():
 # with the scale-up signal, bad input (the right exception and no change), and finally seeded
 # random sequences of calls compared with the reference.
 
-# %% tags=["nbval-check-output"]
+# %% tags=["check-cell"]
 report = check_stage2(impl, only="max wait")
 
-# %% tags=["nbval-check-output"]
+# %% tags=["check-cell"]
 report = check_stage2(impl, only="cancellation")
 
-# %% tags=["nbval-check-output"]
+# %% tags=["check-cell"]
 report = check_stage2(impl, only="depth metrics")
 
-# %% tags=["nbval-check-output"]
+# %% tags=["check-cell"]
 report = check_stage2(impl, only="bad input")
 
-# %% tags=["nbval-check-output"]
+# %% tags=["check-cell"]
 report = check_stage2(impl, only="random")
 
 # %% [markdown]

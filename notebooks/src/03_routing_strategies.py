@@ -89,7 +89,7 @@ from solution.core.impl import load_impl
 impl = load_impl(reload=True)  # LB_IMPL picks it; reload=True picks up your latest edits
 print(f"implementation under test: {impl.__name__}")
 
-# %% tags=["nbval-check-output"]
+# %% tags=["check-cell"]
 from solution.checks import check_stage3
 
 report = check_stage3(impl)

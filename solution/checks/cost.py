@@ -32,8 +32,8 @@ COST_CASES: tuple[tuple[int, str, dict[str, Any]], ...] = (
 )
 
 SIZES = (16, 4096)
-ROUNDS = 5
-CALLS = 400
+ROUNDS = 15
+CALLS = 200
 IN_FLIGHT = 8  # a request completes this many routes after it was routed
 
 

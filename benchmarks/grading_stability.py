@@ -1,0 +1,198 @@
+"""Same code, same verdict, under load: the grader's stability, measured.
+
+Two figures, each with another process burning a core the whole time:
+
+1. **The graded set, N runs** (default 20) for the reference and for a buggy
+   variant of each stage (stage 1: free slots before memory in the tie-break;
+   stage 2: priorities ignored in the priority ordering; stage 3: power of
+   two choices takes the more loaded server).  Every run must give every case
+   the same verdict; the script prints the number of distinct verdict
+   vectors per variant (1 is the goal), the score range and the time per run.
+2. **The cost rules, M runs** (default 50) in this process: the reference must
+   pass every run and an O(S)/O(n) variant must fail every run (stage 1: a
+   C-level ``min`` over all servers; stage 2: ``peek`` that sorts every
+   waiting request; stage 3: a strategy that lists every eligible server per
+   decision).  It prints the growth factors' range for each.
+
+Usage::
+
+    python benchmarks/grading_stability.py [--runs 20] [--cost-runs 50] [--no-burn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from solution.checks.cost import COST_CASES, LIMIT, measure, verdict  # noqa: E402
+from solution.grading.grader import grade  # noqa: E402
+
+MODULES = ("balancer", "request_queue", "strategies")
+
+#: (module, text to replace in the reference, replacement): one deliberate bug per stage (stage 1 needs two edits).
+BUGS = (
+    ("balancer", "return ((load << _RATIO_SHIFT) // self.capacity, -self.gpu_memory_gb, load - self.capacity, self.seq)",
+     "return ((load << _RATIO_SHIFT) // self.capacity, load - self.capacity, -self.gpu_memory_gb, self.seq)"),
+    ("balancer", "len(srv.active) - srv.capacity == entry[2]", "len(srv.active) - srv.capacity == entry[1]"),
+    ("request_queue", "primary = float(-priority)", "primary = 0.0"),
+    ("strategies", "if best is None or s.load_ratio_key < best.load_ratio_key:", "if best is None or s.load_ratio_key > best.load_ratio_key:"),
+)
+
+
+@contextlib.contextmanager
+def burning(enabled: bool) -> Iterator[None]:
+    """Another process keeps one core busy while the block runs."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if enabled else None
+    try:
+        yield
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
+
+def submission(folder: Path, buggy: bool) -> Path:
+    subprocess.run([sys.executable, str(ROOT / "tools" / "make_exercises.py"), "--out", str(folder)], check=True, capture_output=True)
+    for module in MODULES:
+        shutil.copyfile(ROOT / "solution" / f"{module}.py", folder / "exercises" / f"{module}.py")
+    if buggy:
+        for module, old, new in BUGS:
+            path = folder / "exercises" / f"{module}.py"
+            text = path.read_text()
+            if old not in text:
+                raise SystemExit(f"the bug for {module} no longer applies: {old!r} is not in the reference")
+            path.write_text(text.replace(old, new, 1))
+    return folder
+
+
+def verdicts(folder: Path) -> tuple[tuple[tuple[str, bool], ...], list[float], float]:
+    started = time.monotonic()
+    results = grade(folder)
+    vector = tuple((c.id, c.passed) for r in results for g in r.groups for c in g.cases)
+    return vector, [r.score for r in results], time.monotonic() - started
+
+
+def graded_set(runs: int) -> None:
+    print(f"1. the graded set, {runs} runs per variant")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, buggy in (("reference", False), ("buggy variant", True)):
+            folder = submission(Path(tmp) / name.replace(" ", "-"), buggy)
+            seen, scores, seconds = set(), [], []
+            for _ in range(runs):
+                vector, stage_scores, took = verdicts(folder)
+                seen.add(vector)
+                scores.append(stage_scores)
+                seconds.append(took)
+            per_stage = list(zip(*scores))
+            ranges = ", ".join(f"stage {i + 1} {min(s):.1f}..{max(s):.1f}" for i, s in enumerate(per_stage))
+            print(f"   {name:<14} distinct verdict vectors: {len(seen)} of {runs} runs ({len(next(iter(seen)))} cases each); "
+                  f"scores {ranges}; {min(seconds):.1f}..{max(seconds):.1f} s per run")
+
+
+class _ScanQueue:
+    """Stage 2 with an O(n log n) peek: the reference's queue, sorting every waiting request first."""
+
+    def __init__(self, module: object) -> None:
+        base = module.RequestQueue  # type: ignore[attr-defined]
+
+        class RequestQueue(base):  # type: ignore[misc, valid-type]
+            def peek(self, large_ok: bool = True):  # noqa: ANN201
+                self.waiting()
+                return super().peek(large_ok)
+
+        self.RequestQueue = RequestQueue
+
+
+class _ScanStrategies:
+    """Stage 3 with O(S) decisions: every strategy lists every eligible server first."""
+
+    def __init__(self, module: object) -> None:
+        for name in ("LeastOutstandingTokens", "WeightedResponseTime", "Predictive", "PowerOfChoices"):
+            base = getattr(module, name)
+
+            def choose(self, estimated_tokens, _base=base):  # noqa: ANN001, ANN202
+                self.router.eligible_servers(estimated_tokens)
+                return _base.choose(self, estimated_tokens)
+
+            setattr(self, name, type(name, (base,), {"choose": choose}))
+
+
+class _ScanBalancer:
+    """Stage 1 with a C-level O(S) scan: ``min`` over every server's key."""
+
+    class LoadBalancer:
+        def __init__(self) -> None:
+            self.servers: dict[str, list] = {}
+            self.keys: dict[str, tuple] = {}
+            self.requests: dict[str, str] = {}
+
+        def _key(self, sid: str) -> tuple:
+            load, cap, mem, order = self.servers[sid]
+            return (load / cap, -mem, load - cap, order, sid)
+
+        def add_server(self, sid: str, cap: int, mem: int) -> None:
+            self.servers[sid] = [0, cap, mem, len(self.servers)]
+            self.keys[sid] = self._key(sid)
+
+        def route_request(self, rid: str, tokens: int) -> str:
+            sid = min(self.keys.values())[-1]
+            self.servers[sid][0] += 1
+            self.keys[sid] = self._key(sid)
+            self.requests[rid] = sid
+            return sid
+
+        def complete_request(self, rid: str) -> None:
+            sid = self.requests.pop(rid)
+            self.servers[sid][0] -= 1
+            self.keys[sid] = self._key(sid)
+
+
+def cost_rules(runs: int) -> None:
+    import solution.balancer
+    import solution.request_queue
+    import solution.strategies
+
+    print(f"2. the cost rules, {runs} runs each (limit {LIMIT:g}x growth from 16 to 4,096)")
+    variants = {
+        1: (solution.balancer, _ScanBalancer()),
+        2: (solution.request_queue, _ScanQueue(solution.request_queue)),
+        3: (solution.strategies, _ScanStrategies(solution.strategies)),
+    }
+    for stage, name, rule in COST_CASES:
+        reference, scan = variants[stage]
+        label = f"stage {stage} {rule.get('strategy', rule['kind'])}"
+        for who, impl, want in (("reference", reference, True), ("scan", scan, False)):
+            growth, right = [], 0
+            for _ in range(runs):
+                result = measure(impl, rule)
+                ok, _text = verdict(result)
+                per_call = result["seconds_per_call"]
+                growth.append(per_call["4096"] / per_call["16"])
+                right += ok == want
+            print(f"   {label:<32} {who:<9} right verdict {right}/{runs}; growth {min(growth):.1f}x..{max(growth):.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--cost-runs", type=int, default=50)
+    parser.add_argument("--no-burn", action="store_true", help="do not start the process that burns a core")
+    args = parser.parse_args()
+    with burning(not args.no_burn):
+        print("another process burns a core" if not args.no_burn else "no extra load")
+        cost_rules(args.cost_runs)
+        graded_set(args.runs)
+
+
+if __name__ == "__main__":
+    main()
