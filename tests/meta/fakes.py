@@ -1,0 +1,687 @@
+"""Fake submissions for the grader, each with the verdict it must get.
+
+Every fake starts from the generated stubs and/or the reference, applies one
+small, explicit source transformation (:func:`edit` and :func:`after_imports`
+assert that it applied), and says what ``tools/grade.py`` must make of it,
+stage by stage (:class:`Expect`).  The stages a fake does not touch hold the
+stubs (they must score exactly 0) or the reference (exactly 100): a fake that
+moves them has leaked out of its stage.
+
+Used by ``tests/meta/test_grading.py`` (one grader run per fake) and by
+``benchmarks/grading_fakes.py`` (the table for the issue).  Nothing here
+imports the grader or a fake's code: the grader runs as a command, as an
+instructor runs it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = {1: "balancer", 2: "request_queue", 3: "strategies"}
+#: Appears in the command line of every process a fake tries to leave behind.
+MARKER = "lbgrade-fake-detached-7f3a"
+#: Files a fake tries to create outside its sandbox (checked and removed by :func:`leftovers`).
+VENV_SITE = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+ESCAPE_FILES = (ROOT / "lbgrade_fake_escape.db", VENV_SITE / "lbgrade_fake_escape.txt", VENV_SITE / "lbgrade_fake_fifo")
+#: The peak RSS of the grader's process tree on a fake that floods or allocates (about 190 MB on the reference's stage 2).
+MAX_RSS_MB = 300
+#: What the fake that edits the repository appends to a file.
+EDITED = b"# edited by a fake\n"
+#: Repository files a fake tries to change; they must stay byte-identical.
+GUARDED = (ROOT / "solution" / "checks" / "script.py", ROOT / "conftest.py", ROOT / "solution" / "grading" / "grader.py")
+
+
+# -- sources --------------------------------------------------------------------------
+
+
+@cache
+def _stubs() -> dict[str, str]:
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import make_exercises
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    return dict(make_exercises.generate())
+
+
+def stub(stage: int) -> str:
+    return _stubs()[f"{MODULES[stage]}.py"]
+
+
+def reference(stage: int) -> str:
+    return (ROOT / "solution" / f"{MODULES[stage]}.py").read_text()
+
+
+def edit(source: str, old: str, new: str) -> str:
+    """``source`` with the one occurrence of ``old`` replaced by ``new`` (it must occur exactly once)."""
+    assert source.count(old) == 1, f"the transformation does not apply: {old!r} occurs {source.count(old)} times"
+    return source.replace(old, new)
+
+
+FUTURE = "from __future__ import annotations\n"
+
+
+def after_imports(source: str, code: str) -> tuple[str, int]:
+    """``source`` with ``code`` run at import, right after ``from __future__``; and the line it starts on."""
+    assert source.count(FUTURE) == 1, "no single `from __future__ import annotations` line to insert after"
+    line = source[: source.index(FUTURE)].count("\n") + 2
+    return source.replace(FUTURE, FUTURE + code.rstrip("\n") + "\n"), line
+
+
+ROUTE = '        require_int(estimated_tokens, "estimated_tokens")\n'
+
+
+def in_route_request(code: str) -> str:
+    """The reference's balancer with ``code`` (8 spaces of indent) run at the start of every routing decision."""
+    return edit(reference(1), ROUTE, ROUTE + code.rstrip("\n") + "\n")
+
+
+def with_debug_prints(source: str) -> tuple[str, int]:
+    """``source`` with ``print("debug", <function name>)`` as the first statement of every function's body."""
+    import ast
+
+    lines = source.splitlines(keepends=True)
+    spots = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            first = body[1] if len(body) > 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) else body[0]
+            if first.lineno > node.lineno:  # not a one-line def
+                spots.append((first.lineno, first.col_offset, node.name))
+    for lineno, col, name in sorted(spots, reverse=True):
+        lines.insert(lineno - 1, " " * col + f"print('debug', {name!r}, flush=False)\n")
+    out = "".join(lines)
+    ast.parse(out)
+    return out, len(spots)
+
+
+# -- expectations ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What one stage of a fake must score.  Patterns are regular expressions, formatted with the fake's facts."""
+
+    score: float | None = None  # exactly this
+    low: float = 0.0  # else within [low, high]
+    high: float = 100.0
+    causes: tuple[str, ...] = ()  # each is the cause of at least one failing case
+    only_causes: tuple[str, ...] | None = None  # every failing case has one of these causes
+    reason: str | None = None  # some zero reason matches (None: there is no zero reason)
+    note: str | None = None  # some note matches
+    message: str | None = None  # some failing case's message matches
+    failing: tuple[str, ...] | None = None  # group-name prefixes: one at least loses points; the others not named score 100
+    may_fail: tuple[str, ...] = ()  # group-name prefixes that may lose points too (when ``failing`` is set)
+    seconds: float | None = None  # the stage takes at most this long, plus 2 s per case that timed out
+    output: str | None = None  # what the grader kept of the candidate's printing matches
+
+
+STUBS = Expect(score=0, only_causes=("differs", "error"), message=r"NotImplementedError")
+REFERENCE = Expect(score=100, note=r"similar to the reference")
+
+
+@dataclass
+class Built:
+    """What a fake writes: a module per stage, other files (relative to the folder), and facts for the patterns."""
+
+    modules: dict[int, str]
+    files: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    """One grader run on a fake."""
+
+    folder: Path
+    returncode: int
+    stdout: str
+    stderr: str
+    report: dict[str, Any] | None
+    digest: str | None  # the SHA-256 the grader printed
+    seconds: float
+    max_rss_mb: float  # the largest resident set of the grader and its children
+
+    @property
+    def report_path(self) -> Path:
+        return self.folder / "grade.json"
+
+
+@dataclass(frozen=True)
+class Fake:
+    name: str
+    build: Callable[[Path], Built]  # the folder it is written to (a few fakes name paths in it)
+    expect: dict[int, Expect]
+    what: str = ""
+    max_rss_mb: float | None = None
+    after: Callable[[Run, dict[str, Any]], list[str]] | None = None  # more checks once the grader has exited (run, facts)
+    timeout: str = "1"  # seconds per case (--timeout)
+
+    def write(self, folder: Path) -> dict[str, Any]:
+        """Write the submission into ``folder`` (``folder/exercises/...``); return its facts."""
+        built = self.build(folder)
+        exercises = folder / "exercises"
+        exercises.mkdir(parents=True, exist_ok=True)
+        (exercises / "__init__.py").write_text(_stubs()["__init__.py"])
+        for stage, module in MODULES.items():
+            if built.modules.get(stage) is not LINKED:  # the fake made it a link already
+                (exercises / f"{module}.py").write_text(built.modules.get(stage, stub(stage)))
+        for relative, text in built.files.items():
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            (folder / relative).write_text(text)
+        return built.facts
+
+
+def _others(modules: dict[int, str]) -> dict[int, str]:
+    """Stage 1 as given; stage 2 the reference; stage 3 the stubs (the stages a stage-1 fake leaves alone)."""
+    return {2: reference(2), **modules}
+
+
+OTHERS = {2: REFERENCE, 3: STUBS}
+#: In :attr:`Built.modules`: the fake has put something else than a file there (left as it is).
+LINKED = "(a link)"
+
+
+def stage1_fake(name: str, what: str, build: Callable[[Path], Built], stage1: Expect, **kw: Any) -> Fake:
+    def built(folder: Path) -> Built:
+        b = build(folder)
+        return Built(_others(b.modules), b.files, b.facts)
+
+    return Fake(name, built, {1: stage1, **OTHERS}, what, **kw)
+
+
+# -- checking a run -------------------------------------------------------------------
+
+
+def problems(fake: Fake, run: Run, facts: dict[str, Any]) -> list[str]:
+    """Everything about ``run`` that differs from what ``fake`` expects (empty: as expected)."""
+    found = []
+    if run.returncode != 0:
+        found.append(f"the grader exited with {run.returncode}: {run.stderr[-2000:]}")
+    if "total" not in run.stdout:
+        found.append("the grader printed no total")
+    if run.report is None:
+        return found + ["no report"]
+    if run.digest != sha256(run.report_path):
+        found.append("the report's SHA-256 is not the one the grader printed")
+    stages = {s["stage"]: s for s in run.report["stages"]}
+    for stage, want in fake.expect.items():
+        s = stages.get(stage)
+        if s is None:
+            found.append(f"stage {stage}: missing from the report")
+            continue
+        found += [f"stage {stage}: {p}" for p in stage_problems(s, want, facts)]
+        graded = sum(len(g["cases"]) for g in s["groups"])
+        if graded != case_count(stage):
+            found.append(f"stage {stage}: {graded} cases have a verdict, of {case_count(stage)}")
+    if fake.max_rss_mb is not None and run.max_rss_mb > fake.max_rss_mb:
+        found.append(f"the grader's process tree peaked at {run.max_rss_mb:.0f} MB (limit {fake.max_rss_mb:.0f} MB)")
+    if fake.after is not None:
+        found += fake.after(run, facts)
+    return found
+
+
+def stage_problems(s: dict[str, Any], want: Expect, facts: dict[str, Any]) -> list[str]:
+    found = []
+    score = s["score"]
+    if want.score is not None and score != want.score:
+        found.append(f"scored {score}, expected {want.score} ({first_reason(s)})")
+    if want.score is None and not want.low <= score <= want.high:
+        found.append(f"scored {score}, expected {want.low}..{want.high} ({first_reason(s)})")
+    cases = [c for g in s["groups"] for c in g["cases"]]
+    failing = [c for c in cases if not c["passed"]]
+    causes = {c["cause"] for c in failing}
+    for cause in want.causes:
+        if cause not in causes:
+            found.append(f"no failing case has cause {cause!r} (causes: {sorted(causes)})")
+    if want.only_causes is not None and not causes <= set(want.only_causes):
+        odd = next(c for c in failing if c["cause"] not in want.only_causes)
+        found.append(f"case {odd['id']} failed with cause {odd['cause']!r}: {odd['message'][:200]}")
+    if want.reason is None and s["zero_reasons"]:
+        found.append(f"unexpected zero reasons: {s['zero_reasons']}")
+    if want.reason is not None and not any(re.search(want.reason.format(**facts), r) for r in s["zero_reasons"]):
+        found.append(f"no zero reason matches {want.reason.format(**facts)!r}: {s['zero_reasons']}")
+    if want.note is not None and not any(re.search(want.note.format(**facts), n) for n in s["notes"]):
+        found.append(f"no note matches {want.note.format(**facts)!r}: {s['notes']}")
+    if want.message is not None and not any(re.search(want.message.format(**facts), c["message"]) for c in failing):
+        found.append(f"no failing case's message matches {want.message.format(**facts)!r}")
+    if want.failing is not None:
+        lost = [g["name"] for g in s["groups"] if g["score"] < 100]
+        if not any(n.startswith(want.failing) for n in lost):
+            found.append(f"none of the groups {want.failing} lost points")
+        allowed = want.failing + want.may_fail
+        for name in lost:
+            if not name.startswith(allowed):
+                found.append(f"the group {name!r} lost points, and it does not depend on the change")
+    timeouts = sum(c["cause"] == "timeout" for c in failing)
+    if want.seconds is not None and s["seconds"] > want.seconds + 2 * timeouts:
+        found.append(f"took {s['seconds']} s (at most {want.seconds} s + 2 s for each of {timeouts} timeouts)")
+    if want.output is not None and not re.search(want.output, s["output_head"]):
+        found.append(f"the output kept does not match {want.output!r}: {s['output_head'][:200]!r}")
+    return found
+
+
+@cache
+def case_count(stage: int) -> int:
+    """How many cases a stage has: public and hidden recorded ones, and its cost rules."""
+    from solution.checks.cost import COST_CASES  # data only: the grader's cases, never a candidate's code
+
+    count = sum(c[0] == stage for c in COST_CASES)
+    for path in (ROOT / "solution" / "checks" / "recorded", ROOT / "solution" / "grading" / "hidden"):
+        document = json.loads(gzip.decompress((path / f"stage{stage}.json.gz").read_bytes()))
+        count += sum(len(g["cases"]) for g in document["groups"])
+    return count
+
+
+def first_reason(s: dict[str, Any]) -> str:
+    """Why a stage lost points, in a line: the first zero reason, else the first note about the import, else the first failing case."""
+    if s["zero_reasons"]:
+        return f"ZERO: {s['zero_reasons'][0]}"
+    for note in s["notes"]:
+        if "did not import" in note:
+            return note
+    for g in s["groups"]:
+        for c in g["cases"]:
+            if not c["passed"]:
+                return f"{c['cause']}: {c['message']}"
+    return ""
+
+
+# -- running the grader ---------------------------------------------------------------
+
+#: Runs the grader and reports the peak RSS of its whole process tree (the grader and the children it waited for).
+_WRAPPER = """
+import json, resource, subprocess, sys
+proc = subprocess.run(sys.argv[2:])
+with open(sys.argv[1], "w") as f:
+    json.dump({"returncode": proc.returncode, "max_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}, f)
+"""
+
+
+def grade(folder: Path, *args: str, timeout: float = 600) -> Run:
+    """Run ``tools/grade.py`` on ``folder`` (report: ``folder/grade.json``) in a fresh process tree."""
+    report = folder / "grade.json"
+    measured = folder / "rusage.json"
+    command = [sys.executable, "-c", _WRAPPER, str(measured),
+               sys.executable, str(ROOT / "tools" / "grade.py"), "--exercises", str(folder), "--report", str(report), *args]
+    started = time.monotonic()
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=folder)
+    seconds = time.monotonic() - started
+    usage = json.loads(measured.read_text()) if measured.exists() else {"returncode": proc.returncode, "max_rss_kb": 0}
+    printed = re.search(r"sha256 ([0-9a-f]{64})", proc.stdout)
+    data = json.loads(report.read_text()) if report.exists() else None
+    return Run(folder, usage["returncode"], proc.stdout, proc.stderr, data, printed[1] if printed else None, seconds,
+               usage["max_rss_kb"] / 1024)
+
+
+def run_fake(fake: Fake, folder: Path, *args: str) -> tuple[Run, dict[str, Any], list[str]]:
+    """Write ``fake`` into ``folder``, grade it (all stages, ``fake.timeout`` seconds per case), check the verdict."""
+    facts = fake.write(folder)
+    run = grade(folder, "--timeout", fake.timeout, *args)
+    return run, facts, problems(fake, run, facts)
+
+
+# -- checks after the grader exits ----------------------------------------------------
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def marked_processes() -> list[str]:
+    """Processes whose command line carries :data:`MARKER`."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if MARKER.encode() in cmdline:
+            shown = cmdline.replace(b"\0", b" ")[:120].decode(errors="replace")
+            found.append(f"{entry.name}: {shown}")
+    return found
+
+
+def leftovers() -> list[str]:
+    """Files a fake made outside its sandbox (removed, so that one escape does not spoil the next run)."""
+    found = []
+    for path in ESCAPE_FILES:
+        if path.exists() or path.is_symlink():
+            found.append(f"{path} was created")
+            path.unlink()
+    return found
+
+
+def report_unchanged(run: Run, facts: dict[str, Any], wait: float = 4.0) -> list[str]:
+    """No marked process outlives the grader; ``wait`` seconds later the report is still what the grader wrote."""
+    found = [f"a process outlived the grader: {p}" for p in marked_processes()]
+    time.sleep(wait)
+    if run.digest is None:
+        found.append("the grader printed no SHA-256")
+    elif sha256(run.report_path) != run.digest:
+        found.append(f"the report changed after the grader exited: {run.report_path.read_text()[:200]!r}")
+    for proc in marked_processes():
+        found.append(f"a process is still alive {wait:g} s after the grader: {proc}")
+        try:
+            os.kill(int(proc.split(":")[0]), 9)
+        except OSError:
+            pass
+    return found + leftovers()
+
+
+def repository_unchanged(run: Run, facts: dict[str, Any]) -> list[str]:
+    """The files the fake tried to edit are byte-identical (the fake's line removed if not), and stubs graded next score 0."""
+    found = []
+    for name, content in facts["guarded"].items():
+        path = Path(name)
+        now = path.read_bytes()
+        if now != content:
+            found.append(f"{path} changed" + (" (the fake's line removed)" if EDITED in now else ""))
+            path.write_bytes(now.replace(EDITED, b""))
+    found += leftovers()
+    again = run.folder / "again"
+    (again / "exercises").mkdir(parents=True, exist_ok=True)
+    for name, text in _stubs().items():
+        (again / "exercises" / name).write_text(text)
+    graded = grade(again, "--stage", "1")
+    if graded.report is None or graded.report["stages"][0]["score"] != 0:
+        found.append(f"the stubs graded next did not score 0: {graded.stdout[-500:]}")
+    return found
+
+
+# -- the fakes ------------------------------------------------------------------------
+
+
+def _stubs_everywhere(folder: Path) -> Built:
+    return Built({})
+
+
+def _reference_everywhere(folder: Path) -> Built:
+    return Built({stage: reference(stage) for stage in MODULES})
+
+
+def _tie_break(folder: Path) -> Built:
+    """Free slots before memory: the heap key's middle fields swap places (and the one that says an entry is current moves)."""
+    source = edit(reference(1), "-self.gpu_memory_gb, load - self.capacity, self.seq)",
+                  "load - self.capacity, -self.gpu_memory_gb, self.seq)")
+    return Built({1: edit(source, "len(srv.active) - srv.capacity == entry[2]", "len(srv.active) - srv.capacity == entry[1]")})
+
+
+def _endless_loop(folder: Path) -> Built:
+    return Built({1: in_route_request("        while estimated_tokens == 4097:\n            pass\n")})
+
+
+def _huge_allocation(folder: Path) -> Built:
+    return Built({1: in_route_request("        bytearray(8 * 2**30)\n")})
+
+
+def _loud(folder: Path) -> Built:
+    return Built({1: in_route_request('        print("x" * 10_000_000)\n')})
+
+
+def _debug_prints(folder: Path) -> Built:
+    """A print at the top of every function of the reference, stages 1 and 2."""
+    modules = {}
+    for stage in (1, 2):
+        modules[stage], count = with_debug_prints(reference(stage))
+        assert count >= 10, f"only {count} functions got a print"
+    return Built(modules)
+
+
+def _at_import(code: str, base: Callable[[int], str] = reference) -> Callable[[Path], Built]:
+    def build(folder: Path) -> Built:
+        source, line = after_imports(base(1), code)
+        return Built({1: source}, facts={"line": line})
+
+    return build
+
+
+def _syntax_error(folder: Path) -> Built:
+    source, line = after_imports(reference(1), "def broken(:\n    pass\n")
+    return Built({1: source, 2: reference(2), 3: reference(3)}, facts={"line": line})
+
+
+def _skip_test(folder: Path) -> Built:
+    source = in_route_request('        raise unittest.SkipTest("x")\n')
+    source, _ = after_imports(source, "import unittest\n")
+    return Built({1: source})
+
+
+def _module(text: str) -> Callable[[Path], Built]:
+    return lambda folder: Built({1: text})
+
+
+def _linked(folder: Path) -> Built:
+    (folder / "exercises").mkdir(parents=True, exist_ok=True)
+    (folder / "exercises" / "balancer.py").symlink_to(ROOT / "solution" / "balancer.py")
+    return Built({1: LINKED})
+
+
+def _conftests(folder: Path) -> Built:
+    hook = ("import pytest\n\n\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
+            "    outcome = yield\n    report = outcome.get_result()\n    report.outcome = 'passed'\n\n\n"
+            "def pytest_collection_modifyitems(items):\n    items[:] = []\n")
+    return Built({}, files={"conftest.py": hook, "exercises/conftest.py": hook})
+
+
+_PATCHING = """
+try:
+    import solution.checks.script as _script
+    _script.first_difference = lambda *args, **kwargs: None
+    _script.run_case = lambda harness, impl, case: [["ok", None]] + [[["ok", None], ["ok", None]] for _ in case.ops]
+    _script.same = lambda a, b: True
+except BaseException:
+    pass
+try:
+    import pytest
+    pytest.main = lambda *args, **kwargs: 0
+except BaseException:
+    pass
+try:
+    import gc
+    for _obj in gc.get_objects():
+        if isinstance(_obj, dict) and "expect" in _obj:
+            _obj["expect"] = None
+except BaseException:
+    pass
+"""
+
+_COST_PATCH = """
+try:
+    import solution.checks.cost as _cost
+    _cost._balancer = lambda impl, size: None
+    _cost._round_routes = lambda lb, tag, observe: 1.0
+except BaseException:
+    pass
+"""
+
+
+def _editing(folder: Path) -> Built:
+    targets = [str(p) for p in GUARDED]
+    code = f"""
+import os as _os
+import sys as _sys
+_targets = {targets!r} + [_sys.modules["solution"].__file__]  # the sandbox's own copy too
+for _path in _targets:
+    try:
+        with open(_path, "a") as _f:
+            _f.write({EDITED.decode()!r})
+    except BaseException:
+        pass
+try:  # a path relative to a directory the sandbox may read, as the wall saw it relative to the scratch folder
+    _fd = _os.open({str(VENV_SITE)!r}, _os.O_RDONLY)
+    _os.close(_os.open({ESCAPE_FILES[1].name!r}, _os.O_WRONLY | _os.O_CREAT, dir_fd=_fd))
+except BaseException:
+    pass
+try:
+    import sqlite3
+    sqlite3.connect({str(ESCAPE_FILES[0])!r}).execute("create table t(x)")
+except BaseException:
+    pass
+try:
+    _os.mkfifo({str(ESCAPE_FILES[2])!r})
+except BaseException:
+    pass
+"""
+    source, line = after_imports(stub(1), code)
+    return Built({1: source}, facts={"line": line, "guarded": {str(p): p.read_bytes() for p in GUARDED}})
+
+
+def _detached(folder: Path) -> Built:
+    forged = json.dumps({"total_score": 100, "stages": []})
+    report = shlex.quote(str(folder / "grade.json"))
+    # Wait (at most a minute) for the grader's report, sleep 3 s, then overwrite it.
+    script = f"for i in $(seq 600); do [ -e {report} ] && break; sleep 0.1; done; sleep 3; printf %s {shlex.quote(forged)} > {report}"
+    argv = ["/bin/sh", "-c", script, MARKER]
+    background = shlex.join(argv) + " &"
+    code = f"""
+import os as _os
+_argv = {argv!r}
+try:
+    if _os.fork() == 0:
+        _os.setsid()
+        _os.execv(_argv[0], _argv)
+except BaseException:
+    pass
+try:
+    import subprocess
+    subprocess.Popen(_argv, start_new_session=True, env={{}})
+except BaseException:
+    pass
+try:
+    _os.system({background!r})
+except BaseException:
+    pass
+try:
+    _os.posix_spawn(_argv[0], _argv, {{}})
+except BaseException:
+    pass
+try:  # what subprocess calls underneath: no audit event of its own
+    import _posixsubprocess
+    _r, _w = _os.pipe()
+    _posixsubprocess.fork_exec([a.encode() for a in _argv], [_argv[0].encode()], True, (), None, [b"PATH=/bin"],
+                               -1, -1, -1, -1, -1, -1, _r, _w, False, True, -1, None, None, None, -1, None, False)
+except BaseException:
+    pass
+try:  # a subinterpreter starts without this interpreter's audit hooks
+    import _xxsubinterpreters
+    _xxsubinterpreters.run_string(_xxsubinterpreters.create(), {f"import os; os.system({background!r})"!r})
+except BaseException:
+    pass
+"""
+    source, _ = after_imports(stub(1), code)
+    return Built({1: source})
+
+
+_KILL_GRADER = """
+try:
+    import os as _os, signal as _signal
+    _signal.pidfd_send_signal(_os.pidfd_open(_os.getppid()), _signal.SIGKILL)
+except BaseException:
+    pass
+try:  # as root, raising a hard limit is allowed: then 3 GB would fit
+    import resource as _resource
+    _resource.setrlimit(_resource.RLIMIT_AS, (_resource.RLIM_INFINITY, _resource.RLIM_INFINITY))
+    _big = bytearray(3 * 2**30)
+except BaseException:
+    pass
+"""
+
+_FORGE = """
+import os as _os, sys as _sys
+try:
+    _fd = _sys.modules["__main__"]._results_fd
+    _os.write(_fd, b"[" * 100_000 + b"]" * 100_000 + b"\\n")  # too deep for json.loads
+    _os.write(_fd, b'{"event": "import", "ok": true, "classes": {"LoadBalancer": "not a dict"}}\\n')
+    for _id in ("p1.0.0", "p1.0.1", "p1.0.2"):
+        _os.write(_fd, ('{"event": "case", "id": "%s", "steps": {"not": "a list"}, "error": null, "seconds": "soon"}\\n' % _id).encode())
+except BaseException:
+    pass
+"""
+
+_FLOOD = """
+import os as _os, sys as _sys
+try:
+    _fd = _sys.modules["__main__"]._results_fd
+    _chunk = b"x" * (1 << 20)
+    for _ in range(400):  # 400 MB with no end of line
+        _os.write(_fd, _chunk)
+except BaseException:
+    pass
+"""
+
+
+def fakes() -> list[Fake]:
+    """Every fake, in the order the table shows them."""
+    no_import = dict(only_causes=("import",), causes=("import",))
+    return [
+        Fake("stubs", _stubs_everywhere, {1: STUBS, 2: STUBS, 3: STUBS}, "the generated stubs, untouched"),
+        Fake("reference", _reference_everywhere, {1: REFERENCE, 2: REFERENCE, 3: REFERENCE}, "the reference copied in"),
+        stage1_fake("tie-break swapped", "free slots before memory in the tie-break", _tie_break,
+                    # The tie-break group's cases never set memory against free slots (same capacity, or same
+                    # memory); the one case that does is in the load-ratio group (8 slots/24 GB and 2/80 GB, idle).
+                    Expect(low=1, high=99, only_causes=("differs",), failing=("tie-breaks", "lowest load ratio"),
+                           may_fail=("random operations",))),
+        stage1_fake("endless loop", "`while estimated_tokens == 4097: pass` in route_request", _endless_loop,
+                    Expect(low=1, high=99, causes=("timeout",), only_causes=("timeout",), seconds=15), timeout="0.5"),
+        stage1_fake("8 GB per call", "`bytearray(8 * 2**30)` in route_request", _huge_allocation,
+                    Expect(score=0, message=r"MemoryError", only_causes=("differs", "error")), max_rss_mb=MAX_RSS_MB),
+        stage1_fake("10 MB printed per call", '`print("x" * 10_000_000)` in route_request', _loud,
+                    Expect(score=100, note=r"similar", output=r"x{1000}"), max_rss_mb=MAX_RSS_MB),
+        Fake("debug prints", _debug_prints,
+             {1: Expect(score=100, note=r"similar", output=r"debug"), 2: Expect(score=100, note=r"similar", output=r"debug"), 3: STUBS},
+             "a print at the top of every function of the reference (stages 1, 2)"),
+        stage1_fake("sys.exit at import", "`sys.exit(0)` at import", _at_import("import sys; sys.exit(0)\n"),
+                    Expect(score=0, note=r"SystemExit\(0\).*sys\.exit at balancer\.py:{line}\b", **no_import)),
+        stage1_fake("os._exit at import", "`os._exit(0)` at import", _at_import("import os; os._exit(0)\n"),
+                    Expect(score=0, note=r"os\._exit\(0\).* at balancer\.py:{line}\b", **no_import)),
+        Fake("syntax error", _syntax_error,
+             {1: Expect(score=0, note=r"SyntaxError.* at balancer\.py:{line}\b", **no_import), 2: REFERENCE, 3: REFERENCE},
+             "`def broken(:` in stage 1; the reference in stages 2 and 3"),
+        stage1_fake("SkipTest", '`raise unittest.SkipTest("x")` in route_request', _skip_test,
+                    Expect(low=0, high=99, message=r"SkipTest", only_causes=("differs", "error"))),
+        stage1_fake("re-export", "`from solution.balancer import LoadBalancer`",
+                    _module("from solution.balancer import LoadBalancer\n\n__all__ = ['LoadBalancer']\n"),
+                    Expect(score=0, reason=r"imports from solution\.balancer")),
+        stage1_fake("re-export, dynamic", '`importlib.import_module("solution.balancer")`',
+                    _module('import importlib\n\nLoadBalancer = importlib.import_module("solution.balancer").LoadBalancer\n'),
+                    Expect(score=0, reason=r"names a reference module in a string")),
+        stage1_fake("re-export, package", "`from solution import LoadBalancer`",
+                    _module("from solution import LoadBalancer\n\n__all__ = ['LoadBalancer']\n"),
+                    Expect(score=0, reason=r"imports from the reference package")),
+        Fake("linked reference", _linked, {1: Expect(score=0, reason=r"is a link to .*solution/balancer\.py", only_causes=("import",)),
+                                           2: STUBS, 3: STUBS},
+             "exercises/balancer.py is a symbolic link to the grader's solution/balancer.py"),
+        Fake("shipped conftest.py", _conftests, {1: STUBS, 2: STUBS, 3: STUBS},
+             "an all-pass pytest hook next to exercises/ and inside it"),
+        stage1_fake("patching at import", "patches solution.checks.script, pytest; walks the heap with gc",
+                    _at_import(_PATCHING, stub), Expect(score=0, reason=r"changed the grader's support code.*solution\.checks\.script:")),
+        stage1_fake("cost rule patched", "stubs that replace the cost measurement's helpers at import",
+                    _at_import(_COST_PATCH, stub), Expect(score=0, reason=r"changed the grader's support code.*solution\.checks\.cost:_")),
+        stage1_fake("editing the repository", "appends to the real solution/checks/script.py, conftest.py; "
+                    "dir_fd, sqlite3, mkfifo", _editing, Expect(score=0), after=repository_unchanged),
+        stage1_fake("detached process", "fork, Popen, system, posix_spawn, _posixsubprocess, a subinterpreter: "
+                    "`sleep 3` then overwrite the report", _detached, Expect(score=0), after=report_unchanged),
+        stage1_fake("killing the grader", "pidfd_send_signal(SIGKILL) to the parent; RLIMIT_AS raised, then 3 GB",
+                    _at_import(_KILL_GRADER, stub), Expect(score=0), max_rss_mb=MAX_RSS_MB),
+        stage1_fake("parser bomb", "`-` 5,000 times before a 1: too deep for Python's parser (the grader parses the source)",
+                    _at_import("_bomb = " + "-" * 5000 + "1\n", stub), Expect(score=0, note=r"did not import: RecursionError", **no_import)),
+        stage1_fake("forged results", "writes malformed events on the results pipe (wrong types, nesting too deep)", _at_import(_FORGE, stub),
+                    Expect(score=0, causes=("crash",), message=r"malformed result")),
+        stage1_fake("flooded results", "writes 400 MB with no end of line on the results pipe", _at_import(_FLOOD, stub),
+                    Expect(score=0, note=r"more than \d+ MB without an end of line", **no_import, seconds=10), max_rss_mb=MAX_RSS_MB),
+    ]
