@@ -232,7 +232,8 @@ def table(results: list[StageGrade]) -> str:
             lines.append(f"  note: {note}")
         lines.append("")
     lines.append(f"total {total(results):.1f} of 100 (the mean of the stages; a stage is the mean of its rule groups)")
-    return "\n".join(lines)
+    # The candidate's strings may hold lone surrogates ("\udcff"), which a strict UTF-8 terminal refuses to print.
+    return "\n".join(lines).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def report(results: list[StageGrade], folder: Path) -> dict[str, Any]:
