@@ -41,7 +41,7 @@ def reason(stage: dict[str, Any]) -> str:
     if not text and stage["notes"]:
         text = f"note: {stage['notes'][0]}"
     text = re.sub(r"NotImplementedError\(Stage \d: ([\w.]+) is not implemented yet; see [^)]*\)", r"NotImplementedError(\1)", text)
-    return " ".join(text.split())
+    return " ".join(text.split()).encode("utf-8", "backslashreplace").decode("utf-8")  # a fake's lone surrogate
 
 
 def shorten(text: str, width: int) -> str:

@@ -319,7 +319,8 @@ def grade(folder: Path, *args: str, timeout: float = 600) -> Run:
     command = [sys.executable, "-c", _WRAPPER, str(measured),
                sys.executable, str(ROOT / "tools" / "grade.py"), "--exercises", str(folder), "--report", str(report), *args]
     started = time.monotonic()
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=folder)
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}  # strict, as on a UTF-8 terminal (C.UTF-8 escapes surrogates)
+    proc = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout, cwd=folder, env=env)
     seconds = time.monotonic() - started
     usage = json.loads(measured.read_text()) if measured.exists() else {"returncode": proc.returncode, "max_rss_kb": 0}
     printed = re.search(r"sha256 ([0-9a-f]{64})", proc.stdout)
@@ -654,6 +655,9 @@ def fakes() -> list[Fake]:
              "`def broken(:` in stage 1; the reference in stages 2 and 3"),
         stage1_fake("SkipTest", '`raise unittest.SkipTest("x")` in route_request', _skip_test,
                     Expect(low=0, high=99, message=r"SkipTest", only_causes=("differs", "error"))),
+        stage1_fake("surrogate in a message", '`raise LookupError("\\udcff")` in route_request: not UTF-8',
+                    lambda folder: Built({1: in_route_request('        raise LookupError("\\udcff")\n')}),
+                    Expect(score=0, message=r"LookupError\(\udcff\)", only_causes=("differs", "error"))),
         stage1_fake("re-export", "`from solution.balancer import LoadBalancer`",
                     _module("from solution.balancer import LoadBalancer\n\n__all__ = ['LoadBalancer']\n"),
                     Expect(score=0, reason=r"imports from solution\.balancer")),
