@@ -1,6 +1,9 @@
 """Stage 1, rule by rule: routing, tie-breaks, capacity, drain, completion, stats.
 
-Every test runs against the implementation under test (``--impl``).
+Every test runs against the implementation under test (``--impl``).  A test
+depends only on the rule it is named for: outside the tie-break tests no
+decision is a tie (servers are added one at a time, so that a server that
+should already hold a request gets it while it is the only one).
 """
 
 from __future__ import annotations
@@ -24,12 +27,11 @@ def loads(lb) -> dict[str, int]:
 
 def test_routes_to_lowest_load_ratio(lb):
     lb.add_server("big", capacity=10, gpu_memory_gb=80)
+    assert lb.route_request("fill0", 100) == "big"  # the only server
     lb.add_server("small", capacity=2, gpu_memory_gb=80)
-    for i in range(4):
-        lb.route_request(f"fill{i}", 100)
-    # after 4 requests: big 3/10 (or similar) vs small: the rule keeps ratios balanced
-    stats = lb.get_server_stats()
-    assert stats["big"]["current_load"] == 3 and stats["small"]["current_load"] == 1
+    # 0/2 < 1/10, then 1/10 < 1/2, 2/10 < 1/2
+    assert [lb.route_request(f"fill{i}", 100) for i in (1, 2, 3)] == ["small", "big", "big"]
+    assert loads(lb) == {"big": 3, "small": 1}
     # big is at 3/10 = 0.3, small at 1/2 = 0.5: the next goes to big
     assert lb.route_request("next", 100) == "big"
 
@@ -37,18 +39,18 @@ def test_routes_to_lowest_load_ratio(lb):
 def test_ratio_not_raw_load(lb):
     """Weighted: a server with more slots takes more requests."""
     lb.add_server("a", capacity=8, gpu_memory_gb=40)
+    lb.route_request("r0", 10)  # the only server
     lb.add_server("b", capacity=2, gpu_memory_gb=40)
-    for i in range(5):
+    for i in range(1, 5):  # b 0/2, then a 1/8, 2/8, 3/8: each below b's 1/2
         lb.route_request(f"r{i}", 10)
     assert loads(lb) == {"a": 4, "b": 1}
 
 
-def test_ratios_compared_exactly_not_as_rounded_floats(lb):
+def test_close_ratios_are_told_apart(lb):
     # 1/3 against 333333/1000000: the second is smaller, by 1/3,000,000.
     lb.add_server("third", capacity=3, gpu_memory_gb=80)
+    assert lb.route_request("t", 10) == "third"  # the only server: third at 1/3
     lb.add_server("million", capacity=1_000_000, gpu_memory_gb=24)
-    lb.route_request("t", 10)  # both idle: more memory wins -> third at 1/3
-    assert loads(lb)["third"] == 1
     for i in range(333_333):
         lb.route_request(f"m{i}", 10)
     assert loads(lb) == {"third": 1, "million": 333_333}
@@ -56,6 +58,29 @@ def test_ratios_compared_exactly_not_as_rounded_floats(lb):
     assert lb.route_request("next", 10) == "million"
     # now 333334/1000000 > 1/3: third wins
     assert lb.route_request("next2", 10) == "third"
+
+
+#: Two ratios that differ and still round to the same float (a/b > c/d by 1 / (b * d), about
+#: 2**-62, under the spacing of floats near 2**-11).  Floats tell apart any two ratios unless both
+#: servers hold about 2**20 requests or more, so this test routes three million.
+FLOAT_TIE = {"a": 2_097_523, "b": 4_294_963_685, "c": 1_071_224, "d": 2_193_476_867}
+
+
+@pytest.mark.slow
+def test_ratios_compared_exactly_not_as_floats(lb):
+    a, b, c, d = FLOAT_TIE["a"], FLOAT_TIE["b"], FLOAT_TIE["c"], FLOAT_TIE["d"]
+    assert a * d - b * c == 1 and a / b == c / d  # a/b > c/d, yet the floats are equal
+    route = lb.route_request
+    lb.add_server("high", capacity=b, gpu_memory_gb=80)
+    for i in range(a):  # the only server
+        route(f"h{i}", 10)
+    lb.add_server("low", capacity=d, gpu_memory_gb=24)
+    # "low" takes every request while its ratio is below a/b: loads 0 to c - 1 over d
+    first_wrong = next((i for i in range(c) if route(f"l{i}", 10) != "low"), None)
+    assert first_wrong is None, f"request {first_wrong} of {c} went to 'high' although {first_wrong}/{d} < {a}/{b}"
+    # Now c/d < a/b exactly, but the floats are equal, and every tie-break (memory, free slots,
+    # order added) would pick "high": only an exact comparison picks "low".
+    assert route("decider", 10) == "low", f"{c}/{d} < {a}/{b} exactly, though the floats are equal: compare exactly"
 
 
 def test_equal_fractions_tie_exactly(lb):
@@ -70,15 +95,15 @@ def test_equal_fractions_tie_exactly(lb):
 
 def test_ratio_beats_memory_and_order(lb):
     lb.add_server("big", capacity=2, gpu_memory_gb=80)
+    assert lb.route_request("r1", 10) == "big"  # the only server
     lb.add_server("small", capacity=2, gpu_memory_gb=24)
-    assert lb.route_request("r1", 10) == "big"
-    assert lb.route_request("r2", 10) == "small"  # 0/2 < 1/2 despite less memory
+    assert lb.route_request("r2", 10) == "small"  # 0/2 < 1/2 despite less memory, added later
 
 
 def test_large_request_needs_big_memory(lb):
-    lb.add_server("a10", capacity=4, gpu_memory_gb=24)
     lb.add_server("a100", capacity=4, gpu_memory_gb=80)
-    lb.route_request("warm", 100)  # goes to a100 (more memory)
+    assert lb.route_request("warm", 100) == "a100"  # the only server
+    lb.add_server("a10", capacity=4, gpu_memory_gb=24)
     # a10 is at 0/4 and a100 at 1/4, but a large request must go to a100
     assert lb.route_request("long", 5000) == "a100"
 
@@ -215,8 +240,8 @@ def test_completed_id_can_be_reused(lb):
 
 def test_drain_stops_new_requests_at_once(impl, lb):
     lb.add_server("a", capacity=4, gpu_memory_gb=80)
+    assert lb.route_request("r1", 10) == "a"  # the only server
     lb.add_server("b", capacity=4, gpu_memory_gb=24)
-    lb.route_request("r1", 10)  # a (more memory)
     lb.remove_server("a")
     assert lb.get_server_stats()["a"]["is_draining"] is True
     assert all(lb.route_request(f"n{i}", 10) == "b" for i in range(4))
@@ -284,8 +309,9 @@ def test_duplicate_server_id_rejected(impl, lb):
 def test_complete_on_draining_server_frees_nothing_new(lb, no_capacity):
     """A completion on a draining server must not make it eligible again."""
     lb.add_server("a", capacity=4, gpu_memory_gb=80)
+    assert lb.route_request("r0", 10) == "a"  # the only server
     lb.add_server("b", capacity=1, gpu_memory_gb=24)
-    assert [lb.route_request(f"r{i}", 10) for i in range(3)] == ["a", "b", "a"]
+    assert [lb.route_request(f"r{i}", 10) for i in (1, 2)] == ["b", "a"]  # 0/1 < 1/4; then b is full
     lb.remove_server("a")
     lb.complete_request("r0")  # a: 1/4 and draining
     with no_capacity():
@@ -318,11 +344,11 @@ def test_complete_unknown_or_twice_raises_key_error(impl, lb):
 
 def test_completion_makes_a_server_preferred_again(lb):
     lb.add_server("a", capacity=2, gpu_memory_gb=80)
-    lb.add_server("b", capacity=2, gpu_memory_gb=40)
-    assert [lb.route_request(f"r{i}", 10) for i in range(3)] == ["a", "b", "a"]
+    assert lb.route_request("r0", 10) == "a"  # the only server
+    lb.add_server("b", capacity=3, gpu_memory_gb=40)
+    assert [lb.route_request(f"r{i}", 10) for i in (1, 2)] == ["b", "b"]  # 0/3, 1/3 < 1/2
     lb.complete_request("r0")
-    lb.complete_request("r2")
-    assert lb.route_request("r3", 10) == "a"  # a 0/2 < b 1/2
+    assert lb.route_request("r3", 10) == "a"  # a 0/2 < b 2/3
 
 
 # -- stats --------------------------------------------------------------------------
