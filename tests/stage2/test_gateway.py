@@ -117,7 +117,7 @@ def test_requests_time_out_at_their_deadline_even_when_the_driver_is_late(impl):
     s.clock.advance(1)
     s.gw.submit("c", 100)
     assert s.gw.next_deadline() == 5.0
-    s.clock.set(5.0)
+    s.clock.set(5.5)  # late: b times out at its deadline, not now
     assert s.gw.expire() == [TimedOut("b", 5.0, 5.0)]
     s.clock.set(7.0)  # c's deadline (6.0) passed without a call: the next call times it out first
     assert s.gw.complete("a") == []

@@ -240,9 +240,33 @@ def test_a_reservation_ends_when_the_request_leaves(make_queue):
     clock.advance(0.5)
     q.enqueue("vip", 100)
     q.dispatch("s3", "a10")  # a skip: large2 is reserved
-    clock.set(6.0)
-    assert q.expire() == [TimedOut("large2", 6.0, 5.0)]
+    clock.set(6.25)  # past large2's deadline (6.0), before vip's (6.5)
+    assert [o.request_id for o in q.expire()] == ["large2"]
     assert q.peek(True).request_id == "vip"
+
+
+def test_no_skips_are_counted_while_a_request_is_reserved(make_queue):
+    """While L1 is reserved, passing over L2 (which ranks ahead of the small requests) costs L2 nothing."""
+    q, _ = make_queue(ordering="priority", max_skips=2)
+    for rid, tokens in (("L1", 9000), ("s1", 100), ("s2", 100)):
+        q.enqueue(rid, tokens)
+    q.dispatch("s1", "a10")
+    q.dispatch("s2", "a10")  # L1 skipped twice: reserved
+    q.enqueue("L2", 9000, 1)  # a higher class than the small ones: they rank behind it
+    q.enqueue("s3", 100)
+    q.enqueue("s4", 100)
+    assert q.peek(True).request_id == "L1"
+    q.dispatch("s3", "a10")  # L1 is reserved: no skip counted for L2
+    q.dispatch("s4", "a10")  # nor here
+    assert q.peek(True).request_id == "L1", "L1 stays reserved; L2 must not take over the reservation"
+    q.dispatch("L1", "h100")  # the reservation ends; L2 has no skips
+    q.enqueue("vip", 100, 5)
+    q.enqueue("s5", 100)
+    q.enqueue("s6", 100)
+    q.dispatch("s5", "a10")  # L2's first skip
+    assert q.peek(True).request_id == "vip", "one skip of L2's own: not reserved yet (skips while L1 was reserved do not count)"
+    q.dispatch("s6", "a10")  # L2's second skip: reserved
+    assert q.peek(True).request_id == "L2"
 
 
 # -- max depth, 429 and Retry-After ------------------------------------------------------
@@ -262,6 +286,18 @@ def test_a_full_queue_rejects_with_429_and_keeps_nothing(make_queue):
     assert q.stats().rejected == 1 and q.stats().enqueued == 2
     q.dispatch("a", "s")
     assert isinstance(q.enqueue("c", 10), Queued)  # room again: the same id may come back
+
+
+def test_a_duplicate_id_is_refused_before_the_depth_check(impl, make_queue):
+    """enqueue checks the arguments, then a duplicate id, then the depth: a waiting id in a full queue is a duplicate, not a 429."""
+    q, _ = make_queue(max_depth=1)
+    q.enqueue("a", 10)
+    with pytest.raises(impl.AlreadyWaitingError):
+        q.enqueue("a", 10)
+    with pytest.raises(ValueError):
+        q.enqueue("b", 0)  # a bad value, in a full queue: refused, not rejected
+    assert isinstance(q.enqueue("b", 10), Rejected)
+    assert q.stats().rejected == 1 and q.waiting() == ["a"]
 
 
 def test_max_depth_zero_queues_nothing(make_queue):
@@ -393,7 +429,7 @@ def test_the_deadline_is_the_same_in_every_ordering(make_queue):
         clock.advance(1.0)
         q.enqueue("small", 1, 5)
         assert q.next_deadline() == 3.0
-        clock.set(3.0)
+        clock.set(3.5)  # past big's deadline, before small's (4.0)
         assert [o.request_id for o in q.expire()] == ["big"]
 
 
@@ -430,7 +466,7 @@ def test_every_request_is_counted_once(make_queue):
         q.enqueue(rid, 10)  # d is rejected
     q.dispatch("a", "s")
     q.cancel("b")
-    clock.set(2.0)
+    clock.set(2.5)
     q.expire()  # c
     q.enqueue("e", 10)
     s = q.stats()
@@ -497,8 +533,10 @@ def test_time_comes_from_the_injected_clock(impl):
     now = [100.0]
     q = impl.RequestQueue(lambda: now[0], QueuePolicy(max_wait=5.0))
     assert q.enqueue("a", 10).deadline == 105.0
-    now[0] = 105.0
-    assert q.expire()[0].at == 105.0
+    now[0] = 104.5
+    assert q.expire() == []
+    now[0] = 105.5
+    assert [o.request_id for o in q.expire()] == ["a"]
 
 
 def test_a_clock_that_goes_back_is_refused_and_changes_nothing(impl):
