@@ -159,6 +159,12 @@ STAGE2_GROUPS: tuple[tuple[str, tuple[list[Op], ...]], ...] = (
             + _enqueue(("vip", 100, 9)) + [("peek", (False,)), ("peek", (True,))] + _next(True, "h100", 2),
             [_create(ordering="sjf", max_skips=1)] + _enqueue(("large", 5000), ("s1", 100)) + _next(False, "a10")
             + [("cancel", ("large",))] + _enqueue(("large2", 6000), ("s2", 7000), ("s3", 100)) + _next(True, "h100", 3),
+            # no skips are counted while a request is reserved: L2 (class 1) ranks ahead of s3 and s4 while L1 is
+            # reserved, and is passed over for free; once L1 leaves, L2 needs two skips of its own
+            [_create(ordering="priority", max_skips=2)] + _enqueue(("L1", 9000), ("s1", 100), ("s2", 100)) + _next(False, "a10", 2)
+            + _enqueue(("L2", 9000, 1), ("s3", 100), ("s4", 100)) + _next(False, "a10", 2) + _next(True, "h100")
+            + _enqueue(("vip", 100, 5), ("s5", 100), ("s6", 100)) + [("dispatch", ("s5", "a10")), ("peek", (True,))]
+            + [("dispatch", ("s6", "a10")), ("peek", (True,))] + _next(True, "h100", 2),
         ),
     ),
     (
@@ -189,7 +195,7 @@ STAGE2_GROUPS: tuple[tuple[str, tuple[list[Op], ...]], ...] = (
             [_create(ordering="priority")] + _enqueue(("a", 10, 1), ("b", 10, 1), ("c", 10)) + [ADVANCE, ("cancel", ("a",)),
              ("cancel", ("a",)), ("cancel", ("ghost",))] + _next(True, "s") + [("cancel", ("b",)), ("enqueue", ("a", 10))],
             [_create(max_wait=3.0, max_depth=2)] + _enqueue(("a", 10), ("b", 10)) + [("cancel", ("a",)), ("next_deadline", ()),
-             ("enqueue", ("c", 10)), ("advance", (3.0,)), EXPIRE],
+             ("enqueue", ("c", 10)), ("advance", (3.5,)), EXPIRE],
         ),
     ),
     (
