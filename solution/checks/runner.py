@@ -89,10 +89,10 @@ def load_recorded(stage: int, path: Path | None = None) -> list[tuple[Group, lis
     return out
 
 
-def cost_names(stage: int, only: str) -> list[str]:
-    from solution.checks.cost import COST_CASES
+def probe_names(stage: int, only: str) -> list[str]:
+    from solution.checks.probes import PROBES
 
-    return [name for number, name, _ in COST_CASES if number == stage and name.startswith(only)]
+    return [p.group for p in PROBES if p.stage == stage and p.group.startswith(only)]
 
 
 def reference_module(spec: StageSpec) -> ModuleType | None:
@@ -119,7 +119,7 @@ def _shrink(spec: StageSpec, impl: Any, reference: ModuleType, case: Case, found
 
 @dataclass(frozen=True)
 class Finding:
-    """A failure that is not a difference of steps (a cost rule's measurement)."""
+    """A failure that is not a difference of steps (a probe's result)."""
 
     text: str
 
@@ -127,27 +127,31 @@ class Finding:
         return self.text
 
 
-def cost_groups(stage: int, impl: Any, only: str | None = None) -> list[GroupResult]:
-    """The stage's cost rules, measured on ``impl`` in this process (:mod:`solution.checks.cost`)."""
-    from solution.checks.cost import COST_CASES, measure, verdict
+def probe_groups(stage: int, impl: Any, only: str | None, done: list[GroupResult]) -> list[GroupResult]:
+    """The stage's probes (:mod:`solution.checks.probes`), run on ``impl`` in this process.
 
-    by_name: dict[str, list[dict[str, Any]]] = {}
-    for number, name, rule in COST_CASES:
-        if number == stage and (only is None or name.startswith(only)):
-            by_name.setdefault(name, []).append(rule)
-    out = []
-    for name, rules in by_name.items():
-        passed, first = 0, None
-        for rule in rules:
-            try:
-                ok, text = verdict(measure(impl, rule))
-            except Exception as exc:  # a stub or a crash: that rule's failure
-                ok, text = False, f"measuring raised {type(exc).__name__}({' '.join(str(exc).split())[:100]})"
-            what = rule.get("strategy", "")
-            passed += ok
-            if not ok and first is None:
-                first = Finding(f"{what + ': ' if what else ''}{text}")
-        out.append(GroupResult(name, first, passed, len(rules)))
+    A probe that scores in a group already in ``done`` joins it (its case is
+    counted there); the others make groups of their own.
+    """
+    from solution.checks.probes import PROBES, judge, run
+
+    out: list[GroupResult] = []
+    for probe in PROBES:
+        if probe.stage != stage or (only is not None and not probe.group.startswith(only)):
+            continue
+        try:
+            ok, text = judge(probe.rule, run(impl, probe.rule))
+        except Exception as exc:  # a stub or a crash: that probe's failure
+            ok, text = False, f"raised {type(exc).__name__}({' '.join(str(exc).split())[:100]})"
+        what = probe.rule.get("strategy", "")
+        group = next((g for g in done + out if g.name == probe.group), None)
+        if group is None:
+            group = GroupResult(probe.group, None, 0, 0)
+            out.append(group)
+        group.cases += 1
+        group.cases_passed += ok
+        if not ok and group.mismatch is None:
+            group.mismatch = Finding(f"{what + ': ' if what else ''}{text}")
     return out
 
 
@@ -168,7 +172,7 @@ def run_check(spec: StageSpec, impl: Any = None, *, echo: bool = True, only: str
     recorded = load_recorded(spec.stage)
     if only is not None:
         kept = [(g, e) for g, e in recorded if g.name.startswith(only)]
-        if not kept and not cost_names(spec.stage, only):
+        if not kept and not probe_names(spec.stage, only):
             names = ", ".join(repr(g.name) for g, _ in recorded)
             raise ValueError(f"no stage-{spec.stage} rule group starts with {only!r}; the groups: {names}")
         recorded = kept
@@ -183,7 +187,7 @@ def run_check(spec: StageSpec, impl: Any = None, *, echo: bool = True, only: str
             elif first is None:
                 first = found if reference is None else _shrink(spec, impl, reference, case, found)
         report.groups.append(GroupResult(group.name, first, passed, len(group.cases)))
-    report.groups += cost_groups(spec.stage, impl, only)
+    report.groups += probe_groups(spec.stage, impl, only, report.groups)
     if echo:
         print(report)
     if strict:

@@ -292,7 +292,7 @@ def main() -> None:
     tree, module_name, stage = request["tree"], request["module"], request["stage"]
     candidate_file = os.path.join(tree, "exercises", f"{module_name}.py")
     from solution.checks import SPECS  # support code, from the sandbox tree
-    from solution.checks.cost import measure
+    from solution.checks.probes import run as run_probe
     from solution.checks.script import Case, run_case
 
     spec = SPECS[stage]
@@ -326,8 +326,8 @@ def main() -> None:
         started = time.perf_counter()
         steps, error = None, None
         try:
-            if "cost" in data:
-                steps = measure(module, data["cost"])
+            if "probe" in data:
+                steps = run_probe(module, data["probe"])
             else:
                 steps = run_case(spec.harness, module, Case.from_json(data))
         except BaseException as exc:  # noqa: BLE001 - SystemExit, ExitCalled, MemoryError...

@@ -6,12 +6,12 @@ For each stage, on its own (a broken stage costs no other):
    the reference, or whose graded classes come from it, scores 0 with the
    reason; a near-copy of the reference's bodies gets a note;
 2. **run**: the stage's public cases (the check cells' groups), its hidden
-   cases (held out, never shipped) and its cost rule run in a sandboxed child
+   cases (held out, never shipped) and its probes (cost rules, exact ratios) run in a sandboxed child
    (:mod:`solution.grading.sandbox`) that holds only support code and the
    candidate's one module, and sends back the steps (JSON);
 3. **judge**: this process compares every case's steps with the reference's
    recorded steps (:func:`solution.checks.script.first_difference`) and
-   times with the cost limit.  A case with no result (timeout, crash, no
+   judges the probes' results (:mod:`solution.checks.probes`).  A case with no result (timeout, crash, no
    import) fails, with its cause.
 
 A rule group scores the share of its cases that pass (public and hidden
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from solution.checks import SPECS
-from solution.checks.cost import COST_CASES, verdict
+from solution.checks.probes import PROBES, judge
 from solution.checks.runner import RECORDED, StageSpec, read_document
 from solution.checks.script import Case, first_difference
 from solution.grading import provenance
@@ -49,7 +49,7 @@ class CaseVerdict:
     visibility: str  # "public" | "hidden"
     passed: bool
     message: str = ""
-    cause: str = ""  # "" | "differs" | "error" | "timeout" | "crash" | "import" | "cost"
+    cause: str = ""  # "" | "differs" | "error" | "timeout" | "crash" | "import" | "probe"
     seconds: float = 0.0
 
 
@@ -110,8 +110,8 @@ def _cases(spec: StageSpec) -> list[tuple[str, str, dict[str, Any], Any]]:
             for case in group["cases"]:
                 expect = case.pop("expect")
                 out.append((visibility, group["name"], case, expect))
-    for k, (stage, name, rule) in enumerate(c for c in COST_CASES if c[0] == spec.stage):
-        out.append(("public", name, {"id": f"cost{stage}.{k}", "cost": rule}, None))
+    for k, probe in enumerate(p for p in PROBES if p.stage == spec.stage):
+        out.append(("public", probe.group, {"id": f"probe{probe.stage}.{k}", "probe": probe.rule}, None))
     return out
 
 
@@ -121,9 +121,9 @@ def _judge(visibility: str, case: dict[str, Any], expect: Any, result: CaseResul
         return CaseVerdict(cid, visibility, False, "no result", "crash")
     if result.status != "ok":
         return CaseVerdict(cid, visibility, False, result.error, {"error": "error"}.get(result.status, result.status), result.seconds)
-    if "cost" in case:
-        passed, text = verdict(result.steps)
-        return CaseVerdict(cid, visibility, passed, text if not passed else "", "" if passed else "cost", result.seconds)
+    if "probe" in case:
+        passed, text = judge(case["probe"], result.steps)
+        return CaseVerdict(cid, visibility, passed, text if not passed else "", "" if passed else "probe", result.seconds)
     try:
         mismatch = first_difference(Case.from_json(case), result.steps or [], expect, snapshot)
     except Exception as exc:  # steps of the wrong shape: only a forged result has them

@@ -53,7 +53,7 @@ class Limits:
     """What one child may use."""
 
     case_seconds: float = 5.0  # wall clock per case (the reference needs milliseconds)
-    cost_seconds: float = 60.0  # wall clock per cost measurement
+    probe_seconds: float = 60.0  # wall clock per probe (a cost measurement, the exact-ratio run)
     import_seconds: float = 20.0  # wall clock to start and import the candidate's module
     memory_bytes: int = 2 * 1024**3  # address space
     file_bytes: int = 1024**2  # largest file the child may write
@@ -190,13 +190,13 @@ def _describe_exit(proc: subprocess.Popen[bytes]) -> str:
 
 
 def run_cases(tree: Path, scratch: Path, stage: int, module: str, cases: list[dict[str, Any]], limits: Limits = Limits()) -> ChildRun:
-    """Run ``cases`` (JSON, as :class:`~solution.checks.script.Case` or ``{"id", "cost"}``) in children; never raises."""
+    """Run ``cases`` (JSON, as :class:`~solution.checks.script.Case` or ``{"id", "probe"}``) in children; never raises."""
     run = ChildRun()
     remaining = list(cases)
     outputs: list[str] = []
     token = secrets.token_hex(16)
     while remaining:
-        budget = sum(limits.cost_seconds if "cost" in c else limits.case_seconds for c in remaining)
+        budget = sum(limits.probe_seconds if "probe" in c else limits.case_seconds for c in remaining)
         cpu = int(budget + limits.import_seconds) + 1
         request = {"tree": str(tree), "module": module, "stage": stage, "cases": remaining,
                    "read_roots": [str(tree), *_python_roots()], "write_root": str(scratch)}
@@ -249,7 +249,7 @@ def run_cases(tree: Path, scratch: Path, stage: int, module: str, cases: list[di
                         break
                     if kind in ("import", "case"):
                         stalled = "case"
-                        deadline = time.monotonic() + (limits.cost_seconds if remaining and "cost" in remaining[0] else limits.case_seconds)
+                        deadline = time.monotonic() + (limits.probe_seconds if remaining and "probe" in remaining[0] else limits.case_seconds)
         finally:
             _kill_session(proc, token)
             os.close(read_fd)
@@ -273,7 +273,7 @@ def run_cases(tree: Path, scratch: Path, stage: int, module: str, cases: list[di
         elif stalled == "exit":
             run.results[case["id"]] = CaseResult(case["id"], "crash", error=f"the child {_describe_exit(proc)} during this case")
         else:
-            limit = limits.cost_seconds if "cost" in case else limits.case_seconds
+            limit = limits.probe_seconds if "probe" in case else limits.case_seconds
             run.results[case["id"]] = CaseResult(case["id"], "timeout", error=f"Timeout: the case ran past {limit:g} s (an endless loop?)")
     for case in remaining:  # after a failed import, a change to the support code, or a child that said "done" too early
         why = (f"the module did not import: {run.import_error}" if not run.imported

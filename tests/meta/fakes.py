@@ -277,10 +277,10 @@ def stage_problems(s: dict[str, Any], want: Expect, facts: dict[str, Any]) -> li
 
 @cache
 def case_count(stage: int) -> int:
-    """How many cases a stage has: public and hidden recorded ones, and its cost rules."""
-    from solution.checks.cost import COST_CASES  # data only: the grader's cases, never a candidate's code
+    """How many cases a stage has: public and hidden recorded ones, and its probes."""
+    from solution.checks.probes import PROBES  # data only: the grader's cases, never a candidate's code
 
-    count = sum(c[0] == stage for c in COST_CASES)
+    count = sum(p.stage == stage for p in PROBES)
     for path in (ROOT / "solution" / "checks" / "recorded", ROOT / "solution" / "grading" / "hidden"):
         document = json.loads(gzip.decompress((path / f"stage{stage}.json.gz").read_bytes()))
         count += sum(len(g["cases"]) for g in document["groups"])
