@@ -125,10 +125,26 @@ with needs_working_code():
 # %% [markdown]
 # ## Check your work
 #
-# The next cell compares your `LoadBalancer` with the reference, one group of rules per
-# line: fixed scenarios, then seeded random sequences of calls. A failure shows the smallest
-# sequence of calls where your answer differs. Edit your file, then re-run both cells (the
-# first reloads your code).
+# The check cell below compares your `LoadBalancer` with the reference's recorded answers, one
+# group of rules per line: fixed scenarios, then seeded random sequences of calls. A failure
+# shows the smallest sequence of calls where your answer differs and the fields that differ;
+# the cell fails exactly when a group fails (what your code prints does not matter). Edit
+# your file, then re-run both cells (the first reloads your code).
+#
+# **What the check and the grader score.** The grader runs these groups too, on hidden cases
+# as well (the same rules on calls you have not seen), each group scored on its own:
+#
+# | rule group | what it requires |
+# |---|---|
+# | `lowest load ratio, compared exactly` | the eligible server with the lowest `current_load / capacity`, compared exactly: a float comparison fails a case where two ratios differ but round to the same float (3.2 million routes, about 6 s) |
+# | `tie-breaks: memory, then free slots, then order added` | equal ratios go to the most GPU memory, then the most free slots, then the server added earliest (a re-added server counts as added last) |
+# | `large requests (> 4096 tokens) need >= 80 GB` | a request of more than 4,096 tokens only goes to a server with at least 80 GB |
+# | `capacity: full servers skipped, NoCapacityError, no trace left` | a full server is never chosen; with no eligible server, `NoCapacityError` and the state unchanged |
+# | `graceful drain` | a draining server takes nothing new, keeps its requests, and disappears with its last completion (at once when idle); removing it again does nothing; its id stays taken (a duplicate) until it has disappeared |
+# | `completion and the stats snapshot` | `complete_request` frees the slot; `get_server_stats()` shows every server in the order added, every field (`load_ratio` a float), and `active_requests` in the order routed |
+# | `bad input: right exception, state unchanged` | wrong types `TypeError`, bad values `ValueError`, unknown ids `KeyError`, duplicates `ValueError`, and a failed call changes nothing |
+# | `random operations against the reference (seeded)` | every rule at once, on seeded random sequences |
+# | `cost: route_request is O(log S), no scan` | the time per call may grow at most 8x from 16 to 4,096 servers (a heap grows about 1.2x, a scan over 100x) |
 
 # %%
 from solution.core.impl import load_impl

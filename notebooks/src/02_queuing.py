@@ -97,6 +97,24 @@ with needs_working_code():
 # **Costs**: `enqueue`, `dispatch`, `cancel` and each expiry in O(log n): no scans.
 # The module docstring of your file gives every rule exactly (orderings, skips, the
 # `Retry-After` formula).
+#
+# **What the check and the grader score.** A check cell in each section below runs that
+# section's groups against the reference's recorded answers; the grader runs the same groups
+# on hidden cases too (the same rules on calls you have not seen), each group scored on its own:
+#
+# | rule group | what it requires |
+# |---|---|
+# | `FIFO: first come, first served` | arrival order; `request_id in q` and the receipts say who waits |
+# | `priority: higher class first, FIFO within a class` | the key `-priority`, ties by arrival |
+# | `shortest job first, with aging` | the fixed key `estimated_tokens + aging_rate * arrival`, ties by arrival |
+# | `head-of-line: small requests pass a large one that does not fit; skips are bounded` | `peek(large_ok=False)` passes large requests over; after `max_skips` skips the large one is reserved; no skips are counted while a request is reserved |
+# | `max depth: 429 with a Retry-After from depth and completion rate` | `Rejected` at `max_depth` waiting, with `Retry-After = max(1, ceil((depth + 1) * span / completions))`, capped at `max_wait` |
+# | `max wait: timeout at exactly the deadline` | `expire()` removes every request whose deadline is at or before now; `next_deadline()` names the next one |
+# | `cancellation` | `cancel` removes a waiting request once; a second cancel or an unknown id is `NotWaitingError` |
+# | `depth metrics and the scale-up signal` | `stats()`: depth, peak, time-weighted mean depth, the counts, and the scale-up signal after `scale_up_after` seconds at `scale_up_depth` |
+# | `bad input: right exception, state unchanged` | wrong types `TypeError`, bad values `ValueError`, a duplicate before the depth check, and a failed call changes nothing |
+# | `random operations against the reference (seeded)` | every rule at once, on seeded random policies and calls |
+# | `cost: enqueue, peek and dispatch are O(log n), no scan` | the time per enqueue + peek + dispatch may grow at most 8x from 16 to 4,096 waiting requests (a heap grows about 1.2x, a scan over 100x) |
 
 # %% [markdown]
 # Your implementation is checked one rule group at a time, in the section that explains the
@@ -357,6 +375,9 @@ report = check_stage2(impl, only="bad input")
 
 # %% tags=["check-cell"]
 report = check_stage2(impl, only="random")
+
+# %% tags=["check-cell"]
+report = check_stage2(impl, only="cost")
 
 # %% [markdown]
 # ## Play with it

@@ -79,9 +79,24 @@ for make in (demo.LeastConnections, lambda: demo.PowerOfChoices(seed=2), demo.Le
 # %% [markdown]
 # ## Check your work
 #
-# The next cell runs each of your strategies and the reference's side by side on seeded calls
-# (same seeds, so power of d draws the same servers) and prints one line per strategy. Edit your
-# file, then re-run both cells.
+# The check cell runs each of your strategies on seeded calls and compares every answer and
+# stats snapshot with the reference's recorded ones (same seeds, so power of d draws the same
+# servers), one line per strategy; it fails exactly when a line does. Edit your file, then
+# re-run both cells.
+#
+# **What the check and the grader score.** The grader runs these groups too, on hidden seeds
+# and bad arguments as well, each group scored on its own:
+#
+# | rule group | what it requires |
+# |---|---|
+# | `power of two choices: the less loaded of two draws` | `PowerOfChoices(d=2)`: the lowest `load_ratio_key` of the servers drawn through `router.sample`, the first drawn on a tie |
+# | `power of three choices` | the same with `d=3` |
+# | `weighted response time (EWMA of observed latency)` | `WeightedResponseTime`: an EWMA of seconds per token per server, score `cost * (load + 1)` |
+# | `peak-EWMA: up at once, down slowly` | `PeakEwma`: a worse observation replaces the cost at once, a better one is blended in |
+# | `least outstanding tokens per unit of speed` | `LeastOutstandingTokens`: score `outstanding_tokens / speed` |
+# | `predictive: least expected delay` | `Predictive`: `(outstanding_tokens + tokens) / speed`, one heap per speed class |
+# | `bad arguments: the right exception` | a bad `d`, `seed` or `alpha` raises `TypeError` (wrong type) or `ValueError` (bad value) |
+# | `cost: indexed strategies decide in O(log S), power of d in O(d)` | the time per route + observe + complete may grow at most 8x from 16 to 4,096 servers, for each of `LeastOutstandingTokens`, `WeightedResponseTime`, `Predictive` and `PowerOfChoices` |
 
 # %%
 from solution.core.impl import load_impl
