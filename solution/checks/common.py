@@ -86,11 +86,19 @@ def compare_with_reference(make: Callable[[], Any], ops: Sequence[Op], *, make_r
         got_stats = outcome(getattr(ours, snapshot))
         want_stats = getattr(ref, snapshot)()
         if got_stats != ("ok", want_stats):
-            return Mismatch(
-                tuple(ops[: i + 1]),
-                f"after {_call(op)} {snapshot}() gives {_show(got_stats)}, the reference {want_stats!r}",
-            )
+            return Mismatch(tuple(ops[: i + 1]), _snapshot_difference(op, snapshot, got_stats, want_stats))
     return None
+
+
+def _snapshot_difference(op: Op, snapshot: str, got: tuple[str, Any], want: Any) -> str:
+    """What differs between two snapshots, field by field (up to three fields)."""
+    from solution.checks.script import differing_fields, encode, show_value
+
+    if got[0] != "ok":
+        return f"after {_call(op)} {snapshot}() {_show(got)}, the reference returns {want!r}"
+    fields = "; ".join(f"{path}: {show_value(a, 60)}, the reference {show_value(b, 60)}"
+                       for path, a, b in differing_fields(encode(got[1]), encode(want)))
+    return f"after {_call(op)} {snapshot}() differs: {fields}"
 
 
 def minimize(make: Callable[[], Any], ops: Sequence[Op], mismatch: Mismatch, *, make_reference: Callable[[], Any] | None = None,

@@ -3,7 +3,8 @@
 Both balancers get the same calls; after each call the results (a server id,
 or the built-in kind of exception) and the stats snapshots must agree.  The
 comparison is the one the notebook's check cell uses
-(``solution.checks.compare_with_reference``).
+(``solution.checks.common.compare_with_reference``), and a difference is
+shrunk to the fewest calls that still show it (``minimize``).
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from solution.checks.common import compare_with_reference
+from solution.checks.common import compare_with_reference, minimize
 from solution.checks.stage1 import random_ops
 
 pytestmark = pytest.mark.stage1
 
 
 def assert_same(impl, ops) -> None:
+    """The first difference, shrunk to the fewest calls that still show it, with the fields that differ."""
     mismatch = compare_with_reference(impl.LoadBalancer, ops)
+    if mismatch is not None:
+        mismatch = minimize(impl.LoadBalancer, ops, mismatch)
     assert mismatch is None, mismatch.describe()
 
 
