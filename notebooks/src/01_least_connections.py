@@ -143,6 +143,7 @@ with needs_working_code():
 # | `graceful drain` | a draining server takes nothing new, keeps its requests, and disappears with its last completion (at once when idle); removing it again does nothing; its id stays taken (a duplicate) until it has disappeared |
 # | `completion and the stats snapshot` | `complete_request` frees the slot; `get_server_stats()` shows every server in the order added, every field (`load_ratio` a float), and `active_requests` in the order routed |
 # | `bad input: right exception, state unchanged` | wrong types `TypeError`, bad values `ValueError`, unknown ids `KeyError`, duplicates `ValueError`, and a failed call changes nothing |
+# | `error messages: quote the id, say what to do` | the message of a duplicate or unknown server or request, and of `NoCapacityError`, quotes the id as `repr` writes it (`'r1'`) and has at least six words saying what to do (elsewhere only the kind of an error counts) |
 # | `random operations against the reference (seeded)` | every rule at once, on seeded random sequences |
 # | `cost: route_request is O(log S), no scan` | the time per call may grow at most 8x from 16 to 4,096 servers (a heap grows about 1.2x, a scan over 100x) |
 

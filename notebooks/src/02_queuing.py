@@ -113,6 +113,7 @@ with needs_working_code():
 # | `cancellation` | `cancel` removes a waiting request once; a second cancel or an unknown id is `NotWaitingError` |
 # | `depth metrics and the scale-up signal` | `stats()`: depth, peak, time-weighted mean depth, the counts, and the scale-up signal after `scale_up_after` seconds at `scale_up_depth` |
 # | `bad input: right exception, state unchanged` | wrong types `TypeError`, bad values `ValueError`, a duplicate before the depth check, and a failed call changes nothing |
+# | `error messages: quote the id, name the bad argument` | a duplicate `enqueue` and a `cancel` or `dispatch` of a request that is not waiting quote the id as `repr` writes it, in at least six words; a bad value's message names the argument (`estimated_tokens`, `priority`); elsewhere only the kind of an error counts |
 # | `random operations against the reference (seeded)` | every rule at once, on seeded random policies and calls |
 # | `cost: enqueue, peek and dispatch are O(log n), no scan` | the time per enqueue + peek + dispatch may grow at most 8x from 16 to 4,096 waiting requests (a heap grows about 1.2x, a scan over 100x) |
 
@@ -372,6 +373,9 @@ report = check_stage2(impl, only="depth metrics")
 
 # %% tags=["check-cell"]
 report = check_stage2(impl, only="bad input")
+
+# %% tags=["check-cell"]
+report = check_stage2(impl, only="error messages")
 
 # %% tags=["check-cell"]
 report = check_stage2(impl, only="random")

@@ -40,11 +40,15 @@ class StageSpec:
 
 
 def as_groups(prefix: str, groups: Iterable[tuple[str, Iterable[Any]]], make: Callable[[Any], Any] = lambda ops: None,
-              ops: Callable[[Any], Any] = lambda ops: ops) -> tuple[Group, ...]:  # fmt: skip
-    """Turn ``(name, scenarios)`` pairs into :class:`Group` objects with ids ``prefix.g.c``."""
+              ops: Callable[[Any], Any] = lambda ops: ops, messages: tuple[str, ...] = ()) -> tuple[Group, ...]:  # fmt: skip
+    """Turn ``(name, scenarios)`` pairs into :class:`Group` objects with ids ``prefix.g.c``.
+
+    The cases of the groups named in ``messages`` judge error messages too.
+    """
     out = []
     for g, (name, scenarios) in enumerate(groups):
-        cases = tuple(Case(f"{prefix}.{g}.{c}", make(s), tuple((n, tuple(a)) for n, a in ops(s))) for c, s in enumerate(scenarios))
+        cases = tuple(Case(f"{prefix}.{g}.{c}", make(s), tuple((n, tuple(a)) for n, a in ops(s)), name in messages)
+                      for c, s in enumerate(scenarios))
         out.append(Group(name, cases))
     return tuple(out)
 

@@ -151,23 +151,59 @@ def _show(data: Any) -> str:
 # -- outcomes -------------------------------------------------------------------------
 
 
-def outcome(call: Callable[[], Any]) -> list[Any]:
-    """What a call did, as JSON: ``["ok", value]`` or ``["raised", kind]``.
+def outcome(call: Callable[[], Any], args: Sequence[Any] = ()) -> list[Any]:
+    """What a call did, as JSON: ``["ok", value]`` or ``["raised", kind, facts]``.
 
     ``kind`` is the built-in class the exception is an instance of
     (``"KeyError"``, ...), so a candidate may raise subclasses of its own;
-    ``NotImplementedError`` and unexpected exceptions keep their name and message.
+    ``NotImplementedError`` and unexpected exceptions keep their name and
+    message (and carry no facts).  ``facts`` say what the message holds (see
+    :func:`message_facts`); they are compared only in the cases of an
+    error-message rule group (:attr:`Case.messages`).
     """
     try:
         return ["ok", encode(call())]
     except NotImplementedError as exc:
         return ["raised", f"NotImplementedError({_short(exc)})"]
     except _KINDS as exc:
-        return ["raised", next(kind.__name__ for kind in _KINDS if isinstance(exc, kind))]
+        return ["raised", next(kind.__name__ for kind in _KINDS if isinstance(exc, kind)), message_facts(exc, args)]
     except RecursionError as exc:
         return ["raised", f"RecursionError({_short(exc)})"]
     except Exception as exc:  # a candidate's bug: report it, never crash the check
         return ["raised", f"{type(exc).__name__}({_short(exc)})"]
+
+
+#: Argument names a message about a bad value may name.
+ARGUMENT_NAMES = ("estimated_tokens", "priority", "request_id", "server_id", "capacity", "gpu_memory_gb")
+
+
+def message_facts(exc: BaseException, args: Sequence[Any]) -> dict[str, Any]:
+    """What an error message holds: the call's string arguments it quotes as ``repr`` writes them,
+    the argument names it mentions, and its number of words."""
+    first = exc.args[0] if exc.args else ""
+    text = first if isinstance(first, str) else str(exc)
+    quotes = sorted({repr(a) for a in args if isinstance(a, str) and a and repr(a) in text})
+    return {"quotes": quotes, "names": [n for n in ARGUMENT_NAMES if n in text], "words": len(text.split())}
+
+
+def message_problem(got: Sequence[Any], want: Sequence[Any]) -> str:
+    """Why an error message breaks the course's message rules ('' when it does not), judged against the reference's.
+
+    An error about an id (the reference's message quotes it) must quote the
+    same ids as ``repr`` writes them and have at least six words; an error
+    about a bad value (it quotes no id) must name the argument(s) the
+    reference's names.
+    """
+    g, w = (got[2] if len(got) > 2 else {}), (want[2] if len(want) > 2 else {})
+    if w.get("quotes"):
+        missing = [q for q in w["quotes"] if q not in g.get("quotes", [])]
+        if missing:
+            return f"its message does not quote {', '.join(missing)} (quote the id as repr writes it)"
+        if g.get("words", 0) < 6:
+            return f"its message has {g.get('words', 0)} words (at least six, saying what to do next)"
+        return ""
+    missing = [n for n in w.get("names", []) if n not in g.get("names", [])]
+    return f"its message does not name {', '.join(missing)} (name the argument that is wrong)" if missing else ""
 
 
 def _short(exc: BaseException) -> str:
@@ -176,7 +212,7 @@ def _short(exc: BaseException) -> str:
 
 
 def show_outcome(result: Sequence[Any]) -> str:
-    status, value = result
+    status, value = result[0], result[1]
     return f"returned {show_value(value)}" if status == "ok" else f"raised {value}"
 
 
@@ -199,19 +235,26 @@ class Harness(Protocol):
 
 @dataclass(frozen=True)
 class Case:
-    """One graded script: ``make`` (how to build) and ``ops`` (the calls), with an id."""
+    """One graded script: ``make`` (how to build) and ``ops`` (the calls), with an id.
+
+    ``messages``: the case belongs to an error-message rule group, so the
+    messages of the errors it raises are judged too (:func:`message_problem`);
+    elsewhere only the kind of an error counts.
+    """
 
     id: str
     make: Any
     ops: tuple[tuple[str, tuple[Any, ...]], ...]
+    messages: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "make": encode(self.make), "ops": [[name, [encode(a) for a in args]] for name, args in self.ops]}
+        data = {"id": self.id, "make": encode(self.make), "ops": [[name, [encode(a) for a in args]] for name, args in self.ops]}
+        return dict(data, messages=True) if self.messages else data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Case:
         ops = tuple((name, tuple(decode(a) for a in args)) for name, args in data["ops"])
-        return cls(data["id"], decode(data["make"]), ops)
+        return cls(data["id"], decode(data["make"]), ops, bool(data.get("messages", False)))
 
 
 @dataclass(frozen=True)
@@ -240,7 +283,7 @@ def run_case(harness: Harness, impl: Any, case: Case) -> list[Any]:
     obj = built_obj[0]
     snapshot = getattr(harness, "snapshot", None)
     for name, args in case.ops:
-        result = outcome(lambda: getattr(obj, name)(*args))
+        result = outcome(lambda: getattr(obj, name)(*args), args)
         seen = outcome(lambda: getattr(obj, snapshot)()) if snapshot else ["ok", None]
         steps.append([result, seen])
     return steps
@@ -267,7 +310,7 @@ def first_difference(case: Case, got: Sequence[Any], want: Sequence[Any], snapsh
     """The first step where ``got`` differs from ``want`` (the reference's), naming what differs."""
     if not got:
         return Mismatch((), "no result (the run ended before this case)")
-    if not same(got[0], want[0]):
+    if not same(got[0][:2], want[0][:2]):
         theirs = "builds" if want[0][0] == "ok" else f"raises {want[0][1]}"
         return Mismatch((), f"building the object under test {show_outcome(got[0])}; the reference's {theirs}")
     for i, op in enumerate(case.ops, start=1):
@@ -276,9 +319,12 @@ def first_difference(case: Case, got: Sequence[Any], want: Sequence[Any], snapsh
         if i >= len(got):
             return Mismatch(prefix, f"{show_call(op)}: no result (the run stopped here)", before)
         (g_res, g_snap), (w_res, w_snap) = got[i], want[i]
-        if not same(g_res, w_res):
+        if not same(g_res[:2], w_res[:2]):
             return Mismatch(prefix, f"{show_call(op)} {show_outcome(g_res)}, the reference {show_outcome(w_res)}", before)
-        if not same(g_snap, w_snap):
+        problem = message_problem(g_res, w_res) if case.messages and w_res[0] == "raised" else ""
+        if problem:
+            return Mismatch(prefix, f"{show_call(op)} raised {w_res[1]} as it should, but {problem}", before)
+        if not same(g_snap if g_snap[0] == "ok" else g_snap[:2], w_snap if w_snap[0] == "ok" else w_snap[:2]):
             if g_snap[0] == "ok" and w_snap[0] == "ok":
                 fields = "; ".join(f"{path}: {show_value(a, 60)}, the reference {show_value(b, 60)}" for path, a, b in differing_fields(g_snap[1], w_snap[1]))
                 what = f"after {show_call(op)}, {snapshot}() differs: {fields}"

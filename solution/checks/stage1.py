@@ -41,6 +41,9 @@ def random_ops(seed: int, n: int = 300) -> list[Op]:
     return ops
 
 
+#: The group whose cases judge error messages too (quote the id, at least six words).
+MESSAGES = "error messages: quote the id, say what to do"
+
 #: Rule groups of stage 1: (name, scenarios).  Each scenario is a list of calls.
 #: Outside the tie-break group no route is a tie (the first request goes to a server while it is
 #: the only one, and capacities are coprime), so a wrong tie-break fails that group (and the
@@ -129,6 +132,16 @@ STAGE1_GROUPS: tuple[tuple[str, tuple[list[Op], ...]], ...] = (
             + _routes(("r2", 10)),
         ),
     ),
+    (
+        MESSAGES,
+        (
+            _servers(("a", 1, 80)) + _routes(("r1", 10))
+            + [("add_server", ("a", 1, 80)), ("remove_server", ("ghost",)), ("route_request", ("r1", 10)),
+               ("route_request", ("r2", 10)), ("complete_request", ("ghost",))],
+            _servers(("gpu-7", 2, 24)) + [("remove_server", ("gpu-7",)), ("remove_server", ("gpu-7",)), ("complete_request", ("req 9",)),
+                                            ("route_request", ("big one", 5000))],
+        ),
+    ),
     ("random operations against the reference (seeded)", tuple(random_ops(seed) for seed in range(8))),
 )
 
@@ -143,7 +156,7 @@ class LoadBalancerHarness:
         return impl.LoadBalancer()
 
 
-SPEC = StageSpec(1, "balancer", ("LoadBalancer",), LoadBalancerHarness(), lambda: as_groups("p1", STAGE1_GROUPS))
+SPEC = StageSpec(1, "balancer", ("LoadBalancer",), LoadBalancerHarness(), lambda: as_groups("p1", STAGE1_GROUPS, messages=(MESSAGES,)))
 
 
 def run_stage1(impl: ModuleType | None = None, *, echo: bool = True, only: str | None = None, strict: bool = True) -> CheckReport:

@@ -118,6 +118,9 @@ EXPIRE = ("expire", ())
 DONE = ("record_completion", ())
 RETRY = ("retry_after", ())
 
+#: The group whose cases judge error messages too (quote the id; name the bad argument).
+MESSAGES = "error messages: quote the id, name the bad argument"
+
 #: Rule groups of stage 2: (name, scenarios).  Each scenario is a list of calls on a QueueHarness.
 STAGE2_GROUPS: tuple[tuple[str, tuple[list[Op], ...]], ...] = (
     (
@@ -218,6 +221,15 @@ STAGE2_GROUPS: tuple[tuple[str, tuple[list[Op], ...]], ...] = (
             + _enqueue(("b", 10)) + _next(True, "s", 2),
         ),
     ),
+    (
+        MESSAGES,
+        (
+            [_create(max_depth=1)] + _enqueue(("a", 10)) + [("enqueue", ("a", 10)), ("cancel", ("ghost",)), ("dispatch", ("ghost", "s")),
+                                                            ("enqueue", ("b", 0)), ("enqueue", ("b", 10, -1)), ("enqueue", ("b", 2.5))],
+            [_create()] + _enqueue(("job 7", 100)) + _next(True, "s") + [("cancel", ("job 7",)), ("dispatch", ("job 7", "s")),
+                                                                       ("enqueue", ("x", 10, "high"))],
+        ),
+    ),
 )
 
 
@@ -271,7 +283,7 @@ RANDOM_GROUP = "random operations against the reference (seeded)"
 
 def public_groups() -> tuple[Group, ...]:
     """The check cells' groups: the rule groups, then 12 seeded random sequences."""
-    return as_groups("p2", STAGE2_GROUPS + ((RANDOM_GROUP, tuple(random_queue_ops(s) for s in range(12))),))
+    return as_groups("p2", STAGE2_GROUPS + ((RANDOM_GROUP, tuple(random_queue_ops(s) for s in range(12))),), messages=(MESSAGES,))
 
 
 SPEC = StageSpec(2, "request_queue", ("RequestQueue",), QueueHarnessMaker(), public_groups)

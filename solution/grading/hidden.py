@@ -9,6 +9,7 @@ sequences.  The reference's steps for them are recorded in
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def rename_ids(case: Case, rng: random.Random, new_id: str) -> Case:
         return value
 
     ops = tuple((name, tuple(rename(a) for a in args)) for name, args in case.ops)
-    return Case(new_id, case.make, ops)
+    return dataclasses.replace(case, id=new_id, ops=ops)
 
 
 def _fresh_random(spec: StageSpec, group: Group, number: int) -> tuple[Case, ...]:
