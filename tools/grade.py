@@ -34,12 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exercises", type=Path, default=ROOT, help="folder that contains the exercises/ package (default: this repository)")
     parser.add_argument("--report", type=Path, default=ROOT / "reports" / "grade.json", help="where to write the JSON report")
     parser.add_argument("--timeout", type=float, default=Limits.case_seconds, help="seconds allowed per case (default: %(default)s)")
+    parser.add_argument("--probe-timeout", type=float, default=Limits.probe_seconds,
+                        help="seconds allowed per probe: a cost measurement, the exact-ratio run (default: %(default)s)")
     parser.add_argument("--stage", type=int, action="append", help="grade only this stage (repeatable)")
     args = parser.parse_args(argv)
     folder = args.exercises.resolve()
     if not (folder / "exercises").is_dir():
         parser.error(f"{folder / 'exercises'} is not a folder; pass the folder that holds exercises/")
-    results = grade(folder, args.stage, Limits(case_seconds=args.timeout))
+    results = grade(folder, args.stage, Limits(case_seconds=args.timeout, probe_seconds=args.probe_timeout))
     digest = write_report(report(results, folder), args.report)
     print(table(results))
     print(f"report: {args.report} (sha256 {digest})")
