@@ -57,7 +57,7 @@ def no_capacity() -> Callable[[], AbstractContextManager[pytest.ExceptionInfo[Ru
 
 
 class TestTimeout(BaseException):
-    """A test ran past ``LB_TEST_TIMEOUT`` seconds (the grader sets it).
+    """A test ran past ``LB_TEST_TIMEOUT`` seconds (set it to run a candidate's code with a limit).
 
     A BaseException, not an Exception, so that hypothesis does not catch it
     and replay the hanging example without a time limit.

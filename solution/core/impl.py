@@ -7,8 +7,8 @@ here, so one environment variable switches all of them::
     LB_IMPL=exercises  # the candidate's package (the default in notebooks)
 
 ``LB_EXERCISES_PATH`` names the folder that holds the ``exercises`` package
-to use instead of the repository's own (the grader sets it to a
-candidate's checkout).
+to use instead of the repository's own (a candidate's checkout, to run
+the public tests on it).
 
 The candidate's bundle (``tools/make_bundle.py``) ships ``solution`` without
 the reference modules.  There ``impl_name`` defaults to ``exercises`` even

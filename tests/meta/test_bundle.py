@@ -40,8 +40,8 @@ from make_exercises import EXERCISES  # noqa: E402
 
 pytestmark = [pytest.mark.meta, pytest.mark.slow]
 
-#: A check cell's tag (``check-cell``; ``nbval-check-output`` in notebooks built before the rename).
-CHECK_TAGS = ("check-cell", "nbval-check-output")
+#: A check cell's tag.
+CHECK_TAGS = ("check-cell",)
 EXERCISE_NOTEBOOKS = {Path(e.notebook).name for e in EXERCISES}
 #: An editable install of the repository maps ``solution.*`` to the repository's folder even
 #: when the bundle's ``solution`` comes first on the path: this drops that finder at start-up.
