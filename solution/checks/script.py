@@ -32,6 +32,7 @@ __all__ = [
     "Harness",
     "Mismatch",
     "encode",
+    "exception_kind",
     "decode",
     "outcome",
     "run_case",
@@ -163,14 +164,21 @@ def outcome(call: Callable[[], Any], args: Sequence[Any] = ()) -> list[Any]:
     """
     try:
         return ["ok", encode(call())]
-    except NotImplementedError as exc:
-        return ["raised", f"NotImplementedError({_short(exc)})"]
-    except _KINDS as exc:
-        return ["raised", next(kind.__name__ for kind in _KINDS if isinstance(exc, kind)), message_facts(exc, args)]
-    except RecursionError as exc:
-        return ["raised", f"RecursionError({_short(exc)})"]
-    except Exception as exc:  # a candidate's bug: report it, never crash the check
-        return ["raised", f"{type(exc).__name__}({_short(exc)})"]
+    except Exception as exc:  # a candidate's bug too: report it, never crash the check
+        kind = exception_kind(exc)
+        return ["raised", kind, message_facts(exc, args)] if kind else ["raised", f"{type(exc).__name__}({_short(exc)})"]
+
+
+def exception_kind(exc: BaseException) -> str | None:
+    """The built-in kind of a deliberate error (``"KeyError"``, ...), or None for one that is not.
+
+    ``NotImplementedError`` (a stub) and ``RecursionError`` (a runaway) are
+    ``RuntimeError`` subclasses but never an answer: a stub or an endless
+    recursion must not pass for ``NoCapacityError``.
+    """
+    if isinstance(exc, (NotImplementedError, RecursionError)):
+        return None
+    return next((kind.__name__ for kind in _KINDS if isinstance(exc, kind)), None)
 
 
 #: Argument names a message about a bad value may name.
