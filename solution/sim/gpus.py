@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from solution.core.latency import LatencyModel
 from solution.sim.validate import require_number
 
 __all__ = ["GpuSpec", "GPU_PRESETS", "ModelSpec", "ServerTiming", "gpu_preset"]
@@ -125,6 +126,22 @@ class ModelSpec:
             t_base=self.weight_bytes / bandwidth,
             t_decode=self.kv_bytes_per_token * self.typical_context / bandwidth + token_compute,
             t_chunk=chunk * token_compute,
+        )
+
+    def latency_model(self, gpu: GpuSpec, token_budget: int = 512) -> LatencyModel:
+        """The roofline latency model of this model on ``gpu`` (see :mod:`solution.core.latency`).
+
+        ``weights_s`` and ``kv_s`` are memory times (bytes over the usable
+        bandwidth), ``token_s`` the compute time of one token (``2 * params``
+        FLOPs over the usable FLOPS); ``token_budget`` is the most tokens one
+        iteration processes.
+        """
+        bandwidth = gpu.bandwidth_gb_s * 1e9 * self.bandwidth_efficiency
+        return LatencyModel(
+            weights_s=self.weight_bytes / bandwidth,
+            kv_s=self.kv_bytes_per_token * self.typical_context / bandwidth,
+            token_s=2.0 * self.params / (gpu.tflops * 1e12 * self.compute_efficiency),
+            token_budget=token_budget,
         )
 
     def default_capacity(self, gpu: GpuSpec) -> int:
