@@ -103,6 +103,34 @@ class Results:
     def count(self, outcome: Outcome) -> int:
         return int(np.count_nonzero(self.outcome == outcome))
 
+    def meets_slo(self, ttft: float, tpot: float) -> np.ndarray:
+        """Per request: completed with a time to first token <= ``ttft`` and a TPOT <= ``tpot`` (seconds).
+
+        A request without a TPOT (one output token, or classic mode) is
+        judged on its TTFT alone.  O(n).
+
+        Raises:
+            ValueError: a bound that is not a number > 0.
+        """
+        for name, bound in (("ttft", ttft), ("tpot", tpot)):
+            if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0:
+                raise ValueError(f"the {name} SLO must be a number of seconds > 0, got {bound!r}")
+        tpot_ok = np.isnan(self.tpot) | (self.tpot <= tpot)
+        return (self.outcome == Outcome.COMPLETED) & (self.ttft <= ttft) & tpot_ok
+
+    def goodput(self, ttft: float, tpot: float, warmup: float = 0.0) -> float:
+        """Requests per second that completed within both SLOs (see :meth:`meets_slo`).
+
+        Measured over the same window as :meth:`summary` (arrivals at or
+        after ``warmup``, to the last of their finishes), so it compares
+        with ``summary(warmup).throughput_rps``.  O(n).
+        """
+        keep = self.arrival >= warmup
+        if not keep.any():
+            raise ValueError(f"no request arrives after the warm-up of {warmup} s; lower it")
+        span = max(float(self.finish[keep].max()) - float(self.arrival[keep].min()), 1e-300)
+        return float(np.count_nonzero(self.meets_slo(ttft, tpot)[keep]) / span)
+
     # -- over time -------------------------------------------------------
 
     def time_grid(self, points: int = 200) -> np.ndarray:
