@@ -98,19 +98,23 @@ class LatencyModel:
     def prefill_time(self, prompt_tokens: int, batch: int = 0) -> float:
         """Seconds to prefill a prompt that joins ``batch`` decoding sequences.
 
-        The prompt gets what is left of each iteration's token budget after
-        the ``batch`` decoders' tokens (at least one token), so it needs
-        ``ceil(prompt / chunk)`` iterations of ``batch + 1`` sequences.
+        Each iteration the ``batch`` decoders take one token each and the
+        prompt gets the rest of the token budget, ``chunk = max(1,
+        token_budget - batch)`` tokens; so the prefill lasts ``prompt /
+        chunk`` iterations of ``batch + 1`` sequences processing ``batch +
+        chunk`` tokens.  The count of iterations is fractional, as in the
+        simulator's fluid model (a prompt shorter than the budget pays its
+        share of a full-budget iteration, not a whole iteration); this is
+        exactly what :mod:`solution.sim.server` produces for the same batch.
         """
         if prompt_tokens <= 0:
             return 0.0
         chunk = max(1, self.token_budget - batch)
-        iterations = math.ceil(prompt_tokens / chunk)
-        return iterations * self.iteration_time(batch + 1, batch + min(chunk, prompt_tokens))
+        return prompt_tokens / chunk * self.iteration_time(batch + 1, batch + chunk)
 
     def ttft(self, prompt_tokens: int, batch: int = 0) -> float:
-        """Time to first token: the prefill (the first token comes out of its last iteration)."""
-        return max(self.prefill_time(prompt_tokens, batch), self.decode_step(batch + 1))
+        """Time to first token: the prefill (the first token comes out of its last iteration; 0 with no prompt)."""
+        return self.prefill_time(prompt_tokens, batch)
 
     def e2e(self, prompt_tokens: int, output_tokens: int, batch: int = 0) -> float:
         """End-to-end seconds of a request that joins a batch of ``batch`` sequences (held at ``batch + 1``)."""
