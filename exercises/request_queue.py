@@ -13,18 +13,32 @@ Each waiting request has a *key*; smaller goes first, ties by arrival:
 
 * ``fifo``: arrival order.
 * ``priority``: ``-priority``: the highest class first, FIFO within a class.
-* ``sjf``: shortest job first with linear aging.  A request that has waited
-  ``w`` seconds counts as ``estimated_tokens - aging_rate * w`` tokens.  At
-  any instant ``now`` that is ``(estimated_tokens + aging_rate * arrival) -
-  aging_rate * now``, and the last term is the same for every request, so the
-  order is that of the fixed key ``estimated_tokens + aging_rate * arrival``:
-  a heap keeps it, nothing is re-sorted as time passes.
+* ``sjf``: shortest job first with linear aging.  A request's *size* is
+  its expected service time in output-token equivalents,
+  ``size = output + prompt_token_weight * prompt`` (``policy.job_size``):
+  an output token costs a whole decode iteration, a prompt token a small
+  share of one prefill iteration (``prompt_token_weight``, about 1/114 on
+  the reference A100; :mod:`solution.core.latency`).  ``enqueue(...,
+  prompt_tokens=p)`` gives the split (``output = estimated_tokens - p``);
+  without it every token counts as an output token (``size =
+  estimated_tokens``), as stage 1's single number does.  A request that
+  has waited ``w`` seconds counts as ``size - aging_rate * w``.  At any
+  instant ``now`` that is ``(size + aging_rate * arrival) - aging_rate *
+  now``, and the last term is the same for every request, so the order is
+  that of the fixed key ``size + aging_rate * arrival``: a heap keeps it,
+  nothing is re-sorted as time passes.
+
+  What the single number still hides: the output length is an estimate
+  (the hard part to predict; the prompt is known exactly), and the price of
+  a decode iteration grows with the batch the request joins, which the
+  queue does not know.  SJF needs the order right, not the seconds.
 
   *Bounded wait.*  If B arrives ``d`` seconds after A, B goes first only when
-  ``tokens_B + aging_rate * d < tokens_A``.  Since ``tokens_B >= 1``, no
-  request arriving ``(tokens_A - 1) / aging_rate`` seconds or more after A
-  is served before A (on a server A fits): A waits at most as long as the
-  requests that arrived before that moment take to be served.
+  ``size_B + aging_rate * d < size_A``.  Since ``size_B >= 0``, no request
+  arriving ``size_A / aging_rate`` seconds or more after A is served before
+  A (on a server A fits): ``(size_A - 1) / aging_rate`` when no split is
+  given (then ``size_B >= 1``).  A waits at most as long as the requests
+  that arrived before that moment take to be served.
 
 Head-of-line blocking and skipped requests
 ------------------------------------------
@@ -46,8 +60,11 @@ reserved request leaves (dispatched, cancelled or timed out).
 Backpressure
 ------------
 With ``max_depth`` requests waiting, ``enqueue`` returns
-:class:`~solution.core.queue_types.Rejected` (HTTP 429) with a ``Retry-After``
-of ``max(1, ceil(s))`` whole seconds, where ``s`` is the time the cluster
+:class:`~solution.core.queue_types.Rejected` with the policy's
+``reject_status`` (503 Service Unavailable by default: a full queue is a
+server-wide overload, RFC 9110; 429 Too Many Requests is for a client over
+its own rate limit, RFC 6585, as in stage 6) and a ``Retry-After`` of
+``max(1, ceil(s))`` whole seconds, where ``s`` is the time the cluster
 needs, at its recent completion rate, to serve everyone waiting and then
 this request::
 
@@ -77,7 +94,7 @@ message as written).  A message about an id quotes it as ``repr`` writes it
 (``{request_id!r}`` gives ``'a'``) and says what to do next, in at least six
 words, e.g. ``request 'a' is already waiting; cancel it first, or submit the
 new one under another id``.  A message about a bad argument names the
-argument (``estimated_tokens``, ``priority``); ``solution.core.validate``'s
+argument (``estimated_tokens``, ``priority``, ``prompt_tokens``); ``solution.core.validate``'s
 helpers write such messages.
 
 Costs (n requests waiting)
@@ -124,8 +141,8 @@ class RequestQueue:
     >>> _ = q.enqueue("chat", 200, priority=1)
     >>> q.peek().request_id                  # the higher class goes first
     'chat'
-    >>> q.enqueue("third", 100).status       # full: 429 Too Many Requests
-    429
+    >>> q.enqueue("third", 100).status       # full: 503 Service Unavailable (the policy's reject_status)
+    503
     >>> clock.advance(1.5)
     1.5
     >>> q.dispatch("chat", "gpu-0")
@@ -162,30 +179,39 @@ class RequestQueue:
         # TODO: is the request waiting?
         raise NotImplementedError("Stage 2: RequestQueue.__contains__ is not implemented yet; see notebooks/02_queuing.ipynb")
 
-    def enqueue(self, request_id: str, estimated_tokens: int, priority: int = 0) -> Queued | Rejected:
+    def enqueue(
+        self, request_id: str, estimated_tokens: int, priority: int = 0, prompt_tokens: int | None = None
+    ) -> Queued | Rejected:
         """Add a request that found no free server.  O(log n).
+
+        ``prompt_tokens`` (optional) is how many of ``estimated_tokens`` are
+        the prompt's; only SJF reads it (its size; see the module docstring).
+        Large or small is decided by ``estimated_tokens`` (memory holds every
+        token).
 
         Returns its :class:`Queued` receipt (arrival ``at`` = now, ``deadline
         = at + max_wait`` or ``None``), or, when ``max_depth`` requests
-        already wait, :class:`Rejected` with status 429 and the
-        ``Retry-After`` of :meth:`retry_after`; a rejected request is not
-        kept.
+        already wait, :class:`Rejected` with the policy's ``reject_status``
+        (503 by default) and the ``Retry-After`` of :meth:`retry_after`; a
+        rejected request is not kept.
 
         Checks in this order, so when several apply the first one decides:
         the arguments (``TypeError`` / ``ValueError``), then a duplicate id
         (``AlreadyWaitingError``), then the depth (``Rejected``).  A request
         whose id is already waiting in a full queue raises
-        ``AlreadyWaitingError``; it is not rejected with 429.
+        ``AlreadyWaitingError``; it is not rejected.
 
         Raises:
             TypeError / ValueError: ``request_id`` is not a non-empty ``str``,
                 ``estimated_tokens`` not an ``int`` >= 1, ``priority`` not an
-                ``int`` >= 0.  The message names the argument.
+                ``int`` >= 0, ``prompt_tokens`` neither ``None`` nor an
+                ``int`` in ``[0, estimated_tokens]``.  The message names the
+                argument.
             AlreadyWaitingError (a ValueError): the id is already waiting,
                 whether or not the queue is full.  The message quotes the id
                 (``'a'``) and says what to do.
         """
-        # TODO: validate, reject with 429 when full, else record the request under its ordering key
+        # TODO: validate, reject (policy.reject_status) when full, else record the request under its ordering key
         raise NotImplementedError("Stage 2: RequestQueue.enqueue is not implemented yet; see notebooks/02_queuing.ipynb")
 
     def peek(self, large_ok: bool = True) -> Queued | None:

@@ -42,6 +42,12 @@ def test_policy_defaults_and_normalised_ordering():
         ({"scale_up_depth": -1}, ValueError),
         ({"scale_up_after": -0.5}, ValueError),
         ({"scale_up_after": False}, TypeError),
+        ({"prompt_token_weight": -0.1}, ValueError),
+        ({"prompt_token_weight": math.inf}, ValueError),
+        ({"prompt_token_weight": "0.01"}, TypeError),
+        ({"reject_status": 500}, ValueError),
+        ({"reject_status": 503.0}, TypeError),
+        ({"reject_status": True}, TypeError),
     ],
 )
 def test_policy_rejects_bad_values(kwargs, error):
@@ -49,10 +55,23 @@ def test_policy_rejects_bad_values(kwargs, error):
         QueuePolicy(**kwargs)
 
 
+def test_the_default_rejection_is_503_and_a_prompt_token_costs_about_a_hundredth():
+    """503 for a full queue (RFC 9110); the weight is the reference model's prefill token over a decode step."""
+    from solution.core.latency import REFERENCE_MODEL
+    from solution.core.queue_types import PROMPT_TOKEN_WEIGHT
+
+    assert QueuePolicy().reject_status == 503 and QueuePolicy(reject_status=429).reject_status == 429
+    assert QueuePolicy().prompt_token_weight == PROMPT_TOKEN_WEIGHT == REFERENCE_MODEL.token_s / REFERENCE_MODEL.decode_step(1)
+    assert 1 / 200 < PROMPT_TOKEN_WEIGHT < 1 / 50
+    p = QueuePolicy(prompt_token_weight=0.25)
+    assert p.job_size(100) == 100.0 and type(p.job_size(100)) is float
+    assert p.job_size(100, 40) == 60 + 0.25 * 40 and p.job_size(100, 0) == 100.0
+
+
 def test_outcomes_compare_by_kind_and_fields():
     assert Cancelled("r", 1.0, 1.0) != TimedOut("r", 1.0, 1.0)
     assert Dispatched("r", "s", 0.0, 0.0) == Dispatched("r", "s", 0.0, 0.0)
-    assert Rejected("r", 0.0, 7).headers == {"Retry-After": "7"} and Rejected("r", 0.0, 7).status == 429
+    assert Rejected("r", 0.0, 7).headers == {"Retry-After": "7"} and Rejected("r", 0.0, 7).status == 503
 
 
 def test_errors_subclass_builtins_and_the_stage1_types():

@@ -48,7 +48,10 @@ class QueueHarness:
     def advance(self, seconds: float) -> float:
         return self.clock.advance(seconds)
 
-    def enqueue(self, request_id: Any, estimated_tokens: Any, priority: Any = 0) -> Any:
+    def enqueue(self, request_id: Any, estimated_tokens: Any, priority: Any = 0, *prompt_tokens: Any) -> Any:
+        """``enqueue``; a fourth value is passed as ``prompt_tokens=`` (cases without it never pass it)."""
+        if prompt_tokens:
+            return self.queue.enqueue(request_id, estimated_tokens, priority, prompt_tokens=prompt_tokens[0])
         return self.queue.enqueue(request_id, estimated_tokens, priority)
 
     def peek(self, large_ok: Any = True) -> Any:
@@ -149,6 +152,13 @@ STAGE2_GROUPS: tuple[tuple[str, tuple[list[Op], ...]], ...] = (
              ("advance", (10.0,)), ("enqueue", ("newer", 200))] + _next(True, "s", 3),
             [_create(ordering="sjf", aging_rate=4.0), ("enqueue", ("a", 100)), ("advance", (24.75,)), ("enqueue", ("b", 1)),
              ("advance", (0.25,)), ("enqueue", ("c", 1))] + _next(True, "s", 3),
+            # the size is output + prompt_token_weight * prompt: a long prompt with a short answer is a short job
+            [_create(ordering="sjf", aging_rate=1.0)] + _enqueue(("chat", 300, 0, 50), ("doc", 4000, 0, 3990), ("plain", 100),
+                                                                 ("echo", 20, 0, 20), ("long-answer", 2100, 0, 100))
+            + _next(True, "s", 5),
+            [_create(ordering="sjf", aging_rate=2.0, prompt_token_weight=0.5)] + _enqueue(("a", 300, 0, 200)) + [ADVANCE]
+            + _enqueue(("b", 300, 0, 250), ("c", 197)) + _next(True, "s", 3),
+            [_create(ordering="sjf", prompt_token_weight=0)] + _enqueue(("x", 900, 1, 900), ("y", 10, 1, 0)) + _next(True, "s", 2),
         ),
     ),
     (
@@ -171,7 +181,7 @@ STAGE2_GROUPS: tuple[tuple[str, tuple[list[Op], ...]], ...] = (
         ),
     ),
     (
-        "max depth: 429 with a Retry-After from depth and completion rate",
+        "max depth: reject (503, or the policy's 429) with a Retry-After from depth and completion rate",
         (
             [_create(max_depth=2)] + _enqueue(("a", 10), ("b", 10), ("c", 10)) + [RETRY] + _next(True, "s") + _enqueue(("c", 10), ("d", 10)),
             [_create(max_depth=3, rate_window=10.0)] + _enqueue(("a", 10), ("b", 10), ("c", 10)) + [ADVANCE, DONE, ADVANCE, DONE, RETRY]
@@ -179,6 +189,7 @@ STAGE2_GROUPS: tuple[tuple[str, tuple[list[Op], ...]], ...] = (
             [_create(max_depth=0), ADVANCE, ("enqueue", ("a", 10)), DONE, ("advance", (0.5,)), DONE, ("enqueue", ("b", 10))],
             [_create(max_depth=1, max_wait=2.5)] + _enqueue(("a", 10), ("b", 10)) + [ADVANCE, DONE, DONE, DONE, DONE, RETRY,
                                                                                          ("enqueue", ("c", 10))],
+            [_create(max_depth=1, reject_status=429)] + _enqueue(("a", 10), ("b", 10, 0, 5)) + [ADVANCE, DONE, ("enqueue", ("c", 10))],
         ),
     ),
     (
@@ -215,7 +226,8 @@ STAGE2_GROUPS: tuple[tuple[str, tuple[list[Op], ...]], ...] = (
         (
             [_create(max_depth=3, max_wait=5.0)] + _enqueue(("a", 10))
             + _enqueue(("a", 10), ("", 10), (None, 10), (7, 10), ("b", 0), ("b", -1), ("b", True), ("b", 1.5), ("b", "10"),
-                       ("b", 10, -1), ("b", 10, True), ("b", 10, 0.5))
+                       ("b", 10, -1), ("b", 10, True), ("b", 10, 0.5), ("b", 10, 0, 11), ("b", 10, 0, -1), ("b", 10, 0, 1.5),
+                       ("b", 10, 0, True), ("b", 10, 0, "3"))
             + [("dispatch", ("ghost", "s")), ("dispatch", ("a", "")), ("dispatch", ("a", None)), ("dispatch", (None, "s")),
                ("cancel", ("ghost",)), ("cancel", ("",)), ("cancel", (3,)), ("peek", (1,)), ("peek", (None,))]
             + _enqueue(("b", 10)) + _next(True, "s", 2),
@@ -225,7 +237,8 @@ STAGE2_GROUPS: tuple[tuple[str, tuple[list[Op], ...]], ...] = (
         MESSAGES,
         (
             [_create(max_depth=1)] + _enqueue(("a", 10)) + [("enqueue", ("a", 10)), ("cancel", ("ghost",)), ("dispatch", ("ghost", "s")),
-                                                            ("enqueue", ("b", 0)), ("enqueue", ("b", 10, -1)), ("enqueue", ("b", 2.5))],
+                                                            ("enqueue", ("b", 0)), ("enqueue", ("b", 10, -1)), ("enqueue", ("b", 2.5)),
+                                                            ("enqueue", ("b", 10, 0, 11))],
             [_create()] + _enqueue(("job 7", 100)) + _next(True, "s") + [("cancel", ("job 7",)), ("dispatch", ("job 7", "s")),
                                                                        ("enqueue", ("x", 10, "high"))],
         ),
@@ -241,6 +254,8 @@ def random_queue_ops(seed: int, n: int = 200) -> list[Op]:
         "max_depth": rng.choice([None, 0, 3, 8]),
         "max_wait": rng.choice([None, 2.0, 5.5]),
         "aging_rate": rng.choice([1.0, 50.0]),
+        "prompt_token_weight": rng.choice([0.0, 0.25, 1.0]),
+        "reject_status": rng.choice([503, 429]),
         "max_skips": rng.choice([1, 2, 3]),
         "rate_window": rng.choice([4.0, 60.0]),
         "scale_up_depth": rng.choice([None, 2]),
@@ -252,7 +267,11 @@ def random_queue_ops(seed: int, n: int = 200) -> list[Op]:
         kind = rng.choices(kinds, weights=(8, 5, 5, 1, 2, 2, 3, 1, 1))[0]
         rid = f"r{rng.randrange(24)}"
         if kind == "enqueue":
-            ops.append(("enqueue", (rid, rng.choice([1, 50, 800, 4096, 4097, 30_000]), rng.randrange(4))))
+            tokens = rng.choice([1, 50, 800, 4096, 4097, 30_000])
+            spec: tuple[Any, ...] = (rid, tokens, rng.randrange(4))
+            if rng.random() < 0.5:
+                spec += (rng.choice([0, tokens // 2, tokens - 1, tokens]),)  # with the prompt/output split
+            ops.append(("enqueue", spec))
         elif kind == "advance":
             ops.append(("advance", (rng.choice([0.0, 0.25, 0.5, 1.0, 2.5]),)))
         elif kind == "next":

@@ -8,7 +8,8 @@ candidate's queue both work in it.
 * ``submit``: try ``route_request``; on ``NoCapacityError`` (any
   ``RuntimeError`` but ``NotImplementedError`` and ``RecursionError``, which
   are bugs, not a full cluster) the request waits in the queue, or is
-  rejected with 429 when the queue is full.
+  rejected when the queue is full (the policy's ``reject_status``: 503 by
+  default, with ``Retry-After``).
 * ``complete``: ``complete_request``, ``record_completion``, then the freed
   slot goes at once to the best waiting request that fits the freed server
   (``peek(large_ok=...)``: a 40 GB server takes only small requests, so a
@@ -68,7 +69,9 @@ class QueueLike(Protocol):
 
     def __len__(self) -> int: ...
     def __contains__(self, request_id: object) -> bool: ...
-    def enqueue(self, request_id: str, estimated_tokens: int, priority: int = 0) -> Queued | Rejected: ...
+    def enqueue(
+        self, request_id: str, estimated_tokens: int, priority: int = 0, prompt_tokens: int | None = None
+    ) -> Queued | Rejected: ...
     def peek(self, large_ok: bool = True) -> Queued | None: ...
     def dispatch(self, request_id: str, server_id: str) -> Dispatched: ...
     def cancel(self, request_id: str) -> Cancelled: ...
@@ -165,8 +168,14 @@ class Gateway:
 
     # -- requests -----------------------------------------------------------------
 
-    def submit(self, request_id: str, estimated_tokens: int, priority: int = 0) -> Dispatched | Queued | Rejected:
-        """A request arrives: dispatch it, queue it, or reject it with 429.
+    def submit(
+        self, request_id: str, estimated_tokens: int, priority: int = 0, prompt_tokens: int | None = None
+    ) -> Dispatched | Queued | Rejected:
+        """A request arrives: dispatch it, queue it, or reject it (503 by default, with ``Retry-After``).
+
+        ``prompt_tokens`` (how many of ``estimated_tokens`` are the prompt's)
+        is passed to the queue, whose SJF ordering prices prompt and output
+        tokens apart; the balancer still gets ``estimated_tokens``.
 
         Raises:
             TypeError / ValueError: bad arguments (as ``RequestQueue.enqueue``).
@@ -176,6 +185,8 @@ class Gateway:
         require_id(request_id, "request_id")
         require_int(estimated_tokens, "estimated_tokens")
         require_int(priority, "priority", minimum=0)
+        if prompt_tokens is not None:
+            require_int(prompt_tokens, "prompt_tokens", minimum=0, maximum=estimated_tokens)
         self.expire()
         if request_id in self._where:
             raise DuplicateRequestError(
@@ -190,7 +201,10 @@ class Gateway:
             outcome: Dispatched | Queued | Rejected = Dispatched(request_id, server_id, float(self._clock()), 0.0)
             self._report(outcome)
             return outcome
-        outcome = self.queue.enqueue(request_id, estimated_tokens, priority)
+        if prompt_tokens is None:
+            outcome = self.queue.enqueue(request_id, estimated_tokens, priority)
+        else:
+            outcome = self.queue.enqueue(request_id, estimated_tokens, priority, prompt_tokens=prompt_tokens)
         if isinstance(outcome, Rejected):
             self._report(outcome)
         return outcome

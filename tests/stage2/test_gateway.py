@@ -51,12 +51,24 @@ def test_a_full_cluster_queues_and_the_freed_slot_goes_to_the_head(impl):
     assert s.gw.in_flight() == {"b": "gpu-0"} and s.queue.waiting() == ["c"]
 
 
-def test_a_full_queue_answers_429_with_retry_after(impl):
+def test_the_gateway_passes_the_prompt_split_to_the_queue(impl):
+    """SJF at the gateway: a long prompt with a short answer is a short job; the balancer still gets the total."""
+    s = Setup(impl, [("gpu-0", 1, 80)], ordering="sjf")
+    s.gw.submit("busy", 100)
+    s.gw.submit("chat", 300, prompt_tokens=50)
+    s.gw.submit("doc", 4000, prompt_tokens=3990)
+    assert s.queue.waiting() == ["doc", "chat"]
+    with pytest.raises(ValueError, match="prompt_tokens"):
+        s.gw.submit("bad", 10, prompt_tokens=11)
+    assert s.gw.complete("busy") == [Dispatched("doc", "gpu-0", 0.0, 0.0)]
+
+
+def test_a_full_queue_answers_503_with_retry_after(impl):
     s = Setup(impl, [("gpu-0", 1, 80)], max_depth=1)
     s.gw.submit("a", 100)
     s.gw.submit("b", 100)
     rejected = s.gw.submit("c", 100)
-    assert isinstance(rejected, Rejected) and rejected.status == 429 and rejected.retry_after >= 1
+    assert isinstance(rejected, Rejected) and rejected.status == 503 and rejected.retry_after >= 1
     assert s.outcomes[-1] == rejected
 
 

@@ -8,9 +8,10 @@ the reservation.  After every step it checks:
 * the depth never exceeds ``max_depth`` and equals the model's;
 * the ordering's guarantee: ``peek`` names the reserved request, else the
   fitting request with the smallest key (FIFO: the oldest; priority: the
-  highest class, oldest first; SJF: ``tokens + aging_rate * arrival``), and
-  under SJF no request is served before a fitting one that arrived
-  ``(tokens - 1) / aging_rate`` seconds or more earlier;
+  highest class, oldest first; SJF: ``size + aging_rate * arrival`` with
+  ``size = output + prompt_token_weight * prompt``, or ``tokens`` without a
+  split), and under SJF no request B is served before a fitting one A that
+  arrived ``(size_A - size_B) / aging_rate`` seconds or more earlier;
 * every request is accounted for exactly once: each ``enqueue`` ends, or
   will end, in exactly one of dispatched / rejected / timed out / cancelled,
   and the stats' counts agree;
@@ -35,9 +36,10 @@ pytestmark = pytest.mark.stage2
 REQUEST_IDS = st.sampled_from([f"r{i}" for i in range(12)])
 TOKENS = st.sampled_from([1, 40, 700, 4096, 4097, 20_000])
 STEPS = st.sampled_from([0.0, 0.25, 0.5, 1.0, 3.0])
+PROMPT_SHARES = st.sampled_from([None, 0.0, 0.5, 0.99, 1.0])  # None: no split given
 
 POLICIES = {
-    "fifo": QueuePolicy(ordering="fifo", max_depth=5, max_wait=4.0, max_skips=2),
+    "fifo": QueuePolicy(ordering="fifo", max_depth=5, max_wait=4.0, max_skips=2, reject_status=429),
     "priority": QueuePolicy(ordering="priority", max_depth=5, max_wait=6.0, max_skips=3),
     "sjf": QueuePolicy(ordering="sjf", max_depth=6, max_wait=None, aging_rate=400.0, max_skips=2),
 }
@@ -57,8 +59,13 @@ def make_machine(impl: Any, policy: QueuePolicy) -> type[RuleBasedStateMachine]:
 
         # -- the model's rules ---------------------------------------------------------
 
-        def key(self, tokens: int, priority: int, at: float) -> tuple[float, int]:
-            primary = {"fifo": 0.0, "priority": float(-priority), "sjf": tokens + policy.aging_rate * at}[policy.ordering.value]
+        @staticmethod
+        def size(tokens: int, prompt: int | None) -> float:
+            """SJF's size: output tokens plus prompt tokens at their weight; every token when no split is given."""
+            return float(tokens) if prompt is None else (tokens - prompt) + policy.prompt_token_weight * prompt
+
+        def key(self, size: float, priority: int, at: float) -> tuple[float, int]:
+            primary = {"fifo": 0.0, "priority": float(-priority), "sjf": size + policy.aging_rate * at}[policy.ordering.value]
             return (primary, self.seq)
 
         def expected_head(self, large_ok: bool) -> str | None:
@@ -75,24 +82,27 @@ def make_machine(impl: Any, policy: QueuePolicy) -> type[RuleBasedStateMachine]:
 
         # -- rules ---------------------------------------------------------------------------
 
-        @rule(rid=REQUEST_IDS, tokens=TOKENS, priority=st.integers(0, 2))
-        def enqueue(self, rid: str, tokens: int, priority: int) -> None:
+        @rule(rid=REQUEST_IDS, tokens=TOKENS, priority=st.integers(0, 2), share=PROMPT_SHARES)
+        def enqueue(self, rid: str, tokens: int, priority: int, share: float | None) -> None:
+            prompt = None if share is None else int(tokens * share)
+            split = {} if prompt is None else {"prompt_tokens": prompt}
             if rid in self.model:
                 with pytest.raises(ValueError):
-                    self.q.enqueue(rid, tokens, priority)
+                    self.q.enqueue(rid, tokens, priority, **split)
                 return
             self.submitted += 1
-            result = self.q.enqueue(rid, tokens, priority)
+            result = self.q.enqueue(rid, tokens, priority, **split)
             now = self.clock.now
             if policy.max_depth is not None and len(self.model) >= policy.max_depth:
-                assert isinstance(result, Rejected) and result.status == 429 and result.at == now
+                assert isinstance(result, Rejected) and result.status == policy.reject_status and result.at == now
                 assert type(result.retry_after) is int and result.retry_after >= 1
                 self.ends["rejected"] += 1
                 return
             deadline = None if policy.max_wait is None else now + policy.max_wait
             assert result == Queued(rid, tokens, priority, now, deadline)
-            self.model[rid] = {"key": self.key(tokens, priority, now), "large": tokens > policy.large_request_tokens,
-                               "at": now, "tokens": tokens, "deadline": deadline, "skips": 0}  # fmt: skip
+            size = self.size(tokens, prompt)
+            self.model[rid] = {"key": self.key(size, priority, now), "large": tokens > policy.large_request_tokens,
+                               "at": now, "size": size, "deadline": deadline, "skips": 0}  # fmt: skip
             self.seq += 1
 
         @rule(step=STEPS)
@@ -125,7 +135,7 @@ def make_machine(impl: Any, policy: QueuePolicy) -> type[RuleBasedStateMachine]:
             if policy.ordering.value == "sjf" and expected != self.reserved:
                 for rid, other in self.model.items():
                     if other["key"][1] < mine["key"][1] and (large_ok or not other["large"]):  # fits, arrived earlier
-                        late = mine["at"] - other["at"] >= (other["tokens"] - 1) / policy.aging_rate
+                        late = mine["at"] - other["at"] >= (other["size"] - mine["size"]) / policy.aging_rate + 1e-9
                         assert not late, f"SJF served {expected} before {rid}, which arrived long enough before it"
             if not mine["large"] and self.reserved is None:
                 larges = [(m["key"], rid) for rid, m in self.model.items() if m["large"]]

@@ -148,6 +148,44 @@ def test_sjf_bounded_wait_exact_boundary(make_queue):
     assert drain(q) == ["early", "a"]
 
 
+def test_sjf_prices_a_prompt_token_below_an_output_token(make_queue):
+    """Size = output + prompt_token_weight * prompt: a 4,000-token document with a 10-token answer
+    goes before a 300-token chat with a 250-token answer; without the split, totals decide."""
+    q, _ = make_queue(ordering="sjf")
+    q.enqueue("chat", 300, prompt_tokens=50)  # 250 output tokens
+    q.enqueue("doc", 4000, prompt_tokens=3990)  # 10 output tokens + 3990 * ~0.0088
+    q.enqueue("plain", 100)  # no split: 100 output tokens
+    assert drain(q) == ["doc", "plain", "chat"]
+    q.enqueue("chat", 300)
+    q.enqueue("doc", 4000)
+    assert drain(q) == ["chat", "doc"]
+
+
+def test_sjf_size_uses_the_policys_weight_exactly(make_queue):
+    """weight 0.5, aging 2 tokens/s: a = 100 + 100 = 200 at t=0; b = 50 + 125 + 2 = 177 and c = 197 + 2 = 199 at t=1."""
+    q, clock = make_queue(ordering="sjf", aging_rate=2.0, prompt_token_weight=0.5)
+    q.enqueue("a", 300, prompt_tokens=200)
+    clock.advance(1.0)
+    q.enqueue("b", 300, prompt_tokens=250)
+    q.enqueue("c", 197)
+    assert drain(q) == ["b", "c", "a"]
+
+
+def test_prompt_tokens_do_not_change_fifo_priority_or_size_class(make_queue):
+    q, _ = make_queue(ordering="priority")
+    q.enqueue("big", 9000, 1, prompt_tokens=8990)  # large by its total: memory holds every token
+    q.enqueue("small", 10, 0, prompt_tokens=0)
+    assert q.peek(large_ok=False).request_id == "small" and q.peek().request_id == "big"
+
+
+@pytest.mark.parametrize("prompt, error", [(11, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError), ("3", TypeError)])
+def test_a_bad_prompt_tokens_is_refused_and_names_the_argument(make_queue, prompt, error):
+    q, _ = make_queue(ordering="sjf")
+    with pytest.raises(error, match="prompt_tokens"):
+        q.enqueue("a", 10, prompt_tokens=prompt)
+    assert len(q) == 0 and q.stats().enqueued == 0
+
+
 def test_sjf_long_request_is_not_starved_by_a_stream_of_short_ones(make_queue):
     """One slot frees per second; 3 short requests arrive per second.  The long one is served
     within (tokens - 1) / aging_rate seconds, plus the backlog of what arrived before then."""
@@ -269,17 +307,17 @@ def test_no_skips_are_counted_while_a_request_is_reserved(make_queue):
     assert q.peek(True).request_id == "L2"
 
 
-# -- max depth, 429 and Retry-After ------------------------------------------------------
+# -- max depth, 503 (or the policy's 429) and Retry-After ---------------------------------------
 
 
-def test_a_full_queue_rejects_with_429_and_keeps_nothing(make_queue):
+def test_a_full_queue_rejects_with_503_and_keeps_nothing(make_queue):
     q, clock = make_queue(max_depth=2)
     q.enqueue("a", 10)
     q.enqueue("b", 10)
     clock.advance(3)
     rejected = q.enqueue("c", 10)
     assert isinstance(rejected, Rejected)
-    assert rejected.status == 429 and rejected.request_id == "c" and rejected.at == 3.0
+    assert rejected.status == 503 and rejected.request_id == "c" and rejected.at == 3.0
     assert type(rejected.retry_after) is int and rejected.retry_after >= 1
     assert rejected.headers == {"Retry-After": str(rejected.retry_after)}
     assert len(q) == 2 and "c" not in q and q.waiting() == ["a", "b"]
@@ -288,8 +326,16 @@ def test_a_full_queue_rejects_with_429_and_keeps_nothing(make_queue):
     assert isinstance(q.enqueue("c", 10), Queued)  # room again: the same id may come back
 
 
+def test_the_rejection_status_is_the_policys(make_queue):
+    """503 by default (a full queue is a server-wide overload); 429 when the policy says so (rate limiting)."""
+    for status in (503, 429):
+        q, _ = make_queue(max_depth=0, reject_status=status)
+        rejected = q.enqueue("a", 10)
+        assert rejected.status == status and rejected.headers == {"Retry-After": str(rejected.retry_after)}
+
+
 def test_a_duplicate_id_is_refused_before_the_depth_check(impl, make_queue):
-    """enqueue checks the arguments, then a duplicate id, then the depth: a waiting id in a full queue is a duplicate, not a 429."""
+    """enqueue checks the arguments, then a duplicate id, then the depth: a waiting id in a full queue is a duplicate, not rejected."""
     q, _ = make_queue(max_depth=1)
     q.enqueue("a", 10)
     with pytest.raises(impl.AlreadyWaitingError):
