@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--balancer", help="solution, exercises or package.module:Class (default: LB_IMPL or solution)")
     common.add_argument("--warmup", type=float, default=0.0, help="ignore requests arriving before this time (s)")
     common.add_argument("--queue", choices=[o.value for o in Ordering], help="queue requests at the gateway in this order (stage 2)")
-    common.add_argument("--max-depth", type=int, help="with --queue: the most requests waiting; more get a 429")
+    common.add_argument("--max-depth", type=int, help="with --queue: the most requests waiting; more are rejected (503)")
     common.add_argument("--max-wait", type=float, help="with --queue: seconds a request may wait before it times out")
     common.add_argument("--queue-impl", help="with --queue: solution or exercises (default: LB_IMPL or solution)")
     bar = common.add_mutually_exclusive_group()

@@ -34,7 +34,8 @@ class Outcome(IntEnum):
     FAILED = 2  # the server answered with an error at once (down, or failing a fraction)
     CRASHED = 3  # in flight on a server when it crashed
     TIMED_OUT = 4  # waited in the queue for its max_wait
-    THROTTLED = 5  # the queue was full: HTTP 429 with Retry-After
+    QUEUE_FULL = 5  # the queue was full: rejected (HTTP 503 by default, 429 if the policy says) with Retry-After
+    THROTTLED = 5  # the old name of QUEUE_FULL (an alias: the same member)
     CANCELLED = 6  # its client gave up while it waited (or the run ended while it could not be served)
 
 
@@ -191,7 +192,7 @@ class Results:
         ttft, e2e, tpot = pct(self.ttft[keep][done]), pct(self.e2e[keep][done]), pct(self.tpot[keep][done])
         waits = self.wait[keep]
         waits = waits[~np.isnan(waits)]
-        queue = {o: int(np.count_nonzero(outcome == o)) for o in (Outcome.THROTTLED, Outcome.TIMED_OUT, Outcome.CANCELLED)}
+        queue = {o: int(np.count_nonzero(outcome == o)) for o in (Outcome.QUEUE_FULL, Outcome.TIMED_OUT, Outcome.CANCELLED)}
         return Summary(
             requests=n,
             completed=int(done.sum()),
@@ -212,10 +213,10 @@ class Results:
             duration=span,
             utilization=tuple(float(u) for u in per_server / (self.capacity * span)),
             queueing=bool(self.queueing),
-            throttled=queue[Outcome.THROTTLED],
+            queue_full=queue[Outcome.QUEUE_FULL],
             timed_out=queue[Outcome.TIMED_OUT],
             cancelled=queue[Outcome.CANCELLED],
-            throttle_rate=queue[Outcome.THROTTLED] / n,
+            queue_full_rate=queue[Outcome.QUEUE_FULL] / n,
             timeout_rate=queue[Outcome.TIMED_OUT] / n,
             wait_mean=float(waits.mean()) if len(waits) else np.nan,
             wait_p99=float(np.percentile(waits, 99)) if len(waits) else np.nan,
@@ -262,13 +263,23 @@ class Summary:
     utilization: tuple[float, ...]  # per server: mean fraction of its slots in use
     # stage 2: a queue at the gateway (zeros and NaN without one; the table shows them only with one)
     queueing: bool = False
-    throttled: int = 0  # HTTP 429: the queue was full
+    queue_full: int = 0  # rejected because the queue was full (503 by default, or the policy's 429)
     timed_out: int = 0
     cancelled: int = 0
-    throttle_rate: float = 0.0  # THROTTLED / requests
+    queue_full_rate: float = 0.0  # QUEUE_FULL / requests
     timeout_rate: float = 0.0  # TIMED_OUT / requests
     wait_mean: float = float("nan")  # seconds from arrival to dispatch, over dispatched requests
     wait_p99: float = float("nan")
+
+    @property
+    def throttled(self) -> int:
+        """The old name of :attr:`queue_full`."""
+        return self.queue_full
+
+    @property
+    def throttle_rate(self) -> float:
+        """The old name of :attr:`queue_full_rate`."""
+        return self.queue_full_rate
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -312,10 +323,10 @@ _ROWS: tuple[tuple[str, Callable[[Summary], float], str], ...] = (
 
 # Rows shown when a run had a queue at the gateway (stage 2).
 _QUEUE_ROWS: tuple[tuple[str, Callable[[Summary], float], str], ...] = (
-    ("throttled (429)", lambda s: s.throttled, "{:,}"),
+    ("queue full (503/429)", lambda s: s.queue_full, "{:,}"),
     ("timed out", lambda s: s.timed_out, "{:,}"),
     ("cancelled", lambda s: s.cancelled, "{:,}"),
-    ("429 rate", lambda s: s.throttle_rate, "{:.2%}"),
+    ("queue-full rate", lambda s: s.queue_full_rate, "{:.2%}"),
     ("timeout rate", lambda s: s.timeout_rate, "{:.2%}"),
     ("wait mean (s)", lambda s: s.wait_mean, "{:.3f}"),
     ("wait p99 (s)", lambda s: s.wait_p99, "{:.3f}"),
@@ -325,7 +336,7 @@ _QUEUE_ROWS: tuple[tuple[str, Callable[[Summary], float], str], ...] = (
 def table_rows(summaries: Mapping[str, Summary]) -> list[list[str]]:
     """The summary table as rows of strings: a header row, then one row per metric; ``n/a`` for NaN.
 
-    The queue's rows (429s, timeouts, waits) appear when a summary comes from a run with a queue.
+    The queue's rows (queue-full rejections, timeouts, waits) appear when a summary comes from a run with a queue.
     """
     rows = [["metric", *summaries]]
     queued = any(s.queueing for s in summaries.values())

@@ -92,7 +92,7 @@ def test_run_with_a_queue_at_the_gateway(capsys: pytest.CaptureFixture[str]) -> 
             "--max-wait", "5", "--queue-impl", "solution"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "queue solution.request_queue.RequestQueue (sjf)" in out and "429 rate" in out and "wait p99 (s)" in out
+    assert "queue solution.request_queue.RequestQueue (sjf)" in out and "queue-full rate" in out and "wait p99 (s)" in out
 
 
 def test_queue_options_need_a_queue(capsys: pytest.CaptureFixture[str]) -> None:

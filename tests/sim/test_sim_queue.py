@@ -47,11 +47,11 @@ def test_without_a_queue_nothing_changes():
     fast, general = simulate(base, seed=3), simulate(base, seed=3, engine="general")
     assert fast.same_as(general) and fast.queueing == "" and not fast.summary().queueing
     assert not set(np.unique(fast.outcome)) & {int(o) for o in QUEUE_OUTCOMES}
-    assert "429" not in format_table({"run": fast.summary()})
+    assert "queue-full" not in format_table({"run": fast.summary()})
 
 
 def test_a_queue_that_holds_nothing_turns_each_rejection_into_a_429():
-    """max_depth=0: the same requests are served at the same times; REJECTED becomes THROTTLED."""
+    """max_depth=0: the same requests are served at the same times; REJECTED becomes QUEUE_FULL (THROTTLED is its old name)."""
     base = scenarios.classic(servers=4, load=0.9, requests=3_000)
     stage1 = simulate(base, seed=5, engine="general")
     stage2 = simulate(queued(base, max_depth=0), seed=5)
@@ -85,8 +85,8 @@ def test_deadlines_are_exact_and_the_depth_stays_bounded():
     times = np.unique(np.concatenate([res.arrival, res.finish, res.start[dispatched]]))
     assert res.queue_depth_over_time(times).max() == 6
     s = res.summary()
-    assert s.queueing and s.throttled == counts[Outcome.THROTTLED] and s.timeout_rate == counts[Outcome.TIMED_OUT] / len(res)
-    assert "429 rate" in format_table({"run": s})
+    assert s.queueing and s.queue_full == s.throttled == counts[Outcome.QUEUE_FULL] and s.timeout_rate == counts[Outcome.TIMED_OUT] / len(res)
+    assert "queue-full rate" in format_table({"run": s})
 
 
 def test_impatient_clients_cancel_and_every_request_ends_once(recording):
