@@ -26,6 +26,7 @@ from heapq import heappop, heappush, heapreplace
 
 import numpy as np
 
+from solution.core.request import Request
 from solution.sim.cluster import ClassicMode
 from solution.sim.engine import contract_error
 from solution.sim.results import Outcome, Results
@@ -68,12 +69,14 @@ def simulate_early(scenario: Scenario, balancer: BalancerFactory | None = None, 
     chosen = np.full(n, -1, dtype=np.int32)
     pending: list[tuple[float, int]] = []
     route, complete = lb.route_request, lb.complete_request
+    record = getattr(lb, "route", None)  # the record-based entry point (stage 3 on): the prompt's length is known exactly
+    prompts = inputs.requests.prompt_tokens.tolist()
     for i, t, tokens, work in zip(order.tolist(), arrival[order].tolist(), inputs.estimated[order].tolist(), service[order].tolist()):
         while pending and pending[0][0] <= t:
             complete(f"r{heappop(pending)[1]}")
         rid = f"r{i}"
         try:
-            sid = route(rid, tokens)
+            sid = record(Request(rid, tokens, min(prompts[i], tokens))) if callable(record) else route(rid, tokens)
         except (NotImplementedError, RecursionError):
             raise
         except RuntimeError:

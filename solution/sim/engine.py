@@ -3,7 +3,10 @@
 The engine plays the part of a real gateway.  It only calls the balancer's
 public methods, as a gateway would:
 
-* a request arrives: ``route_request(id, estimated_tokens)``.  A
+* a request arrives: ``route_request(id, estimated_tokens)``, or
+  ``route(Request(id, estimated_tokens, prompt_tokens=prompt))`` when the
+  balancer has a ``route`` method (stage 3's router: the prompt's length is
+  known exactly at a gateway, only the output's is estimated).  A
   ``RuntimeError`` (``NoCapacityError``) means the request is rejected
   (stage 1 has no queue); otherwise the chosen server admits it;
 * a request ends (completed, failed, lost in a crash):
@@ -44,6 +47,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from solution.core.gateway import Gateway
+from solution.core.request import Request
 from solution.core.queue_types import Cancelled, Dispatched, FinalOutcome, QueuePolicy, Queued, TimedOut
 from solution.sim.errors import BalancerContractError, ScenarioError, SimulationError
 from solution.sim.events import ARRIVAL, DEADLINE, DETECT, PATIENCE, SERVER, TIMETABLE, EventQueue
@@ -103,10 +107,14 @@ class Engine:
         priority: list[int] | None = None,
         patience: list[float] | None = None,
         early_binding: bool = False,
+        prompt: list[int] | None = None,
     ) -> None:
         self.balancer = balancer
         self.early_binding = early_binding
         self.route = balancer.route_request  # type: ignore[attr-defined]
+        record = getattr(balancer, "route", None)  # the record-based entry point (stage 3 on)
+        self.route_record = record if callable(record) and prompt is not None else None
+        self.prompt = prompt
         self.complete = balancer.complete_request  # type: ignore[attr-defined]
         self.add_server = balancer.add_server  # type: ignore[attr-defined]
         self.remove_server = balancer.remove_server  # type: ignore[attr-defined]
@@ -192,7 +200,11 @@ class Engine:
             self._submit(i, t)
             return
         try:
-            sid = self.route(rid, self.estimated[i])
+            if self.route_record is not None:
+                estimated = self.estimated[i]
+                sid = self.route_record(Request(rid, estimated, min(self.prompt[i], estimated)))  # type: ignore[index]
+            else:
+                sid = self.route(rid, self.estimated[i])
         except (NotImplementedError, RecursionError):
             raise  # a bug or a stub, not a full cluster
         except RuntimeError:

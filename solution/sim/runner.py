@@ -246,7 +246,8 @@ def _run_general(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable
     req = inputs.requests
     run = Engine(
         lb, servers,
-        arrival=req.arrival.tolist(), estimated=inputs.estimated.tolist(), prefill=inputs.prefill.tolist(),
+        arrival=req.arrival.tolist(), estimated=inputs.estimated.tolist(), prompt=req.prompt_tokens.tolist(),
+        prefill=inputs.prefill.tolist(),
         decode=inputs.decode.tolist(), fail_draw=inputs.fail_draw.tolist(), think=req.think.tolist(),
         next_turn=req.next_turn().tolist(), timetable=scenario.timetable,
         crash_detection=scenario.crash_detection, progress=progress, early_binding=scenario.early_binding,
