@@ -195,7 +195,7 @@ def iteration_time(models: Mapping[str, LatencyModel], capacity: Mapping[str, in
     fig, ax = _axes(ax)
     for label, batch in _batches(models, capacity, max_batch).items():
         ax.plot(batch, [1.0 / models[label].decode_step(int(b)) for b in batch], label=label)
-    ax.set_xlabel("sequences decoding in the batch")
+    ax.set_xlabel("batch size (sequences decoding)")
     ax.set_ylabel("output tokens per s, per sequence")
     ax.set_title(title if title is not None else "a bigger batch slows each sequence", fontsize=10)
     ax.grid(alpha=0.3)
@@ -215,7 +215,7 @@ def decode_throughput(models: Mapping[str, LatencyModel], capacity: Mapping[str,
         tput = np.array([models[label].throughput(int(b)) for b in batch])
         (line,) = ax.plot(batch, tput, label=label)
         ax.plot(batch[-1], tput[-1], "o", color=line.get_color(), label=f"{label} maximum: {tput[-1]:,.0f} tok/s at {batch[-1]}")
-    ax.set_xlabel("sequences decoding in the batch (up to the GPU's capacity)")
+    ax.set_xlabel("batch size (sequences decoding, up to the GPU's capacity)")
     ax.set_ylabel("output tokens per s, whole server")
     ax.set_title(title if title is not None else "a bigger batch raises the server's throughput", fontsize=10)
     ax.grid(alpha=0.3)

@@ -22,15 +22,19 @@ def draw_cluster(
     stats: Mapping[str, Mapping[str, Any]],
     *,
     highlight: str | None = None,
-    title: str = "",
+    title: str = "each server's slots (filled: running a request)",
     figsize: tuple[float, float] = (7.5, 3.0),
 ) -> Figure:
     """Draw each server as a column of slots: filled slots run a request.
 
     The label under a column gives its GPU memory and load ratio; a draining
     server is grey and hatched; ``highlight`` outlines one server in orange.
+    ``title`` says what the picture shows (an empty title is refused: a
+    picture must say its point).
     O(total capacity) patches, so keep capacities small (a teaching cluster).
     """
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError("title must say what the picture shows (a non-empty str)")
     fig = Figure(figsize=figsize, dpi=100)
     ax = fig.add_subplot()
     ids = list(stats)
@@ -55,8 +59,7 @@ def draw_cluster(
     ax.axis("off")
     if not ids:
         ax.text(0, tallest / 2, "no servers", ha="center", va="center")
-    if title:
-        ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -81,28 +81,34 @@ class SimulatorPlayground:
 
 
 def _figure(res: Results) -> Figure:
-    """Latency CDF (500 quantiles, cheap to draw) and running requests per server over time."""
-    fig = Figure(figsize=(9.5, 3.2), dpi=80)
+    """Latency CDF (500 quantiles, cheap to draw) and running requests per server over time, with the capacity."""
+    fig = Figure(figsize=(9.5, 3.4), dpi=80)
     cdf, load = fig.subplots(1, 2)
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.96, wspace=0.22)  # fixed: layout engines cost ~50 ms
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.9, wspace=0.22)  # fixed: layout engines cost ~50 ms
     e2e = res.e2e[~np.isnan(res.e2e)]
     if len(e2e):
         q = np.linspace(0, 1, 500)
-        cdf.plot(np.quantile(e2e, q), q, color="#4c78a8")
+        cdf.plot(np.quantile(e2e, q), q, color="#4c78a8", label="completed requests")
         p99 = float(np.quantile(e2e, 0.99))
-        cdf.axvline(p99, color="#f58518", linestyle=":", label=f"p99 {p99:.3g} s")
+        cdf.axvline(p99, color="#f58518", linestyle=":", label=f"p99 = {p99:.3g} s")
         cdf.legend(loc="lower right", fontsize="small")
         cdf.set_xscale("log")
-    cdf.set_xlabel("end-to-end latency (s)")
-    cdf.set_ylabel("fraction of completed")
+    cdf.set_title("how long requests took (the tail is the p99)", fontsize=10)
+    cdf.set_xlabel("end-to-end latency (s, log scale)")
+    cdf.set_ylabel("fraction of completed requests")
     cdf.grid(alpha=0.3)
     times = res.time_grid(200)
     running = res.load_over_time(times)
+    many = len(res.server_ids) > 8
     for k, server_id in enumerate(res.server_ids):
-        load.step(times, running[:, k], where="post", linewidth=1, label=server_id)
+        label = ("each server" if k == 0 else "_nolegend_") if many else server_id
+        load.step(times, running[:, k], where="post", linewidth=1, label=label, color="#4c78a8" if many else None)
+    top = int(res.capacity.max())
+    load.axhline(top, color="#c00", linestyle="--", linewidth=1, label=f"capacity: {top} sequences")
+    load.set_ylim(0, top * 1.1)
+    load.set_title("requests running per server (full at the dashed line)", fontsize=10)
     load.set_xlabel("simulated time (s)")
-    load.set_ylabel("running requests")
+    load.set_ylabel("running requests (sequences)")
     load.grid(alpha=0.3)
-    if len(res.server_ids) <= 8:
-        load.legend(loc="upper right", fontsize="x-small", ncols=2)
+    load.legend(loc="upper right", fontsize="x-small", ncols=2)
     return fig
