@@ -24,12 +24,34 @@ so requests in flight on each server, two different ratios round to the same
 float.  Compare integers instead (``a/b < c/d`` exactly when
 ``a * d < c * b``) or ``fractions.Fraction`` values.  Ties are broken by
 
-1. most GPU memory (the most room for KV cache, so it can take the
-   large requests that only big GPUs can serve),
+1. most GPU memory,
 2. then most free slots (``capacity - current_load``),
 3. then the server added earliest.  A server that was removed and added
    again under the same id counts from its latest ``add_server``: it is then
    the server added last, whatever its place before.
+
+The tie-break is the specification (the interview rubric's rule), not an
+optimum.  Most memory first sends a small request that ties to a big GPU and
+so uses up a slot that only a big GPU can give a large request; its merit is
+that in a typical fleet the big-memory GPUs are also the fast ones, so that
+small request finishes sooner.  *Best-fit* (the least memory that fits the
+request first) keeps big-GPU slots for large requests and sends small ones
+to the slower GPUs: :mod:`solution.sim.fit` measures both, and notebook 01
+shows the figures.
+
+The size threshold is a policy too: a 7B FP16 model's 8,192-token context
+(about 4 GiB of KV cache) fits on a 40 GB GPU; the rule keeps long contexts
+on the GPUs with room for many of them.
+
+Two steps
+---------
+1. **A plain scan** (O(S) per route): look at every server, keep the best
+   eligible one by the rule above.  It passes every behaviour group of the
+   check (``check_stage1(impl, only=BEHAVIOUR)``, see
+   :data:`solution.checks.stage1.BEHAVIOUR`).
+2. **An index** (a heap of eligible servers keyed by the rule): the best
+   server is at the top, so ``route_request`` is O(log S) amortized.  It
+   passes the cost group too (``check_stage1(impl, only="cost")``).
 
 Graceful drain
 --------------
@@ -40,7 +62,8 @@ completion (at once when it is idle).
 Costs (S servers, R requests in flight)
 ---------------------------------------
 * ``complete_request``: O(1).
-* ``route_request``: O(log S) amortized, through an index, not a scan.
+* ``route_request``: O(log S) amortized, through an index, not a scan
+  (step 2; a scan, O(S), is step 1).
 * ``add_server``: O(log S); ``remove_server``: O(1).
 * ``get_server_stats``: O(S + R), a fresh copy.
 
@@ -143,7 +166,9 @@ class LoadBalancer:
     def route_request(self, request_id: str, estimated_tokens: int) -> str:
         """Assign a request to a server and return the server's id.
 
-        See the module docstring for the rule.  O(log S) amortized.
+        See the module docstring for the rule.  Step 1: scan every server
+        (O(S)) until the behaviour groups pass; step 2: keep the eligible
+        servers in a heap so this is O(log S) amortized (the cost group).
 
         Raises:
             TypeError / ValueError: bad ``request_id``, or ``estimated_tokens``

@@ -10,7 +10,7 @@ from typing import Any
 from solution.checks.common import CheckReport, Op
 from solution.checks.runner import StageSpec, as_groups, run_check
 
-__all__ = ["STAGE1_GROUPS", "SPEC", "random_ops", "run_stage1"]
+__all__ = ["STAGE1_GROUPS", "BEHAVIOUR", "COST", "SPEC", "random_ops", "run_stage1"]
 
 
 # -- stage 1 --------------------------------------------------------------------
@@ -145,6 +145,13 @@ STAGE1_GROUPS: tuple[tuple[str, tuple[list[Op], ...]], ...] = (
     ("random operations against the reference (seeded)", tuple(random_ops(seed) for seed in range(8))),
 )
 
+#: The behaviour groups (every group but the cost rule): what step 1, a plain scan, must pass.
+#: ``check_stage1(impl, only=BEHAVIOUR)`` runs them (the exact-ratio probe included).
+BEHAVIOUR: tuple[str, ...] = tuple(name for name, _ in STAGE1_GROUPS)
+
+#: The prefix of the cost group ("cost: route_request is O(log S), no scan"): what step 2, the heap, adds.
+COST = "cost"
+
 
 class LoadBalancerHarness:
     """Stage 1's cases build ``impl.LoadBalancer()`` and look at ``get_server_stats()`` after every call."""
@@ -159,12 +166,16 @@ class LoadBalancerHarness:
 SPEC = StageSpec(1, "balancer", ("LoadBalancer",), LoadBalancerHarness(), lambda: as_groups("p1", STAGE1_GROUPS, messages=(MESSAGES,)))
 
 
-def run_stage1(impl: ModuleType | None = None, *, echo: bool = True, only: str | None = None, strict: bool = True) -> CheckReport:
+def run_stage1(
+    impl: ModuleType | None = None, *, echo: bool = True, only: str | tuple[str, ...] | None = None, strict: bool = True
+) -> CheckReport:
     """Compare ``impl.LoadBalancer`` (default: ``LB_IMPL``'s) with the reference's recorded behaviour.
 
     Prints one line per rule group and returns the report; raises
     :class:`~solution.checks.common.CheckFailed` after printing if a group
     fails (``strict=False`` only returns).  A crash or a stub is reported as
-    that group's failure, never raised from inside.
+    that group's failure, never raised from inside.  ``only`` keeps the groups
+    whose name starts with it, or with one of a tuple of prefixes:
+    :data:`BEHAVIOUR` (step 1, a scan) or :data:`COST` (step 2, the heap).
     """
-    return run_check(SPEC, impl, echo=echo, only=only, strict=strict)
+    return run_check(SPEC, impl, echo=echo, only=only, strict=strict)  # type: ignore[arg-type]  # startswith takes a tuple
