@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from solution.core.latency import REFERENCE_MODEL, LatencyModel
 from solution.sim.cluster import service_rate
 from solution.sim.early import simulate_early
 from solution.sim.results import Results, Summary
@@ -31,7 +32,7 @@ from solution.sim.scenario import Scenario
 from solution.sim.scenarios import classic
 from solution.sim.theory import mean_confidence_interval, supermarket_mean_time
 
-__all__ = ["RaceResult", "race", "heterogeneous", "speed_hints", "mean_latency", "least_connections", "SupermarketPoint",
+__all__ = ["RaceResult", "race", "heterogeneous", "speed_hints", "latency_hints", "mean_latency", "least_connections", "SupermarketPoint",
            "supermarket_points"]  # fmt: skip
 
 #: A metric of one run: a Summary field name, or a function of the run's Results.
@@ -52,11 +53,28 @@ def speed_hints(scenario: Scenario) -> dict[str, float]:
     sample = scenario.workload.generate(rng, rng, None if scenario.load is None else scenario.request_rate)
     mean_prefill, mean_decode = scenario.mode.mean_steps(sample.prompt_tokens, sample.output_tokens)
     rates = {
-        spec.server_id: service_rate(scenario.mode.timing(spec.gpu_spec), cap, mean_prefill, mean_decode)
+        spec.server_id: service_rate(scenario.mode.server_model(spec.gpu_spec), cap, mean_prefill, mean_decode)
         for spec, cap in zip(scenario.server_specs(), scenario.capacities())
     }
     mean = sum(rates.values()) / len(rates)
     return {sid: r / mean for sid, r in rates.items()}
+
+
+def latency_hints(scenario: Scenario) -> dict[str, LatencyModel]:
+    """Each server's :class:`~solution.core.latency.LatencyModel`, from the scenario's model on its GPU.
+
+    What an operator would configure from the GPU types (``Router(models=...)``):
+    ``ModelSpec.latency_model(gpu)`` with the mode's chunk as token budget.
+    Classic mode has no token model: every server then gets
+    :data:`~solution.core.latency.REFERENCE_MODEL` scaled by its
+    :func:`speed_hints` speed.  O(S) (O(n + S) in classic mode).
+    """
+    from solution.sim.cluster import LlmMode
+
+    mode = scenario.mode
+    if isinstance(mode, LlmMode):
+        return {spec.server_id: mode.model.latency_model(spec.gpu_spec, mode.chunk) for spec in scenario.server_specs()}
+    return {sid: REFERENCE_MODEL.scaled(speed) for sid, speed in speed_hints(scenario).items()}
 
 
 @dataclass(frozen=True)
@@ -283,25 +301,29 @@ def heterogeneous(
     *,
     fleet: Mapping[str, int] | None = None,
     output_alpha: float = 1.3,
-    estimate_sigma: float = 0.5,
+    estimate_sigma: float | None = None,
 ) -> Scenario:
     """The race's scenario: a mixed fleet, heavy-tailed output lengths, imperfect estimates.
 
     Default fleet: four A10s, two A100-80GBs and two H100s.  Prompts are
     log-normal (median 512 tokens); outputs Pareto with minimum 32 tokens and
     tail index ``output_alpha`` (1.3: a few requests carry much of the work),
-    clipped at 4,096; the balancer's estimate is off by a log-normal factor of
-    ``estimate_sigma`` on the output.
+    clipped at 4,096.  The prompt's length is known exactly (a gateway
+    tokenizes it); the output's estimate is off by a log-normal factor of
+    ``estimate_sigma`` (default
+    :data:`~solution.sim.workload.OUTPUT_ESTIMATE_SIGMA`, 0.544: what a
+    predictor that knows only the prompt length achieves on the Azure
+    conversation trace).
     """
     from solution.sim.cluster import Cluster
     from solution.sim.scenario import EstimateError
-    from solution.sim.workload import LogNormal, Pareto, Tier, Workload
+    from solution.sim.workload import OUTPUT_ESTIMATE_SIGMA, LogNormal, Pareto, Tier, Workload
 
     tier = Tier("chat", 1.0, LogNormal(512, 1.0, high=8192), Pareto(32, output_alpha, high=4096))
     return Scenario(
         Cluster.mixed(dict(fleet or {"A10-24GB": 4, "A100-80GB": 2, "H100-80GB": 2})),
         Workload(requests, tiers=(tier,)),
         load=load,
-        estimate=EstimateError(sigma=estimate_sigma),
+        estimate=EstimateError(sigma=OUTPUT_ESTIMATE_SIGMA if estimate_sigma is None else estimate_sigma),
         name="heterogeneous",
     )
