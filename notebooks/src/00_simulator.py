@@ -25,63 +25,204 @@
 # runs in it unchanged. Each request records its arrival, start, first token, finish,
 # server and outcome.
 #
-# Four A100 servers at 80% load: the running requests per server over time, and the
-# latency distribution that follows.
+# Every stage measures with the same few words. They are defined here once, each with
+# one picture, on one run: four A100 servers at load 0.8.
 
 # %%
 # %matplotlib inline
 import numpy as np
 from matplotlib.figure import Figure
 
-from solution.core.impl import demo_impl, needs_working_code
-from solution.sim import plot, scenarios, simulate
+from solution.core.impl import demo_impl
+from solution.sim import GPU_PRESETS, ModelSpec, Outcome, plot, scenarios, simulate
+from solution.sim.runner import default_balancer
+from solution.sim.theory import mean_confidence_interval
 
-demo = demo_impl()  # the reference (in the candidate's bundle: your exercises package)
 
-with needs_working_code():
-    res = simulate(scenarios.steady(servers=4, load=0.8, requests=3_000), demo.LoadBalancer, seed=1)
+def working_balancer():
+    """The demonstrations' balancer: the reference (in the candidate's bundle: yours); while yours is a stub, the simulator's baseline."""
+    candidate = demo_impl().LoadBalancer
+    try:
+        simulate(scenarios.steady(requests=50), candidate, seed=0)
+        return candidate
+    except NotImplementedError as exc:
+        print(f"(your LoadBalancer is not ready: {exc}; this notebook runs the simulator's baseline instead)")
+        return default_balancer()
 
-    fig = Figure(figsize=(11, 3.5), layout="constrained")
-    left, right = fig.subplots(1, 2, width_ratios=[2, 1])
-    plot.load_over_time(res, ax=left)
-    plot.latency_cdf(res, "ttft", ax=right)
-    display(fig)
+
+BALANCER = working_balancer()
+spec = ModelSpec()  # a 7B-parameter model in FP16
+a100 = spec.latency_model(GPU_PRESETS["A100-80GB"])
+res = simulate(scenarios.steady(servers=4, load=0.8, requests=3_000), BALANCER, seed=1)
+summary = res.summary()
 
 # %% [markdown]
+# ## Words used in every stage
+#
+# ### Load and utilization
+#
+# **Offered load** is the work arriving, in *erlangs*: the arrival rate times the mean
+# service time, that is, how many servers the traffic would keep busy. *Load per server*
+# divides by the servers; it is what the `load=` of every scenario sets. A server here has
+# `capacity` slots (the sequences its batch can hold), so the simulator's yardstick is its
+# **nominal service rate**: the requests per second it completes when its batch is
+# always full. `load=0.8` means requests arrive at 0.8 times that rate.
+#
+# **Utilization** is what the servers actually did: the mean fraction of their slots in use
+# (`Summary.utilization`), the height of the lines below over the dashed capacity line.
+#
+# **Predict first:** at load 0.8, what fraction of the slots is in use on average, 80%?
+
+# %%
+servers, capacity = len(res.server_ids), int(res.capacity[0])
+arrival_rate = len(res) / float(res.arrival.max() - res.arrival.min())
+nominal = arrival_rate / (0.8 * servers)  # requests/s one server completes with a full batch
+served = res.outcome == Outcome.COMPLETED
+hold = float(np.mean(res.finish[served] - res.start[served]))  # seconds a request holds its slot
+print(f"arrival rate {arrival_rate:.2f} requests/s over {servers} servers; nominal rate {nominal:.2f} requests/s per server")
+print(f"a request holds its slot {capacity / nominal:.2f} s at a full batch of {capacity}, {hold:.2f} s measured "
+      f"({hold / (capacity / nominal):.0%} of it)")
+print(f"utilization {np.mean(summary.utilization):.1%}; Little's law: {summary.throughput_rps:.2f} completed/s x {hold:.2f} s held "
+      f"/ {servers * capacity} slots = {summary.throughput_rps * hold / (servers * capacity):.1%}")
+display(plot.load_over_time(res, title="load 0.8: the batches stay well below their capacity"))
+
+# %% [markdown]
+# So load 0.8 is not 80% utilization. The load is measured against a full batch, where every
+# sequence is slowest; at the batches this traffic really makes, each iteration is shorter,
+# a request leaves its slot sooner, and fewer slots are in use (Little's law: slots in use =
+# arrival rate x time held). The cell prints both holding times and the product.
+#
+# ### TTFT, TPOT and end-to-end latency
+#
+# A request waits (only when a stage-2 queue holds it), then its prompt is *prefilled*,
+# which produces the first token, then it *decodes* one token per iteration.
+#
+# * **TTFT**, time to first token: arrival to the first token. What a chat user feels first.
+# * **TPOT**, time per output token: the time between two output tokens, after the first.
+#   What a reader feels as speed.
+# * **e2e**, end-to-end latency: arrival to the last token, so
+#   `e2e = TTFT + (output tokens - 1) x TPOT`.
+
+# %%
+display(plot.request_timeline(res))
+i = int(np.flatnonzero(served)[0])
+print(f"request r{i}: TTFT {res.ttft[i]:.3f} s, TPOT {res.tpot[i] * 1e3:.1f} ms over {res.output_tokens[i] - 1} tokens, "
+      f"e2e {res.e2e[i]:.3f} s = {res.ttft[i]:.3f} + {res.output_tokens[i] - 1} x {res.tpot[i]:.4f}")
+print(f"over the run: TTFT p50 {summary.ttft_p50:.3f} s, TPOT p50 {summary.tpot_p50 * 1e3:.1f} ms, e2e p50 {summary.e2e_p50:.2f} s")
+
+# %% [markdown]
+# ### Goodput
+#
+# **Throughput** counts every completed request per second. **Goodput** counts only those
+# that met the service-level objective (SLO), here a TTFT and a TPOT bound
+# (`Results.goodput(ttft, tpot)`): a request served too slowly was served, but not well.
+#
+# **Predict first:** as the load rises, does goodput keep rising with throughput?
+
+# %%
+TTFT_SLO, TPOT_SLO = 0.5, 0.025  # seconds
+loads = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2)
+by_load = {x: simulate(scenarios.steady(servers=4, load=x, requests=3_000), BALANCER, seed=1) for x in loads}
+display(plot.goodput_curve(by_load, ttft_slo=TTFT_SLO, tpot_slo=TPOT_SLO,
+                           title="goodput falls while throughput still rises"))  # fmt: skip
+for x, r in by_load.items():
+    print(f"load {x:.1f}: throughput {r.summary().throughput_rps:5.2f} requests/s, goodput {r.goodput(TTFT_SLO, TPOT_SLO):5.2f} "
+          f"(TTFT <= {TTFT_SLO} s and TPOT <= {TPOT_SLO * 1e3:g} ms)")
+
+# %% [markdown]
+# ### JSQ, least-connections and JSED
+#
+# **JSQ** (*join the shortest queue*) sends a request to the server with the fewest
+# requests. With continuous batching there is no queue at the server, so "queue" means the
+# requests *in flight*, and JSQ is what load balancers call **least-connections**. Stage 1
+# weighs it by capacity (the lowest *fraction* of slots in use). **JSED** (*join the
+# shortest expected delay*) sends it where it is expected to finish first, which needs a
+# model of each server's speed: stage 3's predictive rule does this with the latency model
+# below. Three servers, one request of 1,000 prompt and 200 output tokens:
+#
+# **Predict first:** do the three rules pick the same server?
+
+# %%
+from solution.widgets import draw_cluster
+
+cluster = {  # server: (GPU, requests in flight)
+    "a10-0": ("A10-24GB", 2), "a100-0": ("A100-80GB", 6), "h100-0": ("H100-80GB", 8),
+}  # fmt: skip
+rows = {}
+for sid, (gpu, running) in cluster.items():
+    cap = spec.default_capacity(GPU_PRESETS[gpu])
+    rows[sid] = (running, cap, running / cap, spec.latency_model(GPU_PRESETS[gpu]).e2e(1_000, 200, running))
+jsq = min(rows, key=lambda s: rows[s][0])
+weighted = min(rows, key=lambda s: rows[s][2])
+jsed = min(rows, key=lambda s: rows[s][3])
+stats = {sid: {"capacity": r[1], "current_load": r[0], "is_draining": False, "gpu_memory_gb": GPU_PRESETS[cluster[sid][0]].memory_gb}
+         for sid, r in rows.items()}  # fmt: skip
+display(draw_cluster(stats, highlight=jsq, title=f"JSQ picks {jsq}: fewest requests in flight", figsize=(6.5, 3.6)))
+print("server    in flight  capacity  fraction  expected e2e (s)")
+for sid, (running, cap, frac, e2e) in rows.items():
+    print(f"{sid:8}  {running:9}  {cap:8}  {frac:8.2f}  {e2e:16.2f}")
+print(f"JSQ / least-connections -> {jsq}; weighted by capacity (stage 1) -> {weighted}; JSED -> {jsed}")
+
+# %% [markdown]
+# JSQ goes by a count and sends the request to the slow A10 that happens to be least busy;
+# the capacity-weighted rule avoids the small server; JSED prices the GPUs' speeds and picks
+# the fastest finish. Stage 3 races these rules on whole workloads.
+#
 # ## The LLM model: a bigger batch makes every sequence slower
 #
 # A server runs up to `capacity` sequences in one batch (continuous batching). Each
-# iteration advances every sequence by one step and takes
+# iteration reads the weights and every running sequence's KV cache from memory, and
+# computes the tokens it processes (one per decoding sequence, plus prompt chunks that
+# share a budget of `token_budget` tokens: chunked prefill). Its time is the slower of the
+# two, a roofline:
 #
-# $$t_\text{iter} = t_\text{base} + t_\text{decode} \cdot d + t_\text{chunk} \cdot p$$
+# $$t_\text{iter} = \max\left(t_\text{weights} + t_\text{kv} \cdot s,\; t_\text{token} \cdot n\right)$$
 #
-# with $d$ sequences decoding (one token each) and $p$ prefilling (one chunk of their
-# prompt each). $t_\text{base}$ is reading the weights, the decode term is each
-# sequence's KV cache, the prefill term is compute. Decode speed follows a GPU's memory
-# bandwidth, prefill its FLOPS: the presets use datasheet figures
-# (`docs/simulator.md` cites them).
+# with $s$ sequences running and $n$ tokens processed. Memory time follows a GPU's
+# bandwidth, compute time its FLOPS: the presets use datasheet figures (`docs/simulator.md`
+# cites them); `ModelSpec.latency_model(gpu)` gives the constants
+# (`solution.core.latency.LatencyModel`).
 #
 # So batching is a trade: the server's throughput rises with the batch, but each sequence
-# slows down. When the batch changes, every running request's speed changes at that
-# instant; the simulator keeps one *virtual clock* per server, so this is exact, never a
-# service time frozen at admission.
+# slows down, and a GPU's batch cannot grow past its capacity (KV-cache room). When the
+# batch changes, every running request's speed changes at that instant; the simulator keeps
+# one *virtual clock* per server, so this is exact for the model, never a service time
+# frozen at admission.
 
 # %%
-from solution.sim import GPU_PRESETS, ModelSpec
-
-model = ModelSpec()  # a 7B-parameter model in FP16
-timings = {name: model.timing(gpu, 512) for name, gpu in GPU_PRESETS.items()}
-fig = Figure(figsize=(11, 3.5), layout="constrained")
+models = {name: spec.latency_model(gpu) for name, gpu in GPU_PRESETS.items()}
+capacities = {name: spec.default_capacity(gpu) for name, gpu in GPU_PRESETS.items()}
+fig = Figure(figsize=(11, 3.8), layout="constrained")
 left, right = fig.subplots(1, 2)
-plot.iteration_time(timings, ax=left)
-batch = np.arange(1, 65)
-for name, t in timings.items():
-    right.plot(batch, batch / np.array([t.iteration_time(int(b)) for b in batch]), label=name)
-right.set_xlabel("sequences decoding in the batch")
-right.set_ylabel("tokens per second, whole server")
-right.grid(alpha=0.3)
-right.legend()
+plot.iteration_time(models, capacities, ax=left)
+plot.decode_throughput(models, capacities, ax=right, title="each GPU's throughput tops out at its own capacity")
 display(fig)
+for name, m in models.items():
+    print(f"{name:10} capacity {capacities[name]:3} sequences: {m.throughput(capacities[name]):6,.0f} output tokens/s at most")
+
+# %% [markdown]
+# ### What stage 1's single `estimated_tokens` hides
+#
+# Stage 1's balancer is told one number, `estimated_tokens` = prompt + output tokens. But
+# a prompt token costs a sliver of one iteration's compute, while an output token costs a
+# whole iteration:
+#
+# **Predict first:** how many prompt tokens cost as much as one output token?
+
+# %%
+print(f"A100-80GB: a prompt token costs {a100.token_s * 1e3:.3f} ms of compute; an output token costs one iteration: "
+      f"{a100.decode_step(1) * 1e3:.1f} ms alone, {a100.decode_step(32) * 1e3:.1f} ms in a batch of 32")
+print(f"one output token = {a100.decode_step(1) / a100.token_s:.0f} prompt tokens (alone), "
+      f"{a100.decode_step(32) / a100.token_s:.0f} (batch of 32)")
+same = {(prompt, output): a100.e2e(prompt, output) for prompt, output in ((4_000, 10), (10, 4_000))}
+for (prompt, output), e2e in same.items():
+    print(f"prompt {prompt:5,} + output {output:5,} = {prompt + output:,} estimated tokens: e2e {e2e:6.2f} s alone")
+print(f"same estimated_tokens, {same[10, 4_000] / same[4_000, 10]:.0f}x the time")
+
+# %% [markdown]
+# Both requests carry the same `estimated_tokens`; the last line prints how many times longer
+# the long answer takes. Stage 1 keeps the single number because the interview's API has it;
+# stage 3's predictive rule prices prompt and output apart.
 
 # %% [markdown]
 # ## Checked against theory: Erlang B
@@ -94,6 +235,8 @@ display(fig)
 # Each point below is 8 independent seeds of 20,000 requests (the first 10 seconds
 # dropped as warm-up). The error bar is a 99% Student-t confidence interval of the mean
 # loss over the seeds. The runs go to all cores through a process pool.
+#
+# **Predict first:** with the same load per server, do 16 servers lose more or fewer requests than 4?
 
 # %%
 from solution.sim import erlang_b
@@ -124,7 +267,9 @@ for p in agreement:
 # `AzureLLMInferenceTrace_conv.csv` and set `TRACE_DIR` to its folder.
 #
 # The conversation service replayed on three A100s, at its real pace and twice as fast
-# (`time_scale=0.5` halves every gap):
+# (`time_scale=0.5` halves every gap).
+#
+# **Predict first:** twice the traffic on the same servers: does the e2e p99 double?
 
 # %%
 from pathlib import Path
@@ -136,13 +281,14 @@ TRACE_DIR = root.parent / "shared" / "data" / "azure-llm-inference-2023"
 trace_file = TRACE_DIR / "AzureLLMInferenceTrace_conv.csv"
 
 if trace_file.is_file():
-    with needs_working_code():
-        replays = {
-            f"x{1 / scale:g} speed": simulate(scenarios.trace(trace_file, servers=3, time_scale=scale), demo.LoadBalancer)
-            for scale in (1.0, 0.5)
-        }
-        print(format_table({label: r.summary() for label, r in replays.items()}))
-        display(plot.latency_cdf(replays, "e2e"))
+    replays = {
+        f"x{1 / scale:g} speed": simulate(scenarios.trace(trace_file, servers=3, time_scale=scale), BALANCER)
+        for scale in (1.0, 0.5)
+    }
+    p99 = {label: r.summary().e2e_p99 for label, r in replays.items()}
+    print(format_table({label: r.summary() for label, r in replays.items()}))
+    print(f"twice the traffic: the e2e p99 grows {p99['x2 speed'] / p99['x1 speed']:.2f}x")
+    display(plot.latency_cdf(replays, "e2e", title="the conversation trace, at its pace and twice as fast"))
 else:
     print(f"No trace at {trace_file}: skipping the replay (see the paragraph above to get it).")
 
@@ -152,18 +298,21 @@ else:
 # Servers crash, slow down, fail a fraction of requests, recover. Here `gpu-0` crashes at 30%
 # of the run and recovers at 60%. Stage 1 has no health check: the dead server answers
 # every request with an error at once, so it always looks idle, and least-connections
-# sends it almost everything. Health checks are a later stage.
+# sends it most of the traffic (the cell prints how much). Health checks are a later stage.
+#
+# **Predict first:** while `gpu-0` is down, what share of the requests does it receive?
 
 # %%
-with needs_working_code():
-    crash = simulate(scenarios.crash(servers=4, load=0.6, requests=3_000), demo.LoadBalancer, seed=2)
-    print(f"{crash.summary().loss_rate:.0%} of requests lost")
-    fig = Figure(figsize=(11, 3.5), layout="constrained")
-    left, right = fig.subplots(1, 2)
-    plot.outcomes_over_time(crash, ax=left)
-    plot.load_over_time(crash, ax=right)
-    right.set_title("the healthy servers sit idle meanwhile", fontsize=10)
-    display(fig)
+crash = simulate(scenarios.crash(servers=4, load=0.6, requests=3_000), BALANCER, seed=2)
+failed = crash.arrival[crash.outcome == Outcome.FAILED]
+down = (crash.arrival >= failed.min()) & (crash.arrival <= failed.max())
+print(f"{crash.summary().loss_rate:.0%} of requests lost; while gpu-0 was down ({failed.min():.0f} s to {failed.max():.0f} s), "
+      f"it received {np.mean(crash.server[down] == 0):.0%} of the requests")
+fig = Figure(figsize=(11, 3.5), layout="constrained")
+left, right = fig.subplots(1, 2)
+plot.outcomes_over_time(crash, ax=left, title="a dead server that answers at once draws the traffic")
+plot.load_over_time(crash, ax=right, title="the healthy servers sit idle meanwhile")
+display(fig)
 
 # %% [markdown]
 # ## Using it
@@ -186,6 +335,41 @@ with needs_working_code():
 from solution.sim.cli import main
 
 status = main(["run", "bursty", "--servers", "4", "--load", "0.8", "--requests", "5000"])
+
+# %% [markdown]
+# ### Why load 0.8 gives that utilization and those rejections
+#
+# Load 0.8 again, yet the table shows a utilization far below 80% *and* rejections. Both
+# follow from the definitions above. The load is relative to the nominal service rate (a
+# full batch); the batches this traffic makes are smaller and faster, so slots are held
+# briefly. But `bursty` sends its requests in bursts: 10 s at 4 times the quiet rate, then
+# 30 s quiet, on average. During a burst the arrival rate exceeds what full batches
+# complete, the batches fill to capacity, and the stage-1 balancer, which has no queue,
+# rejects what finds every server full. The cell re-runs the CLI's run (seed 0) and ten
+# more seeds.
+#
+# **Predict first:** what fraction of the rejections arrive while every server is full?
+
+# %%
+bursty = {seed: simulate(scenarios.bursty(servers=4, load=0.8, requests=5_000), BALANCER, seed=seed) for seed in range(11)}
+run = bursty[0]  # the CLI's run
+arrivals = scenarios.bursty().workload.arrivals
+burst = 0.8 * arrivals.rate_on / arrivals.mean_rate  # the burst's rate relative to the nominal service rate
+rejected = run.arrival[run.outcome == Outcome.REJECTED]
+full_at = (run.load_over_time(rejected) >= run.capacity).all(axis=1)
+grid = run.time_grid(20_000)
+all_full = (run.load_over_time(grid) >= run.capacity).all(axis=1)
+print(f"mean load 0.8 of the nominal rate; during a burst {burst:.2f} of it (rate_on / mean rate = {arrivals.rate_on / arrivals.mean_rate:.2f})")
+print(f"seed 0: utilization {np.mean(run.summary().utilization):.1%}, rejected {run.summary().rejection_rate:.1%}; "
+      f"every server full {np.mean(all_full):.1%} of the time, and at {np.mean(full_at):.0%} of the rejections")
+for name, get in (("utilization", lambda r: np.mean(r.summary().utilization)), ("rejected", lambda r: r.summary().rejection_rate)):
+    mean, low, high = mean_confidence_interval([get(r) for r in bursty.values()], level=0.99)
+    print(f"{name} over {len(bursty)} seeds: {mean:.1%} (99% interval {low:.1%} to {high:.1%})")
+fig = Figure(figsize=(11, 3.5), layout="constrained")
+left, right = fig.subplots(1, 2)
+plot.outcomes_over_time(run, ax=left, title="rejections come in the bursts")
+plot.load_over_time(run, ax=right, title="when every batch reaches its capacity")
+display(fig)
 
 # %% [markdown]
 # ## Play with it

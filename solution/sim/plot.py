@@ -207,19 +207,20 @@ def decode_throughput(models: Mapping[str, LatencyModel], capacity: Mapping[str,
                       title: str | None = None) -> Figure:  # fmt: skip
     """A whole server's output tokens per second against its batch, each GPU up to its own capacity.
 
-    A marker names each GPU's maximum (its full batch): past it the GPU has
-    no room (KV cache), so the curve must not go on.  O(capacity) per GPU.
+    A dot marks each GPU's maximum (its full batch), which the legend
+    quotes: past it the GPU has no room (KV cache), so the curve stops.
+    O(capacity) per GPU.
     """
     fig, ax = _axes(ax)
     for label, batch in _batches(models, capacity, 0).items():
         tput = np.array([models[label].throughput(int(b)) for b in batch])
-        (line,) = ax.plot(batch, tput, label=label)
-        ax.plot(batch[-1], tput[-1], "o", color=line.get_color(), label=f"{label} maximum: {tput[-1]:,.0f} tok/s at {batch[-1]}")
+        (line,) = ax.plot(batch, tput, label=f"{label}: at most {tput[-1]:,.0f} tok/s (batch {batch[-1]})")
+        ax.plot(batch[-1], tput[-1], "o", color=line.get_color(), label=_HIDDEN)  # the maximum, named by the line's label
     ax.set_xlabel("batch size (sequences decoding, up to the GPU's capacity)")
     ax.set_ylabel("output tokens per s, whole server")
     ax.set_title(title if title is not None else "a bigger batch raises the server's throughput", fontsize=10)
     ax.grid(alpha=0.3)
-    _legend(ax, fontsize="small")
+    _legend(ax, loc="upper left", fontsize="small")
     return fig
 
 

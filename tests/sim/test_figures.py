@@ -180,11 +180,13 @@ def test_figure_is_readable(name: str, runs, points) -> None:
 def test_throughput_curves_stop_at_each_gpus_capacity() -> None:
     models, capacity = _models()
     ax = plot.decode_throughput(models, capacity).axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
     for label, model in models.items():
-        (curve,) = [line for line in ax.get_lines() if line.get_label() == label]
-        assert curve.get_xdata()[-1] == capacity[label]
-        (marker,) = [line for line in ax.get_lines() if line.get_label().startswith(f"{label} maximum: ")]
-        assert marker.get_ydata()[0] == pytest.approx(model.throughput(capacity[label]))
+        (curve,) = [line for line in ax.get_lines() if line.get_label().startswith(f"{label}: ")]
+        assert curve.get_xdata()[-1] == capacity[label] and curve.get_ydata()[-1] == pytest.approx(model.throughput(capacity[label]))
+        assert f"{label}: at most {model.throughput(capacity[label]):,.0f} tok/s (batch {capacity[label]})" in texts
+        (marker,) = [line for line in ax.get_lines() if line.get_marker() == "o" and line.get_color() == curve.get_color()]
+        assert (marker.get_xdata()[0], marker.get_ydata()[0]) == (curve.get_xdata()[-1], curve.get_ydata()[-1])
     assert capacity["A10-24GB"] < 10 and max(ax.get_lines()[0].get_ydata()) < 200  # the A10's real maximum, not a batch of 64
 
 
