@@ -1,0 +1,67 @@
+"""Retrying clients (solution.sim.retries) and the pool they drive (solution.sim.gatewaypool)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from solution import LoadBalancer, QueuePolicy, RequestQueue
+from solution.core.queue_types import Dispatched, Rejected
+from solution.sim.gatewaypool import GatewayPool
+from solution.sim.retries import RetryScenario, retry_wait, run_retries
+
+SMALL = RetryScenario(duration=90.0, burst_at=30.0, burst=120)
+
+
+def test_retry_wait_never_comes_back_before_retry_after():
+    rng = np.random.default_rng(0)
+    assert retry_wait(3, 1, False, rng) == 3.0
+    waits = [retry_wait(3, attempt, True, rng, cap=10.0) for attempt in (1, 2, 3, 4, 5) for _ in range(200)]
+    assert min(waits) >= 3.0 and max(waits) <= 3.0 + 10.0
+    first = [retry_wait(3, 1, True, rng) for _ in range(2000)]
+    assert 3.0 <= min(first) < 3.1 and 5.9 < max(first) <= 6.0  # uniform over [3, 6]
+
+
+def test_synchronized_retries_come_back_as_a_wave_and_jitter_spreads_it():
+    sync = [run_retries(LoadBalancer, RequestQueue, SMALL, jitter=False, seed=s) for s in range(3)]
+    jit = [run_retries(LoadBalancer, RequestQueue, SMALL, jitter=True, seed=s) for s in range(3)]
+    for a, b in zip(sync, jit):
+        assert a.peak_after_burst > 2 * b.peak_after_burst  # a wave of retries vs a spread
+        assert a.extra_rejections > b.extra_rejections
+        assert a.served + a.gave_up == b.served + b.gave_up  # the same requests (common random numbers)
+        assert a.served + a.gave_up == int((~a.retry).sum())
+
+
+def test_without_a_burst_nobody_retries():
+    quiet = RetryScenario(rate=2.0, burst=0, burst_at=10.0, duration=60.0)
+    run = run_retries(LoadBalancer, RequestQueue, quiet, jitter=False, seed=1)
+    assert not run.retry.any() and run.gave_up == 0 and len(run.rejected_at) == 0
+
+
+def test_arrivals_per_second_counts_every_arrival():
+    run = run_retries(LoadBalancer, RequestQueue, SMALL, jitter=True, seed=2)
+    edges, counts = run.arrivals_per_second()
+    assert counts.sum() == len(run.arrivals) and np.all(np.diff(edges) == 1.0)
+
+
+@pytest.mark.parametrize("bad", [{"servers": 0}, {"rate": 0.0}, {"burst_at": 500.0}, {"max_depth": -1}, {"slots": True}])
+def test_a_bad_scenario_is_refused(bad):
+    with pytest.raises(ValueError):
+        RetryScenario(**bad)
+
+
+def test_the_pool_serves_in_time_order_and_fills_a_joining_server():
+    seen = []
+    pool = GatewayPool(LoadBalancer(), RequestQueue, QueuePolicy(max_depth=1), seed=3, on_outcome=seen.append)
+    pool.add_server("a", 1)
+    pool.at(0.0, lambda: pool.submit("x"))
+    pool.at(0.0, lambda: pool.submit("y"))  # waits
+    pool.at(0.0, lambda: pool.submit("z"))  # the queue is full
+    pool.at(0.5, lambda: pool.add_server("b", 1))  # takes 'y' at once, unless 'x' ended first
+    pool.run(100.0)
+    kinds = [(type(o).__name__, o.request_id) for o in seen]
+    assert kinds[:2] == [("Dispatched", "x"), ("Rejected", "z")]
+    assert ("Dispatched", "y") in kinds and isinstance(seen[1], Rejected) and seen[1].status == 503
+    assert all(o.at <= 100.0 for o in seen if isinstance(o, Dispatched)) and pool.now == 100.0
+    with pytest.raises(ValueError):
+        pool.at(1.0, lambda: None)  # the past
