@@ -105,10 +105,10 @@ def _figure(res: Results) -> Figure:
         load.step(times, running[:, k], where="post", linewidth=1, label=label, color="#4c78a8" if many else None)
     top = int(res.capacity.max())
     load.axhline(top, color="#c00", linestyle="--", linewidth=1, label=f"capacity: {top} sequences")
-    load.set_ylim(0, top * 1.1)
+    load.set_ylim(0, top * 1.4)  # headroom above the capacity line for the legend
     load.set_title("requests running per server (full at the dashed line)", fontsize=10)
     load.set_xlabel("simulated time (s)")
     load.set_ylabel("running requests (sequences)")
     load.grid(alpha=0.3)
-    load.legend(loc="upper right", fontsize="x-small", ncols=2)
+    load.legend(loc="upper center", fontsize="x-small", ncols=3)
     return fig
