@@ -1,4 +1,4 @@
-"""A fast, exact, seeded simulator of an LLM serving cluster.
+"""A fast, seeded simulator, exact for its model, of an LLM serving cluster.
 
 Build a scenario, run it with a balancer, read the results::
 
@@ -9,7 +9,7 @@ Build a scenario, run it with a balancer, read the results::
     print(res.summary().table())
 
 Modules: :mod:`~solution.sim.events` (the event heap), :mod:`~.server`
-(one server, exact continuous batching), :mod:`~.engine` (the gateway loop),
+(one server, continuous batching, exact for the model), :mod:`~.engine` (the gateway loop),
 :mod:`~.classic` (the classic-mode fast path), :mod:`~.cluster` and
 :mod:`~.gpus` (servers, modes, GPU presets), :mod:`~.workload` and
 :mod:`~.trace` (requests), :mod:`~.faults` (the timetable),
@@ -23,7 +23,8 @@ from solution.sim import scenarios
 from solution.sim.cluster import ClassicMode, Cluster, LlmMode, ServerSpec, service_rate
 from solution.sim.errors import BalancerContractError, ScenarioError, SimulationError, TraceFormatError
 from solution.sim.faults import AddServer, Crash, FailFraction, Recover, RemoveServer, Slowdown
-from solution.sim.gpus import GPU_PRESETS, GpuSpec, ModelSpec, ServerTiming
+from solution.core.latency import LatencyModel
+from solution.sim.gpus import GPU_PRESETS, GpuSpec, ModelSpec
 from solution.sim.results import Outcome, Results, Summary, format_table
 from solution.sim.runner import simulate
 from solution.sim.scenario import EstimateError, Scenario
@@ -43,7 +44,7 @@ __all__ = [
     "GPU_PRESETS",
     "GpuSpec",
     "ModelSpec",
-    "ServerTiming",
+    "LatencyModel",
     "Workload",
     "Tier",
     "Sessions",

@@ -8,9 +8,13 @@
 * :class:`ClassicMode`: the textbook model where queueing theory applies
   exactly: exponential service times that do not depend on the batch.
 
-A mode turns a request's tokens into *work*, measured in steps of its
-server's virtual clock: ``prefill_steps`` (until the first token) then
-``decode_steps`` (the remaining output tokens).
+A mode turns a request's tokens into *work* for its server's two virtual
+clocks (:mod:`solution.sim.server`): the prefill work (LLM mode: the prompt
+tokens; classic mode: the service time in seconds), then the decode work
+(LLM mode: the output tokens after the first, one iteration each; classic
+mode: none).  ``mode.server_model(gpu)`` gives what sets a server's rates: a
+:class:`~solution.core.latency.LatencyModel` or a
+:class:`~solution.sim.server.ClassicService`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from solution.sim.gpus import GPU_PRESETS, GpuSpec, ModelSpec, ServerTiming, gpu_preset
+from solution.core.latency import LatencyModel
+from solution.sim.gpus import GPU_PRESETS, GpuSpec, ModelSpec, gpu_preset
+from solution.sim.server import ClassicService, ServerModel
 from solution.sim.validate import require_number
 from solution.core.validate import require_id, require_int
 
@@ -93,31 +99,45 @@ class Cluster:
 class LlmMode:
     """LLM serving: chunked prefill, then one token per iteration, in a shared batch.
 
-    A request with P prompt tokens and O output tokens needs ``P / chunk``
-    prefill steps (its first token appears when they are done) and then
-    ``O - 1`` decode steps.  Server speeds come from ``model`` on each GPU.
+    A request with P prompt tokens and O output tokens needs P tokens of
+    prefill (its first token appears when they are done) and then ``O - 1``
+    decode iterations.  Each server runs ``model.latency_model(gpu,
+    token_budget)``: the roofline iteration time of
+    :class:`~solution.core.latency.LatencyModel`, with at most
+    ``token_budget`` tokens per iteration (vLLM's ``max_num_batched_tokens``)
+    shared by the decoders (one each) and the prefills (the rest).
+
+    Raises:
+        TypeError / ValueError: ``token_budget`` is not an int >= 1, or
+            ``model`` is not a :class:`~solution.sim.gpus.ModelSpec`.
     """
 
     model: ModelSpec = field(default_factory=ModelSpec)
-    chunk: int = 512
+    token_budget: int = 512
 
     def __post_init__(self) -> None:
-        require_int(self.chunk, "chunk")
+        require_int(self.token_budget, "token_budget")
+        if not isinstance(self.model, ModelSpec):
+            raise TypeError(f"model must be a ModelSpec, got {type(self.model).__name__}")
 
-    def timing(self, gpu: GpuSpec) -> ServerTiming:
-        return self.model.timing(gpu, self.chunk)
+    def server_model(self, gpu: GpuSpec) -> LatencyModel:
+        """The latency model a server with ``gpu`` runs (at speed 1).  O(1)."""
+        return self.model.latency_model(gpu, self.token_budget)
 
     def default_capacity(self, gpu: GpuSpec) -> int:
         return self.model.default_capacity(gpu)
 
     def mean_steps(self, prompt: np.ndarray, output: np.ndarray) -> tuple[float, float]:
-        """Mean prefill and decode steps of these requests.  O(n)."""
+        """Mean prefill work (prompt tokens) and decode work (iterations) of these requests.  O(n)."""
         prefill, decode = self.steps(prompt, output, None)
         return float(prefill.mean()), float(decode.mean())
 
     def steps(self, prompt: np.ndarray, output: np.ndarray, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-        """``(prefill_steps, decode_steps)`` per request (``rng`` is unused: the work is the tokens).  O(n)."""
-        prefill = prompt.astype(np.float64) / self.chunk
+        """``(prefill, decode)`` work per request: prompt tokens, and output tokens after the first.
+
+        ``rng`` is unused: the work is the tokens.  O(n).
+        """
+        prefill = prompt.astype(np.float64)
         decode = np.maximum(output.astype(np.float64) - 1.0, 0.0)
         return prefill, decode
 
@@ -154,12 +174,9 @@ class ClassicMode:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
 
-    def timing(self, gpu: GpuSpec) -> ServerTiming:
-        # A step is one second of service.  Without sharing an iteration takes 1 s whatever the
-        # batch; with sharing it takes 1 s per running request, so each gets 1/b of the speed.
-        if self.sharing:
-            return ServerTiming(t_base=0.0, t_decode=1.0, t_chunk=1.0)
-        return ServerTiming(t_base=1.0, t_decode=0.0, t_chunk=0.0)
+    def server_model(self, gpu: GpuSpec) -> ClassicService:
+        """Service in seconds: at full speed for each request, or split among them (``sharing``).  O(1)."""
+        return ClassicService(self.sharing)
 
     def default_capacity(self, gpu: GpuSpec) -> int:
         return 1
@@ -180,15 +197,59 @@ class ClassicMode:
 Mode = LlmMode | ClassicMode
 
 
-def service_rate(timing: ServerTiming, capacity: int, mean_prefill: float, mean_decode: float) -> float:
-    """Requests per second one server completes when its batch is always full.
+def service_rate(model: ServerModel, capacity: int, mean_prefill: float, mean_decode: float) -> float:
+    """Requests per second one server completes when its batch is always full (its saturated throughput).
 
-    At a constant batch of B sequences each iteration's time is shared by
-    the B sequences, so one step costs a sequence ``t_base / B`` plus its own
-    per-phase cost.  A request's server time is then
-    ``prefill * (t_base/B + t_chunk) + decode * (t_base/B + t_decode)``, and
-    the rate is one over its mean.  In classic mode this is ``c / mean_service``.
+    Classic mode: ``capacity / mean_service`` without sharing,
+    ``1 / mean_service`` with it.
+
+    LLM mode (``model`` a :class:`LatencyModel`, c = ``capacity``, B the
+    token budget, P the mean prompt tokens, D the mean decode iterations):
+    a full batch's iterations either prefill or only decode, and over many
+    completions the tokens they process must match the demand, P prompt and
+    D decode tokens per request (fluid, as the simulator; the spread of the
+    token counts does not matter, only their means):
+
+    * *decode-heavy* (the usual case): one request at a time prefills beside
+      c - 1 decoders, getting ``a = max(1, B - c + 1)`` tokens per
+      iteration.  A request's prefill takes ``P / a`` iterations of
+      ``t(c, c - 1 + a)`` during which the others decode ``(c - 1) P / a``
+      tokens; the rest of the D decode tokens take iterations of ``t(c,
+      c)`` that decode c tokens each.  Seconds per completion:
+      ``P / a * t(c, c - 1 + a) + (D - (c - 1) P / a) / c * t(c, c)``;
+    * *prefill-heavy* (``D < (c - 1) P / a``): some sequence always
+      prefills; the budget splits between ``d`` decoders and the prefills in
+      the ratio of the demands, ``(B - d) / d = P / D``; seconds per
+      completion: ``P / (B - d) * t(c, B)``.
+
+    ``t(n, tokens)`` is :meth:`LatencyModel.iteration_time`.  A test checks
+    the simulator completes this many requests per second when overloaded.
+    O(1).
+
+    Raises:
+        ValueError: the requests have no work at all (P = D = 0).
     """
-    share = timing.t_base / capacity
-    seconds = mean_prefill * (share + timing.t_chunk) + mean_decode * (share + timing.t_decode)
+    if isinstance(model, ClassicService):
+        return (1.0 if model.sharing else float(capacity)) / mean_prefill
+    if mean_prefill <= 0 and mean_decode <= 0:
+        raise ValueError("these requests need no work (no prompt, one output token each): a service rate is undefined")
+    c, budget, prompt, decode = capacity, model.token_budget, mean_prefill, mean_decode
+    memory = model.weights_s + model.kv_s * c
+
+    def t_iter(tokens: float) -> float:
+        return max(memory, model.token_s * tokens)
+
+    if prompt <= 0:
+        return c / (decode * t_iter(c))
+    a = max(1, budget - c + 1)
+    prefill_iterations = prompt / a
+    rest = decode - (c - 1) * prefill_iterations
+    if rest >= 0:
+        seconds = prefill_iterations * t_iter(c - 1 + a) + rest / c * t_iter(c)
+    else:
+        d = budget * decode / (prompt + decode)
+        if budget - d < 1:  # a budget at most the batch: the prefills get a single token
+            d = decode / prompt
+        chunk = max(1.0, budget - d)
+        seconds = prompt / chunk * t_iter(d + chunk)
     return 1.0 / seconds

@@ -323,7 +323,7 @@ class Engine:
     def _schedule(self, srv: Server) -> None:
         """The server's next event may have moved: schedule it afresh (older ones go stale)."""
         srv.version += 1
-        if srv.tags:
+        if srv.running:
             self.queue.push(srv.next_time(), SERVER, srv.index, srv.version)
 
     def _on_server(self, k: int, version: int, t: float) -> None:

@@ -10,10 +10,21 @@ LLM inference has two phases with different bottlenecks (the roofline view):
   *memory-bandwidth-bound*, so it scales with HBM/GDDR bandwidth.
 
 The presets hold published datasheet figures (see ``docs/simulator.md`` for
-the sources); :meth:`ModelSpec.timing` turns them into the three constants of
-the server model in :mod:`solution.sim.server`.  Absolute times depend on the
-efficiency factors (``compute_efficiency``, ``bandwidth_efficiency``), which
-are rough; *relative* speeds between GPUs follow the datasheets exactly.
+the sources); :meth:`ModelSpec.latency_model` turns them into the constants
+of the course's latency model (:class:`solution.core.latency.LatencyModel`),
+which the simulated servers run (:mod:`solution.sim.server`).  Absolute
+times depend on the efficiency factors (``compute_efficiency``,
+``bandwidth_efficiency``), which are rough; *relative* speeds between GPUs
+follow the datasheets exactly.
+
+Units (one convention everywhere in the simulator):
+
+* **memory sizes are binary**: a GPU's "80 GB" is 80 GiB = 80 x 2^30 bytes
+  (the datasheets' memory "GB" is binary: an A100-80GB's ``nvidia-smi``
+  reports 81,920 MiB); :attr:`GpuSpec.memory_bytes` converts.
+* **bandwidths and model sizes are decimal**: GB/s is 10^9 bytes per second,
+  as the datasheets mean it, and a 7B-parameter FP16 model's weights are
+  14 x 10^9 bytes (13.0 GiB).
 """
 
 from __future__ import annotations
@@ -22,30 +33,51 @@ import math
 from dataclasses import dataclass
 
 from solution.core.latency import LatencyModel
-from solution.sim.validate import require_number
 
-__all__ = ["GpuSpec", "GPU_PRESETS", "ModelSpec", "ServerTiming", "gpu_preset"]
+__all__ = ["GpuSpec", "GPU_PRESETS", "ModelSpec", "gpu_preset", "GIB"]
+
+#: Bytes in a GiB: the unit of :attr:`GpuSpec.memory_gb`.
+GIB = 2**30
 
 
 @dataclass(frozen=True)
 class GpuSpec:
-    """A GPU model: memory, dense FP16/BF16 tensor throughput, memory bandwidth."""
+    """A GPU model: memory, dense FP16/BF16 tensor throughput, memory bandwidth.
+
+    ``memory_gb`` is the datasheet's memory size, a binary size (GiB, 2^30
+    bytes: see the module's units); it is what the balancer is told as
+    ``gpu_memory_gb``.  ``bandwidth_gb_s`` is decimal (10^9 bytes/s).
+    ``product`` names the exact board the figures are for (form factor
+    included: SXM and PCIe boards of one GPU differ in bandwidth and FLOPS).
+    """
 
     name: str
-    memory_gb: int
+    memory_gb: int  # GiB (2^30 bytes), as the datasheets' memory "GB"
     tflops: float  # dense FP16/BF16 tensor-core TFLOPS (no structured sparsity)
     bandwidth_gb_s: float  # memory bandwidth, GB/s (10^9 bytes per second)
     source: str
+    product: str = ""
+
+    @property
+    def memory_bytes(self) -> int:
+        """The GPU's memory in bytes: ``memory_gb`` GiB."""
+        return self.memory_gb * GIB
 
 
-#: Published figures, dense (no sparsity) FP16/BF16 tensor throughput.
+#: Published figures, dense (no sparsity) FP16/BF16 tensor throughput.  The keys stay
+#: short and stable (scenarios, notebooks and saved results name them); ``product`` and
+#: ``source`` say which board: the A100s are SXM4 boards and the H100 an SXM5 board.
 GPU_PRESETS: dict[str, GpuSpec] = {
     spec.name: spec
     for spec in (
-        GpuSpec("A10-24GB", 24, 125.0, 600.0, "NVIDIA A10 Tensor Core GPU datasheet"),
-        GpuSpec("A100-40GB", 40, 312.0, 1555.0, "NVIDIA A100 Tensor Core GPU datasheet (SXM4 40GB)"),
-        GpuSpec("A100-80GB", 80, 312.0, 2039.0, "NVIDIA A100 Tensor Core GPU datasheet (SXM4 80GB)"),
-        GpuSpec("H100-80GB", 80, 989.0, 3350.0, "NVIDIA H100 Tensor Core GPU datasheet (SXM5)"),
+        GpuSpec("A10-24GB", 24, 125.0, 600.0, "NVIDIA A10 Tensor Core GPU datasheet (PCIe, 24 GB GDDR6)",
+                "NVIDIA A10 PCIe 24GB"),
+        GpuSpec("A100-40GB", 40, 312.0, 1555.0, "NVIDIA A100 Tensor Core GPU datasheet, A100 40GB SXM column (SXM4)",
+                "NVIDIA A100 SXM4 40GB"),
+        GpuSpec("A100-80GB", 80, 312.0, 2039.0, "NVIDIA A100 Tensor Core GPU datasheet, A100 80GB SXM column (SXM4)",
+                "NVIDIA A100 SXM4 80GB"),
+        GpuSpec("H100-80GB", 80, 989.0, 3350.0, "NVIDIA H100 Tensor Core GPU datasheet, H100 SXM column (SXM5; "
+                "1,979 TFLOPS is the figure with sparsity)", "NVIDIA H100 SXM5 80GB"),
     )
 }
 
@@ -63,34 +95,6 @@ def gpu_preset(name: str) -> GpuSpec:
         return GPU_PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown GPU preset {name!r}; choose one of {', '.join(GPU_PRESETS)}") from None
-
-
-@dataclass(frozen=True)
-class ServerTiming:
-    """The three constants of a server's iteration time (seconds).
-
-    One iteration of the continuous-batching engine, with ``d`` sequences
-    decoding and ``p`` sequences prefilling, takes::
-
-        t_iter = t_base + t_decode * d + t_chunk * p
-
-    and advances every running sequence by one *step* (see
-    :mod:`solution.sim.server`).
-    """
-
-    t_base: float  # per iteration: reading the weights
-    t_decode: float  # per decoding sequence: its KV cache read and one token of compute
-    t_chunk: float  # per prefilling sequence: one chunk of prompt tokens of compute
-
-    def __post_init__(self) -> None:
-        for name in ("t_base", "t_decode", "t_chunk"):
-            require_number(getattr(self, name), name, strict=False)
-        if self.t_base + self.t_decode <= 0 or self.t_base + self.t_chunk <= 0:
-            raise ValueError("an iteration with at least one sequence must take some time: raise t_base")
-
-    def iteration_time(self, decoding: int, prefilling: int = 0) -> float:
-        """Seconds per iteration with that many sequences in each phase.  O(1)."""
-        return self.t_base + self.t_decode * decoding + self.t_chunk * prefilling
 
 
 @dataclass(frozen=True)
@@ -117,17 +121,6 @@ class ModelSpec:
     def weight_bytes(self) -> float:
         return self.params * self.bytes_per_param
 
-    def timing(self, gpu: GpuSpec, chunk: int) -> ServerTiming:
-        """The iteration-time constants of this model on ``gpu`` with prefill chunks of ``chunk`` tokens."""
-        flops = gpu.tflops * 1e12 * self.compute_efficiency
-        bandwidth = gpu.bandwidth_gb_s * 1e9 * self.bandwidth_efficiency
-        token_compute = 2.0 * self.params / flops
-        return ServerTiming(
-            t_base=self.weight_bytes / bandwidth,
-            t_decode=self.kv_bytes_per_token * self.typical_context / bandwidth + token_compute,
-            t_chunk=chunk * token_compute,
-        )
-
     def latency_model(self, gpu: GpuSpec, token_budget: int = 512) -> LatencyModel:
         """The roofline latency model of this model on ``gpu`` (see :mod:`solution.core.latency`).
 
@@ -147,10 +140,13 @@ class ModelSpec:
     def default_capacity(self, gpu: GpuSpec) -> int:
         """How many ``max_context`` sequences fit in the KV-cache room left after the weights.
 
+        The room is ``memory_headroom`` of the GPU's memory in bytes (GiB:
+        see the module's units) minus the weights' bytes.  O(1).
+
         Raises:
             ValueError: the weights alone do not fit on the GPU.
         """
-        room = gpu.memory_gb * 1e9 * self.memory_headroom - self.weight_bytes
+        room = gpu.memory_bytes * self.memory_headroom - self.weight_bytes
         per_seq = self.kv_bytes_per_token * self.max_context
         capacity = math.floor(room / per_seq)
         if capacity < 1:

@@ -64,7 +64,7 @@ def latency_hints(scenario: Scenario) -> dict[str, LatencyModel]:
     """Each server's :class:`~solution.core.latency.LatencyModel`, from the scenario's model on its GPU.
 
     What an operator would configure from the GPU types (``Router(models=...)``):
-    ``ModelSpec.latency_model(gpu)`` with the mode's chunk as token budget.
+    ``ModelSpec.latency_model(gpu)`` with the mode's token budget (``LlmMode.server_model``).
     Classic mode has no token model: every server then gets
     :data:`~solution.core.latency.REFERENCE_MODEL` scaled by its
     :func:`speed_hints` speed.  O(S) (O(n + S) in classic mode).
@@ -73,7 +73,7 @@ def latency_hints(scenario: Scenario) -> dict[str, LatencyModel]:
 
     mode = scenario.mode
     if isinstance(mode, LlmMode):
-        return {spec.server_id: mode.model.latency_model(spec.gpu_spec, mode.chunk) for spec in scenario.server_specs()}
+        return {spec.server_id: mode.server_model(spec.gpu_spec) for spec in scenario.server_specs()}
     return {sid: REFERENCE_MODEL.scaled(speed) for sid, speed in speed_hints(scenario).items()}
 
 

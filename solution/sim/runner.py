@@ -95,8 +95,9 @@ def queue_factory(queue: QueueFactory | None) -> QueueFactory:
 class Inputs:
     """Everything random about a run, drawn from its seed before it starts.
 
-    ``prefill`` and ``decode`` are each request's work in steps (in classic
-    mode ``prefill`` is the service time in seconds); ``estimated`` is what
+    ``prefill`` and ``decode`` are each request's work (LLM mode: prompt
+    tokens, and decode iterations, i.e. output tokens after the first;
+    classic mode: the service time in seconds, and 0); ``estimated`` is what
     the balancer is told; ``fail_draw`` is compared with a failing server's
     fraction; ``patience`` is how long each client waits in a queue before
     giving up (``None`` when clients never do).
@@ -238,7 +239,7 @@ def _run_general(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable
     """Any scenario: the event loop of :mod:`solution.sim.engine` (with the stage-2 gateway when ``queue`` is given)."""
     specs = scenario.server_specs()
     servers = [
-        Server(k, spec.server_id, inputs.capacity[k], spec.gpu_spec.memory_gb, scenario.mode.timing(spec.gpu_spec))
+        Server(k, spec.server_id, inputs.capacity[k], spec.gpu_spec.memory_gb, scenario.mode.server_model(spec.gpu_spec))
         for k, spec in enumerate(specs)
     ]
     for srv in servers[: len(scenario.cluster.servers)]:

@@ -164,7 +164,7 @@ class Scenario:
         mean_prefill, mean_decode = self.mode.mean_steps(prompt, output)
         servers = zip(self.cluster.servers, self.capacities())
         return self.load * sum(
-            service_rate(self.mode.timing(spec.gpu_spec), cap, mean_prefill, mean_decode) for spec, cap in servers
+            service_rate(self.mode.server_model(spec.gpu_spec), cap, mean_prefill, mean_decode) for spec, cap in servers
         )
 
     def expected_duration(self) -> float:

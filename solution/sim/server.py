@@ -1,80 +1,142 @@
-"""One simulated inference server: continuous batching, kept exact with a virtual clock.
+"""One simulated inference server: continuous batching, kept exact for the model with virtual clocks.
 
-The model
----------
-A server runs up to ``capacity`` sequences in one batch.  Each *iteration*
-of its engine advances every running sequence by one *step* and takes::
+The model (LLM mode)
+--------------------
+A server runs up to ``capacity`` sequences in one batch.  Its engine works
+in *iterations*, and an iteration's time is the course's latency model
+(:class:`solution.core.latency.LatencyModel`, one source of truth for the
+simulator and for routing), divided by the server's ``speed``::
 
-    t_iter = (t_base + t_decode * decoding + t_chunk * prefilling) / speed
+    t_iter = max(weights_s + kv_s * n,          # memory: weights + n KV caches
+                 token_s * tokens) / speed      # compute: the tokens processed
 
-seconds (:class:`solution.sim.gpus.ServerTiming`).  A request needs
-``prefill_steps`` (its prompt, in chunks; its first token appears when they
-are done), then ``decode_steps`` (one output token each).  So the more
-sequences share the batch, the slower each one goes, and a prefilling
-sequence slows everybody more than a decoding one.
+with ``n = p + d`` sequences in the batch, ``p`` prefilling and ``d``
+decoding (the roofline: the slower of memory and compute bounds it, they do
+not add up).  Chunked prefill shares **one token budget** per iteration:
+
+* each decoding sequence takes 1 token (its next output token);
+* the ``p`` prefilling sequences share the rest, ``chunk = max(1,
+  token_budget - d)`` tokens, equally: ``chunk / p`` prompt tokens each;
+* so ``tokens = d + chunk`` when some sequence prefills, ``d`` otherwise.
+
+A request with P prompt tokens and O output tokens needs P tokens of prefill
+(its first token comes out at the end of it, at once when ``P = 0``), then
+``O - 1`` decode iterations, one output token each.  A bigger batch slows
+every sequence in it, prefill slows the decoders (it makes the iteration
+compute-bound), and the server's throughput rises with the batch until the
+memory or compute roof is reached.
 
 Exact bookkeeping (processor sharing)
 -------------------------------------
-Iterations are treated as a fluid: all running sequences progress at the
-same rate ``1 / t_iter`` steps per second.  So one number per server, the
-*virtual clock* ``clock`` (steps done by any sequence that has run since it
-was admitted), describes everybody's progress:
+Iterations are treated as a fluid: between two changes of the batch, every
+decoding sequence gains ``1 / t_iter`` output tokens per second and every
+prefilling one ``chunk / (p * t_iter)`` prompt tokens per second.  The two
+phases progress at different rates, so each has its own *virtual clock*:
 
-* admitting a request at virtual time V tags it ``V + prefill_steps``: it
-  leaves the prefill phase when the clock reaches the tag;
-* at that instant (the first token) it is re-tagged ``tag + decode_steps``;
-* the next event of the server is the smallest tag, reached at real time
-  ``last + (tag - clock) * t_iter``.
+* ``pclock`` counts the prompt tokens any sequence prefilling since the
+  clock last restarted has received; admitting a request at ``pclock = V``
+  tags it ``V + P`` in the prefill heap: its first token comes when
+  ``pclock`` reaches the tag;
+* ``dclock`` counts decode iterations the same way; at its first token a
+  request is tagged ``dclock + (O - 1)`` in the decode heap and finishes
+  when ``dclock`` reaches it.
 
-Whenever the batch or the speed changes, the clock is first advanced to
-*now* at the old rate, then the rate changes.  Between changes the rate is
-constant, so every time computed is exact for the model (up to float
-rounding): nothing is frozen at admission.  The clock restarts from 0 when
-the server goes idle, which keeps it small and precise.
+The next event of the server is the earlier of the two heaps' smallest
+tags, reached at real time ``last + (tag - clock) / rate``.  Whenever the
+batch or the speed changes, both clocks are first advanced to *now* at the
+old rates, then the rates change.  Between changes the rates are constant,
+so every time computed is exact for the model (up to float rounding):
+nothing is frozen at admission, and a request alone on an idle server gets
+exactly :meth:`LatencyModel.ttft` and :meth:`LatencyModel.e2e`.  A clock
+restarts from 0 when its phase empties, which keeps it small and precise.
 
-Costs: admitting or finishing a request is O(log b) (a heap of b tags).
+Classic mode (:class:`ClassicService`) gives all its work to the prefill
+phase (the first token comes with the last): seconds of service, at the
+full speed for every request (``sharing=False``) or split equally among the
+running ones (``sharing=True``, egalitarian processor sharing).
+
+Costs: admitting or finishing a request is O(log b) (two heaps of b tags in
+all); a change of speed and :meth:`Server.next_time` are O(1).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from heapq import heappop, heappush
 from math import inf
 
-from solution.sim.gpus import ServerTiming
+from solution.core.latency import LatencyModel
 
-__all__ = ["Server", "PREFILL", "DECODE"]
+__all__ = ["Server", "ClassicService", "ServerModel"]
 
-#: Tag phases: the tag marks the end of the prefill, or the last token.
-PREFILL, DECODE = 0, 1
+
+@dataclass(frozen=True)
+class ClassicService:
+    """Classic mode's service: one phase of work measured in seconds at speed 1 (no tokens, no batch effect).
+
+    ``sharing=False``: every running request is served at the server's full
+    speed (c slots are c independent servers).  ``sharing=True``: the speed
+    is split equally among the running requests (egalitarian processor
+    sharing).
+    """
+
+    sharing: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sharing, bool):
+            raise TypeError(f"sharing must be a bool, got {type(self.sharing).__name__}")
+
+
+#: What sets a server's rates: the latency model of its GPU (LLM mode) or classic service.
+ServerModel = LatencyModel | ClassicService
 
 
 class Server:
     """The state of one simulated server (mutable; the engine owns it).
 
-    ``tags`` is a heap of ``(tag, request, phase)``, one entry per running
-    request.  ``version`` increases each time the server's next event may
-    have moved, so the engine can recognise stale scheduled events.
+    ``ptags`` and ``dtags`` are heaps of ``(tag, request)``: the requests
+    prefilling and decoding.  ``version`` increases each time the server's
+    next event may have moved, so the engine can recognise stale scheduled
+    events.
+
+    Raises:
+        TypeError: ``model`` is neither a :class:`LatencyModel` nor a
+            :class:`ClassicService`.
     """
 
     __slots__ = (
-        "index", "server_id", "capacity", "gpu_memory_gb", "t_base", "t_decode", "t_chunk",
-        "clock", "last", "rate", "speed", "prefilling", "decoding", "tags", "version",
+        "index", "server_id", "capacity", "gpu_memory_gb", "model", "classic", "sharing",
+        "weights_s", "kv_s", "token_s", "budget",
+        "pclock", "dclock", "prate", "drate", "last", "speed", "ptags", "dtags", "running", "prefill_next", "version",
         "up", "fail_fraction", "in_pool", "removed_by_detection", "crashes", "waiting",
     )  # fmt: skip
 
-    def __init__(self, index: int, server_id: str, capacity: int, gpu_memory_gb: int, timing: ServerTiming) -> None:
+    def __init__(self, index: int, server_id: str, capacity: int, gpu_memory_gb: int, model: ServerModel) -> None:
+        if not isinstance(model, (LatencyModel, ClassicService)):
+            raise TypeError(f"a server's model must be a LatencyModel or a ClassicService, got {type(model).__name__}")
         self.index = index
         self.server_id = server_id
         self.capacity = capacity
         self.gpu_memory_gb = gpu_memory_gb
-        self.t_base, self.t_decode, self.t_chunk = timing.t_base, timing.t_decode, timing.t_chunk
-        self.clock = 0.0  # virtual time, in steps
-        self.last = 0.0  # real time the clock was last advanced to
+        self.model = model
+        self.classic = isinstance(model, ClassicService)
+        self.sharing = self.classic and model.sharing  # type: ignore[union-attr]
+        if isinstance(model, LatencyModel):
+            self.weights_s, self.kv_s, self.token_s, self.budget = model.weights_s, model.kv_s, model.token_s, model.token_budget
+        else:
+            self.weights_s = self.kv_s = self.token_s = 0.0
+            self.budget = 0
+        self.pclock = 0.0  # virtual time of the prefill phase: prompt tokens (classic: seconds of service)
+        self.dclock = 0.0  # virtual time of the decode phase: iterations (output tokens)
+        self.prate = 0.0  # pclock units per second, for each prefilling request
+        self.drate = 0.0  # dclock units per second, for each decoding request
+        self.last = 0.0  # real time the clocks were last advanced to
         self.speed = 1.0
-        self.prefilling = 0
-        self.decoding = 0
-        self.tags: list[tuple[float, int, int]] = []
+        self.ptags: list[tuple[float, int]] = []
+        self.dtags: list[tuple[float, int]] = []
+        self.running = 0  # requests in the batch: len(ptags) + len(dtags)
+        self.prefill_next = True  # set by next_time(): the prefill heap holds the next event
         self.version = 0
         self.up = True  # False between a crash and its recovery
         self.fail_fraction = 0.0
@@ -82,64 +144,115 @@ class Server:
         self.removed_by_detection = False
         self.crashes = 0
         self.waiting: deque[int] = deque()  # early binding: requests placed here, not yet in the batch (FIFO)
-        self.rate = 0.0
         self._set_rate()
 
     @property
-    def running(self) -> int:
-        """Requests in the batch."""
-        return len(self.tags)
+    def prefilling(self) -> int:
+        """Requests in the batch before their first token."""
+        return len(self.ptags)
+
+    @property
+    def decoding(self) -> int:
+        """Requests in the batch after their first token."""
+        return len(self.dtags)
+
+    def iteration_time(self) -> float:
+        """Seconds of one iteration of the current batch at the current speed (LLM mode).  O(1)."""
+        p, d = len(self.ptags), len(self.dtags)
+        tokens = d + max(1, self.budget - d) if p else d
+        memory = self.weights_s + self.kv_s * (p + d)
+        compute = self.token_s * tokens
+        return (memory if memory > compute else compute) / self.speed
 
     def _set_rate(self) -> None:
-        busy = self.t_base + self.t_decode * self.decoding + self.t_chunk * self.prefilling
-        self.rate = self.speed / busy if busy > 0 else inf  # inf only when idle: never used then
+        p = len(self.ptags)
+        n = self.running
+        if self.classic:  # seconds of service, in either phase (classic mode's work is all "prefill")
+            self.prate = self.drate = (self.speed / n if n else 0.0) if self.sharing else self.speed
+            return
+        if not n:
+            self.prate = self.drate = 0.0
+            return
+        d = n - p
+        memory = self.weights_s + self.kv_s * n
+        if p:
+            chunk = self.budget - d
+            if chunk < 1:
+                chunk = 1
+            compute = self.token_s * (d + chunk)
+            self.drate = drate = self.speed / (memory if memory > compute else compute)  # iterations per second
+            self.prate = drate * chunk / p  # prompt tokens per second, each
+        else:
+            compute = self.token_s * d
+            self.drate = self.speed / (memory if memory > compute else compute)
+            self.prate = 0.0
 
     def advance(self, now: float) -> None:
-        """Bring the virtual clock to real time ``now`` at the current rate (it stays 0 while idle).  O(1)."""
-        if self.tags:
-            self.clock += (now - self.last) * self.rate
+        """Bring both virtual clocks to real time ``now`` at the current rates (an empty phase's stays 0).  O(1)."""
+        dt = now - self.last
+        if self.ptags:
+            self.pclock += dt * self.prate
+        if self.dtags:
+            self.dclock += dt * self.drate
         self.last = now
 
-    def admit(self, now: float, request: int, prefill_steps: float) -> None:
-        """Start ``request`` at ``now``; it needs ``prefill_steps`` before its first token.  O(log b)."""
+    def admit(self, now: float, request: int, prefill: float) -> None:
+        """Start ``request`` at ``now``; it needs ``prefill`` prompt tokens (classic: seconds) before its first token.  O(log b)."""
         self.advance(now)
-        heappush(self.tags, (self.clock + prefill_steps, request, PREFILL))
-        self.prefilling += 1
+        heappush(self.ptags, (self.pclock + prefill, request))
+        self.running += 1
         self._set_rate()
 
     def next_time(self) -> float:
-        """Real time of the next tag, if nothing changes before; ``inf`` when idle.  O(1)."""
-        if not self.tags:
-            return inf
-        return self.last + (self.tags[0][0] - self.clock) / self.rate
+        """Real time of the next tag, if nothing changes before; ``inf`` when idle.  O(1).
+
+        It also notes which heap holds that tag, for :meth:`step`.
+        """
+        best = inf
+        prefill_next = True
+        if self.ptags:
+            best = self.last + (self.ptags[0][0] - self.pclock) / self.prate
+        if self.dtags:
+            t = self.last + (self.dtags[0][0] - self.dclock) / self.drate
+            if t < best:
+                best, prefill_next = t, False
+        self.prefill_next = prefill_next
+        return best
 
     def step(self, now: float, decode_steps: list[float], first_token: list[float]) -> list[int]:
-        """Handle every tag due at ``now``; return the requests that finished.  O(k log b).
+        """Handle every tag due at ``now``; return the requests that finished.  O(k log b) for k tags due.
 
-        ``now`` is the instant :meth:`next_time` announced.  Requests leaving
+        ``now`` is the instant :meth:`next_time` announced (nothing changed
+        since that call: the engine's versions see to it).  Requests leaving
         the prefill get their first-token time written into ``first_token``
-        and move to the decode phase (or finish, with no decode work).
+        and move to the decode phase with ``decode_steps[request]``
+        iterations to go (or finish, with none).
         """
-        self.advance(now)
-        tags = self.tags
-        if tags[0][0] > self.clock:  # rounding: the announced tag is due now by construction
-            self.clock = tags[0][0]
+        ptags, dtags = self.ptags, self.dtags
+        dt = now - self.last  # advance both clocks (inlined: this is the hot path)
+        self.last = now
+        pclock = self.pclock + dt * self.prate if ptags else self.pclock
+        dclock = self.dclock + dt * self.drate if dtags else self.dclock
+        # The heap that announced ``now`` has its clock snapped to the tag (rounding: it is due by construction).
+        if self.prefill_next:
+            if ptags[0][0] > pclock:
+                pclock = ptags[0][0]
+        elif dtags[0][0] > dclock:
+            dclock = dtags[0][0]
         done: list[int] = []
-        while tags and tags[0][0] <= self.clock:
-            tag, request, phase = heappop(tags)
-            if phase == PREFILL:
-                first_token[request] = now
-                self.prefilling -= 1
-                more = decode_steps[request]
-                if more > 0:
-                    heappush(tags, (tag + more, request, DECODE))
-                    self.decoding += 1
-                    continue
+        while ptags and ptags[0][0] <= pclock:
+            request = heappop(ptags)[1]
+            first_token[request] = now
+            more = decode_steps[request]
+            if more > 0:
+                heappush(dtags, (dclock + more, request))
             else:
-                self.decoding -= 1
-            done.append(request)
-        if not tags:
-            self.clock = 0.0
+                done.append(request)
+        while dtags and dtags[0][0] <= dclock:
+            done.append(heappop(dtags)[1])
+        self.running -= len(done)
+        self.pclock = pclock if ptags else 0.0
+        self.dclock = dclock if dtags else 0.0
         self._set_rate()
         return done
 
@@ -151,11 +264,13 @@ class Server:
 
     def crash(self, now: float) -> list[int]:
         """Lose every running and waiting request; return them in request order.  O((b + w) log(b + w))."""
-        lost = sorted([request for _, request, _ in self.tags] + list(self.waiting))
-        self.tags.clear()
+        lost = sorted([request for _, request in self.ptags] + [request for _, request in self.dtags] + list(self.waiting))
+        self.ptags.clear()
+        self.dtags.clear()
         self.waiting.clear()
-        self.prefilling = self.decoding = 0
-        self.clock, self.last = 0.0, now
+        self.pclock = self.dclock = 0.0
+        self.running = 0
+        self.last = now
         self.up = False
         self.crashes += 1
         self._set_rate()
