@@ -7,11 +7,10 @@ of the traffic is *interactive*, priority class 1; the gateway knows each
 job's size, so shortest-job-first has something to work with) under each of
 the three orderings, and draws:
 
-* the queue depth over time (the chosen ordering), with the maximum depth
-  and the scale-up threshold, and the periods when it would ask for servers;
+* the queue depth over time (the chosen ordering), with the maximum depth;
 * the wait-time distribution per ordering, with the M/M/c distribution when
   the queue is unbounded and nobody times out;
-* the 429 and timeout rates per ordering, with the M/M/c/K blocking
+* the queue-full (503) and timeout rates per ordering, with the M/M/c/K blocking
   probability when it applies;
 * the mean wait against the load, the formula's curve (M/M/c or M/M/c/K)
   with the three simulated points at the chosen load.
@@ -159,7 +158,7 @@ class QueuePlayground:
         fig = Figure(figsize=(11.5, 6.4), dpi=80)
         (depth_ax, cdf_ax), (rates_ax, theory_ax) = fig.subplots(2, 2)
         fig.subplots_adjust(left=0.07, right=0.99, bottom=0.08, top=0.95, wspace=0.18, hspace=0.35)  # fixed: fast
-        queue_depth(self.runs[chosen], max_depth=depth, threshold=2 * servers, after=30.0, ax=depth_ax, label=chosen)
+        queue_depth(self.runs[chosen], max_depth=depth, ax=depth_ax, label=f"requests waiting ({chosen})")
         depth_ax.set_title(f"queue depth ({chosen})", fontsize=10, y=1.0)
         a = rate  # offered load in erlangs (mean service 1 s)
         fits_mmc = depth is None and wait is None and a < servers
@@ -172,17 +171,17 @@ class QueuePlayground:
     def _rates(self, ax: Any, servers: int, a: float, depth: int | None, wait: float | None) -> None:
         x = np.arange(len(ORDERINGS))
         summaries = {o: self.runs[o].summary() for o in ORDERINGS}
-        throttled = [summaries[o].throttle_rate for o in ORDERINGS]
+        full = [summaries[o].queue_full_rate for o in ORDERINGS]
         timed_out = [summaries[o].timeout_rate for o in ORDERINGS]
-        ax.bar(x - 0.2, throttled, 0.4, label="429 (queue full)", color="#e45756")
+        ax.bar(x - 0.2, full, 0.4, label="503 (queue full)", color="#e45756")
         ax.bar(x + 0.2, timed_out, 0.4, label="timed out", color="#9d755d")
         blocking = mmck(servers, a, depth)[0] if depth is not None and wait is None else 0.0
         if blocking:
             ax.axhline(blocking, color="black", linestyle="--", linewidth=1, label=f"M/M/{servers}/{servers + depth} blocking")
-        ax.set_ylim(0.0, 1.15 * max([0.01, blocking, *throttled, *timed_out]))
+        ax.set_ylim(0.0, 1.15 * max([0.01, blocking, *full, *timed_out]))
         ax.set_xticks(x, ORDERINGS)
         ax.set_ylabel("fraction of requests")
-        ax.set_title("429 and timeout rates", fontsize=10, y=1.0)
+        ax.set_title("queue-full (503) and timeout rates", fontsize=10, y=1.0)
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize="small")
 
@@ -209,13 +208,13 @@ class QueuePlayground:
         ax.legend(fontsize="small", loc="upper left")
 
     def _table(self) -> str:
-        head = "<tr><th>ordering</th><th>mean wait</th><th>p99 wait</th><th>429</th><th>timed out</th><th>interactive mean wait</th></tr>"
+        head = "<tr><th>ordering</th><th>mean wait</th><th>p99 wait</th><th>503 (queue full)</th><th>timed out</th><th>interactive mean wait</th></tr>"
         rows = []
         for ordering, res in self.runs.items():
             s = res.summary()
             interactive = res.wait[(res.tier == 0) & ~np.isnan(res.wait)]
             rows.append(
-                f"<tr><td>{ordering}</td><td>{s.wait_mean:.2f} s</td><td>{s.wait_p99:.2f} s</td><td>{s.throttle_rate:.1%}</td>"
+                f"<tr><td>{ordering}</td><td>{s.wait_mean:.2f} s</td><td>{s.wait_p99:.2f} s</td><td>{s.queue_full_rate:.1%}</td>"
                 f"<td>{s.timeout_rate:.1%}</td><td>{float(interactive.mean()) if len(interactive) else float('nan'):.2f} s</td></tr>"
             )
         return f"<table style='font-size:12px'>{head}{''.join(rows)}</table>"
