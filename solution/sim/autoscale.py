@@ -56,7 +56,7 @@ from solution.core.queue_types import Dispatched, FinalOutcome, QueuePolicy, Rej
 from solution.sim.gatewaypool import GatewayPool
 from solution.sim.theory import mmc_mean_wait
 
-__all__ = ["AutoscaleScenario", "AutoscaleRun", "replicas_needed", "backlog_threshold", "run_autoscale", "POLICIES"]
+__all__ = ["AutoscaleScenario", "AutoscaleRun", "replicas_needed", "backlog_threshold", "run_autoscale", "plot_timeline", "POLICIES"]
 
 #: The autoscalers :func:`run_autoscale` knows.
 POLICIES = ("depth held", "target wait")
@@ -118,7 +118,7 @@ class AutoscaleScenario:
     backlog_after: float = 60.0
     window: float = 120.0
     up_hold: float = 20.0
-    down_utilization: float = 0.6
+    down_utilization: float = 0.7
     down_hold: float = 300.0
 
     def rate(self, t: float) -> float:
@@ -322,3 +322,47 @@ def run_autoscale(
         np.asarray(rejected),
         np.asarray(waits),
     )
+
+
+def plot_timeline(runs: dict[str, AutoscaleRun]) -> Any:
+    """Three panels over time, one line per autoscaler: the arrival rate against each fleet's capacity
+    (requests/s), the replicas present (count), and the queue depth that the queue's ``stats()``
+    reported at each tick (requests), shaded where its own ``scale_up`` flag was raised.
+
+    Every value drawn is one the run recorded; nothing is recomputed.  Returns the figure.
+    """
+    from matplotlib.figure import Figure
+
+    first = next(iter(runs.values()))
+    sc = first.scenario
+    fig = Figure(figsize=(10.0, 7.2))
+    rate_ax, fleet_ax, depth_ax = fig.subplots(3, 1, sharex=True)
+    grid = np.linspace(0.0, sc.duration, 2000)
+    rate_ax.plot(grid, [sc.rate(x) for x in grid], color="black", linewidth=0.8, label="true arrival rate")
+    rate_ax.plot(first.t, first.rate, color="#999999", linewidth=1.0, linestyle=":", label=f"measured over {sc.window:g} s")
+    colors = {"depth held": "#e45756", "target wait": "#4c78a8"}
+    per_replica = sc.slots / sc.service_time
+    for name, run in runs.items():
+        color = colors.get(name, None)
+        rate_ax.step(run.t, run.active * per_replica, where="post", color=color, linewidth=1.2, label=f"capacity, {name}")
+        fleet_ax.step(run.t, run.active, where="post", color=color, linewidth=1.2, label=f"replicas present, {name}")
+        fleet_ax.step(run.t, run.active + run.pending, where="post", color=color, linewidth=0.8, linestyle="--",
+                      label=f"present + ordered, {name}")  # fmt: skip
+        depth_ax.step(run.t, run.depth, where="post", color=color, linewidth=1.0, label=f"depth from stats(), {name}")
+        up = run.scale_up.astype(float)
+        if up.any():
+            depth_ax.fill_between(run.t, 0, sc.max_depth, where=up > 0, step="post", color=color, alpha=0.15, linewidth=0,
+                                  label=f"stats().scale_up raised, {name}")  # fmt: skip
+    depth_ax.axhline(sc.max_depth, color="#c00", linestyle="--", linewidth=1, label=f"max depth {sc.max_depth} (503 beyond)")
+    rate_ax.set_ylabel("requests/s")
+    rate_ax.set_title("arrival rate against each fleet's capacity", fontsize=10)
+    fleet_ax.set_ylabel("replicas")
+    fleet_ax.set_title(f"replicas: ordered ones join {sc.provisioning_delay:g} s later", fontsize=10)
+    depth_ax.set_ylabel("requests waiting")
+    depth_ax.set_xlabel("time (s)")
+    depth_ax.set_title("queue depth as the queue's stats() reported it at each tick", fontsize=10)
+    for ax in (rate_ax, fleet_ax, depth_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0.0)
+    fig.subplots_adjust(left=0.07, right=0.72, top=0.95, bottom=0.07, hspace=0.35)
+    return fig

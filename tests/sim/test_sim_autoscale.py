@@ -59,3 +59,14 @@ def test_the_recorded_signal_is_the_queues_own(runs):
 def test_unknown_policy():
     with pytest.raises(ValueError, match="depth held"):
         run_autoscale(LoadBalancer, RequestQueue, "magic", SC)
+
+
+def test_the_timeline_figure_is_labelled(runs):
+    from solution.sim.autoscale import plot_timeline
+
+    fig = plot_timeline({name: r[0] for name, r in runs.items()})
+    for ax in fig.axes:
+        assert ax.get_title() and ax.get_ylabel()
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels and all(label and not label.startswith("_") for label in labels)
+    assert "(s)" in fig.axes[-1].get_xlabel()

@@ -65,3 +65,14 @@ def test_the_pool_serves_in_time_order_and_fills_a_joining_server():
     assert all(o.at <= 100.0 for o in seen if isinstance(o, Dispatched)) and pool.now == 100.0
     with pytest.raises(ValueError):
         pool.at(1.0, lambda: None)  # the past
+
+
+def test_the_arrivals_figure_is_labelled():
+    from solution.sim.retries import plot_arrivals
+
+    runs = {"exact": run_retries(LoadBalancer, RequestQueue, SMALL, jitter=False, seed=0),
+            "jittered": run_retries(LoadBalancer, RequestQueue, SMALL, jitter=True, seed=0)}  # fmt: skip
+    ax = plot_arrivals(runs, window=(20.0, 80.0)).axes[0]
+    assert ax.get_title() and "(s)" in ax.get_xlabel() and "requests/s" in ax.get_ylabel()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(labels) == 4 and any("exact" in x for x in labels) and any("jittered" in x for x in labels)
