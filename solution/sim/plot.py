@@ -247,6 +247,11 @@ def request_timeline(res: Results, requests: Sequence[int] | None = None, *, ax:
     for label, lo, hi, color in parts:
         if np.any(hi > lo):
             ax.barh(rows, hi - lo, left=lo, color=color, height=0.6, label=label)
+    for row, i in zip(rows, picked):
+        tpot = "" if np.isnan(res.tpot[i]) else f", TPOT {res.tpot[i] * 1e3:.0f} ms"
+        ax.annotate(f"TTFT {res.ttft[i] * 1e3:.0f} ms{tpot}, e2e {res.e2e[i]:.2f} s", (float(finish[row]), row),
+                    xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)  # fmt: skip
+    ax.set_xlim(float(arrival.min()), float(finish.max()) + 0.35 * float(finish.max() - arrival.min()))  # room for the notes
     ax.set_yticks(rows, [f"r{i}" for i in picked])
     ax.invert_yaxis()
     ax.set_xlabel("simulated time (s)")
