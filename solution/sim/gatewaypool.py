@@ -47,6 +47,8 @@ class GatewayPool:
             callers draw their own randomness without shifting these).
         on_outcome: called with every final outcome after the pool's own
             bookkeeping (a dispatch schedules its completion first).
+        service: the seconds a request holds its slot, by request id; by
+            default an exponential draw of mean ``service_time``.
 
     Raises:
         TypeError / ValueError: a ``service_time`` that is not a finite number > 0.
@@ -61,6 +63,7 @@ class GatewayPool:
         service_time: float = 1.0,
         seed: int = 0,
         on_outcome: Callable[[FinalOutcome], object] | None = None,
+        service: Callable[[str], float] | None = None,
     ) -> None:
         if isinstance(service_time, bool) or not isinstance(service_time, (int, float)):
             raise TypeError(f"service_time must be a number of seconds, got {type(service_time).__name__}")
@@ -72,6 +75,7 @@ class GatewayPool:
         self.service_time = float(service_time)
         self._rng = np.random.default_rng(seed)
         self._user = on_outcome
+        self._service = service
         self._events: list[tuple[float, int, Callable[[], object]]] = []
         self._seq = 0
         self._deadline: float | None = None  # the expire event scheduled, if any
@@ -104,9 +108,9 @@ class GatewayPool:
         """Slots of the servers present and not draining."""
         return sum(self.slots.values())
 
-    def submit(self, request_id: str, estimated_tokens: int = 100, priority: int = 0) -> Any:
+    def submit(self, request_id: str, estimated_tokens: int = 100, priority: int = 0, prompt_tokens: int | None = None) -> Any:
         """A request arrives now: the gateway dispatches, queues or rejects it (the outcome is returned)."""
-        outcome = self.gateway.submit(request_id, estimated_tokens, priority)
+        outcome = self.gateway.submit(request_id, estimated_tokens, priority, prompt_tokens)
         self._watch_deadline()
         return outcome
 
@@ -128,7 +132,8 @@ class GatewayPool:
     def _outcome(self, outcome: FinalOutcome) -> None:
         if type(outcome) is Dispatched:
             rid = outcome.request_id
-            self.at(self.clock.now + self._rng.exponential(self.service_time), lambda: self._complete(rid))
+            hold = self._service(rid) if self._service is not None else self._rng.exponential(self.service_time)
+            self.at(self.clock.now + hold, lambda: self._complete(rid))
         if self._user is not None:
             self._user(outcome)
 

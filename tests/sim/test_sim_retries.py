@@ -76,3 +76,17 @@ def test_the_arrivals_figure_is_labelled():
     assert ax.get_title() and "(s)" in ax.get_xlabel() and "requests/s" in ax.get_ylabel()
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert len(labels) == 4 and any("exact" in x for x in labels) and any("jittered" in x for x in labels)
+
+
+def test_one_server_sjf_by_cost_beats_sjf_by_total_on_the_same_requests():
+    """The key matters: with the prompt/output split the queue orders by what a request costs."""
+    from solution.sim.queueing import one_server_llm
+
+    sjf = QueuePolicy(ordering="sjf", aging_rate=1.0)
+    for seed in (0, 1):
+        fifo = one_server_llm(RequestQueue, QueuePolicy(), split=False, seed=seed, requests=1500)
+        total = one_server_llm(RequestQueue, sjf, split=False, seed=seed, requests=1500)
+        cost = one_server_llm(RequestQueue, sjf, split=True, seed=seed, requests=1500)
+        assert np.array_equal(fifo.service, cost.service) and not np.isnan(cost.wait).any()
+        assert cost.wait.mean() < total.wait.mean() < fifo.wait.mean()
+        assert cost.wait.max() > fifo.wait.max()  # the price of SJF: the longest wait
