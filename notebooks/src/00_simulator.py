@@ -365,7 +365,8 @@ rejected = run.arrival[run.outcome == Outcome.REJECTED]
 full_at = (run.load_over_time(rejected) >= run.capacity).all(axis=1)
 grid = run.time_grid(20_000)
 all_full = (run.load_over_time(grid) >= run.capacity).all(axis=1)
-print(f"mean load 0.8 of the nominal rate; during a burst {burst:.2f} of it (rate_on / mean rate = {arrivals.rate_on / arrivals.mean_rate:.2f})")
+print(f"bursts of {arrivals.mean_on:g} s at {arrivals.rate_on / arrivals.rate_off:g}x the quiet rate, {arrivals.mean_off:g} s quiet (means); "
+      f"load 0.8 of the nominal rate on average, {burst:.2f} of it during a burst")
 print(f"seed 0: utilization {np.mean(run.summary().utilization):.1%}, rejected {run.summary().rejection_rate:.1%}; "
       f"every server full {np.mean(all_full):.1%} of the time, and at {np.mean(full_at):.0%} of the rejections")
 for name, get in (("utilization", lambda r: np.mean(r.summary().utilization)), ("rejected", lambda r: r.summary().rejection_rate)):
