@@ -13,25 +13,36 @@ the bookkeeping and calls the strategy's hooks (see
     >>> lb.route_request("r1", 100) in {"a", "b", "c"}
     True
 
+Every hook gets the request as a :class:`~solution.core.request.Request`:
+``request.estimated_tokens`` is stage 1's single number (prompt plus expected
+output), ``request.prompt_tokens`` the prompt's length when the caller knows
+it (``None`` otherwise) and ``request.output_tokens`` the expected output.
+The split matters: a prompt token is a share of one prefill iteration, an
+output token a whole decode iteration, about a hundred times more
+(:mod:`solution.core.latency`).
+
 Scores are tuples, smaller is better; ``components`` names their entries
-(``Router.explain`` shows them).  A server's ``load`` and
-``outstanding_tokens`` are what the router last saw; ``speed`` is its
-relative speed.
+(``Router.explain`` shows them).  A server's ``load``,
+``outstanding_tokens`` and ``outstanding_output_tokens`` are what the router
+last saw; ``speed`` is its relative speed and ``model`` its
+:class:`~solution.core.latency.LatencyModel`.
 
 * :class:`PowerOfChoices`: the less loaded of d random servers.  O(d).
 * :class:`WeightedResponseTime` / :class:`PeakEwma`: observed seconds per
-  token (an EWMA) times the requests in flight plus one.  O(log S).
-* :class:`LeastOutstandingTokens`: fewest estimated tokens in flight per unit
-  of speed.  O(log S).
-* :class:`Predictive`: join the shortest expected delay, the tokens ahead
-  plus this request's own, over the server's speed.  O(K log S) for K
-  distinct speeds.
+  output token (an EWMA) times the requests in flight plus one.  O(log S).
+* :class:`LeastOutstandingTokens`: fewest expected output tokens (decode
+  iterations) in flight per unit of speed.  O(log S).
+* :class:`Predictive`: the least predicted end-to-end latency in seconds,
+  ``server.model.e2e(prompt, output, load)``.  O(K log S) for K distinct
+  latency models.
 """
 
 from __future__ import annotations
 
 import random
 
+from solution.core.latency import LatencyModel
+from solution.core.request import Request
 from solution.core.routing import BaseStrategy, HeapIndex, IndexedStrategy, ServerState, require_positive
 from solution.core.validate import require_int
 
@@ -43,7 +54,7 @@ _SHIFT = 2**64
 class PowerOfChoices(BaseStrategy):
     """Power of d choices: draw ``d`` eligible servers, take the lowest load ratio.
 
-    Draw with ``self.router.sample(self.rng, self.d, estimated_tokens)``
+    Draw with ``self.router.sample(self.rng, self.d, request)``
     (it returns up to d distinct eligible servers); pick the one with the
     lowest ``load / capacity`` (use ``server.load_ratio_key``, exact); on a
     tie, the one drawn first.  With d = 1 it is random choice; with d = S it
@@ -66,21 +77,21 @@ class PowerOfChoices(BaseStrategy):
         # TODO: validate d and seed (require_int), keep d, and make self.rng = random.Random(seed)
         raise NotImplementedError("Stage 3: PowerOfChoices.__init__ is not implemented yet; see notebooks/03_routing_strategies.ipynb")
 
-    def choose(self, estimated_tokens: int) -> ServerState | None:
+    def choose(self, request: Request) -> ServerState | None:
         """The less loaded of the d servers drawn; None when no server is eligible.  O(d)."""
         # TODO: draw with self.router.sample, return the lowest load_ratio_key (first drawn on a tie)
         raise NotImplementedError("Stage 3: PowerOfChoices.choose is not implemented yet; see notebooks/03_routing_strategies.ipynb")
 
-    def score(self, server: ServerState, estimated_tokens: int) -> tuple[float, ...]:
+    def score(self, server: ServerState, request: Request) -> tuple[float, ...]:
         """``(load / capacity,)``."""
         # TODO: a one-element tuple: the load ratio as a float
         raise NotImplementedError("Stage 3: PowerOfChoices.score is not implemented yet; see notebooks/03_routing_strategies.ipynb")
 
-    def considered(self, estimated_tokens: int) -> tuple[list[ServerState], str]:
+    def considered(self, request: Request) -> tuple[list[ServerState], str]:
         """For explanations: the servers the next decision would draw (the draw is undone)."""
         saved = self.rng.getstate()
         try:
-            return self.router.sample(self.rng, self.d, estimated_tokens), "sampled"
+            return self.router.sample(self.rng, self.d, request), "sampled"
         finally:
             self.rng.setstate(saved)
 
@@ -89,7 +100,8 @@ class WeightedResponseTime(IndexedStrategy):
     """Observed speed times queue: ``cost * (load + 1)``, lowest first (Linkerd's EWMA load).
 
     ``cost`` is an exponentially weighted moving average of the seconds per
-    token that ``Router.observe`` reports for the server:
+    expected output token that ``Router.observe`` reports for the server
+    (a request's latency over its decode iterations):
     ``cost += alpha * (observed - cost)``, starting at the first observation;
     a server never observed has cost 0.  Score: ``(cost * (load + 1),
     load / capacity)`` (the second breaks ties, so before any feedback it
@@ -118,7 +130,7 @@ class WeightedResponseTime(IndexedStrategy):
         # TODO: update self.cost[server.order] (the first observation sets it), then self.server_changed(server)
         raise NotImplementedError("Stage 3: WeightedResponseTime.observe is not implemented yet; see notebooks/03_routing_strategies.ipynb")
 
-    def score(self, server: ServerState, estimated_tokens: int) -> tuple[float, ...]:
+    def score(self, server: ServerState, request: Request) -> tuple[float, ...]:
         """``(cost * (load + 1), load / capacity)``."""
         # TODO: cost from self.cost (0.0 if never observed)
         raise NotImplementedError("Stage 3: WeightedResponseTime.score is not implemented yet; see notebooks/03_routing_strategies.ipynb")
@@ -149,79 +161,101 @@ class PeakEwma(WeightedResponseTime):
 
 
 class LeastOutstandingTokens(IndexedStrategy):
-    """Fewest estimated tokens in flight per unit of speed: ``outstanding_tokens / speed``.
+    """Fewest expected output tokens in flight per unit of speed: ``outstanding_output_tokens / speed``.
 
-    Score: ``(outstanding_tokens / speed, load / capacity)``; the router's
-    :class:`~solution.core.routing.HeapIndex` keeps servers by it, so a decision
-    does not scan.
+    An output token costs one decode iteration; a prompt token a small share
+    of one (chunked prefill).  So the rule counts what the server still has
+    to *decode*: ``server.outstanding_output_tokens`` (the expected output
+    tokens of its requests; the whole estimate of a request routed without
+    ``prompt_tokens``).  Score: ``(outstanding_output_tokens / speed,
+    load / capacity)``; the router's
+    :class:`~solution.core.routing.HeapIndex` keeps servers by it, so a
+    decision does not scan.
+
+    What the count hides: prompts (a 4,000-token prompt costs about eight
+    iterations of prefill, not nothing); that a batch decodes its sequences
+    *together* (ten requests of 100 tokens take about 100 iterations, not
+    1,000: the count is work, not time to drain); that an iteration slows as
+    the batch grows; tokens already generated (the router learns nothing
+    until a completion, so the count is the estimate at routing time); and
+    the request's own size.
 
     **Cost:** O(log S) per decision and per completion.
-    **Weak spot:** trusts the token estimates (an output length is a guess),
-    and ignores the request's own size: a long request may land on a slow
+    **Weak spot:** trusts the output-length estimates (a guess; notebook 03
+    measures how good one can be), and a long request may land on a slow
     server that happens to be empty.
     """
 
     name = "least-outstanding-tokens"
-    components = ("tokens / speed", "load ratio")
+    components = ("output tokens / speed", "load ratio")
 
     def __init__(self) -> None:
         # TODO: nothing to set up (the index comes from IndexedStrategy.attach); just return
         raise NotImplementedError("Stage 3: LeastOutstandingTokens.__init__ is not implemented yet; see notebooks/03_routing_strategies.ipynb")
 
-    def score(self, server: ServerState, estimated_tokens: int) -> tuple[float, ...]:
-        """``(outstanding_tokens / speed, load / capacity)``."""
+    def score(self, server: ServerState, request: Request) -> tuple[float, ...]:
+        """``(outstanding_output_tokens / speed, load / capacity)``."""
         # TODO: both from the server's read-only properties
         raise NotImplementedError("Stage 3: LeastOutstandingTokens.score is not implemented yet; see notebooks/03_routing_strategies.ipynb")
 
 
 class Predictive(BaseStrategy):
-    """Join the shortest expected delay: ``(outstanding_tokens + estimated_tokens) / speed``.
+    """Join the shortest expected delay, in seconds: ``server.model.e2e(prompt, output, load)``.
 
-    The expected time to finish this request on a server is the work
-    already there plus its own, over the server's speed: a long request
-    prefers a fast GPU even when a slow one is emptier.  The least expected
-    delay wins; on a tie, the server added first.
+    With continuous batching a request does not wait *behind* the tokens a
+    server already has: it joins the batch at once (late binding) and every
+    sequence, its own included, then runs one token per iteration of a batch
+    one larger.  So the predicted end-to-end latency on a server is its
+    :class:`~solution.core.latency.LatencyModel`'s
+    ``e2e(prompt_tokens, output_tokens, load)`` with ``load`` the requests in
+    flight there (``prompt_tokens`` is 0 when the caller gave only the
+    total: every token is then priced as an output token).  A long answer
+    prefers a fast GPU even when a slow one is emptier; a long prompt with a
+    short answer is cheap everywhere.  Score: ``(seconds, load)``; the lowest
+    wins, then the fewer requests in flight, then the server added first.
 
     Because the score depends on the request, one heap cannot hold the
-    answer; but among servers of equal speed the fewest outstanding tokens
-    wins, so keep one :class:`~solution.core.routing.HeapIndex` per distinct speed
-    (``self.by_speed``, keyed by ``(outstanding_tokens,)``) and compare
-    each class's best.
+    answer; but servers sharing a latency model rank by load alone (more
+    sequences never make an iteration faster), so keep one
+    :class:`~solution.core.routing.HeapIndex` per distinct model
+    (``self.by_model``, keyed by ``(load,)``) and compare each one's best.
 
-    **Cost:** O(K log S) per decision for K distinct speeds (GPU types, a
-    handful in practice); a plain scan would be O(S).  **Weak spot:** as good
-    as the estimates and the speed hints: a wrong speed or a biased length
-    predictor steers traffic wrongly and steadily.
+    **Cost:** O(K log S) per decision for K distinct latency models (GPU
+    types, a handful in practice); a plain scan would be O(S).
+    **Weak spot:** as good as its inputs: the output-length estimate, the
+    latency model of each GPU, and the batch held at its current size (it
+    does not foresee arrivals or completions; with early binding, requests
+    beyond the batch wait, which the model does not price).
     """
 
     name = "predictive"
-    components = ("expected delay",)
+    components = ("expected seconds", "load")
 
     def __init__(self) -> None:
-        # TODO: self.by_speed = {} (speed -> HeapIndex keyed by outstanding tokens)
+        # TODO: self.by_model = {} (LatencyModel -> HeapIndex keyed by (load,))
         raise NotImplementedError("Stage 3: Predictive.__init__ is not implemented yet; see notebooks/03_routing_strategies.ipynb")
 
-    def expected_delay(self, server: ServerState, estimated_tokens: int) -> float:
-        """``(server.outstanding_tokens + estimated_tokens) / server.speed``."""
-        # TODO: tokens ahead plus its own, over the speed
-        raise NotImplementedError("Stage 3: Predictive.expected_delay is not implemented yet; see notebooks/03_routing_strategies.ipynb")
+    def expected_seconds(self, server: ServerState, request: Request) -> float:
+        """``server.model.e2e(prompt_tokens or 0, output_tokens, server.load)``."""
+        # TODO: the server's latency model, the request's split, the requests in flight
+        raise NotImplementedError("Stage 3: Predictive.expected_seconds is not implemented yet; see notebooks/03_routing_strategies.ipynb")
 
     def server_changed(self, server: ServerState) -> None:
-        """Re-key the server in its speed class (drop it when not ``router.available``).  O(log S)."""
-        # TODO: self.by_speed.setdefault(server.speed, HeapIndex(...)).update(server, self.router.available(server))
+        """Re-key the server in its model's index (drop it when not ``router.available``).  O(log S)."""
+        # TODO: self.by_model.setdefault(server.model, HeapIndex(...)).update(server, self.router.available(server))
         raise NotImplementedError("Stage 3: Predictive.server_changed is not implemented yet; see notebooks/03_routing_strategies.ipynb")
 
     def server_removed(self, server: ServerState) -> None:
         """Forget the server.  O(1)."""
-        # TODO: remove it from its speed class's index
+        # TODO: remove it from its model's index
         raise NotImplementedError("Stage 3: Predictive.server_removed is not implemented yet; see notebooks/03_routing_strategies.ipynb")
 
-    def choose(self, estimated_tokens: int) -> ServerState | None:
-        """The least expected delay (then added first) among each speed class's best.  O(K log S)."""
-        # TODO: best per class with index.best(self.router.is_large(...)); compare (expected_delay, order)
+    def choose(self, request: Request) -> ServerState | None:
+        """The least ``(expected seconds, load, order)`` among each model's best.  O(K log S)."""
+        # TODO: best per model with index.best(self.router.is_large(request)); compare (seconds, load, order)
         raise NotImplementedError("Stage 3: Predictive.choose is not implemented yet; see notebooks/03_routing_strategies.ipynb")
 
-    def score(self, server: ServerState, estimated_tokens: int) -> tuple[float, ...]:
-        """``(expected delay,)``."""
-        # TODO: a one-element tuple
+    def score(self, server: ServerState, request: Request) -> tuple[float, ...]:
+        """``(expected seconds, load)``."""
+        # TODO: a two-element tuple
         raise NotImplementedError("Stage 3: Predictive.score is not implemented yet; see notebooks/03_routing_strategies.ipynb")

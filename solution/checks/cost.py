@@ -72,7 +72,11 @@ def _round_routes(lb: Any, tag: str, observe: bool) -> float:
     started = time.perf_counter()
     for k in range(CALLS):
         rid = f"{tag}-{k}"
-        lb.route_request(rid, 100 if k % 3 else 5000)
+        tokens = 100 if k % 3 else 5000
+        if observe:  # a stage-3 router: give the prompt's share too, as a gateway would
+            lb.route_request(rid, tokens, prompt_tokens=tokens // 2)
+        else:
+            lb.route_request(rid, tokens)
         if observe:
             lb.observe(rid, latency=0.5 + (k % 5) / 10)
         if k >= IN_FLIGHT:

@@ -18,12 +18,28 @@ from typing import Any
 from solution.checks.common import CheckReport, Mismatch, Op, compare_with_reference, minimize, outcome
 from solution.checks.runner import StageSpec, as_groups, run_check
 from solution.checks.script import Group
+from solution.core.latency import LatencyModel
 from solution.core.routing import Router
 
-__all__ = ["SPEEDS", "STRATEGY_CASES", "BAD_ARGUMENTS", "SPEC", "random_ops3", "router_factory", "compare_strategy", "run_stage3"]
+__all__ = ["SPEEDS", "MODELS", "CheckRouter", "STRATEGY_CASES", "BAD_ARGUMENTS", "SPEC", "random_ops3", "router_factory", "compare_strategy", "run_stage3"]
 
 #: Relative speeds of the servers ``s0``..``s5`` in the seeded sequences (a mixed fleet).
 SPEEDS = {"s0": 1.0, "s1": 1.0, "s2": 2.0, "s3": 3.0, "s4": 0.5, "s5": 2.0}
+
+#: Latency models given explicitly (the others get ``REFERENCE_MODEL.scaled(speed)``): ``s5`` is an
+#: A10-24GB (``ModelSpec().latency_model(gpu_preset("A10-24GB"))``), whose compute is slower relative
+#: to its memory than the reference's, so its speed alone does not predict its latency.
+MODELS = {"s5": LatencyModel(weights_s=14e9 / (600e9 * 0.7), kv_s=(2 * 32 * 4096 * 2) * 1024 / (600e9 * 0.7),
+                             token_s=2 * 7e9 / (125e12 * 0.5))}  # fmt: skip
+
+
+class CheckRouter(Router):
+    """The router the cases build: :class:`Router` plus a positional spelling of ``route_request(..., prompt_tokens=)``."""
+
+    def route_with_prompt(self, request_id: str, estimated_tokens: int, prompt_tokens: int) -> str:
+        """``route_request(request_id, estimated_tokens, prompt_tokens=prompt_tokens)``."""
+        return self.route_request(request_id, estimated_tokens, prompt_tokens=prompt_tokens)
+
 
 #: (group name, class name in the implementation, constructor options).
 STRATEGY_CASES: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -31,14 +47,14 @@ STRATEGY_CASES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("power of three choices", "PowerOfChoices", {"d": 3, "seed": 11}),
     ("weighted response time (EWMA of observed latency)", "WeightedResponseTime", {"alpha": 0.3}),
     ("peak-EWMA: up at once, down slowly", "PeakEwma", {"alpha": 0.2}),
-    ("least outstanding tokens per unit of speed", "LeastOutstandingTokens", {}),
-    ("predictive: least expected delay", "Predictive", {}),
+    ("least outstanding output tokens per unit of speed", "LeastOutstandingTokens", {}),
+    ("predictive: least expected seconds (latency model)", "Predictive", {}),
 )
 
 
 def random_ops3(seed: int, n: int = 300) -> list[Op]:
-    """Seeded calls over six servers of mixed speed: adds, drains, routes of 1 to 30,000 tokens,
-    completions and latency observations."""
+    """Seeded calls over six servers of mixed speed: adds, drains, routes of 1 to 30,000 tokens (half of
+    them with the prompt's share given), completions and latency observations."""
     rng = random.Random(seed)
     ops: list[Op] = [("add_server", (f"s{k}", rng.randint(1, 6), rng.choice([24, 40, 80]))) for k in range(4)]
     for _ in range(n):
@@ -49,7 +65,11 @@ def random_ops3(seed: int, n: int = 300) -> list[Op]:
         elif kind == "remove":
             ops.append(("remove_server", (f"s{rng.randrange(6)}",)))
         elif kind == "route":
-            ops.append(("route_request", (rid, rng.choice([1, 20, 300, 2_000, 4_097, 30_000]))))
+            tokens = rng.choice([1, 20, 300, 2_000, 4_097, 30_000])
+            if rng.random() < 0.5:
+                ops.append(("route_request", (rid, tokens)))
+            else:  # a long prompt with a short answer, or the other way round
+                ops.append(("route_with_prompt", (rid, tokens, rng.choice([0, tokens // 20, tokens // 2, tokens - tokens // 20, tokens]))))
         elif kind == "observe":
             ops.append(("observe", (rid, round(rng.lognormvariate(0.0, 1.0), 3))))
         else:
@@ -58,8 +78,8 @@ def random_ops3(seed: int, n: int = 300) -> list[Op]:
 
 
 def router_factory(impl: ModuleType, class_name: str, options: dict[str, Any]) -> Callable[[], Router]:
-    """A factory of routers running ``impl``'s strategy ``class_name(**options)`` over :data:`SPEEDS`."""
-    return lambda: Router(getattr(impl, class_name)(**options), speeds=SPEEDS)
+    """A factory of routers running ``impl``'s strategy ``class_name(**options)`` over :data:`SPEEDS` and :data:`MODELS`."""
+    return lambda: CheckRouter(getattr(impl, class_name)(**options), speeds=SPEEDS, models=MODELS)
 
 
 def compare_strategy(impl: ModuleType, class_name: str, options: dict[str, Any], ops: list[Op]) -> Mismatch | None:
@@ -88,7 +108,7 @@ BAD_ARGUMENTS: tuple[tuple[str, dict[str, Any]], ...] = (
 
 
 class RouterHarness:
-    """Stage 3's cases build ``Router(impl.<Strategy>(**options), speeds=SPEEDS)`` and look at its stats.
+    """Stage 3's cases build ``CheckRouter(impl.<Strategy>(**options), speeds=SPEEDS, models=MODELS)`` and look at its stats.
 
     ``make`` is ``{"strategy": name, "options": {...}}``; with ``"bare": True``
     only the strategy is built (the bad-argument cases: building must raise).
@@ -99,7 +119,7 @@ class RouterHarness:
 
     def build(self, impl: Any, make: Any) -> Any:
         strategy = getattr(impl, make["strategy"])(**make["options"])
-        return _Built() if make.get("bare") else Router(strategy, speeds=SPEEDS)
+        return _Built() if make.get("bare") else CheckRouter(strategy, speeds=SPEEDS, models=MODELS)
 
 
 class _Built:

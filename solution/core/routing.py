@@ -10,12 +10,28 @@ A :class:`Router` has the stage-1 public API (``add_server``,
     >>> [lb.route_request(f"r{i}", 100) for i in range(3)]
     ['a', 'b', 'a']
 
-The router keeps the bookkeeping (who runs what, estimated tokens
-outstanding, relative speed) and tells its strategy about every change
+The router keeps the bookkeeping (who runs what, estimated tokens and
+estimated *output* tokens outstanding, relative speed, a latency model per
+server) and tells its strategy about every change
 through three hooks; a strategy sees servers only as read-only
 :class:`ServerState` objects.  Every decision can be explained
 (:meth:`Router.explain`): each candidate's score by component, and the
 component that separated the winner from the runner-up.
+
+Requests and their cost
+-----------------------
+A request reaches a strategy as a :class:`~solution.core.request.Request`
+record: :meth:`Router.route` takes one, and :meth:`Router.route_request`
+(stage 1's API, one number) builds one.  Stage 1's single
+``estimated_tokens`` is prompt plus output and hides the split that decides
+the cost: a prompt token is a small share of one prefill iteration, an output
+token a whole decode iteration, about a hundred times more
+(:mod:`solution.core.latency`).  A caller that knows the prompt's length (a
+gateway tokenizes it) passes ``prompt_tokens``; without it every token counts
+as an output token.  Each server has a
+:class:`~solution.core.latency.LatencyModel` (``Router(models=...)``, default
+:data:`~solution.core.latency.REFERENCE_MODEL` scaled by its ``speed``), so
+a strategy can price a request in seconds.
 
 This module holds what the candidate does not write: the interface, the
 router, the :class:`HeapIndex` that gives O(log S) decisions, and three
@@ -31,7 +47,13 @@ an unbounded queue.  ``refresh_every=k`` makes strategies see loads and
 outstanding tokens as they were at the last refresh, taken every ``k``
 routing decisions (``k / rate`` seconds at arrival rate ``rate``); whether
 a server can take a request is still decided on the true state (a full
-server refuses work).  That is how a balancer polling its servers sees them.
+server refuses work).  This is Mitzenmacher's *bulletin board* model ("How
+useful is old information?", IEEE TPDS 11(1), 2000): every decision of a
+period reads the same posted loads, and the balancer does not even count
+the requests it has just sent itself.  A real single balancer does count
+them; :class:`ReplicatedRouter` models several independent
+replicas that each count their own requests exactly and see the others'
+only through the periodic refresh.
 """
 
 from __future__ import annotations
@@ -51,6 +73,8 @@ from solution.core.errors import (
     UnknownRequestError,
     UnknownServerError,
 )
+from solution.core.latency import REFERENCE_MODEL, LatencyModel
+from solution.core.request import Request
 from solution.core.validate import MAX_CAPACITY, require_id, require_int
 
 __all__ = [
@@ -69,9 +93,16 @@ __all__ = [
     "StrategyInUseError",
     "StrategyError",
     "require_positive",
+    "Request",
+    "INDEX_PROBE",
+    "ReplicatedRouter",
 ]
 
 _RATIO_SHIFT = 64  # load ratios a/b are keyed as floor(a * 2**64 / b): exact (see solution/balancer.py)
+
+#: A request that costs nothing (one prompt token, no output): what
+#: :meth:`IndexedStrategy.index_key` scores a server with by default.
+INDEX_PROBE = Request("(index key)", 1, prompt_tokens=1)
 
 
 class StrategyInUseError(LoadBalancerError, ValueError):
@@ -90,29 +121,36 @@ def require_positive(value: object, what: str, *, zero_ok: bool = False) -> floa
 class ServerState:
     """One server as a strategy sees it: read-only properties, O(1) each.
 
-    ``load`` and ``outstanding_tokens`` are what the router last *saw* (equal
-    to the truth unless the router refreshes its view periodically).
+    ``load``, ``outstanding_tokens`` and ``outstanding_output_tokens`` are
+    what the router last *saw* (equal to the truth unless the router
+    refreshes its view periodically).
     """
 
-    __slots__ = ("_id", "_capacity", "_memory", "_speed", "_order", "_big", "_draining",
-                 "_load", "_tokens", "_seen_load", "_seen_tokens", "_active", "_slot")  # fmt: skip
+    __slots__ = ("_id", "_capacity", "_memory", "_speed", "_model", "_order", "_big", "_draining",
+                 "_load", "_tokens", "_out", "_seen_load", "_seen_tokens", "_seen_out", "_others", "_active", "_slot")  # fmt: skip
 
-    def __init__(self, server_id: str, capacity: int, memory: int, speed: float, order: int, big: bool) -> None:
-        self._id, self._capacity, self._memory, self._speed = server_id, capacity, memory, speed
+    def __init__(self, server_id: str, capacity: int, memory: int, speed: float, order: int, big: bool,
+                 model: LatencyModel = REFERENCE_MODEL) -> None:  # fmt: skip
+        self._id, self._capacity, self._memory, self._speed, self._model = server_id, capacity, memory, speed, model
         self._order, self._big, self._draining = order, big, False
-        self._load = self._tokens = self._seen_load = self._seen_tokens = 0
-        self._active: dict[str, int] = {}  # request id -> estimated tokens, in routing order
+        self._load = self._tokens = self._out = self._seen_load = self._seen_tokens = self._seen_out = 0
+        self._others = (0, 0, 0)  # other balancers' (load, tokens, output tokens) as last refreshed (ReplicatedRouter)
+        self._active: dict[str, Request] = {}  # request id -> its record, in routing order
         self._slot = -1  # position in the router's list of routable servers
 
     server_id = property(lambda self: self._id, doc="The server's id.")
     capacity = property(lambda self: self._capacity, doc="Sequences it runs at once (its batch).")
     gpu_memory_gb = property(lambda self: self._memory, doc="GPU memory in GB.")
     speed = property(lambda self: self._speed, doc="Relative speed (1.0: a typical server).")
+    model = property(lambda self: self._model, doc="Its LatencyModel: what a request costs there, in seconds.")
     order = property(lambda self: self._order, doc="Order of addition: the last tie-break.")
     big = property(lambda self: self._big, doc="True when it can take large requests.")
     draining = property(lambda self: self._draining, doc="True once remove_server was called.")
     load = property(lambda self: self._seen_load, doc="Requests routed to it and not completed (as last seen).")
-    outstanding_tokens = property(lambda self: self._seen_tokens, doc="Their estimated tokens (as last seen).")
+    outstanding_tokens = property(lambda self: self._seen_tokens, doc="Their estimated tokens, prompt and output (as last seen).")
+    outstanding_output_tokens = property(
+        lambda self: self._seen_out, doc="Their estimated output tokens: decode iterations still to run (as last seen)."
+    )
 
     @property
     def load_ratio_key(self) -> int:
@@ -141,11 +179,16 @@ class Decision:
     """Why a request goes where it goes: each candidate's score and what decided."""
 
     strategy: str
-    estimated_tokens: int
+    request: Request
     chosen: str | None  # None: no eligible server
     candidates: tuple[Scored, ...]  # the servers the rule compared, best first
     excluded: tuple[tuple[str, str], ...]  # (server id, reason) for the others
     decided_by: str
+
+    @property
+    def estimated_tokens(self) -> int:
+        """The request's estimated tokens (prompt plus output)."""
+        return self.request.estimated_tokens
 
     def summary(self) -> str:
         """One line: who won and why."""
@@ -178,8 +221,9 @@ class Strategy(Protocol):
     The router calls ``attach`` once, then ``server_added``,
     ``server_changed`` (its load, tokens or draining flag changed, or it became
     (in)eligible) and ``server_removed`` as things happen, ``choose`` for
-    each request, ``observe`` when a latency is reported, and ``explain`` to
-    show a decision without making it.
+    each request (a :class:`~solution.core.request.Request`), ``observe``
+    when a latency is reported, and ``explain`` to show a decision without
+    making it.
     """
 
     name: str
@@ -188,9 +232,9 @@ class Strategy(Protocol):
     def server_added(self, server: ServerState) -> None: ...
     def server_changed(self, server: ServerState) -> None: ...
     def server_removed(self, server: ServerState) -> None: ...
-    def choose(self, estimated_tokens: int) -> ServerState | None: ...
+    def choose(self, request: Request) -> ServerState | None: ...
     def observe(self, server: ServerState, seconds_per_token: float) -> None: ...
-    def explain(self, estimated_tokens: int) -> Decision: ...
+    def explain(self, request: Request) -> Decision: ...
 
 
 class BaseStrategy:
@@ -220,19 +264,19 @@ class BaseStrategy:
         pass
 
     def observe(self, server: ServerState, seconds_per_token: float) -> None:
-        """Feedback: a request on ``server`` took ``seconds_per_token``.  Ignored by default."""
+        """Feedback: a request on ``server`` took ``seconds_per_token`` (per expected output token).  Ignored by default."""
 
-    def score(self, server: ServerState, estimated_tokens: int) -> tuple[float, ...]:
+    def score(self, server: ServerState, request: Request) -> tuple[float, ...]:
         raise NotImplementedError(f"{type(self).__name__} does not define score()")
 
-    def choose(self, estimated_tokens: int) -> ServerState | None:
+    def choose(self, request: Request) -> ServerState | None:
         raise NotImplementedError(f"{type(self).__name__} does not define choose()")
 
-    def considered(self, estimated_tokens: int) -> tuple[list[ServerState], str]:
+    def considered(self, request: Request) -> tuple[list[ServerState], str]:
         """The servers this rule compares for a request, and a note for them.  Default: every eligible server."""
-        return self.router.eligible_servers(estimated_tokens), "eligible"
+        return self.router.eligible_servers(request), "eligible"
 
-    def peek(self, estimated_tokens: int) -> ServerState | None:
+    def peek(self, request: Request) -> ServerState | None:
         """What :meth:`choose` would pick now, leaving the strategy as it was.
 
         Restores ``self.rng`` (a :class:`random.Random`) and ``self.cursor``
@@ -241,30 +285,30 @@ class BaseStrategy:
         rng: random.Random | None = getattr(self, "rng", None)
         saved, cursor = (rng.getstate() if rng is not None else None), getattr(self, "cursor", None)
         try:
-            return self.choose(estimated_tokens)
+            return self.choose(request)
         finally:
             if rng is not None:
                 rng.setstate(saved)
             if cursor is not None:
                 self.cursor = cursor
 
-    def explain(self, estimated_tokens: int) -> Decision:
+    def explain(self, request: Request) -> Decision:
         """Score the considered servers, best first; name the component that decided.  O(S log S)."""
-        pool, note = self.considered(estimated_tokens)
-        chosen = self.peek(estimated_tokens)
-        ranked = sorted(pool, key=lambda s: (self.score(s, estimated_tokens), s.order))
+        pool, note = self.considered(request)
+        chosen = self.peek(request)
+        ranked = sorted(pool, key=lambda s: (self.score(s, request), s.order))
         if chosen is not None and ranked and ranked[0] is not chosen and chosen in ranked:
             ranked.remove(chosen)
             ranked.insert(0, chosen)
-        scored = tuple(Scored(s.server_id, tuple(zip(self.components, self.score(s, estimated_tokens))), note) for s in ranked)
-        excluded = self.router.excluded(estimated_tokens, {s.server_id for s in pool})
+        scored = tuple(Scored(s.server_id, tuple(zip(self.components, self.score(s, request))), note) for s in ranked)
+        excluded = self.router.excluded(request, {s.server_id for s in pool})
         if chosen is None:
             why = "every server is full, draining or too small"
         elif len(scored) == 1:
             why = "the only candidate"
         else:
             why = _decided_by(scored[0], scored[1], chosen is ranked[0] and scored[0].key <= scored[1].key)
-        return Decision(self.name, estimated_tokens, None if chosen is None else chosen.server_id, scored, excluded, why)
+        return Decision(self.name, request, None if chosen is None else chosen.server_id, scored, excluded, why)
 
 
 def _decided_by(first: Scored, second: Scored, by_score: bool) -> str:
@@ -329,8 +373,8 @@ class IndexedStrategy(BaseStrategy):
         self.index = HeapIndex(self.index_key)
 
     def index_key(self, server: ServerState) -> tuple[Any, ...]:
-        """The heap key: :meth:`score` for a request of 0 tokens (override for an exact key)."""
-        return self.score(server, 0)
+        """The heap key: :meth:`score` for :data:`INDEX_PROBE`, a request that costs nothing (override for an exact key)."""
+        return self.score(server, INDEX_PROBE)
 
     def server_changed(self, server: ServerState) -> None:
         self.index.update(server, self.router.available(server))
@@ -338,8 +382,8 @@ class IndexedStrategy(BaseStrategy):
     def server_removed(self, server: ServerState) -> None:
         self.index.remove(server)
 
-    def choose(self, estimated_tokens: int) -> ServerState | None:
-        return self.index.best(self.router.is_large(estimated_tokens))
+    def choose(self, request: Request) -> ServerState | None:
+        return self.index.best(self.router.is_large(request))
 
 
 class LeastConnections(IndexedStrategy):
@@ -355,7 +399,7 @@ class LeastConnections(IndexedStrategy):
     name = "least-connections"
     components = ("load ratio", "-memory", "-free slots")
 
-    def score(self, server: ServerState, estimated_tokens: int) -> tuple[float, ...]:
+    def score(self, server: ServerState, request: Request) -> tuple[float, ...]:
         ### BEGIN REFERENCE: stage 1's rule is what you write in exercises/balancer.py
         return (server.load_ratio_key / 2**_RATIO_SHIFT, -server.gpu_memory_gb, server.load - server.capacity)
         ### END REFERENCE
@@ -382,17 +426,17 @@ class RoundRobin(BaseStrategy):
         super().attach(router)
         self.cursor = 0  # the server list position to try next
 
-    def choose(self, estimated_tokens: int) -> ServerState | None:
+    def choose(self, request: Request) -> ServerState | None:
         servers = self.router.routable_servers()
         n = len(servers)
         for step in range(n):
             s = servers[(self.cursor + step) % n]
-            if self.router.eligible(s, estimated_tokens):
+            if self.router.eligible(s, request):
                 self.cursor = (self.cursor + step + 1) % n
                 return s
         return None
 
-    def score(self, server: ServerState, estimated_tokens: int) -> tuple[float, ...]:
+    def score(self, server: ServerState, request: Request) -> tuple[float, ...]:
         n = max(len(self.router.routable_servers()), 1)
         return ((server._slot - self.cursor) % n,)
 
@@ -413,15 +457,15 @@ class RandomChoice(BaseStrategy):
         self.seed = require_int(seed, "seed", minimum=0)
         self.rng = random.Random(seed)
 
-    def choose(self, estimated_tokens: int) -> ServerState | None:
-        picks = self.router.sample(self.rng, 1, estimated_tokens)
+    def choose(self, request: Request) -> ServerState | None:
+        picks = self.router.sample(self.rng, 1, request)
         return picks[0] if picks else None
 
-    def considered(self, estimated_tokens: int) -> tuple[list[ServerState], str]:
-        chosen = self.peek(estimated_tokens)
+    def considered(self, request: Request) -> tuple[list[ServerState], str]:
+        chosen = self.peek(request)
         return ([chosen] if chosen else []), "drawn"
 
-    def score(self, server: ServerState, estimated_tokens: int) -> tuple[float, ...]:
+    def score(self, server: ServerState, request: Request) -> tuple[float, ...]:
         return (0.0,)
 
 
@@ -451,7 +495,11 @@ class Router:
             ``speed`` keyword overrides it.
         refresh_every: 0 (default: strategies see the current state) or k:
             they see loads and tokens as of the last refresh, taken every k
-            routing decisions.
+            routing decisions (the bulletin board: not even this router's
+            own requests since then are counted).
+        models: a :class:`~solution.core.latency.LatencyModel` per server id;
+            a server without one gets ``REFERENCE_MODEL.scaled(speed)``.
+            Strategies that price requests in seconds read ``server.model``.
 
     Costs: bookkeeping is O(1) per call plus the strategy's hook (O(log S)
     for indexed strategies); each strategy documents its decision cost.
@@ -472,6 +520,7 @@ class Router:
         queue_per_server: int | None = 0,
         speeds: Mapping[str, float] | None = None,
         refresh_every: int = 0,
+        models: Mapping[str, LatencyModel] | None = None,
     ) -> None:
         require_int(large_request_tokens, "large_request_tokens")
         require_int(large_request_min_memory_gb, "large_request_min_memory_gb")
@@ -481,6 +530,13 @@ class Router:
         if speeds is not None and not isinstance(speeds, Mapping):
             raise TypeError(f"speeds must map server ids to numbers, got {type(speeds).__name__}")
         self.speeds = {require_id(k, "speeds key"): require_positive(v, f"speeds[{k!r}]") for k, v in (speeds or {}).items()}
+        if models is not None and not isinstance(models, Mapping):
+            raise TypeError(f"models must map server ids to LatencyModel objects, got {type(models).__name__}")
+        for k, m in (models or {}).items():
+            require_id(k, "models key")
+            if not isinstance(m, LatencyModel):
+                raise TypeError(f"models[{k!r}] must be a solution.core.latency.LatencyModel, got {type(m).__name__}")
+        self.models: dict[str, LatencyModel] = dict(models or {})
         if strategy is None:
             strategy = LeastConnections()
         elif isinstance(strategy, type):
@@ -509,6 +565,8 @@ class Router:
     def add_server(self, server_id: str, capacity: int, gpu_memory_gb: int, *, speed: float | None = None) -> None:
         """Add a server (``speed``: relative speed, default ``speeds.get(server_id, 1.0)``).  O(1) + hook.
 
+        Its latency model is ``models[server_id]``, else ``REFERENCE_MODEL.scaled(speed)``.
+
         Raises:
             TypeError / ValueError: as stage 1, or ``speed`` not a number > 0.
             DuplicateServerError (a ValueError): the id is present (draining included).
@@ -523,7 +581,9 @@ class Router:
             raise DuplicateServerError(
                 f"server {server_id!r} is already {state}; remove it and wait for its drain, or add the new server under another id"
             )
-        s = ServerState(server_id, capacity, gpu_memory_gb, speed, self._next_order, gpu_memory_gb >= self.large_request_min_memory_gb)
+        model = self.models.get(server_id) or REFERENCE_MODEL.scaled(speed)
+        s = ServerState(server_id, capacity, gpu_memory_gb, speed, self._next_order,
+                        gpu_memory_gb >= self.large_request_min_memory_gb, model)  # fmt: skip
         self._next_order += 1
         self._servers[server_id] = s
         s._slot = len(self._routable)
@@ -552,16 +612,28 @@ class Router:
         if not s._active:
             self._forget(s)
 
-    def route_request(self, request_id: str, estimated_tokens: int) -> str:
-        """Ask the strategy for a server; record the request there.
+    def route_request(self, request_id: str, estimated_tokens: int, *, prompt_tokens: int | None = None) -> str:
+        """Stage 1's entry point: ``route(Request(request_id, estimated_tokens, prompt_tokens))``.
+
+        ``estimated_tokens`` is prompt plus expected output; give
+        ``prompt_tokens`` when known (a gateway tokenizes the prompt), else
+        every token is priced as an output token.  Raises as :meth:`route`.
+        """
+        return self.route(Request(request_id, estimated_tokens, prompt_tokens))
+
+    def route(self, request: Request) -> str:
+        """Ask the strategy for a server for ``request``; record the request there.  O(1) + the strategy's choice.
 
         Raises:
-            TypeError / ValueError: bad arguments.  DuplicateRequestError: id in flight.
+            TypeError: ``request`` is not a :class:`~solution.core.request.Request`.
+            DuplicateRequestError (a ValueError): its id is in flight.
             NoCapacityError (a RuntimeError): no eligible server; nothing recorded.
             StrategyError: the strategy returned a server that cannot take the request.
         """
-        require_id(request_id, "request_id")
-        require_int(estimated_tokens, "estimated_tokens")
+        if not isinstance(request, Request):
+            raise TypeError(f"route takes a solution.core.request.Request, got {type(request).__name__}; "
+                            "route_request(request_id, estimated_tokens) takes the bare values")  # fmt: skip
+        request_id = request.request_id
         if request_id in self._requests:
             raise DuplicateRequestError(
                 f"request {request_id!r} is already in flight on server {self._requests[request_id].server_id!r}; "
@@ -570,22 +642,23 @@ class Router:
         if self.refresh_every and self._decisions % self.refresh_every == 0:
             self.refresh()
         self._decisions += 1
-        s = self._strategy.choose(estimated_tokens)
+        s = self._strategy.choose(request)
         if s is None:
             raise NoCapacityError(
-                f"no eligible server can take request {request_id!r} ({estimated_tokens} tokens); "
+                f"no eligible server can take request {request_id!r} ({request.estimated_tokens} tokens); "
                 "retry after a completion, add a server, or queue the request"
             )
-        if not isinstance(s, ServerState) or self._servers.get(s.server_id) is not s or not self.eligible(s, estimated_tokens):
+        if not isinstance(s, ServerState) or self._servers.get(s.server_id) is not s or not self.eligible(s, request):
             raise StrategyError(
                 f"{type(self._strategy).__name__}.choose returned {s!r}, which cannot take request {request_id!r}; "
                 "return an eligible ServerState of this router (Router.eligible), or None when there is none"
             )
-        s._active[request_id] = estimated_tokens
+        s._active[request_id] = request
         s._load += 1
-        s._tokens += estimated_tokens
+        s._tokens += request.estimated_tokens
+        s._out += request.output_tokens
         if not self.refresh_every:
-            s._seen_load, s._seen_tokens = s._load, s._tokens
+            self._sync(s)
         self._requests[request_id] = s
         self._strategy.server_changed(s)
         return s.server_id
@@ -600,17 +673,25 @@ class Router:
         s = self._requests.pop(request_id, None)
         if s is None:
             raise UnknownRequestError(f"request {request_id!r} is not in flight (never routed, or already completed)")
+        request = s._active.pop(request_id)
         s._load -= 1
-        s._tokens -= s._active.pop(request_id)
+        s._tokens -= request.estimated_tokens
+        s._out -= request.output_tokens
         if not self.refresh_every:
-            s._seen_load, s._seen_tokens = s._load, s._tokens
+            self._sync(s)
         if s.draining and not s._active:
             self._forget(s)
         else:
             self._strategy.server_changed(s)
 
+    @staticmethod
+    def _sync(s: ServerState) -> None:
+        """Make what strategies see of ``s`` its own counts plus the other balancers' (0 for a lone router)."""
+        load, tokens, out = s._others
+        s._seen_load, s._seen_tokens, s._seen_out = s._load + load, s._tokens + tokens, s._out + out
+
     def get_server_stats(self) -> dict[str, dict[str, Any]]:
-        """Stage 1's snapshot plus ``speed`` and ``outstanding_tokens`` (the true values).  O(S + R)."""
+        """Stage 1's snapshot plus ``speed``, ``outstanding_tokens`` and ``outstanding_output_tokens`` (this router's true values).  O(S + R)."""
         return {
             s.server_id: {
                 "capacity": s.capacity,
@@ -621,6 +702,7 @@ class Router:
                 "active_requests": list(s._active),
                 "speed": s.speed,
                 "outstanding_tokens": s._tokens,
+                "outstanding_output_tokens": s._out,
             }
             for s in self._servers.values()
         }
@@ -631,7 +713,9 @@ class Router:
         """Report how an in-flight request went, before ``complete_request``; optional.
 
         Give ``latency`` (seconds, end to end) or ``tokens_per_s``; the
-        strategy receives seconds per estimated token.  O(1) + the strategy's
+        strategy receives seconds per expected output token (per decode
+        iteration: ``latency / max(1, output_tokens)``; the whole estimate
+        when the caller gave no prompt length), or ``1 / tokens_per_s``.  O(1) + the strategy's
         ``observe`` (O(log S) for weighted response time).
 
         Raises:
@@ -645,25 +729,32 @@ class Router:
         s = self._requests.get(request_id)
         if s is None:
             raise UnknownRequestError(f"request {request_id!r} is not in flight; call observe before complete_request")
-        self._strategy.observe(s, value / s._active[request_id] if latency is not None else 1.0 / value)
+        per_token = value / max(1, s._active[request_id].output_tokens) if latency is not None else 1.0 / value
+        self._strategy.observe(s, per_token)
 
-    def explain(self, estimated_tokens: int) -> Decision:
-        """What the strategy would do with a request now, and why; changes nothing.  O(S log S)."""
-        require_int(estimated_tokens, "estimated_tokens")
-        return self._strategy.explain(estimated_tokens)
+    def explain(self, request: Request | int, *, prompt_tokens: int | None = None) -> Decision:
+        """What the strategy would do with ``request`` now, and why; changes nothing.  O(S log S).
+
+        ``request``: a :class:`~solution.core.request.Request`, or its
+        estimated tokens (then ``prompt_tokens`` as in :meth:`route_request`).
+        """
+        if not isinstance(request, Request):
+            request = Request("(explain)", request, prompt_tokens)
+        return self._strategy.explain(request)
 
     def refresh(self) -> None:
         """Let the strategy see the current loads and tokens (with ``refresh_every``).  O(S)."""
         for s in self._servers.values():
-            if (s._seen_load, s._seen_tokens) != (s._load, s._tokens):
-                s._seen_load, s._seen_tokens = s._load, s._tokens
+            seen = (s._seen_load, s._seen_tokens, s._seen_out)
+            self._sync(s)
+            if seen != (s._seen_load, s._seen_tokens, s._seen_out):
                 self._strategy.server_changed(s)
 
     # -- for strategies -------------------------------------------------------------
 
-    def is_large(self, estimated_tokens: int) -> bool:
-        """True when the request needs a big-memory server.  O(1)."""
-        return estimated_tokens > self.large_request_tokens
+    def is_large(self, request: Request) -> bool:
+        """True when the request needs a big-memory server (its estimated tokens, prompt and output, fill the KV cache).  O(1)."""
+        return request.estimated_tokens > self.large_request_tokens
 
     def limit(self, server: ServerState) -> float:
         """How many requests the server accepts: capacity plus its queue (inf if unbounded)."""
@@ -673,19 +764,19 @@ class Router:
         """Not draining and below its limit (true state, not the seen one).  O(1)."""
         return not server.draining and server._load < self.limit(server)
 
-    def eligible(self, server: ServerState, estimated_tokens: int) -> bool:
+    def eligible(self, server: ServerState, request: Request) -> bool:
         """Available, and big enough for a large request.  O(1)."""
-        return self.available(server) and (server.big or estimated_tokens <= self.large_request_tokens)
+        return self.available(server) and (server.big or request.estimated_tokens <= self.large_request_tokens)
 
     def routable_servers(self) -> list[ServerState]:
         """The non-draining servers (the router's own list: do not change it).  O(1)."""
         return self._routable
 
-    def eligible_servers(self, estimated_tokens: int) -> list[ServerState]:
+    def eligible_servers(self, request: Request) -> list[ServerState]:
         """Every eligible server, in order of addition.  O(S log S)."""
-        return sorted((s for s in self._routable if self.eligible(s, estimated_tokens)), key=lambda s: s.order)
+        return sorted((s for s in self._routable if self.eligible(s, request)), key=lambda s: s.order)
 
-    def excluded(self, estimated_tokens: int, considered: set[str]) -> tuple[tuple[str, str], ...]:
+    def excluded(self, request: Request, considered: set[str]) -> tuple[tuple[str, str], ...]:
         """``(server id, reason)`` for the servers not in ``considered``, in order of addition.  O(S)."""
         out = []
         for s in self._servers.values():
@@ -695,14 +786,14 @@ class Router:
                 why = "draining"
             elif not self.available(s):
                 why = "full"
-            elif not self.eligible(s, estimated_tokens):
+            elif not self.eligible(s, request):
                 why = f"large request needs >= {self.large_request_min_memory_gb} GB"
             else:
                 why = "not considered"
             out.append((s.server_id, why))
         return tuple(out)
 
-    def sample(self, rng: random.Random, k: int, estimated_tokens: int) -> list[ServerState]:
+    def sample(self, rng: random.Random, k: int, request: Request) -> list[ServerState]:
         """Up to ``k`` distinct eligible servers drawn at random.  O(k) expected.
 
         Draws ``rng.randrange(len(routable_servers()))`` up to ``4k + 8``
@@ -717,12 +808,12 @@ class Router:
             return []
         for _ in range(4 * k + 8):
             s = servers[rng.randrange(n)]
-            if s.order not in seen and self.eligible(s, estimated_tokens):
+            if s.order not in seen and self.eligible(s, request):
                 picks.append(s)
                 seen.add(s.order)
                 if len(picks) == k:
                     return picks
-        rest = [s for s in servers if s.order not in seen and self.eligible(s, estimated_tokens)]
+        rest = [s for s in servers if s.order not in seen and self.eligible(s, request)]
         return picks + rng.sample(rest, min(k - len(picks), len(rest)))
 
     def _forget(self, s: ServerState) -> None:
@@ -745,12 +836,137 @@ class RouterFactory:
     queue_per_server: int | None = 0
     refresh_every: int = 0
     label: str = ""
+    models: Mapping[str, LatencyModel] | None = None
+    replicas: int = 0  # >= 1: a ReplicatedRouter of that many replicas refreshed every refresh_every decisions
 
-    def __call__(self) -> Router:
+    def __call__(self) -> Router | ReplicatedRouter:
+        if self.replicas:
+            return ReplicatedRouter(lambda: self.strategy(**self.options), self.replicas, refresh_every=self.refresh_every,
+                                    queue_per_server=self.queue_per_server, speeds=self.speeds, models=self.models)  # fmt: skip
         return Router(self.strategy(**self.options), speeds=self.speeds, queue_per_server=self.queue_per_server,
-                      refresh_every=self.refresh_every)  # fmt: skip
+                      refresh_every=self.refresh_every, models=self.models)  # fmt: skip
 
     @property
     def name(self) -> str:
         """``label``, or the strategy's name."""
         return self.label or getattr(self.strategy, "name", getattr(self.strategy, "__name__", "strategy"))
+
+
+class ReplicatedRouter:
+    """Several independent balancer replicas in front of one fleet, each exact about its own requests.
+
+    A real deployment runs several balancer processes behind one address;
+    requests reach them in turn (here: replica ``i mod R`` takes the i-th
+    request).  Each replica is a :class:`Router` with its own strategy: it
+    counts the requests *it* routed and completed exactly, at once, and sees
+    the other replicas' requests only as of the last refresh, taken every
+    ``refresh_every`` decisions of the whole group (a replica polling the
+    servers' load).  With one replica nothing is ever stale: a single
+    balancer counting its own requests does not herd.  Contrast with
+    ``Router(refresh_every=k)``, Mitzenmacher's bulletin board, where the
+    balancer does not count even its own requests between refreshes.
+
+    Modelled with unbounded per-server queues (``queue_per_server=None``,
+    early binding): a server never refuses work, so no replica needs the
+    others' state to decide whether it may send a request.
+
+    It has the stage-1 API (``add_server``, ``remove_server``,
+    ``route_request``, ``route``, ``complete_request``, ``get_server_stats``,
+    ``observe``).  Costs: a decision is the replica's strategy's cost; a
+    refresh is O(R S) plus a hook per server and replica, so O(R S log S / k)
+    per decision for indexed strategies.
+
+    Raises:
+        TypeError / ValueError: ``replicas`` not an int >= 1, ``refresh_every``
+            not an int >= 1, a bounded ``queue_per_server``, or bad router options.
+    """
+
+    def __init__(self, strategy: Callable[[], Strategy], replicas: int, *, refresh_every: int,
+                 queue_per_server: int | None = None, **router_options: Any) -> None:  # fmt: skip
+        require_int(replicas, "replicas")
+        require_int(refresh_every, "refresh_every")
+        if queue_per_server is not None:
+            raise ValueError("ReplicatedRouter models unbounded per-server queues (queue_per_server=None): "
+                             "with bounded ones a replica would need the others' state to know a server is full")  # fmt: skip
+        self.replicas = [Router(strategy(), queue_per_server=None, **router_options) for _ in range(replicas)]
+        for i, r in enumerate(self.replicas[1:], start=1):  # replicas draw independently (replica 0 as a lone router)
+            rng = getattr(r.strategy, "rng", None)
+            if isinstance(rng, random.Random):
+                rng.seed(f"{getattr(r.strategy, 'seed', 0)}/replica {i}")
+        self.refresh_every = refresh_every
+        self._owner: dict[str, Router] = {}
+        self._decisions = 0
+
+    def add_server(self, server_id: str, capacity: int, gpu_memory_gb: int, **options: Any) -> None:
+        """Add the server to every replica.  O(R) + hooks."""
+        for r in self.replicas:
+            r.add_server(server_id, capacity, gpu_memory_gb, **options)
+
+    def remove_server(self, server_id: str) -> None:
+        """Drain the server in every replica.  O(R) + hooks."""
+        for r in self.replicas:
+            r.remove_server(server_id)
+
+    def route_request(self, request_id: str, estimated_tokens: int, *, prompt_tokens: int | None = None) -> str:
+        """As :meth:`Router.route_request`, on the replica whose turn it is."""
+        return self.route(Request(request_id, estimated_tokens, prompt_tokens))
+
+    def route(self, request: Request) -> str:
+        """As :meth:`Router.route`, on the replica whose turn it is (refreshing every replica's view first when due)."""
+        if not isinstance(request, Request):
+            raise TypeError(f"route takes a solution.core.request.Request, got {type(request).__name__}")
+        if request.request_id in self._owner:
+            raise DuplicateRequestError(f"request {request.request_id!r} is already in flight; complete it first or use a new id")
+        if self._decisions % self.refresh_every == 0:
+            self.refresh()
+        replica = self.replicas[self._decisions % len(self.replicas)]
+        self._decisions += 1
+        sid = replica.route(request)
+        self._owner[request.request_id] = replica
+        return sid
+
+    def complete_request(self, request_id: str) -> None:
+        """Complete it on the replica that routed it (which sees it at once).  O(1) + hook."""
+        require_id(request_id, "request_id")
+        replica = self._owner.pop(request_id, None)
+        if replica is None:
+            raise UnknownRequestError(f"request {request_id!r} is not in flight (never routed, or already completed)")
+        replica.complete_request(request_id)
+
+    def observe(self, request_id: str, **feedback: Any) -> None:
+        """Feedback to the replica that routed the request."""
+        replica = self._owner.get(request_id)
+        if replica is None:
+            raise UnknownRequestError(f"request {request_id!r} is not in flight; call observe before complete_request")
+        replica.observe(request_id, **feedback)
+
+    def refresh(self) -> None:
+        """Every replica learns the others' current counts.  O(R S) + hooks."""
+        totals: dict[str, list[int]] = {}
+        for r in self.replicas:
+            for sid, s in r._servers.items():
+                t = totals.setdefault(sid, [0, 0, 0])
+                t[0] += s._load
+                t[1] += s._tokens
+                t[2] += s._out
+        for r in self.replicas:
+            for sid, s in r._servers.items():
+                load, tokens, out = totals[sid]
+                others = (load - s._load, tokens - s._tokens, out - s._out)
+                if others != s._others:
+                    s._others = others
+                    r._sync(s)
+                    r._strategy.server_changed(s)
+
+    def get_server_stats(self) -> dict[str, dict[str, Any]]:
+        """The servers' true state, summed over replicas.  O(R (S + requests))."""
+        out: dict[str, dict[str, Any]] = {}
+        for r in self.replicas:
+            for sid, st in r.get_server_stats().items():
+                mine = out.setdefault(sid, dict(st, current_load=0, active_requests=[], outstanding_tokens=0, outstanding_output_tokens=0))
+                mine["current_load"] += st["current_load"]
+                mine["active_requests"] += st["active_requests"]
+                mine["outstanding_tokens"] += st["outstanding_tokens"]
+                mine["outstanding_output_tokens"] += st["outstanding_output_tokens"]
+                mine["load_ratio"] = mine["current_load"] / mine["capacity"]
+        return out

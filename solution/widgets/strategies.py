@@ -28,7 +28,8 @@ import solution
 from solution.core.impl import reference_available
 from solution.core.routing import Router, RouterFactory
 from solution.sim import Results, simulate
-from solution.sim.race import heterogeneous, speed_hints
+from solution.sim.race import heterogeneous, latency_hints, speed_hints
+from solution.sim.workload import OUTPUT_ESTIMATE_SIGMA
 from solution.sim.theory import mean_confidence_interval
 from solution.widgets.drawing import figure_png
 
@@ -93,14 +94,15 @@ class StrategyRace:
         self.load = W.FloatSlider(value=0.7, min=0.3, max=0.95, step=0.05, description="load", continuous_update=False)
         self.fleet = W.Dropdown(options=list(FLEETS), value="4 A10 + 2 A100 + 2 H100", description="cluster")
         self.alpha = W.FloatSlider(value=1.3, min=1.05, max=3.0, step=0.05, description="tail alpha", continuous_update=False)
-        self.sigma = W.FloatSlider(value=0.5, min=0.0, max=1.5, step=0.1, description="estimate err", continuous_update=False)
+        self.sigma = W.FloatSlider(value=round(OUTPUT_ESTIMATE_SIGMA, 1), min=0.0, max=1.5, step=0.1, description="estimate err", continuous_update=False)
         self.refresh = W.IntSlider(value=0, min=0, max=200, step=10, description="stale (k)", continuous_update=False)
         self.image = W.Image(format="png", layout=W.Layout(width="900px"))
         self.summary = W.HTML()
         for control in (self.strategies, self.load, self.fleet, self.alpha, self.sigma, self.refresh):
             control.observe(lambda _: self.run(), names="value")
         help_ = W.HTML("<small>tail alpha: Pareto index of output lengths (lower: heavier tail); estimate err: "
-                       "log-normal sigma of the token estimate; stale (k): the balancer's view refreshes every k "
+                       "log-normal sigma of the output-length estimate (0.5: what a predictor knowing only the prompt length '
+                       'achieves on the Azure conversation trace); stale (k): the balancer's view refreshes every k "
                        "decisions (0: always fresh)</small>")  # fmt: skip
         self.widget = W.VBox([W.HBox([self.strategies, W.VBox([self.load, self.fleet, self.alpha, self.sigma, self.refresh])]),
                               help_, self.image, self.summary])  # fmt: skip
@@ -110,7 +112,7 @@ class StrategyRace:
     def factories(self) -> tuple[dict[str, RouterFactory], list[str]]:
         """The chosen strategies as router factories, and those running from the reference."""
         scenario = self.scenario()
-        speeds = speed_hints(scenario)
+        speeds, models = speed_hints(scenario), latency_hints(scenario)
         out, fallback = {}, []
         for name in self.strategies.value or ("least-connections",):
             cls, fell_back = _strategy_class(self.impl, STRATEGY_NAMES[name])
@@ -121,7 +123,8 @@ class StrategyRace:
                     out[name] = self.impl.LoadBalancer  # stage 1's rule is the candidate's LoadBalancer (always fresh)
                     fallback.remove(name)
                 continue
-            out[name] = RouterFactory(cls, speeds=speeds if STRATEGY_NAMES[name] in _SPEED_AWARE else None,
+            aware = STRATEGY_NAMES[name] in _SPEED_AWARE
+            out[name] = RouterFactory(cls, speeds=speeds if aware else None, models=models if aware else None,
                                       refresh_every=self.refresh.value)  # fmt: skip
         return out, fallback
 
@@ -202,14 +205,16 @@ class DecisionExplorer:
         self.impl = impl
         self.strategy = W.Dropdown(options=list(STRATEGY_NAMES), value="predictive", description="strategy")
         self.tokens = W.IntSlider(value=800, min=1, max=12_000, step=100, description="tokens", continuous_update=False)
+        self.prompt = W.IntSlider(value=100, min=0, max=12_000, step=100, description="of which prompt", continuous_update=False)
         self.route = W.Button(description="route it")
         self.complete = W.Button(description="complete oldest")
         self.out = W.HTML()
         self.strategy.observe(lambda _: self.reset(), names="value")
         self.tokens.observe(lambda _: self.show(), names="value")
+        self.prompt.observe(lambda _: self.show(), names="value")
         self.route.on_click(lambda _: self.do_route())
         self.complete.on_click(lambda _: self.do_complete())
-        self.widget = W.VBox([W.HBox([self.strategy, self.tokens]), W.HBox([self.route, self.complete]), self.out])
+        self.widget = W.VBox([W.HBox([self.strategy, self.tokens, self.prompt]), W.HBox([self.route, self.complete]), self.out])
         self.reset()
 
     def reset(self) -> None:
@@ -231,7 +236,8 @@ class DecisionExplorer:
         rid = f"r{self.count}"
         self.count += 1
         try:
-            self.log.append(f"{rid} ({self.tokens.value} tokens) -> {self.router.route_request(rid, self.tokens.value)}")
+            sid = self.router.route_request(rid, self.tokens.value, prompt_tokens=self._prompt())
+            self.log.append(f"{rid} ({self.tokens.value} tokens, {self._prompt()} prompt) -> {sid}")
         except RuntimeError as exc:
             self.log.append(f"{rid}: {exc}")
         self.show()
@@ -255,12 +261,16 @@ class DecisionExplorer:
                 why = f"{name} is not implemented yet: write it in exercises/strategies.py, then pick it again"
             self.out.value = f"<i>{html.escape(why)}</i>"
             return
-        decision = self.router.explain(self.tokens.value)
-        loads = ", ".join(f"{sid} {s['current_load']}/{s['capacity']} ({s['outstanding_tokens']} tok, x{s['speed']:g})"
+        decision = self.router.explain(self.tokens.value, prompt_tokens=self._prompt())
+        loads = ", ".join(f"{sid} {s['current_load']}/{s['capacity']} ({s['outstanding_output_tokens']} output tok, x{s['speed']:g})"
                           for sid, s in self.router.get_server_stats().items())  # fmt: skip
         note = "<br><b>running from the reference</b> (your class is a stub)" if self.fell_back else ""
         self.out.value = (f"<pre>{html.escape(decision.table())}</pre><small>{html.escape(loads)}<br>"
                           f"{html.escape(' | '.join(self.log[-4:]))}</small>{note}")  # fmt: skip
+
+    def _prompt(self) -> int:
+        """The prompt's share of the request's tokens (at most all of them)."""
+        return min(self.prompt.value, self.tokens.value)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)

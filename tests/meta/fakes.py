@@ -627,6 +627,22 @@ except BaseException:
 """
 
 
+def _stage3_edit(old: str, new: str) -> Callable[[Path], Built]:
+    """Stage 3's reference with one edit; the stubs in stages 1 and 2."""
+    return lambda folder: Built({3: edit(reference(3), old, new)})
+
+
+#: Stage 3's fakes: the token-count cost model the course replaced (issue 10), each caught by its own group.
+_PREDICTIVE_BY_TOKENS = _stage3_edit(
+    "        return server.model.e2e(request.prompt_tokens or 0, request.output_tokens, server.load)\n",
+    "        return (server.outstanding_tokens + request.estimated_tokens) / server.speed\n",
+)
+_LOT_ALL_TOKENS = _stage3_edit(
+    "        return (server.outstanding_output_tokens / server.speed, server.load_ratio_key / _SHIFT)\n",
+    "        return (server.outstanding_tokens / server.speed, server.load_ratio_key / _SHIFT)\n",
+)
+
+
 def fakes() -> list[Fake]:
     """Every fake, in the order the table shows them."""
     no_import = dict(only_causes=("import",), causes=("import",))
@@ -648,6 +664,12 @@ def fakes() -> list[Fake]:
                     Expect(low=95, high=99.9, note=r"similar", output=r"x{1000}", causes=("timeout",), only_causes=("timeout",),
                            failing=("lowest load ratio",)),
                     max_rss_mb=MAX_RSS_MB, probe_timeout="10"),
+        Fake("predictive by tokens", _PREDICTIVE_BY_TOKENS,
+             {1: STUBS, 2: STUBS, 3: Expect(low=1, high=99, only_causes=("differs",), failing=("predictive",))},
+             "stage 3's Predictive prices a request as (outstanding tokens + its tokens) / speed, not in seconds"),
+        Fake("outstanding tokens, prompts included", _LOT_ALL_TOKENS,
+             {1: STUBS, 2: STUBS, 3: Expect(low=1, high=99, only_causes=("differs",), failing=("least outstanding",))},
+             "stage 3's LeastOutstandingTokens counts prompt tokens as if each cost a decode iteration"),
         Fake("debug prints", _debug_prints,
              {1: Expect(score=100, note=r"similar", output=r"debug"), 2: Expect(score=100, note=r"similar", output=r"debug"), 3: STUBS},
              "a print at the top of every function of the reference (stages 1, 2)"),

@@ -10,16 +10,27 @@ import solution
 from solution.checks.common import compare_with_reference
 from solution.checks.stage1 import random_ops
 from solution.core.errors import NoCapacityError
-from solution.core.routing import LeastConnections, RandomChoice, RoundRobin, Router, RouterFactory, StrategyError, StrategyInUseError
+from solution.core.latency import REFERENCE_MODEL
+from solution.core.request import Request
+from solution.core.routing import (
+    LeastConnections,
+    RandomChoice,
+    ReplicatedRouter,
+    RoundRobin,
+    Router,
+    RouterFactory,
+    StrategyError,
+    StrategyInUseError,
+)
 
 
 @pytest.mark.parametrize("seed", range(10))
 def test_default_router_is_stage_1(seed):
-    """Router() with least-connections routes exactly as solution.LoadBalancer (stats have two more keys)."""
+    """Router() with least-connections routes exactly as solution.LoadBalancer (stats have three more keys)."""
 
     class Stage1View(Router):
         def get_server_stats(self):
-            return {k: {f: v for f, v in s.items() if f not in ("speed", "outstanding_tokens")} for k, s in super().get_server_stats().items()}
+            return {k: {f: v for f, v in s.items() if f not in ("speed", "outstanding_tokens", "outstanding_output_tokens")} for k, s in super().get_server_stats().items()}
 
     mismatch = compare_with_reference(Stage1View, random_ops(seed, 400))
     assert mismatch is None, mismatch.describe()
@@ -97,7 +108,7 @@ def test_observe_contract_and_strategy_reuse():
 
 def test_a_strategy_returning_an_ineligible_server_is_a_bug_not_a_full_cluster():
     class Bad(LeastConnections):
-        def choose(self, estimated_tokens):
+        def choose(self, request):
             return next(iter(self.router._servers.values()))
 
     lb = Router(Bad())
@@ -115,3 +126,66 @@ def test_factory_is_picklable_and_fresh():
     lb = again()
     lb.add_server("a", 1, 80)
     assert lb.get_server_stats()["a"]["speed"] == 2.0
+
+
+def test_route_takes_a_request_and_route_request_builds_one():
+    seen = []
+
+    class Spy(LeastConnections):
+        def choose(self, request):
+            seen.append(request)
+            return super().choose(request)
+
+    lb = Router(Spy())
+    lb.add_server("a", 4, 80)
+    assert lb.route(Request("r1", 300, prompt_tokens=200)) == "a"
+    assert lb.route_request("r2", 50) == "a"
+    assert seen == [Request("r1", 300, 200), Request("r2", 50, None)]
+    stats = lb.get_server_stats()["a"]
+    assert (stats["outstanding_tokens"], stats["outstanding_output_tokens"]) == (350, 150)  # 100 + 50 (no split: all output)
+    lb.complete_request("r1")
+    assert lb.get_server_stats()["a"]["outstanding_output_tokens"] == 50
+    with pytest.raises(TypeError):
+        lb.route(("r3", 10))
+    with pytest.raises(ValueError):
+        lb.route_request("r3", 10, prompt_tokens=11)  # the prompt cannot exceed the total
+    assert lb.get_server_stats()["a"]["current_load"] == 1  # the failed calls changed nothing
+
+
+def test_models_default_to_the_reference_scaled_by_speed():
+    own = REFERENCE_MODEL.scaled(0.25)
+    lb = Router(speeds={"fast": 2.0}, models={"own": own})
+    for sid in ("fast", "plain", "own"):
+        lb.add_server(sid, 4, 80)
+    models = {s.server_id: s.model for s in lb.routable_servers()}
+    assert models == {"fast": REFERENCE_MODEL.scaled(2.0), "plain": REFERENCE_MODEL, "own": own}
+    with pytest.raises(TypeError):
+        Router(models={"a": 1.0})
+
+
+def test_bulletin_board_does_not_count_its_own_requests_but_replicas_do():
+    """refresh_every=k: every decision of a period sees the same posted loads (Mitzenmacher's bulletin board),
+    so least-connections sends them all to one server; one replica counting its own requests spreads them."""
+    board = Router(LeastConnections(), queue_per_server=None, refresh_every=4)
+    alone = ReplicatedRouter(LeastConnections, 1, refresh_every=4)
+    for lb in (board, alone):
+        for sid in ("a", "b", "c", "d"):
+            lb.add_server(sid, 1, 80)
+    assert [board.route_request(f"r{i}", 1) for i in range(4)] == ["a"] * 4
+    assert [alone.route_request(f"r{i}", 1) for i in range(4)] == ["a", "b", "c", "d"]
+
+
+def test_replicas_see_each_other_only_at_a_refresh():
+    lb = ReplicatedRouter(LeastConnections, 2, refresh_every=4)
+    for sid in ("a", "b", "c"):
+        lb.add_server(sid, 1, 80)
+    # replica 0 takes r0, r2; replica 1 takes r1, r3: each spreads its own, blind to the other's
+    assert [lb.route_request(f"r{i}", 1) for i in range(4)] == ["a", "a", "b", "b"]
+    # decision 4 refreshes: both now see a: 2, b: 2, c: 0
+    assert lb.route_request("r4", 1) == "c"
+    assert {sid: s["current_load"] for sid, s in lb.get_server_stats().items()} == {"a": 2, "b": 2, "c": 1}
+    lb.complete_request("r0")
+    with pytest.raises(KeyError):
+        lb.complete_request("r0")
+    with pytest.raises(ValueError):
+        ReplicatedRouter(LeastConnections, 2, refresh_every=4, queue_per_server=0)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from solution.core.latency import REFERENCE_MODEL
 from solution.core.routing import Router
 
 pytestmark = pytest.mark.stage3
@@ -70,19 +71,54 @@ def test_least_outstanding_tokens_counts_tokens_not_requests(impl):
     assert lb.route_request("next", 100) == "a"
 
 
-def test_predictive_sends_a_long_request_to_the_fast_gpu(impl):
-    lb = cluster(impl.Predictive(), ("slow", 8, 80), ("fast", 8, 80), speeds={"fast": 4.0})
-    assert lb.route_request("busy", 2000) == "fast"  # 2000/4 < 2000/1
-    assert lb.route_request("short", 100) == "slow"  # 100/1 < 2100/4
-    assert lb.route_request("long", 6000) == "fast"  # 8000/4 = 2000 < 6100/1
+def test_least_outstanding_tokens_counts_output_tokens_only(impl):
+    """A prompt token is a share of one prefill iteration: a long prompt with a short answer is little decode work."""
+    lb = cluster(impl.LeastOutstandingTokens(), ("a", 8, 80), ("b", 8, 80))
+    assert lb.route_request("summarize", 4000, prompt_tokens=3990) == "a"  # 10 output tokens
+    assert lb.route_request("essay", 600, prompt_tokens=100) == "b"  # 500 output tokens
+    assert lb.route_request("next", 50, prompt_tokens=10) == "a"  # 10 < 500, although a holds 4,000 tokens
+    assert lb.get_server_stats()["a"]["outstanding_output_tokens"] == 50
+
+
+def predicted(stats, sid, prompt, output):
+    """The oracle: the server's model (the reference model scaled by its speed) priced at its load."""
+    return REFERENCE_MODEL.scaled(stats[sid]["speed"]).e2e(prompt, output, stats[sid]["current_load"])
+
+
+def test_predictive_sends_a_long_answer_to_the_fast_gpu_even_when_busier(impl):
+    lb = cluster(impl.Predictive(), ("slow", 8, 80), ("fast", 8, 80), speeds={"fast": 3.0})
+    for i in range(4):
+        lb.route_request(f"busy{i}", 10, prompt_tokens=5)
+    stats = lb.get_server_stats()
+    want = min(stats, key=lambda sid: predicted(stats, sid, 100, 2000))
+    assert want == "fast" and lb.route_request("long", 2100, prompt_tokens=100) == "fast"
+
+
+def test_predictive_does_not_queue_behind_outstanding_tokens(impl):
+    """With continuous batching a request joins the batch: one long request ahead costs less than three short ones."""
+    lb = cluster(impl.Predictive(), ("a", 8, 80), ("b", 8, 80))
+    assert lb.route_request("huge", 30_000, prompt_tokens=1000) == "a"
+    assert [lb.route_request(f"s{i}", 20, prompt_tokens=10) for i in range(3)] == ["b", "a", "b"]
+    # now a runs 2 requests (30,010 tokens), b 2 (40 tokens): equal seconds, so the tie goes to the server added first
+    assert lb.route_request("t", 20, prompt_tokens=10) == "a"
+
+
+def test_predictive_uses_the_given_latency_model_not_only_the_speed(impl):
+    """Two servers of equal speed; one is given a model whose decode is twice as slow: it is avoided."""
+    slow = REFERENCE_MODEL.scaled(0.5)
+    lb = Router(impl.Predictive(), models={"b": slow})
+    lb.add_server("a", 8, 80), lb.add_server("b", 8, 80)
+    lb.route_request("x", 100, prompt_tokens=50)  # on a (b is slower empty than a)
+    assert [lb.route_request(f"r{i}", 500, prompt_tokens=100) for i in range(2)] == ["a", "a"]
 
 
 def test_explain_names_the_winner_and_its_components(impl):
     lb = cluster(impl.Predictive(), ("slow", 8, 80), ("fast", 8, 80), speeds={"fast": 4.0})
-    decision = lb.explain(1000)
-    assert decision.chosen == "fast" and decision.candidates[0].components == (("expected delay", 250.0),)
-    assert "expected delay" in decision.decided_by
-    assert lb.route_request("r", 1000) == decision.chosen
+    decision = lb.explain(1000, prompt_tokens=200)
+    seconds = REFERENCE_MODEL.scaled(4.0).e2e(200, 800, 0)
+    assert decision.chosen == "fast" and decision.candidates[0].components == (("expected seconds", seconds), ("load", 0))
+    assert "expected seconds" in decision.decided_by
+    assert lb.route_request("r", 1000, prompt_tokens=200) == decision.chosen
 
 
 @pytest.mark.parametrize("class_name", ["PowerOfChoices", "WeightedResponseTime", "LeastOutstandingTokens", "Predictive"])

@@ -12,7 +12,9 @@
 * **Herding.**  Least-connections on a view refreshed every 20 decisions
   (about one mean service time at this load) sends every request of a
   refresh period to the same server, and does worse than power of two
-  choices on the same stale view.
+  choices on the same stale view (Mitzenmacher's bulletin board).  One
+  balancer that counts its own requests is never stale; several replicas
+  that each count their own herd less than the bulletin board.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 
 from solution.core.routing import LeastConnections, RouterFactory
 from solution.sim import scenarios
-from solution.sim.race import heterogeneous, mean_latency, race, speed_hints, supermarket_points
+from solution.sim.race import heterogeneous, latency_hints, mean_latency, race, speed_hints, supermarket_points
 
 pytestmark = [pytest.mark.stage3, pytest.mark.sim]
 
@@ -67,9 +69,26 @@ def test_least_connections_on_stale_data_herds_worse_than_p2c(impl):
 def test_race_is_common_random_numbers_and_deterministic(impl):
     scenario = heterogeneous(requests=1_500)
     speeds = speed_hints(scenario)
-    entrants = {"predictive": RouterFactory(impl.Predictive, speeds=speeds), "p2c": RouterFactory(impl.PowerOfChoices)}
+    entrants = {"predictive": RouterFactory(impl.Predictive, speeds=speeds, models=latency_hints(scenario)),
+                "p2c": RouterFactory(impl.PowerOfChoices)}
     a = race(scenario, entrants, seeds=range(3), workers=0)
     b = race(scenario, entrants, seeds=range(3), workers=2)
     assert a.values == b.values
     assert {s.requests for s in a.summaries["p2c"]} == {1_500}
     assert [s.throughput_tps > 0 for s in a.summaries["predictive"]] == [True] * 3
+
+
+def test_a_single_balancer_counting_its_own_requests_does_not_herd():
+    """One replica refreshed every 40 decisions routes exactly as fresh least-connections; four replicas herd,
+    but less than the bulletin board (the same refresh, not even its own requests counted)."""
+    scenario = scenarios.classic(servers=20, load=0.9, requests=20_000)
+    entrants = {
+        "fresh": RouterFactory(LeastConnections, queue_per_server=None),
+        "one replica": RouterFactory(LeastConnections, queue_per_server=None, refresh_every=40, replicas=1),
+        "four replicas": RouterFactory(LeastConnections, queue_per_server=None, refresh_every=40, replicas=4),
+        "bulletin board": RouterFactory(LeastConnections, queue_per_server=None, refresh_every=40),
+    }
+    out = race(scenario, entrants, seeds=range(3), metrics=(mean_latency,), early=True, warmup=50.0, workers=2)
+    assert out.values["one replica"] == out.values["fresh"]
+    assert out.difference("four replicas", "bulletin board", "mean_latency")[2] < 0, out.table()
+    assert out.difference("four replicas", "fresh", "mean_latency")[1] > 0, out.table()
