@@ -14,7 +14,7 @@ The balancer must accept requests beyond a server's capacity:
 request's end with ``complete_request`` when the request *departs*, so the
 load it sees is the number in the server's system (queue plus service).
 
-Exact and fast: a server's FIFO with c slots starts each request at
+Exact for the model, and fast: a FIFO server with c slots starts each request at
 ``max(arrival, earliest free slot)``, so departures are computed as requests
 are routed; the loop only merges arrivals with a heap of pending
 departures (departures first at equal times, as in the engine).  O(n log n).

@@ -26,8 +26,8 @@ every sequence in it, prefill slows the decoders (it makes the iteration
 compute-bound), and the server's throughput rises with the batch until the
 memory or compute roof is reached.
 
-Exact bookkeeping (processor sharing)
--------------------------------------
+Exact bookkeeping for the model (processor sharing)
+---------------------------------------------------
 Iterations are treated as a fluid: between two changes of the batch, every
 decoding sequence gains ``1 / t_iter`` output tokens per second and every
 prefilling one ``chunk / (p * t_iter)`` prompt tokens per second.  The two
@@ -108,7 +108,7 @@ class Server:
     __slots__ = (
         "index", "server_id", "capacity", "gpu_memory_gb", "model", "classic", "sharing",
         "weights_s", "kv_s", "token_s", "budget",
-        "pclock", "dclock", "prate", "drate", "last", "speed", "ptags", "dtags", "running", "prefill_next", "version",
+        "pclock", "dclock", "prate", "drate", "last", "speed", "ptags", "dtags", "running", "prefilling", "prefill_next", "version",
         "up", "fail_fraction", "in_pool", "removed_by_detection", "crashes", "waiting",
     )  # fmt: skip
 
@@ -136,6 +136,7 @@ class Server:
         self.ptags: list[tuple[float, int]] = []
         self.dtags: list[tuple[float, int]] = []
         self.running = 0  # requests in the batch: len(ptags) + len(dtags)
+        self.prefilling = 0  # requests in the batch before their first token: len(ptags)
         self.prefill_next = True  # set by next_time(): the prefill heap holds the next event
         self.version = 0
         self.up = True  # False between a crash and its recovery
@@ -145,11 +146,6 @@ class Server:
         self.crashes = 0
         self.waiting: deque[int] = deque()  # early binding: requests placed here, not yet in the batch (FIFO)
         self._set_rate()
-
-    @property
-    def prefilling(self) -> int:
-        """Requests in the batch before their first token."""
-        return len(self.ptags)
 
     @property
     def decoding(self) -> int:
@@ -165,14 +161,15 @@ class Server:
         return (memory if memory > compute else compute) / self.speed
 
     def _set_rate(self) -> None:
-        p = len(self.ptags)
+        """Set both clocks' rates for the current batch and speed.  O(1)."""
         n = self.running
-        if self.classic:  # seconds of service, in either phase (classic mode's work is all "prefill")
-            self.prate = self.drate = (self.speed / n if n else 0.0) if self.sharing else self.speed
-            return
         if not n:
             self.prate = self.drate = 0.0
             return
+        if self.classic:  # seconds of service, in either phase (classic mode's work is all "prefill")
+            self.prate = self.drate = self.speed / n if self.sharing else self.speed
+            return
+        p = self.prefilling
         d = n - p
         memory = self.weights_s + self.kv_s * n
         if p:
@@ -201,6 +198,7 @@ class Server:
         self.advance(now)
         heappush(self.ptags, (self.pclock + prefill, request))
         self.running += 1
+        self.prefilling += 1
         self._set_rate()
 
     def next_time(self) -> float:
@@ -251,6 +249,7 @@ class Server:
         while dtags and dtags[0][0] <= dclock:
             done.append(heappop(dtags)[1])
         self.running -= len(done)
+        self.prefilling = len(ptags)
         self.pclock = pclock if ptags else 0.0
         self.dclock = dclock if dtags else 0.0
         self._set_rate()
@@ -269,7 +268,7 @@ class Server:
         self.dtags.clear()
         self.waiting.clear()
         self.pclock = self.dclock = 0.0
-        self.running = 0
+        self.running = self.prefilling = 0
         self.last = now
         self.up = False
         self.crashes += 1
