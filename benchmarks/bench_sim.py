@@ -15,7 +15,10 @@ the tracemalloc peak of a separate ``simulate()`` call (Python objects and
 numpy arrays allocated during the call), and the process's peak resident set
 size (``resource.getrusage(...).ru_maxrss``: the whole process, interpreter
 and libraries included, read right after the timed run and before SimPy runs).
-Finally it times the widget-sized rerun: 20,000 requests, classic and LLM mode.
+Finally it times the widget-sized rerun: 20,000 requests, classic and LLM mode
+(the LLM mode runs the general engine and the servers' latency model, so it is
+the figure a change to the server model moves; the classic run above takes
+the fast path).
 
 Run from the repository root::
 
@@ -42,7 +45,8 @@ from solution import LoadBalancer  # noqa: E402
 from solution.sim import Outcome, scenarios, simulate  # noqa: E402
 from solution.sim.runner import prepare  # noqa: E402
 
-TARGETS = {"sim_rate": 150_000, "ratio": 2.0, "memory_mb": 600, "widget_ms": 300}
+#: The issue-10 bar: at least 2.5x SimPy in the same run, the LLM-mode widget rerun's median under 200 ms.
+TARGETS = {"sim_rate": 150_000, "ratio": 2.5, "memory_mb": 600, "widget_ms": 300, "llm_widget_median_ms": 200}
 
 
 def run_simpy(scenario, seed: int) -> np.ndarray:
@@ -128,11 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  peak memory    : {peak_mb:,.0f} MiB tracemalloc peak during simulate(); "
           f"{rss_mb:,.0f} MiB process peak RSS (ru_maxrss, whole process, before SimPy ran)")  # fmt: skip
 
-    widget = {}
+    widget, medians = {}, {}
     for name, build in (("classic", scenarios.classic), ("steady LLM", scenarios.steady)):
         small = build(requests=args.widget_requests)
         times = [timed(simulate, small, LoadBalancer, seed=s)[1] * 1e3 for s in range(args.repeat)]
         widget[name] = max(times)
+        medians[name] = statistics.median(times)
         print(f"  widget rerun   : {args.widget_requests:,} requests, {name:10s} median {statistics.median(times):6.1f} ms, "
               f"max {max(times):6.1f} ms over {args.repeat} seeds")  # fmt: skip
 
@@ -140,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         f"sim >= {TARGETS['sim_rate']:,} req/s": sim_rate >= TARGETS["sim_rate"],
         f"memory <= {TARGETS['memory_mb']} MB": max(peak_mb, rss_mb) <= TARGETS["memory_mb"],
         f"widget < {TARGETS['widget_ms']} ms": max(widget.values()) < TARGETS["widget_ms"],
+        f"LLM widget median < {TARGETS['llm_widget_median_ms']} ms": medians["steady LLM"] < TARGETS["llm_widget_median_ms"],
     }
     if not args.skip_simpy:
         checks[f"ratio >= {TARGETS['ratio']}x SimPy"] = ratio >= TARGETS["ratio"]

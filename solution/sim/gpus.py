@@ -33,6 +33,8 @@ import math
 from dataclasses import dataclass
 
 from solution.core.latency import LatencyModel
+from solution.core.validate import require_int
+from solution.sim.validate import require_number
 
 __all__ = ["GpuSpec", "GPU_PRESETS", "ModelSpec", "gpu_preset", "GIB"]
 
@@ -106,6 +108,11 @@ class ModelSpec:
     (a fixed typical context keeps the model a processor-sharing one; see
     the docs).  ``max_context`` sets the KV-cache room a sequence reserves,
     hence the default capacity of a GPU.
+
+    Raises:
+        TypeError / ValueError: a size or count that is not a finite number
+            > 0 (contexts: an int >= 1), or an efficiency or headroom outside
+            (0, 1].
     """
 
     params: float = 7e9
@@ -116,6 +123,15 @@ class ModelSpec:
     compute_efficiency: float = 0.5  # model FLOPs utilization in prefill
     bandwidth_efficiency: float = 0.7  # memory bandwidth utilization in decode
     memory_headroom: float = 0.9  # fraction of GPU memory usable for weights and KV cache
+
+    def __post_init__(self) -> None:
+        for name in ("params", "bytes_per_param", "kv_bytes_per_token"):
+            require_number(getattr(self, name), name)
+        for name in ("typical_context", "max_context"):
+            require_int(getattr(self, name), name)
+        for name in ("compute_efficiency", "bandwidth_efficiency", "memory_headroom"):
+            if require_number(getattr(self, name), name) > 1:
+                raise ValueError(f"{name} is a fraction in (0, 1], got {getattr(self, name)}")
 
     @property
     def weight_bytes(self) -> float:

@@ -238,3 +238,14 @@ def test_decoding_slows_each_sequence_but_raises_the_servers_throughput() -> Non
     assert (np.diff(np.arange(1, 65) / steps) > 0).all()  # tokens/s of the whole server still rises
     with pytest.raises(ValueError):
         LlmMode(token_budget=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [({"params": 0}, ValueError, "params"), ({"params": "7B"}, TypeError, "params"),
+     ({"max_context": 0}, ValueError, "max_context"), ({"typical_context": 1.5}, TypeError, "typical_context"),
+     ({"compute_efficiency": 1.5}, ValueError, "compute_efficiency"), ({"memory_headroom": 0.0}, ValueError, "memory_headroom")],
+)  # fmt: skip
+def test_a_model_spec_refuses_bad_numbers(kwargs: dict[str, object], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        ModelSpec(**kwargs)  # type: ignore[arg-type]
