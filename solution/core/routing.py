@@ -653,6 +653,30 @@ class Router:
                 f"{type(self._strategy).__name__}.choose returned {s!r}, which cannot take request {request_id!r}; "
                 "return an eligible ServerState of this router (Router.eligible), or None when there is none"
             )
+        return self._record(request, s)
+
+    def place(self, request: Request, server_id: str) -> str:
+        """Record ``request`` on ``server_id`` without asking the strategy (a replay, a pinned session, a demo).  O(1) + hook.
+
+        Raises:
+            TypeError: ``request`` is not a Request.  DuplicateRequestError (a ValueError): its id is in flight.
+            UnknownServerError (a KeyError): no such server.
+            NoCapacityError (a RuntimeError): that server cannot take it (full, draining or too small); nothing recorded.
+        """
+        if not isinstance(request, Request):
+            raise TypeError(f"place takes a solution.core.request.Request, got {type(request).__name__}")
+        require_id(server_id, "server_id")
+        if request.request_id in self._requests:
+            raise DuplicateRequestError(f"request {request.request_id!r} is already in flight; complete it first or use a new id")
+        s = self._servers.get(server_id)
+        if s is None:
+            raise UnknownServerError(f"server {server_id!r} is not present; get_server_stats() lists the servers")
+        if not self.eligible(s, request):
+            raise NoCapacityError(f"server {server_id!r} cannot take request {request.request_id!r} (full, draining or too small)")
+        return self._record(request, s)
+
+    def _record(self, request: Request, s: ServerState) -> str:
+        request_id = request.request_id
         s._active[request_id] = request
         s._load += 1
         s._tokens += request.estimated_tokens

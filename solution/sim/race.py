@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from solution.core.latency import REFERENCE_MODEL, LatencyModel
+from solution.core.request import Request
+from solution.core.routing import BaseStrategy, ServerState
 from solution.sim.cluster import service_rate
 from solution.sim.early import simulate_early
 from solution.sim.results import Results, Summary
@@ -32,7 +34,7 @@ from solution.sim.scenario import Scenario
 from solution.sim.scenarios import classic
 from solution.sim.theory import mean_confidence_interval, supermarket_mean_time
 
-__all__ = ["RaceResult", "race", "heterogeneous", "speed_hints", "latency_hints", "mean_latency", "least_connections", "SupermarketPoint",
+__all__ = ["RaceResult", "race", "heterogeneous", "speed_hints", "latency_hints", "TokenDelay", "mean_latency", "least_connections", "SupermarketPoint",
            "supermarket_points"]  # fmt: skip
 
 #: A metric of one run: a Summary field name, or a function of the run's Results.
@@ -75,6 +77,27 @@ def latency_hints(scenario: Scenario) -> dict[str, LatencyModel]:
     if isinstance(mode, LlmMode):
         return {spec.server_id: mode.server_model(spec.gpu_spec) for spec in scenario.server_specs()}
     return {sid: REFERENCE_MODEL.scaled(speed) for sid, speed in speed_hints(scenario).items()}
+
+
+class TokenDelay(BaseStrategy):
+    """The predictive rule priced in tokens, as the course had it before the latency model: for comparison.
+
+    Expected delay ``(outstanding_tokens + estimated_tokens) / speed``: the
+    tokens already on a server are taken as a queue ahead of the request, and a
+    prompt token counts as much as an output token.  Both are wrong for a
+    continuous-batching server (:mod:`solution.core.latency`); the race shows
+    what that costs.  **Cost:** O(S) per decision (a scan: it is a baseline).
+    """
+
+    name = "token-delay"
+    components = ("tokens / speed",)
+
+    def score(self, server: ServerState, request: Request) -> tuple[float, ...]:
+        return ((server.outstanding_tokens + request.estimated_tokens) / server.speed,)
+
+    def choose(self, request: Request) -> ServerState | None:
+        servers = [s for s in self.router.routable_servers() if self.router.eligible(s, request)]
+        return min(servers, key=lambda s: (self.score(s, request), s.order), default=None)
 
 
 @dataclass(frozen=True)

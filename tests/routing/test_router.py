@@ -189,3 +189,16 @@ def test_replicas_see_each_other_only_at_a_refresh():
         lb.complete_request("r0")
     with pytest.raises(ValueError):
         ReplicatedRouter(LeastConnections, 2, refresh_every=4, queue_per_server=0)
+
+
+def test_place_records_on_the_given_server_or_changes_nothing():
+    lb = Router()
+    lb.add_server("a", 1, 24), lb.add_server("b", 2, 80)
+    assert lb.place(Request("r1", 10), "b") == "b"
+    assert lb.get_server_stats()["b"]["active_requests"] == ["r1"]
+    before = lb.get_server_stats()
+    for request, sid, error in ((Request("r1", 10), "a", ValueError), (Request("r2", 10), "zz", KeyError),
+                                (Request("r2", 5000), "a", RuntimeError), ("r2", "a", TypeError)):  # fmt: skip
+        with pytest.raises(error):
+            lb.place(request, sid)
+    assert lb.get_server_stats() == before
