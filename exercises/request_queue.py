@@ -17,7 +17,7 @@ Each waiting request has a *key*; smaller goes first, ties by arrival:
   its expected service time in output-token equivalents,
   ``size = output + prompt_token_weight * prompt`` (``policy.job_size``):
   an output token costs a whole decode iteration, a prompt token a small
-  share of one prefill iteration (``prompt_token_weight``, about 1/114 on
+  share of one prefill iteration (``prompt_token_weight``, about 1/113 on
   the reference A100; :mod:`solution.core.latency`).  ``enqueue(...,
   prompt_tokens=p)`` gives the split (``output = estimated_tokens - p``);
   without it every token counts as an output token (``size =

@@ -67,7 +67,7 @@ class Ordering(str, Enum):
 #: prefill iteration (``token_s``) over a whole decode iteration of a lone
 #: sequence (``decode_step(1)``), on the course's reference server
 #: (:data:`solution.core.latency.REFERENCE_MODEL`, a 7B model on an A100):
-#: about 0.0088, one prompt token costs 1/114 of an output token.  At larger
+#: about 0.0088, one prompt token costs about 1/113 of an output token.  At larger
 #: batches a decode iteration is longer and the ratio smaller still.
 PROMPT_TOKEN_WEIGHT: float = REFERENCE_MODEL.token_s / REFERENCE_MODEL.decode_step(1)
 
@@ -105,7 +105,7 @@ class QueuePolicy:
             request's effective size shrinks (> 0).
         prompt_token_weight: for ``SJF``, what one prompt token costs in
             output tokens (a finite number >= 0; default
-            :data:`PROMPT_TOKEN_WEIGHT`, about 1/114).  A request enqueued
+            :data:`PROMPT_TOKEN_WEIGHT`, about 1/113).  A request enqueued
             with ``prompt_tokens=p`` counts as ``(estimated_tokens - p) +
             prompt_token_weight * p`` tokens; without ``prompt_tokens``, as
             ``estimated_tokens`` (every token priced as an output token).
