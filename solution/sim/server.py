@@ -96,7 +96,9 @@ class Server:
     """The state of one simulated server (mutable; the engine owns it).
 
     ``ptags`` and ``dtags`` are heaps of ``(tag, request)``: the requests
-    prefilling and decoding.  ``version`` increases each time the server's
+    prefilling and decoding; ``running`` and ``prefilling`` count them
+    (attributes, not properties: the engine reads them on its hot path).
+    ``version`` increases each time the server's
     next event may have moved, so the engine can recognise stale scheduled
     events.
 
@@ -108,7 +110,8 @@ class Server:
     __slots__ = (
         "index", "server_id", "capacity", "gpu_memory_gb", "model", "classic", "sharing",
         "weights_s", "kv_s", "token_s", "budget",
-        "pclock", "dclock", "prate", "drate", "last", "speed", "ptags", "dtags", "running", "prefilling", "prefill_next", "version",
+        "pclock", "dclock", "prate", "drate", "last", "speed", "ptags", "dtags", "running", "prefilling", "prefill_next",
+        "version",
         "up", "fail_fraction", "in_pool", "removed_by_detection", "crashes", "waiting",
     )  # fmt: skip
 
@@ -194,7 +197,10 @@ class Server:
         self.last = now
 
     def admit(self, now: float, request: int, prefill: float) -> None:
-        """Start ``request`` at ``now``; it needs ``prefill`` prompt tokens (classic: seconds) before its first token.  O(log b)."""
+        """Start ``request`` at ``now``; it needs ``prefill`` prompt tokens (classic: seconds) before its first token.
+
+        O(log b).
+        """
         self.advance(now)
         heappush(self.ptags, (self.pclock + prefill, request))
         self.running += 1
