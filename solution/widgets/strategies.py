@@ -101,8 +101,8 @@ class StrategyRace:
         for control in (self.strategies, self.load, self.fleet, self.alpha, self.sigma, self.refresh):
             control.observe(lambda _: self.run(), names="value")
         help_ = W.HTML("<small>tail alpha: Pareto index of output lengths (lower: heavier tail); estimate err: "
-                       "log-normal sigma of the output-length estimate (0.5: what a predictor knowing only the prompt length '
-                       'achieves on the Azure conversation trace); stale (k): the balancer's view refreshes every k "
+                       f"log-normal sigma of the output-length estimate ({OUTPUT_ESTIMATE_SIGMA}: what a predictor knowing only "
+                       "the prompt length achieves on the Azure conversation trace); stale (k): the balancer's view refreshes every k "
                        "decisions (0: always fresh)</small>")  # fmt: skip
         self.widget = W.VBox([W.HBox([self.strategies, W.VBox([self.load, self.fleet, self.alpha, self.sigma, self.refresh])]),
                               help_, self.image, self.summary])  # fmt: skip
