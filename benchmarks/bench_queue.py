@@ -53,17 +53,19 @@ class Bench:
         self.position: dict[str, int] = {}
         self.add(depth)
 
-    def new_request(self) -> tuple[str, int, int]:
+    def new_request(self) -> tuple[str, int, int, int | None]:
+        """A fresh id, a size (10% large), a class, and the prompt's share of the size for half the requests."""
         self.next_id += 1
         tokens = self.rng.randint(4097, 30_000) if self.rng.random() < 0.1 else self.rng.randint(1, 4096)
-        return f"r{self.next_id}", tokens, self.rng.randrange(4)
+        prompt = self.rng.randint(0, tokens) if self.rng.random() < 0.5 else None
+        return f"r{self.next_id}", tokens, self.rng.randrange(4), prompt
 
     def add(self, count: int, step: float = 0.001) -> None:
         """``count`` new requests join, ``step`` seconds apart."""
         for _ in range(count):
             self.clock.advance(step)
-            rid, tokens, priority = self.new_request()
-            self.queue.enqueue(rid, tokens, priority)
+            rid, tokens, priority, prompt = self.new_request()
+            self.queue.enqueue(rid, tokens, priority, prompt_tokens=prompt)
             self.position[rid] = len(self.waiting)
             self.waiting.append(rid)
 
@@ -95,9 +97,9 @@ def measure(op: str, depth: int, ordering: str, batches: int, batch: int, overhe
         total = 0
         for _ in range(batch):
             if op == "enqueue":
-                rid, tokens, priority = b.new_request()
+                rid, tokens, priority, prompt = b.new_request()
                 start = clock_now()
-                q.enqueue(rid, tokens, priority)
+                q.enqueue(rid, tokens, priority, prompt_tokens=prompt)
                 total += clock_now() - start
                 q.cancel(rid)
             elif op == "dispatch":
