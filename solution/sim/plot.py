@@ -20,7 +20,7 @@ from solution.sim.sweep import ErlangPoint, QueuePoint
 from solution.sim.theory import erlang_b, erlang_c, mmc_mean_wait, mmck
 
 __all__ = ["latency_cdf", "load_over_time", "outcomes_over_time", "summary_table", "erlang_b_agreement", "iteration_time",
-           "decode_throughput", "request_timeline", "goodput_curve", "queue_depth", "scale_up_periods", "wait_cdf",
+           "decode_throughput", "request_timeline", "goodput_curve", "queue_depth", "wait_cdf",
            "queue_theory_agreement"]  # fmt: skip
 
 _METRICS = {"e2e": "end-to-end latency (s)", "ttft": "time to first token (s)", "tpot": "time per output token (s)"}
@@ -297,44 +297,19 @@ def _depth_steps(res: Results) -> tuple[np.ndarray, np.ndarray]:
     return times, res.queue_depth_over_time(times)
 
 
-def scale_up_periods(res: Results, threshold: int, after: float) -> list[tuple[float, float]]:
-    """``(from, to)`` spans in which a queue's scale-up signal is raised.
-
-    The signal rises once the depth has stayed above ``threshold`` for
-    ``after`` seconds, and falls when it drops back (as
-    ``RequestQueue.stats().scale_up``).  Exact, from the run's event times.
-    """
-    times, depth = _depth_steps(res)
-    spans, since = [], None
-    for t, d in zip(times.tolist(), depth.tolist()):
-        if d > threshold and since is None:
-            since = t
-        elif d <= threshold and since is not None:
-            if t - since >= after:
-                spans.append((since + after, t))
-            since = None
-    if since is not None and times[-1] - since >= after:
-        spans.append((since + after, float(times[-1])))
-    return spans
-
-
-def queue_depth(res: Results, *, max_depth: int | None = None, threshold: int | None = None, after: float = 0.0,
-                ax: Axes | None = None, label: str = "requests waiting", title: str | None = None) -> Figure:  # fmt: skip
+def queue_depth(res: Results, *, max_depth: int | None = None, ax: Axes | None = None, label: str = "requests waiting",
+                title: str | None = None) -> Figure:  # fmt: skip
     """Requests waiting in the gateway's queue over time (exact steps).
 
-    A dashed line marks ``max_depth``; with a ``threshold``, a dotted line
-    marks it and the periods when the scale-up signal is raised (depth above
-    it for ``after`` seconds) are shaded.
+    A dashed line marks ``max_depth``.  The scale-up signal is the queue's
+    own (``RequestQueue.stats()``); :func:`solution.sim.autoscale.plot_timeline`
+    draws it as a run recorded it, so nothing here recomputes it.
     """
     fig, ax = _axes(ax, (8.0, 3.0))
     times, depth = _depth_steps(res)
     ax.step(times, depth, where="post", linewidth=0.8, label=label)
     if max_depth is not None:
         ax.axhline(max_depth, color="#c00", linestyle="--", linewidth=1, label=f"max depth {max_depth}")
-    if threshold is not None:
-        ax.axhline(threshold, color="#555", linestyle=":", linewidth=1, label=f"scale-up threshold {threshold}")
-        for k, (lo, hi) in enumerate(scale_up_periods(res, threshold, after)):
-            ax.axvspan(lo, hi, color="#f58518", alpha=0.2, linewidth=0, label=None if k else f"scale up (above for {after:g} s)")
     ax.set_xlabel("simulated time (s)")
     ax.set_ylabel("requests waiting (queue depth)")
     ax.set_title(title if title is not None else "requests waiting in the gateway's queue", fontsize=10)

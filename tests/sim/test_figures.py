@@ -32,7 +32,7 @@ from solution.widgets import simulator as simulator_widget
 pytestmark = pytest.mark.sim
 
 #: Public functions of the figure modules that do not draw a figure.
-NOT_FIGURES = {"scale_up_periods", "figure_png"}
+NOT_FIGURES = {"figure_png"}
 
 _UNIT = re.compile(r"\(.+\)|\bper\b|fraction|share")
 _PER_ODD_BIN = re.compile(r"\bper \d")  # "requests per 3.87 s": a count per bin is not a rate
@@ -148,7 +148,7 @@ CASES: dict[str, Callable[[dict, list], list[Figure]]] = {
     "decode_throughput": lambda r, p: [plot.decode_throughput(*_models())],
     "request_timeline": lambda r, p: [plot.request_timeline(r["steady"]), plot.request_timeline(r["queue"], [0, 1, 2])],
     "goodput_curve": lambda r, p: [plot.goodput_curve({0.5: r["steady"], 0.9: r["mixed"]}, ttft_slo=1.0, tpot_slo=0.05)],
-    "queue_depth": lambda r, p: [plot.queue_depth(r["queue"]), plot.queue_depth(r["queue"], max_depth=8, threshold=4, after=5.0)],
+    "queue_depth": lambda r, p: [plot.queue_depth(r["queue"]), plot.queue_depth(r["queue"], max_depth=8)],
     "wait_cdf": lambda r, p: [plot.wait_cdf(r["queue"]), plot.wait_cdf({"fifo": r["queue"]}, theory=(2, 1.5), survival=True)],
     "queue_theory_agreement": lambda r, p: [plot.queue_theory_agreement(p, "wait"), plot.queue_theory_agreement(p, "blocking")],
     "draw_cluster": lambda r, p: [drawing.draw_cluster(_STATS), drawing.draw_cluster(_STATS, highlight="a10", title="chosen")],
