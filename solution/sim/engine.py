@@ -324,7 +324,7 @@ class Engine:
         """The server's next event may have moved: schedule it afresh (older ones go stale)."""
         srv.version += 1
         if srv.running:
-            self.queue.push(srv.next_time(), SERVER, srv.index, srv.version)
+            self.queue.push(srv.next_at, SERVER, srv.index, srv.version)
 
     def _on_server(self, k: int, version: int, t: float) -> None:
         srv = self.servers[k]

@@ -111,7 +111,7 @@ class Server:
         "index", "server_id", "capacity", "gpu_memory_gb", "model", "classic", "sharing",
         "weights_s", "kv_s", "token_s", "budget",
         "pclock", "dclock", "prate", "drate", "last", "speed", "ptags", "dtags", "running", "prefilling", "prefill_next",
-        "version",
+        "next_at", "version",
         "up", "fail_fraction", "in_pool", "removed_by_detection", "crashes", "waiting",
     )  # fmt: skip
 
@@ -140,7 +140,8 @@ class Server:
         self.dtags: list[tuple[float, int]] = []
         self.running = 0  # requests in the batch: len(ptags) + len(dtags)
         self.prefilling = 0  # requests in the batch before their first token: len(ptags)
-        self.prefill_next = True  # set by next_time(): the prefill heap holds the next event
+        self.prefill_next = True  # the prefill heap holds the next event (set with next_at)
+        self.next_at = inf  # real time of the next tag if nothing changes: next_time()
         self.version = 0
         self.up = True  # False between a crash and its recovery
         self.fail_fraction = 0.0
@@ -164,28 +165,41 @@ class Server:
         return (memory if memory > compute else compute) / self.speed
 
     def _set_rate(self) -> None:
-        """Set both clocks' rates for the current batch and speed.  O(1)."""
+        """Set both clocks' rates for the current batch and speed, and the next event's time.  O(1)."""
         n = self.running
         if not n:
             self.prate = self.drate = 0.0
+            self.next_at = inf
             return
+        ptags, dtags = self.ptags, self.dtags
         if self.classic:  # seconds of service, in either phase (classic mode's work is all "prefill")
-            self.prate = self.drate = self.speed / n if self.sharing else self.speed
-            return
-        p = self.prefilling
-        d = n - p
-        memory = self.weights_s + self.kv_s * n
-        if p:
-            chunk = self.budget - d
-            if chunk < 1:
-                chunk = 1
-            compute = self.token_s * (d + chunk)
-            self.drate = drate = self.speed / (memory if memory > compute else compute)  # iterations per second
-            self.prate = drate * chunk / p  # prompt tokens per second, each
+            self.prate = self.drate = prate = drate = self.speed / n if self.sharing else self.speed
         else:
-            compute = self.token_s * d
-            self.drate = self.speed / (memory if memory > compute else compute)
-            self.prate = 0.0
+            p = self.prefilling
+            d = n - p
+            memory = self.weights_s + self.kv_s * n
+            if p:
+                chunk = self.budget - d
+                if chunk < 1:
+                    chunk = 1
+                compute = self.token_s * (d + chunk)
+                self.drate = drate = self.speed / (memory if memory > compute else compute)  # iterations per second
+                self.prate = prate = drate * chunk / p  # prompt tokens per second, each
+            else:
+                compute = self.token_s * d
+                self.drate = drate = self.speed / (memory if memory > compute else compute)
+                self.prate = prate = 0.0
+        # The next event: the earlier of the two heaps' smallest tags (a tie goes to the prefill).
+        if ptags:
+            best = self.last + (ptags[0][0] - self.pclock) / prate
+            if dtags:
+                t = self.last + (dtags[0][0] - self.dclock) / drate
+                if t < best:
+                    self.next_at, self.prefill_next = t, False
+                    return
+            self.next_at, self.prefill_next = best, True
+        else:
+            self.next_at, self.prefill_next = self.last + (dtags[0][0] - self.dclock) / drate, False
 
     def advance(self, now: float) -> None:
         """Bring both virtual clocks to real time ``now`` at the current rates (an empty phase's stays 0).  O(1)."""
@@ -208,20 +222,8 @@ class Server:
         self._set_rate()
 
     def next_time(self) -> float:
-        """Real time of the next tag, if nothing changes before; ``inf`` when idle.  O(1).
-
-        It also notes which heap holds that tag, for :meth:`step`.
-        """
-        best = inf
-        prefill_next = True
-        if self.ptags:
-            best = self.last + (self.ptags[0][0] - self.pclock) / self.prate
-        if self.dtags:
-            t = self.last + (self.dtags[0][0] - self.dclock) / self.drate
-            if t < best:
-                best, prefill_next = t, False
-        self.prefill_next = prefill_next
-        return best
+        """Real time of the next tag, if nothing changes before; ``inf`` when idle.  O(1) (kept up to date)."""
+        return self.next_at
 
     def step(self, now: float, decode_steps: list[float], first_token: list[float]) -> list[int]:
         """Handle every tag due at ``now``; return the requests that finished.  O(k log b) for k tags due.
