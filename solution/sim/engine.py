@@ -77,8 +77,8 @@ class Engine:
     """One run: the balancer, the servers, the requests' inputs and their records.
 
     Inputs are per-request Python lists (indexing a list is faster than a
-    numpy array): ``estimated`` (ints), ``prefill`` and ``decode`` steps,
-    ``fail_draw`` (a uniform number per request, compared with a server's
+    numpy array): ``estimated`` (ints), ``prefill`` and ``decode`` work
+    (see :class:`~solution.sim.runner.Inputs`), ``fail_draw`` (a uniform number per request, compared with a server's
     failing fraction), ``think`` and ``next_turn`` for sessions.  ``arrival``
     holds the known arrival times (NaN for later session turns) and is
     filled in as those turns are sent.  ``queue`` (a queue class, called as
