@@ -14,13 +14,15 @@ big-GPU slots stay free for the requests that need them.
 * :func:`tie_break_scenario`: a mixed fleet (A10 / A100-40 / A100-80 / H100,
   one capacity for all so that load ratios tie often) and a workload with a
   share of large requests.
-* :func:`large_rejection_rate`, :func:`small_rejection_rate`: race metrics.
+* :func:`large_rejection_rate`, :func:`small_rejection_rate`, :func:`large_wait_mean`,
+  :func:`small_wait_mean`: race metrics, by request size.
 * :func:`compare_tie_breaks`: the spec rule and best-fit raced on the same seeds
   (common random numbers), with paired intervals.
 
 From the shell::
 
-    python -m solution.sim.fit --seeds 10 --requests 6000
+    python -m solution.sim.fit --seeds 20 --requests 6000 --load 0.9           # no queue: rejections
+    python -m solution.sim.fit --seeds 20 --requests 6000 --load 0.9 --queue   # a gateway queue: waits
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from typing import Any
 
 import numpy as np
 
+from solution.core.queue_types import QueuePolicy
 from solution.core.routing import IndexedStrategy, RouterFactory, ServerState
 from solution.core.validate import require_int
 from solution.sim.cluster import Cluster
+from solution.sim.queueing import QueueConfig
 from solution.sim.race import RaceResult, least_connections, race
 from solution.sim.results import Outcome, Results
 from solution.sim.scenario import Scenario
@@ -48,6 +52,8 @@ __all__ = [
     "tie_break_scenario",
     "large_rejection_rate",
     "small_rejection_rate",
+    "large_wait_mean",
+    "small_wait_mean",
     "TieBreakComparison",
     "compare_tie_breaks",
 ]
@@ -109,6 +115,22 @@ def small_rejection_rate(results: Results) -> float:
     return float(np.count_nonzero(results.outcome[small] == Outcome.REJECTED) / n) if n else float("nan")
 
 
+def large_wait_mean(results: Results) -> float:
+    """Mean seconds from arrival to dispatch of the large requests that were dispatched; NaN if none.  O(n)."""
+    return _mean_wait(results, _large(results))
+
+
+def small_wait_mean(results: Results) -> float:
+    """Mean seconds from arrival to dispatch of the other requests that were dispatched; NaN if none.  O(n)."""
+    return _mean_wait(results, ~_large(results))
+
+
+def _mean_wait(results: Results, keep: np.ndarray) -> float:
+    wait = results.wait[keep]
+    wait = wait[~np.isnan(wait)]
+    return float(wait.mean()) if len(wait) else float("nan")
+
+
 def tie_break_scenario(
     requests: int = 6_000,
     load: float = 0.9,
@@ -123,7 +145,7 @@ def tie_break_scenario(
     ratios (ties); with each GPU's own default capacity (7 to 54) ratios tie
     far less often.  Two tiers: ``chat`` (prompt median 400 tokens, output
     median 150: always small) and ``document`` (prompt median 6,000 tokens,
-    sigma 0.25: about 93% of them are large), ``large_share`` of the requests.
+    sigma 0.25: about 97% of them are large), ``large_share`` of the requests.
 
     Raises:
         TypeError / ValueError: a bad count, share or load.
@@ -151,8 +173,6 @@ class TieBreakComparison:
 
     race: RaceResult
 
-    METRICS = ("large_rejection_rate", "small_rejection_rate", "rejection_rate", "e2e_p50", "e2e_p99")
-
     def table(self) -> str:
         """Each metric: both means and the paired difference best-fit minus spec, with its interval."""
         rows = [f"{'metric':<22} {'spec':>10} {'best-fit':>10}   best-fit - spec [{self.race.level:.0%} paired interval]"]
@@ -160,7 +180,7 @@ class TieBreakComparison:
             spec, fit = self.race.interval("spec", m)[0], self.race.interval("best-fit", m)[0]
             d, lo, hi = self.race.difference("best-fit", "spec", m)
             rows.append(f"{m:<22} {spec:>10.4f} {fit:>10.4f}   {d:+.4f} [{lo:+.4f}, {hi:+.4f}]")
-        rows.append(f"{len(self.race.seeds)} seeds; rates are fractions of requests, latencies in seconds")
+        rows.append(f"{len(self.race.seeds)} seeds; rates are fractions of requests, waits and latencies in seconds")
         return "\n".join(rows)
 
 
@@ -174,16 +194,22 @@ def compare_tie_breaks(
     """Race stage 1's rule (``least_connections()``) against :class:`BestFit` on ``scenario``.
 
     Both run through the same router, so the memory tie-break is the only
-    difference.  Metrics: :func:`large_rejection_rate`,
-    :func:`small_rejection_rate`, the overall ``rejection_rate``, and the
+    difference.  Metrics without a queue (a request that finds no eligible
+    slot is rejected): :func:`large_rejection_rate`,
+    :func:`small_rejection_rate` and the overall ``rejection_rate``; with a
+    gateway queue (``scenario.queue``, stage 2: nothing is rejected while it
+    has room): :func:`large_wait_mean` and :func:`small_wait_mean`.  Then the
     p50 and p99 end-to-end latency (s) of completed requests.  Cost: one
     simulation per strategy and seed.
     """
+    scenario = tie_break_scenario() if scenario is None else scenario
+    by_size = (large_rejection_rate, small_rejection_rate, "rejection_rate") if scenario.queue is None else (
+        large_wait_mean, small_wait_mean)  # fmt: skip
     out = race(
-        tie_break_scenario() if scenario is None else scenario,
+        scenario,
         {"spec": least_connections(), "best-fit": RouterFactory(BestFit)},
         seeds=seeds,
-        metrics=(large_rejection_rate, small_rejection_rate, "rejection_rate", "e2e_p50", "e2e_p99"),
+        metrics=(*by_size, "e2e_p50", "e2e_p99"),
         workers=workers,
         level=level,
     )
@@ -199,8 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--large-share", type=float, default=0.2)
     parser.add_argument("--capacity", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--queue", action="store_true", help="a FIFO queue at the gateway (stage 2): compare waits")
     args = parser.parse_args(argv)
     scenario = tie_break_scenario(args.requests, args.load, large_share=args.large_share, capacity=args.capacity)
+    if args.queue:
+        scenario = scenario.with_queue(QueueConfig(QueuePolicy()))
     print(compare_tie_breaks(scenario, seeds=range(args.seeds), workers=args.workers).table())
     return 0
 

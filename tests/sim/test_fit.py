@@ -16,9 +16,13 @@ from solution.sim.fit import (
     BestFit,
     compare_tie_breaks,
     large_rejection_rate,
+    large_wait_mean,
     small_rejection_rate,
+    small_wait_mean,
     tie_break_scenario,
 )
+from solution.sim.queueing import QueueConfig
+from solution.core.queue_types import QueuePolicy
 
 
 def best_fit_oracle(lb: Router, estimated_tokens: int) -> str | None:
@@ -129,3 +133,20 @@ def test_best_fit_trades_small_request_latency_for_large_request_rejections():
     assert low > 0
     table = out.table()
     assert "large_rejection_rate" in table and "paired interval" in table
+
+
+def test_with_a_gateway_queue_the_comparison_measures_waits_by_size():
+    scenario = tie_break_scenario(requests=1_500, load=1.0).with_queue(QueueConfig(QueuePolicy()))
+    res = simulate(scenario, RouterFactory(BestFit), seed=2)
+    large = res.estimated_tokens > 4096
+    assert res.count(Outcome.REJECTED) == 0
+    assert large_wait_mean(res) == pytest.approx(float(np.nanmean(res.wait[large])))
+    assert small_wait_mean(res) == pytest.approx(float(np.nanmean(res.wait[~large])))
+    assert large_wait_mean(res) > 0
+    out = compare_tie_breaks(scenario, seeds=range(2), workers=1)
+    assert out.race.metrics == ("large_wait_mean", "small_wait_mean", "e2e_p50", "e2e_p99")
+
+
+def test_waits_are_nan_without_requests_of_that_size():
+    res = simulate(tie_break_scenario(requests=300, large_share=0.0), RouterFactory(BestFit), seed=1)
+    assert np.isnan(large_wait_mean(res)) and small_wait_mean(res) == 0.0  # no queue: dispatched on arrival
