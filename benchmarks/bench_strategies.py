@@ -1,6 +1,7 @@
 """Cost per routing decision of each stage-3 strategy, at 16 and at 2,048 servers.
 
-Each timed pair routes a new request (one in eight is large) and completes
+Each timed pair routes a new request (one in eight is large: a long prompt;
+the others split 300 prompt + 200 output tokens) and completes
 the oldest one, on a cluster kept half full, through
 ``solution.core.routing.Router`` (the bookkeeping is the same for all, so the
 differences are the strategies').  Feedback strategies also get an
@@ -24,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import solution  # noqa: E402
+from solution.core.request import Request  # noqa: E402
 from solution.core.routing import BaseStrategy, Router, ServerState  # noqa: E402
 
 
@@ -32,10 +34,10 @@ class ScanLeastConnections(BaseStrategy):
 
     name = "least-connections (scan)"
 
-    def choose(self, estimated_tokens: int) -> ServerState | None:
+    def choose(self, request: Request) -> ServerState | None:
         best = None
         for s in self.router.routable_servers():
-            if self.router.eligible(s, estimated_tokens) and (best is None or (s.load_ratio_key, s.order) < (best.load_ratio_key, best.order)):
+            if self.router.eligible(s, request) and (best is None or (s.load_ratio_key, s.order) < (best.load_ratio_key, best.order)):
                 best = s
         return best
 
@@ -44,7 +46,7 @@ STRATEGIES = {
     "round-robin": solution.RoundRobin, "random": solution.RandomChoice, "least-connections": solution.LeastConnections,
     "power of two": solution.PowerOfChoices, "weighted response time": solution.WeightedResponseTime,
     "peak-EWMA": solution.PeakEwma, "least outstanding tokens": solution.LeastOutstandingTokens,
-    "predictive (3 speeds)": solution.Predictive, "least-connections (scan)": ScanLeastConnections,
+    "predictive (3 models)": solution.Predictive, "least-connections (scan)": ScanLeastConnections,
 }  # fmt: skip
 
 
@@ -58,7 +60,7 @@ def per_pair(make, servers: int, batches: int, pairs: int) -> float:
     for _ in range(servers * 4):
         rid = f"w{count}"
         count += 1
-        router.route_request(rid, 500)
+        router.route_request(rid, 500, prompt_tokens=300)
         inflight.append(rid)
     timings = []
     for _ in range(batches):
@@ -66,7 +68,10 @@ def per_pair(make, servers: int, batches: int, pairs: int) -> float:
         for i in range(pairs):
             rid = f"r{count}"
             count += 1
-            router.route_request(rid, 6000 if i % 8 == 0 else 500)
+            if i % 8 == 0:
+                router.route_request(rid, 6000, prompt_tokens=5800)
+            else:
+                router.route_request(rid, 500, prompt_tokens=300)
             inflight.append(rid)
             old = inflight.popleft()
             router.observe(old, latency=1.0 + (count % 7))
