@@ -643,6 +643,22 @@ _LOT_ALL_TOKENS = _stage3_edit(
 )
 
 
+
+def _stage2_edit(old: str, new: str) -> Callable[[Path], Built]:
+    """Stage 2's reference with one edit; the stubs in stages 1 and 3."""
+    return lambda folder: Built({2: edit(reference(2), old, new)})
+
+
+#: Stage 2's fakes (issue 10): the token-count SJF key, and a full queue that always says 429.
+_SJF_BY_TOTAL = _stage2_edit(
+    "            primary = policy.job_size(estimated_tokens, prompt_tokens) + policy.aging_rate * now\n",
+    "            primary = estimated_tokens + policy.aging_rate * now\n",
+)
+_ALWAYS_429 = _stage2_edit(
+    "            return Rejected(request_id, now, self._retry_after(now), policy.reject_status)\n",
+    "            return Rejected(request_id, now, self._retry_after(now), 429)\n",
+)
+
 def fakes() -> list[Fake]:
     """Every fake, in the order the table shows them."""
     no_import = dict(only_causes=("import",), causes=("import",))
@@ -670,6 +686,14 @@ def fakes() -> list[Fake]:
         Fake("outstanding tokens, prompts included", _LOT_ALL_TOKENS,
              {1: STUBS, 2: STUBS, 3: Expect(low=1, high=99, only_causes=("differs",), failing=("least outstanding",))},
              "stage 3's LeastOutstandingTokens counts prompt tokens as if each cost a decode iteration"),
+        Fake("sjf by total tokens", _SJF_BY_TOTAL,
+             {1: STUBS, 2: Expect(low=1, high=99, only_causes=("differs",), failing=("shortest job first",),
+                                  may_fail=("random operations",)), 3: STUBS},
+             "stage 2's SJF orders by estimated_tokens and ignores prompt_tokens (a prompt token priced as an output token)"),
+        Fake("always 429", _ALWAYS_429,
+             {1: STUBS, 2: Expect(low=1, high=99, only_causes=("differs",), failing=("max depth",),
+                                  may_fail=("random operations",)), 3: STUBS},
+             "stage 2's full queue answers 429 whatever the policy's reject_status (503 by default)"),
         Fake("debug prints", _debug_prints,
              {1: Expect(score=100, note=r"similar", output=r"debug"), 2: Expect(score=100, note=r"similar", output=r"debug"), 3: STUBS},
              "a print at the top of every function of the reference (stages 1, 2)"),
