@@ -475,7 +475,7 @@ one_server = {  # label: (policy, give the split, sigma of the output-estimate e
 }
 with needs_working_code():
     seeds1 = range(10)
-    single = {label: [one_server_llm(demo.RequestQueue, p, split=split, seed=s, output_error=err) for s in seeds1]
+    single = {label: [one_server_llm(demo.LoadBalancer, demo.RequestQueue, p, split=split, seed=s, output_error=err) for s in seeds1]
               for label, (p, split, err) in one_server.items()}  # fmt: skip
     print(f"one server, load 0.9, {len(seeds1)} seeds x 3,000 requests (first 300 dropped), 95% intervals")
     print(f"{'order':<36}{'mean wait (s)':>22}{'longest wait (s)':>20}")
@@ -736,6 +736,9 @@ with needs_working_code():
 
 # %%
 with needs_working_code():
+    missing = [name for name in ("lost", "fast", "retry_runs", "sjf_w", "single", "auto_runs") if name not in globals()]
+    if missing:
+        raise NotImplementedError(f"Stage 2: {', '.join(missing)} come from cells that need your RequestQueue; not implemented yet")
     print(f"Why queue: stage 1 lost {lost:.1%} at load 0.9 on 4 servers; an unbounded queue lost nobody, mean wait {waited:.2f} s")
     print(f"Backpressure: Retry-After median {np.median(fast):.0f} s at full speed, {np.median(slow):.0f} s with 3x slower servers")
     for jitter, rs in retry_runs.items():

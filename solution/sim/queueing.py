@@ -75,6 +75,7 @@ class SizedRun:
 
 
 def one_server_llm(
+    balancer: Any,
     queue_class: Any,
     policy: Any,
     *,
@@ -96,13 +97,14 @@ def one_server_llm(
     (else only the total); the output it passes is the true one times a
     lognormal error of sigma ``output_error`` (an *assumed* estimate error:
     output length is what a gateway cannot know in advance).  The same
-    ``seed`` gives the same requests whatever the policy.  O(n log n).
+    ``seed`` gives the same requests whatever the policy.  ``balancer`` and
+    ``queue_class`` are classes (``demo.LoadBalancer``, ``demo.RequestQueue``).
+    O(n log n).
 
     One server and no batching is the setting where shortest job first is
     proved to minimise the mean wait among non-preemptive orders (M/G/1);
     it keeps the comparison about the key alone.
     """
-    from solution import LoadBalancer
     from solution.core.latency import REFERENCE_MODEL
     from solution.sim.gatewaypool import GatewayPool
 
@@ -121,7 +123,7 @@ def one_server_llm(
         if type(outcome).__name__ == "Dispatched":
             waits[index[outcome.request_id]] = outcome.waited
 
-    pool = GatewayPool(LoadBalancer(), queue_class, policy, seed=seed, on_outcome=on_outcome,
+    pool = GatewayPool(balancer(), queue_class, policy, seed=seed, on_outcome=on_outcome,
                        service=lambda rid: float(service[index[rid]]))  # fmt: skip
     pool.add_server("gpu-0", 1)
     for i in range(requests):

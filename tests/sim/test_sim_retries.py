@@ -84,9 +84,9 @@ def test_one_server_sjf_by_cost_beats_sjf_by_total_on_the_same_requests():
 
     sjf = QueuePolicy(ordering="sjf", aging_rate=1.0)
     for seed in (0, 1):
-        fifo = one_server_llm(RequestQueue, QueuePolicy(), split=False, seed=seed, requests=1500)
-        total = one_server_llm(RequestQueue, sjf, split=False, seed=seed, requests=1500)
-        cost = one_server_llm(RequestQueue, sjf, split=True, seed=seed, requests=1500)
+        fifo = one_server_llm(LoadBalancer, RequestQueue, QueuePolicy(), split=False, seed=seed, requests=1500)
+        total = one_server_llm(LoadBalancer, RequestQueue, sjf, split=False, seed=seed, requests=1500)
+        cost = one_server_llm(LoadBalancer, RequestQueue, sjf, split=True, seed=seed, requests=1500)
         assert np.array_equal(fifo.service, cost.service) and not np.isnan(cost.wait).any()
         assert cost.wait.mean() < total.wait.mean() < fifo.wait.mean()
         assert cost.wait.max() > fifo.wait.max()  # the price of SJF: the longest wait
