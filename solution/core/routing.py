@@ -764,6 +764,8 @@ class Router:
         """
         if not isinstance(request, Request):
             request = Request("(explain)", request, prompt_tokens)
+        elif prompt_tokens is not None:
+            raise TypeError("explain takes prompt_tokens only with a token count; a Request carries its own")
         return self._strategy.explain(request)
 
     def refresh(self) -> None:
@@ -922,13 +924,27 @@ class ReplicatedRouter:
         self._decisions = 0
 
     def add_server(self, server_id: str, capacity: int, gpu_memory_gb: int, **options: Any) -> None:
-        """Add the server to every replica.  O(R) + hooks."""
-        for r in self.replicas:
+        """Add the server to every replica (or to none: a failed call changes nothing).  O(R) + hooks.
+
+        Raises: as :meth:`Router.add_server`; DuplicateServerError while any replica still drains that id.
+        """
+        require_id(server_id, "server_id")
+        if any(server_id in r._servers for r in self.replicas):
+            raise DuplicateServerError(f"server {server_id!r} is still present or draining in a replica; "
+                                       "wait for its drain, or add the new server under another id")  # fmt: skip
+        for r in self.replicas:  # the first raises on a bad argument before any replica changed
             r.add_server(server_id, capacity, gpu_memory_gb, **options)
 
     def remove_server(self, server_id: str) -> None:
-        """Drain the server in every replica.  O(R) + hooks."""
-        for r in self.replicas:
+        """Drain the server in every replica that has it (a replica with none of its requests forgets it at once).  O(R) + hooks.
+
+        Raises: TypeError / ValueError (bad id); UnknownServerError (a KeyError): no replica has it.
+        """
+        require_id(server_id, "server_id")
+        holding = [r for r in self.replicas if server_id in r._servers]
+        if not holding:
+            raise UnknownServerError(f"server {server_id!r} is not present; get_server_stats() lists the servers")
+        for r in holding:
             r.remove_server(server_id)
 
     def route_request(self, request_id: str, estimated_tokens: int, *, prompt_tokens: int | None = None) -> str:

@@ -202,3 +202,18 @@ def test_place_records_on_the_given_server_or_changes_nothing():
         with pytest.raises(error):
             lb.place(request, sid)
     assert lb.get_server_stats() == before
+
+
+def test_replicas_add_and_drain_all_or_nothing():
+    lb = ReplicatedRouter(LeastConnections, 2, refresh_every=10)
+    lb.add_server("a", 2, 80), lb.add_server("b", 2, 80)
+    lb.route_request("r0", 1)  # replica 0 puts it on a
+    lb.remove_server("a")  # replica 0 drains a; replica 1, with none of its requests there, forgets it
+    with pytest.raises(ValueError):
+        lb.add_server("a", 2, 80)  # still draining in replica 0: no replica changes
+    assert [sorted(r.get_server_stats()) for r in lb.replicas] == [["a", "b"], ["b"]]
+    lb.complete_request("r0")
+    lb.add_server("a", 3, 80)
+    assert {sid: s["capacity"] for sid, s in lb.get_server_stats().items()} == {"b": 2, "a": 3}
+    with pytest.raises(KeyError):
+        lb.remove_server("zz")
