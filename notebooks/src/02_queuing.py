@@ -357,7 +357,9 @@ with needs_working_code():
 # %% [markdown]
 # The synchronized clients come back in spikes a `Retry-After` apart, each spike many times the
 # pool's capacity, and most of each spike is rejected again. With jitter the same requests come
-# back spread over tens of seconds, close to what the pool can absorb. A gateway cannot make
+# back spread over tens of seconds: the peak is a fraction of the synchronized one (the paired
+# ratio above), still above the pool's capacity but short enough for the queue to absorb more
+# of it, and far fewer clients give up. A gateway cannot make
 # clients jitter, but it can help: round `Retry-After` *up* under load, add its own random
 # spread to the header, and document that clients must jitter.
 
@@ -720,8 +722,8 @@ with needs_working_code():
 # its replicas join two minutes later, and meanwhile the queue fills and answers 503; it also
 # orders a replica for bursts that are over before it joins, then drops it (the reversals).
 # The target-wait signal orders on the ramp while the queue is still short, ignores the bursts
-# (a burst barely moves a two-minute average), and scales down once, late, because of the
-# hysteresis. The price is capacity: more replica-hours. Bursts are the *queue's* job, not the
+# (a burst barely moves a two-minute average), and changes direction once: up on the ramp, then
+# down after the fall, one replica per hold time, late, because of the hysteresis. The price is capacity: more replica-hours. Bursts are the *queue's* job, not the
 # autoscaler's: that is what the queue absorbs (the depth spikes in the last panel).
 
 # %% [markdown]
