@@ -37,6 +37,8 @@ POLICY = st.fixed_dictionaries(
         "max_depth": st.sampled_from([None, 0, 2, 4]),
         "max_wait": st.sampled_from([None, 1.0, 2.5]),
         "aging_rate": st.sampled_from([2.0, 1000.0]),
+        "prompt_token_weight": st.sampled_from([0.0, 0.01, 0.5]),
+        "reject_status": st.sampled_from([503, 429]),
         "max_skips": st.integers(1, 3),
         "rate_window": st.sampled_from([2.0, 60.0]),
         "scale_up_depth": st.sampled_from([None, 1]),
@@ -45,6 +47,9 @@ POLICY = st.fixed_dictionaries(
 )
 OP = st.one_of(
     st.tuples(st.just("enqueue"), st.tuples(REQUEST, st.sampled_from([1, 100, 4097, 9000]), st.integers(0, 2))),
+    # with the prompt/output split (a prompt over the total is bad input, refused as the reference does)
+    st.tuples(st.just("enqueue"), st.tuples(REQUEST, st.sampled_from([1, 100, 4097, 9000]), st.integers(0, 2),
+                                            st.sampled_from([0, 1, 50, 4000, 9000]))),
     st.tuples(st.just("advance"), st.tuples(st.sampled_from([0.0, 0.25, 0.5, 1.0, 3.0]))),
     st.tuples(st.just("dispatch_next"), st.tuples(st.booleans(), st.sampled_from(["big", "small"]))),
     st.tuples(st.just("dispatch"), st.tuples(REQUEST, st.just("s"))),
