@@ -5,7 +5,7 @@ the simulator puts a :class:`solution.core.gateway.Gateway` with a
 :class:`solution.request_queue.RequestQueue` (or the queue class given to
 ``simulate(..., queue=...)``) in front of the balancer.  A request that finds
 no free slot waits instead of being rejected; it ends ``COMPLETED`` after
-waiting, or ``THROTTLED`` (429, the queue was full), ``TIMED_OUT`` or
+waiting, or ``QUEUE_FULL`` (the queue was full: 503 by default, or the policy's 429), ``TIMED_OUT`` or
 ``CANCELLED``.  ``Results.start`` is the dispatch time, so ``Results.wait``
 is the time spent in the queue.
 

@@ -165,7 +165,7 @@ class QueuePoint:
     """Simulated queue against M/M/c (``max_depth=None``) or M/M/c/K (K = servers + max_depth) at one point.
 
     ``wait`` is the mean wait of dispatched requests, in mean service times;
-    ``blocking`` the fraction of requests throttled (429).  Each is
+    ``blocking`` the fraction turned away by a full queue (503).  Each is
     ``(mean, low, high)`` over the seeds, against its formula.
     """
 
@@ -226,7 +226,7 @@ def queue_points(
     ]
     rows = run_jobs(jobs, workers=workers)
     waits = aggregate(rows, "wait_mean", level)
-    blocked = aggregate(rows, "throttle_rate", level)
+    blocked = aggregate(rows, "queue_full_rate", level)
     out = []
     for c, a, k in points:
         blocking, wait = mmck(c, a, k) if k is not None else (0.0, mmc_mean_wait(c, a))
