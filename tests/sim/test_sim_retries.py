@@ -90,3 +90,16 @@ def test_one_server_sjf_by_cost_beats_sjf_by_total_on_the_same_requests():
         assert np.array_equal(fifo.service, cost.service) and not np.isnan(cost.wait).any()
         assert cost.wait.mean() < total.wait.mean() < fifo.wait.mean()
         assert cost.wait.max() > fifo.wait.max()  # the price of SJF: the longest wait
+
+
+def test_the_pool_times_requests_out_at_their_deadline():
+    from solution.core.queue_types import TimedOut
+
+    seen = []
+    pool = GatewayPool(LoadBalancer(), RequestQueue, QueuePolicy(max_wait=1.5), on_outcome=seen.append, service=lambda rid: 10.0)
+    pool.add_server("a", 1)
+    pool.at(0.0, lambda: pool.submit("busy"))
+    pool.at(0.25, lambda: pool.submit("late"))
+    pool.at(0.5, lambda: pool.submit("later"))
+    pool.run(5.0)
+    assert [o for o in seen if isinstance(o, TimedOut)] == [TimedOut("late", 1.75, 1.5), TimedOut("later", 2.0, 1.5)]
