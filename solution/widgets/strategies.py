@@ -23,6 +23,7 @@ from typing import Any
 import ipywidgets as W
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 import solution
 from solution.core.impl import reference_available
@@ -170,7 +171,7 @@ def _race_figure(runs: Mapping[str, list[Results]]) -> Figure:
     """Percentiles with 95% intervals over seeds, pooled latency CDFs, per-server utilization."""
     fig = Figure(figsize=(11.5, 3.3), dpi=80)
     bars, cdf, util = fig.subplots(1, 3)
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.27, top=0.93, wspace=0.25)
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.27, top=0.9, wspace=0.25)
     width = 0.8 / max(len(runs), 1)
     for j, (name, rs) in enumerate(runs.items()):
         sums = [r.summary() for r in rs]
@@ -184,15 +185,24 @@ def _race_figure(runs: Mapping[str, list[Results]]) -> Figure:
         utilization = np.mean([s.utilization for s in sums], axis=0)
         util.bar(np.arange(len(utilization)) + j * width, utilization, width, label=name)
     bars.set_xticks(np.arange(3) + 0.4 - width / 2, ["p50", "p95", "p99"])
+    bars.set_xlabel("percentile (share of requests faster)")
     bars.set_ylabel("end-to-end latency (s)")
+    bars.set_title("Percentiles, 95% intervals over seeds", fontsize="small")
     bars.legend(fontsize="x-small")
     cdf.set_xscale("log")
+    cdf.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.1, 1, 10: not 10^-1
+    cdf.xaxis.set_minor_formatter(NullFormatter())
     cdf.set_xlabel("end-to-end latency (s)")
     cdf.set_ylabel("fraction of requests")
+    cdf.set_title("Latency distribution, all seeds", fontsize="small")
+    cdf.legend(fontsize="x-small")
     cdf.grid(alpha=0.3)
     first = next(iter(runs.values()))[0]
     util.set_xticks(np.arange(len(first.server_ids)) + 0.4 - width / 2, first.server_ids, rotation=60, fontsize="x-small")
-    util.set_ylabel("utilization (slots in use)")
+    util.set_xlabel("server (GPU type, index)")
+    util.set_ylabel("utilization (fraction of slots in use)")
+    util.set_title("Utilization per server", fontsize="small")
+    util.legend(fontsize="x-small")
     return fig
 
 
