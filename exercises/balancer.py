@@ -36,8 +36,8 @@ so uses up a slot that only a big GPU can give a large request; its merit is
 that in a typical fleet the big-memory GPUs are also the fast ones, so that
 small request finishes sooner.  *Best-fit* (the least memory that fits the
 request first) keeps big-GPU slots for large requests and sends small ones
-to the slower GPUs: :mod:`solution.sim.fit` measures both, and notebook 01
-shows the figures.
+to the slower GPUs: notebook 01 measures both in the simulator and shows
+the figures.
 
 The size threshold is a policy too: a 7B FP16 model's 8,192-token context
 (about 4 GiB of KV cache) fits on a 40 GB GPU; the rule keeps long contexts

@@ -58,3 +58,16 @@ def test_solution_block_becomes_a_hinted_raise():
     out = make_exercises.strip_solution(source, exercise, "x.py")
     assert "# TODO: add one" in out and "A.f is not implemented yet" in out
     assert "return 1" not in out and "SECRET" not in out
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_stubs_pass_the_graders_provenance_check(stage):
+    """A stub the candidate starts from must not already look copied: no reference module named in it."""
+    from solution.checks import SPECS
+    from solution.grading.provenance import static_findings
+
+    source = make_exercises.generate()[f"{SPECS[stage].module}.py"]
+    assert static_findings(source, stage) == [], (
+        f"the generated stub for stage {stage} would be graded as not the candidate's own work; "
+        "reword the reference's docstrings so they do not name solution.* modules"
+    )
