@@ -475,13 +475,18 @@ class StrategyError(LoadBalancerError):
 
 
 class Router:
-    """The stage-1 balancer API with a pluggable routing strategy.
+    """The stage-1 balancer API with a pluggable routing strategy, and a request record.
 
     >>> from solution.core.routing import Router, LeastConnections
     >>> lb = Router(LeastConnections(), speeds={"h100": 3.0})
     >>> lb.add_server("h100", 8, 80); lb.add_server("a10", 4, 24)
     >>> lb.route_request("r1", 500), lb.get_server_stats()["h100"]["speed"]
     ('h100', 3.0)
+    >>> lb.route(Request("r2", 2_000, prompt_tokens=1_900))  # the prompt's length known: 100 output tokens
+    'a10'
+
+    :meth:`route` takes a :class:`~solution.core.request.Request`;
+    :meth:`route_request` (stage 1's signature) builds one.
 
     Args:
         strategy: a strategy object (or a class, instantiated with no
