@@ -467,6 +467,9 @@ StrategyRace(impl)
 
 # %%
 with needs_working_code():
+    ready = all(name in globals() for name in ("result", "at", "board", "replicas")) and all(board.values()) and all(replicas.values())
+    if not ready:
+        raise NotImplementedError("Stage 3: the race and staleness cells above need your strategies; not implemented yet")
     print(f"cost (What a request costs): output token {out_ms:.2f} ms vs prompt token {prompt_ms:.3f} ms on an A100; "
           f"output estimate sigma {OUTPUT_ESTIMATE_SIGMA} (Azure conversation trace)")
     for s in ("least-connections", "weighted response time", "power of two", "least outstanding tokens", "tokens as a queue",
