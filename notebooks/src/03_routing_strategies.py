@@ -499,9 +499,10 @@ with needs_working_code():
 # **Where this course differs from the expected answer:** predictive routing by
 # `estimated_tokens` alone (the expected answer) mixes two costs 113x apart (*What a request costs*) and treats
 # tokens in flight as a queue; the course predicts seconds from a latency model, with the prompt
-# and output split (*tokens as a queue* is that older rule, raced above). And P2C's freedom from
-# herding matters for replicas and stale views, not for a single balancer that counts its own
-# requests.
+# and output split (*tokens as a queue* is that older rule, raced above). And P2C is "nearly as
+# good as least-connections" only loosely here (p99 +3.30 s [+0.58, +6.03] on one fresh
+# balancer); its freedom from herding matters for replicas and stale views, not for a single
+# balancer that counts its own requests.
 #
 # **Follow-ups to expect:**
 # 1. *Where does the output-length estimate come from?* A predictor (per route, per prompt
