@@ -57,6 +57,7 @@ from solution.core.queue_types import (
     Rejected,
     TimedOut,
 )
+from solution.core.request import Request
 from solution.core.validate import require_id, require_int
 
 __all__ = ["Gateway", "QueueLike"]
@@ -139,6 +140,9 @@ class Gateway:
         self._big: dict[str, bool] = {}  # server id -> takes large requests
         self._draining: set[str] = set()
         self._where: dict[str, str] = {}  # request id in flight -> server id
+        self._prompt: dict[str, int] = {}  # request id not yet dispatched -> its prompt tokens (when given)
+        record = getattr(balancer, "route", None)  # stage 3 on: routes a Request, which carries the prompt/output split
+        self._route_record = record if callable(record) else None
         stats = getattr(balancer, "get_server_stats", None)
         for server_id, s in (stats() if callable(stats) else {}).items():
             self._big[server_id] = s["gpu_memory_gb"] >= self._min_memory
@@ -175,7 +179,9 @@ class Gateway:
 
         ``prompt_tokens`` (how many of ``estimated_tokens`` are the prompt's)
         is passed to the queue, whose SJF ordering prices prompt and output
-        tokens apart; the balancer still gets ``estimated_tokens``.
+        tokens apart, and to a balancer that routes records (stage 3's
+        ``Router.route``) as ``Request(request_id, estimated_tokens,
+        prompt_tokens)``; a stage-1 balancer gets ``estimated_tokens`` only.
 
         Raises:
             TypeError / ValueError: bad arguments (as ``RequestQueue.enqueue``).
@@ -194,6 +200,8 @@ class Gateway:
             )
         if request_id in self.queue:
             raise AlreadyWaitingError(f"request {request_id!r} is already waiting; cancel it first or use a new id")
+        if prompt_tokens is not None:
+            self._prompt[request_id] = prompt_tokens
         queue = self.queue
         blocked = len(queue) and (queue.policy.is_large(estimated_tokens) or queue.peek(False) is not None)
         server_id = None if blocked else self._route(request_id, estimated_tokens)
@@ -206,6 +214,7 @@ class Gateway:
         else:
             outcome = self.queue.enqueue(request_id, estimated_tokens, priority, prompt_tokens=prompt_tokens)
         if isinstance(outcome, Rejected):
+            self._prompt.pop(request_id, None)
             self._report(outcome)
         return outcome
 
@@ -270,12 +279,17 @@ class Gateway:
 
     def _route(self, request_id: str, estimated_tokens: int) -> str | None:
         """``route_request``, or ``None`` when the balancer has no capacity for it."""
+        prompt = self._prompt.get(request_id)
         try:
-            server_id = self.balancer.route_request(request_id, estimated_tokens)
+            if prompt is not None and self._route_record is not None:
+                server_id = self._route_record(Request(request_id, estimated_tokens, prompt))
+            else:
+                server_id = self.balancer.route_request(request_id, estimated_tokens)
         except (NotImplementedError, RecursionError):
             raise  # a stub or a bug, not a full cluster
         except RuntimeError:
             return None
+        self._prompt.pop(request_id, None)
         self._where[request_id] = server_id
         return server_id
 
@@ -299,5 +313,7 @@ class Gateway:
         return dispatched
 
     def _report(self, outcome: FinalOutcome) -> None:
+        if not isinstance(outcome, Dispatched):
+            self._prompt.pop(outcome.request_id, None)  # it left without a server: forget its prompt
         if self._on_outcome is not None:
             self._on_outcome(outcome)

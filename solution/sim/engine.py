@@ -255,7 +255,9 @@ class Engine:
     def _submit(self, i: int, t: float) -> None:
         self.now = t
         assert self.gateway is not None
-        result = self.gateway.submit(f"r{i}", self.estimated[i], self.priority[i])
+        estimated = self.estimated[i]
+        prompt = None if self.prompt is None else min(self.prompt[i], estimated)
+        result = self.gateway.submit(f"r{i}", estimated, self.priority[i], prompt)
         if isinstance(result, Queued):
             self._schedule_deadline()
             if self.patience is not None:

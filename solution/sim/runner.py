@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from solution.sim.classic import run_classic
-from solution.sim.cluster import ClassicMode
+from solution.sim.cluster import ClassicMode, LlmMode
 from solution.sim.engine import Engine
 from solution.sim.results import Outcome, Results
 from solution.sim.scenario import Scenario
@@ -247,7 +247,8 @@ def _run_general(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable
     req = inputs.requests
     run = Engine(
         lb, servers,
-        arrival=req.arrival.tolist(), estimated=inputs.estimated.tolist(), prompt=req.prompt_tokens.tolist(),
+        arrival=req.arrival.tolist(), estimated=inputs.estimated.tolist(),
+        prompt=req.prompt_tokens.tolist() if isinstance(scenario.mode, LlmMode) else None,  # classic mode has no prompt
         prefill=inputs.prefill.tolist(),
         decode=inputs.decode.tolist(), fail_draw=inputs.fail_draw.tolist(), think=req.think.tolist(),
         next_turn=req.next_turn().tolist(), timetable=scenario.timetable,

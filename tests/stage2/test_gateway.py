@@ -196,3 +196,58 @@ def test_every_request_ends_exactly_once(impl, ordering):
     assert set(ends) == set(submitted) and set(ends.values()) == {1}, "a request ended twice, or never"
     kinds = Counter(type(o).__name__ for o in s.outcomes)
     assert kinds["Dispatched"] > 300 and kinds["Rejected"] > 0 and kinds["TimedOut"] + kinds["Cancelled"] > 0, kinds
+
+
+class RecordingRouter:
+    """A stage-3-style balancer that records what it is asked to route (one server, ``capacity`` slots)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity, self.running, self.calls = capacity, set(), []
+
+    def add_server(self, server_id, capacity, gpu_memory_gb): ...
+    def remove_server(self, server_id): ...
+    def get_server_stats(self): return {}
+
+    def route_request(self, request_id, estimated_tokens):
+        return self._take(("route_request", request_id, estimated_tokens))
+
+    def route(self, request):
+        return self._take(("route", request.request_id, request.estimated_tokens, request.prompt_tokens))
+
+    def _take(self, call):
+        if len(self.running) >= self.capacity:
+            raise RuntimeError("full")
+        self.calls.append(call)
+        self.running.add(call[1])
+        return "gpu-0"
+
+    def complete_request(self, request_id):
+        self.running.discard(request_id)
+
+
+def test_the_prompt_split_reaches_a_record_router_also_after_waiting(impl):
+    """A Router that routes records gets the prompt the client gave, when dispatched at once or from the queue."""
+    clock = ManualClock()
+    router = RecordingRouter(capacity=1)
+    gw = Gateway(router, impl.RequestQueue(clock, QueuePolicy()), clock)
+    gw.add_server("gpu-0", 1, 80)
+    gw.submit("a", 900, prompt_tokens=800)
+    assert isinstance(gw.submit("b", 300, prompt_tokens=100), Queued)
+    gw.submit("c", 50)  # no split given: stage 1's single number
+    gw.complete("a")
+    gw.complete("b")
+    assert router.calls == [("route", "a", 900, 800), ("route", "b", 300, 100), ("route_request", "c", 50)]
+    assert gw._prompt == {}, "the gateway must forget a request's prompt once it leaves the queue"
+
+
+def test_a_rejected_or_expired_request_leaves_no_prompt_behind(impl):
+    clock = ManualClock()
+    router = RecordingRouter(capacity=1)
+    gw = Gateway(router, impl.RequestQueue(clock, QueuePolicy(max_depth=1, max_wait=5.0)), clock)
+    gw.add_server("gpu-0", 1, 80)
+    gw.submit("a", 10, prompt_tokens=5)
+    assert isinstance(gw.submit("b", 10, prompt_tokens=5), Queued)
+    assert isinstance(gw.submit("c", 10, prompt_tokens=5), Rejected)
+    clock.advance(6)
+    assert [type(o) for o in gw.expire()] == [TimedOut]
+    assert gw._prompt == {}
