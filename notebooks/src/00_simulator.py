@@ -184,7 +184,9 @@ print(f"JSQ / least-connections -> {jsq}; weighted by capacity (stage 1) -> {wei
 #
 # $$t_\text{iter} = \max\left(t_\text{weights} + t_\text{kv} \cdot s,\; t_\text{token} \cdot n\right)$$
 #
-# with $s$ sequences running and $n$ tokens processed. Memory time follows a GPU's
+# with $s$ sequences running and $n$ tokens processed: each decoding sequence adds one
+# token, and the prefilling ones share the rest of a token budget (512 tokens per iteration,
+# chunked prefill). Memory time follows a GPU's
 # bandwidth, compute time its FLOPS: the presets use datasheet figures (`docs/simulator.md`
 # cites them); `ModelSpec.latency_model(gpu)` gives the constants
 # (`solution.core.latency.LatencyModel`).
@@ -192,8 +194,8 @@ print(f"JSQ / least-connections -> {jsq}; weighted by capacity (stage 1) -> {wei
 # So batching is a trade: the server's throughput rises with the batch, but each sequence
 # slows down, and a GPU's batch cannot grow past its capacity (KV-cache room). When the
 # batch changes, every running request's speed changes at that instant; the simulator keeps
-# one *virtual clock* per server, so this is exact for the model, never a service time
-# frozen at admission.
+# one *virtual clock* per phase of each server (prompt tokens prefilled, decode iterations
+# done), so this is exact for the model, never a service time frozen at admission.
 
 # %%
 models = {name: spec.latency_model(gpu) for name, gpu in GPU_PRESETS.items()}

@@ -93,7 +93,7 @@ def load_recorded(stage: int, path: Path | None = None) -> list[tuple[Group, lis
     return out
 
 
-def probe_names(stage: int, only: str) -> list[str]:
+def probe_names(stage: int, only: str | tuple[str, ...]) -> list[str]:
     from solution.checks.probes import PROBES
 
     return [p.group for p in PROBES if p.stage == stage and p.group.startswith(only)]
@@ -131,7 +131,7 @@ class Finding:
         return self.text
 
 
-def probe_groups(stage: int, impl: Any, only: str | None, done: list[GroupResult]) -> list[GroupResult]:
+def probe_groups(stage: int, impl: Any, only: str | tuple[str, ...] | None, done: list[GroupResult]) -> list[GroupResult]:
     """The stage's probes (:mod:`solution.checks.probes`), run on ``impl`` in this process.
 
     A probe that scores in a group already in ``done`` joins it (its case is
@@ -159,7 +159,9 @@ def probe_groups(stage: int, impl: Any, only: str | None, done: list[GroupResult
     return out
 
 
-def run_check(spec: StageSpec, impl: Any = None, *, echo: bool = True, only: str | None = None, strict: bool = True) -> CheckReport:
+def run_check(
+    spec: StageSpec, impl: Any = None, *, echo: bool = True, only: str | tuple[str, ...] | None = None, strict: bool = True
+) -> CheckReport:
     """Run the recorded cases of ``spec``'s stage on ``impl`` (default: ``LB_IMPL``'s package).
 
     Prints one line per rule group (``echo=False`` to stay quiet) and returns
@@ -167,7 +169,8 @@ def run_check(spec: StageSpec, impl: Any = None, *, echo: bool = True, only: str
     it) it then raises :class:`~solution.checks.common.CheckFailed` if a group
     fails, so a check cell fails exactly when the code differs from the
     reference, whatever else the code prints.  ``only`` keeps the groups
-    whose name starts with it (a prefix that names none is a ``ValueError``).
+    whose name starts with it, or with one of them when it is a tuple of
+    prefixes (a step's groups; a prefix that names none is a ``ValueError``).
     """
     if impl is None:
         from solution.core.impl import load_impl

@@ -308,7 +308,7 @@ def public_groups() -> tuple[Group, ...]:
 SPEC = StageSpec(2, "request_queue", ("RequestQueue",), QueueHarnessMaker(), public_groups)
 
 
-def run_stage2(impl: ModuleType | None = None, *, echo: bool = True, only: str | None = None, strict: bool = True) -> CheckReport:
+def run_stage2(impl: ModuleType | None = None, *, echo: bool = True, only: str | tuple[str, ...] | None = None, strict: bool = True) -> CheckReport:
     """Compare ``impl.RequestQueue`` (default: ``LB_IMPL``'s) with the reference's recorded behaviour.
 
     ``only`` keeps the groups whose name starts with it (the notebook checks

@@ -141,7 +141,7 @@ def public_groups() -> tuple[Group, ...]:
 SPEC = StageSpec(3, "strategies", tuple(sorted({cls for _, cls, _ in STRATEGY_CASES})), RouterHarness(), public_groups)
 
 
-def run_stage3(impl: ModuleType | None = None, *, echo: bool = True, only: str | None = None, strict: bool = True) -> CheckReport:
+def run_stage3(impl: ModuleType | None = None, *, echo: bool = True, only: str | tuple[str, ...] | None = None, strict: bool = True) -> CheckReport:
     """Compare ``impl``'s stage-3 strategies (default: ``LB_IMPL``'s) with the reference's recorded behaviour.
 
     Prints one line per group, returns the report, and raises
