@@ -180,6 +180,7 @@ class QueuePlayground:
             ax.axhline(blocking, color="black", linestyle="--", linewidth=1, label=f"M/M/{servers}/{servers + depth} blocking")
         ax.set_ylim(0.0, 1.15 * max([0.01, blocking, *full, *timed_out]))
         ax.set_xticks(x, ORDERINGS)
+        ax.set_xlabel("queue ordering (same arrivals)")
         ax.set_ylabel("fraction of requests")
         ax.set_title("queue-full (503) and timeout rates", fontsize=10, y=1.0)
         ax.grid(alpha=0.3, axis="y")

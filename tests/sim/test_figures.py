@@ -28,6 +28,8 @@ from solution.sim.queueing import QueueConfig
 from solution.sim.sweep import ErlangPoint, queue_points
 from solution.widgets import drawing
 from solution.widgets import simulator as simulator_widget
+from solution.widgets.queueing import QueuePlayground
+from solution.widgets.strategies import StrategyRace, _race_figure
 
 pytestmark = pytest.mark.sim
 
@@ -154,6 +156,8 @@ CASES: dict[str, Callable[[dict, list], list[Figure]]] = {
     "draw_cluster": lambda r, p: [drawing.draw_cluster(_STATS), drawing.draw_cluster(_STATS, highlight="a10", title="chosen")],
     # the widgets' own figures (private helpers, listed by hand)
     "simulator widget": lambda r, p: [simulator_widget._figure(r["steady"]), simulator_widget._figure(r["many"])],
+    "queue widget": lambda r, p: [QueuePlayground(requests=600)._figure()],
+    "strategy race widget": lambda r, p: [_race_figure(StrategyRace(requests=300, seeds=2).run())],
 }
 
 
