@@ -21,6 +21,10 @@ __all__ = [
     "UnknownIdError",
     "UnknownServerError",
     "UnknownRequestError",
+    "InvalidPolicyError",
+    "TimeWentBackwardsError",
+    "RequestStateError",
+    "RetriesExhaustedError",
 ]
 
 
@@ -66,3 +70,32 @@ class UnknownServerError(UnknownIdError):
 
 class UnknownRequestError(UnknownIdError):
     """The request id is not in flight (never routed, or already completed)."""
+
+
+# --- Stage 4: health checks and retries -------------------------------------
+
+
+class InvalidPolicyError(LoadBalancerError, ValueError):
+    """A :class:`~solution.core.health_types.HealthPolicy` or ``RetryPolicy`` field is out of range.
+
+    The message names the field and the allowed range: build the policy again
+    with a value inside it.
+    """
+
+
+class TimeWentBackwardsError(LoadBalancerError, ValueError):
+    """A call's ``now`` is earlier than a ``now`` the object already saw.
+
+    Health checking and retries run on the caller's clock, which must never
+    go back: pass the current time of one monotonic clock to every call.
+    """
+
+
+class RequestStateError(LoadBalancerError, ValueError):
+    """A retry-ledger call does not fit the request's state (e.g. ``begin`` while an attempt is in flight,
+    ``first_token`` after the request ended); the message says which call fits instead."""
+
+
+class RetriesExhaustedError(LoadBalancerError, RuntimeError):
+    """``begin`` was called for a request that already used ``max_tries`` attempts: fail it instead
+    (``RetryLedger.fail``) or raise ``RetryPolicy.max_tries``."""
