@@ -5,13 +5,16 @@
 ``tools/make_exercises.py``) and exposes the same names, with the parts a
 candidate writes left as stubs.  ``from solution import LoadBalancer`` gives
 the stage-1 balancer; ``RequestQueue`` (stage 2) queues requests in front of
-it, through the shared ``Gateway``.
+it, through the shared ``Gateway``; ``HealthChecker`` and ``RetryLedger`` (stage 4)
+keep servers' health and re-send requests whose server failed.
 """
 
 from exercises.balancer import LoadBalancer
 from solution.core.routing import Decision, LeastConnections, RandomChoice, RoundRobin, Router, RouterFactory, Strategy
 from exercises.strategies import LeastOutstandingTokens, PeakEwma, PowerOfChoices, Predictive, WeightedResponseTime
 from exercises.request_queue import RequestQueue
+from exercises.health import HealthChecker, RetryLedger
+from solution.core.health_types import Attempt, HealthPolicy, HealthState, RetryPolicy, Transition
 from solution.core.gateway import Gateway
 from solution.core.clock import ManualClock
 from solution.core.queue_types import (
@@ -54,6 +57,13 @@ __all__ = [
     "LeastOutstandingTokens",
     "Predictive",
     "RequestQueue",
+    "HealthChecker",
+    "RetryLedger",
+    "HealthState",
+    "HealthPolicy",
+    "RetryPolicy",
+    "Transition",
+    "Attempt",
     "Gateway",
     "ManualClock",
     "Ordering",

@@ -58,6 +58,7 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise("balancer", 1, "notebooks/01_least_connections.ipynb"),
     Exercise("request_queue", 2, "notebooks/02_queuing.ipynb"),
     Exercise("strategies", 3, "notebooks/03_routing_strategies.ipynb"),
+    Exercise("health", 4, "notebooks/04_health_checks.ipynb"),
 )
 
 HEADER = (

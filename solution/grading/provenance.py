@@ -3,7 +3,7 @@
 Read from the source (parsed, never imported) and from what the child saw:
 
 * :func:`static_findings`: imports of a reference candidate module
-  (``solution.balancer``, ``solution.request_queue``, ``solution.strategies``,
+  (``solution.balancer``, ``solution.request_queue``, ``solution.strategies``, ``solution.health``,
   the plain stage-1 rule in ``solution.widgets.explain``, the package's
   top-level re-exports), for stage 1 also the router framework
   (``Router`` + ``LeastConnections`` is a stage-1 answer), and strings that
@@ -34,10 +34,10 @@ __all__ = ["static_findings", "runtime_findings", "similarity", "stubbed_functio
 SIMILARITY_NOTE = 0.9
 
 #: Modules that hold a reference answer, by stage (any stage may not import any of them).
-_REFERENCE_MODULES = ("solution.balancer", "solution.request_queue", "solution.strategies", "solution.widgets.explain",
-                      "solution.widgets", "solution.sim")
+_REFERENCE_MODULES = ("solution.balancer", "solution.request_queue", "solution.strategies", "solution.health",
+                      "solution.widgets.explain", "solution.widgets", "solution.sim")
 _STAGE_EXTRA = {1: ("solution.core.routing",)}
-_TOP_LEVEL = re.compile(r"solution[./](balancer|request_queue|strategies|widgets|sim)\b")
+_TOP_LEVEL = re.compile(r"solution[./](balancer|request_queue|strategies|health|widgets|sim)\b")
 #: What parsing a source may raise besides SyntaxError: a few kilobytes of ``-`` or ``not`` nest past the recursion limit.
 _UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
 
