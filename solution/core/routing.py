@@ -39,6 +39,16 @@ baselines (:class:`RoundRobin`, :class:`RandomChoice`,
 :class:`LeastConnections`, the stage-1 rule and the default).  The
 strategies a candidate writes live in :mod:`solution.strategies`.
 
+Health weights (stage 4)
+------------------------
+:meth:`Router.set_weight` is how health reaches routing without a scan:
+weight 0 takes a server out of the routable list; a weight in (0, 1] makes
+its effective capacity ``max(1, floor(capacity * weight))`` (optionally
+capped by a half-open circuit's trial limit), which every strategy sees as
+``server.capacity``, in the load ratio and in eligibility.  One call re-keys
+one server: O(log S) for indexed strategies.  :mod:`solution.core.path`
+pushes the weights as health transitions happen.
+
 Early binding and stale information
 -----------------------------------
 ``queue_per_server`` lets a server accept requests beyond its batch into its
@@ -127,7 +137,8 @@ class ServerState:
     """
 
     __slots__ = ("_id", "_capacity", "_memory", "_speed", "_model", "_order", "_big", "_draining",
-                 "_load", "_tokens", "_out", "_seen_load", "_seen_tokens", "_seen_out", "_others", "_active", "_slot")  # fmt: skip
+                 "_load", "_tokens", "_out", "_seen_load", "_seen_tokens", "_seen_out", "_others", "_active", "_slot",
+                 "_weight", "_eff", "_trial")  # fmt: skip
 
     def __init__(self, server_id: str, capacity: int, memory: int, speed: float, order: int, big: bool,
                  model: LatencyModel = REFERENCE_MODEL) -> None:  # fmt: skip
@@ -137,9 +148,16 @@ class ServerState:
         self._others = (0, 0, 0)  # other balancers' (load, tokens, output tokens) as last refreshed (ReplicatedRouter)
         self._active: dict[str, Request] = {}  # request id -> its record, in routing order
         self._slot = -1  # position in the router's list of routable servers
+        self._weight, self._eff, self._trial = 1.0, capacity, None  # health weight, effective capacity, trial limit (Router.set_weight)
 
     server_id = property(lambda self: self._id, doc="The server's id.")
-    capacity = property(lambda self: self._capacity, doc="Sequences it runs at once (its batch).")
+    capacity = property(
+        lambda self: self._eff,
+        doc="Sequences it takes at once: its batch, scaled by its health weight (``Router.set_weight``; the batch itself while the weight is 1).",
+    )
+    nominal_capacity = property(lambda self: self._capacity, doc="Its batch as added (whatever its health weight).")
+    weight = property(lambda self: self._weight, doc="Its health weight in [0, 1] (``Router.set_weight``; 0: it takes no requests).")
+    trial_limit = property(lambda self: self._trial, doc="At most this many requests in flight (a half-open circuit's trials), or None.")
     gpu_memory_gb = property(lambda self: self._memory, doc="GPU memory in GB.")
     speed = property(lambda self: self._speed, doc="Relative speed (1.0: a typical server).")
     model = property(lambda self: self._model, doc="Its LatencyModel: what a request costs there, in seconds.")
@@ -154,8 +172,8 @@ class ServerState:
 
     @property
     def load_ratio_key(self) -> int:
-        """``load / capacity`` as an exact integer key (smaller is less loaded)."""
-        return (self._seen_load << _RATIO_SHIFT) // self._capacity
+        """``load / capacity`` (the effective capacity) as an exact integer key (smaller is less loaded)."""
+        return (self._seen_load << _RATIO_SHIFT) // self._eff
 
     def __repr__(self) -> str:
         return f"<ServerState {self._id!r} load {self._seen_load}/{self._capacity} tokens {self._seen_tokens} speed {self._speed:g}>"
@@ -557,6 +575,7 @@ class Router:
         self._requests: dict[str, ServerState] = {}
         self._next_order = 0
         self._decisions = 0
+        self._weighted = False  # set_weight was called: stats show the health view
         strategy.attach(self)
         self._strategy = strategy
 
@@ -608,11 +627,7 @@ class Router:
         if s.draining:
             return
         s._draining = True
-        last = self._routable.pop()
-        if last is not s:
-            self._routable[s._slot] = last
-            last._slot = s._slot
-        s._slot = -1
+        self._unlist(s)
         self._strategy.server_changed(s)
         if not s._active:
             self._forget(s)
@@ -713,6 +728,81 @@ class Router:
         else:
             self._strategy.server_changed(s)
 
+    def _unlist(self, s: ServerState) -> None:
+        """Take ``s`` out of the routable list (swap with the last).  O(1)."""
+        if s._slot < 0:
+            return
+        last = self._routable.pop()
+        if last is not s:
+            self._routable[s._slot] = last
+            last._slot = s._slot
+        s._slot = -1
+
+    def server(self, server_id: str) -> ServerState:
+        """The read-only :class:`ServerState` of a present server (draining included).  O(1).
+
+        Raises: TypeError / ValueError (bad id); UnknownServerError (a KeyError): not present.
+        """
+        require_id(server_id, "server_id")
+        s = self._servers.get(server_id)
+        if s is None:
+            raise UnknownServerError(f"server {server_id!r} is not present; get_server_stats() lists the servers")
+        return s
+
+    def __contains__(self, server_id: object) -> bool:
+        """True when ``server_id`` is present (draining included).  O(1)."""
+        return isinstance(server_id, str) and server_id in self._servers
+
+    def set_weight(self, server_id: str, weight: float, *, limit: int | None = None) -> None:
+        """Give a server a health weight in [0, 1] and, optionally, a cap on its requests in flight.  O(1) + hook.
+
+        The path between health checks and routing (stage 4): ``weight = 0``
+        makes the server ineligible (it leaves the routable list, so no
+        strategy sees it, sampled or indexed); otherwise its *effective
+        capacity* is ``max(1, floor(capacity * weight))``, further capped by
+        ``limit`` (a half-open circuit's trial requests), and every strategy
+        sees that capacity through :attr:`ServerState.capacity`, the load
+        ratio and :meth:`available`.  Requests already in flight stay; a
+        server over its new capacity takes nothing until it drops below.
+        Weight 1 without a limit is the server as added (no change to any
+        decision).  Allowed on a draining server (it changes nothing there
+        until it is gone).
+
+        Cost: O(1) plus the strategy's ``server_changed`` (O(log S) for
+        indexed strategies): one re-key, no scan.
+
+        Raises:
+            TypeError: ``weight`` not a real number, ``limit`` not an int or None.
+            ValueError: ``weight`` outside [0, 1] (or NaN), ``limit`` < 0.
+            UnknownServerError (a KeyError): no such server.
+            Nothing is changed when it raises.
+        """
+        require_id(server_id, "server_id")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise TypeError(f"weight must be a number in [0, 1], got {type(weight).__name__} {weight!r}")
+        if not 0.0 <= weight <= 1.0:  # NaN fails both comparisons
+            raise ValueError(f"weight must be in [0, 1] (0: no traffic, 1: full share), got {weight!r}")
+        if limit is not None:
+            require_int(limit, "limit", minimum=0)
+        s = self._servers.get(server_id)
+        if s is None:
+            raise UnknownServerError(f"server {server_id!r} is not present; get_server_stats() lists the servers")
+        weight = float(weight)
+        self._weighted = True
+        eff = max(1, math.floor(s._capacity * weight))
+        if limit is not None:
+            eff = max(1, min(eff, limit))
+        if (weight, eff, limit) == (s._weight, s._eff, s._trial):
+            return
+        s._weight, s._eff, s._trial = weight, eff, limit
+        if not s._draining:
+            if weight == 0.0:
+                self._unlist(s)
+            elif s._slot < 0:
+                s._slot = len(self._routable)
+                self._routable.append(s)
+        self._strategy.server_changed(s)
+
     @staticmethod
     def _sync(s: ServerState) -> None:
         """Make what strategies see of ``s`` its own counts plus the other balancers' (0 for a lone router)."""
@@ -720,13 +810,19 @@ class Router:
         s._seen_load, s._seen_tokens, s._seen_out = s._load + load, s._tokens + tokens, s._out + out
 
     def get_server_stats(self) -> dict[str, dict[str, Any]]:
-        """Stage 1's snapshot plus ``speed``, ``outstanding_tokens`` and ``outstanding_output_tokens`` (this router's true values).  O(S + R)."""
-        return {
+        """Stage 1's snapshot plus ``speed``, ``outstanding_tokens``, ``outstanding_output_tokens`` (this router's true values),
+        and, once :meth:`set_weight` has been called on this router, the health view of every server:
+        ``weight``, ``effective_capacity``, ``trial_limit``.  O(S + R).
+
+        ``capacity`` and ``load_ratio`` stay stage 1's (the batch as added).
+        A router that never had a weight set answers exactly as in stages 1-3.
+        """
+        stats = {
             s.server_id: {
-                "capacity": s.capacity,
+                "capacity": s._capacity,
                 "current_load": s._load,
                 "gpu_memory_gb": s.gpu_memory_gb,
-                "load_ratio": s._load / s.capacity,
+                "load_ratio": s._load / s._capacity,
                 "is_draining": s.draining,
                 "active_requests": list(s._active),
                 "speed": s.speed,
@@ -735,6 +831,10 @@ class Router:
             }
             for s in self._servers.values()
         }
+        if self._weighted:
+            for s in self._servers.values():
+                stats[s.server_id].update(weight=s._weight, effective_capacity=s._eff, trial_limit=s._trial)
+        return stats
 
     # -- feedback, explanations, staleness -----------------------------------------
 
@@ -788,19 +888,21 @@ class Router:
         return request.estimated_tokens > self.large_request_tokens
 
     def limit(self, server: ServerState) -> float:
-        """How many requests the server accepts: capacity plus its queue (inf if unbounded)."""
-        return math.inf if self.queue_per_server is None else server.capacity + self.queue_per_server
+        """How many requests the server accepts: its (effective) capacity plus its queue (inf if unbounded),
+        at most its trial limit when it has one (:meth:`set_weight`).  O(1)."""
+        cap = math.inf if self.queue_per_server is None else server._eff + self.queue_per_server
+        return cap if server._trial is None else min(cap, server._trial)
 
     def available(self, server: ServerState) -> bool:
-        """Not draining and below its limit (true state, not the seen one).  O(1)."""
-        return not server.draining and server._load < self.limit(server)
+        """Not draining, a health weight above 0, and below its limit (true state, not the seen one).  O(1)."""
+        return not server._draining and server._weight > 0.0 and server._load < self.limit(server)
 
     def eligible(self, server: ServerState, request: Request) -> bool:
         """Available, and big enough for a large request.  O(1)."""
         return self.available(server) and (server.big or request.estimated_tokens <= self.large_request_tokens)
 
     def routable_servers(self) -> list[ServerState]:
-        """The non-draining servers (the router's own list: do not change it).  O(1)."""
+        """The non-draining servers with a health weight above 0 (the router's own list: do not change it).  O(1)."""
         return self._routable
 
     def eligible_servers(self, request: Request) -> list[ServerState]:
@@ -815,6 +917,10 @@ class Router:
                 continue
             if s.draining:
                 why = "draining"
+            elif s._weight == 0.0:
+                why = "weight 0 (health)"
+            elif s._trial is not None and s._load >= s._trial:
+                why = f"trial limit {s._trial} reached (half-open)"
             elif not self.available(s):
                 why = "full"
             elif not self.eligible(s, request):
@@ -984,6 +1090,19 @@ class ReplicatedRouter:
         if replica is None:
             raise UnknownRequestError(f"request {request_id!r} is not in flight; call observe before complete_request")
         replica.observe(request_id, **feedback)
+
+    def set_weight(self, server_id: str, weight: float, *, limit: int | None = None) -> None:
+        """:meth:`Router.set_weight` in every replica that has the server (all or none change).  O(R) + hooks.
+
+        With a ``limit`` each replica caps its own requests (a replica does
+        not know the others' trials between refreshes).
+        """
+        require_id(server_id, "server_id")
+        holding = [r for r in self.replicas if server_id in r._servers]
+        if not holding:
+            raise UnknownServerError(f"server {server_id!r} is not present; get_server_stats() lists the servers")
+        for r in holding:  # the first raises on a bad argument before any replica changed
+            r.set_weight(server_id, weight, limit=limit)
 
     def refresh(self) -> None:
         """Every replica learns the others' current counts.  O(R S) + hooks."""
