@@ -50,8 +50,8 @@ from solution.core.gateway import Gateway
 from solution.core.request import Request
 from solution.core.queue_types import Cancelled, Dispatched, FinalOutcome, QueuePolicy, Queued, TimedOut
 from solution.sim.errors import BalancerContractError, ScenarioError, SimulationError
-from solution.sim.events import ARRIVAL, DEADLINE, DETECT, PATIENCE, SERVER, TIMETABLE, EventQueue
-from solution.sim.faults import AddServer, Crash, FailFraction, Recover, RemoveServer, Slowdown, TimetableEvent
+from solution.sim.events import ARRIVAL, DEADLINE, DETECT, PATIENCE, SERVER, TIMETABLE, WARM, EventQueue
+from solution.sim.faults import AddServer, Crash, FailFraction, GrayFailure, Hang, Recover, RemoveServer, Slowdown, TimetableEvent
 from solution.sim.results import Outcome
 from solution.sim.server import Server
 
@@ -61,7 +61,7 @@ __all__ = ["Engine", "contract_error", "PROGRESS_EVERY"]
 PROGRESS_EVERY = 1 << 14
 
 _COMPLETED, _REJECTED, _FAILED, _CRASHED = (int(o) for o in (Outcome.COMPLETED, Outcome.REJECTED, Outcome.FAILED, Outcome.CRASHED))
-_TIMED_OUT, _THROTTLED, _CANCELLED = int(Outcome.TIMED_OUT), int(Outcome.THROTTLED), int(Outcome.CANCELLED)
+_TIMED_OUT, _THROTTLED, _CANCELLED, _HUNG = int(Outcome.TIMED_OUT), int(Outcome.THROTTLED), int(Outcome.CANCELLED), int(Outcome.HUNG)
 
 
 def contract_error(request_id: str, server_id: object, problem: str) -> BalancerContractError:
@@ -108,6 +108,7 @@ class Engine:
         patience: list[float] | None = None,
         early_binding: bool = False,
         prompt: list[int] | None = None,
+        cold_start: object | None = None,
     ) -> None:
         self.balancer = balancer
         self.early_binding = early_binding
@@ -136,6 +137,7 @@ class Engine:
         self.fail_draw, self.think, self.next_turn = fail_draw, think, next_turn
         self.timetable = list(timetable)
         self.crash_detection = crash_detection
+        self.cold_start = cold_start  # a ColdStart (solution.sim.healthsim) or None: started servers serve at full speed
         self.progress = progress
         self.queue = EventQueue()
         n = len(arrival)
@@ -169,7 +171,9 @@ class Engine:
                 dispatch(queue.pop())
             self._cancel_stranded()  # may send later turns of sessions: then go round again
             if not queue.heap:
-                break
+                self._end_hung()
+                if not queue.heap:
+                    break
         if self.progress is not None:
             self.progress(len(times) % PROGRESS_EVERY)
         if -1 in self.outcome:
@@ -189,8 +193,10 @@ class Engine:
             self._on_detect(a, b, time)
         elif kind == DEADLINE:
             self._on_deadline(time)
-        else:
+        elif kind == PATIENCE:
             self._on_patience(a)
+        else:
+            self._on_warm(a, b, time)
 
     # -- requests --------------------------------------------------------------
 
@@ -325,7 +331,7 @@ class Engine:
     def _schedule(self, srv: Server) -> None:
         """The server's next event may have moved: schedule it afresh (older ones go stale)."""
         srv.version += 1
-        if srv.running:
+        if srv.running and not srv.hung:
             self.queue.push(srv.next_at, SERVER, srv.index, srv.version)
 
     def _on_server(self, k: int, version: int, t: float) -> None:
@@ -343,38 +349,87 @@ class Engine:
 
     # -- the timetable -----------------------------------------------------------
 
+    def _lose(self, srv: Server, t: float) -> None:
+        """Every request on ``srv`` (running, waiting, or stuck on a hang) ends ``CRASHED`` at ``t``."""
+        for i in srv.crash(t):
+            self.complete(f"r{i}")
+            self._end(i, t, _CRASHED)
+        srv.version += 1
+
     def _on_timetable(self, event: TimetableEvent, t: float) -> None:
         srv = self.by_id[event.server]
         if isinstance(event, Crash):
             if srv.up:
-                for i in srv.crash(t):
-                    self.complete(f"r{i}")
-                    self._end(i, t, _CRASHED)
-                srv.version += 1
+                self._lose(srv, t)
                 if self.crash_detection is not None:
                     self.queue.push(t + self.crash_detection, DETECT, srv.index, srv.crashes)
+        elif isinstance(event, Hang):
+            if srv.up and not srv.hung:
+                srv.advance(t)
+                srv.hung = True
+                srv.version += 1  # its scheduled progress goes stale: nothing moves until a restart
         elif isinstance(event, Slowdown):
-            srv.set_speed(t, 1.0 / event.factor)
+            srv.set_factors(t, throttle=1.0 / event.factor)
             self._schedule(srv)
         elif isinstance(event, FailFraction):
             srv.fail_fraction = event.fraction
+        elif isinstance(event, GrayFailure):
+            srv.fail_fraction = event.fraction
+            srv.set_factors(t, throttle=1.0 / event.factor)
+            self._schedule(srv)
         elif isinstance(event, Recover):
-            if not srv.up:
+            restart = not srv.up or srv.hung
+            if srv.hung:
+                self._lose(srv, t)  # the restart breaks the stuck connections
+            if restart:
                 srv.up = True
+                self._begin_warmup(srv, t)
                 if srv.removed_by_detection:
                     self._add(srv)
             srv.fail_fraction = 0.0
-            srv.set_speed(t, 1.0)
+            srv.set_factors(t, throttle=1.0)
             self._schedule(srv)
         elif isinstance(event, AddServer):
             if srv.in_pool:
                 raise ScenarioError(f"AddServer at {t} s: server {srv.server_id!r} is already in the pool; remove it first")
+            self._begin_warmup(srv, t)
             self._add(srv)
         elif isinstance(event, RemoveServer):
             if srv.in_pool:  # else it is already out (drained, or removed by crash detection): nothing to do
                 self.remove_server(srv.server_id)
                 srv.in_pool = False
             srv.removed_by_detection = False  # the operator's decision: do not add it back on recovery
+
+    # -- warm-up (cold start) ----------------------------------------------------
+
+    def _begin_warmup(self, srv: Server, t: float) -> None:
+        """A (re)started server serves at the cold-start speed, then ramps to full speed in steps."""
+        srv.starts += 1
+        cold = self.cold_start
+        if cold is None:
+            return
+        srv.set_factors(t, warm=cold.speed_at(0))  # type: ignore[attr-defined]
+        for step, at in enumerate(cold.step_times(), start=1):  # type: ignore[attr-defined]
+            self.queue.push(t + at, WARM, srv.index, srv.starts * 4096 + step)
+
+    def _on_warm(self, k: int, tag: int, t: float) -> None:
+        """One step of a warm-up ramp (stale if the server restarted since)."""
+        srv = self.servers[k]
+        starts, step = divmod(tag, 4096)
+        if starts != srv.starts or not srv.up:
+            return
+        srv.set_factors(t, warm=self.cold_start.speed_at(step))  # type: ignore[union-attr]
+        self._schedule(srv)
+
+    def _end_hung(self) -> None:
+        """Nothing else can happen: requests stuck on hung servers end ``HUNG`` at the last event's time."""
+        for srv in self.servers:
+            if srv.hung and srv.running:
+                for i in srv.crash(self.now):
+                    self.complete(f"r{i}")
+                    self._end(i, self.now, _HUNG)
+                srv.up, srv.crashes = True, srv.crashes - 1  # still hung, not crashed: only its requests ended
+                srv.hung = True
 
     def _on_detect(self, k: int, crashes: int, t: float) -> None:
         """A health check notices a crash: take the server out of the pool."""

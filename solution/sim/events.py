@@ -3,7 +3,8 @@
 An event is a tuple ``(time, kind, seq, a, b)``.  The heap pops the smallest
 tuple, so events run in time order; at equal times the *kind* decides
 (server progress, then timetable, then crash detection, then arrivals, then
-a queue's deadlines, then clients giving up on a queued request), and
+a queue's deadlines, then clients giving up on a queued request, then a
+warm-up step, then the health checker's timers and probe results), and
 then ``seq``, the order in which events were scheduled.  The order is total,
 so a run is deterministic.  ``a`` and ``b`` are two integers whose meaning
 depends on the kind (a server index and its version, a timetable row, a
@@ -21,10 +22,10 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 
-__all__ = ["SERVER", "TIMETABLE", "DETECT", "ARRIVAL", "DEADLINE", "PATIENCE", "EventQueue"]
+__all__ = ["SERVER", "TIMETABLE", "DETECT", "ARRIVAL", "DEADLINE", "PATIENCE", "WARM", "HEALTH", "PROBE", "EventQueue"]
 
 #: Event kinds, in the order they run at equal times.
-SERVER, TIMETABLE, DETECT, ARRIVAL, DEADLINE, PATIENCE = 0, 1, 2, 3, 4, 5
+SERVER, TIMETABLE, DETECT, ARRIVAL, DEADLINE, PATIENCE, WARM, HEALTH, PROBE = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
 
 class EventQueue:

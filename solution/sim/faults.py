@@ -13,9 +13,28 @@ Each event happens at ``at`` seconds of simulated time to one server:
   (thermal throttling, a noisy neighbour); running requests slow down at once.
 * :class:`FailFraction`: from now on the server fails that fraction of the
   requests it is sent (an error response, at once).
+* :class:`Hang`: the server keeps accepting connections but never answers
+  (a stuck CUDA kernel, a deadlocked scheduler): requests on it and
+  requests sent to it make no progress, and probes to it time out.  Nothing
+  ends by itself: a client's per-try timeout (health checking on) or the
+  server's :class:`Recover` (a restart) ends them; requests still stuck when
+  the run ends get outcome ``HUNG``.
+* :class:`GrayFailure`: the server answers its health probes as usual but
+  fails ``fraction`` of the real requests it is sent (at once, an error
+  response) and runs ``factor`` times slower on the others: only passive
+  checks (outlier detection on real traffic) see it.
 * :class:`Recover`: the server is healthy again (up, full speed, no failures).
+  After a :class:`Crash` or a :class:`Hang` this is a restart: requests
+  still stuck on a hung server end ``CRASHED`` (their connections break),
+  and the restarted server warms up (``Scenario.warmup``) before it serves
+  at full speed.
 * :class:`AddServer` / :class:`RemoveServer`: an operator scales out, or
   drains a server gracefully (``remove_server``: its running requests finish).
+  A server added by the timetable warms up first (``Scenario.warmup``).
+
+Health probes (``Scenario.health``) succeed on a healthy, slowed, failing
+(:class:`FailFraction`) or gray-failing server; they time out on a crashed
+or hung one.
 
 Several events at the same instant apply in timetable order.
 """
@@ -28,7 +47,7 @@ from solution.sim.cluster import ServerSpec
 from solution.sim.validate import require_number
 from solution.core.validate import require_id
 
-__all__ = ["Crash", "Slowdown", "FailFraction", "Recover", "AddServer", "RemoveServer", "TimetableEvent"]
+__all__ = ["Crash", "Hang", "GrayFailure", "Slowdown", "FailFraction", "Recover", "AddServer", "RemoveServer", "TimetableEvent"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,29 @@ class _ServerEvent:
 @dataclass(frozen=True)
 class Crash(_ServerEvent):
     """The server dies: its in-flight requests are lost."""
+
+
+@dataclass(frozen=True)
+class Hang(_ServerEvent):
+    """The server accepts requests and probes but never answers them (until a :class:`Recover` restarts it)."""
+
+
+@dataclass(frozen=True)
+class GrayFailure(_ServerEvent):
+    """The server passes its probes but fails ``fraction`` (0 to 1) of real requests and runs ``factor`` times slower.
+
+    ``factor=1`` (the default) only fails requests; ``fraction=0`` only crawls.
+    """
+
+    fraction: float = 0.3
+    factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if require_number(self.fraction, "fraction", strict=False) > 1:
+            raise ValueError(f"fraction must be between 0 and 1, got {self.fraction}")
+        if require_number(self.factor, "factor") < 1:
+            raise ValueError(f"factor is how many times slower the server runs: at least 1, got {self.factor}")
 
 
 @dataclass(frozen=True)
@@ -98,4 +140,4 @@ class AddServer:
         return self.spec.server_id
 
 
-TimetableEvent = Crash | Slowdown | FailFraction | Recover | AddServer | RemoveServer
+TimetableEvent = Crash | Hang | GrayFailure | Slowdown | FailFraction | Recover | AddServer | RemoveServer

@@ -13,7 +13,7 @@ starts).  Derived latencies:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from enum import IntEnum
 
 import numpy as np
@@ -24,7 +24,8 @@ __all__ = ["Outcome", "STAGE1_OUTCOMES", "Results", "Summary", "format_table", "
 class Outcome(IntEnum):
     """How a request ended.  Codes are stable and never reused.
 
-    The last three happen only with a stage-2 queue at the gateway
+    ``HUNG`` happens only with a :class:`~solution.sim.faults.Hang` and no
+    per-try timeout.  The three before it happen only with a stage-2 queue at the gateway
     (``Scenario.queue``); a request that waited and was then served ends
     ``COMPLETED`` (or ``FAILED`` / ``CRASHED``) like any other.
     """
@@ -37,6 +38,7 @@ class Outcome(IntEnum):
     QUEUE_FULL = 5  # the queue was full: rejected (HTTP 503 by default, 429 if the policy says) with Retry-After
     THROTTLED = 5  # the old name of QUEUE_FULL (an alias: the same member)
     CANCELLED = 6  # its client gave up while it waited (or the run ended while it could not be served)
+    HUNG = 7  # still waiting on a hung server when the run ended (no per-try timeout freed it)
 
 
 #: The outcomes of stage 1 (a run without a queue has no others).
@@ -73,6 +75,12 @@ class Results:
     session: np.ndarray  # int32, -1 outside sessions
     mode: str = "llm"  # "llm" or "classic" (no tokens are generated: TPOT is NaN)
     queueing: str = ""  # the queue's ordering ("fifo", "priority", "sjf"); "" without a queue
+    # stage 4 (Scenario.health set): None / empty otherwise
+    tries: np.ndarray | None = None  # int16 per request: tries made (1 unless re-sent; 0 if never dispatched)
+    late: np.ndarray | None = None  # int16 per request: late answers from abandoned tries, discarded
+    wasted: np.ndarray | None = None  # float64 per request: slot-seconds of tries that delivered no answer
+    history: Mapping[int, tuple] = field(default_factory=dict)  # request index -> its Try records (re-sent or late only)
+    health: object | None = None  # a solution.sim.healthsim.HealthLog: transitions, probes, failure reasons
 
     def __len__(self) -> int:
         return len(self.arrival)
@@ -100,6 +108,24 @@ class Results:
     def wait(self) -> np.ndarray:
         """Time from arrival to dispatch (NaN where the request was never dispatched).  0 without a queue."""
         return self.start - self.arrival
+
+    def wasted_gpu_seconds(self) -> float:
+        """Slot-seconds spent on work whose answer no client received.
+
+        With health checking: every try that did not deliver (failed, lost in
+        a crash, stuck on a hang, or answered late and discarded), from its
+        start to its end.  Without: each request that did not complete, from
+        its start to its end (a crashed request's work, a hung one's slot).  O(n).
+        """
+        if self.wasted is not None:
+            return float(np.sum(self.wasted))
+        bad = (self.outcome != Outcome.COMPLETED) & ~np.isnan(self.start)
+        return float(np.sum(self.finish[bad] - self.start[bad]))
+
+    def client_errors(self) -> int:
+        """Requests whose client got an error: failed, crashed, rejected, or hung.  O(n)."""
+        codes = (Outcome.FAILED, Outcome.CRASHED, Outcome.REJECTED, Outcome.HUNG)
+        return int(np.count_nonzero(np.isin(self.outcome, [int(c) for c in codes])))
 
     def count(self, outcome: Outcome) -> int:
         return int(np.count_nonzero(self.outcome == outcome))
@@ -233,6 +259,8 @@ class Results:
         if (self.server_ids, self.tier_names, self.mode, self.queueing) != (other.server_ids, other.tier_names, other.mode, other.queueing):
             return False
         mine, theirs = self.arrays(), other.arrays()
+        if mine.keys() != theirs.keys():
+            return False
         return all(
             a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
             for a, b in ((mine[k], theirs[k]) for k in mine)

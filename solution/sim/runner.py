@@ -141,6 +141,7 @@ def simulate(
     seed: int = 0,
     progress: bool = False,
     engine: str = "auto",
+    health: Any = None,
 ) -> Results:
     """Run ``scenario`` once and return the per-request :class:`Results`.
 
@@ -163,6 +164,10 @@ def simulate(
         engine: ``"auto"`` uses the classic fast path when it applies
             (classic mode without sharing, no timetable, no sessions, no queue);
             ``"general"`` forces the general engine (same results, slower).
+        health: with a ``scenario.health``, the stage-4 implementation: a
+            module or namespace with ``HealthChecker`` and ``RetryLedger``
+            (``None``: the reference, or the candidate's ``exercises`` in the
+            candidate's bundle); unused without one.
 
     Raises:
         TypeError / ValueError: bad arguments.
@@ -179,6 +184,8 @@ def simulate(
     missing = [m for m in _METHODS if not callable(getattr(lb, m, None))]
     if missing:
         raise TypeError(f"the balancer {type(lb).__name__} lacks {', '.join(missing)}(); simulate needs the stage-1 interface")
+    if scenario.health is not None:
+        return _run_health(scenario, lb, inputs, seed, health, progress)
     for spec, cap in zip(specs[:initial], inputs.capacity):
         lb.add_server(spec.server_id, cap, spec.gpu_spec.memory_gb)
 
@@ -191,6 +198,7 @@ def simulate(
         and not np.isnan(inputs.requests.arrival).any()
         and make_queue is None
         and not scenario.early_binding
+        and scenario.cold_start is None
     )
     with tqdm(total=len(inputs.requests), unit="req", disable=not progress, leave=False, desc=scenario.name) as bar:
         run = _run_fast if fast else partial(_run_general, queue=make_queue)
@@ -234,9 +242,20 @@ def _run_fast(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable[[i
     return arrival, np.where(routed, arrival, np.nan), np.where(routed, end, np.nan), np.where(routed, end, arrival), chosen, outcome
 
 
-def _run_general(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable[[int], Any],
-                 queue: QueueFactory | None = None) -> _Arrays:  # fmt: skip
-    """Any scenario: the event loop of :mod:`solution.sim.engine` (with the stage-2 gateway when ``queue`` is given)."""
+def _health_impl(health: Any) -> Any:
+    """The stage-4 classes: ``health`` if given, else the reference's ``solution.health`` (the candidate's in their bundle)."""
+    if health is not None:
+        return health
+    from solution.core.impl import load_impl, reference_available
+
+    if reference_available():
+        import solution.health as reference
+
+        return reference
+    return load_impl("exercises")
+
+
+def _servers(scenario: Scenario, inputs: Inputs) -> list[Server]:
     specs = scenario.server_specs()
     servers = [
         Server(k, spec.server_id, inputs.capacity[k], spec.gpu_spec.memory_gb, scenario.mode.server_model(spec.gpu_spec))
@@ -244,6 +263,51 @@ def _run_general(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable
     ]
     for srv in servers[: len(scenario.cluster.servers)]:
         srv.in_pool = True
+    return servers
+
+
+def _run_health(scenario: Scenario, lb: Any, inputs: Inputs, seed: int, health: Any, progress: bool) -> Results:
+    """A run with health checking: the :class:`~solution.sim.healthsim.HealthEngine` drives a ``RequestPath``."""
+    from solution.core.path import RequestPath
+    from solution.core.routing import Router
+    from solution.sim.healthsim import HealthEngine
+
+    if not isinstance(lb, Router):
+        raise TypeError(f"a scenario with health checking needs a stage-3 Router as its balancer (e.g. RouterFactory(LeastConnections)), "
+                        f"got {type(lb).__name__}")  # fmt: skip
+    config = scenario.health
+    assert config is not None
+    impl = _health_impl(health)
+    checker = impl.HealthChecker(config.health_policy(), seed=seed) if config.checks else None
+    ledger = impl.RetryLedger(config.retry_policy()) if config.reroute else None
+    req = inputs.requests
+    run = HealthEngine(
+        lb, _servers(scenario, inputs), health=config, checker=checker, ledger=ledger, path_class=RequestPath, seed=seed,
+        arrival=req.arrival.tolist(), estimated=inputs.estimated.tolist(),
+        prompt=req.prompt_tokens.tolist() if isinstance(scenario.mode, LlmMode) else None,
+        prefill=inputs.prefill.tolist(), decode=inputs.decode.tolist(), fail_draw=inputs.fail_draw.tolist(),
+        think=req.think.tolist(), next_turn=req.next_turn().tolist(), timetable=scenario.timetable,
+        cold_start=scenario.cold_start,
+    )  # fmt: skip
+    run.run()
+    mode = scenario.mode
+    return Results(
+        scenario=scenario.name, seed=seed, server_ids=tuple(s.server_id for s in scenario.server_specs()),
+        capacity=np.array(inputs.capacity, dtype=np.int64), arrival=np.array(run.arrival), start=np.array(run.start),
+        first_token=np.array(run.first_token), finish=np.array(run.finish), server=np.array(run.server, dtype=np.int32),
+        outcome=np.array(run.outcome, dtype=np.int8), prompt_tokens=req.prompt_tokens.astype(np.int32),
+        output_tokens=req.output_tokens.astype(np.int32), estimated_tokens=inputs.estimated.astype(np.int32),
+        tier=req.tier, tier_names=req.tier_names, session=req.session.astype(np.int32),
+        mode="classic" if isinstance(mode, ClassicMode) else "llm",
+        tries=np.array(run.tries, dtype=np.int16), late=np.array(run.late, dtype=np.int16),
+        wasted=np.array(run.wasted(), dtype=np.float64), history=run.history(), health=run.log(),
+    )  # fmt: skip
+
+
+def _run_general(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable[[int], Any],
+                 queue: QueueFactory | None = None) -> _Arrays:  # fmt: skip
+    """Any scenario: the event loop of :mod:`solution.sim.engine` (with the stage-2 gateway when ``queue`` is given)."""
+    servers = _servers(scenario, inputs)
     req = inputs.requests
     run = Engine(
         lb, servers,
@@ -253,6 +317,7 @@ def _run_general(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable
         decode=inputs.decode.tolist(), fail_draw=inputs.fail_draw.tolist(), think=req.think.tolist(),
         next_turn=req.next_turn().tolist(), timetable=scenario.timetable,
         crash_detection=scenario.crash_detection, progress=progress, early_binding=scenario.early_binding,
+        cold_start=scenario.cold_start,
         **_queue_options(scenario, inputs, queue),
     )  # fmt: skip
     run.run()

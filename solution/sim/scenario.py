@@ -15,7 +15,8 @@ import numpy as np
 
 from solution.sim.cluster import ClassicMode, Cluster, LlmMode, ServerSpec, service_rate
 from solution.sim.errors import ScenarioError
-from solution.sim.faults import AddServer, Crash, FailFraction, Recover, RemoveServer, Slowdown, TimetableEvent
+from solution.sim.faults import AddServer, Crash, FailFraction, GrayFailure, Hang, Recover, RemoveServer, Slowdown, TimetableEvent
+from solution.sim.healthsim import ColdStart, HealthConfig
 from solution.sim.queueing import QueueConfig
 from solution.sim.trace import TraceWorkload
 from solution.sim.validate import require_number
@@ -23,7 +24,7 @@ from solution.sim.workload import Workload
 
 __all__ = ["Scenario", "EstimateError"]
 
-_EVENT_TYPES = (Crash, Slowdown, FailFraction, Recover, AddServer, RemoveServer)
+_EVENT_TYPES = (Crash, Hang, GrayFailure, Slowdown, FailFraction, Recover, AddServer, RemoveServer)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,14 @@ class Scenario:
             joins the batch when a slot frees (stage 3).  Only a balancer
             that routes past capacity uses it
             (``solution.core.routing.Router(queue_per_server=None)``).
+        cold_start: ``None`` (a started server serves at full speed at once)
+            or a :class:`~solution.sim.healthsim.ColdStart`: a server added
+            by the timetable, or restarted after a crash or a hang, serves
+            slower for its first seconds (the initial fleet starts warm).
+        health: ``None`` (no health checks: the balancer is called directly)
+            or a :class:`~solution.sim.healthsim.HealthConfig`: the run goes
+            through the stage-4 request path (probes, outlier detection,
+            re-route); the balancer must then be a stage-3 ``Router``.
     """
 
     cluster: Cluster
@@ -96,8 +105,18 @@ class Scenario:
     name: str = "custom"
     queue: QueueConfig | None = None
     early_binding: bool = False
+    cold_start: ColdStart | None = None
+    health: HealthConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.cold_start is not None and not isinstance(self.cold_start, ColdStart):
+            raise TypeError(f"cold_start must be a ColdStart or None, got {type(self.cold_start).__name__}")
+        if self.health is not None:
+            if not isinstance(self.health, HealthConfig):
+                raise TypeError(f"health must be a HealthConfig or None, got {type(self.health).__name__}")
+            if self.queue is not None or self.early_binding:
+                raise ScenarioError("health checking (stage 4) runs without a gateway queue and without early binding; "
+                                    "drop queue= / early_binding= or health=")  # fmt: skip
         if not isinstance(self.early_binding, bool):
             raise TypeError(f"early_binding must be a bool, got {type(self.early_binding).__name__}")
         if self.early_binding and self.queue is not None:
@@ -185,6 +204,19 @@ class Scenario:
     def with_queue(self, queue: QueueConfig | None) -> Scenario:
         """The same scenario with a queue at the gateway (``None``: without)."""
         return replace(self, queue=queue)
+
+    def with_health(self, policy: object = None, *, active: bool = True, passive: bool = True, slow_start: bool = True,
+                    reroute: bool = True, retry: object = None, **options: object) -> Scenario:  # fmt: skip
+        """The same scenario with health checking on (see :class:`~solution.sim.healthsim.HealthConfig`).
+
+        ``active=False, passive=False`` keeps the request path and re-route but no checker (the race's baseline).
+        """
+        config = HealthConfig(policy, retry, active=active, passive=passive, slow_start=slow_start, reroute=reroute, **options)  # type: ignore[arg-type]
+        return replace(self, health=config)
+
+    def without_health(self) -> Scenario:
+        """The same scenario with the balancer called directly (no request path, no checks, no re-route)."""
+        return replace(self, health=None)
 
     def with_requests(self, requests: int) -> Scenario:
         """The same scenario with another number of requests (not for traces: use ``limit``)."""

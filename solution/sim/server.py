@@ -113,6 +113,7 @@ class Server:
         "pclock", "dclock", "prate", "drate", "last", "speed", "ptags", "dtags", "running", "prefilling", "prefill_next",
         "next_at", "version",
         "up", "fail_fraction", "in_pool", "removed_by_detection", "crashes", "waiting",
+        "hung", "throttle", "warm", "starts",
     )  # fmt: skip
 
     def __init__(self, index: int, server_id: str, capacity: int, gpu_memory_gb: int, model: ServerModel) -> None:
@@ -149,6 +150,10 @@ class Server:
         self.removed_by_detection = False
         self.crashes = 0
         self.waiting: deque[int] = deque()  # early binding: requests placed here, not yet in the batch (FIFO)
+        self.hung = False  # a Hang: accepts requests, makes no progress (the engine schedules nothing)
+        self.throttle = 1.0  # speed factor from Slowdown / GrayFailure (1 / factor)
+        self.warm = 1.0  # speed factor of the warm-up after a start (Scenario.cold_start)
+        self.starts = 0  # (re)starts that began a warm-up: tells a stale warm-up step from a current one
         self._set_rate()
 
     @property
@@ -269,6 +274,14 @@ class Server:
         self.speed = speed
         self._set_rate()
 
+    def set_factors(self, now: float, *, throttle: float | None = None, warm: float | None = None) -> None:
+        """Change the throttle or warm-up factor; the speed is their product.  O(1)."""
+        if throttle is not None:
+            self.throttle = throttle
+        if warm is not None:
+            self.warm = warm
+        self.set_speed(now, self.throttle * self.warm)
+
     def crash(self, now: float) -> list[int]:
         """Lose every running and waiting request; return them in request order.  O((b + w) log(b + w))."""
         lost = sorted([request for _, request in self.ptags] + [request for _, request in self.dtags] + list(self.waiting))
@@ -279,6 +292,7 @@ class Server:
         self.running = self.prefilling = 0
         self.last = now
         self.up = False
+        self.hung = False
         self.crashes += 1
         self._set_rate()
         return lost

@@ -9,6 +9,11 @@
   mean wait of admitted requests.
 * :func:`mm1k`: blocking and mean occupancy of one M/M/1/K server (checks
   the processor-sharing bookkeeping).
+* :func:`detection_time_interval` / :func:`detection_time_mean`: how long
+  active health checks take to mark a crashed server down.
+* :func:`expected_probes_to_run` / :func:`false_ejection_mean_time`: how
+  long a healthy server whose probes are lost at random lasts before
+  ``unhealthy_threshold`` consecutive losses eject it (a run-length formula).
 * :func:`student_t_quantile` and :func:`mean_confidence_interval`: a
   t-based confidence interval of a mean over independent replications, the
   method the tests and the notebook use (no SciPy needed).
@@ -23,7 +28,8 @@ from solution.sim.validate import require_number
 from solution.core.validate import require_int
 
 __all__ = ["erlang_b", "erlang_c", "mmc_mean_wait", "mmc_wait_cdf", "mmck", "mm1k", "student_t_cdf", "student_t_quantile",
-           "mean_confidence_interval", "supermarket_mean_time"]  # fmt: skip
+           "mean_confidence_interval", "supermarket_mean_time", "detection_time_interval", "detection_time_mean",
+           "expected_probes_to_run", "false_ejection_mean_time"]  # fmt: skip
 
 
 def erlang_b(servers: int, offered_load: float) -> float:
@@ -274,3 +280,108 @@ def supermarket_mean_time(d: int, load: float) -> float:
         if term < 1e-16:
             return total / lam
         i += 1
+
+
+def _probe_args(interval: float, timeout: float, unhealthy_threshold: int, jitter: float) -> tuple[float, float, int, float]:
+    i = require_number(interval, "interval")
+    t = require_number(timeout, "timeout")
+    require_int(unhealthy_threshold, "unhealthy_threshold")
+    if unhealthy_threshold < 1:
+        raise ValueError(f"unhealthy_threshold must be at least 1, got {unhealthy_threshold}")
+    j = require_number(jitter, "jitter", strict=False)
+    if j >= 1:
+        raise ValueError(f"jitter must be in [0, 1), got {jitter}")
+    return i, t, unhealthy_threshold, j
+
+
+def detection_time_interval(interval: float, timeout: float, unhealthy_threshold: int, jitter: float = 0.0) -> tuple[float, float]:
+    """The range of the time from a crash to the moment active checks mark the server down.
+
+    The model (the checker's rule 2, the simulator's probes): probes to one
+    server are ``G`` seconds apart, ``G`` uniform in ``[I (1 - j), I (1 + j)]``
+    (interval I, jitter j; j = 0: exactly I).  A probe sent at or after the
+    crash fails, and its failure is known ``timeout`` T seconds after it was
+    sent; the server goes down at the N-th consecutive failure (N =
+    ``unhealthy_threshold``), counting from a clean record at the crash.
+
+    The first failing probe is the first one sent at or after the crash: it
+    comes ``D0`` after it, with ``0 <= D0 < G`` for the gap ``G`` the crash
+    falls in; N - 1 more gaps follow, then the timeout.  So the detection
+    time ``D0 + G_2 + ... + G_N + T`` lies in::
+
+        [ (N - 1) I (1 - j) + T,   N I (1 + j) + T )
+
+    With no jitter: ``[(N - 1) I + T, N I + T)``, and it is uniform there
+    when the crash is uniform in the probe cycle.
+
+    >>> detection_time_interval(5.0, 1.0, 3)
+    (11.0, 16.0)
+
+    Raises:
+        TypeError / ValueError: a non-positive interval or timeout, a threshold below 1, jitter outside [0, 1).
+    """
+    i, t, n, j = _probe_args(interval, timeout, unhealthy_threshold, jitter)
+    return (n - 1) * i * (1 - j) + t, n * i * (1 + j) + t
+
+
+def detection_time_mean(interval: float, timeout: float, unhealthy_threshold: int, jitter: float = 0.0) -> float:
+    """The mean detection time when the crash falls uniformly in time (independent of the probes).
+
+    The gap the crash lands in is length-biased (the inspection paradox):
+    ``E[D0] = E[G^2] / (2 E[G]) = I (1 + j^2 / 3) / 2`` for G uniform on
+    ``[I (1 - j), I (1 + j)]``; the other N - 1 gaps have mean I.  So the
+    mean is ``(N - 1) I + I (1 + j^2 / 3) / 2 + T``.
+
+    >>> detection_time_mean(5.0, 1.0, 3)
+    13.5
+    """
+    i, t, n, j = _probe_args(interval, timeout, unhealthy_threshold, jitter)
+    return (n - 1) * i + i * (1 + j * j / 3) / 2 + t
+
+
+def expected_probes_to_run(p: float, n: int) -> float:
+    """The mean number of probes until ``n`` consecutive ones are lost, each lost independently with probability ``p``.
+
+    A run-length (success-run) formula.  Let ``E_k`` be the mean number of
+    further probes when the last k were lost.  ``E_n = 0`` and
+    ``E_k = 1 + p E_{k+1} + (1 - p) E_0``; unrolling from ``E_0`` gives
+    ``E_0 = (1 + p + ... + p^(n-1)) / p^n``, i.e.::
+
+        E[K] = (1 - p^n) / ((1 - p) p^n)
+
+    (n = 1: ``1 / p``, a geometric wait).  The probes counted include the
+    n lost ones at the end.
+
+    >>> round(expected_probes_to_run(0.5, 3), 6)
+    14.0
+
+    Raises:
+        TypeError / ValueError: ``p`` not in (0, 1), ``n`` not an int >= 1.
+    """
+    q = require_number(p, "p")
+    if q >= 1:
+        raise ValueError(f"p is a probability below 1, got {p}")
+    require_int(n, "n")
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    return (1 - q**n) / ((1 - q) * q**n)
+
+
+def false_ejection_mean_time(p: float, interval: float, timeout: float, unhealthy_threshold: int, first_probe: float | None = None) -> float:
+    """The mean time until a healthy server whose probes are lost with probability ``p`` is marked down.
+
+    K probes (:func:`expected_probes_to_run`) are sent, the first at
+    ``first_probe`` seconds after the server was added (default ``I / 2``,
+    the mean of the checker's uniform first phase), the others one mean
+    interval I apart (jitter is symmetric: it leaves the mean gap at I and,
+    the gaps being independent of the losses, the mean by Wald's identity);
+    the last one's loss is known T later::
+
+        E[time] = first_probe + (E[K] - 1) I + T
+
+    >>> round(false_ejection_mean_time(0.5, 5.0, 1.0, 3), 6)
+    68.5
+    """
+    i, t, n, _ = _probe_args(interval, timeout, unhealthy_threshold, 0.0)
+    first = i / 2 if first_probe is None else require_number(first_probe, "first_probe", strict=False)
+    return first + (expected_probes_to_run(p, n) - 1) * i + t

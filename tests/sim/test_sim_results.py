@@ -34,7 +34,7 @@ def test_derived_latencies() -> None:
     np.testing.assert_array_equal(res.ttft, [0.5, 0.5, nan, nan])
     np.testing.assert_array_equal(res.e2e, [4.0, 2.0, nan, nan])
     np.testing.assert_allclose(res.tpot, [3.5 / 7, 1.5 / 3, nan, nan])
-    assert [res.count(o) for o in Outcome] == [2, 1, 1, 0, 0, 0, 0]
+    assert [res.count(o) for o in Outcome] == [2, 1, 1, 0, 0, 0, 0, 0]
 
 
 def test_summary() -> None:
