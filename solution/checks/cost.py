@@ -29,6 +29,7 @@ COST_CASES: tuple[tuple[int, str, dict[str, Any]], ...] = (
     (3, "cost: indexed strategies decide in O(log S), power of d in O(d)", {"kind": "strategy", "strategy": "WeightedResponseTime", "options": {"alpha": 0.3}}),
     (3, "cost: indexed strategies decide in O(log S), power of d in O(d)", {"kind": "strategy", "strategy": "Predictive", "options": {}}),
     (3, "cost: indexed strategies decide in O(log S), power of d in O(d)", {"kind": "strategy", "strategy": "PowerOfChoices", "options": {"d": 2, "seed": 1}}),
+    (4, "cost: health calls are O(log S), no fleet scan", {"kind": "health"}),
 )
 
 SIZES = (16, 4096)
@@ -68,6 +69,55 @@ def _queue(impl: Any, size: int) -> Any:
     return q
 
 
+#: Stage 4: seconds of the caller's clock per call; the probe interval is ``size * HEALTH_STEP`` so that
+#: about one probe falls due per call at every size (due_probes' work is per probe, not per fleet).
+HEALTH_STEP = 0.001
+
+
+class _HealthClock:
+    """The stage-4 objects and their clock (time only moves forward across rounds)."""
+
+    def __init__(self, impl: Any, size: int) -> None:
+        from solution.core.health_types import HealthPolicy, RetryPolicy
+
+        policy = HealthPolicy(interval=size * HEALTH_STEP, timeout=size * HEALTH_STEP / 2, consecutive_5xx=2,
+                              base_ejection_time=0.05, max_ejection_time=0.4, slow_start_window=0.05, ewma_alpha=0.2)  # fmt: skip
+        self.size, self.now = size, 0.0
+        self.checker = impl.HealthChecker(policy, seed=1)
+        self.ledger = impl.RetryLedger(RetryPolicy(max_tries=3))
+        for i in range(size):
+            self.checker.add_server(f"s{i}", 0.0, warm=i % 4 != 0)
+        for i in range(size):  # every server has a latency EWMA, so the outlier rule has a fleet to compare with
+            self.checker.request_result(f"s{i}", True, 0.0, 0.01 + (i % 7) / 1000)
+
+
+def _round_health(h: _HealthClock, tag: str) -> float:
+    """One round: per call a request result (every 50th server fails twice: an ejection), a weight and a
+    trial limit read, the probes due, one probe result, a ledger attempt answered (or re-sent)."""
+    checker, ledger, size = h.checker, h.ledger, h.size
+    started = time.perf_counter()
+    for k in range(CALLS):
+        h.now += HEALTH_STEP
+        now = h.now
+        sid = f"s{(k * 7919) % size}"
+        failing = k % 50 < 2
+        checker.request_result(sid, not failing, now, None if failing else 0.01 + (k % 5) / 1000)
+        checker.weight(sid, now)
+        checker.trial_limit(sid)
+        for due in checker.due_probes(now):
+            checker.probe_result(due, True, now)
+        rid = f"{tag}-{k}"
+        ledger.begin(rid, sid, now)
+        if k % 10 == 0:
+            ledger.server_down(sid, now)
+            ledger.begin(rid, f"s{(k + 1) % size}", now)
+            ledger.answer(rid, f"s{(k + 1) % size}", now)
+        else:
+            ledger.answer(rid, sid, now)
+        ledger.finish(rid)
+    return time.perf_counter() - started
+
+
 def _round_routes(lb: Any, tag: str, observe: bool) -> float:
     started = time.perf_counter()
     for k in range(CALLS):
@@ -104,13 +154,20 @@ def measure(impl: Any, rule: dict[str, Any]) -> dict[str, Any]:
         objects = {n: _balancer(impl, n) for n in SIZES}
     elif kind == "queue":
         objects = {n: _queue(impl, n) for n in SIZES}
+    elif kind == "health":
+        objects = {n: _HealthClock(impl, n) for n in SIZES}
     else:
         objects = {n: _router(impl, n, rule["strategy"], rule["options"]) for n in SIZES}
     best = {n: math.inf for n in SIZES}
     for r in range(ROUNDS):
         for n in SIZES:
             tag = f"r{r}"
-            took = _round_queue(objects[n], tag) if kind == "queue" else _round_routes(objects[n], tag, kind == "strategy")
+            if kind == "queue":
+                took = _round_queue(objects[n], tag)
+            elif kind == "health":
+                took = _round_health(objects[n], tag)
+            else:
+                took = _round_routes(objects[n], tag, kind == "strategy")
             best[n] = min(best[n], took / CALLS)
     return {"seconds_per_call": {str(n): best[n] for n in SIZES}}
 

@@ -43,7 +43,7 @@ def rename_ids(case: Case, rng: random.Random, new_id: str) -> Case:
 
 def _fresh_random(spec: StageSpec, group: Group, number: int) -> tuple[Case, ...]:
     """Fresh-seed versions of a random group's cases."""
-    from solution.checks import stage1, stage2, stage3
+    from solution.checks import stage1, stage2, stage3, stage4
 
     cases = []
     for k, seed in enumerate(_FRESH_SEEDS):
@@ -51,6 +51,8 @@ def _fresh_random(spec: StageSpec, group: Group, number: int) -> tuple[Case, ...
             make, ops = None, stage1.random_ops(seed)
         elif spec.stage == 2:
             make, ops = None, stage2.random_queue_ops(seed)
+        elif spec.stage == 4:
+            make, ops = stage4.random_ops4(seed)
         else:
             make, ops = group.cases[0].make, stage3.random_ops3(seed, 250)
         cases.append(Case(f"h{spec.stage}.{number}.r{k}", make, tuple((n, tuple(a)) for n, a in ops)))
