@@ -141,14 +141,17 @@ class HealthChecker:
        applies).
     6. **Degraded**: every result of a server that is not down updates its
        error EWMA (``e = (1 - a) e + a x failed``, ``a = P.ewma_alpha``) and each
-       success with ``seconds_per_token`` its latency EWMA (the first sets it);
-       the fleet's mean latency EWMA is a running sum over the servers that have
-       one (kept incrementally, never recomputed by a scan).  The error signal is
+       success with ``seconds_per_token`` its latency EWMA (the first sets it).
+       The fleet's latency is kept as a running sum and count of the servers'
+       latency EWMAs (updated by the difference on each result, never by a
+       scan); ``mean`` below is the mean of the *other* servers' EWMAs,
+       ``(sum - own) / (count - 1)`` (with itself included, one of two servers
+       could never be twice the mean).  The error signal is
        on from ``e >= P.degraded_error_rate`` until ``e < P.degraded_error_rate *
        P.hysteresis``; the latency signal is on from ``spt > P.latency_factor x
        mean`` until ``spt < (1 + (P.latency_factor - 1) x P.hysteresis) x mean``
-       (only with two or more servers measured; re-evaluated on the server's own
-       results).  A healthy server with a signal on goes ``degraded``
+       (only when another server has a latency EWMA too; re-evaluated on the
+       server's own results).  A healthy server with a signal on goes ``degraded``
        (``"error rate"`` or ``"latency outlier"``, the one that turned on); a
        degraded one with both off goes ``healthy`` (``"recovered"``).
     7. **Slow start**: ``P.slow_start_window`` after it began, ``advance`` ends
