@@ -63,12 +63,24 @@ servers in slow start, scheduled through :meth:`next_event_time`.
 
 from __future__ import annotations
 
+import heapq
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
-from solution.core.queue_types import Cancelled, Queued, Rejected, TimedOut
+from solution.core.clock import ManualClock
+from solution.core.errors import (
+    DuplicateRequestError,
+    NoCapacityError,
+    TimeWentBackwardsError,
+    UnknownRequestError,
+    UnknownServerError,
+)
+from solution.core.health_types import HealthState, require_time
+from solution.core.queue_types import Cancelled, Queued, QueuePolicy, Rejected, TimedOut
 from solution.core.request import Request
 from solution.core.routing import Router
+from solution.core.validate import require_id, require_int
 
 __all__ = [
     "RequestPath",
@@ -153,26 +165,85 @@ Outcome = Union[Dispatched, Queued, Rejected, Delivered, Failed, TimedOut, Cance
 Admission = Callable[[Request, float], Union[Rejected, None]]
 
 
+class _Flight:
+    """A request the path owns until it ends (private): queued, or its current attempt."""
+
+    __slots__ = ("request", "priority", "arrived", "attempt", "server", "router_id", "deadline", "streamed",
+                 "queued", "in_ledger", "last_server")  # fmt: skip
+
+    def __init__(self, request: Request, priority: int, arrived: float) -> None:
+        self.request, self.priority, self.arrived = request, priority, arrived
+        self.attempt = 0  # attempts started so far
+        self.server: str | None = None  # the current attempt's server (None: queued or between attempts)
+        self.router_id: str | None = None  # the current attempt's id in the router
+        self.deadline: float | None = None
+        self.streamed = False
+        self.queued = False
+        self.in_ledger = False
+        self.last_server: str | None = None
+
+
+def _router_id(request_id: str, attempt: int) -> str:
+    """The router's id of an attempt: the request's own for the first, ``id<US>k`` for the k-th (unit separator)."""
+    return request_id if attempt == 1 else f"{request_id}{_SEP}{attempt}"
+
+
+_SEP = "\x1f"
+_HEALTH_METHODS = ("add_server", "remove_server", "next_probe_time", "due_probes", "probe_result", "request_result",
+                   "advance", "next_change_time", "weight", "trial_limit")  # fmt: skip
+_LEDGER_METHODS = ("begin", "first_token", "server_down", "timed_out", "answer", "fail", "finish")
+_QUEUE_METHODS = ("enqueue", "peek", "dispatch", "cancel", "expire", "next_deadline", "record_completion")
+
+
 class RequestPath:
     """The composed gateway: admission -> queue -> routing -> dispatch/re-route -> feedback.
 
-    Args:
-        router: the stage-3 :class:`~solution.core.routing.Router` (its
-            strategy is the scorer and picker); the path owns its requests
-            from now on (do not route on it directly).
-        health: a ``HealthChecker`` (stage 4) or ``None`` (no health checks:
-            every server has weight 1).
-        ledger: a ``RetryLedger`` (stage 4) or ``None`` (no re-route: one try,
-            no per-try timeout).
-        queue: a stage-2 ``RequestQueue`` whose clock is a
-            :class:`~solution.core.clock.ManualClock` (the path sets it to
-            ``now``), or ``None`` (a request no server can take is rejected).
-        admission: the stage-6 hook (default: admit everything).
-        reweight_every: seconds between re-weights of a server in slow start (> 0).
+    >>> from solution.core.routing import Router
+    >>> from solution.health import HealthChecker, RetryLedger
+    >>> path = RequestPath(Router(), health=HealthChecker(), ledger=RetryLedger())
+    >>> path.add_server("a", 4, 80, 0.0); path.add_server("b", 4, 80, 0.0)
+    []
+    []
+    >>> path.submit(Request("r1", 100), 0.0)
+    [Dispatched(request_id='r1', server_id='a', at=0.0, waited=0.0, attempt=1, previous=None, deadline=None)]
+    >>> path.server_lost("a", 1.0)   # a crash before any token: re-sent to b
+    [Dispatched(request_id='r1', server_id='b', at=1.0, waited=0.0, attempt=2, previous='a', deadline=None)]
+    >>> path.completed("r1", "b", 2.0, seconds_per_token=0.02)
+    [Delivered(request_id='r1', server_id='b', at=2.0, attempt=2)]
 
-    Costs: ``submit`` / ``completed`` are O(log S) plus the strategy's choice
-    (O(log S) for indexed strategies); health adds O(1) per call plus O(log S)
-    per transition; slow start adds O(k log S) per ``reweight_every`` seconds.
+    Args:
+        router: a stage-3 :class:`~solution.core.routing.Router` without
+            servers (add them through the path, so health knows them); its
+            strategy is the scorer and picker.  The path owns its requests:
+            do not route on it directly.
+        health: a ``HealthChecker`` (stage 4; the reference's or a
+            candidate's) or ``None``: no health checks, every server at weight 1.
+        ledger: a ``RetryLedger`` (stage 4) or ``None``: no re-route (one try,
+            no per-try timeout; a lost server's requests fail).
+        queue: a :class:`~solution.core.queue_types.QueuePolicy` (the path
+            builds the reference ``RequestQueue`` on its own clock), a stage-2
+            queue object built on the :class:`~solution.core.clock.ManualClock`
+            given as ``clock`` (the path sets it to each ``now``), or ``None``:
+            a request no server can take is rejected (503, Retry-After 1).
+        clock: the ManualClock of a queue object (only with one).
+        admission: the stage-6 hook ``admission(request, now) -> Rejected | None``
+            (default: admit everything).
+        reweight_every: seconds between re-weights of the servers in slow
+            start (> 0, default 1.0).
+
+    Costs (S servers, k of them recovering): ``submit`` and ``completed`` are
+    O(log S) plus the strategy's choice (O(log S) for indexed strategies, O(d)
+    for power of d); health adds O(log S) per call (the checker's own cost)
+    plus one O(log S) re-key per health transition; slow start adds
+    O(k log S) once per ``reweight_every`` seconds (and O(log S) after each
+    result of a recovering server, whose half-open -> slow-start change has
+    no transition); a re-send O(log S) (twice, to steer it off its previous
+    server).  Nothing scans the fleet per request.
+
+    Raises:
+        TypeError: a component of the wrong kind.  ValueError: a router that
+        already has servers, ``reweight_every`` <= 0, or a queue whose
+        large-request threshold differs from the router's.
     """
 
     def __init__(
@@ -182,72 +253,659 @@ class RequestPath:
         health: Any | None = None,
         ledger: Any | None = None,
         queue: Any | None = None,
+        clock: ManualClock | None = None,
         admission: Admission | None = None,
         reweight_every: float = 1.0,
     ) -> None:
-        raise NotImplementedError("skeleton: implementation in progress (H-B)")
+        if not isinstance(router, Router):
+            raise TypeError(f"router must be a solution.core.routing.Router, got {type(router).__name__}")
+        if router.get_server_stats():
+            raise ValueError("the router already has servers: start from an empty Router and add them with RequestPath.add_server")
+        _require_methods(health, _HEALTH_METHODS, "health", "a HealthChecker")
+        if health is not None and not isinstance(getattr(health, "transitions", None), list):
+            raise TypeError("health must keep its transition log in a list attribute `transitions` (HealthChecker does)")
+        _require_methods(ledger, _LEDGER_METHODS, "ledger", "a RetryLedger")
+        if admission is not None and not callable(admission):
+            raise TypeError(f"admission must be callable(request, now) -> Rejected | None, got {type(admission).__name__}")
+        if isinstance(reweight_every, bool) or not isinstance(reweight_every, (int, float)):
+            raise TypeError(f"reweight_every must be a number of seconds, got {type(reweight_every).__name__}")
+        if not math.isfinite(reweight_every) or reweight_every <= 0:
+            raise ValueError(f"reweight_every must be a finite number of seconds > 0, got {reweight_every!r}")
+        if isinstance(queue, QueuePolicy):
+            if clock is not None:
+                raise TypeError("clock is only for a queue object; with a QueuePolicy the path makes its own clock")
+            from solution.request_queue import RequestQueue  # the reference queue (imported late: it imports core)
+
+            clock = ManualClock()
+            queue = RequestQueue(clock, queue)
+        elif queue is not None:
+            _require_methods(queue, _QUEUE_METHODS, "queue", "a stage-2 RequestQueue")
+            if not isinstance(clock, ManualClock):
+                raise TypeError("a queue object needs clock=: the ManualClock it was built on (the path sets it to each now)")
+        elif clock is not None:
+            raise TypeError("clock is only for a queue object")
+        if queue is not None and queue.policy.large_request_tokens != router.large_request_tokens:
+            raise ValueError(f"the queue's large_request_tokens ({queue.policy.large_request_tokens}) must equal the router's "
+                             f"({router.large_request_tokens}): both must call the same requests large")  # fmt: skip
+        self.router = router
+        self.health = health
+        self.ledger = ledger
+        self.queue = queue
+        self.clock = clock
+        self.admission = admission
+        self.reweight_every = float(reweight_every)
+        self._now = -math.inf
+        self._flights: dict[str, _Flight] = {}  # request id -> its record, until it ends
+        self._on: dict[str, dict[str, None]] = {}  # server -> request ids whose current attempt runs there
+        self._ghosts: dict[tuple[str, str], list[str]] = {}  # (request, server) -> router ids of abandoned attempts
+        self._ghosts_on: dict[str, dict[str, tuple[str, str]]] = {}  # server -> {router id: (request, server)}
+        self._ghost_count: dict[str, int] = {}  # request id -> abandoned attempts still running
+        self._timeouts: list[tuple[float, int, str, int]] = []  # (deadline, seq, request id, attempt), lazy
+        self._seq = 0
+        self._cursor = 0  # health transitions already applied
+        self._in_health: set[str] = set()
+        self._ramping: dict[str, None] = {}  # servers recovering (half-open or slow start), insertion order
+        self._next_reweight: float | None = None
+        self._pending: list[Outcome] = []  # outcomes of a call that returns none (due_probes): given with the next list
+        self._counts = dict.fromkeys(("submitted", "dispatched", "re_sent", "delivered", "failed", "rejected",
+                                      "timed_out", "cancelled", "discarded", "lost_attempts", "queued"), 0)  # fmt: skip
 
     # -- fleet ------------------------------------------------------------------
 
     def add_server(self, server_id: str, capacity: int, gpu_memory_gb: int, now: float, *,
                    speed: float | None = None, warm: bool = True) -> list[Outcome]:  # fmt: skip
-        """Add a server to the router and the health checker (``warm=False``: it starts in slow start).
+        """Add a server to the router and the health checker; it takes queued requests at once.
 
-        Returns the queued requests it takes at once (:class:`Dispatched`).
+        ``warm=True`` (default, the initial fleet): healthy at full weight;
+        ``warm=False`` (a server just started): it begins in slow start.
+        Returns the outcomes in order (time-based work due by ``now``, then
+        the :class:`Dispatched` requests it takes from the queue).  O(log S).
+
+        Raises: as ``Router.add_server`` and ``HealthChecker.add_server``
+        (nothing changes); TypeError if ``warm`` is not a bool.
         """
-        raise NotImplementedError
+        require_id(server_id, "server_id")
+        if not isinstance(warm, bool):
+            raise TypeError(f"warm must be a bool, got {type(warm).__name__} {warm!r}")
+        now = self._time(now)
+        out = self._housekeeping(now)
+        self.router.add_server(server_id, capacity, gpu_memory_gb, speed=speed)
+        if self.health is not None:
+            try:
+                self.health.add_server(server_id, now, warm=warm)
+            except BaseException:
+                self.router.remove_server(server_id)  # no requests yet: the router forgets it at once
+                raise
+            self._in_health.add(server_id)
+            out += self._apply_health(now)
+        out += self._fill(now)
+        return self._flush(out)
 
     def remove_server(self, server_id: str, now: float) -> list[Outcome]:
-        """Drain a server: no new requests; its in-flight ones finish; it leaves health when drained."""
-        raise NotImplementedError
+        """Drain a server: no new requests; its in-flight ones finish; it leaves health checks at once.
+
+        Returns the time-based outcomes due by ``now``.  O(log S).
+
+        Raises: UnknownServerError (a KeyError) if the router does not have it.
+        """
+        require_id(server_id, "server_id")
+        if server_id not in self.router:
+            raise UnknownServerError(f"server {server_id!r} is not present; add_server it first")
+        now = self._time(now)
+        out = self._housekeeping(now)
+        self.router.remove_server(server_id)
+        if server_id in self._in_health:
+            self.health.remove_server(server_id)
+            self._in_health.discard(server_id)
+            self._ramping.pop(server_id, None)
+        return self._flush(out)
 
     # -- requests ---------------------------------------------------------------
 
     def submit(self, request: Request, now: float, *, priority: int = 0) -> list[Outcome]:
-        """A new request: [Dispatched] | [Queued] | [Rejected]."""
-        raise NotImplementedError
+        """A new request: admission, then a server now, or the queue, or a rejection.
+
+        Returns the outcomes in order: time-based work due by ``now``, then
+        this request's :class:`Dispatched`, :class:`Queued` or :class:`Rejected`.
+        A request waits in the queue behind others (first come, as the
+        stage-2 gateway) rather than overtaking them.  O(log S) + the strategy.
+
+        Raises:
+            TypeError / ValueError: not a Request, a bad ``priority`` or ``now``
+                (TimeWentBackwardsError when earlier than a time seen).
+            DuplicateRequestError (a ValueError): the id is queued or in
+                flight, or an abandoned attempt of it still runs.
+        """
+        if not isinstance(request, Request):
+            raise TypeError(f"submit takes a solution.core.request.Request, got {type(request).__name__}")
+        require_int(priority, "priority", minimum=0)
+        rid = request.request_id
+        if rid in self._flights or rid in self._ghost_count:
+            raise DuplicateRequestError(f"request {rid!r} is still queued, in flight or has an attempt running; use a new id")
+        now = self._time(now)
+        out = self._housekeeping(now)
+        self._counts["submitted"] += 1
+        if self.admission is not None:
+            verdict = self.admission(request, now)
+            if verdict is not None:
+                if not isinstance(verdict, Rejected):
+                    raise TypeError(f"admission must return None or a Rejected, got {type(verdict).__name__}")
+                self._counts["rejected"] += 1
+                out.append(verdict)
+                return self._flush(out)
+        f = _Flight(request, priority, now)
+        queue = self.queue
+        blocked = queue is not None and len(queue) and (self.router.is_large(request) or queue.peek(False) is not None)
+        routed = None if blocked else self._route(f, None, strict=False)
+        if routed is not None:
+            self._flights[rid] = f
+            out.append(self._start(f, *routed, now, previous=None, waited=0.0))
+        elif queue is not None:
+            receipt = self._enqueue(f, now)
+            if isinstance(receipt, Queued):
+                self._flights[rid] = f
+            out.append(receipt)
+        else:
+            self._counts["rejected"] += 1
+            out.append(Rejected(rid, now, 1, 503))
+        return self._flush(out)
 
     def first_token(self, request_id: str, now: float) -> None:
-        """The current attempt's first token reached the client: it will not be re-sent."""
-        raise NotImplementedError
+        """The current attempt's first token reached the client: from now on it is never re-sent.  O(1).
+
+        Raises: UnknownRequestError (a KeyError): the request has no attempt running.
+        """
+        require_id(request_id, "request_id")
+        f = self._flights.get(request_id)
+        if f is None or f.server is None:
+            raise UnknownRequestError(f"request {request_id!r} has no attempt running (unknown, queued, or ended)")
+        now = self._time(now)
+        if self.ledger is not None:
+            self.ledger.first_token(request_id, now)
+        f.streamed = True
 
     def completed(self, request_id: str, server_id: str, now: float, *, ok: bool = True,
                   seconds_per_token: float | None = None) -> list[Outcome]:  # fmt: skip
-        """An attempt ended on ``server_id``: [Delivered] / [Failed] / [Dispatched (re-send)] / [Discarded], then queue refills."""
-        raise NotImplementedError
+        """An attempt of ``request_id`` ended on ``server_id``: an answer (``ok``) or an error.
+
+        The current attempt's answer is :class:`Delivered`; an abandoned
+        attempt's answer is :class:`Discarded` (counted); an error is re-sent
+        (no token streamed, tries left, the ledger has ``error``) or
+        :class:`Failed`.  Feedback: ``Router.observe`` (``seconds_per_token``
+        of a good answer), ``HealthChecker.request_result`` (every result,
+        late ones too).  Then the freed slot goes to the queue.  O(log S).
+
+        Raises:
+            TypeError / ValueError: bad ids, ``ok`` not a bool,
+                ``seconds_per_token`` not a number > 0.
+            UnknownRequestError (a KeyError): no attempt of that request runs on
+                that server (nothing changes).
+        """
+        require_id(request_id, "request_id")
+        require_id(server_id, "server_id")
+        if not isinstance(ok, bool):
+            raise TypeError(f"ok must be a bool, got {type(ok).__name__} {ok!r}")
+        if seconds_per_token is not None:
+            seconds_per_token = require_time(seconds_per_token, "seconds_per_token")
+            if seconds_per_token <= 0:
+                raise ValueError(f"seconds_per_token must be > 0, got {seconds_per_token}; pass None if unknown")
+        f = self._flights.get(request_id)
+        if not ((f is not None and f.server == server_id) or (request_id, server_id) in self._ghosts):
+            raise UnknownRequestError(f"no attempt of request {request_id!r} runs on server {server_id!r} "
+                                      "(never sent there, already answered, or its server was lost)")  # fmt: skip
+        now = self._time(now)
+        out = self._housekeeping(now)  # a per-try timeout due by now turns the attempt into an abandoned one
+        f = self._flights.get(request_id)
+        if f is not None and f.server == server_id:
+            if ok and seconds_per_token is not None:
+                self.router.observe(f.router_id, tokens_per_s=1.0 / seconds_per_token)
+            self.router.complete_request(f.router_id)
+            self._detach(f)
+            again = False
+            if ok:
+                if self.ledger is not None:
+                    self.ledger.answer(request_id, server_id, now)
+            elif self.ledger is not None:
+                error = getattr(self.ledger, "error", None)
+                if callable(error):
+                    again = error(request_id, server_id, now)
+                else:
+                    self.ledger.fail(request_id, now)
+            out += self._feedback(server_id, ok, now, seconds_per_token)
+            if ok:
+                out.append(self._end(f, Delivered(request_id, server_id, now, f.attempt)))
+            elif again:
+                out += self._resend(f, now, server_id, strict=False)
+            else:
+                reason = "error" if self.ledger is None or not callable(getattr(self.ledger, "error", None)) else self._why(f)
+                out.append(self._end(f, Failed(request_id, now, reason, server_id, f.attempt)))
+        else:
+            self._drop_ghost(request_id, server_id)
+            if self.ledger is not None:
+                self.ledger.answer(request_id, server_id, now)  # False: counted as a late answer
+            self._counts["discarded"] += 1
+            out.append(Discarded(request_id, server_id, now))
+            out += self._feedback(server_id, ok, now, seconds_per_token)
+        out += self._fill(now)
+        return self._flush(out)
 
     def server_lost(self, server_id: str, now: float) -> list[Outcome]:
-        """Every connection to ``server_id`` broke (a crash): its in-flight requests are re-sent or failed."""
-        raise NotImplementedError
+        """Every connection to ``server_id`` broke (a crash): its attempts are gone.
+
+        Each current attempt there is re-sent to another server (with a
+        ledger, when no token streamed and tries remain) or :class:`Failed`
+        (``"server_lost"`` without a ledger: the loss equals the requests in
+        flight there); abandoned attempts there are forgotten (they will never
+        answer).  Health gets one failed result per lost attempt (passive
+        detection); the path itself ejects nothing.  O(k log S) for k attempts.
+
+        Raises: UnknownServerError (a KeyError): the router does not have it.
+        """
+        require_id(server_id, "server_id")
+        if server_id not in self.router:
+            raise UnknownServerError(f"server {server_id!r} is not present")
+        now = self._time(now)
+        out = self._housekeeping(now)
+        for router_id, key in list(self._ghosts_on.get(server_id, {}).items()):
+            self._drop_ghost(*key, router_id=router_id)
+        running = list(self._on.get(server_id, {}))
+        if self.ledger is not None:
+            resend, fail = self.ledger.server_down(server_id, now)
+        else:
+            resend, fail = [], running
+        self._counts["lost_attempts"] += len(running)
+        flights = {rid: self._flights[rid] for rid in running}
+        for f in flights.values():
+            self.router.complete_request(f.router_id)
+            self._detach(f)
+        for rid in fail:
+            f = flights[rid]
+            reason = "server_lost" if self.ledger is None else self._why(f)
+            out.append(self._end(f, Failed(rid, now, reason, server_id, f.attempt)))
+        for _ in running:
+            out += self._feedback(server_id, False, now, None)
+        for rid in resend:
+            out += self._resend(flights[rid], now, server_id, strict=True)
+        out += self._fill(now)
+        return self._flush(out)
 
     def cancel(self, request_id: str, now: float) -> list[Outcome]:
-        """The client went away: [Cancelled] (queued) or [Failed('cancelled')]-free removal of the in-flight attempt."""
-        raise NotImplementedError
+        """The client went away: a queued request leaves the queue; a running one is abandoned (its answer will be discarded).
+
+        Returns the outcomes, ending with :class:`Cancelled` (unless time-based
+        work due by ``now`` ended the request first).  O(log S).
+
+        Raises: UnknownRequestError (a KeyError): the request is neither queued nor in flight.
+        """
+        require_id(request_id, "request_id")
+        if request_id not in self._flights:
+            raise UnknownRequestError(f"request {request_id!r} is neither queued nor in flight")
+        now = self._time(now)
+        out = self._housekeeping(now)
+        f = self._flights.get(request_id)
+        if f is not None:
+            if f.queued:
+                self.queue.cancel(request_id)
+                f.queued = False
+            elif f.server is not None:
+                self._abandon(f)
+            out.append(self._end(f, Cancelled(request_id, now, now - f.arrived)))
+        out += self._fill(now)
+        return self._flush(out)
 
     # -- health and time ----------------------------------------------------------
 
     def due_probes(self, now: float) -> list[str]:
-        """The servers to probe now (the driver sends each and reports :meth:`probe_result`)."""
-        raise NotImplementedError
+        """The servers to probe now; the driver sends each and reports :meth:`probe_result`.  O(k log S).
+
+        Outcomes that time-based work produces here are returned by the next call.
+        """
+        now = self._time(now)
+        if self.health is None:
+            return []
+        self._pending += self._housekeeping(now)
+        return list(self.health.due_probes(now))
 
     def probe_result(self, server_id: str, ok: bool, now: float) -> list[Outcome]:
-        """A probe's result (``ok=False`` for a timeout); transitions may re-weight or re-route."""
-        raise NotImplementedError
+        """A probe's result (``ok=False`` for a timeout or an error); a transition re-weights the server,
+        and one to ``down`` re-sends its requests.  O(log S) + O(k log S) for k requests re-sent.
+
+        Raises: UnknownServerError (a KeyError): the server is not health-checked (never added, or removed).
+        """
+        require_id(server_id, "server_id")
+        if not isinstance(ok, bool):
+            raise TypeError(f"ok must be a bool, got {type(ok).__name__} {ok!r}")
+        if server_id not in self._in_health:
+            raise UnknownServerError(f"server {server_id!r} is not health-checked here (never added, or removed); drop its probe result")
+        now = self._time(now)
+        out = self._housekeeping(now)
+        self.health.probe_result(server_id, ok, now)
+        out += self._apply_health(now)
+        out += self._fill(now)
+        return self._flush(out)
 
     def tick(self, now: float) -> list[Outcome]:
-        """Time-driven work due by ``now``: per-try timeouts, health timers, queue deadlines, slow-start weights."""
-        raise NotImplementedError
+        """Time-driven work due by ``now``: per-try timeouts, health timers, queue deadlines, slow-start weights.
+
+        Call it at :meth:`next_event_time`.  O(log S) per item of work.
+        """
+        now = self._time(now)
+        return self._flush(self._housekeeping(now))
 
     def next_event_time(self) -> float | None:
-        """The earliest time :meth:`tick` or :meth:`due_probes` has work (``None``: nothing scheduled)."""
-        raise NotImplementedError
+        """The earliest time :meth:`tick` or :meth:`due_probes` has work (``None``: nothing scheduled).  O(log S) amortized."""
+        if self._pending:
+            return self._now
+        times = []
+        heap = self._timeouts
+        while heap and not self._live_timeout(heap[0]):
+            heapq.heappop(heap)
+        if heap:
+            times.append(heap[0][0])
+        if self.health is not None:
+            times += [t for t in (self.health.next_probe_time(), self.health.next_change_time()) if t is not None]
+        if self.queue is not None and (d := self.queue.next_deadline()) is not None:
+            times.append(d)
+        if self._ramping and self._next_reweight is not None:
+            times.append(self._next_reweight)
+        return min(times) if times else None
 
     # -- introspection ------------------------------------------------------------
 
     def in_flight(self) -> dict[str, str]:
-        """Request id -> the server of its current attempt."""
-        raise NotImplementedError
+        """Request id -> the server of its current attempt (a copy).  O(R)."""
+        return {rid: f.server for rid, f in self._flights.items() if f.server is not None}
+
+    def abandoned(self) -> dict[str, list[str]]:
+        """Server -> request ids of abandoned attempts still running there (their answers will be discarded).  O(A)."""
+        return {sid: [key[0] for key in ghosts.values()] for sid, ghosts in self._ghosts_on.items()}
 
     def stats(self) -> dict[str, int]:
-        """Counts: submitted, dispatched, re-sent, delivered, failed, rejected, timed out, cancelled, discarded, queued, in flight."""
-        raise NotImplementedError
+        """Counts since creation and sizes now.
+
+        ``submitted`` = ``delivered + failed + rejected + timed_out + cancelled
+        + open`` (every request ends once); ``dispatched`` counts attempts
+        (``re_sent`` of them after the first); ``discarded`` late answers;
+        ``lost_attempts`` attempts on lost servers; ``open`` requests not yet
+        ended, ``waiting`` of them queued; ``abandoned`` attempts still
+        running; ``timers`` per-try deadlines kept (stale ones included).  O(1).
+        """
+        return {**self._counts, "open": len(self._flights), "waiting": len(self.queue) if self.queue is not None else 0,
+                "abandoned": sum(self._ghost_count.values()), "timers": len(self._timeouts),
+                "recovering": len(self._ramping)}  # fmt: skip
+
+    # -- private ------------------------------------------------------------------
+
+    def _time(self, now: object) -> float:
+        value = require_time(now)
+        if value < self._now:
+            raise TimeWentBackwardsError(f"now={value} is before {self._now}, a time this path already saw; pass the current time")
+        self._now = value
+        if self.clock is not None and self.clock.now < value:
+            self.clock.set(value)
+        return value
+
+    def _flush(self, out: list[Outcome]) -> list[Outcome]:
+        if self._pending:
+            out, self._pending = self._pending + out, []
+        return out
+
+    def _housekeeping(self, now: float) -> list[Outcome]:
+        """Work due by ``now``: health timers, per-try timeouts, queue deadlines, slow-start weights, the queue."""
+        out: list[Outcome] = []
+        health = self.health
+        if health is not None:
+            due = health.next_change_time()
+            if due is not None and due <= now:
+                health.advance(now)
+            out += self._apply_health(now)
+        out += self._expire_timeouts(now)
+        if self.queue is not None and (d := self.queue.next_deadline()) is not None and d <= now:
+            for outcome in self.queue.expire():
+                f = self._flights[outcome.request_id]
+                f.queued = False
+                if f.in_ledger:
+                    self.ledger.fail(f.request.request_id, now)
+                out.append(self._end(f, outcome))
+        if self._ramping and self._next_reweight is not None and now >= self._next_reweight:
+            for sid in self._ramping:
+                self._push_weight(sid, now)
+            self._next_reweight = now + self.reweight_every
+        out += self._fill(now)  # capacity may have grown (a weight went up, a slot freed): O(log S) when the queue is empty-handed
+        return out
+
+    def _apply_health(self, now: float) -> list[Outcome]:
+        """Push the weights of the servers whose health changed since the last call; re-send from those gone down."""
+        out: list[Outcome] = []
+        log = self.health.transitions if self.health is not None else ()
+        while self._cursor < len(log):
+            tr = log[self._cursor]
+            self._cursor += 1
+            sid = tr.server_id
+            if sid not in self._in_health:
+                continue
+            self._push_weight(sid, now)
+            if tr.new == HealthState.RECOVERING:
+                self._ramping[sid] = None
+                if self._next_reweight is None or self._next_reweight < now:
+                    self._next_reweight = now + self.reweight_every
+            else:
+                self._ramping.pop(sid, None)
+            if tr.new == HealthState.DOWN:
+                out += self._server_down(sid, now)
+        return out
+
+    def _push_weight(self, server_id: str, now: float) -> None:
+        self.router.set_weight(server_id, self.health.weight(server_id, now), limit=self.health.trial_limit(server_id))
+
+    def _feedback(self, server_id: str, ok: bool, now: float, seconds_per_token: float | None) -> list[Outcome]:
+        """A result of ``server_id`` to health (passive checks), then its transitions."""
+        if server_id not in self._in_health:
+            return []
+        self.health.request_result(server_id, ok, now, seconds_per_token if ok else None)
+        if server_id in self._ramping:  # half-open -> slow start changes the weight without a transition
+            self._push_weight(server_id, now)
+        return self._apply_health(now)
+
+    def _server_down(self, server_id: str, now: float) -> list[Outcome]:
+        """Health declared ``server_id`` down: with a ledger, its requests are re-sent or fail; without, they stay."""
+        if self.ledger is None:
+            return []
+        resend, fail = self.ledger.server_down(server_id, now)
+        out: list[Outcome] = []
+        for rid in fail:
+            f = self._flights[rid]
+            self._abandon(f)
+            out.append(self._end(f, Failed(rid, now, self._why(f), server_id, f.attempt)))
+        for rid in resend:
+            f = self._flights[rid]
+            self._abandon(f)
+            out += self._resend(f, now, server_id, strict=False)
+        return out
+
+    def _expire_timeouts(self, now: float) -> list[Outcome]:
+        out: list[Outcome] = []
+        heap = self._timeouts
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if not self._live_timeout(entry):
+                continue
+            f = self._flights[entry[2]]
+            rid, sid = f.request.request_id, f.server
+            again = self.ledger.timed_out(rid, now)
+            self._abandon(f)
+            out += self._feedback(sid, False, now, None)
+            if again:
+                out += self._resend(f, now, sid, strict=False)
+            else:
+                out.append(self._end(f, Failed(rid, now, self._why(f), sid, f.attempt)))
+        return out
+
+    def _live_timeout(self, entry: tuple[float, int, str, int]) -> bool:
+        f = self._flights.get(entry[2])
+        return f is not None and f.server is not None and f.attempt == entry[3]
+
+    def _why(self, f: _Flight) -> str:
+        return "streamed" if f.streamed else "out_of_tries"
+
+    def _route(self, f: _Flight, avoid: str | None, *, strict: bool) -> tuple[str, str] | None:
+        """Ask the router for the next attempt's server, steering off ``avoid`` (never back to it when ``strict``)."""
+        attempt = f.attempt + 1
+        rid = _router_id(f.request.request_id, attempt)
+        req = f.request if attempt == 1 else Request(rid, f.request.estimated_tokens, f.request.prompt_tokens)
+        router = self.router
+        if avoid is not None and avoid in router and router.server(avoid).weight > 0:
+            s = router.server(avoid)
+            weight, limit = s.weight, s.trial_limit
+            router.set_weight(avoid, 0.0, limit=limit)
+            try:
+                sid = self._try_route(req)
+            finally:
+                router.set_weight(avoid, weight, limit=limit)
+            if sid is None and not strict:
+                sid = self._try_route(req)
+        else:
+            sid = self._try_route(req)
+        return None if sid is None else (sid, rid)
+
+    def _try_route(self, request: Request) -> str | None:
+        try:
+            return self.router.route(request)
+        except NoCapacityError:
+            return None
+
+    def _start(self, f: _Flight, server_id: str, router_id: str, now: float, *, previous: str | None, waited: float) -> Dispatched:
+        rid = f.request.request_id
+        if self.ledger is not None:
+            try:
+                attempt = self.ledger.begin(rid, server_id, now)
+            except BaseException:
+                self.router.complete_request(router_id)
+                raise
+            f.in_ledger = True
+            deadline_of = getattr(self.ledger, "deadline", None)
+            f.deadline = deadline_of(rid) if callable(deadline_of) else None
+        else:
+            attempt, f.deadline = f.attempt + 1, None
+        f.attempt, f.server, f.router_id, f.last_server = attempt, server_id, router_id, server_id
+        self._on.setdefault(server_id, {})[rid] = None
+        if f.deadline is not None:
+            self._seq += 1
+            heapq.heappush(self._timeouts, (f.deadline, self._seq, rid, attempt))
+            if len(self._timeouts) > 2 * len(self._flights) + 64:
+                self._timeouts = [e for e in self._timeouts if self._live_timeout(e)]
+                heapq.heapify(self._timeouts)
+        self._counts["dispatched"] += 1
+        if attempt > 1:
+            self._counts["re_sent"] += 1
+        return Dispatched(rid, server_id, now, waited, attempt, previous, f.deadline)
+
+    def _resend(self, f: _Flight, now: float, previous: str, *, strict: bool) -> list[Outcome]:
+        """Start the next attempt elsewhere; queue it when no server can take it (or fail it without a queue)."""
+        routed = self._route(f, previous, strict=strict)
+        if routed is not None:
+            return [self._start(f, *routed, now, previous=previous, waited=0.0)]
+        rid = f.request.request_id
+        if self.queue is not None:
+            receipt = self._enqueue(f, now)
+            if isinstance(receipt, Queued):
+                return [receipt]
+        if f.in_ledger:
+            self.ledger.fail(rid, now)
+        return [self._end(f, Failed(rid, now, "no_server", previous, f.attempt))]
+
+    def _enqueue(self, f: _Flight, now: float) -> Queued | Rejected:
+        r = f.request
+        receipt = self.queue.enqueue(r.request_id, r.estimated_tokens, f.priority, prompt_tokens=r.prompt_tokens)
+        if isinstance(receipt, Queued):
+            f.queued = True
+            self._counts["queued"] += 1
+        elif f.attempt == 0:
+            self._counts["rejected"] += 1
+        return receipt
+
+    def _fill(self, now: float) -> list[Outcome]:
+        """Dispatch waiting requests while a server takes them, best first (large ones only to a big server)."""
+        queue = self.queue
+        out: list[Outcome] = []
+        if queue is None:
+            return out
+        large_ok = True
+        while len(queue):
+            head = queue.peek(large_ok)
+            if head is None:
+                break
+            f = self._flights[head.request_id]
+            routed = self._route(f, None, strict=False)
+            if routed is None:
+                if large_ok and self.router.is_large(f.request):
+                    large_ok = False
+                    continue
+                break
+            receipt = queue.dispatch(head.request_id, routed[0])
+            f.queued = False
+            previous = f.last_server if f.attempt else None
+            out.append(self._start(f, *routed, now, previous=previous, waited=receipt.waited))
+        return out
+
+    def _detach(self, f: _Flight) -> None:
+        """The current attempt no longer runs for the request (answered, failed, lost or abandoned)."""
+        sid, rid = f.server, f.request.request_id
+        running = self._on[sid]
+        del running[rid]
+        if not running:
+            del self._on[sid]
+        f.server = f.router_id = None
+        f.deadline = None
+
+    def _abandon(self, f: _Flight) -> None:
+        """The current attempt keeps running on its server, but its answer will be discarded."""
+        rid, sid, router_id = f.request.request_id, f.server, f.router_id
+        key = (rid, sid)
+        self._ghosts.setdefault(key, []).append(router_id)
+        self._ghosts_on.setdefault(sid, {})[router_id] = key
+        self._ghost_count[rid] = self._ghost_count.get(rid, 0) + 1
+        self._detach(f)
+
+    def _drop_ghost(self, request_id: str, server_id: str, *, router_id: str | None = None) -> None:
+        """An abandoned attempt ended (answered late, or its server was lost): free its slot in the router."""
+        key = (request_id, server_id)
+        ids = self._ghosts[key]
+        if router_id is None:
+            router_id = ids[0]
+        ids.remove(router_id)
+        if not ids:
+            del self._ghosts[key]
+        on = self._ghosts_on[server_id]
+        del on[router_id]
+        if not on:
+            del self._ghosts_on[server_id]
+        left = self._ghost_count[request_id] - 1
+        if left:
+            self._ghost_count[request_id] = left
+        else:
+            del self._ghost_count[request_id]
+        self.router.complete_request(router_id)
+
+    def _end(self, f: _Flight, outcome: Outcome) -> Outcome:
+        """The request's one final outcome: forget it (the ledger too) and count it."""
+        rid = f.request.request_id
+        del self._flights[rid]
+        if f.in_ledger:
+            self.ledger.finish(rid)
+        if self.queue is not None and isinstance(outcome, Delivered):
+            self.queue.record_completion()
+        name = {Delivered: "delivered", Failed: "failed", Rejected: "rejected", TimedOut: "timed_out",
+                Cancelled: "cancelled"}[type(outcome)]  # fmt: skip
+        self._counts[name] += 1
+        if not self._flights:
+            self._timeouts.clear()
+        return outcome
+
+
+def _require_methods(obj: Any, names: tuple[str, ...], what: str, kind: str) -> None:
+    if obj is None:
+        return
+    missing = [n for n in names if not callable(getattr(obj, n, None))]
+    if missing:
+        raise TypeError(f"{what} must be {kind} (missing {', '.join(missing)}), got {type(obj).__name__}")
