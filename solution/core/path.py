@@ -304,6 +304,7 @@ class RequestPath:
         self._seq = 0
         self._cursor = 0  # health transitions already applied
         self._in_health: set[str] = set()
+        self._lost: set[str] = set()  # servers lost (server_lost) and not seen back yet: weight 0
         self._ramping: dict[str, None] = {}  # servers recovering (half-open or slow start), insertion order
         self._next_reweight: float | None = None
         self._pending: list[Outcome] = []  # outcomes of a call that returns none (due_probes): given with the next list
@@ -358,6 +359,7 @@ class RequestPath:
             self.health.remove_server(server_id)
             self._in_health.discard(server_id)
             self._ramping.pop(server_id, None)
+        self._lost.discard(server_id)
         return self._flush(out)
 
     # -- requests ---------------------------------------------------------------
@@ -497,7 +499,10 @@ class RequestPath:
         (``"server_lost"`` without a ledger: the loss equals the requests in
         flight there); abandoned attempts there are forgotten (they will never
         answer).  Health gets one failed result per lost attempt (passive
-        detection); the path itself ejects nothing.  O(k log S) for k attempts.
+        detection).  The server then takes no request (weight 0) until it is
+        seen back: a probe answered (``probe_result(ok=True)``) or a health
+        transition out of ``down``; without health checks, until the driver
+        removes it (and adds its restarted self under a new id).  O(k log S) for k attempts.
 
         Raises: UnknownServerError (a KeyError): the router does not have it.
         """
@@ -524,6 +529,8 @@ class RequestPath:
             out.append(self._end(f, Failed(rid, now, reason, server_id, f.attempt)))
         for _ in running:
             out += self._feedback(server_id, False, now, None)
+        self._lost.add(server_id)
+        self.router.set_weight(server_id, 0.0)
         for rid in resend:
             out += self._resend(flights[rid], now, server_id, strict=True)
         out += self._fill(now)
@@ -580,6 +587,9 @@ class RequestPath:
         now = self._time(now)
         out = self._housekeeping(now)
         self.health.probe_result(server_id, ok, now)
+        if ok and server_id in self._lost:  # it accepts connections again: health's weight applies
+            self._lost.discard(server_id)
+            self._push_weight(server_id, now)
         out += self._apply_health(now)
         out += self._fill(now)
         return self._flush(out)
@@ -684,6 +694,8 @@ class RequestPath:
             sid = tr.server_id
             if sid not in self._in_health:
                 continue
+            if tr.old == HealthState.DOWN:
+                self._lost.discard(sid)  # health saw it come back
             self._push_weight(sid, now)
             if tr.new == HealthState.RECOVERING:
                 self._ramping[sid] = None
@@ -696,6 +708,8 @@ class RequestPath:
         return out
 
     def _push_weight(self, server_id: str, now: float) -> None:
+        if server_id in self._lost:
+            return  # stays at weight 0 until seen back
         self.router.set_weight(server_id, self.health.weight(server_id, now), limit=self.health.trial_limit(server_id))
 
     def _feedback(self, server_id: str, ok: bool, now: float, seconds_per_token: float | None) -> list[Outcome]:
