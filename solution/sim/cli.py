@@ -8,6 +8,8 @@
     python -m solution.sim run classic --servers 4 --load 1.1 --queue sjf --max-depth 50 --max-wait 30
     python -m solution.sim trace ../shared/data/azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv \\
         --servers 2 --time-scale 0.5
+    python -m solution.sim health-race --seeds 6             # stage 4: health set-ups on four faults
+    python -m solution.sim health-checks                     # stage 4: detection time and false ejections vs theory
 
 ``--balancer`` picks the implementation: ``solution`` (the reference),
 ``exercises`` (the candidate's), or ``package.module:Class``; by default the
@@ -82,12 +84,50 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("path")
     replay.add_argument("--time-scale", type=float, default=1.0, help="multiply every time by this (0.5: twice as fast)")
     replay.add_argument("--limit", type=int, help="replay only the first rows")
+    race = sub.add_parser("health-race", help="stage 4: race health-checking set-ups on fault scenarios (common random numbers)")
+    race.add_argument("--faults", default="crash,hang,throttled,failing", help="comma-separated: crash, hang, throttled, failing, gray")
+    race.add_argument("--setups", default="none,active,passive,both,both+slow start", help="comma-separated set-ups")
+    race.add_argument("--seeds", type=int, default=6, help="number of seeds (default 6)")
+    race.add_argument("--requests", type=int, default=3000, help="requests per run (default 3000)")
+    race.add_argument("--servers", type=int, default=4)
+    race.add_argument("--workers", type=int, help="processes (default: every core)")
+    checks = sub.add_parser("health-checks", help="stage 4: detection time and false ejections against theory")
+    checks.add_argument("--seeds", type=int, default=200, help="seeds per point (default 200)")
     return parser
+
+
+def _health_command(args: argparse.Namespace) -> int:
+    """``health-race`` and ``health-checks``."""
+    started = time.perf_counter()
+    if args.command == "health-race":
+        from solution.sim.race import health_race
+
+        try:
+            out = health_race(tuple(f.strip() for f in args.faults.split(",")), tuple(s.strip() for s in args.setups.split(",")),
+                              servers=args.servers, requests=args.requests, seeds=range(args.seeds), workers=args.workers)  # fmt: skip
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(out.table())
+    else:
+        from solution.sim.probecheck import detection_check, false_ejection_check
+
+        seeds = range(args.seeds)
+        print("Detection time of a crash under active checks (crash uniform in the probe cycle; seeds 0..%d):" % (args.seeds - 1))
+        for n, jitter in ((3, 0.0), (3, 0.2), (1, 0.1)):
+            print("  " + detection_check(5.0, 1.0, n, jitter, seeds).line())
+        print("False ejection of a healthy server whose probes are lost with probability p:")
+        for p, n in ((0.5, 3), (0.3, 2), (0.5, 2)):
+            print("  " + false_ejection_check(p, n, 5.0, 1.0, seeds).line())
+    print(f"({time.perf_counter() - started:.1f} s)")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 ok, 1 the balancer failed, 2 bad arguments)."""
     args = _parser().parse_args(argv)
+    if args.command in ("health-race", "health-checks"):
+        return _health_command(args)
     if args.command == "list":
         for name, builder in SCENARIOS.items():
             print(f"{name:12s} {(builder.__doc__ or '').strip().splitlines()[0]}")

@@ -101,6 +101,8 @@ class HealthConfig:
             independently per probe: for false ejections of healthy servers.
         until: keep probing until at least this time (seconds); ``None``:
             until the last request ended and the timetable is done.
+        stop_when_down: stop probing before ``until`` once some server has
+            been marked down (the theory checks need only the first ejection).
     """
 
     policy: Any = None
@@ -112,9 +114,10 @@ class HealthConfig:
     probe_rtt: float = 0.005
     probe_loss: float = 0.0
     until: float | None = None
+    stop_when_down: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("active", "passive", "slow_start", "reroute"):
+        for name in ("active", "passive", "slow_start", "reroute", "stop_when_down"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"HealthConfig.{name} must be a bool, got {type(getattr(self, name)).__name__}")
         require_number(self.probe_rtt, "HealthConfig.probe_rtt")
@@ -283,6 +286,7 @@ class HealthEngine(Engine):
         self.ended = 0
         self.timetable_left = len(self.timetable)
         self._health_at: float | None = None
+        self._seen = 0  # transitions already scanned for stop_when_down
         self._pending: deque[Any] = deque()
         self._applying = False
         self.probe_server: list[int] = []
@@ -425,8 +429,6 @@ class HealthEngine(Engine):
             self.job_how[j] = "late"  # unless the path delivers it (then "answered")
             steps = self.job_decode[j]
             spt = (t - self.job_first[j]) / steps if steps > 0 and t > self.job_first[j] else None
-            if self.observe is not None and self.current[i] == j and self.outcome[i] == -1:
-                self.observe(f"r{i}", latency=t - self.arrival[i])
             self._apply(self.path.completed(f"r{i}", sid, t, ok=True, seconds_per_token=spt))
         self._schedule(srv)
         self._schedule_health()
@@ -472,7 +474,17 @@ class HealthEngine(Engine):
     def _done(self) -> bool:
         """No more probing is needed: every request ended, the timetable is over, ``until`` passed."""
         until = self.config.until
-        return self.ended >= len(self.arrival) and self.timetable_left <= 0 and (until is None or self.now >= until)
+        if self.ended < len(self.arrival) or self.timetable_left > 0:
+            return False
+        if until is None or self.now >= until:
+            return True
+        if self.config.stop_when_down and self.checker is not None:
+            log = self.checker.transitions
+            while self._seen < len(log):
+                if str(log[self._seen].new) == "down":
+                    return True
+                self._seen += 1
+        return False
 
     def _schedule_health(self) -> None:
         """Make sure a HEALTH event is due when the path next has work."""

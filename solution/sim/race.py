@@ -34,7 +34,7 @@ from solution.sim.scenario import Scenario
 from solution.sim.scenarios import classic
 from solution.sim.theory import mean_confidence_interval, supermarket_mean_time
 
-__all__ = ["RaceResult", "race", "heterogeneous", "speed_hints", "latency_hints", "TokenDelay", "mean_latency", "least_connections", "SupermarketPoint",
+__all__ = ["RaceResult", "race", "HealthRaceResult", "health_race", "HEALTH_SETUPS", "HEALTH_METRICS", "heterogeneous", "speed_hints", "latency_hints", "TokenDelay", "mean_latency", "least_connections", "SupermarketPoint",
            "supermarket_points"]  # fmt: skip
 
 #: A metric of one run: a Summary field name, or a function of the run's Results.
@@ -350,3 +350,147 @@ def heterogeneous(
         estimate=EstimateError(sigma=OUTPUT_ESTIMATE_SIGMA if estimate_sigma is None else estimate_sigma),
         name="heterogeneous",
     )
+
+
+# -- stage 4: the health-checking race --------------------------------------------------------
+
+#: The race's set-ups: name -> (active, passive, slow_start, checker on).
+HEALTH_SETUPS: dict[str, tuple[bool, bool, bool]] = {
+    "none": (False, False, False),
+    "active": (True, False, False),
+    "passive": (False, True, False),
+    "both": (True, True, False),
+    "both+slow start": (True, True, True),
+}
+
+#: The race's metrics: client-visible errors, p99 end-to-end latency (s), wasted GPU slot-seconds.
+HEALTH_METRICS = ("errors", "e2e_p99", "wasted_gpu_s")
+
+
+def _health_metrics(res: Results) -> tuple[float, float, float]:
+    return float(res.client_errors()), float(res.summary().e2e_p99), res.wasted_gpu_seconds()
+
+
+@dataclass(frozen=True)
+class _HealthJob:
+    scenario: Scenario
+    seed: int
+    balancer: BalancerFactory
+
+
+def _run_health_job(job: _HealthJob) -> tuple[float, float, float]:
+    return _health_metrics(simulate(job.scenario, job.balancer, seed=job.seed))
+
+
+@dataclass(frozen=True)
+class HealthRaceResult:
+    """Per fault, set-up and metric: one value per seed (the same seeds everywhere: paired)."""
+
+    faults: tuple[str, ...]
+    setups: tuple[str, ...]
+    seeds: tuple[int, ...]
+    values: Mapping[tuple[str, str], Mapping[str, tuple[float, ...]]]  # (fault, setup) -> metric -> per seed
+    level: float = 0.95
+    metrics: tuple[str, ...] = HEALTH_METRICS
+
+    def interval(self, fault: str, setup: str, metric: str) -> tuple[float, float, float]:
+        """``(mean, low, high)`` over seeds (a t interval at ``level``)."""
+        return mean_confidence_interval(self.values[(fault, setup)][metric], self.level)
+
+    def difference(self, fault: str, a: str, b: str, metric: str) -> tuple[float, float, float]:
+        """``(mean, low, high)`` of set-up ``a`` minus ``b`` on ``fault``, paired by seed (below 0: a is lower)."""
+        pairs = [x - y for x, y in zip(self.values[(fault, a)][metric], self.values[(fault, b)][metric])]
+        return mean_confidence_interval(pairs, self.level)
+
+    def table(self, baseline: str = "none") -> str:
+        """One block per fault: each set-up's mean [interval] per metric, and its paired difference from ``baseline``."""
+        width = max(len(s) for s in self.setups)
+        lines = []
+        for fault in self.faults:
+            lines.append(f"fault: {fault}")
+            lines.append(f"  {'set-up':<{width}}  " + "  ".join(f"{m:>26}" for m in self.metrics)
+                         + f"   paired difference from {baseline!r}")  # fmt: skip
+            for setup in self.setups:
+                cells = []
+                for m in self.metrics:
+                    mean, lo, hi = self.interval(fault, setup, m)
+                    cells.append(f"{mean:>9.2f} [{lo:8.2f}, {hi:8.2f}]")
+                diff = ""
+                if setup != baseline and baseline in self.setups:
+                    parts = []
+                    for m in self.metrics:
+                        d, lo, hi = self.difference(fault, setup, baseline, m)
+                        parts.append(f"{m} {d:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+                    diff = "   " + "; ".join(parts)
+                lines.append(f"  {setup:<{width}}  " + "  ".join(cells) + diff)
+        lines.append(f"{len(self.seeds)} seeds (common random numbers: the same traffic for every set-up), "
+                     f"{self.level:.0%} t intervals; errors = requests whose client got an error; e2e_p99 in s; "
+                     "wasted_gpu_s = slot-seconds of tries whose answer was discarded or failed")  # fmt: skip
+        return "\n".join(lines)
+
+
+def health_race(
+    faults: Sequence[str] = ("crash", "hang", "throttled", "failing"),
+    setups: Sequence[str] = tuple(HEALTH_SETUPS),
+    *,
+    servers: int = 4,
+    requests: int = 3_000,
+    load: float = 0.6,
+    seeds: Sequence[int] = range(4),
+    policy: Any = None,
+    retry: Any = None,
+    balancer: BalancerFactory | None = None,
+    level: float = 0.95,
+    workers: int | None = None,
+) -> HealthRaceResult:
+    """Stage 4's race: health-checking set-ups on fault scenarios, with common random numbers.
+
+    Each fault is :func:`solution.sim.scenarios.health_fault` (one bad
+    server of ``servers``; a crashed or hung server restarts cold); each
+    set-up turns checks on with :meth:`Scenario.with_health`: ``none`` (the
+    request path with re-route but no checker), ``active`` (probes),
+    ``passive`` (outlier detection on real traffic), ``both``, and
+    ``both+slow start``.  Slow start is off in the others (a 1 ms window).
+    Every set-up uses the same ``retry`` policy (default: 3 tries, a 60 s
+    per-try timeout) and balancer (default least-connections), so a
+    difference is due to the checks alone.  Metrics: :data:`HEALTH_METRICS`.
+
+    >>> out = health_race(("crash",), ("none", "both"), requests=600, seeds=range(2), workers=0)
+    >>> sorted(out.values), out.metrics
+    ([('crash', 'both'), ('crash', 'none')], ('errors', 'e2e_p99', 'wasted_gpu_s'))
+
+    Raises:
+        ValueError: an unknown fault or set-up, or fewer than two seeds.
+    """
+    from solution.core.health_types import HealthPolicy, RetryPolicy
+    from solution.sim.scenarios import health_fault
+
+    seeds = tuple(seeds)
+    if len(seeds) < 2:
+        raise ValueError(f"health_race needs at least two seeds for a confidence interval, got {len(seeds)}")
+    unknown = [s for s in setups if s not in HEALTH_SETUPS]
+    if unknown:
+        raise ValueError(f"unknown set-ups {unknown}; choose from {', '.join(HEALTH_SETUPS)}")
+    policy = HealthPolicy() if policy is None else policy
+    retry = RetryPolicy(max_tries=3, per_try_timeout=60.0) if retry is None else retry
+    factory = least_connections() if balancer is None else balancer_factory(balancer)
+    base = {f: health_fault(f, servers=servers, requests=requests, load=load) for f in faults}
+    jobs = []
+    for fault in faults:
+        for setup in setups:
+            active, passive, slow = HEALTH_SETUPS[setup]
+            scenario = base[fault].with_health(policy, active=active, passive=passive, slow_start=slow, retry=retry)
+            jobs.extend(_HealthJob(scenario, seed, factory) for seed in seeds)
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers <= 1 or len(jobs) <= 1:
+        rows = [_run_health_job(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            rows = list(pool.map(_run_health_job, jobs))
+    out = iter(rows)
+    values: dict[tuple[str, str], dict[str, tuple[float, ...]]] = {}
+    for fault in faults:
+        for setup in setups:
+            got = [next(out) for _ in seeds]
+            values[(fault, setup)] = {m: tuple(g[k] for g in got) for k, m in enumerate(HEALTH_METRICS)}
+    return HealthRaceResult(tuple(faults), tuple(setups), seeds, values, level)

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from solution.sim.cluster import ClassicMode, Cluster, LlmMode, ServerSpec
-from solution.sim.faults import AddServer, Crash, FailFraction, Recover, RemoveServer, Slowdown, TimetableEvent
+from solution.sim.faults import AddServer, Crash, FailFraction, GrayFailure, Hang, Recover, RemoveServer, Slowdown, TimetableEvent
+from solution.sim.healthsim import ColdStart
 from solution.sim.scenario import EstimateError, Scenario
 from solution.sim.trace import TraceWorkload
 from solution.sim.workload import Bimodal, Fixed, LogNormal, OnOff, Pareto, Poisson, Sessions, Tier, Workload
@@ -34,6 +35,10 @@ __all__ = [
     "slow_server",
     "flaky",
     "drain",
+    "hang",
+    "gray",
+    "health_fault",
+    "HEALTH_FAULTS",
     "trace",
 ]
 
@@ -139,6 +144,49 @@ def drain(servers: int = 4, load: float = 0.7, requests: int = 5_000, *, gpu: st
     return _steady_with("drain", servers, load, requests, gpu, events)
 
 
+def hang(servers: int = 4, load: float = 0.7, requests: int = 5_000, *, gpu: str = "A100-80GB", **_: object) -> Scenario:
+    """``gpu-0`` hangs at 30% of the run (accepts, never answers) and is restarted at 60% (then warms up)."""
+    events = lambda span: (Hang(0.3 * span, "gpu-0"), Recover(0.6 * span, "gpu-0"))  # noqa: E731
+    return _steady_with("hang", servers, load, requests, gpu, events, cold_start=ColdStart())
+
+
+def gray(servers: int = 4, load: float = 0.7, requests: int = 5_000, *, gpu: str = "A100-80GB", fraction: float = 0.3,
+         factor: float = 3.0, **_: object) -> Scenario:  # fmt: skip
+    """``gpu-0`` passes its probes but fails ``fraction`` of real requests and crawls ``factor`` times slower, 20% to 70%."""
+    events = lambda span: (GrayFailure(0.2 * span, "gpu-0", fraction, factor), Recover(0.7 * span, "gpu-0"))  # noqa: E731
+    return _steady_with("gray", servers, load, requests, gpu, events)
+
+
+#: The faults of stage 4's race (:func:`health_fault`).
+HEALTH_FAULTS = ("crash", "hang", "throttled", "failing")
+
+
+def health_fault(fault: str, servers: int = 4, load: float = 0.6, requests: int = 3_000, *, gpu: str = "A100-80GB",
+                 cold: ColdStart | None = ColdStart(), **_: object) -> Scenario:  # fmt: skip
+    """Stage 4's race scenarios: one fault on ``gpu-0`` of a steady fleet, with a cold start on restart.
+
+    * ``"crash"``: it crashes at 25% of the run and restarts at 50% (then warms up);
+    * ``"hang"``: it hangs at 25% (accepts, never answers; probes time out) and restarts at 50%;
+    * ``"throttled"``: it runs 3 times slower from 25% to 75% (probes still pass: only latency shows it);
+    * ``"failing"``: it fails 30% of real requests from 25% to 75% (probes still pass).
+
+    Health checking is off; turn it on with :meth:`Scenario.with_health`.
+
+    Raises:
+        ValueError: an unknown fault (the message lists them).
+    """
+    makers: dict[str, Callable[[float], tuple[TimetableEvent, ...]]] = {
+        "crash": lambda span: (Crash(0.25 * span, "gpu-0"), Recover(0.5 * span, "gpu-0")),
+        "hang": lambda span: (Hang(0.25 * span, "gpu-0"), Recover(0.5 * span, "gpu-0")),
+        "throttled": lambda span: (Slowdown(0.25 * span, "gpu-0", 3.0), Recover(0.75 * span, "gpu-0")),
+        "failing": lambda span: (FailFraction(0.25 * span, "gpu-0", 0.3), Recover(0.75 * span, "gpu-0")),
+        "gray": lambda span: (GrayFailure(0.25 * span, "gpu-0", 0.3, 3.0), Recover(0.75 * span, "gpu-0")),
+    }
+    if fault not in makers:
+        raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(makers)}")
+    return _steady_with(f"health-{fault}", servers, load, requests, gpu, makers[fault], cold_start=cold)
+
+
 def trace(path: str | os.PathLike[str], servers: int = 2, *, time_scale: float = 1.0, gpu: str = "A100-80GB",
           limit: int | None = None, **_: object) -> Scenario:  # fmt: skip
     """Replay an Azure LLM inference 2023 trace file on ``servers`` identical GPUs."""
@@ -159,6 +207,8 @@ SCENARIOS: dict[str, Callable[..., Scenario]] = {
     "slow-server": slow_server,
     "flaky": flaky,
     "drain": drain,
+    "hang": hang,
+    "gray": gray,
 }
 
 
