@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = {1: "balancer", 2: "request_queue", 3: "strategies"}
+MODULES = {1: "balancer", 2: "request_queue", 3: "strategies", 4: "health"}
 #: Appears in the command line of every process a fake tries to leave behind.
 MARKER = "lbgrade-fake-detached-7f3a"
 #: Files a fake tries to create outside its sandbox (checked and removed by :func:`leftovers`).
@@ -659,12 +659,48 @@ _ALWAYS_429 = _stage2_edit(
     "            return Rejected(request_id, now, self._retry_after(now), 429)\n",
 )
 
+def _stage4_edit(old: str, new: str) -> Callable[[Path], Built]:
+    """Stage 4's reference with one edit; the stubs in stages 1 to 3."""
+    return lambda folder: Built({4: edit(reference(4), old, new)})
+
+
+#: Stage 4's fakes (issue 11): plausible health checkers and ledgers that each break one rule.
+_NO_EJECTION_CAP = _stage4_edit(
+    "        if (self._ejected + 1) * 100 > p.max_ejection_percent * len(self._servers):\n",
+    "        if False:  # no max_ejection_percent\n",
+)
+_FIXED_EJECTION_TIME = _stage4_edit(
+    "        server.ejected_until = now + p.ejection_time(server.level)\n",
+    "        server.ejected_until = now + p.base_ejection_time\n",
+)
+_LATE_ANSWER_DELIVERED = _stage4_edit(
+    '        self._stats["late_answers_discarded"] += 1\n',
+    '        if request is not None and request.status in ("waiting", "failed"):\n            return True  # an earlier server answered: why not\n'
+    '        self._stats["late_answers_discarded"] += 1\n',
+)
+_NO_SLOW_START = _stage4_edit(
+    "            return max(p.min_weight, (t / p.slow_start_window) ** (1.0 / p.aggression))\n",
+    "            return 1.0  # slow start ignored\n",
+)
+_SCANNED_MEAN = _stage4_edit(
+    "        mean = (self._spt_sum - server.spt_ewma) / (self._spt_count - 1)  # the other servers' mean\n",
+    "        others = [s.spt_ewma for s in self._servers.values() if s is not server and s.spt_ewma is not None]\n"
+    "        mean = (sum(others) if others else 0.0) / max(1, len(others))  # a scan of the fleet per result\n",
+)
+
+
+def _stage4_fake(name: str, build: Callable[[Path], Built], failing: tuple[str, ...], what: str,
+                 may_fail: tuple[str, ...] = ("random operations",)) -> Fake:  # fmt: skip
+    return Fake(name, build, {1: STUBS, 2: STUBS, 3: STUBS, 4: Expect(low=1, high=99, only_causes=("differs",), failing=failing,
+                                                                      may_fail=may_fail)}, what)
+
+
 def fakes() -> list[Fake]:
     """Every fake, in the order the table shows them."""
     no_import = dict(only_causes=("import",), causes=("import",))
     return [
-        Fake("stubs", _stubs_everywhere, {1: STUBS, 2: STUBS, 3: STUBS}, "the generated stubs, untouched"),
-        Fake("reference", _reference_everywhere, {1: REFERENCE, 2: REFERENCE, 3: REFERENCE}, "the reference copied in"),
+        Fake("stubs", _stubs_everywhere, {1: STUBS, 2: STUBS, 3: STUBS, 4: STUBS}, "the generated stubs, untouched"),
+        Fake("reference", _reference_everywhere, {1: REFERENCE, 2: REFERENCE, 3: REFERENCE, 4: REFERENCE}, "the reference copied in"),
         stage1_fake("tie-break swapped", "free slots before memory in the tie-break", _tie_break,
                     # The tie-break group's cases never set memory against free slots (same capacity, or same
                     # memory); the one case that does is in the load-ratio group (8 slots/24 GB and 2/80 GB, idle).
@@ -694,6 +730,21 @@ def fakes() -> list[Fake]:
              {1: STUBS, 2: Expect(low=1, high=99, only_causes=("differs",), failing=("max depth",),
                                   may_fail=("random operations",)), 3: STUBS},
              "stage 2's full queue answers 429 whatever the policy's reject_status (503 by default)"),
+        _stage4_fake("no ejection cap", _NO_EJECTION_CAP, ("passive checks: max_ejection_percent",),
+                     "stage 4 ejects every server that fails, whatever max_ejection_percent says"),
+        _stage4_fake("ejection time not growing", _FIXED_EJECTION_TIME, ("passive checks: consecutive_5xx", "circuit breaker"),
+                     "stage 4 ejects for base_ejection_time every time (no doubling, so a bad server flaps)"),
+        _stage4_fake("late answer delivered", _LATE_ANSWER_DELIVERED, ("re-route: exactly one answer",),
+                     "stage 4's ledger delivers an earlier attempt's answer when the current one has not answered yet",
+                     may_fail=("random operations", "re-route: re-send")),
+        _stage4_fake("slow start ignored", _NO_SLOW_START, ("slow start",),
+                     "stage 4 gives a recovered or new server its full weight at once",
+                     # the ramp's weight shows in every snapshot after a half-open closes
+                     may_fail=("random operations", "add:", "circuit breaker", "active checks: thresholds", "passive checks: consecutive_5xx")),
+        Fake("fleet scan per result", _SCANNED_MEAN,
+             {1: STUBS, 2: STUBS, 3: STUBS, 4: Expect(low=1, high=99, only_causes=("differs", "probe"), failing=("cost:",),
+                                                      may_fail=("random operations", "degraded"))},
+             "stage 4 recomputes the fleet's mean latency by scanning every server on each request result"),
         Fake("debug prints", _debug_prints,
              {1: Expect(score=100, note=r"similar", output=r"debug"), 2: Expect(score=100, note=r"similar", output=r"debug"), 3: STUBS},
              "a print at the top of every function of the reference (stages 1, 2)"),
@@ -721,7 +772,7 @@ def fakes() -> list[Fake]:
         Fake("linked reference", _linked, {1: Expect(score=0, reason=r"is a link to .*solution/balancer\.py", only_causes=("import",)),
                                            2: STUBS, 3: STUBS},
              "exercises/balancer.py is a symbolic link to the grader's solution/balancer.py"),
-        Fake("shipped conftest.py", _conftests, {1: STUBS, 2: STUBS, 3: STUBS},
+        Fake("shipped conftest.py", _conftests, {1: STUBS, 2: STUBS, 3: STUBS, 4: STUBS},
              "an all-pass pytest hook next to exercises/ and inside it"),
         stage1_fake("patching at import", "patches solution.checks.script, pytest; walks the heap with gc",
                     _at_import(_PATCHING, stub), Expect(score=0, reason=r"changed the grader's support code.*solution\.checks\.script:")),
