@@ -162,10 +162,11 @@ HEALTH_FAULTS = ("crash", "hang", "throttled", "failing")
 
 
 def health_fault(fault: str, servers: int = 4, load: float = 0.6, requests: int = 3_000, *, gpu: str = "A100-80GB",
-                 cold: ColdStart | None = ColdStart(), **_: object) -> Scenario:  # fmt: skip
+                 cold: ColdStart | None = ColdStart(seconds=40.0, speed=0.3), **_: object) -> Scenario:  # fmt: skip
     """Stage 4's race scenarios: one fault on ``gpu-0`` of a steady fleet, with a cold start on restart.
 
-    * ``"crash"``: it crashes at 25% of the run and restarts at 50% (then warms up);
+    * ``"crash"``: it crashes at 25% of the run and restarts at 35% (then warms up: ``cold``, by default
+      40 s from 30% speed, so a server that gets its full share back at once serves it slowly);
     * ``"hang"``: it hangs at 25% (accepts, never answers; probes time out) and restarts at 50%;
     * ``"throttled"``: it runs 3 times slower from 25% to 75% (probes still pass: only latency shows it);
     * ``"failing"``: it fails 30% of real requests from 25% to 75% (probes still pass).
@@ -176,7 +177,7 @@ def health_fault(fault: str, servers: int = 4, load: float = 0.6, requests: int 
         ValueError: an unknown fault (the message lists them).
     """
     makers: dict[str, Callable[[float], tuple[TimetableEvent, ...]]] = {
-        "crash": lambda span: (Crash(0.25 * span, "gpu-0"), Recover(0.5 * span, "gpu-0")),
+        "crash": lambda span: (Crash(0.25 * span, "gpu-0"), Recover(0.35 * span, "gpu-0")),
         "hang": lambda span: (Hang(0.25 * span, "gpu-0"), Recover(0.5 * span, "gpu-0")),
         "throttled": lambda span: (Slowdown(0.25 * span, "gpu-0", 3.0), Recover(0.75 * span, "gpu-0")),
         "failing": lambda span: (FailFraction(0.25 * span, "gpu-0", 0.3), Recover(0.75 * span, "gpu-0")),
