@@ -72,6 +72,19 @@ _HIDDEN_BAD_ARGUMENTS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
+#: Stage 4's hidden bad constructions (the public ones are in solution.checks.stage4's bad-input group).
+_HIDDEN_BAD_BUILDS_4: tuple[dict[str, Any], ...] = (
+    {"bare": "checker", "kwargs": {"seed": "1"}},
+    {"bare": "checker", "kwargs": {"seed": -5}},
+    {"bare": "checker", "args": ["default"]},
+    {"bare": "ledger", "args": [{"max_tries": 3}]},
+)
+
+
+def _is_bare(case: Case) -> bool:
+    return isinstance(case.make, dict) and bool(case.make.get("bare")) and not case.ops
+
+
 def hidden_groups(spec: StageSpec) -> tuple[Group, ...]:
     """The hidden cases of ``spec``'s stage, in groups named as the public ones."""
     rng = random.Random(f"hidden-{spec.stage}")
@@ -84,6 +97,10 @@ def hidden_groups(spec: StageSpec) -> tuple[Group, ...]:
         elif spec.stage == 3 and group.cases and group.cases[0].make.get("bare"):
             cases = tuple(Case(f"h3.{g}.{i}", {"strategy": cls, "options": options, "bare": True}, ())
                           for i, (cls, options) in enumerate(_HIDDEN_BAD_ARGUMENTS))
+        elif spec.stage == 4 and any(_is_bare(c) for c in group.cases):
+            kept = [c for c in group.cases if not _is_bare(c)]
+            cases = tuple(Case(f"h4.{g}.b{i}", make, ()) for i, make in enumerate(_HIDDEN_BAD_BUILDS_4)) + tuple(
+                rename_ids(c, rng, f"h4.{g}.{i}") for i, c in enumerate(kept))
         else:
             cases = tuple(rename_ids(c, rng, f"h{spec.stage}.{g}.{i}") for i, c in enumerate(group.cases))
         out.append(Group(group.name, cases))
