@@ -19,7 +19,7 @@ from solution.checks import SPECS
 from solution.checks.probes import PROBES
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = {1: "01_least_connections.py", 2: "02_queuing.py", 3: "03_routing_strategies.py"}
+NOTEBOOKS = {1: "01_least_connections.py", 2: "02_queuing.py", 3: "03_routing_strategies.py", 4: "04_health_checks.py"}
 pytestmark = pytest.mark.meta
 
 
