@@ -49,7 +49,8 @@ from solution.widgets.drawing import figure_png
 
 __all__ = [
     "STATE_COLORS", "failure_modes", "state_diagram", "tradeoff_figure", "timeline_figure", "crash_detection_times",
-    "false_ejection_rate", "probes_to_false_ejection", "expected_run_probes", "detection_bounds", "TradeoffExplorer", "HealthTimeline",
+    "false_ejection_rate", "probes_to_false_ejection", "expected_run_probes", "detection_bounds", "state_spans", "timeline_record",
+    "TradeoffExplorer", "HealthTimeline",
 ]  # fmt: skip
 
 #: One colour per health state, the same in every picture.
@@ -465,7 +466,7 @@ def timeline_figure(
                 continue
             top.barh(row, min(stop, horizon) - start, left=start, color=STATE_COLORS.get(state, "#999999"), height=0.7)
     top.set_yticks(range(len(ids)), ids)
-    top.set_ylim(-0.6, len(ids) - 0.4)
+    top.set_ylim(-0.6, len(ids) + 0.5)  # a row of headroom for the legend
     top.set_ylabel("server (state)")
     top.set_title(f"{title}: each server's health state", fontsize=9)
     for sid, (ts, values) in load.items():
@@ -566,15 +567,92 @@ class TradeoffExplorer:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
+#: The timeline's faults (``solution.sim.scenarios.health_fault``) and check set-ups (``solution.sim.race.HEALTH_SETUPS``).
+TIMELINE_FAULTS = {"crash": "crash", "hang": "hang", "throttled GPU": "throttled", "30%-failing server": "failing",
+                   "gray failure": "gray"}  # fmt: skip
+
+
+def state_spans(transitions: Sequence[Any], server_ids: Sequence[str], end: float) -> dict[str, list[tuple[float, float, str]]]:
+    """Each server's (start, end, state) spans from a transition log, up to ``end``.
+
+    A server starts ``healthy`` at 0 (the initial fleet is added warm) until
+    its first transition.  O(T + S).
+    """
+    spans: dict[str, list[tuple[float, float, str]]] = {sid: [] for sid in server_ids}
+    current = {sid: (0.0, "healthy") for sid in server_ids}
+    for tr in transitions:
+        if tr.server_id not in current:
+            continue
+        start, state = current[tr.server_id]
+        if tr.at > start:
+            spans[tr.server_id].append((start, float(tr.at), state))
+        current[tr.server_id] = (float(tr.at), _name(tr.new))
+    for sid, (start, state) in current.items():
+        spans[sid].append((start, max(end, start), state))
+    return spans
+
+
+def timeline_record(fault: str, setup: str, *, requests: int = 1_500, seed: int = 1, servers: int = 4, load: float = 0.6,
+                    balancer: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Run one fault scenario with one check set-up and return what :func:`timeline_figure` draws.
+
+    ``fault`` is a :data:`TIMELINE_FAULTS` key (or a ``health_fault`` name),
+    ``setup`` a ``HEALTH_SETUPS`` key.  The retry policy is the race's
+    (3 tries, a 60 s per-try timeout).  Returns ``states`` (server -> spans),
+    ``load`` (server -> (times, tries in flight)), ``rerouted`` (times a
+    request was re-sent), ``faults``, ``end``, ``results`` and a one-line
+    ``summary``.  O(n log n) after the run.
+    """
+    from solution.core.health_types import HealthPolicy, RetryPolicy
+    from solution.sim import simulate
+    from solution.sim.race import HEALTH_SETUPS, least_connections
+    from solution.sim.scenarios import health_fault
+
+    if setup not in HEALTH_SETUPS:
+        raise ValueError(f"unknown set-up {setup!r}; choose one of {', '.join(HEALTH_SETUPS)}")
+    active, passive, slow = HEALTH_SETUPS[setup]
+    scenario = health_fault(TIMELINE_FAULTS.get(fault, fault), servers=servers, requests=requests, load=load)
+    scenario = scenario.with_health(HealthPolicy(), active=active, passive=passive, slow_start=slow,
+                                    retry=RetryPolicy(max_tries=3, per_try_timeout=60.0))  # fmt: skip
+    res = simulate(scenario, balancer or least_connections(), seed=seed)
+    end = float(np.nanmax(res.finish))
+    ids = res.server_ids
+    spans = state_spans(getattr(res.health, "transitions", ()), ids, end)
+    # load: every try counts on its server while it runs (a re-sent request may run on two at once)
+    intervals: list[tuple[int, float, float]] = []
+    rerouted: list[float] = []
+    for i in range(len(res)):
+        tries = res.history.get(i)
+        if tries:
+            intervals.extend((t.server, t.start, t.end) for t in tries)
+            rerouted.extend(t.start for t in tries[1:])
+        elif res.server[i] >= 0 and not np.isnan(res.start[i]):
+            intervals.append((int(res.server[i]), float(res.start[i]), float(res.finish[i])))
+    series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for k, sid in enumerate(ids):
+        mine = [(a, b) for s, a, b in intervals if s == k]
+        times = np.array([a for a, _ in mine] + [b for _, b in mine] + [0.0])
+        steps = np.array([1] * len(mine) + [-1] * len(mine) + [0])
+        order = np.argsort(times, kind="stable")
+        series[sid] = (times[order], np.cumsum(steps[order]))
+    faults = [(float(ev.at), f"{type(ev).__name__.lower()} {ev.server}") for ev in scenario.timetable]
+    discarded = int(np.sum(res.late)) if res.late is not None else 0
+    summary = (f"{fault}, checks {setup}: {len(res):,} requests, client errors {res.client_errors()}, "
+               f"re-sent {len(rerouted)}, late answers discarded {discarded}, p99 {res.summary().e2e_p99:.1f} s, "
+               f"wasted GPU {res.wasted_gpu_seconds():.0f} slot-s, transitions {len(getattr(res.health, 'transitions', ()))}")
+    return {"states": spans, "load": series, "rerouted": rerouted, "faults": faults, "end": end, "results": res,
+            "summary": summary}
+
+
 class HealthTimeline:
     """``display(HealthTimeline())``: play a fault scenario; see each server's state, load and the re-routed requests."""
 
-    SCENARIOS = ("crash", "hang", "throttled GPU", "30%-failing server")
+    def __init__(self, *, requests: int = 1_500, seed: int = 1) -> None:
+        from solution.sim.race import HEALTH_SETUPS
 
-    def __init__(self, impl: ModuleType | None = None, *, requests: int = 1_500) -> None:
-        self.impl, self.requests = impl, requests
-        self.scenario = W.Dropdown(options=list(self.SCENARIOS), value="crash", description="fault")
-        self.checks = W.Dropdown(options=["none", "active", "passive", "both", "both + slow start"], value="both", description="checks")
+        self.requests, self.seed = requests, seed
+        self.scenario = W.Dropdown(options=list(TIMELINE_FAULTS), value="crash", description="fault")
+        self.checks = W.Dropdown(options=list(HEALTH_SETUPS), value="both", description="checks")
         self.play = W.Play(value=100, min=0, max=100, step=5, interval=300, description="play")
         self.at = W.IntSlider(value=100, min=0, max=100, step=1, description="time (%)", continuous_update=True)
         W.jslink((self.play, "value"), (self.at, "value"))
@@ -589,10 +667,8 @@ class HealthTimeline:
 
     def run(self) -> dict[str, Any]:
         """Simulate the chosen scenario with the chosen checks and redraw."""
-        from solution.widgets._health_timeline import timeline_record
-
         started = time.perf_counter()
-        self.record = timeline_record(self.scenario.value, self.checks.value, requests=self.requests, impl=self.impl)
+        self.record = timeline_record(self.scenario.value, self.checks.value, requests=self.requests, seed=self.seed)
         self.simulated_ms = (time.perf_counter() - started) * 1000
         self.draw()
         return self.record
