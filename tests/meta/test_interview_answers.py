@@ -53,6 +53,16 @@ EXPECTED: dict[str, tuple[int | None, dict[str, tuple[str, ...]]]] = {
         "thundering herd": ("herd",),
         "predictive routing by estimated size": ("predictive",),
     }),
+    "04_health_checks.py": (1, {
+        "periodic health checks on an interval": ("interval",),
+        "circuit breaker after N consecutive failures": ("circuit breaker",),
+        "degraded vs down": ("degraded",),
+        "re-route in-flight requests after a timeout": ("re-route", "re-sent", "reroute"),
+        "idempotency (exactly one answer)": ("idempoten", "exactly one"),
+        "recovery with slow start": ("slow start",),
+        "passive checks (real traffic)": ("passive",),
+        "active checks (probes)": ("active",),
+    }),
 }
 
 
