@@ -51,6 +51,11 @@ STATED_INPUTS = {
         "4.0": "the licence, CC-BY 4.0",
         "99%": "the confidence level of the supermarket intervals",
     },
+    "04_health_checks.ipynb": {
+        "10%": "the probe loss p = 0.1 read as a percentage (an input of the false-ejection cell)",
+        "120": "the trade-off widget's crashes per setting (its trials argument)",
+        "40%": "ColdStart's default speed (0.4 of full speed), and the scale-out time (0.4 of the run)",
+    },
 }
 
 
