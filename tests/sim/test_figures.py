@@ -27,6 +27,7 @@ from solution.sim import GPU_PRESETS, ModelSpec, Outcome, Results, plot, scenari
 from solution.sim.queueing import QueueConfig
 from solution.sim.sweep import ErlangPoint, queue_points
 from solution.widgets import drawing
+from solution.widgets import health as health_widget
 from solution.widgets import simulator as simulator_widget
 from solution.widgets.queueing import QueuePlayground
 from solution.widgets.strategies import StrategyRace, _race_figure
@@ -158,6 +159,9 @@ CASES: dict[str, Callable[[dict, list], list[Figure]]] = {
     "simulator widget": lambda r, p: [simulator_widget._figure(r["steady"]), simulator_widget._figure(r["many"])],
     "queue widget": lambda r, p: [QueuePlayground(requests=600)._figure()],
     "strategy race widget": lambda r, p: [_race_figure(StrategyRace(requests=300, seeds=2).run())],
+    "health figures": lambda r, p: [health_widget.failure_modes(), health_widget.state_diagram(),
+                                    health_widget.tradeoff_figure([health_widget.measure_point(5.0, 1.0, 3, 2, 0.1, trials=20, probes=20_000)])],
+    "health timeline widget": lambda r, p: [health_widget.HealthTimeline(requests=300).figure()],
 }
 
 
