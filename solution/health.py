@@ -39,7 +39,12 @@ comes back ever more rarely instead of every few seconds.  Between
 ejections it is degraded: the error EWMA (alpha 0.05) enters at 0.2 but
 leaves only below 0.2 * 0.5 = 0.1, which from its mean of 0.3 takes about
 22 successes in a row (0.7**22 = 0.04%): a band, not a threshold, so the
-noise of a 30% failure rate does not toggle it.
+noise of a 30% failure rate rarely toggles it.  Measured (``tests/stage4/
+test_rules.py::test_thirty_percent_failing_server_does_not_flap``, ten
+requests a second for ten minutes, seed 7): 12 transitions in all (one per
+50 s), three ejections 168 s and 231 s apart; the same run with neither
+(``max_ejection_time=30``, ``hysteresis=0.99``) changes state 109 times, once
+every 5.5 s.
 
 Where ``solution`` is replaced by ``exercises`` (the generated exercise), the
 marked bodies are the candidate's; the support types come from

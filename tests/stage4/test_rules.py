@@ -258,6 +258,21 @@ def test_thirty_percent_failing_server_does_not_flap(impl):
     assert max((u.at - t.at) for t, u in zip(ejections, ejections[1:])) >= 120.0  # and the gaps grow
 
 
+def test_without_backoff_and_band_the_same_server_flaps(impl):
+    """The control for the test above: no growth of the ejection time, an exit threshold next to the entry."""
+    hc = impl.HealthChecker(HealthPolicy(max_ejection_time=30.0, hysteresis=0.99), seed=1)
+    for i in range(4):
+        hc.add_server(f"s{i}", 0.0, warm=True)
+    rng = random.Random(7)
+    now = 0.0
+    for _ in range(6000):
+        now += 0.1
+        hc.advance(now)
+        if hc.weight("s0", now) > 0:
+            hc.request_result("s0", rng.random() >= 0.3, now)
+    assert len([t for t in hc.transitions if t.server_id == "s0" and t.old is not None]) > 60
+
+
 # --- RetryLedger ------------------------------------------------------------------------------
 
 
