@@ -128,3 +128,34 @@ def test_the_tradeoff_explorer_says_what_to_implement_without_a_reference(monkey
     monkeypatch.setattr(hw, "reference_available", lambda: False)
     w = hw.TradeoffExplorer(types.SimpleNamespace(HealthChecker=Stub))
     assert w.last is None and "exercises/health.py" in w.summary.value
+
+
+def test_the_timeline_reruns_on_a_fault_or_checks_change_and_redraws_on_the_slider():
+    w = hw.HealthTimeline(requests=600)
+    first = w.record
+    assert bytes(w.image.value[:4]) == b"\x89PNG" and "crash, checks both" in w.summary.value
+    assert first["states"]["gpu-0"][0][2] == "healthy" and any(s == "down" for _, _, s in first["states"]["gpu-0"])
+    w.checks.value = "none"
+    assert w.record is not first and not any(s == "down" for _, _, s in w.record["states"]["gpu-0"])  # no checker: never marked
+    w.scenario.value = "hang"
+    assert "hang, checks none" in w.summary.value
+    image = w.image.value
+    w.at.value = 30
+    assert w.image.value != image  # the play head moved: what lies after it is hidden
+
+
+def test_the_timeline_counts_every_re_sent_request_once():
+    rec = hw.timeline_record("hang", "both", requests=800)
+    res = rec["results"]
+    assert len(rec["rerouted"]) == res.health.path_stats["re_sent"] > 0
+    for times, values in rec["load"].values():
+        assert values.min() >= 0 and values[-1] == 0  # every try that started also ended
+
+
+def test_the_timeline_says_what_to_implement_when_a_stub_stands_in_the_way(monkeypatch):
+    def stub(*args, **kwargs):
+        raise NotImplementedError("Stage 1: LoadBalancer.__init__ is not implemented yet")
+
+    monkeypatch.setattr(hw, "timeline_record", stub)
+    w = hw.HealthTimeline()
+    assert w.record is None and "Stage 1" in w.summary.value and w.image.value == b""
