@@ -19,7 +19,8 @@ capacity: what a balancer does when health is a filter over the fleet rather
 than weights pushed on transitions (the checker gets the same results).  Its
 ratio grows with S.
 
-The figure that matters is the ratio 2,048 / 16 servers.
+The figure that matters is the ratio 2,048 / 16 servers (medians of batches
+run alternately at both sizes, so a busy machine slows both alike).
 
 Usage: python benchmarks/bench_health.py [--batches 9] [--pairs 2000]
 """
@@ -91,41 +92,56 @@ def build(strategy, servers: int, *, pushed: bool) -> tuple[RequestPath, HealthC
     return path, checker, spt
 
 
-def per_pair(make, servers: int, batches: int, pairs: int, *, pushed: bool = True) -> tuple[float, dict[str, int]]:
-    """Median seconds per submit + complete pair, and the health states of the fleet at the end."""
-    strategy = make()
-    path, checker, spt = build(strategy, servers, pushed=pushed)
-    if isinstance(strategy, ScanHealthFilter):
-        strategy.checker = checker
-    now = 0.0
-    inflight: deque[tuple[str, str]] = deque()
-    count = 0
+class Run:
+    """One path over a half-full fleet, timed in batches of submit + complete pairs."""
 
-    def submit(rid: str) -> None:
-        for o in path.submit(Request(rid, 500, prompt_tokens=300), now):
+    def __init__(self, make, servers: int, *, pushed: bool) -> None:
+        self.strategy = make()
+        self.path, self.checker, self.spt = build(self.strategy, servers, pushed=pushed)
+        if isinstance(self.strategy, ScanHealthFilter):
+            self.strategy.checker = self.checker
+        self.pushed = pushed
+        self.now = 0.0
+        self.count = 0
+        self.inflight: deque[tuple[str, str]] = deque()
+        for _ in range(servers * 4):
+            self.submit()
+
+    def submit(self) -> None:
+        self.count += 1
+        for o in self.path.submit(Request(f"r{self.count}", 500, prompt_tokens=300), self.now):
             if isinstance(o, Dispatched):
-                inflight.append((o.request_id, o.server_id))
+                self.inflight.append((o.request_id, o.server_id))
 
-    for _ in range(servers * 4):
-        submit(f"w{count}")
-        count += 1
-    timings = []
-    for _ in range(batches):
+    def batch(self, pairs: int) -> float:
+        """Seconds per pair over ``pairs`` pairs."""
+        path, checker, spt, inflight = self.path, self.checker, self.spt, self.inflight
         started = time.perf_counter()
         for _ in range(pairs):
-            now += 1e-3
-            strategy.now = now
-            submit(f"r{count}")
-            count += 1
+            self.now += 1e-3
+            self.strategy.now = self.now
+            self.submit()
             rid, sid = inflight.popleft()
-            path.completed(rid, sid, now, seconds_per_token=spt[sid])
-            if not pushed:  # the same passive health work as the pushed rows
-                checker.request_result(sid, True, now, spt[sid])
-        timings.append((time.perf_counter() - started) / pairs)
-    states: dict[str, int] = {}
-    for s in checker.get_server_stats().values():
-        states[s["state"]] = states.get(s["state"], 0) + 1
-    return statistics.median(timings), states
+            path.completed(rid, sid, self.now, seconds_per_token=spt[sid])
+            if not self.pushed:  # the same passive health work as the pushed rows
+                checker.request_result(sid, True, self.now, spt[sid])
+        return (time.perf_counter() - started) / pairs
+
+    def states(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.checker.get_server_stats().values():
+            out[s["state"]] = out.get(s["state"], 0) + 1
+        return out
+
+
+def compare(make, batches: int, pairs: int, *, pushed: bool, large_pairs: int | None = None) -> tuple[float, float, Run]:
+    """Median seconds per pair at 16 and at 2,048 servers, batches interleaved (a shared machine drifts alike for both)."""
+    small, large = Run(make, 16, pushed=pushed), Run(make, 2048, pushed=pushed)
+    a, b = [], []
+    for _ in range(batches):
+        a.append(small.batch(pairs))
+        b.append(large.batch(large_pairs or pairs))
+    return statistics.median(a), statistics.median(b), large
 
 
 ROWS = {
@@ -143,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'route + complete through RequestPath':<46}{'16 servers':>12}{'2,048 servers':>15}{'ratio':>8}")
     states = {}
     for name, (make, pushed) in ROWS.items():
-        small, _ = per_pair(make, 16, args.batches, args.pairs, pushed=pushed)
-        large, states[name] = per_pair(make, 2048, args.batches, args.pairs // (8 if not pushed else 1), pushed=pushed)
+        small, large, run = compare(make, args.batches, args.pairs, pushed=pushed, large_pairs=None if pushed else args.pairs // 8)
+        states[name] = run.states()
         print(f"{name:<46}{small * 1e6:>10.1f}us{large * 1e6:>13.1f}us{large / small:>8.2f}")
     fleet = states["least-connections, health pushed as weights"]
     print("fleet of 2,048 at the end: " + ", ".join(f"{fleet.get(s.value, 0)} {s.value}" for s in HealthState))

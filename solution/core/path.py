@@ -28,7 +28,8 @@ outcomes, in the order they happened; the driver acts on each:
 * :meth:`completed` ``(request_id, server_id, now, ok, seconds_per_token)``:
   an attempt ended on ``server_id`` (its answer, or an error).
 * :meth:`server_lost` ``(server_id, now)``: the transport saw every connection
-  to the server break (a crash with connection resets).
+  to the server break (a crash with connection resets); the server then takes
+  nothing until a probe answers or health brings it out of ``down``.
 * :meth:`due_probes` ``(now)`` / :meth:`probe_result` ``(server_id, ok, now)``:
   active health checks; the driver sends each probe and reports its result
   (``ok=False`` for a timeout).
@@ -52,6 +53,11 @@ Outcomes (frozen records; every submitted request ends with exactly one *final* 
   deadline / withdrawn by the client.
 * :class:`Discarded` (not a request's end): a late or duplicate answer from
   an abandoned attempt was dropped and counted.
+
+Re-sends go to another server than the attempt they replace (Envoy's
+``previous_hosts`` retry predicate): the previous server is set to weight 0
+for the one routing call, O(log S) twice; a timed-out or failed attempt may
+go back to it when no other server can take it, a lost server's never.
 
 Health integration: the path never scans the fleet per request.  Health
 transitions are read from ``HealthChecker.transitions`` (a cursor: O(new
@@ -103,7 +109,8 @@ __all__ = [
 #:   client; a generation is never silently restarted (the client may retry
 #:   with its own idempotency key);
 #: * ``"out_of_tries"``: every try failed or timed out (RetryPolicy.max_tries);
-#: * ``"error"``: the server answered with an error and re-routing is off;
+#: * ``"error"``: the server answered with an error and it is not re-sent (no
+#:   ledger, or a ledger without ``error()``: such answers are not retried);
 #: * ``"server_lost"``: its server was declared down / lost and re-routing is off;
 #: * ``"timeout"``: the per-try timeout expired and re-routing is off;
 #: * ``"no_server"``: a re-send found no eligible server (and there is no queue).
