@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from solution.core.health_types import HealthPolicy, RetryPolicy
 from solution.sim import Outcome, scenarios, simulate
@@ -178,3 +180,33 @@ def test_health_race_pairs_set_ups_on_the_same_traffic() -> None:
     with pytest.raises(ValueError):
         health_race(("crash",), ("none",), seeds=range(1), workers=0)
     assert set(HEALTH_SETUPS) == {"none", "active", "passive", "both", "both+slow start"}
+
+
+_FAULTS = {
+    "crash": lambda t, s: Crash(t, s),
+    "hang": lambda t, s: Hang(t, s),
+    "gray": lambda t, s: GrayFailure(t, s, 0.5, 4.0),
+    "slow": lambda t, s: Slowdown(t, s, 10.0),
+    "recover": lambda t, s: Recover(t, s),
+}
+
+
+@given(
+    events=st.lists(st.tuples(st.floats(0.0, 1.0), st.sampled_from(sorted(_FAULTS)), st.sampled_from(["gpu-0", "gpu-1"])),
+                    min_size=1, max_size=5),
+    setup=st.sampled_from(sorted(HEALTH_SETUPS)),
+    timeout=st.sampled_from([None, 5.0, 20.0]),
+    tries=st.integers(1, 3),
+    seed=st.integers(0, 50),
+)  # fmt: skip
+@settings(max_examples=30, deadline=None)
+def test_every_request_ends_exactly_once_under_random_faults(events, setup, timeout, tries, seed) -> None:
+    base = steady(requests=300)
+    span = base.expected_duration()
+    scenario = replace(base, timetable=tuple(_FAULTS[kind](f * span, sid) for f, kind, sid in events))
+    active, passive, slow = HEALTH_SETUPS[setup]
+    policy = HealthPolicy(interval=2.0, timeout=0.5, base_ejection_time=5.0)
+    res = simulate(scenario.with_health(policy, active=active, passive=passive, slow_start=slow,
+                                        retry=RetryPolicy(max_tries=tries, per_try_timeout=timeout)), LC, seed=seed)  # fmt: skip
+    assert_accounting(res)
+    assert (res.tries <= tries).all()
