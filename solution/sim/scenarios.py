@@ -169,7 +169,10 @@ def health_fault(fault: str, servers: int = 4, load: float = 0.6, requests: int 
       40 s from 30% speed, so a server that gets its full share back at once serves it slowly);
     * ``"hang"``: it hangs at 25% (accepts, never answers; probes time out) and restarts at 50%;
     * ``"throttled"``: it runs 3 times slower from 25% to 75% (probes still pass: only latency shows it);
-    * ``"failing"``: it fails 30% of real requests from 25% to 75% (probes still pass).
+    * ``"failing"``: it fails 30% of real requests from 25% to 75% (probes still pass);
+    * ``"gray"``: it fails 30% and crawls 3 times slower from 25% to 75% (probes still pass);
+    * ``"scale-out"``: no fault: a cold ``spare-0`` joins at 40% (least-connections sees it empty
+      and floods it while it warms up: the case for slow start).
 
     Health checking is off; turn it on with :meth:`Scenario.with_health`.
 
@@ -182,6 +185,7 @@ def health_fault(fault: str, servers: int = 4, load: float = 0.6, requests: int 
         "throttled": lambda span: (Slowdown(0.25 * span, "gpu-0", 3.0), Recover(0.75 * span, "gpu-0")),
         "failing": lambda span: (FailFraction(0.25 * span, "gpu-0", 0.3), Recover(0.75 * span, "gpu-0")),
         "gray": lambda span: (GrayFailure(0.25 * span, "gpu-0", 0.3, 3.0), Recover(0.75 * span, "gpu-0")),
+        "scale-out": lambda span: (AddServer(0.4 * span, ServerSpec("spare-0", gpu)),),
     }
     if fault not in makers:
         raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(makers)}")
