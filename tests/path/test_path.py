@@ -353,3 +353,28 @@ class PathMachine(RuleBasedStateMachine):
 
 TestPathMachine = PathMachine.TestCase
 TestPathMachine.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
+
+
+def test_ejection_half_open_trial_limit_then_slow_start():
+    policy = HealthPolicy(consecutive_5xx=2, base_ejection_time=5.0, half_open_trials=1, slow_start_window=10.0,
+                          min_weight=0.25, max_ejection_percent=50.0, interval=100.0, timeout=1.0)  # fmt: skip
+    path = make_path(servers=("a", "b"), capacity=8, policy=policy, ledger=False)
+    for i in range(3):
+        path.submit(Request(f"e{i}", 10), 0.0)
+    on_a = sorted(rid for rid, sid in path.in_flight().items() if sid == "a")
+    assert len(on_a) == 2
+    for i, rid in enumerate(on_a):  # a fails twice in a row: ejected
+        path.completed(rid, "a", 0.3 + i, ok=False)
+    assert path.health.state("a") is HealthState.DOWN and path.router.server("a").weight == 0.0
+    path.tick(6.5)  # the ejection is over: half-open, one trial request at a time
+    assert path.health.state("a") is HealthState.RECOVERING
+    a = path.router.server("a")
+    assert (a.weight, a.trial_limit, a.capacity) == (0.25, 1, 1)
+    sent = [o.server_id for i in range(6) for o in path.submit(Request(f"t{i}", 10), 6.5) if isinstance(o, Dispatched)]
+    assert sent.count("a") == 1  # the trial limit
+    trial = next(r for r, s in path.in_flight().items() if s == "a")
+    path.completed(trial, "a", 7.0, seconds_per_token=0.02)  # the trial succeeds: slow start, no transition
+    a = path.router.server("a")
+    assert a.trial_limit is None and a.capacity == 2  # max(1, floor(8 * max(0.25, 0 / 10)))
+    path.tick(12.0)
+    assert path.router.server("a").capacity == 4  # floor(8 * 5 / 10), re-weighted as the ramp moves
