@@ -50,9 +50,15 @@ Outcomes (frozen records; every submitted request ends with exactly one *final* 
 * :class:`Delivered` (final): the client got its one response.
 * :class:`Failed` (final): ``reason`` says why (see :data:`FAIL_REASONS`).
 * :class:`TimedOut` / :class:`Cancelled` (final): left the queue at its
-  deadline / withdrawn by the client.
-* :class:`Discarded` (not a request's end): a late or duplicate answer from
-  an abandoned attempt was dropped and counted.
+  deadline / withdrawn by the client (queued or running).
+* :class:`Discarded` (not a request's end): the late answer of an abandoned
+  attempt (re-sent, timed out, cancelled, or of a request that already ended)
+  was dropped and counted.  An abandoned attempt keeps its slot on its server
+  (the GPU still works on it) until that answer, or until the server is lost.
+
+Reads: :meth:`in_flight` (current attempts), :meth:`abandoned` (attempts
+whose answers will be discarded), :meth:`stats` (counts, with
+``submitted = delivered + failed + rejected + timed_out + cancelled + open``).
 
 Re-sends go to another server than the attempt they replace (Envoy's
 ``previous_hosts`` retry predicate): the previous server is set to weight 0
