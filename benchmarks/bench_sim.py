@@ -21,7 +21,8 @@ process on a shared machine does not decide the ratio.
 Finally it times the widget-sized rerun: 20,000 requests, classic and LLM mode
 (the LLM mode runs the general engine and the servers' latency model, so it is
 the figure a change to the server model moves; the classic run above takes
-the fast path).
+the fast path), and the same LLM run with stage 4's health checking on and off
+(a ratio, for information).
 
 Run from the repository root::
 
@@ -158,6 +159,20 @@ def main(argv: list[str] | None = None) -> int:
         medians[name] = statistics.median(times)
         print(f"  widget rerun   : {args.widget_requests:,} requests, {name:10s} median {statistics.median(times):6.1f} ms, "
               f"max {max(times):6.1f} ms over {args.repeat} seeds")  # fmt: skip
+
+    # Stage 4: the same LLM widget run with health checking on (request path, checker, ledger) and off, on the
+    # same router; a ratio (both in this process, interleaved), for information: health off must cost nothing.
+    from solution.sim.race import least_connections
+
+    small = scenarios.steady(requests=args.widget_requests)
+    router = least_connections()
+    off, on = [], []
+    for s in range(args.repeat):
+        off.append(timed(simulate, small, router, seed=s)[1] * 1e3)
+        on.append(timed(simulate, small.with_health(), router, seed=s)[1] * 1e3)
+    print(f"  health checks  : {args.widget_requests:,} requests, steady LLM, least-connections router: off median "
+          f"{statistics.median(off):6.1f} ms, on (probes, outlier detection, re-route) {statistics.median(on):6.1f} ms "
+          f"({statistics.median(on) / statistics.median(off):.2f}x)")  # fmt: skip
 
     checks = {
         f"sim >= {TARGETS['sim_rate']:,} req/s": sim_rate >= TARGETS["sim_rate"],
