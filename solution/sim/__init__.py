@@ -13,6 +13,8 @@ Modules: :mod:`~solution.sim.events` (the event heap), :mod:`~.server`
 :mod:`~.classic` (the classic-mode fast path), :mod:`~.cluster` and
 :mod:`~.gpus` (servers, modes, GPU presets), :mod:`~.workload` and
 :mod:`~.trace` (requests), :mod:`~.faults` (the timetable),
+:mod:`~.healthsim` (stage 4: cold starts, probes as events, the request path with re-route),
+:mod:`~.probecheck` (stage 4's checks against theory),
 :mod:`~.scenario` / :mod:`~.scenarios` (what to run), :mod:`~.runner`
 (``simulate``), :mod:`~.results`, :mod:`~.theory` (Erlang B),
 :mod:`~.sweep` (parallel runs), :mod:`~.plot`, and the command line
@@ -22,7 +24,8 @@ Modules: :mod:`~solution.sim.events` (the event heap), :mod:`~.server`
 from solution.sim import scenarios
 from solution.sim.cluster import ClassicMode, Cluster, LlmMode, ServerSpec, service_rate
 from solution.sim.errors import BalancerContractError, ScenarioError, SimulationError, TraceFormatError
-from solution.sim.faults import AddServer, Crash, FailFraction, Recover, RemoveServer, Slowdown
+from solution.sim.faults import AddServer, Crash, FailFraction, GrayFailure, Hang, Recover, RemoveServer, Slowdown
+from solution.sim.healthsim import ColdStart, HealthConfig, HealthLog, Try
 from solution.core.latency import LatencyModel
 from solution.sim.gpus import GPU_PRESETS, GpuSpec, ModelSpec
 from solution.sim.results import Outcome, Results, Summary, format_table
@@ -59,6 +62,12 @@ __all__ = [
     "load_azure_trace",
     "EstimateError",
     "Crash",
+    "Hang",
+    "GrayFailure",
+    "ColdStart",
+    "HealthConfig",
+    "HealthLog",
+    "Try",
     "Slowdown",
     "FailFraction",
     "Recover",

@@ -431,7 +431,8 @@ class HealthEngine(Engine):
             spt = (t - self.job_first[j]) / steps if steps > 0 and t > self.job_first[j] else None
             self._apply(self.path.completed(f"r{i}", sid, t, ok=True, seconds_per_token=spt))
         self._schedule(srv)
-        self._schedule_health()
+        if done:  # only a completion can start a try (a re-send) and so an earlier per-try deadline
+            self._schedule_health()
 
     # -- servers and the timetable ------------------------------------------------------
 
