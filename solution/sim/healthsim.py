@@ -446,8 +446,8 @@ class HealthEngine(Engine):
             self._apply(self.path.server_lost(srv.server_id, t))
 
     def _add(self, srv: Server) -> None:
-        warm = self.cold_start is None or srv.starts == 0
-        self._apply(self.path.add_server(srv.server_id, srv.capacity, srv.gpu_memory_gb, self.now, warm=warm))
+        """A server joins during the run: the path takes it in slow start (``warm=False``), cold or not."""
+        self._apply(self.path.add_server(srv.server_id, srv.capacity, srv.gpu_memory_gb, self.now, warm=False))
         srv.in_pool = True
         srv.removed_by_detection = False
 
@@ -465,7 +465,6 @@ class HealthEngine(Engine):
 
                 raise ScenarioError(f"AddServer at {t} s: server {srv.server_id!r} is already in the pool; remove it first")
             self._begin_warmup(srv, t)
-            srv.starts = max(srv.starts, 1)
             self._add(srv)
             return
         super()._on_timetable(event, t)

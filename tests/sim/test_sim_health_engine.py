@@ -210,3 +210,18 @@ def test_every_request_ends_exactly_once_under_random_faults(events, setup, time
                                         retry=RetryPolicy(max_tries=tries, per_try_timeout=timeout)), LC, seed=seed)  # fmt: skip
     assert_accounting(res)
     assert (res.tries <= tries).all()
+
+
+def test_slow_start_keeps_a_cold_new_server_from_being_flooded() -> None:
+    """A cold spare joins; least-connections sees it empty.  Without slow start it takes a burst at 30% speed."""
+    scenario = scenarios.health_fault("scale-out")
+    joined = scenario.timetable[0].at
+    first = {}
+    for slow in (False, True):
+        res = simulate(scenario.with_health(slow_start=slow), LC, seed=1)
+        spare = res.server == res.server_ids.index("spare-0")
+        first[slow] = int((spare & (res.start >= joined) & (res.start < joined + 2.0)).sum())
+        states = [str(t.new) for t in res.health.transitions if t.server_id == "spare-0"]
+        assert states[0] == "recovering"  # added during the run: slow start, not warm
+        assert_accounting(res)
+    assert first[True] * 3 <= first[False] and first[False] >= 6
