@@ -162,8 +162,10 @@ report = check_stage4(impl, only=("add", "active checks"))
 # A crash happens at a random moment between two probes. The first probe after it comes within
 # one interval, `unhealthy_threshold - 1` more follow, and the last fails only when its timeout
 # runs out: detection takes between `(N - 1) I + T` and `N I + T` (a jitter `j` on each gap
-# widens this to `(N - 1) I (1 - j) + T` and `N I (1 + j) + T`), `(N - 1/2) I + T` on average.
-# Below, your checker is driven through 400 crashes at random phases.
+# widens this to `(N - 1) I (1 - j) + T` and `N I (1 + j) + T`), `(N - 1/2) I + T` on average
+# (a little more with jitter: the crash falls more often in a long gap). Below, your checker is
+# driven through 400 crashes at random phases; the last line runs the same check in the
+# simulator, where probes are events that take time or time out.
 #
 # **Predict first:** with probes every 5 s, a 1 s timeout and 3 failures to go down, how long
 # does the average crash go unnoticed?
@@ -192,6 +194,11 @@ with needs_working_code():
     ax.legend(fontsize="small")
     fig.tight_layout()
     display(fig)
+    # the same check in the simulator, where probes are events on the network (they take 5 ms or time out)
+    from solution.sim.probecheck import detection_check
+
+    sim_detection = detection_check(interval=I, timeout=T, unhealthy_threshold=N, jitter=JITTER, seeds=range(200))
+    print("simulator:", sim_detection.line())
 
 # %% [markdown]
 # ## False ejections, against the run-length formula
@@ -200,7 +207,8 @@ with needs_working_code():
 # ejected when `N` losses come in a row. If each probe is lost independently with probability
 # `p`, the mean number of probes until `N` losses in a row is the run-length formula
 # `(1 - p^N) / ((1 - p) p^N)`. Below, your checker is probed until its first false ejection, at
-# a few `(p, N)` of our choice, over 300 seeds each.
+# a few `(p, N)` of our choice, over 300 seeds each, and the simulator checks one point with
+# lost probes on its network.
 #
 # **Predict first:** with 10% of probes lost, how many times longer does a healthy server last
 # with N = 3 than with N = 2?
@@ -215,6 +223,10 @@ with needs_working_code():
         probes_to_eject[p, n] = (m, lo, hi, formula)
         print(f"p = {p:.1f}, N = {n}: measured {m:7.1f} probes [{lo:7.1f}, {hi:7.1f}] (99%, 300 seeds), formula {formula:7.1f} "
               f"({'inside' if lo <= formula <= hi else 'OUTSIDE'}); at a 5 s interval {formula * 5 / 60:.1f} min")
+    from solution.sim.probecheck import false_ejection_check
+
+    sim_false = false_ejection_check(p=0.2, unhealthy_threshold=3, interval=5, timeout=1, seeds=range(200))
+    print("simulator:", sim_false.line())
     ratio = probes_to_eject[0.1, 3][3] / probes_to_eject[0.1, 2][3]
     print(f"p = 0.1: N = 3 lasts {ratio:.1f}x longer than N = 2 before a false ejection")
 
@@ -569,14 +581,16 @@ with needs_working_code():
             print(f"{fault:>9}, {setup:<7} vs none: errors {d:+7.1f} [{lo:+7.1f}, {hi:+7.1f}], p99 {p:+5.2f} s [{plo:+5.2f}, {phi:+5.2f}]")
 
 # %% [markdown]
-# Reading it (every number above has its interval). On a **crash**, the set-ups barely differ:
-# a refused connection is an error the request path re-sends at once, with or without a checker,
-# and the errors left are the streamed requests that were running on the server. On a **hang**,
-# nothing comes back: probes notice it and cut the p99, while passive checks alone wait for
-# per-try timeouts. A **throttled** GPU passes its probes: only the latency-outlier rule (passive)
-# helps. A **30%-failing** server also passes its probes: passive checks cut its errors. Slow
-# start changes little here, because the restarted server is back only late in the run; the
-# section above measures it on a scale-out.
+# Reading it (every number above has its interval). On a **crash**, the client errors barely
+# differ: a refused connection is an error the request path re-sends at once, with or without a
+# checker, and the errors left are the streamed requests that were running on the server; the
+# checks show in the p99, passive most (the refused connections eject the server within a few
+# requests). On a **hang**, nothing comes back: probes notice it and cut the p99, while passive
+# checks alone wait for per-try timeouts. A **throttled** GPU passes its probes: only the
+# latency-outlier rule (passive) helps. A **30%-failing** server also passes its probes: passive
+# checks cut its errors, at a small cost in p99 (the other three carry its share). Slow start
+# changes little here, because the restarted server is back only late in the run; the section
+# above measures it on a scale-out.
 
 # %% [markdown]
 # ## Play a fault

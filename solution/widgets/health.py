@@ -400,7 +400,7 @@ def tradeoff_figure(points: Sequence[TradeoffPoint], *, thresholds: Sequence[int
     Right: the highlighted (or first) point's measured detection-time
     histogram against the formula's interval.
     """
-    fig = Figure(figsize=(11, 3.8), dpi=85)
+    fig = Figure(figsize=(11, 3.8), dpi=72)
     curve, hist = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.4, 1]})
     settings = sorted({(p.interval, p.timeout, p.healthy_threshold, p.loss) for p in points})
     colors = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2"]
@@ -435,7 +435,7 @@ def tradeoff_figure(points: Sequence[TradeoffPoint], *, thresholds: Sequence[int
         hist.legend(fontsize="x-small")
     hist.set_xlabel("time from crash to 'down' (s)")
     hist.set_ylabel("crashes (count per bin of the histogram)")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.14, top=0.86, wspace=0.22)  # fixed: tight_layout costs a widget 0.2 s
     return fig
 
 
@@ -457,7 +457,7 @@ def timeline_figure(
     hides what lies after it.  O(spans + points).
     """
     horizon = end if now is None else now
-    fig = Figure(figsize=(11, 5.2), dpi=85)
+    fig = Figure(figsize=(11, 5.6), dpi=72)
     top, mid, low = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [1.2, 1.3, 0.8]})
     ids = list(states)
     for row, sid in enumerate(ids):
@@ -499,7 +499,7 @@ def timeline_figure(
     low.legend(fontsize="x-small", loc="upper right")
     for at, label in faults:
         top.annotate(label, (at, len(ids) - 0.45), fontsize=7, ha="left", va="bottom", annotation_clip=False)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.09, right=0.99, bottom=0.09, top=0.95, hspace=0.55)
     return fig
 
 
