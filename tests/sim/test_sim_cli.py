@@ -99,3 +99,18 @@ def test_queue_options_need_a_queue(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "classic", "--requests", "100", "--max-depth", "3"]) == 2
     assert "need --queue" in capsys.readouterr().err
     assert main(["run", "classic", "--requests", "100", "--queue", "fifo", "--max-depth", "-1"]) == 2
+
+
+def test_health_race_prints_a_block_per_fault(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["health-race", "--faults", "crash,failing", "--setups", "none,both", "--seeds", "2", "--requests", "400",
+                 "--workers", "1"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "fault: crash" in out and "fault: failing" in out and "paired difference from 'none'" in out
+    assert main(["health-race", "--faults", "meteor", "--seeds", "2", "--workers", "1"]) == 2
+    assert "unknown fault" in capsys.readouterr().err
+
+
+def test_health_checks_print_the_theory_and_the_simulation(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["health-checks", "--seeds", "20"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("predicted [") == 3 and out.count("vs formula") >= 6 and "20/20 seeds inside" in out
