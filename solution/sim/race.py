@@ -7,6 +7,11 @@ difference between two strategies on one seed is then due to the strategies
 alone, and the paired differences over seeds give a much tighter confidence
 interval than two separate means would.  Runs go to worker processes.
 
+:func:`health_race` (stage 4) runs health-checking set-ups (none, active,
+passive, both, both with slow start) on fault scenarios the same way, and
+reports client-visible errors, p99 latency and wasted GPU time with paired
+intervals (``python -m solution.sim health-race``).
+
 :func:`supermarket_points` simulates power of d choices with early binding
 (per-server FIFO queues, capacity 1, classic mode) and compares the mean time
 in system with Mitzenmacher's fixed point.
