@@ -8,6 +8,7 @@
     python -m solution.sim run classic --servers 4 --load 1.1 --queue sjf --max-depth 50 --max-wait 30
     python -m solution.sim trace ../shared/data/azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv \\
         --servers 2 --time-scale 0.5
+    python -m solution.sim run hang --servers 4 --health both                 # stage 4: probes, outlier detection, re-route
     python -m solution.sim health-race --seeds 6             # stage 4: health set-ups on four faults
     python -m solution.sim health-checks                     # stage 4: detection time and false ejections vs theory
 
@@ -80,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--load", type=float, help="offered load per server (1.0 saturates a full batch)")
     run.add_argument("--requests", type=int, help="number of requests")
     run.add_argument("--detection", type=float, help="crash scenario: seconds until a crash is noticed")
+    run.add_argument("--health", choices=["none", "active", "passive", "both"],
+                     help="stage 4: run through the request path with these health checks (a Router balancer; "
+                          "default least-connections); 'none' keeps the path and re-route without a checker")  # fmt: skip
+    run.add_argument("--no-slow-start", action="store_true", help="with --health: no slow start")
     replay = sub.add_parser("trace", parents=[common], help="replay an Azure LLM inference 2023 CSV trace")
     replay.add_argument("path")
     replay.add_argument("--time-scale", type=float, default=1.0, help="multiply every time by this (0.5: twice as fast)")
@@ -135,9 +140,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     options = {k: v for k, v in vars(args).items() if v is not None and k in ("servers", "gpu", "load", "requests", "detection")}
     try:
-        balancer = resolve_balancer(args.balancer)
+        health = getattr(args, "health", None)
+        if health is not None and args.balancer is None:
+            from solution.sim.race import least_connections
+
+            balancer = least_connections()
+        else:
+            balancer = resolve_balancer(args.balancer)
         if args.command == "run":
             scenario = build(args.scenario, **options)
+            if health is not None:
+                scenario = scenario.with_health(active=health in ("active", "both"), passive=health in ("passive", "both"),
+                                                slow_start=not args.no_slow_start)  # fmt: skip
+            elif args.no_slow_start:
+                raise ValueError("--no-slow-start needs --health")
         else:
             scenario = trace(args.path, time_scale=args.time_scale, limit=args.limit, **options)
         queue = None
@@ -155,14 +171,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         results = simulate(scenario, balancer, queue=queue, seed=args.seed, progress=progress)
+    except TypeError as exc:  # e.g. --health with a balancer that is not a Router
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (NotImplementedError, BalancerContractError) as exc:  # the balancer or queue under test, not the simulator
         print(f"the {'balancer or queue' if queue else 'balancer'} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     elapsed = time.perf_counter() - started
-    name = f"{balancer.__module__}.{balancer.__qualname__}"
+    name = f"{balancer.__module__}.{balancer.__qualname__}" if hasattr(balancer, "__qualname__") else repr(balancer)
     if queue is not None:
         name += f", queue {queue.__module__}.{queue.__qualname__} ({args.queue})"
     print(f"{scenario.name}: {len(results):,} requests on {len(results.server_ids)} servers, balancer {name}, "
           f"seed {args.seed}; simulated in {elapsed:.2f} s ({len(results) / elapsed:,.0f} requests/s)\n")  # fmt: skip
     print(results.summary(args.warmup).table())
+    if results.health is not None:
+        log = results.health
+        resent = int((results.tries > 1).sum())  # type: ignore[operator]
+        print(f"\nhealth: {len(log.transitions)} transitions, {len(log.probe_sent):,} probes "  # type: ignore[attr-defined]
+              f"({sum(not ok for ok in log.probe_ok):,} failed), {resent:,} requests re-sent, "  # type: ignore[attr-defined]
+              f"{log.discarded:,} late answers discarded, {results.client_errors():,} client errors, "  # type: ignore[attr-defined]
+              f"{results.wasted_gpu_seconds():,.1f} wasted GPU slot-seconds")  # fmt: skip
+        for tr in log.transitions:  # type: ignore[attr-defined]
+            if tr.old is not None:
+                print(f"  {tr.at:9.2f} s  {tr.server_id}: {tr.old} -> {tr.new} ({tr.reason})")
     return 0

@@ -114,3 +114,12 @@ def test_health_checks_print_the_theory_and_the_simulation(capsys: pytest.Captur
     assert main(["health-checks", "--seeds", "20"]) == 0
     out = capsys.readouterr().out
     assert out.count("predicted [") == 3 and out.count("vs formula") >= 6 and "20/20 seeds inside" in out
+
+
+def test_run_with_health_prints_the_transitions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "hang", "--servers", "3", "--requests", "1500", "--health", "both"]) == 0
+    out = capsys.readouterr().out
+    assert "health:" in out and "gpu-0: healthy -> down (probe failures)" in out
+    assert main(["run", "hang", "--requests", "200", "--health", "both", "--balancer", "solution"]) == 2
+    assert "Router" in capsys.readouterr().err
+    assert main(["run", "hang", "--requests", "200", "--no-slow-start"]) == 2
