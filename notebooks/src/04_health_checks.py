@@ -486,6 +486,42 @@ with needs_working_code():
     print("ledger:", ledger.stats())
 
 # %% [markdown]
+# The same through the request path (`RequestPath`: router + checker + ledger), on a crash: twelve
+# requests run on three servers, none has streamed a token yet (a client that asked for the whole
+# answer at once), and every connection to server `a` breaks.
+#
+# **Predict first:** how many of the twelve get an answer with the ledger, and without it?
+
+# %%
+from solution.core.path import Delivered, Dispatched, Failed, RequestPath
+from solution.core.request import Request
+from solution.core.routing import Router
+
+
+def crash_by_hand(ledger):
+    path = RequestPath(Router(demo.LeastConnections()), health=demo.HealthChecker(), ledger=ledger)
+    for sid in ("a", "b", "c"):
+        path.add_server(sid, 8, 80, 0.0)
+    where = {}
+    for i in range(12):
+        where.update((o.request_id, o.server_id) for o in path.submit(Request(f"r{i}", 600, 100), 0.1 * i) if isinstance(o, Dispatched))
+    on_a = sorted(r for r, s in where.items() if s == "a")
+    events = path.server_lost("a", 2.0)
+    where.update((o.request_id, o.server_id) for o in events if isinstance(o, Dispatched))
+    failed = [o.request_id for o in events if isinstance(o, Failed)]
+    delivered = sum(isinstance(o, Delivered) for r, s in where.items() if r not in failed for o in path.completed(r, s, 5.0))
+    return on_a, events, failed, delivered
+
+
+with needs_working_code():
+    path_crash = {}
+    for name, ledger in (("with the ledger", demo.RetryLedger(RetryPolicy(max_tries=3))), ("without", None)):
+        on_a, events, failed, delivered = crash_by_hand(ledger)
+        resent = [f"{o.request_id}->{o.server_id}" for o in events if isinstance(o, Dispatched)]
+        path_crash[name] = (len(on_a), len(failed), delivered)
+        print(f"{name}: on a at the crash {len(on_a)} {on_a}; re-sent {resent}; failed {failed}; answers delivered {delivered} of 12")
+
+# %% [markdown]
 # Now in the simulator. gpu-0 of four **hangs** at a quarter of the run (it accepts and never
 # answers) and restarts at half; active and passive checks on, per-try timeout 60 s. With
 # re-route on, a request stuck there is re-sent when gpu-0 is declared down or its try times out;
@@ -624,7 +660,7 @@ hw.HealthTimeline()
 # %%
 with needs_working_code():
     ready = all(name in globals() for name in ("detected", "probes_to_eject", "at5", "noticed", "flaps", "slow_start", "reroute",
-                                                "health_result", "short_timeout"))  # fmt: skip
+                                                "health_result", "short_timeout", "path_crash"))  # fmt: skip
     if not ready:
         raise NotImplementedError("Stage 4: the experiments above need your HealthChecker and RetryLedger; not implemented yet")
     print(f"detection (crash, active, interval {I:g} s, timeout {T:g} s, N = {N}): mean {np.mean(detected):.2f} s, "
@@ -644,6 +680,8 @@ with needs_working_code():
         errors, resent, discarded, reasons = reroute[on]
         print(f"hang, re-route {'on ' if on else 'off'}: client errors {errors} {reasons}, re-sent {resent}, late answers discarded {discarded}")
     print(f"hang: {reroute['stuck'][0]} on gpu-0 when it hung + {reroute['stuck'][1]} sent there before it was declared down")
+    for name, (on_a_count, lost, answered) in path_crash.items():
+        print(f"crash by hand (request path, nothing streamed), {name}: {on_a_count} in flight on a, {lost} lost, {answered} of 12 answered")
     print(f"throttled, 15 s per-try timeout: {short_timeout[0]} client errors, {short_timeout[1]} late answers discarded")
     for fault, setup, metric in (("crash", "passive", "errors"), ("crash", "active", "errors"), ("hang", "active", "e2e_p99"),
                                  ("throttled", "passive", "e2e_p99"), ("failing", "passive", "errors")):
@@ -659,7 +697,7 @@ with needs_working_code():
 # - **Active checks, periodic with an interval:** probe `/health` every `interval` seconds with a `timeout`, with jitter so the fleet is not probed in lock-step. With a 5 s interval, a 1 s timeout and 3 failures to go down, a crash is noticed after 13.58 s on average (formula 13.51 s, always within [10.00, 17.50] s; *Detection time*), and a hung server after 12.7 s (*Active and passive checks*).
 # - **Circuit breaker after N consecutive failures:** `unhealthy_threshold` failed probes or `consecutive_5xx` failed requests open the circuit (no traffic); after the ejection time it goes half-open, lets `half_open_trials` requests through, and closes on success or re-opens for twice as long. N is a trade-off: at a 5% probe loss, N = 2 -> 3 costs 5.0 s of detection and cuts false ejections from 40.93 to 2.052 per server per day (*The trade-off*; the run-length formula, checked: 1126 probes measured against 1110 at p = 0.1, N = 3). Hysteresis keeps a 30%-failing server from flapping: 0.9 state changes per minute, against 22.3 without it (*No flapping*).
 # - **Degraded vs down:** down is no traffic (crashed, hung, ejected); degraded is slow or failing a fraction, still routed at a reduced weight. A gray failure that answers every probe was marked degraded after 1.6 s from its error rate and never noticed by probes; a throttled GPU is seen only by the latency-outlier rule (p99 -2.45 s against no checks in *The race*).
-# - **Unresponsive server, in-flight requests:** on a per-try timeout or when the server is declared down, re-route the request to another server, at most `max_tries` times, with a request key and **exactly one** answer delivered (idempotency): a late answer from the first server is discarded and counted. On a hang, without re-route 36 requests were lost (17 running there + 19 sent before detection); with it the 19 were re-sent and answered, and every request ended once (*Re-routing*).
+# - **Unresponsive server, in-flight requests:** on a per-try timeout or when the server is declared down, re-route the request to another server, at most `max_tries` times, with a request key and **exactly one** answer delivered (idempotency): a late answer from the first server is discarded and counted. On a crash through the request path, all 12 requests were answered with re-route and 8 of 12 without (the 4 in flight on the crashed server lost); on a hang in the simulator, without re-route 36 requests were lost (17 running there + 19 sent before detection), with it the 19 were re-sent and answered, and every request ended once (*Re-routing*).
 # - **Recovery with slow start:** a recovered or new server comes back half-open, then its weight ramps over `slow_start_window` (Envoy's aggression curve, a minimum weight) instead of a full share at once. A cold server's requests ran at 29.0 ms per output token with slow start against 42.5 ms without (*Slow start on and off*).
 # - **Passive vs active:** active probes catch crashes and hangs, which send no errors if no traffic goes there; passive checks (outlier detection on real traffic) catch partial failures, gray failures and slow GPUs, which pass every probe. Use both (*Active and passive checks*, *The race*).
 #
