@@ -259,8 +259,9 @@ with needs_working_code():
 
 # %% [markdown]
 # Move the interval, the timeout, the thresholds and the loss rate: each change measures the
-# setting (120 crashes through the reference checker, 240,000 probes for false ejections) and
-# prints both numbers beside their formulas.
+# setting (120 crashes through your checker, or the reference's while yours is a stub; 240,000
+# probes for false ejections) and prints both numbers beside their formulas. The timeout is
+# capped at the interval (a policy refuses a longer one).
 
 # %% tags=["nbval-ignore-output"]
 hw.TradeoffExplorer(impl)
