@@ -233,6 +233,8 @@ class Engine:
             srv.waiting.append(i)  # early binding: it joins the batch when a slot frees, in order
             return
         self._admit(i, srv, t)
+        if srv.hung:  # a hung server takes the request and never schedules its progress
+            return
         self._schedule(srv)
 
     def _admit(self, i: int, srv: Server, t: float) -> None:
@@ -331,8 +333,15 @@ class Engine:
     def _schedule(self, srv: Server) -> None:
         """The server's next event may have moved: schedule it afresh (older ones go stale)."""
         srv.version += 1
-        if srv.running and not srv.hung:
+        if srv.running:
             self.queue.push(srv.next_at, SERVER, srv.index, srv.version)
+
+    def _reschedule(self, srv: Server) -> None:
+        """:meth:`_schedule`, unless the server is hung (nothing on it progresses; its events stay stale)."""
+        if srv.hung:
+            srv.version += 1
+        else:
+            self._schedule(srv)
 
     def _on_server(self, k: int, version: int, t: float) -> None:
         srv = self.servers[k]
@@ -370,13 +379,13 @@ class Engine:
                 srv.version += 1  # its scheduled progress goes stale: nothing moves until a restart
         elif isinstance(event, Slowdown):
             srv.set_factors(t, throttle=1.0 / event.factor)
-            self._schedule(srv)
+            self._reschedule(srv)
         elif isinstance(event, FailFraction):
             srv.fail_fraction = event.fraction
         elif isinstance(event, GrayFailure):
             srv.fail_fraction = event.fraction
             srv.set_factors(t, throttle=1.0 / event.factor)
-            self._schedule(srv)
+            self._reschedule(srv)
         elif isinstance(event, Recover):
             restart = not srv.up or srv.hung
             if srv.hung:
@@ -419,7 +428,7 @@ class Engine:
         if starts != srv.starts or not srv.up:
             return
         srv.set_factors(t, warm=self.cold_start.speed_at(step))  # type: ignore[union-attr]
-        self._schedule(srv)
+        self._reschedule(srv)
 
     def _end_hung(self) -> None:
         """Nothing else can happen: requests stuck on hung servers end ``HUNG`` at the last event's time."""

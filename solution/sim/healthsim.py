@@ -409,7 +409,7 @@ class HealthEngine(Engine):
             self._apply(self.path.completed(o.request_id, o.server_id, t, ok=False))
             return
         srv.admit(t, j, self.job_prefill[j])
-        self._schedule(srv)
+        self._reschedule(srv)
 
     def _on_first_token(self, j: int, t: float) -> None:
         i = self.job_req[j]
