@@ -35,6 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from solution.core.request import Request
 from solution.sim.engine import Engine
 from solution.sim.errors import BalancerContractError, SimulationError
@@ -187,6 +189,35 @@ class HealthLog:
     fail_reasons: dict[int, str] = field(default_factory=dict)
     discarded: int = 0
     path_stats: dict[str, int] = field(default_factory=dict)
+    #: Every try (job), in the order they started: its request index, server index, start, end and ``Try.how``.
+    try_request: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    try_server: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    try_start: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    try_end: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    try_how: tuple[str, ...] = ()
+
+    def load_over_time(self, times: np.ndarray, servers: int) -> np.ndarray:
+        """Tries holding a slot on each server at each instant, shape ``(len(times), servers)``.
+
+        Unlike ``Results.load_over_time`` (one interval per request), this
+        counts every try over ``[start, end)``: abandoned ones still running,
+        and tries stuck on a hung server.  O(J log J) for J tries.
+        """
+        times = np.asarray(times, dtype=np.float64)
+        load = np.zeros((len(times), servers), dtype=np.int64)
+        ran = ~np.isnan(self.try_start)
+        for k in range(servers):
+            mine = ran & (self.try_server == k)
+            begins, ends = np.sort(self.try_start[mine]), np.sort(self.try_end[mine])
+            load[:, k] = np.searchsorted(begins, times, "right") - np.searchsorted(ends, times, "right")
+        return load
+
+    def state_over_time(self, server_id: str, times: np.ndarray) -> list[str]:
+        """The checker's state of ``server_id`` at each instant (``""`` before it was added).  O(T + len(times) log T)."""
+        mine = [(float(t.at), str(t.new)) for t in self.transitions if t.server_id == server_id]
+        at = np.array([m[0] for m in mine])
+        idx = np.searchsorted(at, np.asarray(times, dtype=np.float64), "right") - 1
+        return [mine[i][1] if i >= 0 else "" for i in idx]
 
     def first_down(self, server_id: str, after: float = 0.0) -> float:
         """When ``server_id`` was first marked down at or after ``after`` (``inf``: never).  O(T)."""
@@ -546,8 +577,13 @@ class HealthEngine(Engine):
         """The run's :class:`HealthLog` (after :meth:`run`)."""
         transitions = tuple(getattr(self.checker, "transitions", ())) if self.checker is not None else ()
         stats = self.path.stats() if hasattr(self.path, "stats") else {}
+        srv = np.array(self.job_srv, dtype=np.int64)
+        ran = srv >= 0  # jobs 0..n-1 are reserved for first tries: a request never dispatched has none
         return HealthLog(transitions, tuple(self.probe_server), tuple(self.probe_sent), tuple(self.probe_done),
-                         tuple(self.probe_ok), dict(self.fail_reasons), self.discarded, dict(stats))  # fmt: skip
+                         tuple(self.probe_ok), dict(self.fail_reasons), self.discarded, dict(stats),
+                         np.array(self.job_req, dtype=np.int64)[ran], srv[ran],
+                         np.array(self.job_start, dtype=np.float64)[ran], np.array(self.job_end, dtype=np.float64)[ran],
+                         tuple(h for h, r in zip(self.job_how, ran.tolist()) if r))  # fmt: skip
 
     def history(self) -> dict[int, tuple[Try, ...]]:
         """Per request with more than one try or a discarded answer: its tries in order."""

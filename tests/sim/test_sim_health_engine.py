@@ -225,3 +225,21 @@ def test_slow_start_keeps_a_cold_new_server_from_being_flooded() -> None:
         assert states[0] == "recovering"  # added during the run: slow start, not warm
         assert_accounting(res)
     assert first[True] * 3 <= first[False] and first[False] >= 6
+
+
+def test_the_health_log_gives_per_try_load_and_states_over_time() -> None:
+    scenario, res = crash_run(reroute=True)
+    crash_at = scenario.timetable[0].at
+    log = res.health
+    assert len(log.try_request) == int(res.tries.sum()) and len(log.try_how) == len(log.try_request)
+    times = np.array([crash_at - 1.0, crash_at + 0.5])
+    load = log.load_over_time(times, len(res.server_ids))
+    assert load.shape == (2, len(res.server_ids)) and load[0, 0] > 0 and load[1, 0] == 0  # the crash emptied gpu-0
+    # Without re-sends, the per-try load is the per-request load.
+    _, off = crash_run(reroute=False)
+    grid = off.time_grid(50)
+    assert np.array_equal(off.health.load_over_time(grid, len(off.server_ids)), off.load_over_time(grid))
+    checked = simulate(scenario.with_health(), LC, seed=3).health
+    first_down = checked.first_down("gpu-0")
+    assert crash_at <= first_down < crash_at + 20
+    assert checked.state_over_time("gpu-0", [-1.0, 0.0, first_down - 1e-6, first_down]) == ["", "healthy", "healthy", "down"]
