@@ -243,3 +243,10 @@ def test_the_health_log_gives_per_try_load_and_states_over_time() -> None:
     first_down = checked.first_down("gpu-0")
     assert crash_at <= first_down < crash_at + 20
     assert checked.state_over_time("gpu-0", [-1.0, 0.0, first_down - 1e-6, first_down]) == ["", "healthy", "healthy", "down"]
+
+
+def test_a_health_run_is_reproducible_from_its_seed() -> None:
+    scenario = scenarios.health_fault("hang", requests=800).with_health(probe_loss=0.1)
+    a, b, c = (simulate(scenario, LC, seed=s) for s in (5, 5, 6))
+    assert a.same_as(b) and a.health.transitions == b.health.transitions and a.history == b.history
+    assert not a.same_as(c)
