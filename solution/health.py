@@ -126,8 +126,10 @@ class HealthChecker:
        degraded or slow-starting server is ejected (``down``,
        ``"consecutive errors"``) for ``P.ejection_time(level)`` where the level
        is the previous level, minus one per whole ``P.max_ejection_time`` since
-       the circuit last closed (not below 0), plus one: base, 2 x base, 4 x base,
-       ... capped at ``P.max_ejection_time``.
+       the circuit last closed (the server was added, or its half-open trials
+       passed), not below 0, plus one: base, 2 x base, 4 x base, ... capped at
+       ``P.max_ejection_time``.  An ejection sets ``ejected_until`` and resets
+       the consecutive errors (so does entering half-open).
     4. **Ejection cap**: an ejection happens only if afterwards at most
        ``P.max_ejection_percent`` % of the servers present are ejected
        (``(ejected + 1) * 100 <= P.max_ejection_percent * servers``); otherwise
@@ -138,8 +140,9 @@ class HealthChecker:
     5. **Circuit breaker**: when the ejection time has passed, ``advance`` moves
        the server to ``recovering`` half-open (``"ejection over"``):
        ``trial_limit`` is ``P.half_open_trials``, the weight ``P.min_weight``.
-       ``P.half_open_trials`` successful requests close it (slow start begins; no
-       transition, the state stays ``recovering``); one failed request re-opens
+       ``P.half_open_trials`` successful requests close it (slow start begins at
+       the last one's ``now``; no transition, the state stays ``recovering``);
+       one failed request re-opens
        it (``down``, ``"trial failed"``, the next level's longer ejection; rule 4
        applies).
     6. **Degraded**: every result of a server that is not down updates its
@@ -166,8 +169,11 @@ class HealthChecker:
        with ``t = now - start`` and ``W = P.slow_start_window`` (Envoy's curve),
        1.0 from ``t >= W``; ``healthy`` 1.0.
     9. **Time**: every call with ``now`` first applies the time-based
-       transitions due at ``now`` (as ``advance(now)`` does), in time order, then
-       its own rule.  ``now`` must not be earlier than any ``now`` seen before.
+       transitions due at ``now`` (as ``advance(now)`` does), in time order, each
+       logged at the time it fell due (``ejected_until``, or the slow start's
+       start plus ``P.slow_start_window``), not at ``now``; then its own rule.
+       ``now`` must not be earlier than any ``now`` seen before (``weight``, a
+       read, checks this too but changes nothing).
     10. **Results while down** (late answers of requests sent before) change nothing.
 
     Bad input raises before anything changes: ``TypeError`` (wrong type),
