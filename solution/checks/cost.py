@@ -92,7 +92,7 @@ class _HealthClock:
 
 
 def _round_health(h: _HealthClock, tag: str) -> float:
-    """One round: per call a request result (every 50th server fails twice: an ejection), a weight and a
+    """One round: per call two request results (every 50th call fails twice: an ejection), a weight and a
     trial limit read, the probes due, one probe result, a ledger attempt answered (or re-sent)."""
     checker, ledger, size = h.checker, h.ledger, h.size
     started = time.perf_counter()
@@ -102,6 +102,7 @@ def _round_health(h: _HealthClock, tag: str) -> float:
         sid = f"s{(k * 7919) % size}"
         failing = k % 50 < 2
         checker.request_result(sid, not failing, now, None if failing else 0.01 + (k % 5) / 1000)
+        checker.request_result(f"s{(k * 104729 + 1) % size}", True, now, 0.01 + (k % 3) / 1000)  # the common case: a success
         checker.weight(sid, now)
         checker.trial_limit(sid)
         for due in checker.due_probes(now):
