@@ -68,7 +68,7 @@ display(hw.failure_modes(seed=0))
 # %%
 from solution.core.health_types import HealthPolicy, RetryPolicy
 from solution.sim import simulate
-from solution.sim.race import least_connections
+from solution.sim.race import routed_least_connections
 from solution.sim.scenarios import health_fault
 
 RETRY = RetryPolicy(max_tries=3, per_try_timeout=60.0)  # the race's retry policy: 3 tries, a 60 s per-try timeout
@@ -79,7 +79,7 @@ with needs_working_code():
         at = base.timetable[0].at
         for checks, (active, passive) in {"active only": (True, False), "passive only": (False, True)}.items():
             scenario = base.with_health(HealthPolicy(), active=active, passive=passive, slow_start=False, retry=RETRY)
-            res = simulate(scenario, least_connections(), seed=1)
+            res = simulate(scenario, routed_least_connections(), seed=1)
             first = next((tr for tr in res.health.transitions
                           if tr.server_id == "gpu-0" and tr.at >= at and str(tr.new) != "healthy"), None)  # fmt: skip
             noticed[fault, checks] = None if first is None else (first.at - at, str(first.new), first.reason)
@@ -332,7 +332,7 @@ with needs_working_code():
     fig = Figure(figsize=(10, 2.6))
     ax = fig.add_subplot()
     for row, (name, policy) in enumerate(policies.items()):
-        res = simulate(base.with_health(policy, retry=RETRY), least_connections(), seed=1)
+        res = simulate(base.with_health(policy, retry=RETRY), routed_least_connections(), seed=1)
         end = float(np.nanmax(res.finish))
         trs = [tr for tr in res.health.transitions if tr.server_id == "gpu-0" and start <= tr.at < stop]
         flaps[name] = len(trs) / minutes
@@ -403,7 +403,7 @@ with needs_working_code():
         label = "slow start on" if slow else "slow start off"
         per_seed, counts, tpots = [], np.zeros(len(bins) - 1), [[] for _ in bins[:-1]]
         for seed in range(1, 9):
-            res = simulate(scale_out.with_health(HealthPolicy(), slow_start=slow, retry=RETRY), least_connections(), seed=seed)
+            res = simulate(scale_out.with_health(HealthPolicy(), slow_start=slow, retry=RETRY), routed_least_connections(), seed=seed)
             k = res.server_ids.index("gpu-new")
             ok = res.outcome == 0
             since = res.start - ADD
@@ -536,7 +536,7 @@ with needs_working_code():
     at, restart = base.timetable[0].at, base.timetable[1].at
     reroute = {}
     for on in (True, False):
-        res = simulate(base.with_health(HealthPolicy(), retry=RETRY, reroute=on), least_connections(), seed=1)
+        res = simulate(base.with_health(HealthPolicy(), retry=RETRY, reroute=on), routed_least_connections(), seed=1)
         ps = res.health.path_stats
         reasons = Counter(res.health.fail_reasons.values())
         reroute[on] = (res.client_errors(), ps["re_sent"], ps["discarded"], dict(reasons))
@@ -569,7 +569,7 @@ with needs_working_code():
 with needs_working_code():
     base = health_fault("throttled", servers=4, requests=3_000, load=0.6)
     for timeout in (15.0, 60.0):
-        res = simulate(base.with_health(HealthPolicy(), retry=RetryPolicy(max_tries=3, per_try_timeout=timeout)), least_connections(), seed=1)
+        res = simulate(base.with_health(HealthPolicy(), retry=RetryPolicy(max_tries=3, per_try_timeout=timeout)), routed_least_connections(), seed=1)
         ps = res.health.path_stats
         print(f"per-try timeout {timeout:g} s: client errors {res.client_errors()}, re-sent {ps['re_sent']}, "
               f"late answers discarded {ps['discarded']}, wasted GPU {res.wasted_gpu_seconds():.0f} slot-s")

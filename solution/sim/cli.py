@@ -142,9 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         health = getattr(args, "health", None)
         if health is not None and args.balancer is None:
-            from solution.sim.race import least_connections
+            from solution.sim.race import routed_least_connections
 
-            balancer = least_connections()
+            balancer = routed_least_connections()
         else:
             balancer = resolve_balancer(args.balancer)
         if args.command == "run":

@@ -48,9 +48,9 @@ def quiet_fleet(servers: int = 2, requests: int = 20) -> Scenario:
 
 
 def _router() -> BalancerFactory:
-    from solution.sim.race import least_connections
+    from solution.sim.race import routed_least_connections
 
-    return least_connections()
+    return routed_least_connections()
 
 
 @dataclass(frozen=True)

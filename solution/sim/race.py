@@ -39,7 +39,7 @@ from solution.sim.scenario import Scenario
 from solution.sim.scenarios import classic
 from solution.sim.theory import mean_confidence_interval, supermarket_mean_time
 
-__all__ = ["RaceResult", "race", "HealthRaceResult", "health_race", "HEALTH_SETUPS", "HEALTH_METRICS", "heterogeneous", "speed_hints", "latency_hints", "TokenDelay", "mean_latency", "least_connections", "SupermarketPoint",
+__all__ = ["RaceResult", "race", "HealthRaceResult", "health_race", "HEALTH_SETUPS", "HEALTH_METRICS", "heterogeneous", "speed_hints", "latency_hints", "TokenDelay", "mean_latency", "least_connections", "routed_least_connections", "SupermarketPoint",
            "supermarket_points"]  # fmt: skip
 
 #: A metric of one run: a Summary field name, or a function of the run's Results.
@@ -280,6 +280,25 @@ def least_connections(**options: Any) -> BalancerFactory:
     return load_impl("exercises").LoadBalancer
 
 
+def routed_least_connections(**options: Any) -> BalancerFactory:
+    """Stage 1's rule as a stage-3 :class:`~solution.core.routing.Router`, for runs that need router weights.
+
+    Health checking (stage 4 on) steers traffic through ``Router.set_weight``,
+    which stage 1's five-method ``LoadBalancer`` does not have.  In the
+    repository this is ``RouterFactory(LeastConnections, **options)``.  The
+    candidate's bundle leaves ``LeastConnections`` out (it is stage 1's
+    answer), so there it is ``RouterFactory(PowerOfChoices, **options)`` built
+    from the candidate's own stage-3 ``PowerOfChoices``: power of two choices,
+    a different rule, so the bundle's figures differ from the committed ones.
+    """
+    from solution.core.impl import load_impl, reference_available
+    from solution.core.routing import LeastConnections, RouterFactory
+
+    if reference_available():
+        return RouterFactory(LeastConnections, **options)
+    return RouterFactory(load_impl("exercises").PowerOfChoices, **options)
+
+
 def supermarket_points(
     points: Sequence[tuple[int, float]],
     seeds: Sequence[int],
@@ -478,7 +497,7 @@ def health_race(
         raise ValueError(f"unknown set-ups {unknown}; choose from {', '.join(HEALTH_SETUPS)}")
     policy = HealthPolicy() if policy is None else policy
     retry = RetryPolicy(max_tries=3, per_try_timeout=60.0) if retry is None else retry
-    factory = least_connections() if balancer is None else balancer_factory(balancer)
+    factory = routed_least_connections() if balancer is None else balancer_factory(balancer)
     base = {f: health_fault(f, servers=servers, requests=requests, load=load) for f in faults}
     jobs = []
     for fault in faults:

@@ -605,7 +605,7 @@ def timeline_record(fault: str, setup: str, *, requests: int = 1_500, seed: int 
     """
     from solution.core.health_types import HealthPolicy, RetryPolicy
     from solution.sim import simulate
-    from solution.sim.race import HEALTH_SETUPS, least_connections
+    from solution.sim.race import HEALTH_SETUPS, routed_least_connections
     from solution.sim.scenarios import health_fault
 
     if setup not in HEALTH_SETUPS:
@@ -614,7 +614,7 @@ def timeline_record(fault: str, setup: str, *, requests: int = 1_500, seed: int 
     scenario = health_fault(TIMELINE_FAULTS.get(fault, fault), servers=servers, requests=requests, load=load)
     scenario = scenario.with_health(HealthPolicy(), active=active, passive=passive, slow_start=slow,
                                     retry=RetryPolicy(max_tries=3, per_try_timeout=60.0))  # fmt: skip
-    res = simulate(scenario, balancer or least_connections(), seed=seed)
+    res = simulate(scenario, balancer or routed_least_connections(), seed=seed)
     end = float(np.nanmax(res.finish))
     ids = res.server_ids
     spans = state_spans(getattr(res.health, "transitions", ()), ids, end)
