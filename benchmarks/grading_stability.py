@@ -5,14 +5,15 @@ Two figures, each with another process burning a core the whole time:
 1. **The graded set, N runs** (default 20) for the reference and for a buggy
    variant of each stage (stage 1: free slots before memory in the tie-break;
    stage 2: priorities ignored in the priority ordering; stage 3: power of
-   two choices takes the more loaded server).  Every run must give every case
+   two choices takes the more loaded server; stage 4: the ejection cap one
+   server short).  Every run must give every case
    the same verdict; the script prints the number of distinct verdict
    vectors per variant (1 is the goal), the score range and the time per run.
 2. **The cost rules, M runs** (default 50) in this process: the reference must
    pass every run and an O(S)/O(n) variant must fail every run (stage 1: a
    C-level ``min`` over all servers; stage 2: ``peek`` that sorts every
    waiting request; stage 3: a strategy that lists every eligible server per
-   decision).  It prints the growth factors' range for each.
+   decision; stage 4: a checker that walks the fleet on every request result).  It prints the growth factors' range for each.
 
 Usage::
 
@@ -37,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from solution.checks.cost import COST_CASES, LIMIT, measure, verdict  # noqa: E402
 from solution.grading.grader import grade  # noqa: E402
 
-MODULES = ("balancer", "request_queue", "strategies")
+MODULES = ("balancer", "request_queue", "strategies", "health")
 
 #: (module, text to replace in the reference, replacement): one deliberate bug per stage (stage 1 needs two edits).
 BUGS = (
@@ -46,6 +47,8 @@ BUGS = (
     ("balancer", "len(srv.active) - srv.capacity == entry[2]", "len(srv.active) - srv.capacity == entry[1]"),
     ("request_queue", "primary = float(-priority)", "primary = 0.0"),
     ("strategies", "if best is None or s.load_ratio_key < best.load_ratio_key:", "if best is None or s.load_ratio_key > best.load_ratio_key:"),
+    ("health", "if (self._ejected + 1) * 100 > p.max_ejection_percent * len(self._servers):",
+     "if (self._ejected + 1) * 100 >= p.max_ejection_percent * len(self._servers):"),
 )
 
 
@@ -120,11 +123,26 @@ class _ScanStrategies:
         for name in ("LeastOutstandingTokens", "WeightedResponseTime", "Predictive", "PowerOfChoices"):
             base = getattr(module, name)
 
-            def choose(self, estimated_tokens, _base=base):  # noqa: ANN001, ANN202
-                self.router.eligible_servers(estimated_tokens)
-                return _base.choose(self, estimated_tokens)
+            def choose(self, request, _base=base):  # noqa: ANN001, ANN202
+                self.router.eligible_servers(request)
+                return _base.choose(self, request)
 
             setattr(self, name, type(name, (base,), {"choose": choose}))
+
+
+class _ScanHealth:
+    """Stage 4 with an O(S) request result: the reference's checker, walking every server first."""
+
+    def __init__(self, module: object) -> None:
+        base = module.HealthChecker  # type: ignore[attr-defined]
+
+        class HealthChecker(base):  # type: ignore[misc, valid-type]
+            def request_result(self, server_id, ok, now, seconds_per_token=None):  # noqa: ANN001, ANN202
+                sum(1 for _ in self.get_server_stats())
+                return super().request_result(server_id, ok, now, seconds_per_token)
+
+        self.HealthChecker = HealthChecker
+        self.RetryLedger = module.RetryLedger  # type: ignore[attr-defined]
 
 
 class _ScanBalancer:
@@ -160,6 +178,7 @@ class _ScanBalancer:
 def cost_rules(runs: int) -> None:
     import solution.balancer
     import solution.request_queue
+    import solution.health
     import solution.strategies
 
     print(f"2. the cost rules, {runs} runs each (limit {LIMIT:g}x growth from 16 to 4,096)")
@@ -167,6 +186,7 @@ def cost_rules(runs: int) -> None:
         1: (solution.balancer, _ScanBalancer()),
         2: (solution.request_queue, _ScanQueue(solution.request_queue)),
         3: (solution.strategies, _ScanStrategies(solution.strategies)),
+        4: (solution.health, _ScanHealth(solution.health)),
     }
     for stage, name, rule in COST_CASES:
         reference, scan = variants[stage]
