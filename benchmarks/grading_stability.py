@@ -138,7 +138,8 @@ class _ScanHealth:
 
         class HealthChecker(base):  # type: ignore[misc, valid-type]
             def request_result(self, server_id, ok, now, seconds_per_token=None):  # noqa: ANN001, ANN202
-                sum(1 for _ in self.get_server_stats())
+                for _ in self._servers.values():  # the reference's table of servers: an O(S) walk
+                    pass
                 return super().request_result(server_id, ok, now, seconds_per_token)
 
         self.HealthChecker = HealthChecker
