@@ -131,7 +131,7 @@ with needs_working_code():
 # | `re-route: exactly one answer` | `answer` delivers only the current attempt's answer, once; every late or duplicate answer is discarded and counted | 5 |
 # | `bad input: the right exception, nothing changes` | `TypeError` / `ValueError` / `KeyError` (unknown or removed server, unknown request) before any change | 6 |
 # | `random operations against the reference (seeded)` | long seeded sequences of every call agree with the reference, state by state | 6 |
-# | `cost: health calls are O(log S), no fleet scan` | the time per health call (weight, trial limit, probes due, a probe result, a ledger attempt) may grow at most 8x from 16 to 4,096 servers: nothing scans the fleet | 6 |
+# | `cost: health calls are O(log S), no fleet scan` | the time per health call may grow at most 8x from 16 to 4,096 servers, timed per kind of call (request results, weight and trial limit, probes due and their results, ledger attempts; the worst kind counts): nothing scans the fleet | 6 |
 
 # %%
 from solution.checks import check_stage4

@@ -6,7 +6,10 @@ best of several rounds (the best time is what the code costs; the slower
 rounds are other processes').  Logarithmic growth takes the time per call up
 by about 3x at most (log 4096 / log 16); a scan of every server takes it up
 by about 256x in theory and well over 20x in practice, even when the scan is
-a C-level ``min``.  :data:`LIMIT` sits far from both (``benchmarks/
+a C-level ``min``.  Stage 4's round is timed per kind of call (request
+results, weight reads, probes, ledger attempts) and the kind that grows most
+is graded: a light scan in one method would otherwise hide behind the
+others' constant work.  :data:`LIMIT` sits far from both (``benchmarks/
 bench_cost_rule.py`` shows the measured spread of both under load).
 """
 
@@ -72,6 +75,8 @@ def _queue(impl: Any, size: int) -> Any:
 #: Stage 4: seconds of the caller's clock per call; the probe interval is ``size * HEALTH_STEP`` so that
 #: about one probe falls due per call at every size (due_probes' work is per probe, not per fleet).
 HEALTH_STEP = 0.001
+#: Stage 4's kinds of call, each timed on its own: the growth graded is the worst kind's.
+HEALTH_KINDS = ("request_result", "weight", "probes", "ledger")
 
 
 class _HealthClock:
@@ -91,22 +96,32 @@ class _HealthClock:
             self.checker.request_result(f"s{i}", True, 0.0, 0.01 + (i % 7) / 1000)
 
 
-def _round_health(h: _HealthClock, tag: str) -> float:
-    """One round: per call two request results (every 50th call fails twice: an ejection), a weight and a
-    trial limit read, the probes due, one probe result, a ledger attempt answered (or re-sent)."""
+def _round_health(h: _HealthClock, tag: str) -> dict[str, float]:
+    """One round, timed per kind of call (a light scan in one method must not hide behind the others' work).
+
+    Per call: two request results (every 50th call fails twice: an ejection), a weight and a trial limit
+    read, the probes due and their results, a ledger attempt answered (or re-sent).  Returns the seconds
+    spent in each kind: ``request_result``, ``weight``, ``probes``, ``ledger``.
+    """
     checker, ledger, size = h.checker, h.ledger, h.size
-    started = time.perf_counter()
+    clock = time.perf_counter
+    spent = dict.fromkeys(HEALTH_KINDS, 0.0)
     for k in range(CALLS):
         h.now += HEALTH_STEP
         now = h.now
         sid = f"s{(k * 7919) % size}"
         failing = k % 50 < 2
+        other = f"s{(k * 104729 + 1) % size}"
+        t0 = clock()
         checker.request_result(sid, not failing, now, None if failing else 0.01 + (k % 5) / 1000)
-        checker.request_result(f"s{(k * 104729 + 1) % size}", True, now, 0.01 + (k % 3) / 1000)  # the common case: a success
+        checker.request_result(other, True, now, 0.01 + (k % 3) / 1000)  # the common case: a success
+        t1 = clock()
         checker.weight(sid, now)
         checker.trial_limit(sid)
+        t2 = clock()
         for due in checker.due_probes(now):
             checker.probe_result(due, True, now)
+        t3 = clock()
         rid = f"{tag}-{k}"
         ledger.begin(rid, sid, now)
         if k % 10 == 0:
@@ -116,7 +131,12 @@ def _round_health(h: _HealthClock, tag: str) -> float:
         else:
             ledger.answer(rid, sid, now)
         ledger.finish(rid)
-    return time.perf_counter() - started
+        t4 = clock()
+        spent["request_result"] += t1 - t0
+        spent["weight"] += t2 - t1
+        spent["probes"] += t3 - t2
+        spent["ledger"] += t4 - t3
+    return spent
 
 
 def _round_routes(lb: Any, tag: str, observe: bool) -> float:
@@ -159,18 +179,34 @@ def measure(impl: Any, rule: dict[str, Any]) -> dict[str, Any]:
         objects = {n: _HealthClock(impl, n) for n in SIZES}
     else:
         objects = {n: _router(impl, n, rule["strategy"], rule["options"]) for n in SIZES}
+    if kind == "health":
+        return _measure_kinds(objects)
     best = {n: math.inf for n in SIZES}
     for r in range(ROUNDS):
         for n in SIZES:
             tag = f"r{r}"
             if kind == "queue":
                 took = _round_queue(objects[n], tag)
-            elif kind == "health":
-                took = _round_health(objects[n], tag)
             else:
                 took = _round_routes(objects[n], tag, kind == "strategy")
             best[n] = min(best[n], took / CALLS)
     return {"seconds_per_call": {str(n): best[n] for n in SIZES}}
+
+
+def _measure_kinds(objects: dict[int, _HealthClock]) -> dict[str, Any]:
+    """Stage 4: the best seconds per call of each kind at each size; the result is the kind that grows most."""
+    best = {(n, kind): math.inf for n in SIZES for kind in HEALTH_KINDS}
+    for r in range(ROUNDS):
+        for n in SIZES:
+            for kind, took in _round_health(objects[n], f"r{r}").items():
+                best[n, kind] = min(best[n, kind], took / CALLS)
+
+    def growth(kind: str) -> float:
+        small = best[SIZES[0], kind]
+        return best[SIZES[-1], kind] / small if small > 0 else math.inf
+
+    worst = max(HEALTH_KINDS, key=growth)
+    return {"seconds_per_call": {str(n): best[n, worst] for n in SIZES}, "call": worst}
 
 
 def verdict(result: Any) -> tuple[bool, str]:
@@ -181,6 +217,7 @@ def verdict(result: Any) -> tuple[bool, str]:
     except (TypeError, KeyError, ValueError, AttributeError):
         return False, f"no usable measurement ({str(result)[:80]})"
     growth = large / small if small > 0 else math.inf
-    text = (f"{small * 1e6:.1f} us per call at {SIZES[0]}, {large * 1e6:.1f} us at {SIZES[-1]}: "
+    call = f"{result['call']}: " if isinstance(result.get("call"), str) else ""
+    text = (f"{call}{small * 1e6:.1f} us per call at {SIZES[0]}, {large * 1e6:.1f} us at {SIZES[-1]}: "
             f"{growth:.1f}x (limit {LIMIT:g}x; logarithmic is about 3x, a scan over 20x)")
     return growth <= LIMIT, text
