@@ -8,7 +8,11 @@ prompt's length exactly (it tokenizes it) and only *estimates* the output's,
 so it can pass ``prompt_tokens`` as well; strategies that price requests in
 seconds read :attr:`Request.prompt_tokens` and :attr:`Request.output_tokens`.
 
-Later stages add their fields here (session, tier, prefix blocks, deadline).
+Stage 5 adds ``session_id`` (the conversation a request belongs to: session
+affinity keeps a conversation on the server that holds its KV cache) and
+``prefix_blocks`` (hashes of the prompt's 512-token prefix blocks, in order,
+as the Mooncake trace gives them: prefix-aware routing matches them against
+what each server holds).  Later stages add their fields here (tier, deadline).
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ class Request:
             ``0 <= prompt_tokens <= estimated_tokens``, or ``None`` when the
             caller gave only the total: then every token counts as an output
             token, the expensive kind (an upper bound on the decode work).
+        session_id: the conversation this request belongs to (stage 5), a
+            non-empty ``str``, or ``None`` (no session: no affinity).
+        prefix_blocks: hashes of the prompt's prefix blocks (512 tokens
+            each), in prompt order, a ``tuple`` of ``int`` (not ``bool``);
+            ``()`` when unknown.  Validated in O(B) for B blocks.
 
     Raises:
         TypeError / ValueError: a field of the wrong type or out of range.
@@ -40,12 +49,23 @@ class Request:
     request_id: str
     estimated_tokens: int
     prompt_tokens: int | None = None
+    session_id: str | None = None
+    prefix_blocks: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         require_id(self.request_id, "request_id")
         require_int(self.estimated_tokens, "estimated_tokens")
         if self.prompt_tokens is not None:
             require_int(self.prompt_tokens, "prompt_tokens", minimum=0, maximum=self.estimated_tokens)
+        if self.session_id is not None:
+            require_id(self.session_id, "session_id")
+        blocks = self.prefix_blocks
+        if not isinstance(blocks, tuple):
+            raise TypeError(f"prefix_blocks must be a tuple of ints (block hashes), got {type(blocks).__name__}; "
+                            "pass tuple(blocks)")  # fmt: skip
+        for i, b in enumerate(blocks):
+            if isinstance(b, bool) or not isinstance(b, int):
+                raise TypeError(f"prefix_blocks[{i}] must be an int (a block hash), got {type(b).__name__} {b!r}")
 
     @property
     def output_tokens(self) -> int:
