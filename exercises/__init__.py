@@ -6,7 +6,9 @@
 candidate writes left as stubs.  ``from solution import LoadBalancer`` gives
 the stage-1 balancer; ``RequestQueue`` (stage 2) queues requests in front of
 it, through the shared ``Gateway``; ``HealthChecker`` and ``RetryLedger`` (stage 4)
-keep servers' health and re-send requests whose server failed.
+keep servers' health and re-send requests whose server failed; ``SessionAffinity``,
+``BoundedLoadHash`` and ``PrefixAware`` (stage 5) keep conversations where their KV
+cache is.
 """
 
 from exercises.balancer import LoadBalancer
@@ -15,6 +17,8 @@ from exercises.strategies import LeastOutstandingTokens, PeakEwma, PowerOfChoice
 from exercises.request_queue import RequestQueue
 from exercises.health import HealthChecker, RetryLedger
 from solution.core.health_types import Attempt, HealthPolicy, HealthState, RetryPolicy, Transition
+from exercises.affinity import BoundedLoadHash, PrefixAware, SessionAffinity, SessionTable
+from solution.core.affinity_types import AffinityPolicy, RemapReason
 from solution.core.gateway import Gateway
 from solution.core.clock import ManualClock
 from solution.core.queue_types import (
@@ -64,6 +68,12 @@ __all__ = [
     "RetryPolicy",
     "Transition",
     "Attempt",
+    "SessionTable",
+    "SessionAffinity",
+    "BoundedLoadHash",
+    "PrefixAware",
+    "AffinityPolicy",
+    "RemapReason",
     "Gateway",
     "ManualClock",
     "Ordering",

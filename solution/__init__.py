@@ -5,7 +5,9 @@
 candidate writes left as stubs.  ``from solution import LoadBalancer`` gives
 the stage-1 balancer; ``RequestQueue`` (stage 2) queues requests in front of
 it, through the shared ``Gateway``; ``HealthChecker`` and ``RetryLedger`` (stage 4)
-keep servers' health and re-send requests whose server failed.
+keep servers' health and re-send requests whose server failed; ``SessionAffinity``,
+``BoundedLoadHash`` and ``PrefixAware`` (stage 5) keep conversations where their KV
+cache is.
 """
 
 from solution.balancer import LoadBalancer
@@ -14,6 +16,8 @@ from solution.strategies import LeastOutstandingTokens, PeakEwma, PowerOfChoices
 from solution.request_queue import RequestQueue
 from solution.health import HealthChecker, RetryLedger
 from solution.core.health_types import Attempt, HealthPolicy, HealthState, RetryPolicy, Transition
+from solution.affinity import BoundedLoadHash, PrefixAware, SessionAffinity, SessionTable
+from solution.core.affinity_types import AffinityPolicy, RemapReason
 from solution.core.gateway import Gateway
 from solution.core.clock import ManualClock
 from solution.core.queue_types import (
@@ -63,6 +67,12 @@ __all__ = [
     "RetryPolicy",
     "Transition",
     "Attempt",
+    "SessionTable",
+    "SessionAffinity",
+    "BoundedLoadHash",
+    "PrefixAware",
+    "AffinityPolicy",
+    "RemapReason",
     "Gateway",
     "ManualClock",
     "Ordering",

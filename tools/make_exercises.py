@@ -59,6 +59,7 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise("request_queue", 2, "notebooks/02_queuing.ipynb"),
     Exercise("strategies", 3, "notebooks/03_routing_strategies.ipynb"),
     Exercise("health", 4, "notebooks/04_health_checks.ipynb"),
+    Exercise("affinity", 5, "notebooks/05_session_affinity.ipynb"),
 )
 
 HEADER = (

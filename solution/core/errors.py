@@ -76,7 +76,8 @@ class UnknownRequestError(UnknownIdError):
 
 
 class InvalidPolicyError(LoadBalancerError, ValueError):
-    """A :class:`~solution.core.health_types.HealthPolicy` or ``RetryPolicy`` field is out of range.
+    """A :class:`~solution.core.health_types.HealthPolicy`, ``RetryPolicy`` or
+    :class:`~solution.core.affinity_types.AffinityPolicy` field is out of range.
 
     The message names the field and the allowed range: build the policy again
     with a value inside it.
