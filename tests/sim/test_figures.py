@@ -26,6 +26,7 @@ from solution import QueuePolicy
 from solution.sim import GPU_PRESETS, ModelSpec, Outcome, Results, plot, scenarios, simulate
 from solution.sim.queueing import QueueConfig
 from solution.sim.sweep import ErlangPoint, queue_points
+from solution.widgets import affinity as affinity_widget
 from solution.widgets import drawing
 from solution.widgets import health as health_widget
 from solution.widgets import simulator as simulator_widget
@@ -162,6 +163,11 @@ CASES: dict[str, Callable[[dict, list], list[Figure]]] = {
     "health figures": lambda r, p: [health_widget.failure_modes(), health_widget.state_diagram(),
                                     health_widget.tradeoff_figure([health_widget.measure_point(5.0, 1.0, 3, 2, 0.1, trials=20, probes=20_000)])],
     "health timeline widget": lambda r, p: [health_widget.HealthTimeline(requests=300).figure()],
+    "affinity figures": lambda r, p: [
+        affinity_widget.kv_reuse_figure(affinity_widget.turn_breakdown(np.array([0, 0, 0, 1, 1]), np.array([100, 400, 900, 50, 300]),
+                                                                       np.array([200, 300, 5, 200, 1]), max_turn=3),
+                                        {g: ModelSpec().latency_model(gpu) for g, gpu in GPU_PRESETS.items()}),
+        affinity_widget.ring_figure(), affinity_widget.migration_figure(GPU_PRESETS["A100-80GB"])],
 }
 
 

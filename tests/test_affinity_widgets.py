@@ -1,0 +1,154 @@
+"""Stage 5's widgets and figures: they build, the measurements follow their formulas, the ring is the strategy's ring.
+
+The figures are held to the course's figure rule (``tests/sim/test_figures.py``'s
+:func:`figure_problems`); the per-turn breakdown is checked on a hand-built
+workload, the ring's walk against its bound and against ``BoundedLoadHash``
+itself, and migration against its closed form.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+
+from solution.core.request import Request
+from solution.core.routing import Router
+from solution.sim.gpus import ModelSpec, gpu_preset
+from solution.widgets import affinity as aw
+from tests.sim.test_figures import figure_problems
+
+pytestmark = pytest.mark.meta
+
+
+def _readable(fig) -> None:
+    fig.savefig(io.BytesIO(), format="png")  # layout engines run at draw time
+    assert figure_problems(fig) == []
+
+
+# -- why KV reuse matters -------------------------------------------------------------------------
+
+
+def test_turn_breakdown_counts_the_resent_conversation():
+    # session 0: three turns; session 1: one turn; then a request outside any session
+    session = np.array([0, 0, 0, 1, -1])
+    prompt = np.array([100, 350, 700, 80, 50])
+    output = np.array([200, 300, 10, 5, 5])
+    b = aw.turn_breakdown(session, prompt, output, max_turn=3)
+    assert list(b.turn) == [1, 2, 3] and list(b.count) == [3, 1, 1]
+    assert b.at(1) == (3, pytest.approx((100 + 80 + 50) / 3), 0.0)
+    assert b.at(2) == (1, 350.0, 300.0)  # turn 1's prompt + answer: 100 + 200
+    assert b.at(3) == (1, 700.0, 650.0)  # 350 + 300
+    with pytest.raises(ValueError):
+        b.at(4)
+
+
+def test_turn_breakdown_caps_the_reusable_part_at_the_prompt():
+    b = aw.turn_breakdown(np.array([3, 3]), np.array([1_000, 600]), np.array([500, 1]), max_turn=2)
+    assert b.at(2)[2] == 600.0  # a context truncated to 600 tokens reuses at most 600
+
+
+def test_turn_breakdown_refuses_misaligned_input():
+    with pytest.raises(ValueError):
+        aw.turn_breakdown(np.array([0, 0]), np.array([1]), np.array([1, 2]))
+    with pytest.raises(ValueError):
+        aw.turn_breakdown(np.array([0]), np.array([1]), np.array([1]), max_turn=0)
+
+
+def test_the_reuse_figure_is_readable():
+    b = aw.turn_breakdown(np.array([0, 0, 0, 1, 1]), np.array([100, 400, 900, 50, 300]), np.array([200, 300, 5, 200, 1]), max_turn=3)
+    models = {g: ModelSpec().latency_model(gpu_preset(g)) for g in ("A100-80GB", "H100-80GB")}
+    _readable(aw.kv_reuse_figure(b, models))
+
+
+# -- KV migration ---------------------------------------------------------------------------------
+
+
+def test_migration_is_bytes_over_bandwidth():
+    spec = ModelSpec()
+    assert aw.migration_seconds(10_000, spec, 25.0) == pytest.approx(10_000 * spec.kv_bytes_per_token / 25e9)
+    assert aw.migration_seconds(0, spec, 1.0) == 0.0
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError):
+            aw.migration_seconds(10, spec, bad)
+    with pytest.raises(ValueError):
+        aw.migration_seconds(-1, spec, 1.0)
+
+
+@pytest.mark.parametrize("gpu", ["A100-80GB", "H100-80GB"])
+@pytest.mark.parametrize("model", list(aw.MODELS))
+def test_at_the_break_even_bandwidth_moving_and_recomputing_cost_the_same(gpu, model):
+    spec, g = aw.MODELS[model], gpu_preset(gpu)
+    bw = aw.break_even_gb_s(spec, g)
+    tokens = 20_480
+    prefill = spec.latency_model(g).prefill_time(tokens)
+    assert aw.migration_seconds(tokens, spec, bw) == pytest.approx(prefill, rel=1e-9)
+    assert aw.migration_seconds(tokens, spec, 2 * bw) < prefill < aw.migration_seconds(tokens, spec, bw / 2)
+
+
+def test_grouped_query_attention_moves_four_times_cheaper():
+    mha, gqa = aw.MODELS.values()
+    assert mha.kv_bytes_per_token == 4 * gqa.kv_bytes_per_token == 512 * 1024
+
+
+def test_the_migration_figure_is_readable():
+    _readable(aw.migration_figure(gpu_preset("A100-80GB")))
+
+
+# -- the ring -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("epsilon", [0.1, 0.25, 1.0])
+def test_no_server_ever_exceeds_the_bound(epsilon):
+    servers = [f"s{i}" for i in range(5)]
+    keys = [f"k{i}" for i in range(200)]
+    got = aw.bounded_load_assign(keys, servers, epsilon=epsilon, vnodes=10)
+    assert sum(got.load.values()) == sum(got.plain_load.values()) == 200
+    assert max(got.load.values()) <= math.ceil((1 + epsilon) * 200 / 5) == got.bound
+    assert got.moved == sum(a != b for a, b in zip(got.first, got.server))
+
+
+def test_without_a_bound_it_is_plain_consistent_hashing():
+    servers = ["a", "b", "c"]
+    got = aw.bounded_load_assign([f"k{i}" for i in range(60)], servers, epsilon=math.inf, vnodes=4)
+    assert got.moved == 0 and dict(got.load) == dict(got.plain_load)
+    ring = aw.ring_points(servers, 4)
+    for key, pos, sid in zip(got.keys, got.position, got.server):
+        after = [s for p, s in ring if p >= pos]
+        assert sid == (after[0] if after else ring[0][1])  # the first point clockwise, wrapping
+
+
+def test_removing_a_server_moves_only_its_keys_under_plain_hashing():
+    keys = [f"k{i}" for i in range(500)]
+    before = aw.bounded_load_assign(keys, ["a", "b", "c", "d"], epsilon=math.inf, vnodes=20)
+    after = aw.bounded_load_assign(keys, ["a", "b", "c"], epsilon=math.inf, vnodes=20)
+    assert all(x == y for x, y in zip(before.server, after.server) if x != "d")
+
+
+def test_the_ring_refuses_bad_input():
+    for kwargs in ({"servers": [], "vnodes": 3}, {"servers": ["a", "a"], "vnodes": 3}, {"servers": ["a"], "vnodes": 0},
+                   {"servers": ["a"], "vnodes": True}):  # fmt: skip
+        with pytest.raises(ValueError):
+            aw.ring_points(**kwargs)
+    with pytest.raises(ValueError):
+        aw.bounded_load_assign(["k"], ["a"], epsilon=0.0)
+
+
+def test_the_picture_places_keys_where_bounded_load_hash_sends_them():
+    from solution.affinity import BoundedLoadHash
+
+    servers = ("gpu-0", "gpu-1", "gpu-2", "gpu-3")
+    got = aw.bounded_load_assign([f"session-{i}" for i in range(40)], servers, epsilon=0.25, vnodes=3)
+    router = Router(BoundedLoadHash(epsilon=0.25, vnodes=3))
+    for sid in servers:
+        router.add_server(sid, 64, 80)
+    routed = [router.route(Request(f"r{i}", 1_000, 800, session_id=f"session-{i}")) for i in range(40)]
+    assert routed == list(got.server)
+    assert got.moved > 0  # the bound bit: the comparison covered the walk, not only the first point
+
+
+def test_the_ring_figure_is_readable():
+    _readable(aw.ring_figure())
+    _readable(aw.ring_figure(keys=40, epsilon=math.inf, vnodes=5, hot="session-3"))
