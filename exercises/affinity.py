@@ -48,7 +48,7 @@ from solution.core.affinity_types import HARD, AffinityPolicy, RemapReason, requ
 from solution.core.errors import TimeWentBackwardsError, UnknownServerError
 from solution.core.health_types import require_time
 from solution.core.request import Request
-from solution.core.routing import BaseStrategy, Decision, Router, Scored, ServerState, Strategy, StrategyInUseError
+from solution.core.routing import BaseStrategy, Decision, Router, Scored, ServerState, Strategy, StrategyInUseError, require_positive
 from solution.core.validate import require_id, require_int
 
 __all__ = ["SessionTable", "SessionAffinity", "BoundedLoadHash", "PrefixAware"]
@@ -253,8 +253,10 @@ class SessionAffinity(BaseStrategy):
        hard wait); every re-map adds the request's ``prompt_tokens`` (0 when
        unknown) to ``recompute_tokens``: the prefill its new server computes
        again instead of reading it from cache (the cost of the fallback).
-       A decision that returns ``None`` changes no mapping and no counter
-       except ``hard_waits``.
+       A decision that returns ``None`` changes no mapping and none of these
+       counters except ``hard_waits`` (the table's own ``get`` still counts a
+       hit or a miss and refreshes a live session's TTL: a waiting session
+       is in use).
     7. **pin(session_id, server_id, now)** maps a session by hand;
        ``UnknownServerError`` (a ``KeyError``) when the server is not in the
        router.  ``sessions()`` is a read-only view; ``stats()`` returns
@@ -434,8 +436,10 @@ class BoundedLoadHash(BaseStrategy):
        (or no available big-memory one for a large request), ``None`` at
        once, without walking (a count kept by the hooks).
     5. ``home(key)`` is the first server clockwise from the key's point,
-       load and health ignored; ``spills`` in ``stats()`` counts decisions
-       that did not take the first *routable* server of the walk.
+       load and health ignored.  ``stats()``: ``decisions`` (a server
+       chosen), ``refused`` (``None``), ``examined`` (servers examined by all
+       decisions), ``spills`` (decisions that did not take the first server
+       examined: the key's home was over the bound or could not take it).
 
     **Cost**: O(log(S V)) for the binary search plus the walk: an expected
     O(1/epsilon) servers examined while the bound binds (MTZ, Theorem 1),
@@ -519,10 +523,11 @@ class BoundedLoadHash(BaseStrategy):
         steps = self.walk(request)
         bound = self.bound()
         chosen = next((s.server_id for s, note in steps if note == "chosen"), None)
-        scored = tuple(Scored(s.server_id, (("ring steps", float(i)), ("load", float(s.load))), note) for i, (s, note) in enumerate(steps))
+        scored = [Scored(s.server_id, (("ring steps", float(i)), ("load", float(s.load))), note) for i, (s, note) in enumerate(steps)]
+        scored.sort(key=lambda c: c.note != "chosen")  # the chosen server first, the others in ring order
         examined = {s.server_id for s, _ in steps}
         why = f"first server clockwise with load < bound {bound} that can take it" if chosen else "no server under the bound can take it"
-        return Decision(self.name, request, chosen, scored, self.router.excluded(request, examined), why)
+        return Decision(self.name, request, chosen, tuple(scored), self.router.excluded(request, examined), why)
 
 
 class PrefixAware(BaseStrategy):
@@ -594,7 +599,9 @@ class PrefixAware(BaseStrategy):
         raise NotImplementedError("Stage 5: PrefixAware.attach is not implemented yet; see notebooks/05_session_affinity.ipynb")
 
     def server_added(self, server: ServerState) -> None:
-        self.inner.server_added(server)
+        """Forward, and know the server (for the index).  O(1) + the inner hook."""
+        # TODO: keep server_id -> ServerState; forward
+        raise NotImplementedError("Stage 5: PrefixAware.server_added is not implemented yet; see notebooks/05_session_affinity.ipynb")
 
     def server_changed(self, server: ServerState) -> None:
         self.inner.server_changed(server)
@@ -639,19 +646,28 @@ class PrefixAware(BaseStrategy):
     def explain(self, request: Request) -> Decision:
         """The match for ``request`` and the inner strategy's view; changes nothing.  O(S log S + B k)."""
         inner = self.inner.explain(request)
-        if not request.prefix_blocks:
+        blocks = request.prefix_blocks
+        if not blocks:
             return _relabel(inner, self.name, inner.chosen, "no prefix blocks: the inner strategy decides")
         m, holders = self.match(request)
-        scored = tuple(Scored(s.server_id, (("-matched blocks", float(-m)), ("load ratio", s.load / s.capacity)), "holds the prefix")
-                       for s in sorted(holders, key=lambda s: (s.load_ratio_key, s.order)))  # fmt: skip
-        rest = tuple(c for c in inner.candidates if c.server_id not in {s.server_id for s in holders})
-        if m < self.min_match or not holders:
-            return Decision(self.name, request, inner.chosen, scored + rest, inner.excluded,
-                            f"match of {m} block(s) < min_match {self.min_match}: the inner strategy decides")  # fmt: skip
-        best = min(holders, key=lambda s: (s.load_ratio_key, s.order))
         pick = None if inner.chosen is None else self.router.server(inner.chosen)
-        if pick is None or best.load / best.capacity <= pick.load / pick.capacity + self.slack:
-            return Decision(self.name, request, best.server_id, scored + rest, inner.excluded,
-                            f"longest cached prefix: {m} block(s), least loaded holder within the slack")  # fmt: skip
-        return Decision(self.name, request, pick.server_id, scored + rest, inner.excluded,
-                        f"longest cached prefix ({m} block(s)) on {best.server_id!r} is too loaded: the inner strategy decides")  # fmt: skip
+        best = min(holders, key=lambda s: (s.load_ratio_key, s.order)) if holders else None
+        if best is not None and m >= self.min_match and (pick is None or best.load / best.capacity <= pick.load / pick.capacity + self.slack):
+            chosen, why = best, f"longest cached prefix: {m} block(s); the least loaded holder is within the slack of the inner pick"
+        elif best is not None and m >= self.min_match:
+            chosen, why = pick, f"longest cached prefix ({m} block(s)) on {best.server_id!r} is too loaded: the inner strategy decides"
+        else:
+            chosen, why = pick, f"match of {m} block(s) < min_match {self.min_match}: the inner strategy decides"
+        pool = {s.server_id: s for s in holders}
+        for c in inner.candidates:
+            pool.setdefault(c.server_id, self.router.server(c.server_id))
+        held = {s.server_id for s in holders}
+
+        def note(s: ServerState) -> str:
+            return "holds the longest prefix" if s.server_id in held else ("inner pick" if pick is s else "")
+
+        scored = sorted((Scored(s.server_id, (("-matched blocks", float(-self.held_prefix(s.server_id, blocks))),
+                                              ("load ratio", s.load / s.capacity)), note(s)) for s in pool.values()),
+                        key=lambda c: (chosen is None or c.server_id != chosen.server_id, c.key))  # fmt: skip
+        return Decision(self.name, request, None if chosen is None else chosen.server_id, tuple(scored),
+                        self.router.excluded(request, set(pool)), why)  # fmt: skip

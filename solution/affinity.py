@@ -46,7 +46,7 @@ from solution.core.affinity_types import HARD, AffinityPolicy, RemapReason, requ
 from solution.core.errors import TimeWentBackwardsError, UnknownServerError
 from solution.core.health_types import require_time
 from solution.core.request import Request
-from solution.core.routing import BaseStrategy, Decision, Router, Scored, ServerState, Strategy, StrategyInUseError
+from solution.core.routing import BaseStrategy, Decision, Router, Scored, ServerState, Strategy, StrategyInUseError, require_positive
 from solution.core.validate import require_id, require_int
 
 __all__ = ["SessionTable", "SessionAffinity", "BoundedLoadHash", "PrefixAware"]
@@ -103,7 +103,16 @@ class SessionTable:
 
     def __init__(self, ttl: float = 600.0, max_sessions: int = 100_000) -> None:
         ### BEGIN SOLUTION: validate ttl (finite > 0, not bool) and max_sessions (int >= 1); an OrderedDict session -> [server, deadline], a reverse index server -> set of sessions, the last now, the counters
-        raise NotImplementedError("skeleton")
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+            raise TypeError(f"ttl must be a number of seconds, got {type(ttl).__name__} {ttl!r}")
+        if not math.isfinite(ttl) or ttl <= 0:
+            raise ValueError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
+        self._max = require_int(max_sessions, "max_sessions")
+        self._ttl = float(ttl)
+        self._entries: OrderedDict[str, list[Any]] = OrderedDict()  # session -> [server_id, deadline], least recently used first
+        self._by_server: dict[str, dict[str, None]] = {}  # server_id -> its sessions (an ordered set)
+        self._now = -math.inf  # the latest now seen
+        self._hits = self._misses = self._expired = self._evicted = self._remapped = 0
         ### END SOLUTION
 
     @property
@@ -119,19 +128,34 @@ class SessionTable:
     def get(self, session_id: str, now: float) -> str | None:
         """The session's server, refreshing its idle TTL (rule 4); ``None`` when absent or expired.  Amortized O(1)."""
         ### BEGIN SOLUTION: validate, check the time, drop the expired front, then hit (refresh, move to end) or miss
-        raise NotImplementedError("skeleton")
+        require_id(session_id, "session_id")
+        self._now = now = self._time(now)
+        self._drop_expired(now)
+        entry = self._entries.get(session_id)
+        if entry is None:
+            self._misses += 1
+            return None
+        entry[1] = now + self._ttl
+        self._entries.move_to_end(session_id)
+        self._hits += 1
+        return entry[0]
         ### END SOLUTION
 
     def peek(self, session_id: str, now: float) -> str | None:
         """The session's server if it is live at ``now``, else ``None``; changes nothing (no refresh, no counters).  O(1)."""
         ### BEGIN SOLUTION: validate, check the time (without recording it), read the entry and its deadline
-        raise NotImplementedError("skeleton")
+        require_id(session_id, "session_id")
+        now = self._time(now)
+        entry = self._entries.get(session_id)
+        return None if entry is None or entry[1] <= now else entry[0]
         ### END SOLUTION
 
     def expires_at(self, session_id: str) -> float | None:
         """When the session expires (its last use plus ``ttl``), or ``None`` if it is not held.  O(1)."""
         ### BEGIN SOLUTION: the entry's deadline
-        raise NotImplementedError("skeleton")
+        require_id(session_id, "session_id")
+        entry = self._entries.get(session_id)
+        return None if entry is None else entry[1]
         ### END SOLUTION
 
     def assign(self, session_id: str, server_id: str, now: float) -> None:
@@ -140,25 +164,54 @@ class SessionTable:
         A new session in a full table evicts the least recently used first.  Amortized O(1).
         """
         ### BEGIN SOLUTION: validate both ids and now; drop the expired front; re-map (count if the server differs) or evict-then-insert; keep the reverse index
-        raise NotImplementedError("skeleton")
+        require_id(session_id, "session_id")
+        require_id(server_id, "server_id")
+        self._now = now = self._time(now)
+        self._drop_expired(now)
+        entry = self._entries.get(session_id)
+        if entry is not None:
+            if entry[0] != server_id:
+                self._remapped += 1
+                self._unindex(session_id, entry[0])
+                self._by_server.setdefault(server_id, {})[session_id] = None
+                entry[0] = server_id
+            entry[1] = now + self._ttl
+            self._entries.move_to_end(session_id)
+            return
+        if len(self._entries) >= self._max:
+            old, (old_server, _) = self._entries.popitem(last=False)
+            self._unindex(old, old_server)
+            self._evicted += 1
+        self._entries[session_id] = [server_id, now + self._ttl]
+        self._by_server.setdefault(server_id, {})[session_id] = None
         ### END SOLUTION
 
     def forget(self, session_id: str) -> bool:
         """Drop the session; True if it was held.  O(1)."""
         ### BEGIN SOLUTION: pop it and its reverse-index entry
-        raise NotImplementedError("skeleton")
+        require_id(session_id, "session_id")
+        entry = self._entries.pop(session_id, None)
+        if entry is None:
+            return False
+        self._unindex(session_id, entry[0])
+        return True
         ### END SOLUTION
 
     def forget_server(self, server_id: str) -> int:
         """Drop every session mapped to ``server_id``; return how many.  O(k) for its k sessions (reverse index)."""
         ### BEGIN SOLUTION: pop the server's set from the reverse index and each of its sessions
-        raise NotImplementedError("skeleton")
+        require_id(server_id, "server_id")
+        held = self._by_server.pop(server_id, {})
+        for session_id in held:
+            del self._entries[session_id]
+        return len(held)
         ### END SOLUTION
 
     def expire(self, now: float) -> int:
         """Drop every session expired at ``now`` (rule 2); return how many.  Amortized O(1) per dropped session."""
         ### BEGIN SOLUTION: validate now, check the time, pop from the front while the deadline <= now
-        raise NotImplementedError("skeleton")
+        self._now = now = self._time(now)
+        return self._drop_expired(now)
         ### END SOLUTION
 
     def sessions(self) -> Mapping[str, str]:
@@ -168,36 +221,70 @@ class SessionTable:
     def servers(self) -> dict[str, int]:
         """Sessions per server (from the reverse index).  O(S)."""
         ### BEGIN SOLUTION: the size of each server's set
-        raise NotImplementedError("skeleton")
+        return {server_id: len(held) for server_id, held in self._by_server.items()}
         ### END SOLUTION
 
     def __len__(self) -> int:
         ### BEGIN SOLUTION: the number of sessions held
-        raise NotImplementedError("skeleton")
+        return len(self._entries)
         ### END SOLUTION
 
     def __contains__(self, session_id: object) -> bool:
         ### BEGIN SOLUTION: held (not yet dropped)
-        raise NotImplementedError("skeleton")
+        return isinstance(session_id, str) and session_id in self._entries
         ### END SOLUTION
 
     def stats(self) -> dict[str, int]:
         """``sessions``, ``hits``, ``misses``, ``expired``, ``evicted``, ``remapped`` (rule 7).  O(1)."""
         ### BEGIN SOLUTION: a fresh dict of the counters
-        raise NotImplementedError("skeleton")
+        return {"sessions": len(self._entries), "hits": self._hits, "misses": self._misses, "expired": self._expired,
+                "evicted": self._evicted, "remapped": self._remapped}  # fmt: skip
         ### END SOLUTION
 
     def _server_of(self, session_id: str) -> str | None:
         """The server a held session maps to (no time check): the read-only view's lookup."""
         ### BEGIN SOLUTION: read the entry
-        raise NotImplementedError("skeleton")
+        entry = self._entries.get(session_id)
+        return None if entry is None else entry[0]
         ### END SOLUTION
 
     def _ids(self) -> Iterator[str]:
         """The held session ids, least recently used first: the read-only view's iteration."""
         ### BEGIN SOLUTION: iterate the ordered dict
-        raise NotImplementedError("skeleton")
+        return iter(list(self._entries))
         ### END SOLUTION
+
+    ### BEGIN OMIT
+    # --- private helpers (the reference's) ---------------------------------------------------------
+
+    def _time(self, now: object) -> float:
+        """``now`` as a float, refusing time that goes back (rule 1); records nothing."""
+        now = require_time(now)
+        if now < self._now:
+            raise TimeWentBackwardsError(f"now={now} is earlier than {self._now}, a time this SessionTable already saw; "
+                                         "pass the current time of one monotonic clock to every call")  # fmt: skip
+        return now
+
+    def _drop_expired(self, now: float) -> int:
+        """Pop the sessions expired at ``now`` from the front (least recently used first).  Amortized O(1) each."""
+        entries, dropped = self._entries, 0
+        while entries:
+            session_id, (server_id, deadline) = next(iter(entries.items()))
+            if deadline > now:
+                break
+            del entries[session_id]
+            self._unindex(session_id, server_id)
+            dropped += 1
+        self._expired += dropped
+        return dropped
+
+    def _unindex(self, session_id: str, server_id: str) -> None:
+        held = self._by_server[server_id]
+        del held[session_id]
+        if not held:
+            del self._by_server[server_id]
+
+    ### END OMIT
 
 
 class _SessionsView(Mapping[str, str]):
@@ -265,8 +352,10 @@ class SessionAffinity(BaseStrategy):
        hard wait); every re-map adds the request's ``prompt_tokens`` (0 when
        unknown) to ``recompute_tokens``: the prefill its new server computes
        again instead of reading it from cache (the cost of the fallback).
-       A decision that returns ``None`` changes no mapping and no counter
-       except ``hard_waits``.
+       A decision that returns ``None`` changes no mapping and none of these
+       counters except ``hard_waits`` (the table's own ``get`` still counts a
+       hit or a miss and refreshes a live session's TTL: a waiting session
+       is in use).
     7. **pin(session_id, server_id, now)** maps a session by hand;
        ``UnknownServerError`` (a ``KeyError``) when the server is not in the
        router.  ``sessions()`` is a read-only view; ``stats()`` returns
@@ -303,7 +392,22 @@ class SessionAffinity(BaseStrategy):
     def __init__(self, inner: Strategy, policy: AffinityPolicy | None = None, *, clock: Callable[[], float],
                  table: SessionTable | None = None) -> None:  # fmt: skip
         ### BEGIN SOLUTION: validate the four arguments; keep them; build the table from the policy when none is given; zero the counters
-        raise NotImplementedError("skeleton")
+        if isinstance(inner, type) or not isinstance(inner, Strategy):
+            raise TypeError(f"inner must be a strategy object (e.g. LeastConnections()), got {inner!r}")
+        if policy is not None and not isinstance(policy, AffinityPolicy):
+            raise TypeError(f"policy must be an AffinityPolicy or None, got {type(policy).__name__}")
+        if not callable(clock):
+            raise TypeError(f"clock must be a zero-argument callable returning seconds (time.monotonic, a ManualClock), got {clock!r}")
+        if table is not None and not isinstance(table, SessionTable):
+            raise TypeError(f"table must be a SessionTable or None, got {type(table).__name__}")
+        self.inner = inner
+        self.policy = policy if policy is not None else AffinityPolicy()
+        self.clock = clock
+        self.table = table if table is not None else SessionTable(self.policy.ttl, self.policy.max_sessions)
+        self._hard = self.policy.hard
+        self._slack = self.policy.slack
+        self._no_session = self._new = self._sticky = self._waits = self._pinned = self._recompute = 0
+        self._remaps = dict.fromkeys(RemapReason.ALL, 0)
         ### END SOLUTION
 
     @property
@@ -316,7 +420,7 @@ class SessionAffinity(BaseStrategy):
     def attach(self, router: Router) -> None:
         """Bind to ``router`` and attach the inner strategy to it too (both or neither)."""
         ### BEGIN SOLUTION: refuse if either serves another router (StrategyInUseError), then attach both
-        raise NotImplementedError("skeleton")
+        _attach_pair(self, self.inner, router)
         ### END SOLUTION
 
     def server_added(self, server: ServerState) -> None:
@@ -342,13 +446,61 @@ class SessionAffinity(BaseStrategy):
         or a trial limit reached).
         """
         ### BEGIN SOLUTION: ask the router (in, server(), draining, weight, is_large/big, available), in that order
-        raise NotImplementedError("skeleton")
+        require_id(server_id, "server_id")
+        if not isinstance(request, Request):
+            raise TypeError(f"request must be a Request, got {type(request).__name__}")
+        router = self.router
+        if server_id not in router:
+            return RemapReason.REMOVED
+        s = router.server(server_id)
+        if s.draining:
+            return RemapReason.DRAINING
+        if s.weight == 0.0:
+            return RemapReason.DOWN
+        if not s.big and router.is_large(request):
+            return RemapReason.MEMORY
+        if not router.available(s):
+            return RemapReason.FULL
+        return None
         ### END SOLUTION
 
     def choose(self, request: Request) -> ServerState | None:
         """The server for ``request`` by rules 1-6, and the table updated.  O(1) amortized + one inner decision."""
         ### BEGIN SOLUTION: no session -> inner; read the clock once; table.get; new -> inner + assign; classify the sticky server; hard/soft as the rules say; count
-        raise NotImplementedError("skeleton")
+        session_id = request.session_id
+        if session_id is None:
+            self._no_session += 1
+            return self.inner.choose(request)
+        now = self.clock()
+        sticky_id = self.table.get(session_id, now)
+        if sticky_id is None:
+            pick = self.inner.choose(request)
+            if pick is not None:
+                self.table.assign(session_id, pick.server_id, now)
+                self._new += 1
+            return pick
+        reason = self.unavailable_reason(sticky_id, request)
+        if reason is None:
+            sticky = self.router.server(sticky_id)
+            if self._hard:
+                self._sticky += 1
+                return sticky
+            pick = self.inner.choose(request)
+            if pick is None or pick is sticky or sticky.load / sticky.capacity <= pick.load / pick.capacity + self._slack:
+                self._sticky += 1
+                return sticky
+            reason = RemapReason.IMBALANCE
+        elif reason == RemapReason.FULL and self._hard:
+            self._waits += 1
+            return None
+        else:
+            pick = self.inner.choose(request)
+            if pick is None:
+                return None
+        self.table.assign(session_id, pick.server_id, now)
+        self._remaps[reason] += 1
+        self._recompute += request.prompt_tokens or 0
+        return pick
         ### END SOLUTION
 
     def pin(self, session_id: str, server_id: str, now: float) -> None:
@@ -359,7 +511,14 @@ class SessionAffinity(BaseStrategy):
             UnknownServerError (a KeyError): the server is not in the router.
         """
         ### BEGIN SOLUTION: validate, look the server up in the router, assign in the table, count
-        raise NotImplementedError("skeleton")
+        self.table.peek(session_id, now)  # validates both (and the time) before anything changes
+        require_id(server_id, "server_id")
+        if getattr(self, "router", None) is None:
+            raise RuntimeError("this SessionAffinity is not attached to a Router yet: create the Router with it first")
+        if server_id not in self.router:
+            raise UnknownServerError(f"server {server_id!r} is not present; pin a session to a server the router has (get_server_stats() lists them)")
+        self.table.assign(session_id, server_id, now)
+        self._pinned += 1
         ### END SOLUTION
 
     def sessions(self) -> Mapping[str, str]:
@@ -369,7 +528,11 @@ class SessionAffinity(BaseStrategy):
     def stats(self) -> dict[str, Any]:
         """The counters of rule 7 (a fresh dict).  O(1)."""
         ### BEGIN SOLUTION: the decision counters, the re-maps by reason and their sum, and the table's sessions / expired / evicted
-        raise NotImplementedError("skeleton")
+        table = self.table.stats()
+        return {"no_session": self._no_session, "new_sessions": self._new, "sticky_hits": self._sticky,
+                "hard_waits": self._waits, "remaps": dict(self._remaps), "remapped": sum(self._remaps.values()),
+                "recompute_tokens": self._recompute, "pinned": self._pinned, "sessions": table["sessions"],
+                "expired": table["expired"], "evicted": table["evicted"]}  # fmt: skip
         ### END SOLUTION
 
     def peek(self, request: Request) -> ServerState | None:
@@ -405,6 +568,18 @@ class SessionAffinity(BaseStrategy):
                         f"{pick.server_id!r}'s {pick.load / pick.capacity:.3g} + slack {self.policy.slack:g}: re-mapped", sticky)  # fmt: skip
 
 
+### BEGIN OMIT
+def _attach_pair(outer: BaseStrategy, inner: Strategy, router: Router) -> None:
+    """Attach a wrapper and its inner strategy to ``router``: both or neither."""
+    for obj in (outer, inner):
+        bound = getattr(obj, "router", None)
+        if bound is not None and bound is not router:
+            raise StrategyInUseError(f"this {type(obj).__name__} already serves another Router; create one per router")
+    outer.router = router
+    inner.attach(router)
+
+
+### END OMIT
 def _relabel(inner: Decision, name: str, chosen: str | None, why: str, sticky: str | None = None) -> Decision:
     """An inner decision re-labelled: this strategy's name, its choice, the sticky server first with a note."""
     candidates = list(inner.candidates)
@@ -452,8 +627,10 @@ class BoundedLoadHash(BaseStrategy):
        (or no available big-memory one for a large request), ``None`` at
        once, without walking (a count kept by the hooks).
     5. ``home(key)`` is the first server clockwise from the key's point,
-       load and health ignored; ``spills`` in ``stats()`` counts decisions
-       that did not take the first *routable* server of the walk.
+       load and health ignored.  ``stats()``: ``decisions`` (a server
+       chosen), ``refused`` (``None``), ``examined`` (servers examined by all
+       decisions), ``spills`` (decisions that did not take the first server
+       examined: the key's home was over the bound or could not take it).
 
     **Cost**: O(log(S V)) for the binary search plus the walk: an expected
     O(1/epsilon) servers examined while the bound binds (MTZ, Theorem 1),
@@ -476,7 +653,14 @@ class BoundedLoadHash(BaseStrategy):
 
     def __init__(self, epsilon: float = 0.25, vnodes: int = 100, *, seed: int = 0) -> None:
         ### BEGIN SOLUTION: validate (require_positive for epsilon, require_int for vnodes and seed); an empty ring, the servers by id, L, the available counts, the counters
-        raise NotImplementedError("skeleton")
+        self.epsilon = require_positive(epsilon, "epsilon")
+        self.vnodes = require_int(vnodes, "vnodes")
+        self.seed = require_int(seed, "seed", minimum=0)
+        self._ring: list[tuple[int, str]] = []  # (point, server_id), sorted
+        self._servers: dict[str, ServerState] = {}
+        self._seen: dict[str, tuple[int, int, int, int]] = {}  # server_id -> (load counted in L, routable, available, available and big)
+        self._load = self._routable = self._available = self._available_big = 0
+        self._decisions = self._refused = self._examined = self._spills = 0
         ### END SOLUTION
 
     def attach(self, router: Router) -> None:
@@ -485,62 +669,134 @@ class BoundedLoadHash(BaseStrategy):
     def server_added(self, server: ServerState) -> None:
         """Put its points on the ring (a merge: O(S V)) and count it."""
         ### BEGIN SOLUTION: its vnodes points, merged into the sorted ring; then the same bookkeeping as server_changed
-        raise NotImplementedError("skeleton")
+        sid = server.server_id
+        self._ring.extend(sorted((stable_hash64(f"{self.seed}/{sid}/{i}"), sid) for i in range(self.vnodes)))
+        self._ring.sort()  # two sorted runs: Timsort merges them in O(S V)
+        self._servers[sid] = server
+        self.server_changed(server)
         ### END SOLUTION
 
     def server_changed(self, server: ServerState) -> None:
         """Update ``L``, ``n`` and the available counts by this server's difference.  O(1)."""
         ### BEGIN SOLUTION: keep each server's last (routable load, available, big) and apply the difference
-        raise NotImplementedError("skeleton")
+        routable = int(not server.draining and server.weight > 0.0)
+        available = int(self.router.available(server))
+        new = (server.load if routable else 0, routable, available, available & int(server.big))
+        old = self._seen.get(server.server_id, (0, 0, 0, 0))
+        self._seen[server.server_id] = new
+        self._load += new[0] - old[0]
+        self._routable += new[1] - old[1]
+        self._available += new[2] - old[2]
+        self._available_big += new[3] - old[3]
         ### END SOLUTION
 
     def server_removed(self, server: ServerState) -> None:
         """Take its points off the ring (O(S V)) and its share of the counts."""
         ### BEGIN SOLUTION: filter the ring, undo its contribution
-        raise NotImplementedError("skeleton")
+        sid = server.server_id
+        self._ring = [p for p in self._ring if p[1] != sid]
+        old = self._seen.pop(sid, (0, 0, 0, 0))
+        self._load -= old[0]
+        self._routable -= old[1]
+        self._available -= old[2]
+        self._available_big -= old[3]
+        del self._servers[sid]
         ### END SOLUTION
 
     def key_of(self, request: Request) -> str:
         """The request's hash key (rule 2).  O(1)."""
         ### BEGIN SOLUTION: session id, else the first prefix block as a str, else the request id
-        raise NotImplementedError("skeleton")
+        if request.session_id is not None:
+            return request.session_id
+        if request.prefix_blocks:
+            return str(request.prefix_blocks[0])
+        return request.request_id
         ### END SOLUTION
 
     def bound(self) -> int:
         """The current per-server bound of rule 3 (0 when no server is routable).  O(1)."""
         ### BEGIN SOLUTION: ceil((1 + epsilon) * (L + 1) / n)
-        raise NotImplementedError("skeleton")
+        if self._routable == 0:
+            return 0
+        return math.ceil((1 + self.epsilon) * (self._load + 1) / self._routable)
         ### END SOLUTION
 
     def home(self, key: str) -> str | None:
         """The first server clockwise from ``key``'s point, ignoring load and health; ``None`` on an empty ring.  O(log(S V))."""
         ### BEGIN SOLUTION: bisect the ring
-        raise NotImplementedError("skeleton")
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
+        if not self._ring:
+            return None
+        i = bisect.bisect_left(self._ring, (stable_hash64(f"{self.seed}/{key}"),))
+        return self._ring[i % len(self._ring)][1]
         ### END SOLUTION
 
     def points(self) -> tuple[tuple[int, str], ...]:
         """The ring: ``(point, server_id)`` sorted (for pictures and tests).  O(S V)."""
         ### BEGIN SOLUTION: a tuple copy of the ring
-        raise NotImplementedError("skeleton")
+        return tuple(self._ring)
         ### END SOLUTION
 
     def walk(self, request: Request) -> list[tuple[ServerState, str]]:
         """The servers rule 4 examines for ``request``, in order, each with a note (``"chosen"``, ``"over bound"``,
         ``"cannot take it"``); changes nothing.  O(log(S V)) + the walk."""
         ### BEGIN SOLUTION: the walk of rule 4, recording each examined server's note
-        raise NotImplementedError("skeleton")
+        out: list[tuple[ServerState, str]] = []
+        bound = self.bound()
+        for s in self._examine(request):
+            if s.load < bound and self.router.eligible(s, request):
+                out.append((s, "chosen"))
+                break
+            out.append((s, "over bound" if s.load >= bound else "cannot take it"))
+        return out
         ### END SOLUTION
 
     def choose(self, request: Request) -> ServerState | None:
         """The first server of the walk (rule 4) under the bound that can take the request, or ``None``."""
         ### BEGIN SOLUTION: the O(1) refusal, then the walk; count decisions, steps and spills
-        raise NotImplementedError("skeleton")
+        large = self.router.is_large(request)
+        if (self._available_big if large else self._available) == 0:
+            self._refused += 1
+            return None
+        bound = self.bound()
+        eligible = self.router.eligible
+        steps = 0
+        for s in self._examine(request):
+            steps += 1
+            if s.load < bound and eligible(s, request):
+                self._examined += steps
+                self._decisions += 1
+                self._spills += steps > 1
+                return s
+        self._examined += steps
+        self._refused += 1
+        return None
         ### END SOLUTION
 
+    ### BEGIN OMIT
+    def _examine(self, request: Request) -> Iterator[ServerState]:
+        """The distinct servers clockwise from the request's key point (rule 4's order); stops after every server."""
+        ring = self._ring
+        size = len(ring)
+        if not size:
+            return
+        start = bisect.bisect_left(ring, (stable_hash64(f"{self.seed}/{self.key_of(request)}"),))
+        servers, total, seen = self._servers, len(self._servers), set()
+        for step in range(size):
+            sid = ring[(start + step) % size][1]
+            if sid in seen:
+                continue
+            seen.add(sid)
+            yield servers[sid]
+            if len(seen) == total:
+                return
+
+    ### END OMIT
     def stats(self) -> dict[str, int]:
         """``decisions`` (non-None), ``refused`` (None), ``examined`` (servers examined in all walks), ``spills``.  O(1)."""
         ### BEGIN SOLUTION: a fresh dict of the counters
-        raise NotImplementedError("skeleton")
+        return {"decisions": self._decisions, "refused": self._refused, "examined": self._examined, "spills": self._spills}
         ### END SOLUTION
 
     def explain(self, request: Request) -> Decision:
@@ -548,10 +804,11 @@ class BoundedLoadHash(BaseStrategy):
         steps = self.walk(request)
         bound = self.bound()
         chosen = next((s.server_id for s, note in steps if note == "chosen"), None)
-        scored = tuple(Scored(s.server_id, (("ring steps", float(i)), ("load", float(s.load))), note) for i, (s, note) in enumerate(steps))
+        scored = [Scored(s.server_id, (("ring steps", float(i)), ("load", float(s.load))), note) for i, (s, note) in enumerate(steps)]
+        scored.sort(key=lambda c: c.note != "chosen")  # the chosen server first, the others in ring order
         examined = {s.server_id for s, _ in steps}
         why = f"first server clockwise with load < bound {bound} that can take it" if chosen else "no server under the bound can take it"
-        return Decision(self.name, request, chosen, scored, self.router.excluded(request, examined), why)
+        return Decision(self.name, request, chosen, tuple(scored), self.router.excluded(request, examined), why)
 
 
 class PrefixAware(BaseStrategy):
@@ -610,7 +867,17 @@ class PrefixAware(BaseStrategy):
 
     def __init__(self, inner: Strategy, *, max_blocks_per_server: int = 4096, slack: float = 0.25, min_match: int = 1) -> None:
         ### BEGIN SOLUTION: validate; keep them; an OrderedDict of blocks per server id, the global map block -> set of server ids, the counters
-        raise NotImplementedError("skeleton")
+        if isinstance(inner, type) or not isinstance(inner, Strategy):
+            raise TypeError(f"inner must be a strategy object (e.g. LeastConnections()), got {inner!r}")
+        self.max_blocks_per_server = require_int(max_blocks_per_server, "max_blocks_per_server")
+        self.slack = require_slack(slack, "slack")
+        self.min_match = require_int(min_match, "min_match")
+        self.inner = inner
+        self._servers: dict[str, ServerState] = {}
+        self._held: dict[str, OrderedDict[int, None]] = {}  # server_id -> its blocks, least recently used first
+        self._holders: dict[int, set[str]] = {}  # block -> the servers holding it
+        self._requests = self._requested = self._matched = self._by_prefix = 0
+        self._fallback_imbalance = self._fallback_no_match = self._no_blocks = 0
         ### END SOLUTION
 
     @property
@@ -621,11 +888,15 @@ class PrefixAware(BaseStrategy):
     def attach(self, router: Router) -> None:
         """Bind to ``router`` and attach the inner strategy to it too (both or neither)."""
         ### BEGIN SOLUTION: refuse if either serves another router (StrategyInUseError), then attach both
-        raise NotImplementedError("skeleton")
+        _attach_pair(self, self.inner, router)
         ### END SOLUTION
 
     def server_added(self, server: ServerState) -> None:
+        """Forward, and know the server (for the index).  O(1) + the inner hook."""
+        ### BEGIN SOLUTION: keep server_id -> ServerState; forward
+        self._servers[server.server_id] = server
         self.inner.server_added(server)
+        ### END SOLUTION
 
     def server_changed(self, server: ServerState) -> None:
         self.inner.server_changed(server)
@@ -633,7 +904,14 @@ class PrefixAware(BaseStrategy):
     def server_removed(self, server: ServerState) -> None:
         """Forward, and drop the server's blocks from the index.  O(its blocks)."""
         ### BEGIN SOLUTION: forward to the inner strategy; remove the server from the global map for each of its blocks
-        raise NotImplementedError("skeleton")
+        self.inner.server_removed(server)
+        sid = server.server_id
+        self._servers.pop(sid, None)
+        for block in self._held.pop(sid, {}):
+            holders = self._holders[block]
+            holders.discard(sid)
+            if not holders:
+                del self._holders[block]
         ### END SOLUTION
 
     def observe(self, server: ServerState, seconds_per_token: float) -> None:
@@ -642,31 +920,116 @@ class PrefixAware(BaseStrategy):
     def match(self, request: Request) -> tuple[int, list[ServerState]]:
         """Rule 3: the match length and the eligible servers that hold that many leading blocks (in order of addition).  Changes nothing."""
         ### BEGIN SOLUTION: intersect the holders block by block, starting from the eligible holders of the first block
-        raise NotImplementedError("skeleton")
+        m, holders = self._match(request)
+        return m, sorted((self._servers[sid] for sid in holders), key=lambda s: s.order)
         ### END SOLUTION
 
     def held_prefix(self, server_id: str, blocks: tuple[int, ...]) -> int:
         """How many leading ``blocks`` the index says ``server_id`` holds.  O(B)."""
         ### BEGIN SOLUTION: count leading blocks in the server's OrderedDict
-        raise NotImplementedError("skeleton")
+        require_id(server_id, "server_id")
+        held = self._held.get(server_id)
+        if not held:
+            return 0
+        n = 0
+        for block in blocks:
+            if block not in held:
+                break
+            n += 1
+        return n
         ### END SOLUTION
 
     def cached_blocks(self) -> dict[str, int]:
         """Blocks the index holds per server id.  O(S)."""
         ### BEGIN SOLUTION: the size of each server's OrderedDict
-        raise NotImplementedError("skeleton")
+        return {sid: len(self._held.get(sid, ())) for sid in self._servers}
         ### END SOLUTION
 
     def choose(self, request: Request) -> ServerState | None:
         """Rules 1-4, then record the blocks on the chosen server.  O(B k) + one inner decision."""
         ### BEGIN SOLUTION: no blocks -> inner; match; ask the inner once; compare with the slack; record; count
-        raise NotImplementedError("skeleton")
+        blocks = request.prefix_blocks
+        if not blocks:
+            pick = self.inner.choose(request)
+            if pick is not None:
+                self._no_blocks += 1
+            return pick
+        m, holders = self._match(request)
+        pick = self.inner.choose(request)
+        chosen, how = pick, "no match"
+        if m >= self.min_match and holders:
+            best = min((self._servers[sid] for sid in holders), key=lambda s: (s.load_ratio_key, s.order))
+            if pick is None or best.load / best.capacity <= pick.load / pick.capacity + self.slack:
+                chosen, how = best, "prefix"
+            else:
+                how = "imbalance"
+        if chosen is None:
+            return None
+        self._requests += 1
+        self._requested += len(blocks)
+        self._matched += self.held_prefix(chosen.server_id, blocks)
+        if how == "prefix":
+            self._by_prefix += 1
+        elif how == "imbalance":
+            self._fallback_imbalance += 1
+        else:
+            self._fallback_no_match += 1
+        self._record(chosen.server_id, blocks)
+        return chosen
         ### END SOLUTION
 
+    ### BEGIN OMIT
+    def _match(self, request: Request) -> tuple[int, set[str]]:
+        """Rule 3 on server ids: the match length and the eligible holders of that many leading blocks."""
+        blocks = request.prefix_blocks
+        first = self._holders.get(blocks[0]) if blocks else None
+        if not first:
+            return 0, set()
+        eligible, servers = self.router.eligible, self._servers
+        holders = {sid for sid in first if eligible(servers[sid], request)}
+        if not holders:
+            return 0, holders
+        m = 1
+        for block in blocks[1:]:
+            more = self._holders.get(block)
+            if not more:
+                break
+            deeper = holders & more
+            if not deeper:
+                break
+            holders, m = deeper, m + 1
+        return m, holders
+
+    def _record(self, server_id: str, blocks: tuple[int, ...]) -> None:
+        """Rule 2: the blocks become the server's most recently used, the first block last; LRU beyond the bound."""
+        held = self._held.get(server_id)
+        if held is None:
+            held = self._held[server_id] = OrderedDict()
+        holders, bound = self._holders, self.max_blocks_per_server
+        for block in reversed(blocks):
+            if block in held:
+                held.move_to_end(block)
+                continue
+            held[block] = None
+            owners = holders.get(block)
+            if owners is None:
+                holders[block] = {server_id}
+            else:
+                owners.add(server_id)
+            if len(held) > bound:
+                old, _ = held.popitem(last=False)
+                owners = holders[old]
+                owners.discard(server_id)
+                if not owners:
+                    del holders[old]
+
+    ### END OMIT
     def stats(self) -> dict[str, int]:
         """The counters of rule 5 (a fresh dict).  O(1)."""
         ### BEGIN SOLUTION: a fresh dict of the counters
-        raise NotImplementedError("skeleton")
+        return {"requests": self._requests, "requested_blocks": self._requested, "matched_blocks": self._matched,
+                "by_prefix": self._by_prefix, "fallback_imbalance": self._fallback_imbalance,
+                "fallback_no_match": self._fallback_no_match, "no_blocks": self._no_blocks}  # fmt: skip
         ### END SOLUTION
 
     def peek(self, request: Request) -> ServerState | None:
@@ -676,19 +1039,28 @@ class PrefixAware(BaseStrategy):
     def explain(self, request: Request) -> Decision:
         """The match for ``request`` and the inner strategy's view; changes nothing.  O(S log S + B k)."""
         inner = self.inner.explain(request)
-        if not request.prefix_blocks:
+        blocks = request.prefix_blocks
+        if not blocks:
             return _relabel(inner, self.name, inner.chosen, "no prefix blocks: the inner strategy decides")
         m, holders = self.match(request)
-        scored = tuple(Scored(s.server_id, (("-matched blocks", float(-m)), ("load ratio", s.load / s.capacity)), "holds the prefix")
-                       for s in sorted(holders, key=lambda s: (s.load_ratio_key, s.order)))  # fmt: skip
-        rest = tuple(c for c in inner.candidates if c.server_id not in {s.server_id for s in holders})
-        if m < self.min_match or not holders:
-            return Decision(self.name, request, inner.chosen, scored + rest, inner.excluded,
-                            f"match of {m} block(s) < min_match {self.min_match}: the inner strategy decides")  # fmt: skip
-        best = min(holders, key=lambda s: (s.load_ratio_key, s.order))
         pick = None if inner.chosen is None else self.router.server(inner.chosen)
-        if pick is None or best.load / best.capacity <= pick.load / pick.capacity + self.slack:
-            return Decision(self.name, request, best.server_id, scored + rest, inner.excluded,
-                            f"longest cached prefix: {m} block(s), least loaded holder within the slack")  # fmt: skip
-        return Decision(self.name, request, pick.server_id, scored + rest, inner.excluded,
-                        f"longest cached prefix ({m} block(s)) on {best.server_id!r} is too loaded: the inner strategy decides")  # fmt: skip
+        best = min(holders, key=lambda s: (s.load_ratio_key, s.order)) if holders else None
+        if best is not None and m >= self.min_match and (pick is None or best.load / best.capacity <= pick.load / pick.capacity + self.slack):
+            chosen, why = best, f"longest cached prefix: {m} block(s); the least loaded holder is within the slack of the inner pick"
+        elif best is not None and m >= self.min_match:
+            chosen, why = pick, f"longest cached prefix ({m} block(s)) on {best.server_id!r} is too loaded: the inner strategy decides"
+        else:
+            chosen, why = pick, f"match of {m} block(s) < min_match {self.min_match}: the inner strategy decides"
+        pool = {s.server_id: s for s in holders}
+        for c in inner.candidates:
+            pool.setdefault(c.server_id, self.router.server(c.server_id))
+        held = {s.server_id for s in holders}
+
+        def note(s: ServerState) -> str:
+            return "holds the longest prefix" if s.server_id in held else ("inner pick" if pick is s else "")
+
+        scored = sorted((Scored(s.server_id, (("-matched blocks", float(-self.held_prefix(s.server_id, blocks))),
+                                              ("load ratio", s.load / s.capacity)), note(s)) for s in pool.values()),
+                        key=lambda c: (chosen is None or c.server_id != chosen.server_id, c.key))  # fmt: skip
+        return Decision(self.name, request, None if chosen is None else chosen.server_id, tuple(scored),
+                        self.router.excluded(request, set(pool)), why)  # fmt: skip
