@@ -36,7 +36,7 @@ from solution.core.latency import LatencyModel
 from solution.core.validate import require_int
 from solution.sim.validate import require_number
 
-__all__ = ["GpuSpec", "GPU_PRESETS", "ModelSpec", "gpu_preset", "GIB"]
+__all__ = ["GpuSpec", "GPU_PRESETS", "ModelSpec", "gpu_preset", "GIB", "MODEL_PRESETS", "model_preset"]
 
 #: Bytes in a GiB: the unit of :attr:`GpuSpec.memory_gb`.
 GIB = 2**30
@@ -103,7 +103,10 @@ def gpu_preset(name: str) -> GpuSpec:
 class ModelSpec:
     """The model every server runs; defaults describe a 7B-parameter model in FP16.
 
-    ``kv_bytes_per_token`` = 2 (K and V) x 32 layers x 4096 hidden x 2 bytes.
+    ``kv_bytes_per_token`` = 2 (K and V) x 32 layers x 4096 hidden x 2 bytes
+    (full multi-head attention: 512 KiB per token).  Named presets, among
+    them a grouped-query-attention model with a quarter of that KV cache per
+    token, are in :data:`MODEL_PRESETS`; ``name`` labels tables and plots.
     ``typical_context`` sets the per-sequence KV-cache read in an iteration
     (a fixed typical context keeps the model a processor-sharing one; see
     the docs).  ``max_context`` sets the KV-cache room a sequence reserves,
@@ -123,8 +126,13 @@ class ModelSpec:
     compute_efficiency: float = 0.5  # model FLOPs utilization in prefill
     bandwidth_efficiency: float = 0.7  # memory bandwidth utilization in decode
     memory_headroom: float = 0.9  # fraction of GPU memory usable for weights and KV cache
+    name: str = "7B FP16"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a str, got {type(self.name).__name__}")
+        if not self.name:
+            raise ValueError("name must be a non-empty string (it labels tables and plots)")
         for name in ("params", "bytes_per_param", "kv_bytes_per_token"):
             require_number(getattr(self, name), name)
         for name in ("typical_context", "max_context"):
@@ -171,3 +179,37 @@ class ModelSpec:
                 f"{self.max_context}-token sequence; choose a bigger GPU or give the capacity explicitly"
             )
         return capacity
+
+
+#: Named models (``model_preset(name)``).  Weights and KV cache in FP16/BF16 (2 bytes).
+#:
+#: * ``"7B FP16"``: the course's default :class:`ModelSpec` (Llama-2-7B's shape: 32 layers,
+#:   hidden 4096, full multi-head attention): 2 x 32 x 4096 x 2 = 512 KiB of KV cache per token.
+#: * ``"Llama-3.1-8B"``: 8.03 B parameters, 32 layers, grouped-query attention with 8 KV heads of
+#:   dimension 128: 2 x 32 x 8 x 128 x 2 = 128 KiB per token (Meta's model card / config.json).
+#:   ``typical_context`` 8,192 and ``max_context`` 16,384 suit long multi-turn prompts such as the
+#:   Mooncake trace's (mean prompt 12,035 tokens): ``max_context`` sizes the batch
+#:   (:meth:`ModelSpec.default_capacity`), it is not the model's 128k limit.
+MODEL_PRESETS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(),
+        ModelSpec(params=8.03e9, kv_bytes_per_token=2 * 32 * 8 * 128 * 2, typical_context=8192, max_context=16384,
+                  name="Llama-3.1-8B"),
+    )
+}
+
+
+def model_preset(name: str) -> ModelSpec:
+    """The model called ``name`` (see :data:`MODEL_PRESETS`).
+
+    Raises:
+        TypeError: ``name`` is not a ``str``.
+        ValueError: no such preset (the message lists them).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"model must be a preset name (str), got {type(name).__name__}")
+    try:
+        return MODEL_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown model preset {name!r}; choose one of {', '.join(MODEL_PRESETS)}") from None

@@ -14,6 +14,9 @@
 * :func:`expected_probes_to_run` / :func:`false_ejection_mean_time`: how
   long a healthy server whose probes are lost at random lasts before
   ``unhealthy_threshold`` consecutive losses eject it (a run-length formula).
+* :func:`zipf_popularity`, :func:`che_hit_rate`: the hit rate of an LRU
+  cache under independent requests with Zipf popularity (Che's
+  approximation), which checks :class:`solution.sim.kvcache.PrefixCache`.
 * :func:`student_t_quantile` and :func:`mean_confidence_interval`: a
   t-based confidence interval of a mean over independent replications, the
   method the tests and the notebook use (no SciPy needed).
@@ -29,7 +32,8 @@ from solution.core.validate import require_int
 
 __all__ = ["erlang_b", "erlang_c", "mmc_mean_wait", "mmc_wait_cdf", "mmck", "mm1k", "student_t_cdf", "student_t_quantile",
            "mean_confidence_interval", "supermarket_mean_time", "detection_time_interval", "detection_time_mean",
-           "expected_probes_to_run", "false_ejection_mean_time"]  # fmt: skip
+           "expected_probes_to_run", "false_ejection_mean_time", "zipf_popularity", "che_characteristic_time",
+           "che_hit_rate"]  # fmt: skip
 
 
 def erlang_b(servers: int, offered_load: float) -> float:
@@ -385,3 +389,89 @@ def false_ejection_mean_time(p: float, interval: float, timeout: float, unhealth
     i, t, n, _ = _probe_args(interval, timeout, unhealthy_threshold, 0.0)
     first = i / 2 if first_probe is None else require_number(first_probe, "first_probe", strict=False)
     return first + (expected_probes_to_run(p, n) - 1) * i + t
+
+
+# -- caches: Che's approximation of LRU ------------------------------------------------
+
+
+def zipf_popularity(items: int, alpha: float) -> list[float]:
+    """Zipf(alpha) request probabilities of ``items`` items: ``p_i`` proportional to ``i^-alpha`` (i = 1..N).  O(N).
+
+    ``alpha = 0`` is uniform; around 0.6 to 1.2 is what web and content
+    caches see.
+
+    Raises:
+        TypeError / ValueError: ``items`` not an int >= 1, ``alpha`` not a finite number >= 0.
+    """
+    require_int(items, "items")
+    a = require_number(alpha, "alpha", strict=False)
+    weights = [k**-a for k in range(1, items + 1)]
+    total = math.fsum(weights)
+    return [w / total for w in weights]
+
+
+def che_characteristic_time(popularity: Sequence[float], capacity: int) -> float:
+    """Che's characteristic time ``T_C``: the root of ``sum_i (1 - exp(-p_i T)) = C``.
+
+    Under the independent reference model (IRM: each request names item i
+    with probability ``p_i``, independently), an LRU cache of C items keeps an
+    item as long as it is requested at least once in every window of
+    ``T_C`` requests (Che, Tung and Wang, IEEE JSAC 20(7), 2002; Fricker,
+    Robert and Roberts, ITC 2012, on why it is so accurate).  The left side
+    grows from 0 to N with T, so bisection on ``log T`` finds the root:
+    O(N log(1/eps)).
+
+    Raises:
+        ValueError: ``capacity`` not in ``1..N-1`` (with C >= N everything fits: no characteristic time),
+            or the popularities are not positive numbers summing to 1.
+    """
+    p = _popularity(popularity)
+    require_int(capacity, "capacity")
+    if capacity >= len(p):
+        raise ValueError(f"capacity must be below the number of items ({len(p)}), got {capacity}: a cache that holds "
+                         "every item misses only each item's first request")  # fmt: skip
+
+    def filled(t: float) -> float:
+        return math.fsum(-math.expm1(-pi * t) for pi in p)
+
+    lo, hi = 1e-12, 1.0
+    while filled(hi) < capacity:
+        hi *= 2.0
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        if filled(mid) < capacity:
+            lo = mid
+        else:
+            hi = mid
+        if hi / lo < 1 + 1e-12:
+            break
+    return math.sqrt(lo * hi)
+
+
+def che_hit_rate(popularity: Sequence[float], capacity: int) -> float:
+    """The LRU hit rate Che's approximation predicts: ``sum_i p_i (1 - exp(-p_i T_C))``.
+
+    See :func:`che_characteristic_time`.  ``capacity >= N`` gives 1 (every
+    request after an item's first one hits: the stationary hit rate).  O(N log(1/eps)).
+
+    >>> round(che_hit_rate(zipf_popularity(1000, 0.8), 100), 3)
+    0.378
+
+    Raises:
+        ValueError / TypeError: as :func:`che_characteristic_time`.
+    """
+    p = _popularity(popularity)
+    require_int(capacity, "capacity")
+    if capacity >= len(p):
+        return 1.0
+    t = che_characteristic_time(p, capacity)
+    return math.fsum(pi * -math.expm1(-pi * t) for pi in p)
+
+
+def _popularity(popularity: Sequence[float]) -> list[float]:
+    p = [require_number(x, "popularity") for x in popularity]
+    if not p:
+        raise ValueError("popularity needs at least one item")
+    if abs(math.fsum(p) - 1.0) > 1e-9:
+        raise ValueError(f"popularity must sum to 1 (probabilities), got {math.fsum(p)}")
+    return p

@@ -16,6 +16,10 @@ one numpy array per field, from seeded random streams.
   after the previous turn *ended* (whatever its outcome), so its arrival time
   is only known while simulating (``NaN`` in :attr:`Requests.arrival`).  Each
   turn's prompt is the whole conversation so far plus the new user message.
+  Each request also carries its session key (what session affinity routes
+  on) and the hashes of its prompt's 512-token prefix blocks (what a KV
+  prefix cache matches: :mod:`solution.sim.kvcache`), as the Mooncake trace
+  gives them (:mod:`solution.sim.mooncake`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ __all__ = [
     "OUTPUT_ESTIMATE_SIGMA",
     "OutputPredictability",
     "output_predictability",
+    "block_hashes",
 ]
 
 
@@ -232,20 +237,47 @@ class Sessions:
 
     Each session has ``1 + Geometric`` turns (mean ``mean_turns``); the next
     turn is sent an exponential think time (mean ``mean_think`` seconds)
-    after the previous one ended.  A turn's prompt is the conversation so far
-    (previous prompts' new tokens and all outputs) plus a new user message
-    drawn from the tier's ``prompt`` distribution, capped at ``max_context``.
+    after the previous one ended.  A turn's prompt is a shared system prompt
+    of ``system_tokens`` tokens, then the conversation so far (previous
+    prompts' new tokens and all outputs) plus a new user message drawn from
+    the tier's ``prompt`` distribution, capped at ``max_context`` (a capped
+    prompt keeps the conversation's beginning).
+
+    Prefix blocks (:func:`block_hashes`): the prompt is cut into blocks of
+    ``block_tokens`` tokens, each named by a hash of everything up to its
+    end, like the Mooncake trace's ``hash_ids``: a block inside the system
+    prompt is the same for every session; a full block of the conversation
+    is the same for every later turn of its session (a turn's prompt starts
+    with the previous turn's); a partial last block is unique to its request.
+
+    Session keys (``Requests.session_key``): each session's own id, except
+    that a share ``hot_share`` of the sessions all carry one key (a heavy
+    tenant whose API key is the affinity key, an agent fleet sharing one
+    conversation id): many conversations in flight at once under one key,
+    which hard affinity piles onto one server.
+
+    Raises:
+        TypeError / ValueError: ``mean_turns`` below 1, a negative think time,
+            counts that are not ints (``system_tokens`` >= 0, the others >= 1),
+            ``system_tokens >= max_context``, or ``hot_share`` outside [0, 1].
     """
 
     mean_turns: float = 4.0
     mean_think: float = 20.0
     max_context: int = 16384
+    system_tokens: int = 0
+    block_tokens: int = 512
+    hot_share: float = 0.0
 
     def __post_init__(self) -> None:
         if require_number(self.mean_turns, "mean_turns") < 1:
             raise ValueError(f"mean_turns must be at least 1, got {self.mean_turns}")
         require_number(self.mean_think, "mean_think", strict=False)
         require_int(self.max_context, "max_context")
+        require_int(self.system_tokens, "system_tokens", minimum=0, maximum=self.max_context - 1)
+        require_int(self.block_tokens, "block_tokens")
+        if require_number(self.hot_share, "hot_share", strict=False) > 1:
+            raise ValueError(f"hot_share is a share of the sessions, at most 1, got {self.hot_share}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -255,6 +287,13 @@ class Requests:
     ``arrival`` is ``NaN`` for session turns after the first (they are sent
     while simulating); ``think`` is the pause before such a turn.  ``session``
     is -1 outside sessions.  Indices of one session are consecutive.
+
+    Stage 5 (optional, ``None`` when the workload has none):
+    ``session_key`` is the key session affinity routes on (-1: none;
+    ``None``: the same as ``session``; a trace replay has keys but no
+    closed-loop sessions); the prefix blocks of request ``i`` are
+    ``blocks[block_offsets[i]:block_offsets[i + 1]]`` (block hashes, in
+    prompt order; see :meth:`prefix_blocks`).
     """
 
     arrival: np.ndarray  # float64, seconds
@@ -264,9 +303,48 @@ class Requests:
     tier_names: tuple[str, ...]
     session: np.ndarray  # int64, -1 when not part of a session
     think: np.ndarray  # float64, seconds before a follow-up turn (0 otherwise)
+    session_key: np.ndarray | None = None  # int64, the affinity key (-1: none); None: `session`
+    block_offsets: np.ndarray | None = None  # int64, n + 1 offsets into `blocks`
+    blocks: np.ndarray | None = None  # int64, every request's prefix-block hashes, concatenated
 
     def __len__(self) -> int:
         return len(self.arrival)
+
+    def keys(self) -> np.ndarray:
+        """Each request's session key (-1: none): ``session_key``, else ``session``.  O(1)."""
+        return self.session if self.session_key is None else self.session_key
+
+    @property
+    def has_blocks(self) -> bool:
+        """True when the requests carry prefix-block hashes."""
+        return self.blocks is not None and self.block_offsets is not None
+
+    def prefix_blocks(self, i: int) -> tuple[int, ...]:
+        """Request ``i``'s prefix-block hashes (``()`` without blocks).  O(B)."""
+        if not self.has_blocks:
+            return ()
+        a, b = self.block_offsets[i], self.block_offsets[i + 1]  # type: ignore[index]
+        return tuple(self.blocks[a:b].tolist())  # type: ignore[index]
+
+    def block_tuples(self) -> list[tuple[int, ...]]:
+        """Every request's :meth:`prefix_blocks`, as a list (what the engine passes in each ``Request``).  O(total blocks)."""
+        if not self.has_blocks:
+            return [()] * len(self)
+        flat = self.blocks.tolist()  # type: ignore[union-attr]
+        off = self.block_offsets.tolist()  # type: ignore[union-attr]
+        return [tuple(flat[off[i]:off[i + 1]]) for i in range(len(self))]
+
+    def ceiling(self) -> float:
+        """The unbounded-cache hit share: blocks already seen earlier in the workload (request order) over all blocks.
+
+        What one cache that never evicts would hit (the Mooncake README's
+        "share of blocks seen before"): an upper bound for any bounded
+        cache and any routing.  NaN without blocks.  O(total blocks).
+        """
+        if not self.has_blocks or not len(self.blocks):  # type: ignore[arg-type]
+            return math.nan
+        _, first = np.unique(self.blocks, return_index=True)
+        return 1.0 - len(first) / len(self.blocks)  # type: ignore[arg-type]
 
     def next_turn(self) -> np.ndarray:
         """The index of each request's next turn in its session, or -1.  O(n)."""
@@ -334,7 +412,16 @@ class Workload:
         arrival = np.full(n, np.nan)
         arrival[first] = process.times(rng_arrivals, starts)
         names = tuple(t.name for t in self.tiers)
-        return Requests(arrival, prompt, output, tier, names, session, think)
+        if self.sessions is None:
+            return Requests(arrival, prompt, output, tier, names, session, think)
+        spec = self.sessions
+        key = session
+        if spec.hot_share > 0:  # drawn last, from its own stream: hot_share = 0 leaves every other draw unchanged
+            count = int(session[-1]) + 1 if n else 0
+            hot = np.random.default_rng(rng_tokens.integers(2**63)).random(count) < spec.hot_share
+            key = np.where(hot[session], count, session)
+        offsets, blocks = block_hashes(session, prompt, spec.block_tokens, spec.system_tokens)
+        return Requests(arrival, prompt, output, tier, names, session, think, key, offsets, blocks)
 
     def _tokens(self, rng: np.random.Generator, tier: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         prompt = np.empty(len(tier), dtype=np.int64)
@@ -366,9 +453,66 @@ class Workload:
         # Context before each turn: every earlier turn's new user tokens and output, within the session.
         grown = np.cumsum(user + output) - (user + output)
         base = grown[first][session]
-        prompt = np.minimum(grown - base + user, spec.max_context)
+        prompt = np.minimum(spec.system_tokens + grown - base + user, spec.max_context)
         think = np.where(first, 0.0, rng.exponential(spec.mean_think, n))
         return session, tier, prompt, output, think, first
+
+
+# -- prefix blocks ---------------------------------------------------------------
+
+_MASK = (1 << 64) - 1
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer on uint64 (a bijection with good avalanche): distinct inputs, distinct outputs."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def block_hashes(session: np.ndarray, prompt: np.ndarray, block_tokens: int = 512, system_tokens: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Prefix-block hashes of session prompts: ``(offsets, blocks)`` (request i's are ``blocks[offsets[i]:offsets[i+1]]``).
+
+    Request i has ``ceil(prompt[i] / block_tokens)`` blocks.  Block j is
+    named by what its tokens are (a hash chain's meaning: equal names, equal
+    prompts up to the block's end):
+
+    * inside the shared system prompt (``(j + 1) * block_tokens <=
+      system_tokens``): ``hash("system", j)``, the same in every request;
+    * a full block: ``hash(session, j)``, the same in every turn of the
+      session that reaches it (a turn's prompt starts with the previous
+      turn's prompt and answer);
+    * the partial last block: ``hash(session, j, prompt)``, its own.
+
+    ``session`` -1 (no session) makes every block of the request its own.
+    Hashes are SplitMix64 mixes (deterministic, vectorized), as int64.
+    O(total blocks) numpy work.
+    """
+    require_int(block_tokens, "block_tokens")
+    require_int(system_tokens, "system_tokens", minimum=0)
+    session = np.asarray(session, dtype=np.int64)
+    prompt = np.asarray(prompt, dtype=np.int64)
+    count = -(-prompt // block_tokens)
+    offsets = np.zeros(len(prompt) + 1, dtype=np.int64)
+    np.cumsum(count, out=offsets[1:])
+    total = int(offsets[-1])
+    j = np.arange(total, dtype=np.int64) - np.repeat(offsets[:-1], count)
+    sess = np.repeat(session, count)
+    size = np.repeat(prompt, count)
+    req = np.repeat(np.arange(len(prompt), dtype=np.int64), count)
+    end = (j + 1) * block_tokens
+    system = end <= system_tokens
+    full = end <= size
+    # What names the block: (kind, a, b, c) packed into one uint64 each, then mixed with distinct salts.
+    u = lambda a: a.astype(np.uint64)  # noqa: E731
+    with np.errstate(over="ignore"):
+        owner = np.where(sess >= 0, sess, -2 - req)  # a request outside any session owns its blocks
+        h = _mix(u(owner) * np.uint64(0x9E3779B97F4A7C15) + u(j))
+        h = np.where(full, h, _mix(h ^ _mix(u(size) + np.uint64(0xD1B54A32D192ED03))))
+        h = np.where(system, _mix(u(j) + np.uint64(0x5DEECE66D)), h)
+    return offsets, h.view(np.int64)
 
 
 # -- how predictable output lengths are --------------------------------------
