@@ -77,7 +77,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Union
 
 from solution.core.clock import ManualClock
@@ -779,7 +779,7 @@ class RequestPath:
         """Ask the router for the next attempt's server, steering off ``avoid`` (never back to it when ``strict``)."""
         attempt = f.attempt + 1
         rid = _router_id(f.request.request_id, attempt)
-        req = f.request if attempt == 1 else Request(rid, f.request.estimated_tokens, f.request.prompt_tokens)
+        req = f.request if attempt == 1 else replace(f.request, request_id=rid)  # a re-send keeps its session and prefix blocks
         router = self.router
         if avoid is not None and avoid in router and router.server(avoid).weight > 0:
             s = router.server(avoid)
