@@ -66,31 +66,16 @@ def test_the_reuse_figure_is_readable():
 # -- KV migration ---------------------------------------------------------------------------------
 
 
-def test_migration_is_bytes_over_bandwidth():
-    spec = ModelSpec()
-    assert aw.migration_seconds(10_000, spec, 25.0) == pytest.approx(10_000 * spec.kv_bytes_per_token / 25e9)
-    assert aw.migration_seconds(0, spec, 1.0) == 0.0
-    for bad in (0.0, -1.0, math.inf, math.nan):
-        with pytest.raises(ValueError):
-            aw.migration_seconds(10, spec, bad)
-    with pytest.raises(ValueError):
-        aw.migration_seconds(-1, spec, 1.0)
+def test_the_migration_figure_titles_give_the_break_even_and_draw_each_link():
+    from solution.sim.gpus import model_preset
+    from solution.sim.kvcache import break_even_gb_s
 
-
-@pytest.mark.parametrize("gpu", ["A100-80GB", "H100-80GB"])
-@pytest.mark.parametrize("model", list(aw.MODELS))
-def test_at_the_break_even_bandwidth_moving_and_recomputing_cost_the_same(gpu, model):
-    spec, g = aw.MODELS[model], gpu_preset(gpu)
-    bw = aw.break_even_gb_s(spec, g)
-    tokens = 20_480
-    prefill = spec.latency_model(g).prefill_time(tokens)
-    assert aw.migration_seconds(tokens, spec, bw) == pytest.approx(prefill, rel=1e-9)
-    assert aw.migration_seconds(tokens, spec, 2 * bw) < prefill < aw.migration_seconds(tokens, spec, bw / 2)
-
-
-def test_grouped_query_attention_moves_four_times_cheaper():
-    mha, gqa = aw.MODELS.values()
-    assert mha.kv_bytes_per_token == 4 * gqa.kv_bytes_per_token == 512 * 1024
+    gpu = gpu_preset("A100-80GB")
+    fig = aw.migration_figure(gpu)
+    for ax, name in zip(fig.axes, ("7B FP16", "Llama-3.1-8B")):
+        assert f"break-even {break_even_gb_s(model_preset(name), gpu):.1f} GB/s" in ax.get_title()
+        labels = [line.get_label() for line in ax.get_lines()]
+        assert sum(label.startswith("move the cache: ") for label in labels) == len(aw.MIGRATION_LINKS)
 
 
 def test_the_migration_figure_is_readable():
