@@ -73,6 +73,17 @@ def contract_error(request_id: str, server_id: object, problem: str) -> Balancer
     )
 
 
+class _PrefillDone(list):  # type: ignore[type-arg]
+    """The requests' first-token times; setting one caches the request's prefix blocks on its server (KV cache on)."""
+
+    __slots__ = ("engine",)
+
+    def __setitem__(self, i: int, t: float) -> None:  # type: ignore[override]
+        super().__setitem__(i, t)
+        engine = self.engine
+        engine.kv.prefill_done(i, engine.server[i], t)
+
+
 class Engine:
     """One run: the balancer, the servers, the requests' inputs and their records.
 
@@ -84,7 +95,12 @@ class Engine:
     filled in as those turns are sent.  ``queue`` (a queue class, called as
     ``queue(clock, policy)``) puts a stage-2 gateway in front of the
     balancer, with each request's ``priority`` class and ``patience``
-    (seconds it will wait; ``None``: for ever).
+    (seconds it will wait; ``None``: for ever).  Stage 5: ``session_keys``
+    and ``blocks`` (per request) go into each ``Request`` record
+    (``session_id`` ``"s<key>"``, ``prefix_blocks``); ``kv`` (a
+    :class:`solution.sim.kvcache.ServerCaches`) is a prefix cache per server:
+    a request whose prompt starts with cached blocks prefills only the rest,
+    and its blocks are cached when its prefill is done.
     """
 
     def __init__(
@@ -109,6 +125,9 @@ class Engine:
         early_binding: bool = False,
         prompt: list[int] | None = None,
         cold_start: object | None = None,
+        session_keys: list[int] | None = None,
+        blocks: list[tuple[int, ...]] | None = None,
+        kv: object | None = None,
     ) -> None:
         self.balancer = balancer
         self.early_binding = early_binding
@@ -147,6 +166,15 @@ class Engine:
         self.finish = [nan] * n
         self.server = [-1] * n
         self.outcome = [-1] * n
+        # Stage 5: session keys and prefix blocks go into each Request; kv (a solution.sim.kvcache.ServerCaches)
+        # gives a try the prefill its server's prefix cache skips, and caches its blocks when its prefill is done.
+        self.session_keys = session_keys
+        self.blocks = blocks
+        self.records = session_keys is not None or blocks is not None
+        self.kv = kv
+        if kv is not None:
+            self.first_token = _PrefillDone(self.first_token)
+            self.first_token.engine = self
 
     # -- the loop ------------------------------------------------------------
 
@@ -207,8 +235,11 @@ class Engine:
             return
         try:
             if self.route_record is not None:
-                estimated = self.estimated[i]
-                sid = self.route_record(Request(rid, estimated, min(self.prompt[i], estimated)))  # type: ignore[index]
+                if self.records:
+                    sid = self.route_record(self.request(i))
+                else:
+                    estimated = self.estimated[i]
+                    sid = self.route_record(Request(rid, estimated, min(self.prompt[i], estimated)))  # type: ignore[index]
             else:
                 sid = self.route(rid, self.estimated[i])
         except (NotImplementedError, RecursionError):
@@ -217,6 +248,13 @@ class Engine:
             self._end(i, t, _REJECTED)
             return
         self._start(i, sid, t)
+
+    def request(self, i: int) -> Request:
+        """Request ``i``'s record: tokens (the prompt's known, at most the estimate), session id ``s<key>``, prefix blocks."""
+        estimated = self.estimated[i]
+        prompt = None if self.prompt is None else min(self.prompt[i], estimated)
+        key = -1 if self.session_keys is None else self.session_keys[i]
+        return Request(f"r{i}", estimated, prompt, f"s{key}" if key >= 0 else None, () if self.blocks is None else self.blocks[i])
 
     def _start(self, i: int, sid: object, t: float) -> None:
         """The balancer placed request ``i`` on ``sid`` at ``t``: check the answer, admit it (or fail it)."""
@@ -244,7 +282,10 @@ class Engine:
             self.complete(f"r{i}")
             self._end(i, t, _FAILED)
             return
-        srv.admit(t, i, self.prefill[i])
+        if self.kv is None:
+            srv.admit(t, i, self.prefill[i])
+        else:
+            srv.admit(t, i, self.prefill[i] - self.kv.admit(i, srv.index))  # type: ignore[attr-defined]
 
     def _end(self, i: int, t: float, outcome: int) -> None:
         """Record how request ``i`` ended; send the session's next turn after its think time."""
@@ -364,6 +405,8 @@ class Engine:
             self.complete(f"r{i}")
             self._end(i, t, _CRASHED)
         srv.version += 1
+        if self.kv is not None:
+            self.kv.lost(srv.index, t)  # type: ignore[attr-defined]
 
     def _on_timetable(self, event: TimetableEvent, t: float) -> None:
         srv = self.by_id[event.server]

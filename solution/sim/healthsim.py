@@ -286,6 +286,7 @@ class HealthEngine(Engine):
     def __init__(self, balancer: object, servers: Sequence[Server], *, health: HealthConfig, checker: Any, ledger: Any,
                  path_class: Any, seed: int = 0, **kwargs: Any) -> None:  # fmt: skip
         super().__init__(balancer, servers, **kwargs)
+        self.first_token = list(self.first_token)  # tries, not requests, fill caches here (_on_first_token)
         if self.gateway is not None or self.early_binding:
             raise SimulationError("health checking runs without a stage-2 queue and without early binding")
         self.config = health
@@ -358,9 +359,12 @@ class HealthEngine(Engine):
 
     def _arrive(self, i: int, t: float) -> None:
         self.now = t
-        estimated = self.estimated[i]
-        prompt = None if self.prompt is None else min(self.prompt[i], estimated)
-        self._apply(self.path.submit(Request(f"r{i}", estimated, prompt), t))
+        if self.records:
+            request = self.request(i)
+        else:
+            estimated = self.estimated[i]
+            request = Request(f"r{i}", estimated, None if self.prompt is None else min(self.prompt[i], estimated))
+        self._apply(self.path.submit(request, t))
         self._schedule_health()
 
     def _apply(self, outcomes: list[Any]) -> None:
@@ -439,11 +443,16 @@ class HealthEngine(Engine):
             self.job_how[j] = "error"
             self._apply(self.path.completed(o.request_id, o.server_id, t, ok=False))
             return
-        srv.admit(t, j, self.job_prefill[j])
+        if self.kv is None:
+            srv.admit(t, j, self.job_prefill[j])
+        else:
+            srv.admit(t, j, self.job_prefill[j] - self.kv.admit(i, srv.index))  # type: ignore[attr-defined]
         self._reschedule(srv)
 
     def _on_first_token(self, j: int, t: float) -> None:
         i = self.job_req[j]
+        if self.kv is not None:  # the try's prefill is done: its blocks are in its server's memory, late or not
+            self.kv.prefill_done(i, self.job_srv[j], t)  # type: ignore[attr-defined]
         if self.current[i] == j and self.outcome[i] == -1:
             self.first_token[i] = t
             self.path.first_token(f"r{i}", t)
@@ -473,6 +482,8 @@ class HealthEngine(Engine):
             self.job_end[j] = t
             self.job_how[j] = "lost"
         srv.version += 1
+        if self.kv is not None:
+            self.kv.lost(srv.index, t)  # type: ignore[attr-defined]
         if srv.in_pool:
             self._apply(self.path.server_lost(srv.server_id, t))
 

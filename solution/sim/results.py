@@ -81,6 +81,8 @@ class Results:
     wasted: np.ndarray | None = None  # float64 per request: slot-seconds of tries that delivered no answer
     history: Mapping[int, tuple] = field(default_factory=dict)  # request index -> its Try records (re-sent or late only)
     health: object | None = None  # a solution.sim.healthsim.HealthLog: transitions, probes, failure reasons
+    # stage 5 (Scenario.kv_cache set): None otherwise
+    cache: object | None = None  # a solution.sim.kvcache.CacheLog: per-request hit blocks and prefill saved, occupancy
 
     def __len__(self) -> int:
         return len(self.arrival)

@@ -26,7 +26,7 @@ from solution.sim.scenario import Scenario
 from solution.sim.server import Server
 from solution.sim.workload import Requests
 
-__all__ = ["simulate", "prepare", "Inputs", "BalancerFactory", "balancer_factory", "default_balancer", "QueueFactory", "queue_factory",
+__all__ = ["simulate", "prepare", "Inputs", "SimClock", "BalancerFactory", "balancer_factory", "default_balancer", "QueueFactory", "queue_factory",
            "default_queue"]  # fmt: skip
 
 #: A class or zero-argument callable that returns a fresh balancer.
@@ -91,6 +91,52 @@ def queue_factory(queue: QueueFactory | None) -> QueueFactory:
     return _fresh(queue, "queue", "enqueue", "solution.RequestQueue", default_queue)
 
 
+class SimClock:
+    """The simulated time, as a clock for components that read one (``clock()`` returns seconds).
+
+    A strategy that needs "now" (session affinity's idle TTL) takes a
+    zero-argument clock; in a simulation it must read the *simulated* time.
+    Build the strategy with a ``SimClock`` and pass the same clock to
+    :func:`simulate` (``simulate(..., clock=clock)``): the run binds it to its
+    engine, so ``clock()`` is the time of the event being handled.  Before
+    any run, and after, it reads the last bound run's time (0 before any).
+    """
+
+    __slots__ = ("_engine",)
+
+    def __init__(self) -> None:
+        self._engine: Any = None
+
+    def bind(self, engine: Any) -> None:
+        """Read ``engine.now`` from now on."""
+        self._engine = engine
+
+    def __call__(self) -> float:
+        engine = self._engine
+        return 0.0 if engine is None else engine.now
+
+
+def _stage5(scenario: Scenario, inputs: Inputs) -> dict[str, Any]:
+    """The engine's stage-5 arguments: session keys and prefix blocks (when the workload has them), the KV caches."""
+    req = inputs.requests
+    options: dict[str, Any] = {}
+    if req.session_key is not None:
+        options["session_keys"] = req.session_key.tolist()
+    if req.has_blocks:
+        options["blocks"] = req.block_tuples()
+    config = scenario.kv_cache
+    if config is not None:
+        from solution.sim.kvcache import PrefixCache, ServerCaches
+
+        if not req.has_blocks:
+            raise ValueError("a KV prefix cache needs requests with prefix blocks: use a Sessions workload or a Mooncake trace "
+                             "(solution.sim.mooncake), or drop kv_cache")  # fmt: skip
+        model = scenario.mode.model if isinstance(scenario.mode, LlmMode) else None
+        caches = [PrefixCache(config.capacity_for(model, spec.gpu_spec), config.block_tokens) for spec in scenario.server_specs()]
+        options["kv"] = ServerCaches(caches, options["blocks"], req.prompt_tokens.tolist())
+    return options
+
+
 @dataclass(frozen=True, eq=False)
 class Inputs:
     """Everything random about a run, drawn from its seed before it starts.
@@ -142,6 +188,7 @@ def simulate(
     progress: bool = False,
     engine: str = "auto",
     health: Any = None,
+    clock: SimClock | None = None,
 ) -> Results:
     """Run ``scenario`` once and return the per-request :class:`Results`.
 
@@ -168,6 +215,8 @@ def simulate(
             module or namespace with ``HealthChecker`` and ``RetryLedger``
             (``None``: the reference, or the candidate's ``exercises`` in the
             candidate's bundle); unused without one.
+        clock: a :class:`SimClock` the balancer's strategy reads (session
+            affinity's TTL); the run binds it to the simulated time.
 
     Raises:
         TypeError / ValueError: bad arguments.
@@ -177,7 +226,12 @@ def simulate(
     make_queue = queue_factory(queue) if scenario.queue is not None else None
     if engine not in ("auto", "general"):
         raise ValueError(f"engine must be 'auto' or 'general', got {engine!r}")
+    if clock is not None and not isinstance(clock, SimClock):
+        raise TypeError(f"clock must be a SimClock (the simulated time), got {type(clock).__name__}")
     inputs = prepare(scenario, seed)
+    stage5 = _stage5(scenario, inputs)
+    if clock is not None:
+        stage5["clock"] = clock
     specs = scenario.server_specs()
     initial = len(scenario.cluster.servers)  # the cluster's servers come first in specs
     lb = factory()
@@ -185,7 +239,7 @@ def simulate(
     if missing:
         raise TypeError(f"the balancer {type(lb).__name__} lacks {', '.join(missing)}(); simulate needs the stage-1 interface")
     if scenario.health is not None:
-        return _run_health(scenario, lb, inputs, seed, health, progress)
+        return _run_health(scenario, lb, inputs, seed, health, progress, stage5)
     for spec, cap in zip(specs[:initial], inputs.capacity):
         lb.add_server(spec.server_id, cap, spec.gpu_spec.memory_gb)
 
@@ -199,9 +253,10 @@ def simulate(
         and make_queue is None
         and not scenario.early_binding
         and scenario.cold_start is None
+        and not stage5
     )
     with tqdm(total=len(inputs.requests), unit="req", disable=not progress, leave=False, desc=scenario.name) as bar:
-        run = _run_fast if fast else partial(_run_general, queue=make_queue)
+        run = _run_fast if fast else partial(_run_general, queue=make_queue, stage5=stage5)
         arrival, start, first_token, finish, chosen, outcome = run(lb, scenario, inputs, bar.update)
     req = inputs.requests
     return Results(
@@ -223,6 +278,7 @@ def simulate(
         session=req.session.astype(np.int32),
         mode="classic" if isinstance(mode, ClassicMode) else "llm",
         queueing="" if scenario.queue is None else scenario.queue.policy.ordering.value,
+        cache=stage5["kv"].log() if "kv" in stage5 else None,
     )
 
 
@@ -266,7 +322,8 @@ def _servers(scenario: Scenario, inputs: Inputs) -> list[Server]:
     return servers
 
 
-def _run_health(scenario: Scenario, lb: Any, inputs: Inputs, seed: int, health: Any, progress: bool) -> Results:
+def _run_health(scenario: Scenario, lb: Any, inputs: Inputs, seed: int, health: Any, progress: bool,
+                stage5: dict[str, Any] | None = None) -> Results:  # fmt: skip
     """A run with health checking: the :class:`~solution.sim.healthsim.HealthEngine` drives a ``RequestPath``."""
     from solution.core.path import RequestPath
     from solution.core.routing import Router
@@ -281,14 +338,18 @@ def _run_health(scenario: Scenario, lb: Any, inputs: Inputs, seed: int, health: 
     checker = impl.HealthChecker(config.health_policy(), seed=seed) if config.checks else None
     ledger = impl.RetryLedger(config.retry_policy()) if config.reroute else None
     req = inputs.requests
+    stage5 = dict(stage5 or {})
+    clock = stage5.pop("clock", None)
     run = HealthEngine(
-        lb, _servers(scenario, inputs), health=config, checker=checker, ledger=ledger, path_class=RequestPath, seed=seed,
+        lb, _servers(scenario, inputs), health=config, checker=checker, ledger=ledger, path_class=RequestPath, seed=seed, **stage5,
         arrival=req.arrival.tolist(), estimated=inputs.estimated.tolist(),
         prompt=req.prompt_tokens.tolist() if isinstance(scenario.mode, LlmMode) else None,
         prefill=inputs.prefill.tolist(), decode=inputs.decode.tolist(), fail_draw=inputs.fail_draw.tolist(),
         think=req.think.tolist(), next_turn=req.next_turn().tolist(), timetable=scenario.timetable,
         cold_start=scenario.cold_start,
     )  # fmt: skip
+    if clock is not None:
+        clock.bind(run)
     run.run()
     mode = scenario.mode
     return Results(
@@ -301,14 +362,17 @@ def _run_health(scenario: Scenario, lb: Any, inputs: Inputs, seed: int, health: 
         mode="classic" if isinstance(mode, ClassicMode) else "llm",
         tries=np.array(run.tries, dtype=np.int16), late=np.array(run.late, dtype=np.int16),
         wasted=np.array(run.wasted(), dtype=np.float64), history=run.history(), health=run.log(),
+        cache=run.kv.log() if run.kv is not None else None,
     )  # fmt: skip
 
 
 def _run_general(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable[[int], Any],
-                 queue: QueueFactory | None = None) -> _Arrays:  # fmt: skip
+                 queue: QueueFactory | None = None, stage5: dict[str, Any] | None = None) -> _Arrays:  # fmt: skip
     """Any scenario: the event loop of :mod:`solution.sim.engine` (with the stage-2 gateway when ``queue`` is given)."""
     servers = _servers(scenario, inputs)
     req = inputs.requests
+    stage5 = dict(stage5 or {})
+    clock = stage5.pop("clock", None)
     run = Engine(
         lb, servers,
         arrival=req.arrival.tolist(), estimated=inputs.estimated.tolist(),
@@ -317,9 +381,11 @@ def _run_general(lb: Any, scenario: Scenario, inputs: Inputs, progress: Callable
         decode=inputs.decode.tolist(), fail_draw=inputs.fail_draw.tolist(), think=req.think.tolist(),
         next_turn=req.next_turn().tolist(), timetable=scenario.timetable,
         crash_detection=scenario.crash_detection, progress=progress, early_binding=scenario.early_binding,
-        cold_start=scenario.cold_start,
+        cold_start=scenario.cold_start, **stage5,
         **_queue_options(scenario, inputs, queue),
     )  # fmt: skip
+    if clock is not None:
+        clock.bind(run)
     run.run()
     return (
         np.array(run.arrival), np.array(run.start), np.array(run.first_token), np.array(run.finish),

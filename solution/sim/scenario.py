@@ -17,6 +17,7 @@ from solution.sim.cluster import ClassicMode, Cluster, LlmMode, ServerSpec, serv
 from solution.sim.errors import ScenarioError
 from solution.sim.faults import AddServer, Crash, FailFraction, GrayFailure, Hang, Recover, RemoveServer, Slowdown, TimetableEvent
 from solution.sim.healthsim import ColdStart, HealthConfig
+from solution.sim.kvcache import KvCacheConfig
 from solution.sim.queueing import QueueConfig
 from solution.sim.trace import TraceWorkload
 from solution.sim.validate import require_number
@@ -93,6 +94,11 @@ class Scenario:
             or a :class:`~solution.sim.healthsim.HealthConfig`: the run goes
             through the stage-4 request path (probes, outlier detection,
             re-route); the balancer must then be a stage-3 ``Router``.
+        kv_cache: ``None`` (no prefix cache: every request prefills its
+            whole prompt) or a :class:`~solution.sim.kvcache.KvCacheConfig`:
+            each server keeps an LRU cache of prefix blocks, and a request
+            whose prompt starts with cached blocks skips their prefill
+            (stage 5; LLM mode, a workload with prefix blocks).
     """
 
     cluster: Cluster
@@ -107,8 +113,14 @@ class Scenario:
     early_binding: bool = False
     cold_start: ColdStart | None = None
     health: HealthConfig | None = None
+    kv_cache: KvCacheConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.kv_cache is not None:
+            if not isinstance(self.kv_cache, KvCacheConfig):
+                raise TypeError(f"kv_cache must be a KvCacheConfig or None, got {type(self.kv_cache).__name__}")
+            if not isinstance(self.mode, LlmMode):
+                raise ScenarioError("a KV prefix cache saves prefill tokens: it needs LlmMode (classic mode has no tokens)")
         if self.cold_start is not None and not isinstance(self.cold_start, ColdStart):
             raise TypeError(f"cold_start must be a ColdStart or None, got {type(self.cold_start).__name__}")
         if self.health is not None:
@@ -213,6 +225,10 @@ class Scenario:
         """
         config = HealthConfig(policy, retry, active=active, passive=passive, slow_start=slow_start, reroute=reroute, **options)  # type: ignore[arg-type]
         return replace(self, health=config)
+
+    def with_kv_cache(self, capacity_blocks: int | None = None, *, block_tokens: int = 512) -> Scenario:
+        """The same scenario with a KV prefix cache on every server (``capacity_blocks=None``: from the model and GPU)."""
+        return replace(self, kv_cache=KvCacheConfig(capacity_blocks, block_tokens))
 
     def without_health(self) -> Scenario:
         """The same scenario with the balancer called directly (no request path, no checks, no re-route)."""
