@@ -65,15 +65,20 @@ class TurnBreakdown:
         return int(self.count[k]), float(self.prompt[k]), float(self.reusable[k])
 
 
-def turn_breakdown(session: np.ndarray, prompt: np.ndarray, output: np.ndarray, *, max_turn: int = 8) -> TurnBreakdown:
+def turn_breakdown(session: np.ndarray, prompt: np.ndarray, output: np.ndarray, *, max_turn: int = 8,
+                   blocks: tuple[np.ndarray, np.ndarray] | None = None, block_tokens: int = 512) -> TurnBreakdown:  # fmt: skip
     """Mean prompt and reusable tokens per turn of the sessions in a workload.
 
-    ``session`` is each request's session (-1: none; a session's requests are
-    consecutive, in turn order, as :class:`solution.sim.workload.Requests`
-    keeps them).  Turn k + 1 resends turn k's prompt and answer, so the
-    reusable part is ``min(prompt_k + output_k, prompt_{k+1})`` (the
-    conversation so far, as far as the new prompt holds it); a first turn
-    has none.  Turns past ``max_turn`` are left out.  O(n).
+    ``session`` is each request's session key (-1: none), requests in the
+    order they are sent (a session's turns in turn order, interleaved with
+    other sessions' or not).  A request's turn number counts its session's
+    requests so far.  Turn k + 1 resends turn k's conversation: without
+    ``blocks`` the reusable part is ``min(prompt_k + output_k, prompt_{k+1})``
+    (the conversation so far, as far as the new prompt holds it); with
+    ``blocks = (block_offsets, block_hashes)`` (the trace's prefix blocks) it
+    is ``block_tokens`` times the leading blocks the two prompts share, at
+    most the prompt.  A first turn has none.  Turns past ``max_turn`` are
+    left out.  O(n) (+ O(blocks)).
 
     Raises:
         ValueError: arrays of different lengths, or ``max_turn`` < 1.
@@ -84,15 +89,25 @@ def turn_breakdown(session: np.ndarray, prompt: np.ndarray, output: np.ndarray, 
     if max_turn < 1:
         raise ValueError(f"max_turn must be at least 1, got {max_turn!r}")
     n = len(session)
-    same = np.zeros(n, dtype=bool)
-    if n > 1:
-        same[1:] = (session[1:] == session[:-1]) & (session[1:] >= 0)
-    # turn number: 1 + the length of the run of `same` ending here
-    starts = np.flatnonzero(~same)
-    turn = np.arange(n) - starts[np.searchsorted(starts, np.arange(n), side="right") - 1] + 1
+    turn = np.ones(n, dtype=np.int64)
     reusable = np.zeros(n)
-    if n > 1:
-        reusable[1:] = np.where(same[1:], np.minimum(prompt[:-1] + output[:-1], prompt[1:]), 0)
+    last: dict[int, tuple[int, int]] = {}  # session -> (its last request, that request's turn)
+    for i, key in enumerate(session.tolist()):
+        if key < 0:
+            continue
+        seen = last.get(key)
+        if seen is not None:
+            j, t = seen
+            turn[i] = t + 1
+            if blocks is None:
+                reusable[i] = min(int(prompt[j]) + int(output[j]), int(prompt[i]))
+            else:
+                offsets, hashes = blocks
+                mine, theirs = hashes[offsets[i]:offsets[i + 1]], hashes[offsets[j]:offsets[j + 1]]
+                k = min(len(mine), len(theirs))
+                same = int(np.argmin(mine[:k] == theirs[:k])) if k and not np.all(mine[:k] == theirs[:k]) else k
+                reusable[i] = min(same * block_tokens, int(prompt[i]))
+        last[key] = (i, int(turn[i]))
     turns = np.arange(1, max_turn + 1)
     count = np.array([np.sum(turn == t) for t in turns])
     mean = lambda v, t: float(v[turn == t].mean()) if np.any(turn == t) else math.nan  # noqa: E731
