@@ -172,13 +172,14 @@ def synthetic_sessions(servers: int = 4, load: float = 0.7, requests: int = 3_00
     return _finish(base, cache_blocks)
 
 
-def pileup_scenario(servers: int = 4, load: float = 0.6, requests: int = 3_000, *, hot_share: float = 0.3,
+def pileup_scenario(servers: int = 4, load: float = 0.7, requests: int = 3_000, *, hot_share: float = 0.5,
                     cache_blocks: int | None = None) -> Scenario:  # fmt: skip
     """A hot session key: ``hot_share`` of the conversations carry one session key (a heavy tenant's API key used as the key).
 
     Hard affinity sends all of them to one server, which fills up (its
-    requests are rejected or wait) while the others idle; soft affinity
-    spreads the overflow.  Compare the per-server load over time.
+    requests are rejected when it is full: health runs have no queue) while
+    the others idle; soft affinity spreads the overflow.  Compare the
+    per-server load over time (:func:`affinity_run` with ``hot_share``).
     """
     return synthetic_sessions(servers, load, requests, cache_blocks=cache_blocks, hot_share=hot_share)
 

@@ -132,21 +132,18 @@ def derive_sessions(block_offsets: np.ndarray, blocks: np.ndarray) -> tuple[np.n
     """The session of each request, and the number of leading blocks every request shares (the system prompt).
 
     Rule: let ``s`` be the length of the longest block prefix common to
-    every request that has more than ``s`` blocks (the system prompt: 1 in
-    the conversation trace, 0 in the synthetic one); a request's session is
-    its first ``s + 1`` block hashes (the system prompt and the first block
-    of the conversation).  Sessions are numbered 0, 1, ... in order of first
-    appearance.  A request with at most ``s`` blocks has no conversation of
-    its own: it gets a session of its own (never shared).  O(total blocks).
+    every request (the system prompt: 1 in the conversation trace, 0 in the
+    synthetic one); a request's session is its first ``s + 1`` block hashes
+    (the system prompt and the first block of the conversation).  Sessions
+    are numbered 0, 1, ... in order of first appearance.  A request with
+    only ``s`` blocks (the system prompt alone) has no conversation: it gets
+    a session of its own (never shared).  O(total blocks).
     """
     n = len(block_offsets) - 1
     shared = 0
     counts = np.diff(block_offsets)
-    while True:  # grow the shared prefix while every long-enough request agrees on the next block
-        longer = counts > shared + 1
-        if not longer.any():
-            break
-        at = blocks[block_offsets[:-1][longer] + shared]
+    while n and (counts > shared).all():  # grow the common prefix while every request has one more block to agree on
+        at = blocks[block_offsets[:-1] + shared]
         if (at != at[0]).any():
             break
         shared += 1
@@ -186,6 +183,8 @@ def load_mooncake_trace(path: str | os.PathLike[str] | None = None, *, which: st
     if limit is not None:
         require_int(limit, "limit")
     require_int(start, "start", minimum=0)
+    if which not in MOONCAKE_FILES:
+        raise ValueError(f"which must be one of {', '.join(MOONCAKE_FILES)}, got {which!r}")
     if path is not None and Path(path).is_file():
         resolved = Path(path).resolve()
     else:

@@ -34,6 +34,28 @@ def trace_dir() -> Path:
     return TRACE_DIR
 
 
+#: Where the Mooncake FAST'25 traces live: beside the repository, never inside it.
+MOONCAKE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mooncake-fast25"
+
+
+@pytest.fixture(scope="session")
+def mooncake_dir() -> Path:
+    """The folder of the Mooncake traces (conversation_trace.jsonl, synthetic_trace.jsonl).
+
+    Skips the test when it is absent (a user's clone), except in CI (``CI``
+    set), where the traces sit beside the clone: there the test fails instead.
+    """
+    if not (MOONCAKE_DIR / "conversation_trace.jsonl").is_file():
+        message = (
+            f"the Mooncake FAST'25 traces are not at {MOONCAKE_DIR}; download conversation_trace.jsonl and "
+            "synthetic_trace.jsonl from github.com/kvcache-ai/Mooncake (FAST25-release/traces/) into that folder to run this test"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must run the trace tests)")
+        pytest.skip(message)
+    return MOONCAKE_DIR
+
+
 class Recorder:
     """A balancer that forwards to the reference and records every call, in order."""
 
