@@ -33,6 +33,9 @@ COST_CASES: tuple[tuple[int, str, dict[str, Any]], ...] = (
     (3, "cost: indexed strategies decide in O(log S), power of d in O(d)", {"kind": "strategy", "strategy": "Predictive", "options": {}}),
     (3, "cost: indexed strategies decide in O(log S), power of d in O(d)", {"kind": "strategy", "strategy": "PowerOfChoices", "options": {"d": 2, "seed": 1}}),
     (4, "cost: health calls are O(log S), no fleet scan", {"kind": "health"}),
+    (5, "cost: a decision is O(log S), no session scan", {"kind": "affinity", "strategy": "SessionAffinity"}),
+    (5, "cost: a decision is O(log S), no session scan", {"kind": "affinity", "strategy": "BoundedLoadHash"}),
+    (5, "cost: a decision is O(log S), no session scan", {"kind": "affinity", "strategy": "PrefixAware"}),
 )
 
 SIZES = (16, 4096)
@@ -139,6 +142,78 @@ def _round_health(h: _HealthClock, tag: str) -> dict[str, float]:
     return spent
 
 
+#: Stage 5: live sessions per server (64 at 16 servers, 16,384 at 4,096: a scan of the sessions grows as a scan of the servers).
+SESSIONS_PER_SERVER = 4
+
+
+class _Sessions:
+    """A Router running one stage-5 strategy over ``size`` servers, with ``size * SESSIONS_PER_SERVER`` live sessions.
+
+    SessionAffinity (soft, over round-robin): every session pinned, the table at its bound (a new session
+    evicts the least recently used); BoundedLoadHash (4 points per server: building the ring stays quick): the sessions are its keys;
+    PrefixAware (over round-robin): each session's two prefix blocks recorded on a server.  Half the
+    servers hold a request, as in the earlier stages.
+    """
+
+    def __init__(self, impl: Any, size: int, strategy: str) -> None:
+        from solution.core.affinity_types import AffinityPolicy
+        from solution.core.clock import ManualClock
+        from solution.core.request import Request
+        from solution.core.routing import RoundRobin, Router
+
+        self.clock, self.sessions, self.prefix = ManualClock(), size * SESSIONS_PER_SERVER, strategy == "PrefixAware"
+        if strategy == "SessionAffinity":
+            policy = AffinityPolicy("soft", slack=0.25, ttl=3600.0, max_sessions=self.sessions)
+            chosen = impl.SessionAffinity(RoundRobin(), policy, clock=self.clock)
+        elif strategy == "BoundedLoadHash":
+            chosen = impl.BoundedLoadHash(epsilon=0.25, vnodes=4, seed=1)
+        else:
+            chosen = impl.PrefixAware(RoundRobin(), max_blocks_per_server=4 * SESSIONS_PER_SERVER, slack=0.25)
+        self.lb = Router(chosen)
+        for i in range(size):  # the hash's bound may leave no big server for a large request: all big there
+            self.lb.add_server(f"s{i}", 64, 80 if i % 2 or strategy == "BoundedLoadHash" else 40)
+        if strategy == "SessionAffinity":
+            for j in range(self.sessions):
+                chosen.pin(f"c{j}", f"s{j % size}", 0.0)
+        elif self.prefix:
+            for j in range(self.sessions):
+                self.lb.route(Request(f"fill{j}", 100, 50, None, self.blocks(j)))
+                self.lb.complete_request(f"fill{j}")
+        for i in range(size // 2):
+            self.lb.route(Request(f"pre{i}", 100, 50, f"c{i}", self.blocks(i)))
+
+    def blocks(self, j: int) -> tuple[int, ...]:
+        return (2 * j + 1, 2 * j + 2) if self.prefix else ()
+
+
+def _round_sessions(h: _Sessions, tag: str) -> float:
+    """One round: per call a request of a live session (every fifth a new one), completed ``IN_FLIGHT`` calls later.
+
+    The requests are built before the clock starts: only the router's calls (the strategy's decision and
+    hooks) are timed, so a light scan per decision is not hidden behind building records.
+    """
+    from solution.core.request import Request
+
+    lb, clock, sessions = h.lb, h.clock, h.sessions
+    requests = []
+    for k in range(CALLS):
+        j = (k * 7919 + len(tag) * 104729) % sessions
+        tokens = 100 if k % 3 else 5000
+        requests.append(Request(f"{tag}-{k}", tokens, tokens // 2, f"{tag}-n{k}" if k % 5 == 0 else f"c{j}", h.blocks(j)))
+    ids = [r.request_id for r in requests]
+    route, complete, advance = lb.route, lb.complete_request, clock.advance
+    started = time.perf_counter()
+    for k, request in enumerate(requests):
+        advance(0.001)
+        route(request)
+        if k >= IN_FLIGHT:
+            complete(ids[k - IN_FLIGHT])
+    elapsed = time.perf_counter() - started
+    for k in range(max(0, CALLS - IN_FLIGHT), CALLS):
+        complete(ids[k])
+    return elapsed
+
+
 def _round_routes(lb: Any, tag: str, observe: bool) -> float:
     started = time.perf_counter()
     for k in range(CALLS):
@@ -177,6 +252,8 @@ def measure(impl: Any, rule: dict[str, Any]) -> dict[str, Any]:
         objects = {n: _queue(impl, n) for n in SIZES}
     elif kind == "health":
         objects = {n: _HealthClock(impl, n) for n in SIZES}
+    elif kind == "affinity":
+        objects = {n: _Sessions(impl, n, rule["strategy"]) for n in SIZES}
     else:
         objects = {n: _router(impl, n, rule["strategy"], rule["options"]) for n in SIZES}
     if kind == "health":
@@ -187,6 +264,8 @@ def measure(impl: Any, rule: dict[str, Any]) -> dict[str, Any]:
             tag = f"r{r}"
             if kind == "queue":
                 took = _round_queue(objects[n], tag)
+            elif kind == "affinity":
+                took = _round_sessions(objects[n], tag)
             else:
                 took = _round_routes(objects[n], tag, kind == "strategy")
             best[n] = min(best[n], took / CALLS)
