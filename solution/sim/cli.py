@@ -11,6 +11,9 @@
     python -m solution.sim run hang --servers 4 --health both                 # stage 4: probes, outlier detection, re-route
     python -m solution.sim health-race --seeds 6             # stage 4: health set-ups on four faults
     python -m solution.sim health-checks                     # stage 4: detection time and false ejections vs theory
+    python -m solution.sim affinity-race --workload mooncake  # stage 5: affinity policies on the Mooncake trace
+    python -m solution.sim affinity-race --workload pileup --seeds 4   # stage 5: a hot session key
+    python -m solution.sim kv-checks                         # stage 5: LRU vs Che's approximation, KV migration break-even
 
 ``--balancer`` picks the implementation: ``solution`` (the reference),
 ``exercises`` (the candidate's), or ``package.module:Class``; by default the
@@ -98,7 +101,53 @@ def _parser() -> argparse.ArgumentParser:
     race.add_argument("--workers", type=int, help="processes (default: every core)")
     checks = sub.add_parser("health-checks", help="stage 4: detection time and false ejections against theory")
     checks.add_argument("--seeds", type=int, default=200, help="seeds per point (default 200)")
+    affinity = sub.add_parser("affinity-race", help="stage 5: session affinity and KV-cache-aware routing (common random numbers)")
+    affinity.add_argument("--workload", default="mooncake", help="mooncake, mooncake-synthetic, synthetic, pileup or crash")
+    affinity.add_argument("--seeds", type=int, help="number of seeds (default: 1 for a trace, 4 otherwise)")
+    affinity.add_argument("--servers", type=int, help="servers (default: 8 for a trace, 4 otherwise)")
+    affinity.add_argument("--load", type=float, help="offered load per server, cache hits not counted (default 0.7)")
+    affinity.add_argument("--requests", type=int, help="requests (a trace: its first rows)")
+    affinity.add_argument("--cache-blocks", type=int, help="KV cache blocks (512 tokens) per server (default: the KV room)")
+    affinity.add_argument("--workers", type=int, help="processes (default: every core)")
+    kv = sub.add_parser("kv-checks", help="stage 5: the LRU prefix cache against Che's approximation; KV migration break-even")
+    kv.add_argument("--seeds", type=int, default=10, help="seeds per point (default 10)")
     return parser
+
+
+def _stage5_command(args: argparse.Namespace) -> int:
+    """``affinity-race`` and ``kv-checks``."""
+    started = time.perf_counter()
+    if args.command == "affinity-race":
+        from solution.sim.affinityrace import affinity_race
+        from solution.sim.mooncake import MOONCAKE_CREDIT
+
+        try:
+            out = affinity_race(args.workload, seeds=None if args.seeds is None else range(args.seeds), servers=args.servers,
+                                load=args.load, requests=args.requests, cache_blocks=args.cache_blocks, workers=args.workers)  # fmt: skip
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(out.table())
+        if args.workload.startswith("mooncake"):
+            print(f"Trace: {MOONCAKE_CREDIT}.")
+    else:
+        from solution.sim.gpus import GPU_PRESETS, MODEL_PRESETS
+        from solution.sim.kvcache import CHE_TOLERANCE, break_even_gb_s, che_points, migration_table
+
+        print(f"LRU prefix cache under independent Zipf requests vs Che's approximation (99% intervals over {args.seeds} seeds, "
+              f"tolerance {CHE_TOLERANCE}):")  # fmt: skip
+        for point in che_points(seeds=range(args.seeds)):
+            print(f"  {point.line()}: {'agrees' if point.agrees() else 'DISAGREES'}")
+        print("KV migration against recomputing the prefill (8,192 tokens), break-even bandwidth per GPU:")
+        for model in MODEL_PRESETS.values():
+            for gpu in ("A100-80GB", "H100-80GB"):
+                rows = migration_table(8192, model, GPU_PRESETS[gpu])
+                wins = ", ".join(f"{r.link} {r.move_s * 1e3:.0f} ms" for r in rows if r.move_wins) or "none"
+                loses = ", ".join(f"{r.link} {r.move_s * 1e3:.0f} ms" for r in rows if not r.move_wins) or "none"
+                print(f"  {model.name} on {gpu}: break-even {break_even_gb_s(model, GPU_PRESETS[gpu]):.2f} GB/s; recompute "
+                      f"{rows[0].recompute_s * 1e3:.0f} ms; moving wins over {wins}; loses over {loses}")  # fmt: skip
+    print(f"({time.perf_counter() - started:.1f} s)")
+    return 0
 
 
 def _health_command(args: argparse.Namespace) -> int:
@@ -133,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("health-race", "health-checks"):
         return _health_command(args)
+    if args.command in ("affinity-race", "kv-checks"):
+        return _stage5_command(args)
     if args.command == "list":
         for name, builder in SCENARIOS.items():
             print(f"{name:12s} {(builder.__doc__ or '').strip().splitlines()[0]}")
