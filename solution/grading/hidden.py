@@ -43,7 +43,7 @@ def rename_ids(case: Case, rng: random.Random, new_id: str) -> Case:
 
 def _fresh_random(spec: StageSpec, group: Group, number: int) -> tuple[Case, ...]:
     """Fresh-seed versions of a random group's cases."""
-    from solution.checks import stage1, stage2, stage3, stage4
+    from solution.checks import stage1, stage2, stage3, stage4, stage5
 
     cases = []
     for k, seed in enumerate(_FRESH_SEEDS):
@@ -53,6 +53,8 @@ def _fresh_random(spec: StageSpec, group: Group, number: int) -> tuple[Case, ...
             make, ops = None, stage2.random_queue_ops(seed)
         elif spec.stage == 4:
             make, ops = stage4.random_ops4(seed)
+        elif spec.stage == 5:
+            make, ops = stage5.random_ops5(seed)  # 1000..1005: each kind of run (seed % 4), hard affinity at 1001
         else:
             make, ops = group.cases[0].make, stage3.random_ops3(seed, 250)
         cases.append(Case(f"h{spec.stage}.{number}.r{k}", make, tuple((n, tuple(a)) for n, a in ops)))
@@ -81,6 +83,27 @@ _HIDDEN_BAD_BUILDS_4: tuple[dict[str, Any], ...] = (
 )
 
 
+#: Stage 5's hidden bad constructions (the public ones are in solution.checks.stage5's bad-input group).
+_HIDDEN_BAD_BUILDS_5: tuple[dict[str, Any], ...] = (
+    {"bare": "table", "kwargs": {"ttl": -0.5}},
+    {"bare": "table", "kwargs": {"ttl": None}},
+    {"bare": "table", "kwargs": {"max_sessions": -3}},
+    {"bare": "table", "kwargs": {"max_sessions": "10"}},
+    {"bare": "hash", "kwargs": {"epsilon": float("inf")}},
+    {"bare": "hash", "kwargs": {"epsilon": "0.25"}},
+    {"bare": "hash", "kwargs": {"vnodes": -1}},
+    {"bare": "hash", "kwargs": {"seed": 1.0}},
+    {"bare": "prefix", "kwargs": {"max_blocks_per_server": 2.0}},
+    {"bare": "prefix", "kwargs": {"min_match": True}},
+    {"bare": "prefix", "kwargs": {"slack": None}},
+    {"bare": "prefix", "inner": "class"},
+    {"bare": "affinity", "inner": "round-robin", "kwargs": {"clock": None}},
+    {"bare": "affinity", "inner": 42},
+    {"bare": "affinity", "kwargs": {"policy": "hard"}},
+)
+_HIDDEN_BAD_BUILDS = {4: _HIDDEN_BAD_BUILDS_4, 5: _HIDDEN_BAD_BUILDS_5}
+
+
 def _is_bare(case: Case) -> bool:
     return isinstance(case.make, dict) and bool(case.make.get("bare")) and not case.ops
 
@@ -97,10 +120,11 @@ def hidden_groups(spec: StageSpec) -> tuple[Group, ...]:
         elif spec.stage == 3 and group.cases and group.cases[0].make.get("bare"):
             cases = tuple(Case(f"h3.{g}.{i}", {"strategy": cls, "options": options, "bare": True}, ())
                           for i, (cls, options) in enumerate(_HIDDEN_BAD_ARGUMENTS))
-        elif spec.stage == 4 and any(_is_bare(c) for c in group.cases):
+        elif spec.stage in _HIDDEN_BAD_BUILDS and any(_is_bare(c) for c in group.cases):
             kept = [c for c in group.cases if not _is_bare(c)]
-            cases = tuple(Case(f"h4.{g}.b{i}", make, ()) for i, make in enumerate(_HIDDEN_BAD_BUILDS_4)) + tuple(
-                rename_ids(c, rng, f"h4.{g}.{i}") for i, c in enumerate(kept))
+            n = spec.stage
+            cases = tuple(Case(f"h{n}.{g}.b{i}", make, ()) for i, make in enumerate(_HIDDEN_BAD_BUILDS[n])) + tuple(
+                rename_ids(c, rng, f"h{n}.{g}.{i}") for i, c in enumerate(kept))
         else:
             cases = tuple(rename_ids(c, rng, f"h{spec.stage}.{g}.{i}") for i, c in enumerate(group.cases))
         out.append(Group(group.name, cases))
