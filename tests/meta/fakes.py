@@ -7,6 +7,11 @@ stage by stage (:class:`Expect`).  The stages a fake does not touch hold the
 stubs (they must score exactly 0) or the reference (exactly 100): a fake that
 moves them has leaked out of its stage.
 
+Each fake is graded only on the stages its expectation names (``--stage``
+per stage): a fake that edits one stage names only that stage; the stubs,
+the reference and the sandbox and security fakes name every stage, so a
+fake that leaks out of its stage still shows.
+
 Used by ``tests/meta/test_grading.py`` (one grader run per fake) and by
 ``benchmarks/grading_fakes.py`` (the table for the issue).  Nothing here
 imports the grader or a fake's code: the grader runs as a command, as an
@@ -31,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = {1: "balancer", 2: "request_queue", 3: "strategies", 4: "health"}
+MODULES = {1: "balancer", 2: "request_queue", 3: "strategies", 4: "health", 5: "affinity"}
 #: Appears in the command line of every process a fake tries to leave behind.
 MARKER = "lbgrade-fake-detached-7f3a"
 #: Files a fake tries to create outside its sandbox (checked and removed by :func:`leftovers`).
@@ -134,6 +139,11 @@ STUBS = Expect(score=0, only_causes=("differs", "error"), message=r"NotImplement
 REFERENCE = Expect(score=100, note=r"similar to the reference")
 
 
+def everywhere(want: Expect) -> dict[int, Expect]:
+    """``want`` for every stage (the stubs, the reference, the fakes that must not move another stage)."""
+    return {stage: want for stage in MODULES}
+
+
 @dataclass
 class Built:
     """What a fake writes: a module per stage, other files (relative to the folder), and facts for the patterns."""
@@ -192,17 +202,20 @@ def _others(modules: dict[int, str]) -> dict[int, str]:
     return {2: reference(2), **modules}
 
 
-OTHERS = {2: REFERENCE, 3: STUBS}
+#: The other stages of a sandbox or security fake in stage 1: stage 2 holds the reference (it must still score
+#: 100: nothing leaked into another stage's run), every later stage the stubs (exactly 0).
+OTHERS = {2: REFERENCE, **{stage: STUBS for stage in MODULES if stage > 2}}
 #: In :attr:`Built.modules`: the fake has put something else than a file there (left as it is).
 LINKED = "(a link)"
 
 
-def stage1_fake(name: str, what: str, build: Callable[[Path], Built], stage1: Expect, **kw: Any) -> Fake:
+def stage1_fake(name: str, what: str, build: Callable[[Path], Built], stage1: Expect, *, alone: bool = False, **kw: Any) -> Fake:
+    """A fake in stage 1; graded on every stage (:data:`OTHERS`), or on stage 1 ``alone`` (a rule edit, not a sandbox attack)."""
     def built(folder: Path) -> Built:
         b = build(folder)
         return Built(_others(b.modules), b.files, b.facts)
 
-    return Fake(name, built, {1: stage1, **OTHERS}, what, **kw)
+    return Fake(name, built, {1: stage1} if alone else {1: stage1, **OTHERS}, what, **kw)
 
 
 # -- checking a run -------------------------------------------------------------------
@@ -330,10 +343,15 @@ def grade(folder: Path, *args: str, timeout: float = 600) -> Run:
                usage["max_rss_kb"] / 1024)
 
 
+def stage_args(fake: Fake) -> list[str]:
+    """``--stage N`` for each stage the fake's expectation names (the grader grades only those)."""
+    return [arg for stage in sorted(fake.expect) for arg in ("--stage", str(stage))]
+
+
 def run_fake(fake: Fake, folder: Path, *args: str) -> tuple[Run, dict[str, Any], list[str]]:
-    """Write ``fake`` into ``folder``, grade it (all stages, ``fake.timeout`` seconds per case), check the verdict."""
+    """Write ``fake`` into ``folder``, grade the stages it names (``fake.timeout`` seconds per case), check the verdict."""
     facts = fake.write(folder)
-    run = grade(folder, "--timeout", fake.timeout, "--probe-timeout", fake.probe_timeout, *args)
+    run = grade(folder, "--timeout", fake.timeout, "--probe-timeout", fake.probe_timeout, *stage_args(fake), *args)
     return run, facts, problems(fake, run, facts)
 
 
@@ -628,7 +646,7 @@ except BaseException:
 
 
 def _stage3_edit(old: str, new: str) -> Callable[[Path], Built]:
-    """Stage 3's reference with one edit; the stubs in stages 1 and 2."""
+    """Stage 3's reference with one edit (graded alone; the other stages hold the stubs)."""
     return lambda folder: Built({3: edit(reference(3), old, new)})
 
 
@@ -645,7 +663,7 @@ _LOT_ALL_TOKENS = _stage3_edit(
 
 
 def _stage2_edit(old: str, new: str) -> Callable[[Path], Built]:
-    """Stage 2's reference with one edit; the stubs in stages 1 and 3."""
+    """Stage 2's reference with one edit (graded alone; the other stages hold the stubs)."""
     return lambda folder: Built({2: edit(reference(2), old, new)})
 
 
@@ -660,7 +678,7 @@ _ALWAYS_429 = _stage2_edit(
 )
 
 def _stage4_edit(old: str, new: str) -> Callable[[Path], Built]:
-    """Stage 4's reference with one edit; the stubs in stages 1 to 3."""
+    """Stage 4's reference with one edit (graded alone; the other stages hold the stubs)."""
     return lambda folder: Built({4: edit(reference(4), old, new)})
 
 
@@ -691,21 +709,20 @@ _SCANNED_MEAN = _stage4_edit(
 
 def _stage4_fake(name: str, build: Callable[[Path], Built], failing: tuple[str, ...], what: str,
                  may_fail: tuple[str, ...] = ("random operations",)) -> Fake:  # fmt: skip
-    return Fake(name, build, {1: STUBS, 2: STUBS, 3: STUBS, 4: Expect(low=1, high=99, only_causes=("differs",), failing=failing,
-                                                                      may_fail=may_fail)}, what)
+    return Fake(name, build, {4: Expect(low=1, high=99, only_causes=("differs",), failing=failing, may_fail=may_fail)}, what)
 
 
 def fakes() -> list[Fake]:
     """Every fake, in the order the table shows them."""
     no_import = dict(only_causes=("import",), causes=("import",))
     return [
-        Fake("stubs", _stubs_everywhere, {1: STUBS, 2: STUBS, 3: STUBS, 4: STUBS}, "the generated stubs, untouched"),
-        Fake("reference", _reference_everywhere, {1: REFERENCE, 2: REFERENCE, 3: REFERENCE, 4: REFERENCE}, "the reference copied in"),
+        Fake("stubs", _stubs_everywhere, everywhere(STUBS), "the generated stubs, untouched"),
+        Fake("reference", _reference_everywhere, everywhere(REFERENCE), "the reference copied in"),
         stage1_fake("tie-break swapped", "free slots before memory in the tie-break", _tie_break,
                     # The tie-break group's cases never set memory against free slots (same capacity, or same
                     # memory); the one case that does is in the load-ratio group (8 slots/24 GB and 2/80 GB, idle).
                     Expect(low=1, high=99, only_causes=("differs",), failing=("tie-breaks", "lowest load ratio"),
-                           may_fail=("random operations",))),
+                           may_fail=("random operations",)), alone=True),
         stage1_fake("endless loop", "`while estimated_tokens == 4097: pass` in route_request", _endless_loop,
                     Expect(low=1, high=99, causes=("timeout",), only_causes=("timeout",), seconds=15), timeout="0.5"),
         stage1_fake("8 GB per call", "`bytearray(8 * 2**30)` in route_request", _huge_allocation,
@@ -717,18 +734,16 @@ def fakes() -> list[Fake]:
                            failing=("lowest load ratio",)),
                     max_rss_mb=MAX_RSS_MB, probe_timeout="10"),
         Fake("predictive by tokens", _PREDICTIVE_BY_TOKENS,
-             {1: STUBS, 2: STUBS, 3: Expect(low=1, high=99, only_causes=("differs",), failing=("predictive",))},
+             {3: Expect(low=1, high=99, only_causes=("differs",), failing=("predictive",))},
              "stage 3's Predictive prices a request as (outstanding tokens + its tokens) / speed, not in seconds"),
         Fake("outstanding tokens, prompts included", _LOT_ALL_TOKENS,
-             {1: STUBS, 2: STUBS, 3: Expect(low=1, high=99, only_causes=("differs",), failing=("least outstanding",))},
+             {3: Expect(low=1, high=99, only_causes=("differs",), failing=("least outstanding",))},
              "stage 3's LeastOutstandingTokens counts prompt tokens as if each cost a decode iteration"),
         Fake("sjf by total tokens", _SJF_BY_TOTAL,
-             {1: STUBS, 2: Expect(low=1, high=99, only_causes=("differs",), failing=("shortest job first",),
-                                  may_fail=("random operations",)), 3: STUBS},
+             {2: Expect(low=1, high=99, only_causes=("differs",), failing=("shortest job first",), may_fail=("random operations",))},
              "stage 2's SJF orders by estimated_tokens and ignores prompt_tokens (a prompt token priced as an output token)"),
         Fake("always 429", _ALWAYS_429,
-             {1: STUBS, 2: Expect(low=1, high=99, only_causes=("differs",), failing=("max depth",),
-                                  may_fail=("random operations",)), 3: STUBS},
+             {2: Expect(low=1, high=99, only_causes=("differs",), failing=("max depth",), may_fail=("random operations",))},
              "stage 2's full queue answers 429 whatever the policy's reject_status (503 by default)"),
         _stage4_fake("no ejection cap", _NO_EJECTION_CAP, ("passive checks: max_ejection_percent",),
                      "stage 4 ejects every server that fails, whatever max_ejection_percent says"),
@@ -742,18 +757,17 @@ def fakes() -> list[Fake]:
                      # the ramp's weight shows in every snapshot after a half-open closes
                      may_fail=("random operations", "add:", "circuit breaker", "active checks: thresholds", "passive checks: consecutive_5xx")),
         Fake("fleet scan per result", _SCANNED_MEAN,
-             {1: STUBS, 2: STUBS, 3: STUBS, 4: Expect(low=1, high=99, only_causes=("differs", "probe"), failing=("cost:",),
-                                                      may_fail=("random operations", "degraded"))},
+             {4: Expect(low=1, high=99, only_causes=("differs", "probe"), failing=("cost:",), may_fail=("random operations", "degraded"))},
              "stage 4 recomputes the fleet's mean latency by scanning every server on each request result"),
         Fake("debug prints", _debug_prints,
-             {1: Expect(score=100, note=r"similar", output=r"debug"), 2: Expect(score=100, note=r"similar", output=r"debug"), 3: STUBS},
+             {**everywhere(STUBS), 1: Expect(score=100, note=r"similar", output=r"debug"), 2: Expect(score=100, note=r"similar", output=r"debug")},
              "a print at the top of every function of the reference (stages 1, 2)"),
         stage1_fake("sys.exit at import", "`sys.exit(0)` at import", _at_import("import sys; sys.exit(0)\n"),
                     Expect(score=0, note=r"SystemExit\(0\).*sys\.exit at balancer\.py:{line}\b", **no_import)),
         stage1_fake("os._exit at import", "`os._exit(0)` at import", _at_import("import os; os._exit(0)\n"),
                     Expect(score=0, note=r"os\._exit\(0\).* at balancer\.py:{line}\b", **no_import)),
         Fake("syntax error", _syntax_error,
-             {1: Expect(score=0, note=r"SyntaxError.* at balancer\.py:{line}\b", **no_import), 2: REFERENCE, 3: REFERENCE},
+             {**everywhere(STUBS), 1: Expect(score=0, note=r"SyntaxError.* at balancer\.py:{line}\b", **no_import), 2: REFERENCE, 3: REFERENCE},
              "`def broken(:` in stage 1; the reference in stages 2 and 3"),
         stage1_fake("SkipTest", '`raise unittest.SkipTest("x")` in route_request', _skip_test,
                     Expect(low=0, high=99, message=r"SkipTest", only_causes=("differs", "error"))),
@@ -769,10 +783,10 @@ def fakes() -> list[Fake]:
         stage1_fake("re-export, package", "`from solution import LoadBalancer`",
                     _module("from solution import LoadBalancer\n\n__all__ = ['LoadBalancer']\n"),
                     Expect(score=0, reason=r"imports from the reference package")),
-        Fake("linked reference", _linked, {1: Expect(score=0, reason=r"is a link to .*solution/balancer\.py", only_causes=("import",)),
-                                           2: STUBS, 3: STUBS},
+        Fake("linked reference", _linked, {**everywhere(STUBS), 1: Expect(score=0, reason=r"is a link to .*solution/balancer\.py",
+                                                                         only_causes=("import",))},
              "exercises/balancer.py is a symbolic link to the grader's solution/balancer.py"),
-        Fake("shipped conftest.py", _conftests, {1: STUBS, 2: STUBS, 3: STUBS, 4: STUBS},
+        Fake("shipped conftest.py", _conftests, everywhere(STUBS),
              "an all-pass pytest hook next to exercises/ and inside it"),
         stage1_fake("patching at import", "patches solution.checks.script, pytest; walks the heap with gc",
                     _at_import(_PATCHING, stub), Expect(score=0, reason=r"changed the grader's support code.*solution\.checks\.script:")),

@@ -1,7 +1,10 @@
 """The grader on fake submissions: each gets its verdict, the grader never crashes, and no fake moves another stage.
 
-One grader run per fake (``tools/grade.py`` as a command, all stages, 1 s per
-case), checked against the fake's expected verdict in ``tests/meta/fakes.py``:
+One grader run per fake (``tools/grade.py`` as a command, 1 s per case, on the
+stages the fake's expectation names: a rule edit in one stage is graded on
+that stage alone; the stubs, the reference and every sandbox or security
+fake on all stages, so a fake that leaks into another stage shows), checked
+against the fake's expected verdict in ``tests/meta/fakes.py``:
 stubs 0, the reference 100, a swapped tie-break loses the groups that depend
 on it, an endless loop times out only where it loops, prints and huge
 allocations never reach the grader, an exit or a syntax error at import costs
