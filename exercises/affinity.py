@@ -548,35 +548,47 @@ class PrefixAware(BaseStrategy):
        before the blocks in front of it, as SGLang evicts radix-tree leaves
        first).  Each server holds at most ``max_blocks_per_server`` blocks;
        recording one more evicts its least recently used block.  A global map
-       ``block -> servers holding it`` is kept in step.  A server forgotten by
-       the router (after its drain) leaves the index.
-    3. **Longest match**: among the servers that can take the request
-       (``router.eligible``), the set holding the request's first block; then,
-       block by block, those that also hold the next one, while the set stays
-       non-empty.  The match length ``m`` is the number of blocks walked; the
-       candidates are the servers left.
-    4. **Decision**: the inner strategy is asked once (its ``choose``).  If
-       ``m >= min_match``, the least loaded candidate (lowest
-       ``load / capacity`` as an exact key, then added earliest) serves the
-       request when its ``load / capacity <= pick.load / pick.capacity +
-       slack`` (floats; also when the pick is ``None``); otherwise the pick
-       serves it (``fallback_imbalance`` + 1).  If ``m < min_match``: the pick
-       (``fallback_no_match`` + 1).  Either way the blocks are recorded on the
-       server that serves the request (rule 2).
-    5. **Counters** (``stats()``): ``requests`` (with blocks),
-       ``requested_blocks``, ``matched_blocks`` (the leading blocks the index
-       says the serving server held, before recording), ``by_prefix``,
-       ``fallback_imbalance``, ``fallback_no_match``, ``no_blocks``.
+       ``block -> servers holding it`` is kept in step, each block's holders
+       in order of their last recording of it (oldest first).  A server
+       forgotten by the router (after its drain) leaves the index.
+    3. **Longest match**: ``H(b)`` is the set of servers holding block ``b``.
+       ``S1 = H(b0)``, then ``S(j+1) = Sj & H(bj)`` block by block while it
+       stays non-empty (health and load play no part here).  The match
+       length ``m`` is the number of blocks walked (0 when nobody holds the
+       first block).
+    4. **Candidates**: the servers of ``Sm``, newest holder of block
+       ``b(m-1)`` first, at most ``max_candidates`` of them examined; those
+       that can take the request (``router.eligible``) are the candidates.
+       (A system prompt's block is held by every server: without this bound
+       a request matching only it would compare the whole fleet.)
+    5. **Decision**: the inner strategy is asked once (its ``choose``).  If
+       ``m < min_match``: the pick serves the request (``fallback_no_match``
+       + 1).  Else if no candidate can take it: the pick
+       (``fallback_unavailable`` + 1).  Else the least loaded candidate
+       (lowest ``load / capacity`` as an exact key, then added earliest)
+       serves it when its ``load / capacity <= pick.load / pick.capacity +
+       slack`` (floats; also when the pick is ``None``; ``by_prefix`` + 1);
+       otherwise the pick (``fallback_imbalance`` + 1).  The blocks are then
+       recorded on the server that serves the request (rule 2).  A decision
+       that finds no server records and counts nothing.
+    6. **Counters** (``stats()``, decisions that found a server):
+       ``requests`` (with blocks), ``requested_blocks``, ``matched_blocks``
+       (the leading blocks the index says the serving server held, before
+       recording), ``by_prefix``, ``fallback_imbalance``,
+       ``fallback_no_match``, ``fallback_unavailable``, ``no_blocks``.
 
-    **Cost**: O(B k) per decision for B blocks and k servers holding the
-    first block (set intersections), plus one inner decision; O(B) to record;
-    memory O(S x max_blocks_per_server).
+    **Cost**: O(sum over the walked blocks of min(|Sj|, |H(bj)|)) for the
+    intersections (each iterates the smaller set; a session's own blocks are
+    held by one or two servers, so O(B) in practice even when a system
+    prompt is held by all), plus O(``max_candidates``) and one inner
+    decision; O(B) to record; memory O(S x max_blocks_per_server).
 
     Args:
         inner: the strategy for requests without a usable match.
         max_blocks_per_server: the index's bound per server, an int >= 1 (default 4096).
         slack: the balance bound, a number >= 0 (``math.inf``: no bound; default 0.25).
         min_match: the fewest matching blocks that count as a match, an int >= 1 (default 1).
+        max_candidates: the most holders of the longest prefix examined per decision, an int >= 1 (default 8).
 
     Raises:
         TypeError / ValueError: a bad argument.
@@ -584,8 +596,9 @@ class PrefixAware(BaseStrategy):
 
     components = ("-matched blocks", "load ratio")
 
-    def __init__(self, inner: Strategy, *, max_blocks_per_server: int = 4096, slack: float = 0.25, min_match: int = 1) -> None:
-        # TODO: validate; keep them; an OrderedDict of blocks per server id, the global map block -> set of server ids, the counters
+    def __init__(self, inner: Strategy, *, max_blocks_per_server: int = 4096, slack: float = 0.25, min_match: int = 1,
+                 max_candidates: int = 8) -> None:  # fmt: skip
+        # TODO: validate; keep them; an OrderedDict of blocks per server id, the global map block -> {server id: None} (recording order), the counters
         raise NotImplementedError("Stage 5: PrefixAware.__init__ is not implemented yet; see notebooks/05_session_affinity.ipynb")
 
     @property
@@ -615,8 +628,8 @@ class PrefixAware(BaseStrategy):
         self.inner.observe(server, seconds_per_token)
 
     def match(self, request: Request) -> tuple[int, list[ServerState]]:
-        """Rule 3: the match length and the eligible servers that hold that many leading blocks (in order of addition).  Changes nothing."""
-        # TODO: intersect the holders block by block, starting from the eligible holders of the first block
+        """Rules 3 and 4: the match length and the candidates (eligible, examined newest holder first, in that order).  Changes nothing."""
+        # TODO: intersect the holders block by block (iterate the smaller set); then examine the newest holders of the last matched block
         raise NotImplementedError("Stage 5: PrefixAware.match is not implemented yet; see notebooks/05_session_affinity.ipynb")
 
     def held_prefix(self, server_id: str, blocks: tuple[int, ...]) -> int:
@@ -644,7 +657,7 @@ class PrefixAware(BaseStrategy):
         raise TypeError("PrefixAware has no side-effect-free choose; Router.explain(request) shows a decision without making it")
 
     def explain(self, request: Request) -> Decision:
-        """The match for ``request`` and the inner strategy's view; changes nothing.  O(S log S + B k)."""
+        """The match for ``request`` and the inner strategy's view; changes nothing.  O(S log S + S B)."""
         inner = self.inner.explain(request)
         blocks = request.prefix_blocks
         if not blocks:
@@ -652,12 +665,14 @@ class PrefixAware(BaseStrategy):
         m, holders = self.match(request)
         pick = None if inner.chosen is None else self.router.server(inner.chosen)
         best = min(holders, key=lambda s: (s.load_ratio_key, s.order)) if holders else None
-        if best is not None and m >= self.min_match and (pick is None or best.load / best.capacity <= pick.load / pick.capacity + self.slack):
-            chosen, why = best, f"longest cached prefix: {m} block(s); the least loaded holder is within the slack of the inner pick"
-        elif best is not None and m >= self.min_match:
-            chosen, why = pick, f"longest cached prefix ({m} block(s)) on {best.server_id!r} is too loaded: the inner strategy decides"
-        else:
+        if m < self.min_match:
             chosen, why = pick, f"match of {m} block(s) < min_match {self.min_match}: the inner strategy decides"
+        elif best is None:
+            chosen, why = pick, f"no server holding the longest cached prefix ({m} block(s)) can take it: the inner strategy decides"
+        elif pick is None or best.load / best.capacity <= pick.load / pick.capacity + self.slack:
+            chosen, why = best, f"longest cached prefix: {m} block(s); the least loaded holder is within the slack of the inner pick"
+        else:
+            chosen, why = pick, f"longest cached prefix ({m} block(s)) on {best.server_id!r} is too loaded: the inner strategy decides"
         pool = {s.server_id: s for s in holders}
         for c in inner.candidates:
             pool.setdefault(c.server_id, self.router.server(c.server_id))

@@ -201,6 +201,8 @@ def test_clock_going_back_refuses_the_decision_and_changes_nothing(impl):
     (lambda impl, c: impl.PrefixAware(LeastConnections(), slack=NAN), ValueError),
     (lambda impl, c: impl.PrefixAware(LeastConnections(), slack=True), TypeError),
     (lambda impl, c: impl.PrefixAware(LeastConnections(), min_match=0), ValueError),
+    (lambda impl, c: impl.PrefixAware(LeastConnections(), max_candidates=0), ValueError),
+    (lambda impl, c: impl.PrefixAware(LeastConnections(), max_candidates=None), TypeError),
     (lambda impl, c: impl.PrefixAware(LeastConnections(), min_match="1"), TypeError),
 ])  # fmt: skip
 def test_bad_construction(impl, make, kind):

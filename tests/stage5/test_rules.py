@@ -503,7 +503,7 @@ def test_longest_prefix_wins(impl):
     assert p.match(req("q", blocks=(1, 2, 3, 4, 5))) == (4, [router.server("b")])
     st = p.stats()
     assert st == {"requests": 4, "requested_blocks": 10, "matched_blocks": 5, "by_prefix": 2,
-                  "fallback_imbalance": 0, "fallback_no_match": 2, "no_blocks": 0}  # fmt: skip
+                  "fallback_imbalance": 0, "fallback_no_match": 2, "fallback_unavailable": 0, "no_blocks": 0}  # fmt: skip
 
 
 def test_prefix_slack(impl):
@@ -535,14 +535,29 @@ def test_index_bound_evicts_deep_blocks_first(impl):
     assert p.held_prefix("a", (1, 2, 3)) == 2 and p.held_prefix("a", (1, 9)) == 2
 
 
-def test_only_eligible_holders_match(impl):
+def test_full_holders_are_not_candidates(impl):
     router, p = prefix_router(impl, slack=math.inf, servers=(("a", 1, 90), ("b", 4, 80), ("c", 4, 80)))
     assert router.route(req("r1", blocks=(1, 2, 3))) == "a"  # a is now full
     router.place(req("x"), "b")
-    router.complete_request("r1")
-    router.place(req("busy"), "a")
-    assert p.match(req("q", blocks=(1, 2, 3)))[0] == 0  # a holds them but is full
-    assert router.route(req("r2", blocks=(1, 2, 3))) == "c"
+    assert p.match(req("q", blocks=(1, 2, 3))) == (3, [])  # a holds them but cannot take it
+    assert router.route(req("r2", blocks=(1, 2, 3))) == "c"  # the inner pick
+    assert p.stats()["fallback_unavailable"] == 1
+
+
+def test_candidates_are_the_newest_holders_at_most_max_candidates(impl):
+    """A system prompt's block held by every server: only the max_candidates newest holders are compared."""
+    servers = tuple((f"g{i}", 4, 80) for i in range(5))
+    strategy = impl.PrefixAware(RoundRobin(), slack=math.inf, min_match=2, max_candidates=2)
+    router = Router(strategy)
+    for sid, cap, mem in servers:
+        router.add_server(sid, cap, mem)
+    p = strategy
+    for i in range(5):
+        assert router.route(req(f"r{i}", blocks=(7, 100 + i))) == f"g{i}"  # one block matched < min_match: round-robin
+    m, candidates = p.match(req("q", blocks=(7, 999)))
+    assert m == 1 and [s.server_id for s in candidates] == ["g4", "g3"]
+    m, candidates = p.match(req("q", blocks=(7, 102)))
+    assert m == 2 and [s.server_id for s in candidates] == ["g2"]
 
 
 def test_removed_server_leaves_the_index(impl):
