@@ -444,8 +444,9 @@ class BoundedLoadHash(BaseStrategy):
     **Cost**: O(log(S V)) for the binary search plus the walk: an expected
     O(1/epsilon) servers examined while the bound binds (MTZ, Theorem 1),
     O(S V) points in the worst case (nearly every server at the bound).
-    Hooks: O(1), except adding or forgetting a server, O(S V) (a merge of
-    the sorted ring).  Memory O(S V).
+    Hooks: O(1), except adding a server (O(V), its points merged into the
+    sorted ring at the next decision, O(S V) once for all servers added
+    since) and forgetting one (O(S V)).  Memory O(S V).
 
     Args:
         epsilon: the load bound's slack, finite > 0 (default 0.25).
@@ -468,8 +469,9 @@ class BoundedLoadHash(BaseStrategy):
         super().attach(router)
 
     def server_added(self, server: ServerState) -> None:
-        """Put its points on the ring (a merge: O(S V)) and count it."""
-        # TODO: its vnodes points, merged into the sorted ring; then the same bookkeeping as server_changed
+        """Compute its points (O(V)); they join the ring at the next decision or read (one merge, O(S V), for
+        every server added since: adding a whole fleet costs one sort).  Then count it."""
+        # TODO: its vnodes points, to be merged into the sorted ring before the next walk; then the same bookkeeping as server_changed
         raise NotImplementedError("Stage 5: BoundedLoadHash.server_added is not implemented yet; see notebooks/05_session_affinity.ipynb")
 
     def server_changed(self, server: ServerState) -> None:

@@ -635,8 +635,9 @@ class BoundedLoadHash(BaseStrategy):
     **Cost**: O(log(S V)) for the binary search plus the walk: an expected
     O(1/epsilon) servers examined while the bound binds (MTZ, Theorem 1),
     O(S V) points in the worst case (nearly every server at the bound).
-    Hooks: O(1), except adding or forgetting a server, O(S V) (a merge of
-    the sorted ring).  Memory O(S V).
+    Hooks: O(1), except adding a server (O(V), its points merged into the
+    sorted ring at the next decision, O(S V) once for all servers added
+    since) and forgetting one (O(S V)).  Memory O(S V).
 
     Args:
         epsilon: the load bound's slack, finite > 0 (default 0.25).
@@ -657,6 +658,7 @@ class BoundedLoadHash(BaseStrategy):
         self.vnodes = require_int(vnodes, "vnodes")
         self.seed = require_int(seed, "seed", minimum=0)
         self._ring: list[tuple[int, str]] = []  # (point, server_id), sorted
+        self._joining: list[tuple[int, str]] = []  # points of servers added since the last merge
         self._servers: dict[str, ServerState] = {}
         self._seen: dict[str, tuple[int, int, int, int]] = {}  # server_id -> (load counted in L, routable, available, available and big)
         self._load = self._routable = self._available = self._available_big = 0
@@ -667,11 +669,11 @@ class BoundedLoadHash(BaseStrategy):
         super().attach(router)
 
     def server_added(self, server: ServerState) -> None:
-        """Put its points on the ring (a merge: O(S V)) and count it."""
-        ### BEGIN SOLUTION: its vnodes points, merged into the sorted ring; then the same bookkeeping as server_changed
+        """Compute its points (O(V)); they join the ring at the next decision or read (one merge, O(S V), for
+        every server added since: adding a whole fleet costs one sort).  Then count it."""
+        ### BEGIN SOLUTION: its vnodes points, to be merged into the sorted ring before the next walk; then the same bookkeeping as server_changed
         sid = server.server_id
-        self._ring.extend(sorted((stable_hash64(f"{self.seed}/{sid}/{i}"), sid) for i in range(self.vnodes)))
-        self._ring.sort()  # two sorted runs: Timsort merges them in O(S V)
+        self._joining.extend((stable_hash64(f"{self.seed}/{sid}/{i}"), sid) for i in range(self.vnodes))
         self._servers[sid] = server
         self.server_changed(server)
         ### END SOLUTION
@@ -694,7 +696,7 @@ class BoundedLoadHash(BaseStrategy):
         """Take its points off the ring (O(S V)) and its share of the counts."""
         ### BEGIN SOLUTION: filter the ring, undo its contribution
         sid = server.server_id
-        self._ring = [p for p in self._ring if p[1] != sid]
+        self._ring = [p for p in self._sorted_ring() if p[1] != sid]
         old = self._seen.pop(sid, (0, 0, 0, 0))
         self._load -= old[0]
         self._routable -= old[1]
@@ -726,16 +728,17 @@ class BoundedLoadHash(BaseStrategy):
         ### BEGIN SOLUTION: bisect the ring
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
-        if not self._ring:
+        ring = self._sorted_ring()
+        if not ring:
             return None
-        i = bisect.bisect_left(self._ring, (stable_hash64(f"{self.seed}/{key}"),))
-        return self._ring[i % len(self._ring)][1]
+        i = bisect.bisect_left(ring, (stable_hash64(f"{self.seed}/{key}"),))
+        return ring[i % len(ring)][1]
         ### END SOLUTION
 
     def points(self) -> tuple[tuple[int, str], ...]:
         """The ring: ``(point, server_id)`` sorted (for pictures and tests).  O(S V)."""
         ### BEGIN SOLUTION: a tuple copy of the ring
-        return tuple(self._ring)
+        return tuple(self._sorted_ring())
         ### END SOLUTION
 
     def walk(self, request: Request) -> list[tuple[ServerState, str]]:
@@ -775,9 +778,18 @@ class BoundedLoadHash(BaseStrategy):
         ### END SOLUTION
 
     ### BEGIN OMIT
+    def _sorted_ring(self) -> list[tuple[int, str]]:
+        """The ring with the points of servers added since the last call merged in (one sort: O(S V))."""
+        if self._joining:
+            self._joining.sort()
+            self._ring.extend(self._joining)  # two sorted runs: Timsort merges them in linear time
+            self._ring.sort()
+            self._joining.clear()
+        return self._ring
+
     def _examine(self, request: Request) -> Iterator[ServerState]:
         """The distinct servers clockwise from the request's key point (rule 4's order); stops after every server."""
-        ring = self._ring
+        ring = self._sorted_ring()
         size = len(ring)
         if not size:
             return
