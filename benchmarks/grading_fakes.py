@@ -5,7 +5,7 @@ tie-break, an endless loop, 8 GB per call, 10 MB printed per call, exits and a
 syntax error at import, SkipTest, re-exports of the reference, a shipped
 conftest.py, patches of the checks, edits of the repository, a detached
 process, ...).  Each runs through ``tools/grade.py`` as an instructor runs it
-(all stages, ``--timeout 1``, 0.5 for the endless loop), and the script prints
+(on the stages its expectation names, ``--timeout 1``, 0.5 for the endless loop), and the script prints
 a Markdown table: the score per stage and the total, the wall time of the
 grading run, the peak RSS of the grader's process tree, whether the verdict
 is the one the fake expects, and the reason the grader names for the fake's
@@ -76,19 +76,21 @@ def main(argv: list[str] | None = None) -> int:
                      "yes" if not problems else f"NO ({len(problems)})", shorten(why, args.width)])
         for n, s in sorted(stages.items()):
             if 0 < s["score"] < 100:
-                lost = ", ".join(f"{g['name'].split(':')[0]} {g['score']:.0f}" for g in s["groups"] if g["score"] < 100)
+                lost = ", ".join(f"{g['name']} {g['score']:.0f}" for g in s["groups"] if g["score"] < 100)
                 partial.append(f"* {fake.name}, stage {n} ({s['score']:.1f}): {lost}; every other group 100")
         unexpected += [f"* {fake.name}: {p}" for p in problems]
         print(f"{fake.name}: done in {run.seconds:.1f} s", file=sys.stderr)
-    header = ["fake", "stage 1", "stage 2", "stage 3", "total", "wall", "peak RSS", "as expected", "the reason named"]
+    header = ["fake", *(f"stage {n}" for n in sorted(fakes.MODULES)), "total", "wall", "peak RSS", "as expected", "the reason named"]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
-    print("|" + "|".join(("-" * (w + 1) + ":" if 1 <= i <= 6 else "-" * (w + 2)) for i, w in enumerate(widths)) + "|")
+    numeric = range(1, len(fakes.MODULES) + 4)  # the stages, the total, the wall time, the peak RSS
+    print("|" + "|".join(("-" * (w + 1) + ":" if i in numeric else "-" * (w + 2)) for i, w in enumerate(widths)) + "|")
     for r in rows:
-        cells = [str(c).rjust(w) if 1 <= i <= 6 else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        cells = [str(c).rjust(w) if i in numeric else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
         print("| " + " | ".join(cells) + " |")
-    print(f"\n{len(rows)} fakes in {time.monotonic() - started:.0f} s; stages 2 and 3 of a stage-1 fake hold the reference "
-          "(100) and the stubs (0), untouched.")
+    print(f"\n{len(rows)} fakes in {time.monotonic() - started:.0f} s; a fake is graded on the stages it names ('-': not graded): "
+          "a rule edit on its own stage, the sandbox and security fakes on every stage (stage 2 the reference, 100; "
+          "the later stages the stubs, 0).")
     print("\nWhat each fake does (in stage 1 unless said):\n" + "\n".join(f"* {f.name}: {f.what}" for f in chosen))
     if partial:
         print("\nRule groups that lost points:\n" + "\n".join(partial))

@@ -712,6 +712,36 @@ def _stage4_fake(name: str, build: Callable[[Path], Built], failing: tuple[str, 
     return Fake(name, build, {4: Expect(low=1, high=99, only_causes=("differs",), failing=failing, may_fail=may_fail)}, what)
 
 
+def _stage5_edit(old: str, new: str) -> Callable[[Path], Built]:
+    """Stage 5's reference with one edit (graded alone; the other stages hold the stubs)."""
+    return lambda folder: Built({5: edit(reference(5), old, new)})
+
+
+#: Stage 5's fakes (issue 12): plausible session tables, affinities and rings that each break one rule.
+_TTL_NOT_REFRESHED = _stage5_edit(
+    "        entry[1] = now + self._ttl\n        self._entries.move_to_end(session_id)\n        self._hits += 1\n",
+    "        self._entries.move_to_end(session_id)  # the deadline stays: the TTL counts from the first use\n        self._hits += 1\n",
+)
+_ALWAYS_STICKY = _stage5_edit(
+    "            if pick is None or pick is sticky or sticky.load / sticky.capacity <= pick.load / pick.capacity + self._slack:\n",
+    "            if True:  # the slack ignored: a server that can take the request keeps its sessions\n",
+)
+_NO_LOAD_BOUND = _stage5_edit(
+    "            if s.load < bound and eligible(s, request):\n",
+    "            if eligible(s, request):  # no load bound: plain consistent hashing\n",
+)
+_EXPIRY_SCAN = _stage5_edit(
+    "        self._drop_expired(now)\n        entry = self._entries.get(session_id)\n        if entry is None:\n",
+    "        for sid in [k for k, (_, deadline) in self._entries.items() if deadline <= now]:  # every session, per request\n"
+    "            server_id, _ = self._entries.pop(sid)\n            self._unindex(sid, server_id)\n            self._expired += 1\n"
+    "        entry = self._entries.get(session_id)\n        if entry is None:\n",
+)
+
+
+def _stage5_fake(name: str, build: Callable[[Path], Built], failing: tuple[str, ...], what: str) -> Fake:
+    return Fake(name, build, {5: Expect(low=1, high=99, only_causes=("differs",), failing=failing, may_fail=("random operations",))}, what)
+
+
 def fakes() -> list[Fake]:
     """Every fake, in the order the table shows them."""
     no_import = dict(only_causes=("import",), causes=("import",))
@@ -759,6 +789,15 @@ def fakes() -> list[Fake]:
         Fake("fleet scan per result", _SCANNED_MEAN,
              {4: Expect(low=1, high=99, only_causes=("differs", "probe"), failing=("cost:",), may_fail=("random operations", "degraded"))},
              "stage 4 recomputes the fleet's mean latency by scanning every server on each request result"),
+        _stage5_fake("TTL not refreshed on use", _TTL_NOT_REFRESHED, ("session table: TTL refreshed",),
+                     "stage 5's table counts a session's TTL from its first use: a conversation that keeps talking is dropped"),
+        _stage5_fake("soft slack ignored", _ALWAYS_STICKY, ("soft affinity",),
+                     "stage 5's soft affinity keeps a session on its server whatever the load, while the server has a slot"),
+        _stage5_fake("hashing without the load bound", _NO_LOAD_BOUND, ("bounded-load hashing",),
+                     "stage 5's ring sends a key to the first eligible server clockwise however loaded (plain consistent hashing)"),
+        Fake("session table scanned per request", _EXPIRY_SCAN,
+             {5: Expect(low=1, high=99, only_causes=("probe",), failing=("cost:",))},
+             "stage 5's table finds expired sessions by scanning every session on each request"),
         Fake("debug prints", _debug_prints,
              {**everywhere(STUBS), 1: Expect(score=100, note=r"similar", output=r"debug"), 2: Expect(score=100, note=r"similar", output=r"debug")},
              "a print at the top of every function of the reference (stages 1, 2)"),
