@@ -6,18 +6,23 @@ Two figures, each with another process burning a core the whole time:
    variant of each stage (stage 1: free slots before memory in the tie-break;
    stage 2: priorities ignored in the priority ordering; stage 3: power of
    two choices takes the more loaded server; stage 4: the ejection cap one
-   server short).  Every run must give every case
+   server short; stage 5: soft affinity leaves a server exactly at the
+   slack, ``<`` for ``<=``).  Every run must give every case
    the same verdict; the script prints the number of distinct verdict
    vectors per variant (1 is the goal), the score range and the time per run.
 2. **The cost rules, M runs** (default 50) in this process: the reference must
    pass every run and an O(S)/O(n) variant must fail every run (stage 1: a
    C-level ``min`` over all servers; stage 2: ``peek`` that sorts every
    waiting request; stage 3: a strategy that lists every eligible server per
-   decision; stage 4: a checker that walks the fleet on every request result).  It prints the growth factors' range for each.
+   decision; stage 4: a checker that walks the fleet on every request result;
+   stage 5: a session table that scans every session for expiry on each
+   request, a ring that sums the servers' loads per request, a prefix-aware
+   router that lists every eligible server per decision).  It prints the
+   growth factors' range for each.
 
 Usage::
 
-    python benchmarks/grading_stability.py [--runs 20] [--cost-runs 50] [--no-burn]
+    python benchmarks/grading_stability.py [--runs 20] [--cost-runs 50] [--no-burn] [--stage 5 ...]
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from solution.checks.cost import COST_CASES, LIMIT, measure, verdict  # noqa: E402
 from solution.grading.grader import grade  # noqa: E402
 
-MODULES = ("balancer", "request_queue", "strategies", "health")
+MODULES = ("balancer", "request_queue", "strategies", "health", "affinity")
 
 #: (module, text to replace in the reference, replacement): one deliberate bug per stage (stage 1 needs two edits).
 BUGS = (
@@ -49,6 +54,8 @@ BUGS = (
     ("strategies", "if best is None or s.load_ratio_key < best.load_ratio_key:", "if best is None or s.load_ratio_key > best.load_ratio_key:"),
     ("health", "if (self._ejected + 1) * 100 > p.max_ejection_percent * len(self._servers):",
      "if (self._ejected + 1) * 100 >= p.max_ejection_percent * len(self._servers):"),
+    ("affinity", "sticky.load / sticky.capacity <= pick.load / pick.capacity + self._slack:",
+     "sticky.load / sticky.capacity < pick.load / pick.capacity + self._slack:"),
 )
 
 
@@ -78,26 +85,27 @@ def submission(folder: Path, buggy: bool) -> Path:
     return folder
 
 
-def verdicts(folder: Path) -> tuple[tuple[tuple[str, bool], ...], list[float], float]:
+def verdicts(folder: Path, stages: list[int] | None = None) -> tuple[tuple[tuple[str, bool], ...], list[float], float]:
     started = time.monotonic()
-    results = grade(folder)
+    results = grade(folder, stages)
     vector = tuple((c.id, c.passed) for r in results for g in r.groups for c in g.cases)
     return vector, [r.score for r in results], time.monotonic() - started
 
 
-def graded_set(runs: int) -> None:
+def graded_set(runs: int, stages: list[int] | None = None) -> None:
     print(f"1. the graded set, {runs} runs per variant")
     with tempfile.TemporaryDirectory() as tmp:
         for name, buggy in (("reference", False), ("buggy variant", True)):
             folder = submission(Path(tmp) / name.replace(" ", "-"), buggy)
             seen, scores, seconds = set(), [], []
             for _ in range(runs):
-                vector, stage_scores, took = verdicts(folder)
+                vector, stage_scores, took = verdicts(folder, stages)
                 seen.add(vector)
                 scores.append(stage_scores)
                 seconds.append(took)
             per_stage = list(zip(*scores))
-            ranges = ", ".join(f"stage {i + 1} {min(s):.1f}..{max(s):.1f}" for i, s in enumerate(per_stage))
+            names = stages or list(range(1, len(MODULES) + 1))
+            ranges = ", ".join(f"stage {n} {min(s):.1f}..{max(s):.1f}" for n, s in zip(sorted(names), per_stage))
             print(f"   {name:<14} distinct verdict vectors: {len(seen)} of {runs} runs ({len(next(iter(seen)))} cases each); "
                   f"scores {ranges}; {min(seconds):.1f}..{max(seconds):.1f} s per run")
 
@@ -146,6 +154,41 @@ class _ScanHealth:
         self.RetryLedger = module.RetryLedger  # type: ignore[attr-defined]
 
 
+class _ScanAffinity:
+    """Stage 5 with O(sessions) or O(S) decisions: a table that scans every session for expiry on each request,
+    a ring that sums every server's load per request, a prefix-aware router that lists every eligible server."""
+
+    def __init__(self, module: object) -> None:
+        table_base = module.SessionTable  # type: ignore[attr-defined]
+
+        class SessionTable(table_base):  # type: ignore[misc, valid-type]
+            def get(self, session_id, now):  # noqa: ANN001, ANN202
+                [k for k, (_, deadline) in self._entries.items() if deadline <= now]  # the reference's entries: an O(n) scan
+                return super().get(session_id, now)
+
+        affinity_base = module.SessionAffinity  # type: ignore[attr-defined]
+
+        class SessionAffinity(affinity_base):  # type: ignore[misc, valid-type]
+            def __init__(self, inner, policy=None, *, clock, table=None):  # noqa: ANN001, ANN204
+                super().__init__(inner, policy, clock=clock, table=table or SessionTable(policy.ttl, policy.max_sessions))
+
+        hash_base = module.BoundedLoadHash  # type: ignore[attr-defined]
+
+        class BoundedLoadHash(hash_base):  # type: ignore[misc, valid-type]
+            def bound(self):  # noqa: ANN202
+                sum(s.load for s in self._servers.values())  # L summed per request instead of kept by the hooks
+                return super().bound()
+
+        prefix_base = module.PrefixAware  # type: ignore[attr-defined]
+
+        class PrefixAware(prefix_base):  # type: ignore[misc, valid-type]
+            def choose(self, request):  # noqa: ANN001, ANN202
+                self.router.eligible_servers(request)
+                return super().choose(request)
+
+        self.SessionTable, self.SessionAffinity, self.BoundedLoadHash, self.PrefixAware = SessionTable, SessionAffinity, BoundedLoadHash, PrefixAware
+
+
 class _ScanBalancer:
     """Stage 1 with a C-level O(S) scan: ``min`` over every server's key."""
 
@@ -176,10 +219,11 @@ class _ScanBalancer:
             self.keys[sid] = self._key(sid)
 
 
-def cost_rules(runs: int) -> None:
+def cost_rules(runs: int, stages: list[int] | None = None) -> None:
+    import solution.affinity
     import solution.balancer
-    import solution.request_queue
     import solution.health
+    import solution.request_queue
     import solution.strategies
 
     print(f"2. the cost rules, {runs} runs each (limit {LIMIT:g}x growth from 16 to 4,096)")
@@ -188,10 +232,13 @@ def cost_rules(runs: int) -> None:
         2: (solution.request_queue, _ScanQueue(solution.request_queue)),
         3: (solution.strategies, _ScanStrategies(solution.strategies)),
         4: (solution.health, _ScanHealth(solution.health)),
+        5: (solution.affinity, _ScanAffinity(solution.affinity)),
     }
     for stage, name, rule in COST_CASES:
+        if stages and stage not in stages:
+            continue
         reference, scan = variants[stage]
-        label = f"stage {stage} {rule.get('strategy', rule['kind'])}"
+        label = f"stage {stage} {rule.get('strategy', rule['kind'])}"[:32]
         for who, impl, want in (("reference", reference, True), ("scan", scan, False)):
             growth, right = [], 0
             for _ in range(runs):
@@ -208,11 +255,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--cost-runs", type=int, default=50)
     parser.add_argument("--no-burn", action="store_true", help="do not start the process that burns a core")
+    parser.add_argument("--stage", type=int, action="append", help="only this stage (repeatable; default: every stage)")
     args = parser.parse_args()
     with burning(not args.no_burn):
         print("another process burns a core" if not args.no_burn else "no extra load")
-        cost_rules(args.cost_runs)
-        graded_set(args.runs)
+        cost_rules(args.cost_runs, args.stage)
+        graded_set(args.runs, args.stage)
 
 
 if __name__ == "__main__":
