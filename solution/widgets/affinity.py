@@ -406,11 +406,11 @@ def occupancy_figure(times: np.ndarray, occupancy: np.ndarray, capacity: np.ndar
         peak = max(float(busy.max()), 1.0)
         bar_ax.bar(x + 0.2, busy[at] / peak, width=0.4, color="#f58518", label=f"load (fraction of the peak, {peak:.0f})")
     bar_ax.set_xticks(x, list(server_ids), fontsize=7, rotation=45)
-    bar_ax.set_ylim(0, 1.15)
+    bar_ax.set_ylim(0, 1.45)
     bar_ax.set_xlabel("server (id)")
     bar_ax.set_ylabel("at the play head (fraction)")
     bar_ax.set_title(f"at t = {horizon:.0f} s", fontsize=9)
-    bar_ax.legend(fontsize="x-small", loc="upper right")
+    bar_ax.legend(fontsize="x-small", loc="upper center", ncol=1)
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.2, top=0.9, wspace=0.3)
     return fig
 
@@ -456,7 +456,9 @@ def race_figure(result: object, *, metrics: Sequence[tuple[str, str]] = (
         got = [result.interval(p, metric) for p in policies]  # type: ignore[attr-defined]
         mean = np.array([g[0] for g in got])
         err = np.array([[g[0] - g[1] for g in got], [g[2] - g[0] for g in got]])
-        ax.barh(y, mean, xerr=err, color=[_policy_color(p) for p in policies], capsize=3, label="mean, interval over seeds")
+        seeds = len(getattr(result, "seeds", ()) or ())
+        what = "one replay (a trace: no seeds)" if seeds <= 1 else f"mean, interval over {seeds} seeds"
+        ax.barh(y, mean, xerr=err if seeds > 1 else None, color=[_policy_color(p) for p in policies], capsize=3, label=what)
         if metric == "hit_rate":
             ax.axvline(result.ceiling, color="#e45756", linestyle="--", label=f"ceiling (unbounded cache) {result.ceiling:.2f}")  # type: ignore[attr-defined]
         ax.set_yticks(y, policies, fontsize=7)
@@ -471,10 +473,12 @@ def race_figure(result: object, *, metrics: Sequence[tuple[str, str]] = (
     return fig
 
 
-def _policy_color(policy: str) -> str:
-    """A policy's colour: by its family (``"soft 0.5"`` is a soft policy)."""
-    family = policy.split()[0].split("-")[0].split("(")[0]
-    return {name: _COLORS[k] for k, name in enumerate(POLICY_NAMES)}.get(family, "#999999")
+def _policy_color(label: str) -> str:
+    """A race policy's colour, by its family: the race's labels start ``no affinity``, ``hard``, ``soft``, ``bounded``, ``prefix``."""
+    for k, (kind, start) in enumerate((("none", "no "), ("hard", "hard"), ("soft", "soft"), ("bounded", "bounded"), ("prefix", "prefix"))):
+        if label.startswith(start) or label == kind:
+            return _COLORS[k]
+    return "#999999"
 
 
 # -- the widget ------------------------------------------------------------------------------------
@@ -495,10 +499,11 @@ class AffinityExplorer:
     def __init__(self, *, requests: int = 600, seed: int = 1, servers: int = 4) -> None:
         import ipywidgets as W
 
+        from solution.sim.affinityrace import GPU, MODEL
         from solution.sim.kvcache import kv_capacity_blocks
 
         self.requests, self.seed, self.servers = requests, seed, servers
-        full = kv_capacity_blocks(ModelSpec(), gpu_preset("A100-80GB"))
+        full = kv_capacity_blocks(MODEL, gpu_preset(GPU))  # the race's model and GPU: what a server holds by default
         self.full_blocks = full
         style = {"continuous_update": False}
         self.policy = W.Dropdown(options=[(v, k) for k, v in POLICY_NAMES.items()], value="soft", description="policy")
@@ -507,8 +512,8 @@ class AffinityExplorer:
         sizes = sorted({max(1, full // 16), max(1, full // 8), max(1, full // 4), max(1, full // 2), full})
         self.cache = W.SelectionSlider(options=sizes, value=full, description="cache (blocks)", **style)
         self.load = W.FloatSlider(value=0.7, min=0.2, max=1.2, step=0.05, description="load", **style)
-        self.play = W.Play(value=100, min=0, max=100, step=5, interval=300, description="play")
-        self.at = W.IntSlider(value=100, min=0, max=100, step=1, description="time (%)", continuous_update=True)
+        self.play = W.Play(value=50, min=0, max=100, step=5, interval=300, description="play")
+        self.at = W.IntSlider(value=50, min=0, max=100, step=1, description="time (%)", continuous_update=True)
         W.jslink((self.play, "value"), (self.at, "value"))
         self.image = W.Image(format="png", layout=W.Layout(width="900px"))
         self.summary = W.HTML()

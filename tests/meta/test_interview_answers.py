@@ -63,6 +63,16 @@ EXPECTED: dict[str, tuple[int | None, dict[str, tuple[str, ...]]]] = {
         "passive checks (real traffic)": ("passive",),
         "active checks (probes)": ("active",),
     }),
+    "05_session_affinity.py": (4, {
+        "the KV cache of earlier turns avoids recomputation": ("kv cache",),
+        "recomputation": ("recomput",),
+        "a session_id -> server_id mapping": ("session_id -> server_id",),
+        "fall back to normal routing when at capacity or unhealthy": ("fall back", "fallback"),
+        "a TTL on sticky sessions": ("ttl",),
+        "soft affinity": ("soft affinity", "soft mode"),
+        "hard affinity": ("hard affinity", "hard mode"),
+        "KV cache migration": ("migrat",),
+    }),
 }
 
 
