@@ -168,8 +168,7 @@ def test_the_occupancy_figure_hides_what_lies_after_the_play_head():
     assert c_line.get_ydata()[-1] == pytest.approx(0.2)  # a fraction of each server's own capacity
 
 
-def _explorer_or_skip():
-    pytest.importorskip("solution.sim.affinityrace", reason="the affinity race (solution/sim/affinityrace.py) is not in this tree yet")
+def _explorer():
     return aw.AffinityExplorer()
 
 
@@ -177,7 +176,7 @@ def test_the_explorer_reruns_on_every_control_and_answers_well_under_a_second():
     import statistics
     import time
 
-    w = _explorer_or_skip()
+    w = _explorer()
     assert bytes(w.image.value[:4]) == b"\x89PNG" and "hit rate" in w.summary.value
     seconds = []
     for control, value in ((w.policy, "hard"), (w.policy, "bounded"), (w.slack, 0.5), (w.policy, "prefix"), (w.policy, "none"),
@@ -194,14 +193,14 @@ def test_the_explorer_reruns_on_every_control_and_answers_well_under_a_second():
 
 
 def test_the_explorer_play_head_redraws_without_rerunning():
-    w = _explorer_or_skip()
+    w = _explorer()
     run, image = w.record, w.image.value
     w.at.value = 30
     assert w.record is run and w.image.value != image
 
 
 def test_a_smaller_cache_never_hits_more_in_the_explorer():
-    w = _explorer_or_skip()
+    w = _explorer()
     full = w.record.metrics["hit_rate"]
     w.cache.value = w.cache.options[0]
     assert w.record.metrics["hit_rate"] <= full + 1e-9
@@ -209,7 +208,7 @@ def test_a_smaller_cache_never_hits_more_in_the_explorer():
 
 
 def test_the_explorer_says_what_to_implement_when_a_stub_stands_in_the_way(monkeypatch):
-    race = pytest.importorskip("solution.sim.affinityrace")
+    import solution.sim.affinityrace as race
 
     def stub(*args, **kwargs):
         raise NotImplementedError("Stage 5: SessionAffinity.__init__ is not implemented yet")
@@ -217,3 +216,25 @@ def test_the_explorer_says_what_to_implement_when_a_stub_stands_in_the_way(monke
     monkeypatch.setattr(race, "affinity_run", stub)
     w = aw.AffinityExplorer()
     assert w.record is None and "Stage 5" in w.summary.value and w.image.value == b""
+
+
+def test_the_race_figure_names_every_policy_and_draws_the_ceiling():
+    from solution.sim.affinityrace import Policy, affinity_race
+
+    result = affinity_race("synthetic", policies=(Policy("none"), Policy("hard")), seeds=range(2), requests=300, workers=0)
+    fig = aw.race_figure(result)
+    _readable(fig)
+    hit_ax = fig.axes[0]
+    assert [t.get_text() for t in hit_ax.get_yticklabels()] == list(result.policies)
+    assert any(line.get_label().startswith("ceiling") and line.get_xdata()[0] == result.ceiling for line in hit_ax.get_lines())
+    assert "2 seeds" in hit_ax.get_legend().get_texts()[-1].get_text()
+
+
+def test_the_pileup_figure_draws_each_server_and_the_mean():
+    from solution.sim.affinityrace import affinity_run, pileup_scenario
+
+    run = affinity_run("hard", scenario=pileup_scenario(requests=300), seed=1)
+    fig = aw.pileup_figure({"hard": run})
+    _readable(fig)
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert labels == [*run.server_ids, "mean over servers"]

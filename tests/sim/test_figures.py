@@ -168,7 +168,18 @@ CASES: dict[str, Callable[[dict, list], list[Figure]]] = {
                                                                        np.array([200, 300, 5, 200, 1]), max_turn=3),
                                         {g: ModelSpec().latency_model(gpu) for g, gpu in GPU_PRESETS.items()}),
         affinity_widget.ring_figure(), affinity_widget.migration_figure(GPU_PRESETS["A100-80GB"])],
+    "affinity race figures": lambda r, p: _affinity_race_figures(),
+    "affinity explorer widget": lambda r, p: [affinity_widget.AffinityExplorer(requests=300).figure()],
 }
+
+
+def _affinity_race_figures() -> list[Figure]:
+    from solution.sim.affinityrace import Policy, affinity_race, affinity_run, pileup_scenario
+
+    trace_like = affinity_race("synthetic", policies=(Policy("none"), Policy("soft")), seeds=range(1), requests=300, workers=0)
+    seeded = affinity_race("synthetic", policies=(Policy("none"), Policy("hard")), seeds=range(2), requests=300, workers=0)
+    runs = {kind: affinity_run(kind, scenario=pileup_scenario(requests=300), seed=1) for kind in ("hard", "soft")}
+    return [affinity_widget.race_figure(trace_like), affinity_widget.race_figure(seeded), affinity_widget.pileup_figure(runs)]
 
 
 def _figure_functions(module: ModuleType) -> list[str]:
