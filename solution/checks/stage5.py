@@ -387,7 +387,8 @@ STAGE5_GROUPS: tuple[tuple[str, tuple[tuple[dict[str, Any], list[Op]], ...]], ..
         *(({"bare": "hash", "kwargs": kwargs}, []) for kwargs in (
             {"epsilon": 0}, {"epsilon": -0.5}, {"epsilon": True}, {"vnodes": 0}, {"vnodes": 1.5}, {"seed": -1})),
         *(({"bare": "prefix", "kwargs": kwargs}, []) for kwargs in (
-            {"max_blocks_per_server": 0}, {"slack": -1.0}, {"slack": float("nan")}, {"slack": "0.1"}, {"min_match": 0})),
+            {"max_blocks_per_server": 0}, {"slack": -1.0}, {"slack": float("nan")}, {"slack": "0.1"}, {"min_match": 0},
+            {"max_candidates": 0})),
         ({"bare": "prefix", "inner": None}, []),
         ({"bare": "affinity", "inner": None}, []),
         ({"bare": "affinity", "inner": "class"}, []),

@@ -96,6 +96,7 @@ _HIDDEN_BAD_BUILDS_5: tuple[dict[str, Any], ...] = (
     {"bare": "prefix", "kwargs": {"max_blocks_per_server": 2.0}},
     {"bare": "prefix", "kwargs": {"min_match": True}},
     {"bare": "prefix", "kwargs": {"slack": None}},
+    {"bare": "prefix", "kwargs": {"max_candidates": 2.5}},
     {"bare": "prefix", "inner": "class"},
     {"bare": "affinity", "inner": "round-robin", "kwargs": {"clock": None}},
     {"bare": "affinity", "inner": 42},
