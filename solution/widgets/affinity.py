@@ -305,12 +305,15 @@ def ring_figure(servers: Sequence[str] = ("gpu-0", "gpu-1", "gpu-2", "gpu-3"), k
         return radius * np.cos(angle), radius * np.sin(angle)
 
     ring = ring_points(servers, vnodes)
+    labelled: list[float] = []
     for pos, sid in ring:
         x, y = xy(pos)
         ring_ax.plot([x], [y], marker="s", markersize=11, color=color[sid], markeredgecolor="#333333", linestyle="none",
                      label="_nolegend_")  # fmt: skip
-        tx, ty = xy(pos, 1.17)
-        ring_ax.text(tx, ty, sid, ha="center", va="center", fontsize=7, color=color[sid], weight="bold")
+        if all(min(abs(pos - p), 1 - abs(pos - p)) > 0.025 for p in labelled):  # no label over another (the legend names colours)
+            tx, ty = xy(pos, 1.17)
+            ring_ax.text(tx, ty, sid, ha="center", va="center", fontsize=7, color=color[sid], weight="bold")
+            labelled.append(pos)
     walked_so_far = 0
     for key, pos, first, sid in zip(got.keys, got.position, got.first, got.server):
         x, y = xy(pos, 0.86)
