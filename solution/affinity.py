@@ -659,6 +659,9 @@ class BoundedLoadHash(BaseStrategy):
         self.seed = require_int(seed, "seed", minimum=0)
         self._ring: list[tuple[int, str]] = []  # (point, server_id), sorted
         self._joining: list[tuple[int, str]] = []  # points of servers added since the last merge
+        self._keys: list[int] = []  # the ring's points alone (bisect on ints), and their servers
+        self._owners: list[str] = []
+        self._shift, self._starts = 63, [0, 0, 0]  # the bucket table over the points (see _reindex)
         self._servers: dict[str, ServerState] = {}
         self._seen: dict[str, tuple[int, int, int, int]] = {}  # server_id -> (load counted in L, routable, available, available and big)
         self._load = self._routable = self._available = self._available_big = 0
@@ -697,6 +700,7 @@ class BoundedLoadHash(BaseStrategy):
         ### BEGIN SOLUTION: filter the ring, undo its contribution
         sid = server.server_id
         self._ring = [p for p in self._sorted_ring() if p[1] != sid]
+        self._reindex()
         old = self._seen.pop(sid, (0, 0, 0, 0))
         self._load -= old[0]
         self._routable -= old[1]
@@ -728,11 +732,11 @@ class BoundedLoadHash(BaseStrategy):
         ### BEGIN SOLUTION: bisect the ring
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
-        ring = self._sorted_ring()
-        if not ring:
+        self._sorted_ring()
+        keys = self._keys
+        if not keys:
             return None
-        i = bisect.bisect_left(ring, (stable_hash64(f"{self.seed}/{key}"),))
-        return ring[i % len(ring)][1]
+        return self._owners[self._first_at(stable_hash64(f"{self.seed}/{key}")) % len(keys)]
         ### END SOLUTION
 
     def points(self) -> tuple[tuple[int, str], ...]:
@@ -764,14 +768,26 @@ class BoundedLoadHash(BaseStrategy):
             return None
         bound = self.bound()
         eligible = self.router.eligible
+        self._sorted_ring()
+        keys, owners, servers = self._keys, self._owners, self._servers
+        size, total = len(keys), len(servers)
+        start = self._first_at(stable_hash64(f"{self.seed}/{self.key_of(request)}"))
+        seen: set[str] = set()
         steps = 0
-        for s in self._examine(request):
+        for step in range(size):
+            sid = owners[(start + step) % size]
+            if sid in seen:
+                continue
+            seen.add(sid)
+            s = servers[sid]
             steps += 1
             if s.load < bound and eligible(s, request):
                 self._examined += steps
                 self._decisions += 1
                 self._spills += steps > 1
                 return s
+            if steps == total:
+                break
         self._examined += steps
         self._refused += 1
         return None
@@ -785,18 +801,41 @@ class BoundedLoadHash(BaseStrategy):
             self._ring.extend(self._joining)  # two sorted runs: Timsort merges them in linear time
             self._ring.sort()
             self._joining.clear()
+            self._reindex()
         return self._ring
+
+    def _reindex(self) -> None:
+        """The ring's points and owners as flat lists, and a bucket table over the points' top bits: bucket ``b``
+        starts at the first point >= ``b << shift``, so a lookup bisects only inside its bucket (O(1) expected)."""
+        ring = self._ring
+        self._keys, self._owners = [p for p, _ in ring], [o for _, o in ring]
+        bits = max(1, len(ring).bit_length())
+        self._shift = 64 - bits
+        starts, i, keys = [], 0, self._keys
+        for b in range(1 << bits):
+            low = b << self._shift
+            while i < len(keys) and keys[i] < low:
+                i += 1
+            starts.append(i)
+        starts.append(len(keys))
+        self._starts = starts
+
+    def _first_at(self, point: int) -> int:
+        """The index of the first ring point >= ``point`` (== len when none): bisect within its bucket."""
+        b = point >> self._shift
+        return bisect.bisect_left(self._keys, point, self._starts[b], self._starts[b + 1])
 
     def _examine(self, request: Request) -> Iterator[ServerState]:
         """The distinct servers clockwise from the request's key point (rule 4's order); stops after every server."""
-        ring = self._sorted_ring()
-        size = len(ring)
+        self._sorted_ring()
+        keys, owners = self._keys, self._owners
+        size = len(keys)
         if not size:
             return
-        start = bisect.bisect_left(ring, (stable_hash64(f"{self.seed}/{self.key_of(request)}"),))
+        start = self._first_at(stable_hash64(f"{self.seed}/{self.key_of(request)}"))
         servers, total, seen = self._servers, len(self._servers), set()
         for step in range(size):
-            sid = ring[(start + step) % size][1]
+            sid = owners[(start + step) % size]
             if sid in seen:
                 continue
             seen.add(sid)
