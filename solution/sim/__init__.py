@@ -15,6 +15,8 @@ Modules: :mod:`~solution.sim.events` (the event heap), :mod:`~.server`
 :mod:`~.trace` (requests), :mod:`~.faults` (the timetable),
 :mod:`~.healthsim` (stage 4: cold starts, probes as events, the request path with re-route),
 :mod:`~.probecheck` (stage 4's checks against theory),
+:mod:`~.kvcache` (stage 5: a KV prefix cache per server, KV migration, Che's check),
+:mod:`~.mooncake` (the Mooncake FAST'25 traces), :mod:`~.affinityrace` (stage 5's race),
 :mod:`~.scenario` / :mod:`~.scenarios` (what to run), :mod:`~.runner`
 (``simulate``), :mod:`~.results`, :mod:`~.theory` (Erlang B),
 :mod:`~.sweep` (parallel runs), :mod:`~.plot`, and the command line
@@ -27,9 +29,11 @@ from solution.sim.errors import BalancerContractError, ScenarioError, Simulation
 from solution.sim.faults import AddServer, Crash, FailFraction, GrayFailure, Hang, Recover, RemoveServer, Slowdown
 from solution.sim.healthsim import ColdStart, HealthConfig, HealthLog, Try
 from solution.core.latency import LatencyModel
-from solution.sim.gpus import GPU_PRESETS, GpuSpec, ModelSpec
+from solution.sim.gpus import GPU_PRESETS, MODEL_PRESETS, GpuSpec, ModelSpec
+from solution.sim.kvcache import KvCacheConfig, PrefixCache
+from solution.sim.mooncake import MooncakeWorkload, load_mooncake_trace
 from solution.sim.results import Outcome, Results, Summary, format_table
-from solution.sim.runner import simulate
+from solution.sim.runner import SimClock, simulate
 from solution.sim.scenario import EstimateError, Scenario
 from solution.sim.theory import erlang_b, mean_confidence_interval
 from solution.sim.trace import TraceWorkload, load_azure_trace
@@ -47,6 +51,12 @@ __all__ = [
     "GPU_PRESETS",
     "GpuSpec",
     "ModelSpec",
+    "MODEL_PRESETS",
+    "PrefixCache",
+    "KvCacheConfig",
+    "MooncakeWorkload",
+    "load_mooncake_trace",
+    "SimClock",
     "LatencyModel",
     "Workload",
     "Tier",
