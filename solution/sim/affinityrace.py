@@ -123,7 +123,9 @@ class Policy:
     def __post_init__(self) -> None:
         if self.kind not in POLICY_KINDS:
             raise ValueError(f"kind must be one of {', '.join(POLICY_KINDS)}, got {self.kind!r}")
-        if isinstance(self.slack, bool) or not isinstance(self.slack, (int, float)) or math.isnan(self.slack) or self.slack < 0:
+        if isinstance(self.slack, bool) or not isinstance(self.slack, (int, float)):
+            raise TypeError(f"slack must be a number >= 0 (math.inf allowed), got {type(self.slack).__name__} {self.slack!r}")
+        if math.isnan(self.slack) or self.slack < 0:
             raise ValueError(f"slack must be a number >= 0 (math.inf allowed), got {self.slack!r}")
         require_number(self.epsilon, "epsilon")
         require_number(self.ttl, "ttl")
@@ -258,10 +260,13 @@ def _impl(impl: str | None) -> Any:
 def build_router(policy: Policy, scenario: Scenario, clock: SimClock, *, impl: str | None = None) -> Any:
     """A fresh stage-3 ``Router`` running ``policy`` (inner strategy: ``Predictive`` with each GPU's latency model).
 
-    ``impl``: ``None`` for :func:`~solution.core.impl.demo_impl` (the
-    reference; the candidate's in their bundle), or ``"solution"`` /
-    ``"exercises"``.  Prefix-aware's index holds as many blocks per server
-    as the scenario's cache does.
+    ``impl`` picks stage 5's classes (``SessionAffinity``,
+    ``BoundedLoadHash``, ``PrefixAware``): ``None`` for
+    :func:`~solution.core.impl.demo_impl` (the reference; the candidate's
+    in their bundle), or ``"solution"`` / ``"exercises"``.  The inner
+    ``Predictive`` and the health checker are always ``demo_impl``'s.
+    Prefix-aware's index holds as many blocks per server as the scenario's
+    cache does.
     """
     from solution.core.affinity_types import AffinityPolicy
     from solution.core.routing import Router
@@ -269,7 +274,7 @@ def build_router(policy: Policy, scenario: Scenario, clock: SimClock, *, impl: s
 
     lib = _impl(impl)
     models = latency_hints(scenario)
-    inner = lib.Predictive()
+    inner = _impl(None).Predictive()  # stage 3's winner: the reference's (the candidate's in their bundle)
     if policy.kind == "none":
         strategy: Any = inner
     elif policy.kind in ("hard", "soft"):
@@ -369,7 +374,7 @@ def _run(job: _Job) -> dict[str, float]:
 def _simulate(scenario: Scenario, policy: Policy, seed: int, impl: str | None) -> tuple[dict[str, float], Results, Requests, Any]:
     clock = SimClock()
     router = build_router(policy, scenario, clock, impl=impl)
-    res = simulate(scenario, lambda: router, seed=seed, clock=clock, health=None if impl is None else _impl(impl))
+    res = simulate(scenario, lambda: router, seed=seed, clock=clock)
     requests = prepare(scenario, seed).requests
     stats = router.strategy.stats() if hasattr(router.strategy, "stats") else None
     return run_metrics(res, requests, stats), res, requests, router

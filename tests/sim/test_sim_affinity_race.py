@@ -93,6 +93,16 @@ def test_the_metric_helpers() -> None:
         Policy("sticky")
     with pytest.raises(ValueError):
         Policy("soft", slack=-1)
+    with pytest.raises(TypeError):
+        Policy("soft", slack=True)
+    with pytest.raises(ValueError):
+        Policy("bounded", epsilon=0)
+    assert Policy("soft", slack=math.inf).label == "soft slack inf"
+
+
+def test_another_implementation_of_the_affinity_classes_is_used_when_asked() -> None:
+    with pytest.raises(NotImplementedError, match="not implemented"):  # the repository's exercises are stubs
+        affinity_run("hard", impl="exercises", requests=50)
 
 
 def test_the_mooncake_race_on_a_slice(mooncake_dir: Path) -> None:
