@@ -335,11 +335,12 @@ class Requests:
         return [tuple(flat[off[i]:off[i + 1]]) for i in range(len(self))]
 
     def ceiling(self) -> float:
-        """The unbounded-cache hit share: blocks already seen earlier in the workload (request order) over all blocks.
+        """The unbounded-cache hit share: occurrences of a block after its first one, over all blocks (1 - distinct / total).
 
         What one cache that never evicts would hit (the Mooncake README's
-        "share of blocks seen before"): an upper bound for any bounded
-        cache and any routing.  NaN without blocks.  O(total blocks).
+        "share of blocks seen before"; the order does not matter): an upper
+        bound for any bounded cache and any routing.  NaN without blocks.
+        O(B log B) for B blocks (a sort).
         """
         if not self.has_blocks or not len(self.blocks):  # type: ignore[arg-type]
             return math.nan
