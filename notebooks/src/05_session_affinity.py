@@ -489,12 +489,7 @@ print(f"{sum(pt.agrees() for pt in che)} of {len(che)} points agree with Che's a
 # %%
 METRICS = ("hit_rate", "ceiling_ratio", "prefill_saved", "ttft_p50", "ttft_p99", "e2e_p99", "imbalance", "moved")
 
-
-def mean_ceiling(result):
-    """The ceiling averaged over the seeds (each seed's traffic has its own; the table's header gives seed 0's)."""
-    label = result.policies[0]
-    hits, ratios = result.values[label]["hit_rate"], result.values[label]["ceiling_ratio"]
-    return float(np.mean([h / r for h, r in zip(hits, ratios)]))
+mean_ceiling = aw.mean_ceiling  # each seed's traffic has its own ceiling; the table's header gives seed 0's
 
 
 with needs_working_code():
