@@ -170,3 +170,30 @@ def test_block_hashes_of_requests_outside_sessions_are_their_own() -> None:
     assert len(block_hashes(np.array([0]), np.array([0]))[1]) == 0
     assert not math.isnan(sessions(50).generate(np.random.default_rng(0), np.random.default_rng(0)).ceiling())
     assert Fixed(1).tokens == 1
+
+
+@given(st.integers(0, 1000), st.sampled_from([1, 8, 40, 912]), st.sampled_from(["none", "hard", "prefix"]))
+@settings(max_examples=12, deadline=None)
+def test_cache_records_stay_within_their_bounds(seed: int, capacity: int, kind: str) -> None:
+    from solution.sim.affinityrace import affinity_run
+
+    run = affinity_run(kind, cache_blocks=capacity, requests=150, seed=seed)
+    cache, res = run.results.cache, run.results
+    assert (cache.hit_blocks <= np.minimum(cache.blocks, capacity)).all()
+    assert (cache.saved <= np.maximum(cache.prompt - 1, 0)).all() and (cache.saved >= 0).all()
+    assert (cache.saved <= 512 * cache.hit_blocks).all()
+    assert (cache.event_blocks <= capacity).all() and (run.occupancy <= capacity).all()
+    assert cache.server_hits.sum() >= cache.hit_blocks.sum()  # re-sent tries look up too
+    assert (cache.prompt == res.prompt_tokens).all()
+    done = res.outcome == 0
+    assert (res.ttft[done] >= 0).all()
+
+
+def test_a_run_with_a_cache_and_affinity_is_reproducible_bit_for_bit() -> None:
+    from solution.sim.affinityrace import affinity_run
+
+    a, b = affinity_run("soft", requests=300, seed=5), affinity_run("soft", requests=300, seed=5)
+    assert a.results.same_as(b.results)
+    for name in ("hit_blocks", "saved", "event_time", "event_blocks"):
+        assert np.array_equal(getattr(a.results.cache, name), getattr(b.results.cache, name))
+    assert a.metrics == b.metrics or all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a.metrics.values(), b.metrics.values()))
