@@ -351,6 +351,20 @@ class SessionAffinity(BaseStrategy):
         """A read-only view of the session table: ``session_id -> server_id``."""
         return self.table.sessions()
 
+    def waiting_for(self, request: Request) -> str | None:
+        """The one server ``request`` waits for, or ``None``: hard affinity whose live sticky server is full (rule 4).
+
+        The request path parks such a request in that server's own line, so
+        it waits without blocking the queue behind it (no head-of-line
+        blocking).  Changes nothing (``table.peek``).  O(1).
+        """
+        if not self.policy.hard or request.session_id is None:
+            return None
+        sticky = self.table.peek(request.session_id, self.clock())
+        if sticky is None or self.unavailable_reason(sticky, request) != RemapReason.FULL:
+            return None
+        return sticky
+
     def stats(self) -> dict[str, Any]:
         """The counters of rule 7 (a fresh dict).  O(1)."""
         # TODO: the decision counters, the re-maps by reason and their sum, and the table's sessions / expired / evicted

@@ -60,6 +60,17 @@ Reads: :meth:`in_flight` (current attempts), :meth:`abandoned` (attempts
 whose answers will be discarded), :meth:`stats` (counts, with
 ``submitted = delivered + failed + rejected + timed_out + cancelled + open``).
 
+Hard session affinity (stage 5) and the queue: a request that may go only to
+one server (the strategy's ``waiting_for(request)`` names it: a hard-pinned
+session whose server is full) leaves the queue for that server's own line
+(``queue.dispatch`` to it: early binding) instead of blocking the queue's
+head, so the requests behind it still go wherever a slot is free.  A line is
+tried again, first come first served, when its server changes (a slot frees,
+its weight changes, it drains or is lost): O(1) per change, no scan of the
+lines; a request whose server can no longer be waited for (down, removed)
+moves to a line tried on every refill.  A parked request keeps its queue
+deadline (``TimedOut`` at ``max_wait``) and can be cancelled.
+
 Re-sends go to another server than the attempt they replace (Envoy's
 ``previous_hosts`` retry predicate): the previous server is set to weight 0
 for the one routing call, O(log S) twice; a timed-out or failed attempt may
@@ -77,6 +88,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Union
 
@@ -182,7 +194,7 @@ class _Flight:
     """A request the path owns until it ends (private): queued, or its current attempt."""
 
     __slots__ = ("request", "priority", "arrived", "attempt", "server", "router_id", "deadline", "streamed",
-                 "queued", "in_ledger", "last_server")  # fmt: skip
+                 "queued", "in_ledger", "last_server", "parked", "queued_at", "wait_until")  # fmt: skip
 
     def __init__(self, request: Request, priority: int, arrived: float) -> None:
         self.request, self.priority, self.arrived = request, priority, arrived
@@ -194,6 +206,13 @@ class _Flight:
         self.queued = False
         self.in_ledger = False
         self.last_server: str | None = None
+        self.parked: str | None = None  # the line it waits in (a server id, or _ANY_SERVER), outside the queue
+        self.queued_at = arrived  # when it last entered the queue
+        self.wait_until: float | None = None  # its queue deadline (max_wait), kept while parked
+
+
+#: The line of parked requests that no longer wait for one server (theirs went down or away): tried on every refill.
+_ANY_SERVER = ""
 
 
 def _router_id(request_id: str, attempt: int) -> str:
@@ -321,6 +340,10 @@ class RequestPath:
         self._ramping: dict[str, None] = {}  # servers recovering (half-open or slow start), insertion order
         self._next_reweight: float | None = None
         self._pending: list[Outcome] = []  # outcomes of a call that returns none (due_probes): given with the next list
+        self._lines: dict[str, deque[_Flight]] = {}  # server -> requests parked for it (hard affinity), first come first
+        self._line_due: list[tuple[float, int, str]] = []  # (queue deadline, seq, request id) of parked requests, lazy
+        self._changed: set[str] = set()  # servers changed since their line was last tried
+        self._parked = 0  # requests in the lines
         self._counts = dict.fromkeys(("submitted", "dispatched", "re_sent", "delivered", "failed", "rejected",
                                       "timed_out", "cancelled", "discarded", "lost_attempts", "queued"), 0)  # fmt: skip
 
@@ -358,7 +381,8 @@ class RequestPath:
     def remove_server(self, server_id: str, now: float) -> list[Outcome]:
         """Drain a server: no new requests; its in-flight ones finish; it leaves health checks at once.
 
-        Returns the time-based outcomes due by ``now``.  O(log S).
+        Returns the time-based outcomes due by ``now``, then the requests parked
+        for it (hard affinity) that go elsewhere now.  O(log S).
 
         Raises: UnknownServerError (a KeyError) if the router does not have it.
         """
@@ -368,11 +392,13 @@ class RequestPath:
         now = self._time(now)
         out = self._housekeeping(now)
         self.router.remove_server(server_id)
+        self._touch(server_id)
         if server_id in self._in_health:
             self.health.remove_server(server_id)
             self._in_health.discard(server_id)
             self._ramping.pop(server_id, None)
         self._lost.discard(server_id)
+        out += self._fill(now)  # its parked requests go elsewhere now
         return self._flush(out)
 
     # -- requests ---------------------------------------------------------------
@@ -419,6 +445,8 @@ class RequestPath:
             receipt = self._enqueue(f, now)
             if isinstance(receipt, Queued):
                 self._flights[rid] = f
+                if not blocked:
+                    self._park_if_pinned(f)
             out.append(receipt)
         else:
             self._counts["rejected"] += 1
@@ -475,6 +503,7 @@ class RequestPath:
             if ok and seconds_per_token is not None:
                 self.router.observe(f.router_id, tokens_per_s=1.0 / seconds_per_token)
             self.router.complete_request(f.router_id)
+            self._touch(server_id)
             self._detach(f)
             again = False
             if ok:
@@ -544,6 +573,7 @@ class RequestPath:
             out += self._feedback(server_id, False, now, None)
         self._lost.add(server_id)
         self.router.set_weight(server_id, 0.0)
+        self._touch(server_id)
         for rid in resend:
             out += self._resend(flights[rid], now, server_id, strict=True)
         out += self._fill(now)
@@ -567,6 +597,8 @@ class RequestPath:
             if f.queued:
                 self.queue.cancel(request_id)
                 f.queued = False
+            elif f.parked is not None:
+                self._unpark(f)
             elif f.server is not None:
                 self._abandon(f)
             out.append(self._end(f, Cancelled(request_id, now, now - f.arrived)))
@@ -629,6 +661,11 @@ class RequestPath:
             times += [t for t in (self.health.next_probe_time(), self.health.next_change_time()) if t is not None]
         if self.queue is not None and (d := self.queue.next_deadline()) is not None:
             times.append(d)
+        due = self._line_due
+        while due and not self._live_line_due(due[0]):
+            heapq.heappop(due)
+        if due:
+            times.append(due[0][0])
         if self._ramping and self._next_reweight is not None:
             times.append(self._next_reweight)
         return min(times) if times else None
@@ -650,10 +687,13 @@ class RequestPath:
         + open`` (every request ends once); ``dispatched`` counts attempts
         (``re_sent`` of them after the first); ``discarded`` late answers;
         ``lost_attempts`` attempts on lost servers; ``open`` requests not yet
-        ended, ``waiting`` of them queued; ``abandoned`` attempts still
+        ended, ``waiting`` of them queued or parked (``parked`` of them in a
+        server's line: hard affinity); ``abandoned`` attempts still
         running; ``timers`` per-try deadlines kept (stale ones included).  O(1).
         """
-        return {**self._counts, "open": len(self._flights), "waiting": len(self.queue) if self.queue is not None else 0,
+        parked = self._parked
+        return {**self._counts, "open": len(self._flights),
+                "waiting": (len(self.queue) if self.queue is not None else 0) + parked, "parked": parked,
                 "abandoned": sum(self._ghost_count.values()), "timers": len(self._timeouts),
                 "recovering": len(self._ramping)}  # fmt: skip
 
@@ -690,6 +730,15 @@ class RequestPath:
                 if f.in_ledger:
                     self.ledger.fail(f.request.request_id, now)
                 out.append(self._end(f, outcome))
+        due = self._line_due
+        while due and due[0][0] <= now:
+            entry = heapq.heappop(due)
+            if self._live_line_due(entry):
+                f = self._flights[entry[2]]
+                self._unpark(f)
+                if f.in_ledger:
+                    self.ledger.fail(f.request.request_id, now)
+                out.append(self._end(f, TimedOut(entry[2], entry[0], entry[0] - f.queued_at)))
         if self._ramping and self._next_reweight is not None and now >= self._next_reweight:
             for sid in self._ramping:
                 self._push_weight(sid, now)
@@ -724,6 +773,7 @@ class RequestPath:
         if server_id in self._lost:
             return  # stays at weight 0 until seen back
         self.router.set_weight(server_id, self.health.weight(server_id, now), limit=self.health.trial_limit(server_id))
+        self._touch(server_id)
 
     def _feedback(self, server_id: str, ok: bool, now: float, seconds_per_token: float | None) -> list[Outcome]:
         """A result of ``server_id`` to health (passive checks), then its transitions."""
@@ -836,6 +886,7 @@ class RequestPath:
         if self.queue is not None:
             receipt = self._enqueue(f, now)
             if isinstance(receipt, Queued):
+                self._park_if_pinned(f)
                 return [receipt]
         if f.in_ledger:
             self.ledger.fail(rid, now)
@@ -846,6 +897,7 @@ class RequestPath:
         receipt = self.queue.enqueue(r.request_id, r.estimated_tokens, f.priority, prompt_tokens=r.prompt_tokens)
         if isinstance(receipt, Queued):
             f.queued = True
+            f.queued_at, f.wait_until = receipt.at, receipt.deadline
             self._counts["queued"] += 1
         elif f.attempt == 0:
             self._counts["rejected"] += 1
@@ -857,6 +909,10 @@ class RequestPath:
         out: list[Outcome] = []
         if queue is None:
             return out
+        if self._lines:
+            out += self._serve_lines(now)
+        else:
+            self._changed.clear()
         large_ok = True
         while len(queue):
             head = queue.peek(large_ok)
@@ -865,6 +921,8 @@ class RequestPath:
             f = self._flights[head.request_id]
             routed = self._route(f, None, strict=False)
             if routed is None:
+                if self._park_if_pinned(f):
+                    continue  # it waits in its server's line: the next request may go elsewhere
                 if large_ok and self.router.is_large(f.request):
                     large_ok = False
                     continue
@@ -873,6 +931,74 @@ class RequestPath:
             f.queued = False
             previous = f.last_server if f.attempt else None
             out.append(self._start(f, *routed, now, previous=previous, waited=receipt.waited))
+        return out
+
+    def _touch(self, server_id: str) -> None:
+        """``server_id`` changed (a slot freed, a new weight, a drain): its parked line is tried at the next refill.  O(1)."""
+        if self._lines:
+            self._changed.add(server_id)
+
+    def _park_if_pinned(self, f: _Flight) -> bool:
+        """A queued request that may go to one server only, which is full, leaves the queue for that server's line."""
+        waiting_for = getattr(self.router.strategy, "waiting_for", None)
+        sid = waiting_for(f.request) if callable(waiting_for) else None
+        if sid is None:
+            return False
+        self.queue.dispatch(f.request.request_id, sid)  # early binding: it left the queue for its server
+        f.queued = False
+        self._park(f, sid)
+        return True
+
+    def _park(self, f: _Flight, line: str) -> None:
+        f.parked = line
+        self._lines.setdefault(line, deque()).append(f)
+        self._parked += 1
+        if f.wait_until is not None:
+            self._seq += 1
+            heapq.heappush(self._line_due, (f.wait_until, self._seq, f.request.request_id))
+
+    def _unpark(self, f: _Flight) -> None:
+        """Take ``f`` out of its line (O(its line's length): cancellations and time-outs only)."""
+        line = self._lines[f.parked]
+        line.remove(f)
+        if not line:
+            del self._lines[f.parked]
+        f.parked = None
+        self._parked -= 1
+
+    def _live_line_due(self, entry: tuple[float, int, str]) -> bool:
+        f = self._flights.get(entry[2])
+        return f is not None and f.parked is not None and f.wait_until == entry[0]
+
+    def _serve_lines(self, now: float) -> list[Outcome]:
+        """Start the parked requests whose server changed (and the line for any server), first come first served."""
+        out: list[Outcome] = []
+        keys = [sid for sid in self._changed if sid in self._lines]
+        self._changed.clear()
+        if _ANY_SERVER in self._lines:
+            keys.append(_ANY_SERVER)
+        for key in keys:
+            line = self._lines.get(key)
+            while line:
+                f = line[0]
+                routed = self._route(f, None, strict=False)
+                if routed is None:
+                    waiting_for = getattr(self.router.strategy, "waiting_for", None)
+                    sid = waiting_for(f.request) if callable(waiting_for) else None
+                    target = _ANY_SERVER if sid is None else sid
+                    if target == key:
+                        break  # its server is still full: the line waits
+                    line.popleft()  # it waits elsewhere now (its server went down or away)
+                    self._parked -= 1
+                    self._park(f, target)
+                    continue
+                line.popleft()
+                self._parked -= 1
+                f.parked = None
+                previous = f.last_server if f.attempt else None
+                out.append(self._start(f, *routed, now, previous=previous, waited=now - f.queued_at))
+            if not line and key in self._lines:
+                del self._lines[key]
         return out
 
     def _detach(self, f: _Flight) -> None:
@@ -907,6 +1033,7 @@ class RequestPath:
         del on[router_id]
         if not on:
             del self._ghosts_on[server_id]
+        self._touch(server_id)
         left = self._ghost_count[request_id] - 1
         if left:
             self._ghost_count[request_id] = left

@@ -594,3 +594,82 @@ def test_wrappers_compose(impl):
     assert router.route(req("r2", "s2", blocks=(1, 2))) == "a"  # prefix match, not round-robin's b
     assert router.route(req("r3", "s2", blocks=(7,))) == "a"  # sticky
     assert pa.stats()["requests"] == 2
+
+
+# --- hard affinity through the request path: waiting without head-of-line blocking ----------------
+
+
+def hard_path(impl, max_wait=None, capacities=(("a", 1), ("b", 1))):
+    from solution.core.queue_types import QueuePolicy
+
+    clock, qclock = ManualClock(), ManualClock()
+    aff = impl.SessionAffinity(LeastConnections(), AffinityPolicy("hard"), clock=clock)
+    queue = impl.RequestQueue(qclock, QueuePolicy(max_wait=max_wait))
+    path = RequestPath(Router(aff), queue=queue, clock=qclock)
+    for sid, cap in capacities:
+        path.add_server(sid, cap, 80, 0.0)
+    return path, aff, clock
+
+
+def kinds(outcomes):
+    return [(type(o).__name__, o.request_id, getattr(o, "server_id", None)) for o in outcomes]
+
+
+def test_pinned_request_waits_without_blocking_the_queue(impl):
+    path, aff, clock = hard_path(impl)
+    assert kinds(path.submit(req("r1", "s"), 0.0)) == [("Dispatched", "r1", "a")]
+    assert kinds(path.submit(req("x1"), 0.0)) == [("Dispatched", "x1", "b")]
+    assert kinds(path.submit(req("r2", "s"), 0.0)) == [("Queued", "r2", None)]  # a is full: r2 waits for a
+    assert kinds(path.submit(req("x2"), 0.0)) == [("Queued", "x2", None)]
+    assert path.stats()["parked"] == 1 and path.stats()["waiting"] == 2
+    clock.set(1.0)
+    out = path.completed("x1", "b", 1.0)  # b frees: x2 takes it although r2 arrived first (r2 can use only a)
+    assert kinds(out)[-1] == ("Dispatched", "x2", "b")
+    clock.set(2.0)
+    out = path.completed("r1", "a", 2.0)
+    assert kinds(out)[-1] == ("Dispatched", "r2", "a") and out[-1].waited == 2.0
+    assert path.stats()["parked"] == 0 and aff.sessions()["s"] == "a" and aff.stats()["remapped"] == 0
+
+
+def test_parked_requests_keep_their_order_and_deadline(impl):
+    path, aff, clock = hard_path(impl, max_wait=5.0)
+    path.submit(req("r1", "s"), 0.0)
+    path.submit(req("r2", "s"), 1.0)
+    path.submit(req("r3", "s"), 2.0)
+    assert path.next_event_time() == 6.0  # r2's deadline: 1.0 + max_wait
+    clock.set(6.0)
+    out = path.tick(6.0)
+    assert kinds(out) == [("TimedOut", "r2", None)] and out[0].at == 6.0 and out[0].waited == 5.0
+    assert kinds(path.completed("r1", "a", 6.5)) == [("Delivered", "r1", "a"), ("Dispatched", "r3", "a")]
+
+
+def test_parked_request_can_be_cancelled(impl):
+    path, aff, clock = hard_path(impl)
+    path.submit(req("r1", "s"), 0.0)
+    path.submit(req("r2", "s"), 0.0)
+    assert kinds(path.cancel("r2", 1.0)) == [("Cancelled", "r2", None)]
+    assert path.stats()["waiting"] == 0 and path.stats()["cancelled"] == 1
+    assert kinds(path.completed("r1", "a", 2.0)) == [("Delivered", "r1", "a")]
+
+
+def test_parked_request_leaves_a_drained_server(impl):
+    """Its server drains: the session is re-mapped (reason draining) and the request goes where there is room."""
+    path, aff, clock = hard_path(impl, capacities=(("a", 1), ("b", 2)))
+    aff.pin("s", "a", 0.0)
+    path.submit(req("r1", "s"), 0.0)
+    path.submit(req("r2", "s"), 0.0)
+    assert path.stats()["parked"] == 1
+    clock.set(1.0)
+    out = path.remove_server("a", 1.0)
+    assert kinds(out) == [("Dispatched", "r2", "b")]
+    assert aff.sessions()["s"] == "b" and aff.stats()["remaps"][RemapReason.DRAINING] == 1
+
+
+def test_waiting_for_names_the_full_sticky_server_in_hard_mode_only(impl):
+    router, aff, _ = affinity_router(impl, mode="hard", servers=(("a", 1, 90), ("b", 4, 80)))
+    router.route(req("r1", "s"))
+    assert aff.waiting_for(req("r2", "s")) == "a"
+    assert aff.waiting_for(req("r2", "other")) is None and aff.waiting_for(req("r2")) is None
+    router2, soft, _ = affinity_router(impl, mode="soft", servers=(("a", 1, 90), ("b", 4, 80)))
+    router2.route(req("r1", "s"))
+    assert soft.waiting_for(req("r2", "s")) is None
