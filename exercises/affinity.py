@@ -44,7 +44,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from solution.core.affinity_types import HARD, AffinityPolicy, RemapReason, require_slack, stable_hash64
+from solution.core.affinity_types import AffinityPolicy, RemapReason, require_slack, stable_hash64
 from solution.core.errors import TimeWentBackwardsError, UnknownServerError
 from solution.core.health_types import require_time
 from solution.core.request import Request
@@ -104,7 +104,7 @@ class SessionTable:
     """
 
     def __init__(self, ttl: float = 600.0, max_sessions: int = 100_000) -> None:
-        # TODO: validate ttl (finite > 0, not bool) and max_sessions (int >= 1); an OrderedDict session -> [server, deadline], a reverse index server -> set of sessions, the last now, the counters
+        # TODO: validate ttl (finite > 0, not bool) and max_sessions (int >= 1); keep them as self._ttl and self._max (the properties read them); an OrderedDict session -> [server, deadline], a reverse index server -> sessions, the last now, the counters
         raise NotImplementedError("Stage 5: SessionTable.__init__ is not implemented yet; see notebooks/05_session_affinity.ipynb")
 
     @property
@@ -292,7 +292,7 @@ class SessionAffinity(BaseStrategy):
 
     def __init__(self, inner: Strategy, policy: AffinityPolicy | None = None, *, clock: Callable[[], float],
                  table: SessionTable | None = None) -> None:  # fmt: skip
-        # TODO: validate the four arguments; keep them; build the table from the policy when none is given; zero the counters
+        # TODO: validate the four arguments; keep them as self.inner, self.policy, self.clock, self.table (explain reads them; the table built from the policy when none is given); zero the counters
         raise NotImplementedError("Stage 5: SessionAffinity.__init__ is not implemented yet; see notebooks/05_session_affinity.ipynb")
 
     @property
@@ -476,7 +476,7 @@ class BoundedLoadHash(BaseStrategy):
     components = ("ring steps", "load")
 
     def __init__(self, epsilon: float = 0.25, vnodes: int = 100, *, seed: int = 0) -> None:
-        # TODO: validate (require_positive for epsilon, require_int for vnodes and seed); an empty ring, the servers by id, L, the available counts, the counters
+        # TODO: validate (require_positive for epsilon, require_int for vnodes and seed) into self.epsilon, self.vnodes, self.seed; an empty ring, the servers by id, L, the available counts, the counters
         raise NotImplementedError("Stage 5: BoundedLoadHash.__init__ is not implemented yet; see notebooks/05_session_affinity.ipynb")
 
     def attach(self, router: Router) -> None:
@@ -614,7 +614,7 @@ class PrefixAware(BaseStrategy):
 
     def __init__(self, inner: Strategy, *, max_blocks_per_server: int = 4096, slack: float = 0.25, min_match: int = 1,
                  max_candidates: int = 8) -> None:  # fmt: skip
-        # TODO: validate; keep them; an OrderedDict of blocks per server id, the global map block -> {server id: None} (recording order), the counters
+        # TODO: validate; keep them as self.inner, self.max_blocks_per_server, self.slack, self.min_match, self.max_candidates (explain reads them); an OrderedDict of blocks per server id, the global map block -> {server id: None} (recording order), the counters
         raise NotImplementedError("Stage 5: PrefixAware.__init__ is not implemented yet; see notebooks/05_session_affinity.ipynb")
 
     @property

@@ -42,7 +42,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from solution.core.affinity_types import HARD, AffinityPolicy, RemapReason, require_slack, stable_hash64
+from solution.core.affinity_types import AffinityPolicy, RemapReason, require_slack, stable_hash64
 from solution.core.errors import TimeWentBackwardsError, UnknownServerError
 from solution.core.health_types import require_time
 from solution.core.request import Request
@@ -102,7 +102,7 @@ class SessionTable:
     """
 
     def __init__(self, ttl: float = 600.0, max_sessions: int = 100_000) -> None:
-        ### BEGIN SOLUTION: validate ttl (finite > 0, not bool) and max_sessions (int >= 1); an OrderedDict session -> [server, deadline], a reverse index server -> set of sessions, the last now, the counters
+        ### BEGIN SOLUTION: validate ttl (finite > 0, not bool) and max_sessions (int >= 1); keep them as self._ttl and self._max (the properties read them); an OrderedDict session -> [server, deadline], a reverse index server -> sessions, the last now, the counters
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
             raise TypeError(f"ttl must be a number of seconds, got {type(ttl).__name__} {ttl!r}")
         if not math.isfinite(ttl) or ttl <= 0:
@@ -391,7 +391,7 @@ class SessionAffinity(BaseStrategy):
 
     def __init__(self, inner: Strategy, policy: AffinityPolicy | None = None, *, clock: Callable[[], float],
                  table: SessionTable | None = None) -> None:  # fmt: skip
-        ### BEGIN SOLUTION: validate the four arguments; keep them; build the table from the policy when none is given; zero the counters
+        ### BEGIN SOLUTION: validate the four arguments; keep them as self.inner, self.policy, self.clock, self.table (explain reads them; the table built from the policy when none is given); zero the counters
         if isinstance(inner, type) or not isinstance(inner, Strategy):
             raise TypeError(f"inner must be a strategy object (e.g. LeastConnections()), got {inner!r}")
         if policy is not None and not isinstance(policy, AffinityPolicy):
@@ -667,7 +667,7 @@ class BoundedLoadHash(BaseStrategy):
     components = ("ring steps", "load")
 
     def __init__(self, epsilon: float = 0.25, vnodes: int = 100, *, seed: int = 0) -> None:
-        ### BEGIN SOLUTION: validate (require_positive for epsilon, require_int for vnodes and seed); an empty ring, the servers by id, L, the available counts, the counters
+        ### BEGIN SOLUTION: validate (require_positive for epsilon, require_int for vnodes and seed) into self.epsilon, self.vnodes, self.seed; an empty ring, the servers by id, L, the available counts, the counters
         self.epsilon = require_positive(epsilon, "epsilon")
         self.vnodes = require_int(vnodes, "vnodes")
         self.seed = require_int(seed, "seed", minimum=0)
@@ -944,7 +944,7 @@ class PrefixAware(BaseStrategy):
 
     def __init__(self, inner: Strategy, *, max_blocks_per_server: int = 4096, slack: float = 0.25, min_match: int = 1,
                  max_candidates: int = 8) -> None:  # fmt: skip
-        ### BEGIN SOLUTION: validate; keep them; an OrderedDict of blocks per server id, the global map block -> {server id: None} (recording order), the counters
+        ### BEGIN SOLUTION: validate; keep them as self.inner, self.max_blocks_per_server, self.slack, self.min_match, self.max_candidates (explain reads them); an OrderedDict of blocks per server id, the global map block -> {server id: None} (recording order), the counters
         if isinstance(inner, type) or not isinstance(inner, Strategy):
             raise TypeError(f"inner must be a strategy object (e.g. LeastConnections()), got {inner!r}")
         self.max_blocks_per_server = require_int(max_blocks_per_server, "max_blocks_per_server")
