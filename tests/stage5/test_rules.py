@@ -673,3 +673,20 @@ def test_waiting_for_names_the_full_sticky_server_in_hard_mode_only(impl):
     router2, soft, _ = affinity_router(impl, mode="soft", servers=(("a", 1, 90), ("b", 4, 80)))
     router2.route(req("r1", "s"))
     assert soft.waiting_for(req("r2", "s")) is None
+
+
+def test_parked_request_whose_server_is_lost_waits_for_any_server(impl):
+    """Its server is lost while every other server is full: it waits for any slot, then its session is re-mapped."""
+    path, aff, clock = hard_path(impl)
+    aff.pin("s", "a", 0.0)
+    path.submit(req("r1", "s"), 0.0)
+    path.submit(req("x1"), 0.0)  # b
+    path.submit(req("r2", "s"), 0.0)
+    assert path.stats()["parked"] == 1
+    clock.set(1.0)
+    out = path.server_lost("a", 1.0)  # r1 fails (no ledger); r2 cannot go anywhere yet
+    assert kinds(out) == [("Failed", "r1", "a")] and path.stats()["parked"] == 1
+    clock.set(2.0)
+    out = path.completed("x1", "b", 2.0)
+    assert kinds(out) == [("Delivered", "x1", "b"), ("Dispatched", "r2", "b")]
+    assert aff.sessions()["s"] == "b" and aff.stats()["remaps"][RemapReason.DOWN] == 1
