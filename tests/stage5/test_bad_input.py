@@ -8,9 +8,23 @@ from solution.core.affinity_types import AffinityPolicy
 from solution.core.clock import ManualClock
 from solution.core.errors import InvalidPolicyError, LoadBalancerError
 from solution.core.request import Request
-from solution.core.routing import LeastConnections, Router
+from solution.core.routing import IndexedStrategy, Router
 
 pytestmark = pytest.mark.stage5
+
+
+class LeastLoaded(IndexedStrategy):
+    """Stage 1's rule (lowest load ratio, then most memory, then most free slots, then added first) written out here:
+    in the candidate's copy the router's own LeastConnections is the candidate's to write, and these tests ship there."""
+
+    name = "least loaded"
+    components = ("load ratio", "-memory", "-free slots")
+
+    def score(self, server, request):
+        return (server.load_ratio_key / 2**64, -server.gpu_memory_gb, server.load - server.capacity)
+
+    def index_key(self, server):
+        return (server.load_ratio_key, -server.gpu_memory_gb, server.load - server.capacity)
 
 NAN, INF = float("nan"), float("inf")
 
@@ -121,7 +135,7 @@ def test_request_defaults_keep_earlier_stages():
 
 def affinity(impl):
     clock = ManualClock(5.0)
-    aff = impl.SessionAffinity(LeastConnections(), AffinityPolicy("hard", ttl=10.0), clock=clock)
+    aff = impl.SessionAffinity(LeastLoaded(), AffinityPolicy("hard", ttl=10.0), clock=clock)
     router = Router(aff)
     router.add_server("a", 2, 80)
     router.add_server("b", 2, 80)
@@ -167,7 +181,7 @@ def test_pin_unknown_server_is_the_courses_own_key_error(impl):
 
 def test_clock_going_back_refuses_the_decision_and_changes_nothing(impl):
     clock = ManualClock(5.0)
-    aff = impl.SessionAffinity(LeastConnections(), AffinityPolicy("hard"), clock=clock)
+    aff = impl.SessionAffinity(LeastLoaded(), AffinityPolicy("hard"), clock=clock)
     router = Router(aff)
     router.add_server("a", 2, 80)
     router.route(Request("r1", 10, session_id="s1"))
@@ -180,10 +194,10 @@ def test_clock_going_back_refuses_the_decision_and_changes_nothing(impl):
 
 @pytest.mark.parametrize("make,kind", [
     (lambda impl, c: impl.SessionAffinity(None, clock=c), TypeError),
-    (lambda impl, c: impl.SessionAffinity(LeastConnections, clock=c), TypeError),  # a class, not an object
-    (lambda impl, c: impl.SessionAffinity(LeastConnections(), {"mode": "hard"}, clock=c), TypeError),
-    (lambda impl, c: impl.SessionAffinity(LeastConnections(), clock=5.0), TypeError),
-    (lambda impl, c: impl.SessionAffinity(LeastConnections(), clock=c, table={}), TypeError),
+    (lambda impl, c: impl.SessionAffinity(LeastLoaded, clock=c), TypeError),  # a class, not an object
+    (lambda impl, c: impl.SessionAffinity(LeastLoaded(), {"mode": "hard"}, clock=c), TypeError),
+    (lambda impl, c: impl.SessionAffinity(LeastLoaded(), clock=5.0), TypeError),
+    (lambda impl, c: impl.SessionAffinity(LeastLoaded(), clock=c, table={}), TypeError),
     (lambda impl, c: impl.BoundedLoadHash(0), ValueError),
     (lambda impl, c: impl.BoundedLoadHash(-0.5), ValueError),
     (lambda impl, c: impl.BoundedLoadHash(NAN), ValueError),
@@ -195,15 +209,15 @@ def test_clock_going_back_refuses_the_decision_and_changes_nothing(impl):
     (lambda impl, c: impl.BoundedLoadHash(0.25, seed=-1), ValueError),
     (lambda impl, c: impl.BoundedLoadHash(0.25, seed="x"), TypeError),
     (lambda impl, c: impl.PrefixAware(None), TypeError),
-    (lambda impl, c: impl.PrefixAware(LeastConnections(), max_blocks_per_server=0), ValueError),
-    (lambda impl, c: impl.PrefixAware(LeastConnections(), max_blocks_per_server=1.5), TypeError),
-    (lambda impl, c: impl.PrefixAware(LeastConnections(), slack=-1.0), ValueError),
-    (lambda impl, c: impl.PrefixAware(LeastConnections(), slack=NAN), ValueError),
-    (lambda impl, c: impl.PrefixAware(LeastConnections(), slack=True), TypeError),
-    (lambda impl, c: impl.PrefixAware(LeastConnections(), min_match=0), ValueError),
-    (lambda impl, c: impl.PrefixAware(LeastConnections(), max_candidates=0), ValueError),
-    (lambda impl, c: impl.PrefixAware(LeastConnections(), max_candidates=None), TypeError),
-    (lambda impl, c: impl.PrefixAware(LeastConnections(), min_match="1"), TypeError),
+    (lambda impl, c: impl.PrefixAware(LeastLoaded(), max_blocks_per_server=0), ValueError),
+    (lambda impl, c: impl.PrefixAware(LeastLoaded(), max_blocks_per_server=1.5), TypeError),
+    (lambda impl, c: impl.PrefixAware(LeastLoaded(), slack=-1.0), ValueError),
+    (lambda impl, c: impl.PrefixAware(LeastLoaded(), slack=NAN), ValueError),
+    (lambda impl, c: impl.PrefixAware(LeastLoaded(), slack=True), TypeError),
+    (lambda impl, c: impl.PrefixAware(LeastLoaded(), min_match=0), ValueError),
+    (lambda impl, c: impl.PrefixAware(LeastLoaded(), max_candidates=0), ValueError),
+    (lambda impl, c: impl.PrefixAware(LeastLoaded(), max_candidates=None), TypeError),
+    (lambda impl, c: impl.PrefixAware(LeastLoaded(), min_match="1"), TypeError),
 ])  # fmt: skip
 def test_bad_construction(impl, make, kind):
     with pytest.raises(kind) as info:
@@ -221,7 +235,7 @@ def test_bad_reads(impl):
     Router(h).add_server("a", 2, 80)
     with pytest.raises(TypeError):
         h.home(5)
-    p = impl.PrefixAware(LeastConnections())
+    p = impl.PrefixAware(LeastLoaded())
     Router(p)
     with pytest.raises(ValueError):
         p.held_prefix("", (1,))

@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import solution
 from solution.core.affinity_types import AffinityPolicy
 from solution.core.clock import ManualClock
 from solution.core.request import Request
@@ -118,8 +117,8 @@ class Harness:
         return snap
 
 
-def first_difference(impl, config: str, ops: list[tuple]) -> str | None:
-    mine, ref = Harness(impl, config), Harness(solution, config)
+def first_difference(impl, reference, config: str, ops: list[tuple]) -> str | None:
+    mine, ref = Harness(impl, config), Harness(reference, config)
     for i, op in enumerate(ops):
         a, b = mine.apply(op), ref.apply(op)
         if a != b:
@@ -133,13 +132,13 @@ def first_difference(impl, config: str, ops: list[tuple]) -> str | None:
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 @pytest.mark.parametrize("seed", range(200, 204))
-def test_seeded_sequences_match_reference(impl, config, seed):
-    found = first_difference(impl, config, random_ops(seed, 150))
+def test_seeded_sequences_match_reference(impl, reference, config, seed):
+    found = first_difference(impl, reference, config, random_ops(seed, 150))
     assert found is None, found
 
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), config=st.sampled_from(sorted(CONFIGS)))
-def test_hypothesis_sequences_match_reference(impl, seed, config):
-    found = first_difference(impl, config, random_ops(seed, 80))
+def test_hypothesis_sequences_match_reference(impl, reference, seed, config):
+    found = first_difference(impl, reference, config, random_ops(seed, 80))
     assert found is None, found

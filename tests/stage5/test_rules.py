@@ -17,12 +17,26 @@ from solution.core.errors import NoCapacityError, TimeWentBackwardsError, Unknow
 from solution.core.health_types import RetryPolicy
 from solution.core.path import Delivered, Dispatched, RequestPath
 from solution.core.request import Request
-from solution.core.routing import LeastConnections, RoundRobin, Router, StrategyInUseError
+from solution.core.routing import IndexedStrategy, RoundRobin, Router, StrategyInUseError
 
 pytestmark = pytest.mark.stage5
 
 
-class CountingLC(LeastConnections):
+class LeastLoaded(IndexedStrategy):
+    """Stage 1's rule (lowest load ratio, then most memory, then most free slots, then added first) written out here:
+    in the candidate's copy the router's own LeastConnections is the candidate's to write, and these tests ship there."""
+
+    name = "least loaded"
+    components = ("load ratio", "-memory", "-free slots")
+
+    def score(self, server, request):
+        return (server.load_ratio_key / 2**64, -server.gpu_memory_gb, server.load - server.capacity)
+
+    def index_key(self, server):
+        return (server.load_ratio_key, -server.gpu_memory_gb, server.load - server.capacity)
+
+
+class CountingLC(LeastLoaded):
     """Least-connections that counts how often it is asked."""
 
     def __init__(self) -> None:
@@ -39,7 +53,7 @@ def req(rid, session=None, tokens=100, prompt=None, blocks=()):
 
 def affinity_router(impl, mode="soft", slack=0.25, ttl=100.0, servers=(("a", 4, 80), ("b", 4, 80)), inner=None, **kw):
     clock = ManualClock()
-    inner = inner if inner is not None else LeastConnections()
+    inner = inner if inner is not None else LeastLoaded()
     strategy = impl.SessionAffinity(inner, AffinityPolicy(mode, slack=slack, ttl=ttl, **kw), clock=clock)
     router = Router(strategy)
     for sid, cap, mem in servers:
@@ -319,7 +333,7 @@ def test_pin(impl):
 
 
 def test_hooks_are_forwarded_to_the_inner_strategy(impl):
-    inner = LeastConnections()
+    inner = LeastLoaded()
     router, aff, _ = affinity_router(impl, inner=inner)
     assert inner.router is router and aff.router is router
     router.place(req("x"), "a")
@@ -333,7 +347,7 @@ def test_one_strategy_one_router(impl):
     router, aff, clock = affinity_router(impl)
     with pytest.raises(StrategyInUseError):
         Router(aff)
-    used = LeastConnections()
+    used = LeastLoaded()
     Router(used)
     with pytest.raises(StrategyInUseError):
         Router(impl.SessionAffinity(used, clock=clock))
@@ -361,7 +375,7 @@ def test_affinity_stats_keys(impl):
 def test_resend_through_the_request_path_keeps_the_session(impl):
     """A lost server's request is re-sent with its session: the session is re-mapped (its server is down)."""
     clock = ManualClock()
-    aff = impl.SessionAffinity(LeastConnections(), AffinityPolicy("hard"), clock=clock)
+    aff = impl.SessionAffinity(LeastLoaded(), AffinityPolicy("hard"), clock=clock)
     path = RequestPath(Router(aff), ledger=impl.RetryLedger(RetryPolicy(max_tries=2)))
     path.add_server("a", 4, 80, 0.0)
     path.add_server("b", 4, 80, 0.0)
@@ -485,7 +499,7 @@ def test_hash_explain_changes_nothing(impl):
 
 
 def prefix_router(impl, slack=0.25, min_match=1, max_blocks=4096, servers=(("a", 4, 80), ("b", 4, 80), ("c", 4, 80)), inner=None):
-    strategy = impl.PrefixAware(inner if inner is not None else LeastConnections(), max_blocks_per_server=max_blocks,
+    strategy = impl.PrefixAware(inner if inner is not None else LeastLoaded(), max_blocks_per_server=max_blocks,
                                 slack=slack, min_match=min_match)  # fmt: skip
     router = Router(strategy)
     for sid, cap, mem in servers:
@@ -603,7 +617,7 @@ def hard_path(impl, max_wait=None, capacities=(("a", 1), ("b", 1))):
     from solution.core.queue_types import QueuePolicy
 
     clock, qclock = ManualClock(), ManualClock()
-    aff = impl.SessionAffinity(LeastConnections(), AffinityPolicy("hard"), clock=clock)
+    aff = impl.SessionAffinity(LeastLoaded(), AffinityPolicy("hard"), clock=clock)
     queue = impl.RequestQueue(qclock, QueuePolicy(max_wait=max_wait))
     path = RequestPath(Router(aff), queue=queue, clock=qclock)
     for sid, cap in capacities:
