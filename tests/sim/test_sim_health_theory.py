@@ -30,7 +30,9 @@ def absorbing_mean(p: float, n: int) -> float:
 @given(st.floats(0.05, 0.95), st.integers(1, 6))
 @settings(max_examples=60, deadline=None)
 def test_the_run_length_formula_solves_the_markov_chain(p: float, n: int) -> None:
-    assert expected_probes_to_run(p, n) == pytest.approx(absorbing_mean(p, n), rel=1e-9)
+    # The solve's relative error is about cond(a) * 2e-16, and cond(a) grows as p**-n (6.4e7 at p = 0.05, n = 6):
+    # rel=1e-9 failed there; 1e-6 leaves a factor of 50 and still catches a wrong formula (test_known_values pins small cases).
+    assert expected_probes_to_run(p, n) == pytest.approx(absorbing_mean(p, n), rel=1e-6)
 
 
 def test_the_run_length_formula_matches_a_direct_count() -> None:
