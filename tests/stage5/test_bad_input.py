@@ -8,23 +8,11 @@ from solution.core.affinity_types import AffinityPolicy
 from solution.core.clock import ManualClock
 from solution.core.errors import InvalidPolicyError, LoadBalancerError
 from solution.core.request import Request
-from solution.core.routing import IndexedStrategy, Router
+from solution.core.routing import Router
+from tests.stage5.inner import LeastLoaded
 
 pytestmark = pytest.mark.stage5
 
-
-class LeastLoaded(IndexedStrategy):
-    """Stage 1's rule (lowest load ratio, then most memory, then most free slots, then added first) written out here:
-    in the candidate's copy the router's own LeastConnections is the candidate's to write, and these tests ship there."""
-
-    name = "least loaded"
-    components = ("load ratio", "-memory", "-free slots")
-
-    def score(self, server, request):
-        return (server.load_ratio_key / 2**64, -server.gpu_memory_gb, server.load - server.capacity)
-
-    def index_key(self, server):
-        return (server.load_ratio_key, -server.gpu_memory_gb, server.load - server.capacity)
 
 NAN, INF = float("nan"), float("inf")
 

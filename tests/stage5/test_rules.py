@@ -17,23 +17,10 @@ from solution.core.errors import NoCapacityError, TimeWentBackwardsError, Unknow
 from solution.core.health_types import RetryPolicy
 from solution.core.path import Delivered, Dispatched, RequestPath
 from solution.core.request import Request
-from solution.core.routing import IndexedStrategy, RoundRobin, Router, StrategyInUseError
+from solution.core.routing import RoundRobin, Router, StrategyInUseError
+from tests.stage5.inner import LeastLoaded
 
 pytestmark = pytest.mark.stage5
-
-
-class LeastLoaded(IndexedStrategy):
-    """Stage 1's rule (lowest load ratio, then most memory, then most free slots, then added first) written out here:
-    in the candidate's copy the router's own LeastConnections is the candidate's to write, and these tests ship there."""
-
-    name = "least loaded"
-    components = ("load ratio", "-memory", "-free slots")
-
-    def score(self, server, request):
-        return (server.load_ratio_key / 2**64, -server.gpu_memory_gb, server.load - server.capacity)
-
-    def index_key(self, server):
-        return (server.load_ratio_key, -server.gpu_memory_gb, server.load - server.capacity)
 
 
 class CountingLC(LeastLoaded):
@@ -240,7 +227,7 @@ def test_down_sticky_server_remaps(impl, mode):
 @pytest.mark.parametrize("mode", ["hard", "soft"])
 def test_small_sticky_server_and_large_request_remaps(impl, mode):
     router, aff, _ = affinity_router(impl, mode=mode, servers=(("small", 4, 40), ("big", 4, 80)))
-    router.route(req("x"))  # small would be... least-connections prefers more memory: big
+    router.place(req("x"), "big")  # big is busier: the session starts on small
     assert router.route(req("r1", "s")) == "small"
     assert router.route(req("r2", "s", tokens=8000)) == "big"
     assert aff.stats()["remaps"][RemapReason.MEMORY] == 1
