@@ -12,6 +12,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
+# Two workers (the course's machines have 2 cores); a file's tests, and a notebook's cells, stay on one worker, in order.
+PARALLEL := -n 2 --dist loadfile
 
 .PHONY: setup lab test test-fast grade exercises notebooks bundle bench clean
 
@@ -28,10 +30,10 @@ lab: setup
 	$(BIN)/jupyter lab --config=jupyter_lab_config.py
 
 test: setup
-	$(PYTEST) tests notebooks --nbval-lax --nbval-current-env
+	$(PYTEST) $(PARALLEL) tests notebooks --nbval-lax --nbval-current-env
 
 test-fast: setup
-	$(PYTEST) tests -m "not slow and not browser"
+	$(PYTEST) $(PARALLEL) tests -m "not slow and not browser"
 
 grade: setup
 	$(BIN)/python tools/grade.py

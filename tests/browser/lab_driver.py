@@ -413,6 +413,15 @@ RUN_STATE_JS = """(panel) => {
   return errors.some(o => /Traceback|Error|Exception/.test(o.textContent)) ? 'stopped' : false;
 }"""
 
+#: Every cell of the file is in the page (JupyterLab attaches a long notebook's cells in batches).
+ALL_CELLS_JS = """([panel, count]) => panel.querySelectorAll('.jp-Notebook .jp-Cell').length >= count"""
+
+#: Every cell in ``indices`` (the ones built with a widget) shows a rendered widget.
+WIDGETS_SHOWN_JS = """([panel, indices]) => indices.every(i => {
+  const cell = panel.querySelector(`.jp-Notebook .jp-Cell[data-windowed-list-index="${i}"]`);
+  return cell !== null && cell.querySelector('.jupyter-widgets') !== null;
+})"""
+
 #: After Edit > Clear Outputs of All Cells: every code cell's prompt is blank.
 PROMPTS_CLEARED_JS = """(panel) => Array.from(panel.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt'))
   .every(p => /^\\[ ?\\]:$/.test(p.textContent.trim()))"""
@@ -643,6 +652,12 @@ class _NotebookRun:
         page.goto(self.lab.server.lab_url(self.relpath))
         panel = page.locator(".jp-NotebookPanel").first
         panel.locator(".jp-Notebook .jp-Cell").first.wait_for()
+        # JupyterLab attaches a long notebook's cells in batches after the first: wait for all of them,
+        # or Run All may start (and the scan look) before the last cells exist (then the scan reports the count)
+        try:
+            page.wait_for_function(ALL_CELLS_JS, arg=[panel.element_handle(), len(self.cells)], polling=100, timeout=30_000)
+        except PlaywrightTimeout:
+            self.report.notes.append(f"JupyterLab had not attached all {len(self.cells)} cells 30 s after opening")
         idle = '.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]'
         page.locator(f"{idle}, .jp-Dialog").first.wait_for(timeout=60_000)
         dialog = page.locator(".jp-Dialog")
@@ -693,6 +708,14 @@ class _NotebookRun:
             self.page.wait_for_function(f"(p) => ({PENDING_WIDGETS_JS})(p) === 0", arg=panel, polling=100, timeout=10_000)
         except PlaywrightTimeout:
             self._problem("a widget output stayed blank or 'Loading widget...' for 10 s after the kernel went idle")
+        # ... and a widget output may not exist yet at all when the kernel goes idle (a cold browser renders late):
+        # give the cells that showed a widget when the notebook was built the same 10 s to show it here
+        expected = [i for i in range(len(self.cells)) if self._built_with_widget(i)]
+        if state == "done" and expected:
+            try:
+                self.page.wait_for_function(WIDGETS_SHOWN_JS, arg=[panel, expected], polling=100, timeout=10_000)
+            except PlaywrightTimeout:
+                pass  # _check_outputs names each cell whose widget is missing
         return state
 
     def _check_outputs(self, state: str) -> None:
