@@ -30,11 +30,15 @@ Units (one convention everywhere in the simulator):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from solution.core.latency import LatencyModel
 from solution.core.validate import require_int
 from solution.sim.validate import require_number
+
+_T = TypeVar("_T")
 
 __all__ = ["GpuSpec", "GPU_PRESETS", "ModelSpec", "gpu_preset", "GIB", "MODEL_PRESETS", "model_preset"]
 
@@ -91,12 +95,18 @@ def gpu_preset(name: str) -> GpuSpec:
         TypeError: ``name`` is not a ``str``.
         ValueError: no such preset (the message lists them).
     """
+    return _preset(GPU_PRESETS, name, "gpu")
+
+
+def _preset(table: Mapping[str, _T], name: object, what: str) -> _T:
+    """``table[name]``, or a TypeError / ValueError that lists the presets."""
     if not isinstance(name, str):
-        raise TypeError(f"gpu must be a preset name (str), got {type(name).__name__}")
+        raise TypeError(f"{what} must be a preset name (str), got {type(name).__name__}")
     try:
-        return GPU_PRESETS[name]
+        return table[name]
     except KeyError:
-        raise ValueError(f"unknown GPU preset {name!r}; choose one of {', '.join(GPU_PRESETS)}") from None
+        label = "GPU" if what == "gpu" else what
+        raise ValueError(f"unknown {label} preset {name!r}; choose one of {', '.join(table)}") from None
 
 
 @dataclass(frozen=True)
@@ -207,9 +217,4 @@ def model_preset(name: str) -> ModelSpec:
         TypeError: ``name`` is not a ``str``.
         ValueError: no such preset (the message lists them).
     """
-    if not isinstance(name, str):
-        raise TypeError(f"model must be a preset name (str), got {type(name).__name__}")
-    try:
-        return MODEL_PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown model preset {name!r}; choose one of {', '.join(MODEL_PRESETS)}") from None
+    return _preset(MODEL_PRESETS, name, "model")

@@ -15,23 +15,23 @@ from solution import LoadBalancer
 TRACE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "azure-llm-inference-2023"
 
 
-@pytest.fixture(scope="session")
-def trace_dir() -> Path:
-    """The folder of the real trace files.
-
-    Skips the test when it is absent (a user's clone), except in CI (``CI``
-    set), where the trace sits beside the clone and a skip would hide a
-    broken set-up: there the test fails instead.
-    """
-    if not (TRACE_DIR / "AzureLLMInferenceTrace_conv.csv").is_file():
-        message = (
-            f"the Azure LLM inference 2023 trace is not at {TRACE_DIR}; download AzureLLMInferenceTrace_conv.csv "
-            "and _code.csv from github.com/Azure/AzurePublicDataset (data/) into that folder to run this test"
-        )
+def _data_folder(folder: Path, marker: str, how: str) -> Path:
+    """``folder`` when ``marker`` is in it; else skip (a user's clone) or, under ``CI``, fail: there the
+    data sits beside the clone, and a skip would hide a broken set-up."""
+    if not (folder / marker).is_file():
+        message = f"{how} (expected at {folder})"
         if os.environ.get("CI"):
             pytest.fail(message + " (CI must run the trace tests)")
         pytest.skip(message)
-    return TRACE_DIR
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trace_dir() -> Path:
+    """The folder of the Azure trace files (skip locally when absent, fail under CI)."""
+    return _data_folder(TRACE_DIR, "AzureLLMInferenceTrace_conv.csv",
+                        "the Azure LLM inference 2023 trace is missing; download AzureLLMInferenceTrace_conv.csv "
+                        "and _code.csv from github.com/Azure/AzurePublicDataset (data/) into that folder to run this test")
 
 
 #: Where the Mooncake FAST'25 traces live: beside the repository, never inside it.
@@ -40,20 +40,10 @@ MOONCAKE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / 
 
 @pytest.fixture(scope="session")
 def mooncake_dir() -> Path:
-    """The folder of the Mooncake traces (conversation_trace.jsonl, synthetic_trace.jsonl).
-
-    Skips the test when it is absent (a user's clone), except in CI (``CI``
-    set), where the traces sit beside the clone: there the test fails instead.
-    """
-    if not (MOONCAKE_DIR / "conversation_trace.jsonl").is_file():
-        message = (
-            f"the Mooncake FAST'25 traces are not at {MOONCAKE_DIR}; download conversation_trace.jsonl and "
-            "synthetic_trace.jsonl from github.com/kvcache-ai/Mooncake (FAST25-release/traces/) into that folder to run this test"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI must run the trace tests)")
-        pytest.skip(message)
-    return MOONCAKE_DIR
+    """The folder of the Mooncake traces (conversation_trace.jsonl, synthetic_trace.jsonl; skip locally when absent, fail under CI)."""
+    return _data_folder(MOONCAKE_DIR, "conversation_trace.jsonl",
+                        "the Mooncake FAST'25 traces are missing; download conversation_trace.jsonl and synthetic_trace.jsonl "
+                        "from github.com/kvcache-ai/Mooncake (FAST25-release/traces/) into that folder to run this test")
 
 
 class Recorder:
