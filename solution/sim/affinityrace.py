@@ -60,12 +60,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from solution.sim.parallel import map_jobs
 from solution.sim.cluster import Cluster, LlmMode, service_rate
 from solution.sim.faults import Crash, Recover
 from solution.sim.gpus import MODEL_PRESETS, gpu_preset
@@ -472,12 +472,7 @@ def affinity_race(workload: str | Scenario = "synthetic", policies: Sequence[Pol
     if not seeds:
         raise ValueError("affinity_race needs at least one seed")
     jobs = [_Job(scenario, p, s, impl) for p in policies for s in seeds]
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    if workers <= 1 or len(jobs) <= 1:
-        rows = [_run(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            rows = list(pool.map(_run, jobs))
+    rows = map_jobs(_run, jobs, workers)
     out = iter(rows)
     values: dict[str, dict[str, tuple[float, ...]]] = {}
     for p in policies:

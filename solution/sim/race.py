@@ -20,9 +20,7 @@ in system with Mitzenmacher's fixed point.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +29,7 @@ import numpy as np
 from solution.core.latency import REFERENCE_MODEL, LatencyModel
 from solution.core.request import Request
 from solution.core.routing import BaseStrategy, ServerState
+from solution.sim.parallel import map_jobs
 from solution.sim.cluster import service_rate
 from solution.sim.early import simulate_early
 from solution.sim.results import Results, Summary
@@ -134,11 +133,7 @@ def _after(res: Results, warmup: float) -> Results:
 
 
 def _map(jobs: list[_Job], workers: int | None) -> list[tuple[Summary, tuple[float, ...]]]:
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    if workers <= 1 or len(jobs) <= 1:
-        return [_run(j) for j in jobs]
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-        return list(pool.map(_run, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+    return map_jobs(_run, jobs, workers)
 
 
 @dataclass(frozen=True)
@@ -505,12 +500,7 @@ def health_race(
             active, passive, slow = HEALTH_SETUPS[setup]
             scenario = base[fault].with_health(policy, active=active, passive=passive, slow_start=slow, retry=retry)
             jobs.extend(_HealthJob(scenario, seed, factory) for seed in seeds)
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    if workers <= 1 or len(jobs) <= 1:
-        rows = [_run_health_job(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            rows = list(pool.map(_run_health_job, jobs))
+    rows = map_jobs(_run_health_job, jobs, workers)
     out = iter(rows)
     values: dict[tuple[str, str], dict[str, tuple[float, ...]]] = {}
     for fault in faults:
