@@ -63,6 +63,9 @@ class GpuSpec:
     bandwidth_gb_s: float  # memory bandwidth, GB/s (10^9 bytes per second)
     source: str
     product: str = ""
+    #: Host link bandwidth one way, GB/s (10^9 bytes/s): what a preempted request's KV cache is swapped over
+    #: (vLLM's swap mode: out to CPU memory and back).  Half the datasheet's bidirectional PCIe figure.
+    pcie_gb_s: float = 32.0
 
     @property
     def memory_bytes(self) -> int:
@@ -77,13 +80,13 @@ GPU_PRESETS: dict[str, GpuSpec] = {
     spec.name: spec
     for spec in (
         GpuSpec("A10-24GB", 24, 125.0, 600.0, "NVIDIA A10 Tensor Core GPU datasheet (PCIe, 24 GB GDDR6)",
-                "NVIDIA A10 PCIe 24GB"),
+                "NVIDIA A10 PCIe 24GB", 32.0),
         GpuSpec("A100-40GB", 40, 312.0, 1555.0, "NVIDIA A100 Tensor Core GPU datasheet, A100 40GB SXM column (SXM4)",
-                "NVIDIA A100 SXM4 40GB"),
+                "NVIDIA A100 SXM4 40GB", 32.0),
         GpuSpec("A100-80GB", 80, 312.0, 2039.0, "NVIDIA A100 Tensor Core GPU datasheet, A100 80GB SXM column (SXM4)",
-                "NVIDIA A100 SXM4 80GB"),
+                "NVIDIA A100 SXM4 80GB", 32.0),
         GpuSpec("H100-80GB", 80, 989.0, 3350.0, "NVIDIA H100 Tensor Core GPU datasheet, H100 SXM column (SXM5; "
-                "1,979 TFLOPS is the figure with sparsity)", "NVIDIA H100 SXM5 80GB"),
+                "1,979 TFLOPS is the figure with sparsity; PCIe Gen5 128 GB/s both ways)", "NVIDIA H100 SXM5 80GB", 64.0),
     )
 }
 

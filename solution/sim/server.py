@@ -63,7 +63,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from math import inf
 
 from solution.core.latency import LatencyModel
@@ -281,6 +281,37 @@ class Server:
         if warm is not None:
             self.warm = warm
         self.set_speed(now, self.throttle * self.warm)
+
+    def remove(self, now: float, request: int) -> tuple[bool, float]:
+        """Take ``request`` out of the batch at ``now`` (it was preempted); return ``(prefilling, left)``.
+
+        ``prefilling``: it had not reached its first token; ``left``: the
+        work it still needed in its phase (prompt tokens, or classic seconds,
+        when prefilling; decode iterations, i.e. output tokens, after).  The
+        others keep their progress; the rates change from ``now`` on.  O(b)
+        (a scan and a re-heapify of the batch: preemption is rare).
+
+        Raises:
+            KeyError: ``request`` is not in the batch.
+        """
+        self.advance(now)
+        for heap, prefilling in ((self.ptags, True), (self.dtags, False)):
+            for k, (tag, job) in enumerate(heap):
+                if job == request:
+                    left = tag - (self.pclock if prefilling else self.dclock)
+                    heap[k] = heap[-1]
+                    heap.pop()
+                    heapify(heap)
+                    self.running -= 1
+                    if prefilling:
+                        self.prefilling -= 1
+                    if not self.ptags:
+                        self.pclock = 0.0
+                    if not self.dtags:
+                        self.dclock = 0.0
+                    self._set_rate()
+                    return prefilling, max(left, 0.0)
+        raise KeyError(f"request {request} is not running on {self.server_id}")
 
     def crash(self, now: float) -> list[int]:
         """Lose every running and waiting request; return them in request order.  O((b + w) log(b + w))."""

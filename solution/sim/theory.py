@@ -17,6 +17,11 @@
 * :func:`zipf_popularity`, :func:`che_hit_rate`: the hit rate of an LRU
   cache under independent requests with Zipf popularity (Che's
   approximation), which checks :class:`solution.sim.kvcache.PrefixCache`.
+* :func:`priority_mean_waits` (Cobham's formula: non-preemptive priority
+  classes in an M/M/c queue, equal service rates) and
+  :func:`preemptive_mean_times` (preemptive-resume priority: each class's
+  mean time in system; the top class sees an M/M/c at its own load alone):
+  stage 6's strict priority between tiers.
 * :func:`student_t_quantile` and :func:`mean_confidence_interval`: a
   t-based confidence interval of a mean over independent replications, the
   method the tests and the notebook use (no SciPy needed).
@@ -33,7 +38,7 @@ from solution.core.validate import require_int
 __all__ = ["erlang_b", "erlang_c", "mmc_mean_wait", "mmc_wait_cdf", "mmck", "mm1k", "student_t_cdf", "student_t_quantile",
            "mean_confidence_interval", "supermarket_mean_time", "detection_time_interval", "detection_time_mean",
            "expected_probes_to_run", "false_ejection_mean_time", "zipf_popularity", "che_characteristic_time",
-           "che_hit_rate"]  # fmt: skip
+           "che_hit_rate", "priority_mean_waits", "preemptive_mean_times"]  # fmt: skip
 
 
 def erlang_b(servers: int, offered_load: float) -> float:
@@ -475,3 +480,100 @@ def _popularity(popularity: Sequence[float]) -> list[float]:
     if abs(math.fsum(p) - 1.0) > 1e-9:
         raise ValueError(f"popularity must sum to 1 (probabilities), got {math.fsum(p)}")
     return p
+
+
+# -- priority classes: Cobham's formula, preemptive-resume ------------------------------------------
+
+
+def _class_loads(servers: int, offered_loads: Sequence[float]) -> list[float]:
+    """Validate per-class offered loads (erlangs, highest class first); return them as floats."""
+    require_int(servers, "servers")
+    if isinstance(offered_loads, (str, bytes)) or not isinstance(offered_loads, Sequence):
+        raise TypeError(f"offered_loads must be a sequence of numbers (erlangs per class, highest class first), "
+                        f"got {type(offered_loads).__name__}")  # fmt: skip
+    loads = [require_number(a, "offered load of a class") for a in offered_loads]
+    if not loads:
+        raise ValueError("offered_loads needs at least one class")
+    if math.fsum(loads) >= servers:
+        raise ValueError(f"the classes' offered loads sum to {math.fsum(loads)} erlangs, not below servers = {servers}: "
+                         "the lowest class's queue would grow without bound")  # fmt: skip
+    return loads
+
+
+def priority_mean_waits(servers: int, offered_loads: Sequence[float]) -> list[float]:
+    """Cobham's formula: each class's mean wait in an M/M/c queue with non-preemptive strict priority.
+
+    Classes are given highest first; class k arrives as a Poisson stream with
+    offered load ``a_k = lambda_k / mu`` erlangs, and every class has the
+    same exponential service rate ``mu``.  A server that frees takes the head
+    of the highest non-empty class (FIFO within a class) and never
+    interrupts a running request.  With ``sigma_k = (a_1 + ... + a_k) / c``
+    (the share of the ``c`` servers busy with classes 1..k)::
+
+        W_k = W_0 / ((1 - sigma_{k-1}) (1 - sigma_k)),    W_0 = C(c, a) / (c mu)
+
+    where ``a`` is the total load and ``C`` Erlang's delay formula
+    (:func:`erlang_c`): ``W_0`` is the mean time until some server frees,
+    seen by an arrival (the probability of finding all busy, times the mean
+    residual of the first of c exponential completions).  Cobham, "Priority
+    assignment in waiting line problems", Operations Research 2(1), 1954;
+    Kleinrock, Queueing Systems vol. 2, section 3.6.  With ``c = 1``,
+    ``W_0 = rho / mu`` (the mean residual work, ``lambda E[S^2] / 2``).
+
+    Returns the waits in mean service times (multiply by ``1 / mu``), like
+    :func:`mmc_mean_wait`; their mean weighted by the loads is the FIFO
+    wait (the work-conservation law).  O(c + K).
+
+    >>> [round(w, 4) for w in priority_mean_waits(1, [0.4, 0.4])]  # rho = 0.8 split evenly
+    [1.3333, 6.6667]
+
+    Raises:
+        TypeError / ValueError: ``servers`` not an int >= 1, a load not
+            positive and finite, or loads summing to ``servers`` or more.
+    """
+    loads = _class_loads(servers, offered_loads)
+    c = servers
+    w0 = erlang_c(c, math.fsum(loads)) / c
+    out, before = [], 0.0
+    for a in loads:
+        upto = before + a / c
+        out.append(w0 / ((1.0 - before) * (1.0 - upto)))
+        before = upto
+    return out
+
+
+def preemptive_mean_times(offered_loads: Sequence[float], servers: int = 1) -> list[float]:
+    """Mean time in system per class under preemptive-resume priority, in mean service times.
+
+    A request of a higher class arriving to a busy system interrupts a
+    request of a lower class at once; the interrupted one later resumes
+    where it stopped (no work lost).  The top class never sees the others:
+    it is exactly an M/M/c queue at its own load, ``1 + mmc_mean_wait(c, a_1)``
+    (``1 / (1 - rho_1)`` for one server).
+
+    For one server (M/M/1, equal exponential service rates) every class has
+    a closed form (Kleinrock vol. 2, eq. 3.65; Harchol-Balter, Performance
+    Modeling and Design of Computer Systems, ch. 32)::
+
+        T_k = 1 / (1 - sigma_{k-1})  +  sigma_k / ((1 - sigma_{k-1}) (1 - sigma_k))
+
+    (the service stretched by higher-class arrivals, plus the residual work
+    of classes 1..k; ``sigma_k = rho_1 + ... + rho_k``).  For ``c > 1`` the
+    lower classes have no closed form: only the top class is returned
+    (a one-element list).  O(K) (O(c) for the top class when ``c > 1``).
+
+    >>> [round(t, 4) for t in preemptive_mean_times([0.4, 0.4])]
+    [1.6667, 8.3333]
+
+    Raises:
+        TypeError / ValueError: as :func:`priority_mean_waits`.
+    """
+    loads = _class_loads(servers, offered_loads)
+    if servers > 1:
+        return [1.0 + mmc_mean_wait(servers, loads[0])]
+    out, before = [], 0.0
+    for a in loads:
+        upto = before + a
+        out.append(1.0 / (1.0 - before) + upto / ((1.0 - before) * (1.0 - upto)))
+        before = upto
+    return out

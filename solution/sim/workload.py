@@ -218,17 +218,29 @@ ArrivalProcess = Poisson | OnOff
 
 @dataclass(frozen=True)
 class Tier:
-    """A class of traffic: a share of the requests with its own token counts."""
+    """A class of traffic: a share of the requests with its own token counts.
+
+    Stage 6: ``tenants`` (an int >= 0) customers send this tier's requests,
+    tenant k (k = 0..tenants-1) with probability proportional to
+    ``(k + 1) ** -tenant_skew`` (Zipf: a few heavy tenants, a long tail of
+    light ones; ``tenant_skew = 0``: all alike).  ``tenants = 0``: the
+    requests carry no tenant.  The name is the simulator's kind of traffic;
+    a stage-6 ``ServiceTier`` of the same name is what it pays for.
+    """
 
     name: str
     share: float = 1.0
     prompt: TokenDist = field(default_factory=lambda: LogNormal(median=512, sigma=1.0, high=8192))
     output: TokenDist = field(default_factory=lambda: LogNormal(median=128, sigma=0.8, high=2048))
+    tenants: int = 0
+    tenant_skew: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError("a tier needs a non-empty name")
         require_number(self.share, "share")
+        require_int(self.tenants, "tenants", minimum=0)
+        require_number(self.tenant_skew, "tenant_skew", strict=False)
 
 
 @dataclass(frozen=True)
@@ -306,6 +318,14 @@ class Requests:
     session_key: np.ndarray | None = None  # int64, the affinity key (-1: none); None: `session`
     block_offsets: np.ndarray | None = None  # int64, n + 1 offsets into `blocks`
     blocks: np.ndarray | None = None  # int64, every request's prefix-block hashes, concatenated
+    tenant: np.ndarray | None = None  # int64, the tenant's index within its tier (-1: none); None: no tenants at all
+
+    def tenant_names(self) -> list[str | None]:
+        """Each request's tenant as ``"<tier>-<k>"`` (``None``: no tenant), what ``Request.tenant`` carries.  O(n)."""
+        if self.tenant is None:
+            return [None] * len(self)
+        names = self.tier_names
+        return [f"{names[t]}-{k}" if k >= 0 else None for t, k in zip(self.tier.tolist(), self.tenant.tolist())]
 
     def __len__(self) -> int:
         return len(self.arrival)
@@ -414,7 +434,7 @@ class Workload:
         arrival[first] = process.times(rng_arrivals, starts)
         names = tuple(t.name for t in self.tiers)
         if self.sessions is None:
-            return Requests(arrival, prompt, output, tier, names, session, think)
+            return Requests(arrival, prompt, output, tier, names, session, think, tenant=self._tenants(rng_tokens, tier))
         spec = self.sessions
         key = session
         if spec.hot_share > 0:  # drawn last, from its own stream: hot_share = 0 leaves every other draw unchanged
@@ -422,7 +442,24 @@ class Workload:
             hot = np.random.default_rng(rng_tokens.integers(2**63)).random(count) < spec.hot_share
             key = np.where(hot[session], count, session)
         offsets, blocks = block_hashes(session, prompt, spec.block_tokens, spec.system_tokens)
-        return Requests(arrival, prompt, output, tier, names, session, think, key, offsets, blocks)
+        return Requests(arrival, prompt, output, tier, names, session, think, key, offsets, blocks, self._tenants(rng_tokens, tier))
+
+    def _tenants(self, rng: np.random.Generator, tier: np.ndarray) -> np.ndarray | None:
+        """Each request's tenant index in its tier (Zipf by ``Tier.tenant_skew``), -1 for a tier without tenants.
+
+        ``None`` when no tier has tenants.  Drawn last, from a stream of its
+        own: adding tenants leaves every other draw of a seed unchanged.  O(n).
+        """
+        if not any(t.tenants for t in self.tiers):
+            return None
+        sub = np.random.default_rng(rng.integers(2**63))
+        out = np.full(len(tier), -1, dtype=np.int64)
+        for k, spec in enumerate(self.tiers):
+            mask = tier == k
+            if spec.tenants and mask.any():
+                weights = np.arange(1, spec.tenants + 1, dtype=np.float64) ** -float(spec.tenant_skew)
+                out[mask] = sub.choice(spec.tenants, size=int(mask.sum()), p=weights / weights.sum())
+        return out
 
     def _tokens(self, rng: np.random.Generator, tier: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         prompt = np.empty(len(tier), dtype=np.int64)
