@@ -25,6 +25,8 @@ __all__ = [
     "TimeWentBackwardsError",
     "RequestStateError",
     "RetriesExhaustedError",
+    "UnknownTierError",
+    "RequestTooLargeError",
 ]
 
 
@@ -100,3 +102,23 @@ class RequestStateError(LoadBalancerError, ValueError):
 class RetriesExhaustedError(LoadBalancerError, RuntimeError):
     """``begin`` was called for a request that already used ``max_tries`` attempts: fail it instead
     (``RetryLedger.fail``) or raise ``RetryPolicy.max_tries``."""
+
+
+# --- Stage 6: priorities and tiers ------------------------------------------
+
+
+class UnknownTierError(LoadBalancerError, ValueError):
+    """A request (or a call) names a service tier the tier table does not have.
+
+    The message lists the known tiers: send one of them, or ``tier=None`` for
+    the table's default tier, or add the tier to the ``TierTable``.
+    """
+
+
+class RequestTooLargeError(LoadBalancerError, ValueError):
+    """A request needs more than a rate-limit bucket can ever hold (its burst).
+
+    Waiting would never help, so this is not a 429 with a ``Retry-After``: a
+    gateway answers 413 (Content Too Large).  Split the request, lower its
+    ``max_tokens``, or move the tenant to a tier with a larger limit.
+    """

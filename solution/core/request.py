@@ -12,7 +12,10 @@ Stage 5 adds ``session_id`` (the conversation a request belongs to: session
 affinity keeps a conversation on the server that holds its KV cache) and
 ``prefix_blocks`` (hashes of the prompt's 512-token prefix blocks, in order,
 as the Mooncake trace gives them: prefix-aware routing matches them against
-what each server holds).  Later stages add their fields here (tier, deadline).
+what each server holds).  Stage 6 adds ``tier`` (the service tier a customer
+pays for: its queue class, reserved slots, rate limits, pool; ``None`` is the
+tier table's default) and ``tenant`` (who sends it: per-tenant rate limits;
+``None`` is no per-tenant limit).  Later stages add their fields here (deadline).
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ class Request:
         prefix_blocks: hashes of the prompt's prefix blocks (512 tokens
             each), in prompt order, a ``tuple`` of ``int`` (not ``bool``);
             ``()`` when unknown.  Validated in O(B) for B blocks.
+        tier: the name of its service tier (stage 6), a non-empty ``str``, or
+            ``None`` (the tier table's default tier).  Whether the name is a
+            known tier is the tier table's question (``UnknownTierError``).
+        tenant: who sent it (stage 6: an API key, an organisation), a
+            non-empty ``str``, or ``None`` (no per-tenant limit; the tier's
+            own limits still apply).
 
     Raises:
         TypeError / ValueError: a field of the wrong type or out of range.
@@ -51,6 +60,8 @@ class Request:
     prompt_tokens: int | None = None
     session_id: str | None = None
     prefix_blocks: tuple[int, ...] = ()
+    tier: str | None = None
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         require_id(self.request_id, "request_id")
@@ -66,6 +77,10 @@ class Request:
         for i, b in enumerate(blocks):
             if isinstance(b, bool) or not isinstance(b, int):
                 raise TypeError(f"prefix_blocks[{i}] must be an int (a block hash), got {type(b).__name__} {b!r}")
+        if self.tier is not None:
+            require_id(self.tier, "tier")
+        if self.tenant is not None:
+            require_id(self.tenant, "tenant")
 
     @property
     def output_tokens(self) -> int:
