@@ -43,7 +43,14 @@ Outcomes (frozen records; every submitted request ends with exactly one *final* 
 
 * :class:`Dispatched` (not final): an attempt started on a server; for a
   re-send ``attempt > 1`` and ``previous`` names the abandoned server (its
-  work, if still running, is wasted; its late answer will be discarded).
+  work, if still running, is wasted; its late answer will be discarded); for
+  the resume of a preempted request ``previous`` names the server it was
+  paused on (its work there was stopped at the :class:`Preempted`).
+* :class:`Preempted` (not final; stage 6): the request's attempt was paused
+  on ``server_id`` to give its slot to a request of a tier that may preempt;
+  the driver stops that work.  The request waits at the front of its tier's
+  line and later gets a :class:`Dispatched` for its resume (on the same
+  server in swap mode) and, as every request, exactly one final outcome.
 * :class:`Queued` (not final): the request waits in the queue.
 * :class:`Rejected` (final): admission or a full queue refused it, or no
   server could take it and there is no queue (HTTP 503 with Retry-After).
@@ -59,6 +66,64 @@ Outcomes (frozen records; every submitted request ends with exactly one *final* 
 Reads: :meth:`in_flight` (current attempts), :meth:`abandoned` (attempts
 whose answers will be discarded), :meth:`stats` (counts, with
 ``submitted = delivered + failed + rejected + timed_out + cancelled + open``).
+
+Service tiers and preemption (stage 6)
+--------------------------------------
+With ``tiers=`` (a :class:`~solution.tiers.TierTable`) every request belongs
+to a service tier (``Request.tier``; ``None`` = the table's default tier, an
+unknown name raises ``UnknownTierError`` and changes nothing).  The path
+keeps one stage-2 ``RequestQueue`` *per tier*, built from the ``queue``
+:class:`~solution.core.queue_types.QueuePolicy` (so ``max_depth`` and
+``max_wait`` apply per tier: a flood of batch work cannot fill premium's
+queue), and a request's queue priority is its tier's ``queue_class``.  A
+refill serves the tiers in class order (highest first): it tries a tier's
+head and, when that cannot be placed, goes on to the next class, so a
+premium request pinned to a full pool never holds back a free request that
+the shared pool could take (no head-of-line blocking across tiers): O(T)
+per refill for T tiers, plus O(log S) per request placed.  Strict priority
+needs no more: after every call no tier's head can be placed (else the
+refill would have placed it), so a newer request of a lower class only ever
+takes a slot that no waiting request of a higher class could use.
+
+The admission hook runs first: when it raises (``UnknownTierError``,
+``RequestTooLargeError``) nothing changes, not even the counters; a
+:class:`Rejected` from it (429 with an exact ``Retry-After``) is the
+request's final outcome.
+
+With ``preemptor=`` (a :class:`~solution.tiers.Preemptor`), a request of a
+tier that may preempt and finds no server (at submit, at a re-send, or at
+the head of its tier's queue) asks the preemptor for a victim: the newest
+running request of a preemptible tier on a server the requester may use
+(one of its pools, not draining, weight > 0, big enough, and one slot freed
+makes room under the requester's tier limit), preempted fewer than
+``max_preemptions`` times.  The victim's attempt leaves the router slot
+(:class:`Preempted`), the requester takes that slot, and the victim waits:
+
+* in ``"recompute"`` mode at the front of its tier's waiting line: paused
+  requests of a tier are resumed, in the order they were paused, before any
+  queued request of that tier, on any server the tier may use;
+* in ``"swap"`` mode in its server's line (as hard affinity's parked
+  requests: tried again, first paused first, when that server changes), so
+  it resumes on the same server; if that server is lost, down or removed it
+  moves to the recompute line (its swapped-out cache is gone with the host).
+
+The course's choices where stage 6's rules are silent: a paused request
+does not count toward its tier queue's ``max_depth`` nor toward that
+queue's ``Retry-After`` (it was admitted; a preemption never turns into a
+rejection), it has no queue deadline (``max_wait`` is a bound on waiting
+*before* service; a paused request is never dropped for having been
+preempted; the client may still cancel it), and its per-try timeout stops
+while paused and restarts with the resumed attempt.  A preemption is not a
+failed try: the path ends the ledger's record of the paused attempt
+(``RetryLedger.finish``) and begins a new one on resume, and it keeps the
+tries already used up before the pause, so ``RetryPolicy.max_tries`` bounds
+the failed tries of a request however often it is preempted; a request
+that streamed tokens stays streamed (the client sees a pause, not a
+restart).  ``Dispatched.attempt`` keeps counting every attempt, resumes
+included; ``stats()`` counts ``preempted`` and ``resumed`` (a resume is not
+a ``re_sent``) and ``paused`` now, and every request still ends exactly once.
+Delivered answers feed their own tier queue's completion rate (its
+``Retry-After``).
 
 Hard session affinity (stage 5) and the queue: a request that may go only to
 one server (the strategy's ``waiting_for(request)`` names it: a hard-pinned
@@ -104,6 +169,7 @@ from solution.core.health_types import HealthState, require_time
 from solution.core.queue_types import Cancelled, Queued, QueuePolicy, Rejected, TimedOut
 from solution.core.request import Request
 from solution.core.routing import Router
+from solution.core.tier_types import PREEMPT_MODES, SHARED_POOL
 from solution.core.validate import require_id, require_int
 
 __all__ = [
@@ -116,6 +182,7 @@ __all__ = [
     "TimedOut",
     "Cancelled",
     "Discarded",
+    "Preempted",
     "Outcome",
     "FAIL_REASONS",
     "Admission",
@@ -182,8 +249,24 @@ class Discarded:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Preempted:
+    """The request's attempt on ``server_id`` was paused at ``at`` for a request of a tier that may preempt (not final).
+
+    The driver stops the request's work on ``server_id``; the request waits at
+    the front of its tier's line and gets a :class:`Dispatched` for its resume.
+    ``times``: how often this request has been preempted so far, this one
+    included (at most the preemptor's ``max_preemptions``).
+    """
+
+    request_id: str
+    server_id: str
+    at: float
+    times: int
+
+
 #: Anything a RequestPath call returns in its list.
-Outcome = Union[Dispatched, Queued, Rejected, Delivered, Failed, TimedOut, Cancelled, Discarded]
+Outcome = Union[Dispatched, Queued, Rejected, Delivered, Failed, TimedOut, Cancelled, Discarded, Preempted]
 
 #: Admission hook (stage 6): ``admission(request, now)`` returns ``None`` to admit
 #: or a :class:`Rejected` to refuse.  The default admits everything.
@@ -194,10 +277,17 @@ class _Flight:
     """A request the path owns until it ends (private): queued, or its current attempt."""
 
     __slots__ = ("request", "priority", "arrived", "attempt", "server", "router_id", "deadline", "streamed",
-                 "queued", "in_ledger", "last_server", "parked", "queued_at", "wait_until")  # fmt: skip
+                 "queued", "in_ledger", "last_server", "parked", "queued_at", "wait_until",
+                 "tier", "paused", "paused_at", "line", "base", "spent", "ledger_tries")  # fmt: skip
 
-    def __init__(self, request: Request, priority: int, arrived: float) -> None:
-        self.request, self.priority, self.arrived = request, priority, arrived
+    def __init__(self, request: Request, priority: int, arrived: float, tier: str | None = None) -> None:
+        self.request, self.priority, self.arrived, self.tier = request, priority, arrived, tier
+        self.paused: str | None = None  # preempted: the server it was paused on (None: not paused)
+        self.paused_at = 0.0
+        self.line: tuple[str | None, str | None] | None = None  # paused: (tier, server) of its swap line, (tier, None) for recompute
+        self.base = 0  # attempts before the ledger's current record began (a preemption starts a new record)
+        self.spent = 0  # failed tries before the ledger's current record (they still count toward max_tries)
+        self.ledger_tries = 0  # attempts in the ledger's current record
         self.attempt = 0  # attempts started so far
         self.server: str | None = None  # the current attempt's server (None: queued or between attempts)
         self.router_id: str | None = None  # the current attempt's id in the router
@@ -225,6 +315,8 @@ _HEALTH_METHODS = ("add_server", "remove_server", "next_probe_time", "due_probes
                    "advance", "next_change_time", "weight", "trial_limit")  # fmt: skip
 _LEDGER_METHODS = ("begin", "first_token", "server_down", "timed_out", "answer", "fail", "finish")
 _QUEUE_METHODS = ("enqueue", "peek", "dispatch", "cancel", "expire", "next_deadline", "record_completion")
+_TIER_METHODS = ("tier", "limit")
+_PREEMPTOR_METHODS = ("started", "stopped", "forget", "victim", "preempt", "preemptions")
 
 
 class RequestPath:
@@ -259,7 +351,11 @@ class RequestPath:
             a request no server can take is rejected (503, Retry-After 1).
         clock: the ManualClock of a queue object (only with one).
         admission: the stage-6 hook ``admission(request, now) -> Rejected | None``
-            (default: admit everything).
+            (default: admit everything), e.g. ``TierAdmission``.  It runs before
+            anything changes; when it raises, nothing has changed.
+        tiers: a stage-6 ``TierTable`` or ``None`` (no tiers: stages 1-5).  With
+            it, ``queue`` must be a QueuePolicy (or ``None``): one queue per tier.
+        preemptor: a stage-6 ``Preemptor`` (needs ``tiers``) or ``None``: no preemption.
         reweight_every: seconds between re-weights of the servers in slow
             start (> 0, default 1.0).
 
@@ -272,8 +368,15 @@ class RequestPath:
     no transition); a re-send O(log S) (twice, to steer it off its previous
     server).  Nothing scans the fleet per request.
 
+    With tiers, a refill is O(T) for T tiers plus O(log S) per request
+    placed; a preemption adds the preemptor's victim search (O(1) typical,
+    O(k) for k running preemptible requests on servers the requester may not
+    use) and O(log S) to free the victim's slot; resuming a paused request
+    costs what a dispatch does.
+
     Raises:
-        TypeError: a component of the wrong kind.  ValueError: a router that
+        TypeError: a component of the wrong kind (a queue object with
+        ``tiers``; a ``preemptor`` without ``tiers``).  ValueError: a router that
         already has servers, ``reweight_every`` <= 0, or a queue whose
         large-request threshold differs from the router's.
     """
@@ -287,6 +390,8 @@ class RequestPath:
         queue: Any | None = None,
         clock: ManualClock | None = None,
         admission: Admission | None = None,
+        tiers: Any | None = None,
+        preemptor: Any | None = None,
         reweight_every: float = 1.0,
     ) -> None:
         if not isinstance(router, Router):
@@ -303,7 +408,33 @@ class RequestPath:
             raise TypeError(f"reweight_every must be a number of seconds, got {type(reweight_every).__name__}")
         if not math.isfinite(reweight_every) or reweight_every <= 0:
             raise ValueError(f"reweight_every must be a finite number of seconds > 0, got {reweight_every!r}")
-        if isinstance(queue, QueuePolicy):
+        _require_methods(tiers, _TIER_METHODS, "tiers", "a TierTable")
+        if tiers is not None:
+            order = tuple(t if isinstance(t, str) else t.name for t in tiers.by_class)
+            if queue is not None and not isinstance(queue, QueuePolicy):
+                raise TypeError(f"tiers need a QueuePolicy (the path builds one RequestQueue per tier from it), "
+                                f"got a {type(queue).__name__}; pass queue=QueuePolicy(...)")  # fmt: skip
+        else:
+            order = (None,)
+        _require_methods(preemptor, _PREEMPTOR_METHODS, "preemptor", "a Preemptor")
+        if preemptor is not None:
+            if tiers is None:
+                raise TypeError("a preemptor needs tiers=: which tiers may preempt and which are preemptible is in the TierTable")
+            if getattr(preemptor, "mode", None) not in PREEMPT_MODES:
+                raise TypeError(f"preemptor.mode must be one of {PREEMPT_MODES}, got {getattr(preemptor, 'mode', None)!r}")
+        queues: dict[str | None, Any] = {}
+        if tiers is not None and isinstance(queue, QueuePolicy):
+            if clock is not None:
+                raise TypeError("clock is only for a queue object; with a QueuePolicy the path makes its own clock")
+            from solution.request_queue import RequestQueue  # the reference queue (imported late: it imports core)
+
+            clock = ManualClock()
+            queues = {name: RequestQueue(clock, queue) for name in order}
+            policy, queue = queue, None
+            if policy.large_request_tokens != router.large_request_tokens:
+                raise ValueError(f"the queue's large_request_tokens ({policy.large_request_tokens}) must equal the router's "
+                                 f"({router.large_request_tokens}): both must call the same requests large")  # fmt: skip
+        elif isinstance(queue, QueuePolicy):
             if clock is not None:
                 raise TypeError("clock is only for a queue object; with a QueuePolicy the path makes its own clock")
             from solution.request_queue import RequestQueue  # the reference queue (imported late: it imports core)
@@ -325,7 +456,14 @@ class RequestPath:
         self.queue = queue
         self.clock = clock
         self.admission = admission
+        self.tiers = tiers
+        self.preemptor = preemptor
         self.reweight_every = float(reweight_every)
+        self._order: tuple[str | None, ...] = order  # tier names, highest class first ((None,) without tiers)
+        self._queues: dict[str | None, Any] = queues if tiers is not None else ({None: queue} if queue is not None else {})
+        self._resume: dict[str | None, deque[_Flight]] = {}  # tier -> paused requests to resume on any server (recompute)
+        self._swap: dict[tuple[str | None, str], deque[_Flight]] = {}  # (tier, server) -> paused requests to resume there (swap)
+        self._paused = 0  # paused (preempted) requests
         self._now = -math.inf
         self._flights: dict[str, _Flight] = {}  # request id -> its record, until it ends
         self._on: dict[str, dict[str, None]] = {}  # server -> request ids whose current attempt runs there
@@ -345,16 +483,18 @@ class RequestPath:
         self._changed: set[str] = set()  # servers changed since their line was last tried
         self._parked = 0  # requests in the lines
         self._counts = dict.fromkeys(("submitted", "dispatched", "re_sent", "delivered", "failed", "rejected",
-                                      "timed_out", "cancelled", "discarded", "lost_attempts", "queued"), 0)  # fmt: skip
+                                      "timed_out", "cancelled", "discarded", "lost_attempts", "queued",
+                                      "preempted", "resumed"), 0)  # fmt: skip
 
     # -- fleet ------------------------------------------------------------------
 
     def add_server(self, server_id: str, capacity: int, gpu_memory_gb: int, now: float, *,
-                   speed: float | None = None, warm: bool = True) -> list[Outcome]:  # fmt: skip
+                   speed: float | None = None, warm: bool = True, pool: str = SHARED_POOL) -> list[Outcome]:  # fmt: skip
         """Add a server to the router and the health checker; it takes queued requests at once.
 
         ``warm=True`` (default, the initial fleet): healthy at full weight;
         ``warm=False`` (a server just started): it begins in slow start.
+        ``pool``: its pool label (stage 6; ``"shared"``, the pool every tier may use, by default).
         Returns the outcomes in order (time-based work due by ``now``, then
         the :class:`Dispatched` requests it takes from the queue).  O(log S).
 
@@ -366,7 +506,10 @@ class RequestPath:
             raise TypeError(f"warm must be a bool, got {type(warm).__name__} {warm!r}")
         now = self._time(now)
         out = self._housekeeping(now)
-        self.router.add_server(server_id, capacity, gpu_memory_gb, speed=speed)
+        if pool == SHARED_POOL:
+            self.router.add_server(server_id, capacity, gpu_memory_gb, speed=speed)
+        else:
+            self.router.add_server(server_id, capacity, gpu_memory_gb, speed=speed, pool=pool)
         if self.health is not None:
             try:
                 self.health.add_server(server_id, now, warm=warm)
@@ -403,41 +546,64 @@ class RequestPath:
 
     # -- requests ---------------------------------------------------------------
 
-    def submit(self, request: Request, now: float, *, priority: int = 0) -> list[Outcome]:
+    def submit(self, request: Request, now: float, *, priority: int | None = None) -> list[Outcome]:
         """A new request: admission, then a server now, or the queue, or a rejection.
 
         Returns the outcomes in order: time-based work due by ``now``, then
-        this request's :class:`Dispatched`, :class:`Queued` or :class:`Rejected`.
-        A request waits in the queue behind others (first come, as the
-        stage-2 gateway) rather than overtaking them.  O(log S) + the strategy.
+        this request's :class:`Dispatched`, :class:`Queued` or :class:`Rejected`
+        (with a preemptor, the :class:`Preempted` that made room for it comes
+        just before its :class:`Dispatched`).  A request waits in the queue
+        (its tier's, with tiers) behind others (first come, as the stage-2
+        gateway) rather than overtaking them.  ``priority`` (default 0) is the
+        stage-2 queue class; with tiers it is the tier's ``queue_class``.
+        O(log S) + the strategy (+ the admission hook, O(1) amortized for
+        stage 6's; + a victim search when it preempts).
+
+        The admission hook runs before anything changes: when it raises,
+        nothing has changed (not even the counters).
 
         Raises:
             TypeError / ValueError: not a Request, a bad ``priority`` or ``now``
-                (TimeWentBackwardsError when earlier than a time seen).
+                (TimeWentBackwardsError when earlier than a time seen), or
+                ``priority`` given with tiers (the tier's class is the priority).
+            UnknownTierError (a ValueError): with tiers, ``request.tier`` is no tier of the table.
             DuplicateRequestError (a ValueError): the id is queued or in
                 flight, or an abandoned attempt of it still runs.
+            Whatever the admission hook raises (``RequestTooLargeError``, ...).
         """
         if not isinstance(request, Request):
             raise TypeError(f"submit takes a solution.core.request.Request, got {type(request).__name__}")
-        require_int(priority, "priority", minimum=0)
+        tier: str | None = None
+        if self.tiers is not None:
+            if priority is not None:
+                raise TypeError("with tiers= a request's priority is its tier's queue_class: set Request.tier, do not pass priority")
+            spec = self.tiers.tier(request.tier)  # UnknownTierError: nothing changed
+            tier, priority = spec.name, spec.queue_class
+        elif priority is None:
+            priority = 0
+        else:
+            require_int(priority, "priority", minimum=0)
         rid = request.request_id
         if rid in self._flights or rid in self._ghost_count:
             raise DuplicateRequestError(f"request {rid!r} is still queued, in flight or has an attempt running; use a new id")
+        now = self._check_time(now)
+        verdict = None
+        if self.admission is not None:
+            verdict = self.admission(request, now)  # first: when it raises, nothing has changed
+            if verdict is not None and not isinstance(verdict, Rejected):
+                raise TypeError(f"admission must return None or a Rejected, got {type(verdict).__name__}")
         now = self._time(now)
         out = self._housekeeping(now)
         self._counts["submitted"] += 1
-        if self.admission is not None:
-            verdict = self.admission(request, now)
-            if verdict is not None:
-                if not isinstance(verdict, Rejected):
-                    raise TypeError(f"admission must return None or a Rejected, got {type(verdict).__name__}")
-                self._counts["rejected"] += 1
-                out.append(verdict)
-                return self._flush(out)
-        f = _Flight(request, priority, now)
-        queue = self.queue
-        blocked = queue is not None and len(queue) and (self.router.is_large(request) or queue.peek(False) is not None)
-        routed = None if blocked else self._route(f, None, strict=False)
+        if verdict is not None:
+            self._counts["rejected"] += 1
+            out.append(verdict)
+            return self._flush(out)
+        f = _Flight(request, priority, now, tier)
+        queue = self._queues.get(tier)
+        blocked = tier in self._resume or bool(
+            queue is not None and len(queue) and (self.router.is_large(request) or queue.peek(False) is not None))
+        routed = None if blocked else self._place(f, None, now, out, strict=False)
         if routed is not None:
             self._flights[rid] = f
             out.append(self._start(f, *routed, now, previous=None, waited=0.0))
@@ -513,6 +679,9 @@ class RequestPath:
                 error = getattr(self.ledger, "error", None)
                 if callable(error):
                     again = error(request_id, server_id, now)
+                    if again and self._spent_all(f):
+                        self.ledger.fail(request_id, now)
+                        again = False
                 else:
                     self.ledger.fail(request_id, now)
             out += self._feedback(server_id, ok, now, seconds_per_token)
@@ -557,7 +726,7 @@ class RequestPath:
             self._drop_ghost(*key, router_id=router_id)
         running = list(self._on.get(server_id, {}))
         if self.ledger is not None:
-            resend, fail = self.ledger.server_down(server_id, now)
+            resend, fail = self._budget(*self.ledger.server_down(server_id, now), now)
         else:
             resend, fail = [], running
         self._counts["lost_attempts"] += len(running)
@@ -582,6 +751,7 @@ class RequestPath:
     def cancel(self, request_id: str, now: float) -> list[Outcome]:
         """The client went away: a queued request leaves the queue; a running one is abandoned (its answer will be discarded).
 
+        A paused (preempted) request leaves its line (O(that line's length)).
         Returns the outcomes, ending with :class:`Cancelled` (unless time-based
         work due by ``now`` ended the request first).  O(log S).
 
@@ -595,10 +765,12 @@ class RequestPath:
         f = self._flights.get(request_id)
         if f is not None:
             if f.queued:
-                self.queue.cancel(request_id)
+                self._queues[f.tier].cancel(request_id)
                 f.queued = False
             elif f.parked is not None:
                 self._unpark(f)
+            elif f.paused is not None:
+                self._unpause(f)
             elif f.server is not None:
                 self._abandon(f)
             out.append(self._end(f, Cancelled(request_id, now, now - f.arrived)))
@@ -659,8 +831,9 @@ class RequestPath:
             times.append(heap[0][0])
         if self.health is not None:
             times += [t for t in (self.health.next_probe_time(), self.health.next_change_time()) if t is not None]
-        if self.queue is not None and (d := self.queue.next_deadline()) is not None:
-            times.append(d)
+        for queue in self._queues.values():
+            if (d := queue.next_deadline()) is not None:
+                times.append(d)
         due = self._line_due
         while due and not self._live_line_due(due[0]):
             heapq.heappop(due)
@@ -685,24 +858,32 @@ class RequestPath:
 
         ``submitted`` = ``delivered + failed + rejected + timed_out + cancelled
         + open`` (every request ends once); ``dispatched`` counts attempts
-        (``re_sent`` of them after the first); ``discarded`` late answers;
+        (``re_sent`` of them re-sends, ``resumed`` of them resumes after a
+        preemption); ``preempted`` preemptions; ``discarded`` late answers;
         ``lost_attempts`` attempts on lost servers; ``open`` requests not yet
-        ended, ``waiting`` of them queued or parked (``parked`` of them in a
-        server's line: hard affinity); ``abandoned`` attempts still
-        running; ``timers`` per-try deadlines kept (stale ones included).  O(1).
+        ended: between calls each runs an attempt, waits (``waiting``: queued
+        or parked, ``parked`` of them in a server's line: hard affinity) or is
+        ``paused`` (preempted, waiting to resume); ``abandoned`` attempts still
+        running; ``timers`` per-try deadlines kept (stale ones included).
+        O(T) for T tiers.
         """
         parked = self._parked
         return {**self._counts, "open": len(self._flights),
-                "waiting": (len(self.queue) if self.queue is not None else 0) + parked, "parked": parked,
+                "waiting": sum(len(q) for q in self._queues.values()) + parked, "parked": parked, "paused": self._paused,
                 "abandoned": sum(self._ghost_count.values()), "timers": len(self._timeouts),
                 "recovering": len(self._ramping)}  # fmt: skip
 
     # -- private ------------------------------------------------------------------
 
-    def _time(self, now: object) -> float:
+    def _check_time(self, now: object) -> float:
+        """``now`` as a float, checked (a number, not before a time seen); changes nothing."""
         value = require_time(now)
         if value < self._now:
             raise TimeWentBackwardsError(f"now={value} is before {self._now}, a time this path already saw; pass the current time")
+        return value
+
+    def _time(self, now: object) -> float:
+        value = self._check_time(now)
         self._now = value
         if self.clock is not None and self.clock.now < value:
             self.clock.set(value)
@@ -723,13 +904,14 @@ class RequestPath:
                 health.advance(now)
             out += self._apply_health(now)
         out += self._expire_timeouts(now)
-        if self.queue is not None and (d := self.queue.next_deadline()) is not None and d <= now:
-            for outcome in self.queue.expire():
-                f = self._flights[outcome.request_id]
-                f.queued = False
-                if f.in_ledger:
-                    self.ledger.fail(f.request.request_id, now)
-                out.append(self._end(f, outcome))
+        for queue in self._queues.values():
+            if (d := queue.next_deadline()) is not None and d <= now:
+                for outcome in queue.expire():
+                    f = self._flights[outcome.request_id]
+                    f.queued = False
+                    if f.in_ledger:
+                        self.ledger.fail(f.request.request_id, now)
+                    out.append(self._end(f, outcome))
         due = self._line_due
         while due and due[0][0] <= now:
             entry = heapq.heappop(due)
@@ -789,6 +971,7 @@ class RequestPath:
         if self.ledger is None:
             return []
         resend, fail = self.ledger.server_down(server_id, now)
+        resend, fail = self._budget(resend, fail, now)
         out: list[Outcome] = []
         for rid in fail:
             f = self._flights[rid]
@@ -810,6 +993,9 @@ class RequestPath:
             f = self._flights[entry[2]]
             rid, sid = f.request.request_id, f.server
             again = self.ledger.timed_out(rid, now)
+            if again and self._spent_all(f):
+                self.ledger.fail(rid, now)
+                again = False
             self._abandon(f)
             out += self._feedback(sid, False, now, None)
             if again:
@@ -825,11 +1011,14 @@ class RequestPath:
     def _why(self, f: _Flight) -> str:
         return "streamed" if f.streamed else "out_of_tries"
 
+    def _attempt_request(self, f: _Flight) -> tuple[Request, str]:
+        """The Request the router sees for the next attempt, and its router id."""
+        rid = _router_id(f.request.request_id, f.attempt + 1)
+        return (f.request if f.attempt == 0 else replace(f.request, request_id=rid)), rid  # a re-send keeps its session and prefix blocks
+
     def _route(self, f: _Flight, avoid: str | None, *, strict: bool) -> tuple[str, str] | None:
         """Ask the router for the next attempt's server, steering off ``avoid`` (never back to it when ``strict``)."""
-        attempt = f.attempt + 1
-        rid = _router_id(f.request.request_id, attempt)
-        req = f.request if attempt == 1 else replace(f.request, request_id=rid)  # a re-send keeps its session and prefix blocks
+        req, rid = self._attempt_request(f)
         router = self.router
         if avoid is not None and avoid in router and router.server(avoid).weight > 0:
             s = router.server(avoid)
@@ -851,21 +1040,141 @@ class RequestPath:
         except NoCapacityError:
             return None
 
+    def _place(self, f: _Flight, avoid: str | None, now: float, out: list[Outcome], *, strict: bool) -> tuple[str, str] | None:
+        """:meth:`_route`, and when that finds no server and ``f``'s tier may preempt, preempt a victim and take its slot.
+
+        A :class:`Preempted` goes to ``out``.  O(log S) + the victim search.
+        """
+        routed = self._route(f, avoid, strict=strict)
+        if routed is not None or self.preemptor is None or not self.tiers.tier(f.tier).may_preempt:
+            return routed
+        sid = self._preempt_for(f, avoid if strict else None, now, out)
+        if sid is None:
+            return None
+        req, rid = self._attempt_request(f)
+        try:
+            self.router.place(req, sid)  # the freed slot: the requester fits there (the victim search checked it)
+        except NoCapacityError:  # a strategy-side filter the table does not know: let the strategy choose
+            return self._route(f, avoid, strict=strict)
+        return sid, rid
+
+    def _may_use(self, f: _Flight) -> Callable[[str], bool]:
+        """Whether ``f`` could take a slot of a server once one request there leaves: its pools, not draining,
+        weight > 0, big enough, and ``load - 1`` under its tier's limit there.  O(1) per call."""
+        router, tiers, name = self.router, self.tiers, f.tier
+        pools = frozenset(tiers.tier(name).pools)
+        large = router.is_large(f.request)
+        lost = self._lost
+
+        def usable(server_id: str) -> bool:
+            if server_id not in router or server_id in lost:
+                return False
+            s = router.server(server_id)
+            if s.draining or s.weight <= 0 or (large and not s.big) or s.pool not in pools:
+                return False
+            return s.load - 1 < tiers.limit(name, router.limit(s), s.nominal_capacity)
+
+        return usable
+
+    def _preempt_for(self, f: _Flight, avoid: str | None, now: float, out: list[Outcome]) -> str | None:
+        """Pause the preemptor's victim for ``f`` (never on ``avoid``); return the server whose slot it freed, or None."""
+        usable = self._may_use(f)
+        found = self.preemptor.victim(f.request, usable if avoid is None else (lambda sid: sid != avoid and usable(sid)))
+        if found is None:
+            return None
+        victim_id, server_id = found
+        v = self._flights.get(victim_id)
+        if v is None or v.server != server_id:
+            raise RuntimeError(f"the preemptor named {victim_id!r} on {server_id!r}, which does not run there; "
+                               "call Preemptor.started / stopped for every attempt (the path does)")  # fmt: skip
+        self._pause(v, now, out)
+        return server_id
+
+    def _pause(self, v: _Flight, now: float, out: list[Outcome]) -> None:
+        """Preempt ``v``: its attempt leaves its router slot; it waits to resume (its tier's line, or its server's in swap mode)."""
+        rid, sid = v.request.request_id, v.server
+        times = self.preemptor.preempt(rid)  # counted; it leaves the preemptor's running index
+        self.router.complete_request(v.router_id)
+        self._touch(sid)
+        self._detach(v, stopped=False)
+        if v.in_ledger:  # a preemption is not a failed try: end the ledger's record, keep the failed tries it had
+            self.ledger.finish(rid)
+            v.in_ledger = False
+            v.spent += max(0, v.ledger_tries - 1)
+        v.base, v.ledger_tries = v.attempt, 0
+        v.paused, v.paused_at = sid, now
+        key = (v.tier, sid if self.preemptor.mode == "swap" else None)
+        self._line_add(v, key)
+        self._counts["preempted"] += 1
+        out.append(Preempted(rid, sid, now, times))
+
+    def _line_add(self, v: _Flight, key: tuple[str | None, str | None]) -> None:
+        v.line = key
+        if key[1] is None:
+            self._resume.setdefault(key[0], deque()).append(v)
+        else:
+            self._swap.setdefault(key, deque()).append(v)  # type: ignore[arg-type]
+        self._paused += 1
+
+    def _unpause(self, f: _Flight) -> None:
+        """Take a paused ``f`` out of its line (O(its line's length): cancellations only)."""
+        tier, sid = f.line
+        lines: dict[Any, deque[_Flight]] = self._resume if sid is None else self._swap  # type: ignore[assignment]
+        key = tier if sid is None else f.line
+        line = lines[key]
+        line.remove(f)
+        if not line:
+            del lines[key]
+        f.line = None
+        f.paused = None
+        self._paused -= 1
+
+    def _budget(self, resend: list[str], fail: list[str], now: float) -> tuple[list[str], list[str]]:
+        """Move the requests whose failed tries, before and after their preemptions, reach ``max_tries`` from re-send to fail."""
+        if not any(self._flights[rid].spent for rid in resend):
+            return resend, fail
+        keep = []
+        fail = list(fail)
+        for rid in resend:
+            if self._spent_all(self._flights[rid]):
+                self.ledger.fail(rid, now)
+                fail.append(rid)
+            else:
+                keep.append(rid)
+        return keep, fail
+
+    def _spent_all(self, f: _Flight) -> bool:
+        """True when ``f`` used up ``RetryPolicy.max_tries`` counting the failed tries before its preemptions (the
+        ledger counts only its current record).  A ledger without ``policy.max_tries`` is trusted as it is."""
+        if not f.spent:
+            return False
+        max_tries = getattr(getattr(self.ledger, "policy", None), "max_tries", None)
+        return isinstance(max_tries, int) and f.spent + f.ledger_tries >= max_tries
+
     def _start(self, f: _Flight, server_id: str, router_id: str, now: float, *, previous: str | None, waited: float) -> Dispatched:
         rid = f.request.request_id
+        resumed = f.paused is not None
+        if resumed:
+            previous, waited = f.paused, now - f.paused_at
         if self.ledger is not None:
             try:
-                attempt = self.ledger.begin(rid, server_id, now)
+                attempt = f.base + self.ledger.begin(rid, server_id, now)
+                if resumed and f.streamed:
+                    self.ledger.first_token(rid, now)  # it streamed before the pause: never silently restarted
             except BaseException:
                 self.router.complete_request(router_id)
                 raise
             f.in_ledger = True
+            f.ledger_tries += 1
             deadline_of = getattr(self.ledger, "deadline", None)
             f.deadline = deadline_of(rid) if callable(deadline_of) else None
         else:
             attempt, f.deadline = f.attempt + 1, None
         f.attempt, f.server, f.router_id, f.last_server = attempt, server_id, router_id, server_id
+        f.paused = None
         self._on.setdefault(server_id, {})[rid] = None
+        if self.preemptor is not None:
+            self.preemptor.started(f.request, server_id)
         if f.deadline is not None:
             self._seq += 1
             heapq.heappush(self._timeouts, (f.deadline, self._seq, rid, attempt))
@@ -873,28 +1182,34 @@ class RequestPath:
                 self._timeouts = [e for e in self._timeouts if self._live_timeout(e)]
                 heapq.heapify(self._timeouts)
         self._counts["dispatched"] += 1
-        if attempt > 1:
+        if resumed:
+            self._counts["resumed"] += 1
+        elif attempt > 1:
             self._counts["re_sent"] += 1
         return Dispatched(rid, server_id, now, waited, attempt, previous, f.deadline)
 
     def _resend(self, f: _Flight, now: float, previous: str, *, strict: bool) -> list[Outcome]:
         """Start the next attempt elsewhere; queue it when no server can take it (or fail it without a queue)."""
-        routed = self._route(f, previous, strict=strict)
+        out: list[Outcome] = []
+        routed = self._place(f, previous, now, out, strict=strict)
         if routed is not None:
-            return [self._start(f, *routed, now, previous=previous, waited=0.0)]
+            out.append(self._start(f, *routed, now, previous=previous, waited=0.0))
+            return out
         rid = f.request.request_id
-        if self.queue is not None:
+        if f.tier in self._queues:
             receipt = self._enqueue(f, now)
             if isinstance(receipt, Queued):
                 self._park_if_pinned(f)
-                return [receipt]
+                out.append(receipt)
+                return out
         if f.in_ledger:
             self.ledger.fail(rid, now)
-        return [self._end(f, Failed(rid, now, "no_server", previous, f.attempt))]
+        out.append(self._end(f, Failed(rid, now, "no_server", previous, f.attempt)))
+        return out
 
     def _enqueue(self, f: _Flight, now: float) -> Queued | Rejected:
         r = f.request
-        receipt = self.queue.enqueue(r.request_id, r.estimated_tokens, f.priority, prompt_tokens=r.prompt_tokens)
+        receipt = self._queues[f.tier].enqueue(r.request_id, r.estimated_tokens, f.priority, prompt_tokens=r.prompt_tokens)
         if isinstance(receipt, Queued):
             f.queued = True
             f.queued_at, f.wait_until = receipt.at, receipt.deadline
@@ -904,38 +1219,107 @@ class RequestPath:
         return receipt
 
     def _fill(self, now: float) -> list[Outcome]:
-        """Dispatch waiting requests while a server takes them, best first (large ones only to a big server)."""
-        queue = self.queue
+        """Dispatch waiting requests while a server takes them, best first (large ones only to a big server).
+
+        Hard affinity's server lines first, then each tier in class order
+        (highest first): its paused requests (swap lines of the servers that
+        changed, then the recompute line), then its queue; a tier whose head
+        cannot be placed is passed over for the next class (no head-of-line
+        blocking across tiers).  O(T) + O(log S) per request placed (+ a
+        victim search for a head whose tier may preempt).
+        """
         out: list[Outcome] = []
-        if queue is None:
+        if not self._queues and not self._paused:
             return out
+        changed, self._changed = self._changed, set()
         if self._lines:
-            out += self._serve_lines(now)
-        else:
-            self._changed.clear()
-        large_ok = True
-        while len(queue):
-            head = queue.peek(large_ok)
-            if head is None:
-                break
-            f = self._flights[head.request_id]
-            routed = self._route(f, None, strict=False)
-            if routed is None:
-                if self._park_if_pinned(f):
-                    continue  # it waits in its server's line: the next request may go elsewhere
-                if large_ok and self.router.is_large(f.request):
-                    large_ok = False
-                    continue
-                break
-            receipt = queue.dispatch(head.request_id, routed[0])
-            f.queued = False
-            previous = f.last_server if f.attempt else None
-            out.append(self._start(f, *routed, now, previous=previous, waited=receipt.waited))
+            out += self._serve_lines(now, changed)
+        for tier in self._order:
+            if self._paused and not self._serve_paused(tier, now, changed, out):
+                continue  # a paused request of this tier cannot resume: its queue's newer requests wait behind it
+            queue = self._queues.get(tier)
+            large_ok = True
+            while queue is not None and len(queue):
+                head = queue.peek(large_ok)
+                if head is None:
+                    break
+                f = self._flights[head.request_id]
+                routed = self._place(f, None, now, out, strict=False)
+                if routed is None:
+                    if self._park_if_pinned(f):
+                        continue  # it waits in its server's line: the next request may go elsewhere
+                    if large_ok and self.router.is_large(f.request):
+                        large_ok = False
+                        continue
+                    break
+                receipt = queue.dispatch(head.request_id, routed[0])
+                f.queued = False
+                previous = f.last_server if f.attempt else None
+                out.append(self._start(f, *routed, now, previous=previous, waited=receipt.waited))
         return out
 
+    def _serve_paused(self, tier: str | None, now: float, changed: set[str], out: list[Outcome]) -> bool:
+        """Resume ``tier``'s paused requests that can go now; False when its recompute line's head still cannot."""
+        if self._swap:
+            for sid in list(changed):
+                line = self._swap.get((tier, sid))
+                while line:
+                    f = line[0]
+                    if not self._can_wait_for(sid):  # its host is gone: the swapped-out cache with it; recompute anywhere
+                        for g in line:
+                            self._paused -= 1
+                            self._line_add(g, (tier, None))
+                        line.clear()
+                        break
+                    req, rid = self._attempt_request(f)
+                    if not self._fits(f, sid):
+                        break
+                    try:
+                        self.router.place(req, sid)
+                    except NoCapacityError:
+                        break
+                    line.popleft()
+                    self._paused -= 1
+                    f.line = None
+                    out.append(self._start(f, sid, rid, now, previous=None, waited=0.0))
+                if line is not None and not line:
+                    del self._swap[(tier, sid)]
+        line = self._resume.get(tier)
+        while line:
+            f = line[0]
+            routed = self._place(f, None, now, out, strict=False)
+            if routed is None:
+                return False
+            line.popleft()
+            self._paused -= 1
+            f.line = None
+            out.append(self._start(f, *routed, now, previous=None, waited=0.0))
+        if line is not None and not line:
+            del self._resume[tier]
+        return True
+
+    def _can_wait_for(self, server_id: str) -> bool:
+        """A swapped-out request may wait for ``server_id``: present, not draining, not lost, weight > 0."""
+        if server_id not in self.router or server_id in self._lost:
+            return False
+        s = self.router.server(server_id)
+        return not s.draining and s.weight > 0
+
+    def _fits(self, f: _Flight, server_id: str) -> bool:
+        """``f`` may take a slot of ``server_id`` now: eligible in the router and under its tier's limit there.  O(1)."""
+        router = self.router
+        s = router.server(server_id)
+        req = f.request
+        if not router.eligible(s, req):
+            return False
+        fits = getattr(router.strategy, "fits", None)
+        if callable(fits):
+            return bool(fits(s, req))
+        return s.load < self.tiers.limit(f.tier, router.limit(s), s.nominal_capacity)
+
     def _touch(self, server_id: str) -> None:
-        """``server_id`` changed (a slot freed, a new weight, a drain): its parked line is tried at the next refill.  O(1)."""
-        if self._lines:
+        """``server_id`` changed (a slot freed, a new weight, a drain): its lines are tried at the next refill.  O(1)."""
+        if self._lines or self._swap:
             self._changed.add(server_id)
 
     def _park_if_pinned(self, f: _Flight) -> bool:
@@ -944,7 +1328,7 @@ class RequestPath:
         sid = waiting_for(f.request) if callable(waiting_for) else None
         if sid is None:
             return False
-        self.queue.dispatch(f.request.request_id, sid)  # early binding: it left the queue for its server
+        self._queues[f.tier].dispatch(f.request.request_id, sid)  # early binding: it left the queue for its server
         f.queued = False
         self._park(f, sid)
         return True
@@ -970,11 +1354,10 @@ class RequestPath:
         f = self._flights.get(entry[2])
         return f is not None and f.parked is not None and f.wait_until == entry[0]
 
-    def _serve_lines(self, now: float) -> list[Outcome]:
+    def _serve_lines(self, now: float, changed: set[str]) -> list[Outcome]:
         """Start the parked requests whose server changed (and the line for any server), first come first served."""
         out: list[Outcome] = []
-        keys = [sid for sid in self._changed if sid in self._lines]
-        self._changed.clear()
+        keys = [sid for sid in changed if sid in self._lines]
         if _ANY_SERVER in self._lines:
             keys.append(_ANY_SERVER)
         for key in keys:
@@ -1001,7 +1384,7 @@ class RequestPath:
                 del self._lines[key]
         return out
 
-    def _detach(self, f: _Flight) -> None:
+    def _detach(self, f: _Flight, *, stopped: bool = True) -> None:
         """The current attempt no longer runs for the request (answered, failed, lost or abandoned)."""
         sid, rid = f.server, f.request.request_id
         running = self._on[sid]
@@ -1010,6 +1393,8 @@ class RequestPath:
             del self._on[sid]
         f.server = f.router_id = None
         f.deadline = None
+        if stopped and self.preemptor is not None:
+            self.preemptor.stopped(rid)
 
     def _abandon(self, f: _Flight) -> None:
         """The current attempt keeps running on its server, but its answer will be discarded."""
@@ -1047,8 +1432,10 @@ class RequestPath:
         del self._flights[rid]
         if f.in_ledger:
             self.ledger.finish(rid)
-        if self.queue is not None and isinstance(outcome, Delivered):
-            self.queue.record_completion()
+        if isinstance(outcome, Delivered) and (queue := self._queues.get(f.tier)) is not None:
+            queue.record_completion()
+        if self.preemptor is not None:
+            self.preemptor.forget(rid)
         name = {Delivered: "delivered", Failed: "failed", Rejected: "rejected", TimedOut: "timed_out",
                 Cancelled: "cancelled"}[type(outcome)]  # fmt: skip
         self._counts[name] += 1
