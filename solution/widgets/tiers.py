@@ -1,0 +1,339 @@
+"""Stage-6 pictures and widgets: reservation's rounding, a token bucket over time, preemption, the tier ladder.
+
+Figures (matplotlib's OO API, no pyplot state; each passes the course's
+figure rule, ``tests/sim/test_figures.py``):
+
+* :func:`bucket_figure`: a token bucket's level over time, each request
+  admitted or refused, and, for a refused one, the exact wait and the whole
+  seconds of its ``Retry-After``.
+* :func:`timeline_figure`: per request, when it waited, ran, was paused by a
+  preemption and resumed (paying its recompute or swap first).
+* :func:`preemption_cost_figure`: what a preempted request pays on resume,
+  per context length: recompute (a prefill of prompt + generated tokens) or
+  swap (its KV bytes out and back over PCIe).
+* :func:`cobham_figure`: per priority class, the simulated mean wait with its
+  interval against Cobham's formula, per load.
+
+Measurements (O(1) formulas, or O(n) over what they are given):
+
+* :func:`rounding_rows`: per server capacity, the slots a tier table
+  reserves for a tier and the share that is.
+* :func:`bucket_trace`: drive a token bucket through a sequence of requests
+  and sample its level, in time order.
+* :func:`timeline_from_outcomes`: a request path's outcomes (``Dispatched``,
+  ``Preempted``, final) as per-request spans.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from solution.sim.gpus import GpuSpec, ModelSpec
+
+__all__ = [
+    "TIER_COLORS", "RoundingRow", "rounding_rows", "BucketTrace", "bucket_trace", "bucket_figure", "Span", "timeline_from_outcomes",
+    "timeline_figure", "TIMELINE_STATES", "recompute_seconds", "swap_seconds", "preemption_cost_figure", "cobham_figure",
+]  # fmt: skip
+
+#: One colour per tier of the course's standard table (others get the default cycle).
+TIER_COLORS = {"premium": "#4c78a8", "free": "#f58518", "batch": "#54a24b"}
+
+_CYCLE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac", "#eeca3b")
+
+
+def _color(name: str, k: int) -> str:
+    return TIER_COLORS.get(name, _CYCLE[k % len(_CYCLE)])
+
+
+# -- reservation: the rounding table ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoundingRow:
+    """One server capacity: the slots reserved for the tier, the share that is, and what lower tiers may use."""
+
+    capacity: int
+    reserved: int
+    share: float  # reserved / capacity
+    lower_limit: int  # the slots a tier of the lowest class may use on a healthy server of this capacity
+
+
+def rounding_rows(table: Any, tier: str, capacities: Iterable[int] = range(1, 9)) -> list[RoundingRow]:
+    """Per capacity, what ``table`` (a ``TierTable``) reserves for ``tier`` and leaves to its lowest class.
+
+    Reads ``table.reserved_slots(tier, c)`` and ``table.limit(lowest, c, c)``
+    (a healthy server: its effective limit is its capacity), so the table is
+    the implementation's own.  O(len(capacities)).
+    """
+    lowest = table.by_class[-1].name
+    rows = []
+    for c in capacities:
+        reserved = int(table.reserved_slots(tier, c))
+        rows.append(RoundingRow(int(c), reserved, reserved / c, int(table.limit(lowest, c, c))))
+    return rows
+
+
+# -- a token bucket over time ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BucketTrace:
+    """A token bucket driven through requests: its level on a time grid, and each request's verdict."""
+
+    times: np.ndarray  # the grid, seconds
+    level: np.ndarray  # the bucket's level at each grid time (after the requests at that time)
+    burst: float
+    rate: float  # tokens per second
+    at: np.ndarray  # each request's time, seconds
+    need: np.ndarray  # each request's tokens
+    wait: np.ndarray  # 0.0 admitted (and charged); > 0 the exact seconds until it would be
+    retry_after: np.ndarray  # whole seconds, ceil(wait) (0 for an admitted request)
+
+    @property
+    def admitted(self) -> np.ndarray:
+        return self.wait == 0.0
+
+
+def bucket_trace(bucket: Any, requests: Sequence[tuple[float, float]], *, until: float | None = None,
+                 step: float = 0.05) -> BucketTrace:  # fmt: skip
+    """Drive ``bucket`` (a ``TokenBucket``: ``take(n, now)``, ``level(now)``, ``rate``, ``burst``) through ``requests``.
+
+    ``requests`` is ``(time, tokens)`` in time order.  The level is sampled
+    on a grid of ``step`` seconds up to ``until`` (default: the last request
+    + 20% of the span), interleaved with the requests in time order (a
+    bucket's clock never goes back): the level at a request's time is the
+    one after it was charged.  O(len(requests) + until / step).
+
+    Raises:
+        ValueError: requests out of time order, or ``step`` not positive.
+    """
+    if not step > 0:
+        raise ValueError(f"step must be positive seconds, got {step!r}")
+    at = np.array([float(t) for t, _ in requests])
+    need = np.array([float(n) for _, n in requests])
+    if np.any(np.diff(at) < 0):
+        raise ValueError("requests must be in time order (a bucket's clock never goes back)")
+    end = float(until) if until is not None else (float(at[-1]) * 1.2 if len(at) else 10.0)
+    grid = np.arange(0.0, end + step / 2, step)
+    events = sorted([(float(t), 0, k) for k, t in enumerate(grid)] + [(float(t), -1, k) for k, t in enumerate(at)])
+    level = np.empty(len(grid))
+    wait = np.zeros(len(at))
+    for t, kind, k in events:  # requests first at a shared time (kind -1), then the sample
+        if kind < 0:
+            wait[k] = float(bucket.take(need[k], t))
+        else:
+            level[k] = float(bucket.level(t))
+    retry = np.array([math.ceil(w) if w > 0 else 0 for w in wait], dtype=np.int64)
+    return BucketTrace(grid, level, float(bucket.burst), float(bucket.rate), at, need, wait, retry)
+
+
+def bucket_figure(trace: BucketTrace, *, title: str = "a token bucket: level over time") -> Figure:
+    """The bucket's level, its burst, each request (admitted: a dot at its cost; refused: a cross) and each refusal's wait.
+
+    For a refused request the figure draws the exact wait (a horizontal
+    segment from its time to ``time + wait``, where the bucket first holds
+    enough) and marks ``time + Retry-After`` (the whole second the 429 gives).
+    """
+    fig = Figure(figsize=(9, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(trace.times, trace.level, color="#4c78a8", linewidth=1.5, label=f"level (refill {trace.rate:g} tokens per s)")
+    ax.axhline(trace.burst, color="grey", linestyle="--", linewidth=1, label=f"burst {trace.burst:g} tokens")
+    ok = trace.admitted
+    if ok.any():
+        ax.plot(trace.at[ok], trace.need[ok], "o", color="#54a24b", label="admitted: its tokens charged")
+    if (~ok).any():
+        ax.plot(trace.at[~ok], trace.need[~ok], "x", color="#e45756", markersize=8, mew=2, label="refused: 429, nothing charged")
+        xs, ys = [], []
+        for t, n, w in zip(trace.at[~ok], trace.need[~ok], trace.wait[~ok]):
+            xs += [t, t + w, np.nan]
+            ys += [n, n, np.nan]
+        ax.plot(xs, ys, color="#e45756", linewidth=1, label="exact wait until it fits")
+        ax.plot(trace.at[~ok] + trace.retry_after[~ok], trace.need[~ok], "|", color="black", markersize=12, mew=2,
+                label="Retry-After (whole seconds)")  # fmt: skip
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("tokens in the bucket (tokens)")
+    ax.set_ylim(bottom=0, top=trace.burst * 1.25)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+# -- preemption: a per-request timeline -----------------------------------------------------------------
+
+
+@dataclass
+class Span:
+    """One stretch of one request's life: ``state`` is waiting, running, paused, resume cost or resumed."""
+
+    request: str
+    state: str
+    start: float
+    end: float
+    server: str | None = None
+
+
+#: States a timeline draws, in legend order, with their colours.
+TIMELINE_STATES = {"waiting": "#bab0ac", "running": "#4c78a8", "paused": "#e45756", "resume cost": "#eeca3b", "resumed": "#72b7b2"}
+
+
+def timeline_from_outcomes(outcomes: Iterable[Any], *, resume_cost: Callable[[str, float], float] | None = None,
+                           end: float | None = None) -> dict[str, list[Span]]:  # fmt: skip
+    """Per request, its spans from a request path's outcomes (each has ``request_id`` and ``at``), in the order they happened.
+
+    An outcome's class name says what happened: ``Queued`` (waits),
+    ``Dispatched`` (runs; after a ``Preempted`` it is a resume), ``Preempted``
+    (paused), and any final outcome (``Delivered``, ``Failed``, ...) ends the
+    request.  ``resume_cost(request_id, t)`` gives the seconds a resume
+    spends recomputing (or swapping) before it runs on; they are drawn
+    apart.  Requests appear in the order of their first outcome.  O(len(outcomes)).
+    """
+    spans: dict[str, list[Span]] = {}
+    open_: dict[str, Span] = {}
+    paused: set[str] = set()
+
+    def close(rid: str, t: float) -> None:
+        span = open_.pop(rid, None)
+        if span is not None:
+            span.end = t
+            if span.end > span.start:
+                spans.setdefault(rid, []).append(span)
+
+    last = 0.0
+    for outcome in outcomes:
+        t = float(outcome.at)
+        last = max(last, t)
+        kind = type(outcome).__name__
+        rid = outcome.request_id
+        if kind == "Queued":
+            close(rid, t)
+            open_[rid] = Span(rid, "waiting", t, t)
+        elif kind == "Dispatched":
+            close(rid, t)
+            server = getattr(outcome, "server_id", None)
+            if rid in paused:
+                cost = resume_cost(rid, t) if resume_cost is not None else 0.0
+                if cost > 0:
+                    spans.setdefault(rid, []).append(Span(rid, "resume cost", t, t + cost, server))
+                open_[rid] = Span(rid, "resumed", t + cost, t + cost, server)
+            else:
+                open_[rid] = Span(rid, "running", t, t, server)
+        elif kind == "Preempted":
+            close(rid, t)
+            paused.add(rid)
+            open_[rid] = Span(rid, "paused", t, t, getattr(outcome, "server_id", None))
+        elif kind in ("Delivered", "Failed", "TimedOut", "Cancelled", "Rejected"):
+            close(rid, t)
+        spans.setdefault(rid, [])
+    for rid in list(open_):
+        close(rid, end if end is not None else last)
+    return spans
+
+
+def _states(row: Sequence[Any]) -> list[tuple[str, float, float]]:
+    """A row's (state, start, end): a :class:`Span`'s ``state``, or a simulator segment's ``kind``; running after a pause is resumed."""
+    out, paused = [], False
+    for s in row:
+        state = getattr(s, "state", None) or s.kind
+        if state == "paused":
+            paused = True
+        elif state == "running" and paused:
+            state = "resumed"
+        out.append((state, float(s.start), float(s.end)))
+    return out
+
+
+def timeline_figure(spans: Mapping[str, Sequence[Any]], *, title: str = "preemption: one request's timeline per row") -> Figure:
+    """One row per request (the mapping's order, top down): its waiting, running, paused, resume-cost and resumed spans.
+
+    A row is a sequence of :class:`Span` (``state``) or of the simulator's
+    segments (``kind``: waiting, running, paused; a running segment after a
+    pause is drawn as resumed).
+    """
+    fig = Figure(figsize=(9, 0.45 * max(3, len(spans)) + 1.4), layout="constrained")
+    ax = fig.add_subplot()
+    names = list(spans)
+    rows = {name: _states(spans[name]) for name in names}
+    for state, color in TIMELINE_STATES.items():
+        mine = [(k, start, end) for k, name in enumerate(names) for st, start, end in rows[name] if st == state and end > start]
+        if not mine:
+            continue
+        ax.barh([k for k, _, _ in mine], [end - start for _, start, end in mine], left=[start for _, start, _ in mine], height=0.6,
+                color=color, edgecolor="black", linewidth=0.5, label=state)  # fmt: skip
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(len(names) - 0.5, -0.5)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("request (id)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+# -- preemption: what a resume costs --------------------------------------------------------------------
+
+
+def recompute_seconds(tokens: int, model: ModelSpec, gpu: GpuSpec) -> float:
+    """Recompute mode: the prefill of ``tokens`` (prompt + tokens generated so far) on ``gpu``, alone.  O(1)."""
+    return float(model.latency_model(gpu).prefill_time(int(tokens)))
+
+
+def swap_seconds(tokens: int, model: ModelSpec, gpu: GpuSpec) -> float:
+    """Swap mode: the KV cache of ``tokens`` out to host memory and back over the GPU's PCIe link, ``2 x bytes / bandwidth``.  O(1)."""
+    return 2.0 * float(tokens) * model.kv_bytes_per_token / (gpu.pcie_gb_s * 1e9)
+
+
+def preemption_cost_figure(models: Mapping[str, ModelSpec], gpus: Sequence[GpuSpec], *, max_tokens: int = 16_000) -> Figure:
+    """Per model (one panel each): the seconds a resume costs against the context, recompute and swap on each GPU."""
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    tokens = np.linspace(0, max_tokens, 81)
+    for k, (name, model) in enumerate(models.items()):
+        ax = fig.add_subplot(1, len(models), k + 1)
+        for j, gpu in enumerate(gpus):
+            ax.plot(tokens, [recompute_seconds(int(t), model, gpu) for t in tokens], color=_CYCLE[j], linewidth=2,
+                    label=f"recompute: prefill on an {gpu.name}")  # fmt: skip
+            ax.plot(tokens, [swap_seconds(int(t), model, gpu) for t in tokens], color=_CYCLE[j], linestyle="--",
+                    label=f"swap: out and in over PCIe ({gpu.pcie_gb_s:g} GB/s)")  # fmt: skip
+        ax.set_xlabel("context: prompt + generated (tokens)")
+        ax.set_ylabel("resume cost (s)")
+        ax.set_title(f"{name} ({model.kv_bytes_per_token / 1024:.0f} KiB of KV per token)", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return fig
+
+
+# -- strict priority against Cobham -----------------------------------------------------------------------
+
+
+def cobham_figure(points: Mapping[str, Sequence[tuple[float, float, float, float, float]]], *, servers: int = 1,
+                  title: str | None = None, preemptive: bool = False) -> Figure:  # fmt: skip
+    """Per class: the simulated mean wait (dots with intervals over seeds) against the formula (a line), per total load.
+
+    ``points`` maps a class name to ``(total load per server, mean, low, high,
+    theory)`` tuples; waits in mean service times.
+    """
+    fig = Figure(figsize=(7.5, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for k, (name, rows) in enumerate(points.items()):
+        rows = sorted(rows)
+        x = np.array([r[0] for r in rows])
+        color = _color(name, k)
+        ax.plot(x, [r[4] for r in rows], color=color, linewidth=1.5,
+                label=f"{name}: {'preemptive-resume' if preemptive else 'Cobham'} formula")  # fmt: skip
+        means = np.array([r[1] for r in rows])
+        err = np.array([[r[1] - r[2] for r in rows], [r[3] - r[1] for r in rows]])
+        ax.errorbar(x, means, yerr=err, fmt="o", color=color, capsize=3, markersize=4, label=f"{name}: simulated (interval over seeds)")
+    ax.set_xlabel("total offered load per server (erlangs per server)")
+    ax.set_ylabel("mean wait (mean service times)")
+    ax.set_yscale("log")
+    ax.set_title(title or f"strict priority, M/M/{servers}: each class's mean wait", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    return fig
+
