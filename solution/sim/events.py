@@ -4,7 +4,8 @@ An event is a tuple ``(time, kind, seq, a, b)``.  The heap pops the smallest
 tuple, so events run in time order; at equal times the *kind* decides
 (server progress, then timetable, then crash detection, then arrivals, then
 a queue's deadlines, then clients giving up on a queued request, then a
-warm-up step, then the health checker's timers and probe results), and
+warm-up step, then the health checker's timers and probe results, then
+stage 6's retries after a 429 and swap-ins), and
 then ``seq``, the order in which events were scheduled.  The order is total,
 so a run is deterministic.  ``a`` and ``b`` are two integers whose meaning
 depends on the kind (a server index and its version, a timetable row, a
@@ -22,10 +23,12 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 
-__all__ = ["SERVER", "TIMETABLE", "DETECT", "ARRIVAL", "DEADLINE", "PATIENCE", "WARM", "HEALTH", "PROBE", "EventQueue"]
+__all__ = ["SERVER", "TIMETABLE", "DETECT", "ARRIVAL", "DEADLINE", "PATIENCE", "WARM", "HEALTH", "PROBE", "RETRY", "SWAP_IN",
+           "EventQueue"]  # fmt: skip
 
-#: Event kinds, in the order they run at equal times.
-SERVER, TIMETABLE, DETECT, ARRIVAL, DEADLINE, PATIENCE, WARM, HEALTH, PROBE = 0, 1, 2, 3, 4, 5, 6, 7, 8
+#: Event kinds, in the order they run at equal times (stage 6: a client's retry after a 429, a preempted
+#: request's KV cache back in GPU memory).
+SERVER, TIMETABLE, DETECT, ARRIVAL, DEADLINE, PATIENCE, WARM, HEALTH, PROBE, RETRY, SWAP_IN = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 
 
 class EventQueue:
