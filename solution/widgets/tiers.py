@@ -311,29 +311,54 @@ def preemption_cost_figure(models: Mapping[str, ModelSpec], gpus: Sequence[GpuSp
 # -- strict priority against Cobham -----------------------------------------------------------------------
 
 
-def cobham_figure(points: Mapping[str, Sequence[tuple[float, float, float, float, float]]], *, servers: int = 1,
-                  title: str | None = None, preemptive: bool = False) -> Figure:  # fmt: skip
-    """Per class: the simulated mean wait (dots with intervals over seeds) against the formula (a line), per total load.
+def cobham_figure(points: Sequence[Any], *, title: str | None = None, grid: int = 60) -> Figure:
+    """Per class, per server count: the simulated mean (dots with their intervals) against the formula (a line), per load.
 
-    ``points`` maps a class name to ``(total load per server, mean, low, high,
-    theory)`` tuples; waits in mean service times.
+    ``points`` are :class:`solution.sim.tiersrace.PriorityPoint` records (one
+    per class per point, waits or times in system in mean service times).
+    Points with the same server count and the same split of the load among
+    the classes form one series; its formula line is drawn on a grid of
+    total loads up to the largest simulated one (Cobham's
+    :func:`~solution.sim.theory.priority_mean_waits`, or
+    :func:`~solution.sim.theory.preemptive_mean_times` for preemptive points).
+    One panel per server count.  O(points + grid x classes).
     """
-    fig = Figure(figsize=(7.5, 4), layout="constrained")
-    ax = fig.add_subplot()
-    for k, (name, rows) in enumerate(points.items()):
-        rows = sorted(rows)
-        x = np.array([r[0] for r in rows])
-        color = _color(name, k)
-        ax.plot(x, [r[4] for r in rows], color=color, linewidth=1.5,
-                label=f"{name}: {'preemptive-resume' if preemptive else 'Cobham'} formula")  # fmt: skip
-        means = np.array([r[1] for r in rows])
-        err = np.array([[r[1] - r[2] for r in rows], [r[3] - r[1] for r in rows]])
-        ax.errorbar(x, means, yerr=err, fmt="o", color=color, capsize=3, markersize=4, label=f"{name}: simulated (interval over seeds)")
-    ax.set_xlabel("total offered load per server (erlangs per server)")
-    ax.set_ylabel("mean wait (mean service times)")
-    ax.set_yscale("log")
-    ax.set_title(title or f"strict priority, M/M/{servers}: each class's mean wait", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize="small")
-    return fig
+    from solution.sim.theory import preemptive_mean_times, priority_mean_waits
 
+    counts = sorted({p.servers for p in points})
+    fig = Figure(figsize=(5.2 * len(counts), 4), layout="constrained")
+    for panel, c in enumerate(counts):
+        ax = fig.add_subplot(1, len(counts), panel + 1)
+        mine = [p for p in points if p.servers == c]
+        series: dict[tuple[bool, tuple[float, ...]], list[Any]] = {}
+        for p in mine:
+            total = math.fsum(p.loads)
+            series.setdefault((p.preemptive, tuple(round(a / total, 6) for a in p.loads)), []).append(p)
+        k = 0
+        for (preemptive, split), rows in series.items():
+            classes = sorted({p.cls for p in rows})
+            top = max(math.fsum(p.loads) for p in rows) / c
+            xs = np.linspace(0.05, top, grid)
+            for cls in classes:
+                color = _CYCLE[k % len(_CYCLE)]
+                k += 1
+                name = f"class {cls + 1} of {len(split)}" + (" (preemptive)" if preemptive else "")
+                share = "/".join(f"{x:.0%}" for x in split)
+                formula = preemptive_mean_times if preemptive else None
+                curve = [(formula([a * x * c for a in split], c) if formula else priority_mean_waits(c, [a * x * c for a in split]))[cls]
+                         for x in xs]  # fmt: skip
+                ax.plot(xs, curve, color=color, linewidth=1.5,
+                        label=f"{name}, split {share}: {'preemptive-resume' if preemptive else 'Cobham'} formula")  # fmt: skip
+                dots = sorted((p for p in rows if p.cls == cls), key=lambda p: math.fsum(p.loads))
+                x = np.array([math.fsum(p.loads) / c for p in dots])
+                means = np.array([p.mean for p in dots])
+                err = np.array([[p.mean - p.low for p in dots], [p.high - p.mean for p in dots]])
+                ax.errorbar(x, means, yerr=err, fmt="o", color=color, capsize=3, markersize=4, label=f"{name}: simulated (interval over seeds)")
+        preemptive_only = all(p.preemptive for p in mine)
+        ax.set_xlabel("total offered load per server (erlangs per server)")
+        ax.set_ylabel("mean time in system (mean service times)" if preemptive_only else "mean wait (mean service times)")
+        ax.set_yscale("log")
+        ax.set_title(title or f"strict priority, M/M/{c}: each class against theory", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize="x-small")
+    return fig
