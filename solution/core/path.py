@@ -345,7 +345,8 @@ class RequestPath:
         ledger: a ``RetryLedger`` (stage 4) or ``None``: no re-route (one try,
             no per-try timeout; a lost server's requests fail).
         queue: a :class:`~solution.core.queue_types.QueuePolicy` (the path
-            builds the reference ``RequestQueue`` on its own clock), a stage-2
+            builds the reference ``RequestQueue`` on its own clock; in the
+            candidate's bundle, which has no reference, the candidate's), a stage-2
             queue object built on the :class:`~solution.core.clock.ManualClock`
             given as ``clock`` (the path sets it to each ``now``), or ``None``:
             a request no server can take is rejected (503, Retry-After 1).
@@ -426,10 +427,9 @@ class RequestPath:
         if tiers is not None and isinstance(queue, QueuePolicy):
             if clock is not None:
                 raise TypeError("clock is only for a queue object; with a QueuePolicy the path makes its own clock")
-            from solution.request_queue import RequestQueue  # the reference queue (imported late: it imports core)
-
             clock = ManualClock()
-            queues = {name: RequestQueue(clock, queue) for name in order}
+            queue_class = _queue_class()
+            queues = {name: queue_class(clock, queue) for name in order}
             policy, queue = queue, None
             if policy.large_request_tokens != router.large_request_tokens:
                 raise ValueError(f"the queue's large_request_tokens ({policy.large_request_tokens}) must equal the router's "
@@ -437,10 +437,8 @@ class RequestPath:
         elif isinstance(queue, QueuePolicy):
             if clock is not None:
                 raise TypeError("clock is only for a queue object; with a QueuePolicy the path makes its own clock")
-            from solution.request_queue import RequestQueue  # the reference queue (imported late: it imports core)
-
             clock = ManualClock()
-            queue = RequestQueue(clock, queue)
+            queue = _queue_class()(clock, queue)
         elif queue is not None:
             _require_methods(queue, _QUEUE_METHODS, "queue", "a stage-2 RequestQueue")
             if not isinstance(clock, ManualClock):
@@ -1442,6 +1440,17 @@ class RequestPath:
         if not self._flights:
             self._timeouts.clear()
         return outcome
+
+
+def _queue_class() -> type:
+    """The stage-2 ``RequestQueue`` a QueuePolicy builds: the reference's, or in the candidate's bundle (no reference) the candidate's."""
+    try:
+        from solution.request_queue import RequestQueue  # imported late: it imports core
+    except ImportError:
+        from solution.core.impl import load_impl
+
+        return load_impl().RequestQueue
+    return RequestQueue
 
 
 def _require_methods(obj: Any, names: tuple[str, ...], what: str, kind: str) -> None:
