@@ -7,7 +7,8 @@ the stage-1 balancer; ``RequestQueue`` (stage 2) queues requests in front of
 it, through the shared ``Gateway``; ``HealthChecker`` and ``RetryLedger`` (stage 4)
 keep servers' health and re-send requests whose server failed; ``SessionAffinity``,
 ``BoundedLoadHash`` and ``PrefixAware`` (stage 5) keep conversations where their KV
-cache is.
+cache is; ``TierTable``, ``RateLimiter``, ``TierAdmission``, ``TierRouting`` and
+``Preemptor`` (stage 6) decide who waits when the cluster is short.
 """
 
 from solution.balancer import LoadBalancer
@@ -18,6 +19,8 @@ from solution.health import HealthChecker, RetryLedger
 from solution.core.health_types import Attempt, HealthPolicy, HealthState, RetryPolicy, Transition
 from solution.affinity import BoundedLoadHash, PrefixAware, SessionAffinity, SessionTable
 from solution.core.affinity_types import AffinityPolicy, RemapReason
+from solution.tiers import Preemptor, RateLimiter, TierAdmission, TierRouting, TierTable, TokenBucket
+from solution.core.tier_types import RateLimit, ServiceTier, Slo
 from solution.core.gateway import Gateway
 from solution.core.clock import ManualClock
 from solution.core.queue_types import (
@@ -73,6 +76,15 @@ __all__ = [
     "PrefixAware",
     "AffinityPolicy",
     "RemapReason",
+    "TierTable",
+    "TokenBucket",
+    "RateLimiter",
+    "TierAdmission",
+    "TierRouting",
+    "Preemptor",
+    "ServiceTier",
+    "RateLimit",
+    "Slo",
     "Gateway",
     "ManualClock",
     "Ordering",

@@ -60,6 +60,7 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise("strategies", 3, "notebooks/03_routing_strategies.ipynb"),
     Exercise("health", 4, "notebooks/04_health_checks.ipynb"),
     Exercise("affinity", 5, "notebooks/05_session_affinity.ipynb"),
+    Exercise("tiers", 6, "notebooks/06_priorities_and_tiers.ipynb"),
 )
 
 HEADER = (
