@@ -14,6 +14,9 @@
     python -m solution.sim affinity-race --workload mooncake  # stage 5: affinity policies on the Mooncake trace
     python -m solution.sim affinity-race --workload pileup --seeds 4   # stage 5: a hot session key
     python -m solution.sim kv-checks                         # stage 5: LRU vs Che's approximation, KV migration break-even
+    python -m solution.sim tiers-race --seeds 4              # stage 6: the policy ladder under 1.3x overload
+    python -m solution.sim tiers-race --workload azure --seeds 4   # stage 6: the Azure trace, tiers assigned
+    python -m solution.sim tier-checks                       # stage 6: strict priority vs Cobham / preemptive-resume
 
 ``--balancer`` picks the implementation: ``solution`` (the reference),
 ``exercises`` (the candidate's), or ``package.module:Class``; by default the
@@ -111,7 +114,50 @@ def _parser() -> argparse.ArgumentParser:
     affinity.add_argument("--workers", type=int, help="processes (default: every core)")
     kv = sub.add_parser("kv-checks", help="stage 5: the LRU prefix cache against Che's approximation; KV migration break-even")
     kv.add_argument("--seeds", type=int, default=10, help="seeds per point (default 10)")
+    tiers = sub.add_parser("tiers-race", help="stage 6: FIFO, class priority, + reservation, + rate limits, + pools, "
+                           "+ preemption under overload (common random numbers)")  # fmt: skip
+    tiers.add_argument("--workload", default="overload", help="overload (synthetic, 1.3x capacity) or azure (the trace)")
+    tiers.add_argument("--seeds", type=int, default=4, help="number of seeds (default 4)")
+    tiers.add_argument("--servers", type=int, help="servers (default 8)")
+    tiers.add_argument("--load", type=float, help="offered load over the cluster's capacity (default 1.3)")
+    tiers.add_argument("--requests", type=int, help="requests (the trace: its first rows; default 4000)")
+    tiers.add_argument("--workers", type=int, help="processes (default: every core)")
+    tier_checks = sub.add_parser("tier-checks", help="stage 6: strict priority against Cobham's formula and preemptive-resume theory")
+    tier_checks.add_argument("--seeds", type=int, default=6, help="seeds per point (default 6)")
+    tier_checks.add_argument("--requests", type=int, default=20_000, help="requests per run (default 20000)")
+    tier_checks.add_argument("--workers", type=int, help="processes (default: every core)")
     return parser
+
+
+def _stage6_command(args: argparse.Namespace) -> int:
+    """``tiers-race`` and ``tier-checks``."""
+    started = time.perf_counter()
+    if args.command == "tiers-race":
+        from solution.sim.tiersrace import tiers_race
+        from solution.sim.trace import AZURE_CREDIT
+
+        try:
+            out = tiers_race(args.workload, seeds=range(args.seeds), servers=args.servers, load=args.load,
+                             requests=args.requests, workers=args.workers)  # fmt: skip
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(out.table())
+        if args.workload == "azure":
+            print(f"Trace: {AZURE_CREDIT}.")
+    else:
+        from solution.sim.tiersrace import TIER_CHECK_POINTS, priority_points
+
+        for preemptive in (False, True):
+            what = "mean time in system, preemptive-resume" if preemptive else "mean wait, non-preemptive (Cobham)"
+            print(f"Strict priority, classic mode (mu = 1), {what}: 99% intervals over {args.seeds} seeds, "
+                  f"{args.requests:,} requests each (first 10% dropped):")  # fmt: skip
+            for p in priority_points(TIER_CHECK_POINTS, preemptive=preemptive, seeds=range(args.seeds), requests=args.requests,
+                                     workers=args.workers):  # fmt: skip
+                print(f"  c={p.servers} loads={p.loads} class {p.cls}: simulated {p.mean:.3f} [{p.low:.3f}, {p.high:.3f}], "
+                      f"theory {p.theory:.3f}: {'inside' if p.covered else 'OUTSIDE'}")  # fmt: skip
+    print(f"({time.perf_counter() - started:.1f} s)")
+    return 0
 
 
 def _stage5_command(args: argparse.Namespace) -> int:
@@ -184,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _health_command(args)
     if args.command in ("affinity-race", "kv-checks"):
         return _stage5_command(args)
+    if args.command in ("tiers-race", "tier-checks"):
+        return _stage6_command(args)
     if args.command == "list":
         for name, builder in SCENARIOS.items():
             print(f"{name:12s} {(builder.__doc__ or '').strip().splitlines()[0]}")

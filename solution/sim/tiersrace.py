@@ -69,9 +69,9 @@ from solution.sim.workload import Fixed, LogNormal, Pareto, Poisson, Requests, T
 from solution.core.validate import require_int
 
 __all__ = [
-    "MODEL", "GPU", "LADDER", "TIER_METRICS", "CLUSTER_METRICS", "WORKLOADS", "race_table", "ladder", "traffic_tiers",
+    "MODEL", "GPU", "LADDER", "EXTRA_RUNGS", "TIER_METRICS", "CLUSTER_METRICS", "WORKLOADS", "race_table", "ladder", "traffic_tiers",
     "overload_scenario", "TieredTrace", "azure_scenario", "scenario_for", "jain_index", "max_min_fair", "run_metrics",
-    "TiersRaceResult", "tiers_race", "TiersRun", "tiers_run", "PriorityPoint", "priority_points",
+    "TiersRaceResult", "tiers_race", "TiersRun", "tiers_run", "PriorityPoint", "priority_points", "TIER_CHECK_POINTS",
 ]  # fmt: skip
 
 #: The model and GPU of every stage-6 scenario (as stage 5's).
@@ -80,6 +80,10 @@ GPU = "A100-80GB"
 
 #: The ladder's labels, in order.
 LADDER = ("FIFO", "class priority", "+ reservation", "+ rate limits", "+ pools", "+ preemption")
+
+#: A rung off the ladder, for comparison: class priority and preemption alone (no reservation, limits or pools):
+#: what preemption does when nothing else keeps room for premium.
+EXTRA_RUNGS = ("priority + preemption",)
 
 #: Per-tier metrics, in table order.
 TIER_METRICS = ("slo", "ttft_p99", "e2e_p99", "goodput", "done", "throttled", "preempted", "jain")
@@ -104,7 +108,7 @@ def _tier_module() -> Any:
 
 
 def race_table(capacity_rate: float, *, mix: Sequence[float] = DEFAULT_MIX, reserved: float = 0.25,
-               free_tier_share: float = 0.45, tenant_share: float = 0.1) -> Any:  # fmt: skip
+               free_tier_share: float = 0.45, tenant_share: float = 0.1, burst: float = 10.0) -> Any:  # fmt: skip
     """The race's full ``TierTable`` (every mechanism on), for a cluster completing ``capacity_rate`` requests/s.
 
     * ``premium``: class 2, ``reserved`` of every server's slots, pool
@@ -114,7 +118,8 @@ def race_table(capacity_rate: float, *, mix: Sequence[float] = DEFAULT_MIX, rese
       cluster's capacity in requests per minute, a tenant limit of
       ``tenant_share`` of that (a heavy tenant cannot take the whole tier);
       tokens per minute: 4,000 tokens per admitted request's worth (generous:
-      the request count binds); SLO TTFT 10 s, e2e 120 s.
+      the request count binds); buckets hold ``burst`` = 10 s of their rate
+      (not a minute's: the runs last minutes); SLO TTFT 10 s, e2e 120 s.
     * ``batch``: class 0, preemptible, no limit; SLO 1 hour for both
       (batch promises completion, not latency).
 
@@ -128,8 +133,9 @@ def race_table(capacity_rate: float, *, mix: Sequence[float] = DEFAULT_MIX, rese
     tenant_rpm = max(tenant_share * rpm, 1.0)
     premium = ServiceTier("premium", 2, reserved_share=reserved, pool="premium", routing="predictive", may_preempt=True,
                           slo=Slo(ttft=2.0, e2e=60.0))  # fmt: skip
-    free = ServiceTier("free", 1, tier_limit=RateLimit(rpm, rpm * 4000.0),
-                       tenant_limit=RateLimit(tenant_rpm, max(tenant_rpm * 4000.0, 40_000.0)), slo=Slo(ttft=10.0, e2e=120.0))  # fmt: skip
+    free = ServiceTier("free", 1, tier_limit=RateLimit(rpm, rpm * 4000.0, burst_seconds=burst),
+                       tenant_limit=RateLimit(tenant_rpm, max(tenant_rpm * 4000.0, 40_000.0), burst_seconds=burst),
+                       slo=Slo(ttft=10.0, e2e=120.0))  # fmt: skip
     batch = ServiceTier("batch", 0, preemptible=True, slo=Slo(ttft=3600.0, e2e=3600.0))
     return lib.TierTable([premium, free, batch], default="free")
 
@@ -142,9 +148,6 @@ def ladder(table: Any, servers: Sequence[str], *, pool_share: float = 0.25, pree
     (at least 1, at most S - 1) form the premium pool from ``"+ pools"`` on.
     ``rungs``: which labels to build (default all, in order).
     """
-    unknown = [r for r in rungs if r not in LADDER]
-    if unknown:
-        raise ValueError(f"unknown rungs {unknown}; choose from {', '.join(LADDER)}")
     tiers = {t.name: t for t in table.by_class}
     lib = _tier_module()
 
@@ -158,6 +161,9 @@ def ladder(table: Any, servers: Sequence[str], *, pool_share: float = 0.25, pree
         return lib.TierTable(rows, default=table.default)
 
     count = min(max(1, math.ceil(pool_share * len(servers) - 1e-9)), max(len(servers) - 1, 1))
+    unknown = [r for r in rungs if r not in LADDER + EXTRA_RUNGS]
+    if unknown:
+        raise ValueError(f"unknown rungs {unknown}; choose from {', '.join(LADDER + EXTRA_RUNGS)}")
     pool = {sid: "premium" for sid in servers[:count]} if len(servers) > 1 else {}
     build = {
         "FIFO": lambda: TierSetup("FIFO"),
@@ -167,6 +173,8 @@ def ladder(table: Any, servers: Sequence[str], *, pool_share: float = 0.25, pree
         "+ pools": lambda: TierSetup("+ pools", table_with(True, True, True, False), limits=True, pools=pool),
         "+ preemption": lambda: TierSetup("+ preemption", table_with(True, True, True, True), limits=True, pools=pool,
                                           preemption=preemption),  # fmt: skip
+        "priority + preemption": lambda: TierSetup("priority + preemption", table_with(False, False, False, True),
+                                                   preemption=preemption),  # fmt: skip
     }
     return tuple(build[r]() for r in rungs)
 
@@ -557,6 +565,11 @@ def tiers_run(*, mix: Sequence[float] = DEFAULT_MIX, overload: float = 1.3, rese
 
 
 # -- strict priority against theory (classic mode) ---------------------------------------------------------
+
+
+#: The points ``tier-checks`` and the tests use: one server at rho = 0.8 split evenly and rho = 0.9 split 1:2, four
+#: servers at 3.2 erlangs split 1.2 / 2.0 (per-class offered loads in erlangs, highest class first).
+TIER_CHECK_POINTS: tuple[tuple[int, tuple[float, ...]], ...] = ((1, (0.4, 0.4)), (1, (0.3, 0.6)), (4, (1.2, 2.0)))
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,11 @@ from solution.sim.errors import TraceFormatError
 from solution.sim.validate import require_number
 from solution.sim.workload import Requests
 
-__all__ = ["TraceWorkload", "load_azure_trace", "AZURE_HEADER"]
+__all__ = ["TraceWorkload", "load_azure_trace", "AZURE_HEADER", "AZURE_CREDIT"]
+
+#: What every use of the Azure trace must credit (CC-BY 4.0).
+AZURE_CREDIT = ('Azure LLM inference 2023 trace (CC-BY 4.0): Patel et al., "Splitwise: Efficient generative LLM inference '
+                'using phase splitting", ISCA 2024, and the Azure Public Dataset (github.com/Azure/AzurePublicDataset)')
 
 #: The header line every Azure LLM inference 2023 file starts with.
 AZURE_HEADER = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
