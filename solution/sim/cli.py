@@ -133,12 +133,12 @@ def _stage6_command(args: argparse.Namespace) -> int:
     """``tiers-race`` and ``tier-checks``."""
     started = time.perf_counter()
     if args.command == "tiers-race":
-        from solution.sim.tiersrace import tiers_race
+        from solution.sim.tiersrace import EXTRA_RUNGS, LADDER, tiers_race
         from solution.sim.trace import AZURE_CREDIT
 
         try:
             out = tiers_race(args.workload, seeds=range(args.seeds), servers=args.servers, load=args.load,
-                             requests=args.requests, workers=args.workers)  # fmt: skip
+                             requests=args.requests, workers=args.workers, rungs=LADDER + EXTRA_RUNGS)  # fmt: skip
         except (ValueError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

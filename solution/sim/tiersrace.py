@@ -62,6 +62,7 @@ from solution.sim.gpus import MODEL_PRESETS, gpu_preset
 from solution.sim.parallel import map_jobs
 from solution.sim.results import Outcome
 from solution.sim.scenario import Scenario
+from solution.sim.trace import TraceWorkload
 from solution.sim.theory import mean_confidence_interval, preemptive_mean_times, priority_mean_waits
 from solution.sim.tiersim import Clients, TierRun, TierSetup, simulate_tiers
 from solution.sim.validate import require_number
@@ -215,7 +216,7 @@ def overload_scenario(servers: int = 8, load: float = 1.3, requests: int = 4_000
 
 
 @dataclass(frozen=True)
-class TieredTrace:
+class TieredTrace(TraceWorkload):
     """A trace replay with tiers and tenants assigned: the Azure LLM inference 2023 CSV, time-scaled.
 
     The rule (seeded, documented): each request, independently, is premium /
@@ -226,9 +227,6 @@ class TieredTrace:
     multiplied by ``time_scale``).
     """
 
-    path: str
-    time_scale: float = 1.0
-    limit: int | None = None
     mix: tuple[float, ...] = DEFAULT_MIX
     tenants: tuple[int, ...] = (20, 200, 5)
 

@@ -79,6 +79,18 @@ def test_non_preemptive_priority_matches_cobham_at_rho_0_9() -> None:
         assert p.covered, p
 
 
+def test_preemptive_top_class_sees_an_mm1_at_its_own_load() -> None:
+    """The request path with a Preemptor (no bound, free resume), one server at rho = 0.8 split evenly: 99% intervals, 6 seeds."""
+    pytest.importorskip("solution.tiers")
+    from solution.sim.tiersrace import priority_points
+
+    points = priority_points([POINTS[0]], preemptive=True, seeds=range(6), requests=4_000, workers=1)
+    assert [p.cls for p in points] == [0, 1]
+    for p in points:
+        assert p.covered, p
+    assert points[0].theory == pytest.approx(1 / (1 - 0.4))
+
+
 @pytest.mark.slow
 def test_preemptive_resume_priority_matches_theory() -> None:
     """The request path with a Preemptor (no bound, free resume), classic mode: time in system per class within a 99% interval."""
