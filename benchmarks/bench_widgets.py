@@ -3,7 +3,8 @@
 Calls the same methods the controls call (no browser: tests/browser measures
 the full round trip through JupyterLab) and prints the median and worst of
 several runs for each action.  Target: well under a second; the simulator
-playground's 20,000-request rerun under 300 ms.
+playground's 20,000-request rerun under 300 ms; the tier explorer's change
+(a run and its redraw) under 200 ms.
 
 Usage: python benchmarks/bench_widgets.py [--repeat 7]
 """
@@ -66,6 +67,24 @@ def main() -> None:
             worst_sim = max(worst_sim, median)
         print(f"{label:<48}{median:>10.0f}{worst:>10.0f}")
     print(f"slowest simulator rerun (median): {worst_sim:.0f} ms  (target < 300 ms)")
+    tiers_median = tier_explorer(args.repeat)
+    print(f"tier explorer, a control change (median over every control): {tiers_median:.0f} ms  (target < 200 ms)")
+
+
+def tier_explorer(repeat: int) -> float:
+    """Median ms per control change of notebook 06's TierExplorer, each change a setting not run before (no cache hit)."""
+    from solution.widgets.tiers import TierExplorer
+
+    explorer = TierExplorer()
+    steps = [(explorer.reserved, v) for v in (0, 10, 20, 30, 40, 50)] + [(explorer.overload, v) for v in (1.0, 1.5, 1.8, 2.0)]
+    steps += [(explorer.limits, False), (explorer.preemption, False), (explorer.limits, True), (explorer.premium, 0.3), (explorer.batch, 0.1)]
+    samples = []
+    for control, value in steps[: max(repeat, 1) * 2]:
+        start = time.perf_counter()
+        control.value = value
+        samples.append((time.perf_counter() - start) * 1000)
+    print(f"{'tiers: a control change (run + redraw)':<48}{statistics.median(samples):>10.0f}{max(samples):>10.0f}")
+    return statistics.median(samples)
 
 
 if __name__ == "__main__":

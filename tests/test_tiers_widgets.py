@@ -130,3 +130,76 @@ def test_the_cobham_figure_draws_the_formula_through_its_points():
     (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "class 2 of 2, split 50%/50%: Cobham formula"]
     x, y = line.get_xdata()[-1], line.get_ydata()[-1]
     assert x == pytest.approx(0.8) and y == pytest.approx(priority_mean_waits(1, [0.4, 0.4])[1])
+
+
+# -- the ladder and the widget ------------------------------------------------------------------------------
+
+
+def test_window_p99_takes_each_windows_own_requests():
+    arrival = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 10.0])
+    value = np.array([1.0, 2.0, 3.0, 100.0, 5.0, 7.0])
+    tier = np.array([0, 0, 0, 1, 0, 0])
+    ok = np.array([True, True, True, True, False, True])
+    ends, p99 = tw.window_p99(arrival, value, tier, ok, ("a", "b"), windows=2)
+    assert ends == pytest.approx([5.0, 10.0])
+    assert p99["a"][0] == pytest.approx(np.percentile([1.0, 2.0, 3.0], 99)) and p99["a"][1] == 7.0  # the failed 4.0 s one left out
+    assert p99["b"][0] == 100.0 and np.isnan(p99["b"][1])
+
+
+def test_the_ladder_figure_is_readable_and_names_every_rung():
+    from solution.sim.tiersrace import TiersRaceResult
+
+    values = {p: {f"{t}:{m}": (0.5 + 0.1 * k, 0.6 + 0.1 * k) for t in ("premium", "batch") for m in ("slo", "ttft_p99")}
+              for k, p in enumerate(("FIFO", "class priority"))}  # fmt: skip
+    fig = tw.ladder_figure(TiersRaceResult("overload x1.3", ("FIFO", "class priority"), ("premium", "batch"), (0, 1), values))
+    _readable(fig)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["FIFO", "class priority"]
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    return tw.TierExplorer(requests=200)
+
+
+def test_the_explorer_figure_is_readable_and_the_fifo_twin_is_cached(explorer):
+    _readable(explorer.figure())
+    assert len(explorer._fifo) == 1
+    explorer.reserved.value = 10  # the same mix and overload: the FIFO twin is reused
+    explorer.preemption.value = False
+    assert len(explorer._fifo) == 1 and len(explorer._cache) == 3
+    explorer.overload.value = 1.6
+    assert len(explorer._fifo) == 2
+
+
+def test_the_explorer_mix_always_sums_to_one_and_keeps_some_free_traffic(explorer):
+    explorer.premium.value, explorer.batch.value = 0.6, 0.6
+    mix = explorer.mix()
+    assert sum(mix) == pytest.approx(1.0) and mix[1] > 0
+
+
+def test_the_explorer_reruns_on_every_control_and_answers_well_under_a_second():
+    import statistics
+    import time
+
+    w = tw.TierExplorer(requests=200)
+    seconds = []
+    for control, value in ((w.reserved, 0), (w.overload, 1.8), (w.limits, False), (w.preemption, False), (w.premium, 0.3), (w.batch, 0.1)):
+        started = time.perf_counter()
+        control.value = value
+        seconds.append(time.perf_counter() - started)
+        assert w.record is not None and w.setting() in w._cache
+    median = statistics.median(seconds)
+    print(f"TierExplorer: median {median * 1000:.0f} ms per control change (max {max(seconds) * 1000:.0f} ms, {len(seconds)} changes)")
+    assert median < 1.0
+
+
+def test_the_explorer_says_what_to_implement_when_a_stub_stands_in_the_way(monkeypatch):
+    import solution.sim.tiersrace as race
+
+    def stub(**_):
+        raise NotImplementedError("TierTable.standard: not implemented yet")
+
+    w = tw.TierExplorer(requests=200)
+    monkeypatch.setattr(race, "tiers_run", stub)
+    w.overload.value = 0.7
+    assert w.record is None and "not implemented yet" in w.summary.value

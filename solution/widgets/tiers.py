@@ -13,6 +13,11 @@ figure rule, ``tests/sim/test_figures.py``):
   swap (its KV bytes out and back over PCIe).
 * :func:`cobham_figure`: per priority class, the simulated mean wait with its
   interval against Cobham's formula, per load.
+* :func:`ladder_figure`: per tier, each rung of the policy ladder's SLO
+  attainment and p99 TTFT, with intervals over seeds.
+* :func:`explorer_figure` and :class:`TierExplorer`: the widget; per tier,
+  the p99 TTFT by arrival window and the SLO attainment, against the same
+  traffic through one FIFO queue.
 
 Measurements (O(1) formulas, or O(n) over what they are given):
 
@@ -33,12 +38,14 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from solution.sim.gpus import GpuSpec, ModelSpec
 
 __all__ = [
     "TIER_COLORS", "RoundingRow", "rounding_rows", "BucketTrace", "bucket_trace", "bucket_figure", "Span", "timeline_from_outcomes",
     "timeline_figure", "TIMELINE_STATES", "recompute_seconds", "swap_seconds", "preemption_cost_figure", "cobham_figure",
+    "ladder_figure", "window_p99", "ExplorerRun", "explorer_run", "explorer_figure", "TierExplorer",
 ]  # fmt: skip
 
 #: One colour per tier of the course's standard table (others get the default cycle).
@@ -362,3 +369,257 @@ def cobham_figure(points: Sequence[Any], *, title: str | None = None, grid: int 
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize="x-small")
     return fig
+
+
+# -- the tier ladder ----------------------------------------------------------------------------------------
+
+
+def ladder_figure(result: Any, *, title: str | None = None) -> Figure:
+    """Per tier, per rung of the ladder: SLO attainment (left) and the p99 TTFT (right), means with intervals over seeds.
+
+    ``result`` is a :class:`solution.sim.tiersrace.TiersRaceResult`.  Grouped
+    bars: one group per tier, one bar per policy, in the ladder's order.
+    """
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    policies, tiers = list(result.policies), list(result.tiers)
+    width = 0.8 / len(policies)
+    for panel, (metric, label) in enumerate((("slo", "SLO attainment (share of requests)"), ("ttft_p99", "p99 TTFT (s)"))):
+        ax = fig.add_subplot(1, 2, panel + 1)
+        for j, policy in enumerate(policies):
+            stats = [result.interval(policy, tier, metric) for tier in tiers]
+            means = np.array([s[0] for s in stats])
+            err = np.array([[max(0.0, s[0] - s[1]) for s in stats], [max(0.0, s[2] - s[0]) for s in stats]])
+            ax.bar(np.arange(len(tiers)) + (j - (len(policies) - 1) / 2) * width, means, width, yerr=err, capsize=2,
+                   color=_CYCLE[j % len(_CYCLE)], label=policy)  # fmt: skip
+        ax.set_xticks(range(len(tiers)), tiers)
+        ax.set_xlabel("service tier (name)")
+        ax.set_ylabel(label)
+        if metric == "ttft_p99":
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(0, 1.05)
+        ax.set_title(title or f"{result.workload}: {'who meets the SLO' if metric == 'slo' else 'who waits for a first token'}", fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize="x-small", loc="lower left" if metric == "slo" else "upper left")
+    return fig
+
+
+# -- the widget: tier mix, overload, reservation, limits, preemption -------------------------------------------------
+
+
+def window_p99(arrival: np.ndarray, value: np.ndarray, tier: np.ndarray, ok: np.ndarray, tiers: Sequence[str],
+               windows: int = 6) -> tuple[np.ndarray, dict[str, np.ndarray]]:  # fmt: skip
+    """Per tier, the p99 of ``value`` over the requests (``ok``) arriving in each of ``windows`` equal time windows.
+
+    Returns (each window's end, seconds; ``{tier: p99 per window, NaN where none}``).  O(n + windows x T).
+    """
+    arrival = np.asarray(arrival, float)
+    edges = np.linspace(float(np.nanmin(arrival)), float(np.nanmax(arrival)) + 1e-9, windows + 1)
+    slot = np.clip(np.searchsorted(edges, arrival, side="right") - 1, 0, windows - 1)
+    out = {}
+    for k, name in enumerate(tiers):
+        vals = np.full(windows, np.nan)
+        for w in range(windows):
+            mine = ok & (tier == k) & (slot == w)
+            if mine.any():
+                vals[w] = float(np.percentile(value[mine], 99))
+        out[name] = vals
+    return edges[1:], out
+
+
+@dataclass(frozen=True)
+class ExplorerRun:
+    """One setting's run and its FIFO twin (the same traffic through one FIFO queue), with what the widget draws."""
+
+    metrics: dict[str, float]
+    fifo: dict[str, float]
+    tiers: tuple[str, ...]
+    window_ends: np.ndarray
+    ttft: Mapping[str, np.ndarray]  # tier -> p99 TTFT per arrival window (s), this setting
+    fifo_ttft: Mapping[str, np.ndarray]  # the same under one FIFO queue
+    slo: Mapping[str, tuple[float, float]]  # tier -> (TTFT, e2e) targets, s
+
+
+def _p99_ttft(run: Any, windows: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    from solution.sim.results import Outcome
+
+    res = run.results
+    ok = res.outcome == Outcome.COMPLETED
+    return window_p99(res.arrival, res.first_token - res.arrival, res.tier, ok, res.tier_names, windows)
+
+
+def explorer_run(*, mix: Sequence[float], overload: float, reserved: float, limits: bool, preemption: bool, seed: int = 0,
+                 servers: int = 2, requests: int = 600, windows: int = 8,
+                 fifo_cache: dict[tuple, Any] | None = None) -> ExplorerRun:  # fmt: skip
+    """Run one setting (``solution.sim.tiersrace.tiers_run``) and the same traffic under one FIFO queue.
+
+    ``fifo_cache`` keeps the FIFO twin per (mix, overload, seed, servers,
+    requests): changing the reservation, the limits or preemption reruns
+    only the setting.
+    """
+    from solution.sim.tiersim import TierSetup, simulate_tiers
+    from solution.sim.tiersrace import overload_scenario, run_metrics, tiers_run
+
+    got = tiers_run(mix=mix, overload=overload, reserved=reserved, limits=limits, preemption=preemption, seed=seed, servers=servers,
+                    requests=requests, windows=windows)  # fmt: skip
+    table = got.setup.table
+    key = (tuple(mix), overload, seed, servers, requests)
+    cache = fifo_cache if fifo_cache is not None else {}
+    if key not in cache:
+        run = simulate_tiers(overload_scenario(servers, overload, requests, mix=mix), TierSetup("FIFO"), seed=seed)
+        cache[key] = (run_metrics(run, table), _p99_ttft(run, windows)[1])
+    fifo, fifo_ttft = cache[key]
+    ends, ttft = _p99_ttft(got.run, windows)
+    tiers = tuple(got.run.results.tier_names)
+    slo = {t.name: (t.slo.ttft, t.slo.e2e) for t in table.by_class}
+    return ExplorerRun(got.metrics, fifo, tiers, ends, ttft, fifo_ttft, slo)
+
+
+def explorer_figure(run: ExplorerRun, *, title: str = "") -> Figure:
+    """Left: per tier, the p99 TTFT of each arrival window, this setting (solid) against one FIFO queue (dashed).
+
+    Right: per tier, SLO attainment, this setting against one FIFO queue.
+    Fixed margins and a linear scale: the widget redraws it on every change,
+    and a layout engine or a log scale would double the drawing time.
+    """
+    fig = Figure(figsize=(10, 3.4))
+    fig.subplots_adjust(left=0.07, right=0.985, bottom=0.15, top=0.9, wspace=0.22)
+    ax = fig.add_subplot(1, 2, 1)
+    for k, name in enumerate(run.tiers):
+        color = _color(name, k)
+        ax.plot(run.window_ends, run.ttft[name], "-o", color=color, markersize=3, label=f"{name}: tiers")
+        ax.plot(run.window_ends, run.fifo_ttft[name], "--", color=color, alpha=0.7, label=f"{name}: one FIFO queue")
+    ax.set_ylim(bottom=0)
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.yaxis.set_major_locator(MaxNLocator(5))
+    ax.set_xlabel("arrival time (s)")
+    ax.set_ylabel("p99 TTFT of the window's arrivals (s)")
+    ax.set_title(title or "p99 time to first token, by arrival window", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small", ncol=2, loc="upper left")
+    ax = fig.add_subplot(1, 2, 2)
+    x = np.arange(len(run.tiers))
+    ax.bar(x - 0.2, [run.fifo.get(f"{t}:slo", math.nan) for t in run.tiers], 0.4, color="#bab0ac", label="one FIFO queue")
+    ax.bar(x + 0.2, [run.metrics.get(f"{t}:slo", math.nan) for t in run.tiers], 0.4, color=[_color(t, k) for k, t in enumerate(run.tiers)],
+           label="this setting")  # fmt: skip
+    ax.set_xticks(x, run.tiers)
+    ax.set_ylim(0, 1.1)
+    ax.set_yticks([0.0, 0.25, 0.5, 0.75, 1.0])
+    ax.set_xlabel("service tier (name)")
+    ax.set_ylabel("SLO attainment (share of requests)")
+    ax.set_title("who meets the SLO (TTFT and e2e)", fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize="x-small", loc="upper right", ncol=2)
+    return fig
+
+
+def _png(fig: Figure, dpi: int = 80) -> bytes:
+    """The widget's picture: PNG bytes at a modest resolution, compressed lightly (drawing time grows with both)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
+    return buf.getvalue()
+
+
+class TierExplorer:
+    """``display(TierExplorer())``: the tier mix, the overload, premium's reservation, rate limits and preemption on or off.
+
+    Each change runs one small seeded simulation (``solution.sim.tiersrace.tiers_run``:
+    two servers, a few hundred requests, the course's tiers) and, once per
+    mix and overload, the same traffic through one FIFO queue; it redraws
+    each tier's p99 TTFT per arrival window and its SLO attainment against
+    the FIFO twin.  Runs are cached per setting.  ``tests/test_tiers_widgets.py``
+    and ``benchmarks/bench_widgets.py`` measure the time per change.
+    """
+
+    def __init__(self, *, requests: int = 400, servers: int = 2, seed: int = 0) -> None:
+        import ipywidgets as W
+
+        self.requests, self.servers, self.seed = requests, servers, seed
+        style = {"continuous_update": False}
+        self.premium = W.FloatSlider(value=0.2, min=0.05, max=0.6, step=0.05, description="premium share", **style)
+        self.batch = W.FloatSlider(value=0.3, min=0.0, max=0.6, step=0.05, description="batch share", **style)
+        self.overload = W.FloatSlider(value=1.3, min=0.5, max=2.0, step=0.1, description="overload (x)", **style)
+        self.reserved = W.IntSlider(value=25, min=0, max=50, step=5, description="reserved (%)", **style)
+        self.limits = W.Checkbox(value=True, description="rate limits")
+        self.preemption = W.Checkbox(value=True, description="preemption")
+        self.image = W.Image(format="png", layout=W.Layout(width="900px"))
+        self.summary = W.HTML()
+        for control in (self.premium, self.batch, self.overload, self.reserved, self.limits, self.preemption):
+            control.observe(lambda _: self.run(), names="value")
+        self.widget = W.VBox([W.HBox([self.premium, self.batch, self.overload]), W.HBox([self.reserved, self.limits, self.preemption]),
+                              self.image, self.summary])  # fmt: skip
+        self._cache: dict[tuple, ExplorerRun] = {}
+        self._fifo: dict[tuple, Any] = {}
+        self.record: ExplorerRun | None = None
+        self.simulated_ms = 0.0
+        self.drawn_ms = 0.0
+        self.run()
+
+    def mix(self) -> tuple[float, float, float]:
+        """(premium, free, batch) shares of the requests; free is what premium and batch leave (at least 5%)."""
+        premium, batch = round(self.premium.value, 4), round(self.batch.value, 4)
+        free = round(max(0.05, 1.0 - premium - batch), 4)
+        total = premium + free + batch
+        return (premium / total, free / total, batch / total)
+
+    def setting(self) -> tuple:
+        """The current controls, as the key runs are cached under."""
+        return (self.mix(), round(self.overload.value, 4), self.reserved.value, self.limits.value, self.preemption.value)
+
+    def run(self) -> ExplorerRun | None:
+        """Simulate the current setting (or take it from the cache) and redraw; returns the run (None: a stub stood in the way)."""
+        import html
+        import time
+
+        started = time.perf_counter()
+        key = self.setting()
+        try:
+            if key not in self._cache:
+                mix, overload, reserved, limits, preemption = key
+                self._cache[key] = explorer_run(mix=mix, overload=overload, reserved=reserved / 100, limits=limits, preemption=preemption,
+                                                seed=self.seed, servers=self.servers, requests=self.requests, fifo_cache=self._fifo)  # fmt: skip
+        except NotImplementedError as exc:  # the candidate's bundle: the tiers need stage 6 written
+            self.record = None
+            self.image.value = b""
+            self.summary.value = f"<i>{html.escape(str(exc))}</i>"
+            return None
+        self.record = self._cache[key]
+        self.simulated_ms = (time.perf_counter() - started) * 1000
+        self.draw()
+        return self.record
+
+    def draw(self) -> None:
+        """Redraw the current run and its summary."""
+        import time
+
+        run = self.record
+        if run is None:
+            return
+        started = time.perf_counter()
+        self.image.value = _png(explorer_figure(run))
+        self.drawn_ms = (time.perf_counter() - started) * 1000
+        mix, overload, reserved, limits, preemption = self.setting()
+        rows = []
+        for t in run.tiers:
+            m, f = run.metrics, run.fifo
+            rows.append(f"<b>{t}</b>: SLO met {m[f'{t}:slo']:.0%} (FIFO {f[f'{t}:slo']:.0%}), p99 TTFT {m[f'{t}:ttft_p99']:.2f} s, "
+                        f"p99 e2e {m[f'{t}:e2e_p99']:.1f} s, 429s {m[f'{t}:throttled']:.2f} and preemptions {m[f'{t}:preempted']:.2f} per request")
+        self.summary.value = (
+            f"mix {' / '.join(f'{x:.0%}' for x in mix)} (premium / free / batch), {overload:g}x capacity, {reserved}% reserved, "
+            f"rate limits {'on' if limits else 'off'}, preemption {'on' if preemption else 'off'}; idle reserved "
+            f"{run.metrics['idle_reserved']:.2f} slots<br>" + "<br>".join(rows)
+            + f"<br><small>simulated in {self.simulated_ms:.0f} ms, drawn in {self.drawn_ms:.0f} ms</small>"
+        )
+
+    def figure(self) -> Figure:
+        if self.record is None:
+            raise ValueError("no run to draw: the last run raised NotImplementedError (see the summary)")
+        return explorer_figure(self.record)
+
+    def _repr_mimebundle_(self, **kwargs: object) -> object:
+        return self.widget._repr_mimebundle_(**kwargs)

@@ -30,6 +30,7 @@ from solution.widgets import affinity as affinity_widget
 from solution.widgets import drawing
 from solution.widgets import health as health_widget
 from solution.widgets import simulator as simulator_widget
+from solution.widgets import tiers as tiers_widget
 from solution.widgets.queueing import QueuePlayground
 from solution.widgets.strategies import StrategyRace, _race_figure
 
@@ -170,7 +171,24 @@ CASES: dict[str, Callable[[dict, list], list[Figure]]] = {
         affinity_widget.ring_figure(), affinity_widget.migration_figure(GPU_PRESETS["A100-80GB"])],
     "affinity race figures": lambda r, p: _affinity_race_figures(),
     "affinity explorer widget": lambda r, p: [affinity_widget.AffinityExplorer(requests=300).figure()],
+    "tiers figures": lambda r, p: _tiers_figures(),
+    "tier explorer widget": lambda r, p: [tiers_widget.TierExplorer(requests=200).figure()],
 }
+
+
+def _tiers_figures() -> list[Figure]:
+    from solution.sim.tiersrace import priority_points, tiers_race
+    from solution.tiers import TokenBucket
+
+    bucket = tiers_widget.bucket_trace(TokenBucket(rate=100.0, burst=1_000.0), [(0.0, 800.0), (0.5, 600.0), (3.0, 300.0)], until=5.0)
+    cobham = priority_points([(1, (0.3, 0.3)), (2, (0.6, 0.6))], seeds=range(2), requests=2_000, workers=0)
+    ladder = tiers_race("overload", seeds=range(2), servers=2, requests=300, workers=0, rungs=("FIFO", "class priority"))
+    span = tiers_widget.Span
+    timeline = {"b1": [span("b1", "running", 0.0, 1.0), span("b1", "paused", 1.0, 2.0), span("b1", "resume cost", 2.0, 2.5),
+                       span("b1", "resumed", 2.5, 4.0)], "p1": [span("p1", "waiting", 0.5, 1.0), span("p1", "running", 1.0, 2.0)]}  # fmt: skip
+    return [tiers_widget.bucket_figure(bucket), tiers_widget.cobham_figure(cobham), tiers_widget.ladder_figure(ladder),
+            tiers_widget.preemption_cost_figure({"7B FP16": ModelSpec()}, [GPU_PRESETS["A100-80GB"]]),
+            tiers_widget.timeline_figure(timeline)]
 
 
 def _affinity_race_figures() -> list[Figure]:
