@@ -411,6 +411,8 @@ class RequestPath:
             raise ValueError(f"reweight_every must be a finite number of seconds > 0, got {reweight_every!r}")
         _require_methods(tiers, _TIER_METHODS, "tiers", "a TierTable")
         if tiers is not None:
+            if not hasattr(tiers, "by_class"):
+                raise TypeError(f"tiers must be a TierTable (missing by_class), got {type(tiers).__name__}")
             order = tuple(t if isinstance(t, str) else t.name for t in tiers.by_class)
             if queue is not None and not isinstance(queue, QueuePolicy):
                 raise TypeError(f"tiers need a QueuePolicy (the path builds one RequestQueue per tier from it), "
@@ -843,6 +845,11 @@ class RequestPath:
 
     # -- introspection ------------------------------------------------------------
 
+    @property
+    def queues(self) -> dict[str | None, Any]:
+        """The waiting queues: tier name -> its RequestQueue with tiers; ``{None: queue}`` without (``{}``: no queue).  A copy, O(T)."""
+        return dict(self._queues)
+
     def in_flight(self) -> dict[str, str]:
         """Request id -> the server of its current attempt (a copy).  O(R)."""
         return {rid: f.server for rid, f in self._flights.items() if f.server is not None}
@@ -1103,6 +1110,7 @@ class RequestPath:
         v.paused, v.paused_at = sid, now
         key = (v.tier, sid if self.preemptor.mode == "swap" else None)
         self._line_add(v, key)
+        self._touch(sid)  # its swap line exists now: tried at the next refill if the slot is still free then
         self._counts["preempted"] += 1
         out.append(Preempted(rid, sid, now, times))
 
