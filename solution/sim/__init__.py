@@ -17,6 +17,8 @@ Modules: :mod:`~solution.sim.events` (the event heap), :mod:`~.server`
 :mod:`~.probecheck` (stage 4's checks against theory),
 :mod:`~.kvcache` (stage 5: a KV prefix cache per server, KV migration, Che's check),
 :mod:`~.mooncake` (the Mooncake FAST'25 traces), :mod:`~.affinityrace` (stage 5's race),
+:mod:`~.tiersim` (stage 6: tiers, tenants, 429 retries and preemption through the request path),
+:mod:`~.tiersrace` (stage 6's policy ladder under overload, the Azure replay, strict priority vs Cobham),
 :mod:`~.scenario` / :mod:`~.scenarios` (what to run), :mod:`~.runner`
 (``simulate``), :mod:`~.results`, :mod:`~.theory` (Erlang B),
 :mod:`~.sweep` (parallel runs), :mod:`~.plot`, and the command line
