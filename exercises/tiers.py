@@ -780,12 +780,14 @@ class Preemptor:
         # TODO: validate; refuse a second start; record where; index it (at the end) if its tier is preemptible and it is under the bound
         raise NotImplementedError("Stage 6: Preemptor.started is not implemented yet; see notebooks/06_priorities_and_tiers.ipynb")
 
-    def stopped(self, request_id: str) -> None:
-        """The request left its server (completed, failed, abandoned); its count is kept.  O(1).
+    def stopped(self, request_id: str) -> bool:
+        """The request's attempt left its server (completed, failed, abandoned, re-sent); its count is kept.
+        True if it was running; an id not running is a no-op (False), so a driver may call it for every
+        attempt's end.  O(1).
 
-        Raises: UnknownRequestError (a KeyError): it is not running.
+        Raises: TypeError / ValueError: a bad id.
         """
-        # TODO: validate; pop it from both maps (UnknownRequestError when not running)
+        # TODO: validate; pop it from both maps; say whether it was there
         raise NotImplementedError("Stage 6: Preemptor.stopped is not implemented yet; see notebooks/06_priorities_and_tiers.ipynb")
 
     def forget(self, request_id: str) -> bool:

@@ -1163,16 +1163,17 @@ class Preemptor:
             self._candidates[rid] = (server_id, row.queue_class)
         ### END SOLUTION
 
-    def stopped(self, request_id: str) -> None:
-        """The request left its server (completed, failed, abandoned); its count is kept.  O(1).
+    def stopped(self, request_id: str) -> bool:
+        """The request's attempt left its server (completed, failed, abandoned, re-sent); its count is kept.
+        True if it was running; an id not running is a no-op (False), so a driver may call it for every
+        attempt's end.  O(1).
 
-        Raises: UnknownRequestError (a KeyError): it is not running.
+        Raises: TypeError / ValueError: a bad id.
         """
-        ### BEGIN SOLUTION: validate; pop it from both maps (UnknownRequestError when not running)
+        ### BEGIN SOLUTION: validate; pop it from both maps; say whether it was there
         require_id(request_id, "request_id")
-        if self._where.pop(request_id, None) is None:
-            raise UnknownRequestError(f"request {request_id!r} is not running here; call started() first")
         self._candidates.pop(request_id, None)
+        return self._where.pop(request_id, None) is not None
         ### END SOLUTION
 
     def forget(self, request_id: str) -> bool:
