@@ -363,3 +363,48 @@ def test_without_tiers_priority_still_works_and_nothing_is_preempted():
     assert one(got, Dispatched).request_id == "hi"
     st = path.stats()
     assert st["preempted"] == st["resumed"] == st["paused"] == 0
+
+
+def test_a_swapped_out_request_whose_server_health_marks_down_resumes_elsewhere():
+    """Health (probes) declares the victim's server down: its swapped-out request recomputes on another server."""
+    from solution.core.health_types import HealthPolicy, HealthState
+    from solution.health import HealthChecker
+
+    tiers = table(reserved=0.0)
+    path = RequestPath(Router(TierRouting(tiers)), health=HealthChecker(HealthPolicy(interval=1.0, timeout=0.5, unhealthy_threshold=2,
+                       jitter=0.0), seed=1), ledger=RetryLedger(), queue=QueuePolicy(), tiers=tiers,
+                       preemptor=Preemptor(tiers, mode="swap"))  # fmt: skip
+    for sid in ("a", "b"):
+        path.add_server(sid, 1, 80, 0.0)
+    out = path.submit(req("b0", "batch"), 0.0) + path.submit(req("f0", "free"), 0.0)
+    home, other = path.in_flight()["b0"], path.in_flight()["f0"]
+    out += path.submit(req("p0", "premium"), 0.1)
+    assert one(out, Preempted).server_id == home
+    out += path.completed("f0", other, 0.2)  # a free slot elsewhere: a swapped-out request still waits for its own server
+    assert path.stats()["paused"] == 1
+    t = 0.2
+    while path.health.state(home) is not HealthState.DOWN:
+        t = max(t, path.next_event_time())
+        out += path.tick(t)
+        for sid in path.due_probes(t):
+            out += path.probe_result(sid, sid != home, t)
+    starts = [(o.request_id, o.server_id) for o in out if isinstance(o, Dispatched) and o.at > 0.2]
+    assert starts == [("p0", other)]  # p0 is re-sent first (class order); b0 no longer waits for its own server
+    out += path.completed("p0", other, t + 0.5)
+    assert path.in_flight() == {"b0": other}  # its cache went down with the host: it recomputes on the other server
+    assert path.stats()["paused"] == 0
+    finish_all(path, t + 1.0, out)
+    check_once(path, out, {"b0", "f0", "p0"})
+
+
+def test_a_swapped_out_request_whose_server_drains_resumes_elsewhere():
+    path = make(servers=(("a", 1), ("b", 1)), preempt="swap", tiers=table(reserved=0.0))
+    out = path.submit(req("b0", "batch"), 0.0) + path.submit(req("f0", "free"), 0.0)
+    home, other = path.in_flight()["b0"], path.in_flight()["f0"]
+    out += path.submit(req("p0", "premium"), 1.0) + path.completed("f0", other, 2.0)
+    assert path.stats()["paused"] == 1
+    got = path.remove_server(home, 3.0)
+    assert [(o.request_id, o.server_id) for o in got if isinstance(o, Dispatched)] == [("b0", other)]
+    out += got
+    finish_all(path, 4.0, out)
+    check_once(path, out, {"b0", "f0", "p0"})
