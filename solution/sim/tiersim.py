@@ -223,7 +223,7 @@ class TierEngine(HealthEngine):
         self.preempted = [0] * n
         self.paused: dict[int, _Paused] = {}
         self.job_gen: list[float] = [0.0] * n  # output tokens already generated when the job started
-        self.swapping: dict[int, int] = {}  # job -> server index: swap-in under way
+        self.swapping: dict[int, tuple[int, _Paused]] = {}  # job -> (server index, its pause): swap-in under way
         self.pending = [0] * len(self.servers)  # swap-ins holding a slot, per server
         self.is_waiting = [False] * n
         tiers = max(tier_index, default=-1) + 1
@@ -376,17 +376,17 @@ class TierEngine(HealthEngine):
             raise SimulationError(f"the path preempted r{i} on {o.server_id!r}, where it is not running")
         t = o.at
         total_out = self.decode[i] + 1.0  # output tokens of the whole request (decode steps + the first)
-        if j in self.swapping:  # preempted before its swap-in finished: it is where it was
-            del self.swapping[j]
+        if j in self.swapping:  # preempted before its swap-in finished: nothing ran, it is where it was paused
+            _, state = self.swapping.pop(j)
             self.pending[srv.index] -= 1
-            prefilling, left = self.job_prefill[j] > 0, self.job_prefill[j] if self.job_prefill[j] > 0 else self.job_decode[j]
         else:
             prefilling, left = srv.remove(t, j)
             self._reschedule(srv)
-        generated = self.job_gen[j] if prefilling else total_out - left
-        if self.prompt is None:  # classic mode: no tokens; all the work is "prefill" seconds
-            generated = 0.0
-        self.paused[i] = _Paused(prefilling, left, generated, srv.index)
+            generated = self.job_gen[j] if prefilling else total_out - left
+            if self.prompt is None:  # classic mode: no tokens; all the work is "prefill" seconds
+                generated = 0.0
+            state = _Paused(prefilling, left, generated, srv.index)
+        self.paused[i] = state
         self.preempted[i] += 1
         self.job_end[j] = t
         self.job_how[j] = "preempted"
@@ -449,7 +449,8 @@ class TierEngine(HealthEngine):
             raise BalancerContractError(f"the request path sent {o.request_id} to {o.server_id!r}, already running "
                                         f"{srv.running + self.pending[srv.index]} of {srv.capacity} requests")  # fmt: skip
         if delay > 0:
-            self.swapping[j] = srv.index
+            assert state is not None  # only a resume has a swap-in
+            self.swapping[j] = (srv.index, state)
             self.pending[srv.index] += 1
             self.queue.push(t + delay, SWAP_IN, j)
             return
@@ -457,9 +458,10 @@ class TierEngine(HealthEngine):
         self._reschedule(srv)
 
     def _swap_in(self, j: int, t: float) -> None:
-        k = self.swapping.pop(j, None)
-        if k is None:  # preempted again while swapping in
+        entry = self.swapping.pop(j, None)
+        if entry is None:  # preempted again while swapping in
             return
+        k = entry[0]
         srv = self.servers[k]
         self.pending[k] -= 1
         srv.admit(t, j, self.job_prefill[j])

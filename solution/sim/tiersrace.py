@@ -52,22 +52,21 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from solution.sim.cluster import Cluster, ClassicMode, LlmMode, service_rate
-from solution.sim.gpus import MODEL_PRESETS, gpu_preset
+from solution.sim.gpus import MODEL_PRESETS
 from solution.sim.parallel import map_jobs
 from solution.sim.results import Outcome
 from solution.sim.scenario import Scenario
 from solution.sim.trace import TraceWorkload
 from solution.sim.theory import mean_confidence_interval, preemptive_mean_times, priority_mean_waits
-from solution.sim.tiersim import Clients, TierRun, TierSetup, simulate_tiers
+from solution.sim.tiersim import TierRun, TierSetup, simulate_tiers
 from solution.sim.validate import require_number
 from solution.sim.workload import Fixed, LogNormal, Pareto, Poisson, Requests, Tier, Workload
-from solution.core.validate import require_int
 
 __all__ = [
     "MODEL", "GPU", "LADDER", "EXTRA_RUNGS", "TIER_METRICS", "CLUSTER_METRICS", "WORKLOADS", "race_table", "ladder", "traffic_tiers",
