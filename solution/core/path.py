@@ -1232,7 +1232,9 @@ class RequestPath:
         changed, then the recompute line), then its queue; a tier whose head
         cannot be placed is passed over for the next class (no head-of-line
         blocking across tiers).  O(T) + O(log S) per request placed (+ a
-        victim search for a head whose tier may preempt).
+        victim search for a head whose tier may preempt), + O(T c) while
+        swapped-out requests wait, for the c servers changed since the last
+        refill (one or two per call: a slot freed, a weight changed).
         """
         out: list[Outcome] = []
         if not self._queues and not self._paused:
