@@ -555,12 +555,22 @@ def simulate_tiers(scenario: Any, setup: TierSetup, *, seed: int = 0, clients: C
     carries its tier and tenant (the path without tiers ignores them).
 
     Raises:
-        ValueError: a workload tier that the table does not know (with a table).
+        TypeError: ``setup`` not a TierSetup, ``clients`` not a Clients.
+        ValueError: a workload tier that the table does not know (with a
+            table); a scenario with a timetable, health checking, a queue or
+            a KV cache (a tier run has its own path and queue, no faults).
     """
     from solution.sim.cluster import LlmMode
     from solution.sim.race import latency_hints
     from solution.sim.runner import _servers, prepare
 
+    if not isinstance(setup, TierSetup):
+        raise TypeError(f"setup must be a TierSetup, got {type(setup).__name__}")
+    if clients is not None and not isinstance(clients, Clients):
+        raise TypeError(f"clients must be a Clients or None, got {type(clients).__name__}")
+    if scenario.timetable or scenario.health is not None or scenario.queue is not None or scenario.kv_cache is not None:
+        raise ValueError("a tier run has its own request path and queue, and no faults: drop the scenario's timetable, "
+                         "health, queue and kv_cache")  # fmt: skip
     clients = clients or Clients()
     inputs = inputs if inputs is not None else prepare(scenario, seed)
     req = inputs.requests

@@ -194,3 +194,19 @@ def test_tiers_race_command_prints_the_ladder(capsys: pytest.CaptureFixture[str]
         assert f"\n{label} " in text
     assert "batch_makespan" in text and "idle_reserved" in text
     assert main(["tiers-race", "--workload", "nope", "--seeds", "1"]) == 2
+
+
+def test_bad_setups_and_clients_are_refused(small: Scenario) -> None:
+    with pytest.raises(ValueError, match="preemption"):
+        TierSetup("x", _full(small), preemption="drop")
+    with pytest.raises(ValueError, match="resume"):
+        TierSetup("x", _full(small), resume="later")
+    with pytest.raises(TypeError):
+        Clients(retries={"free": 1.5})  # type: ignore[dict-item]
+    with pytest.raises(ValueError):
+        Clients(default=-1)
+    with pytest.raises(TypeError, match="TierSetup"):
+        simulate_tiers(small, "FIFO")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timetable"):
+        simulate_tiers(small.with_health(), TierSetup("FIFO"))
+    assert Clients().for_tier("batch") == 1000 and Clients().for_tier("free") == 1 and Clients().for_tier(None) == 1
