@@ -107,37 +107,28 @@ def _tier_module() -> Any:
     return _lib(None)
 
 
-def race_table(capacity_rate: float, *, mix: Sequence[float] = DEFAULT_MIX, reserved: float = 0.25,
-               free_tier_share: float = 0.45, tenant_share: float = 0.1, burst: float = 10.0) -> Any:  # fmt: skip
-    """The race's full ``TierTable`` (every mechanism on), for a cluster completing ``capacity_rate`` requests/s.
+def race_table(*, reserved: float | None = None, free_tenant_rpm: float | None = None, pool: str = "premium") -> Any:
+    """The race's full ``TierTable``: the course's ``TierTable.standard()`` with a premium pool.
 
-    * ``premium``: class 2, ``reserved`` of every server's slots, pool
-      ``"premium"`` (spilling to the shared one), predictive routing, may
-      preempt; SLO TTFT 2 s, e2e 60 s.
-    * ``free``: class 1; a tier limit of ``free_tier_share`` of the
-      cluster's capacity in requests per minute, a tenant limit of
-      ``tenant_share`` of that (a heavy tenant cannot take the whole tier);
-      tokens per minute: 4,000 tokens per admitted request's worth (generous:
-      the request count binds); buckets hold ``burst`` = 10 s of their rate
-      (not a minute's: the runs last minutes); SLO TTFT 10 s, e2e 120 s.
-    * ``batch``: class 0, preemptible, no limit; SLO 1 hour for both
-      (batch promises completion, not latency).
-
-    ``mix`` is unused by the table (the traffic's shares); it is accepted so
-    a widget can pass its controls through one call.
+    ``standard()``: premium (class 2, 25% reserved, predictive routing, may
+    preempt, 600 requests and 1M tokens a minute per tenant; SLO TTFT 1 s,
+    e2e 30 s), free (class 1, 60 requests and 100k tokens a minute per
+    tenant; 5 s, 120 s), batch (class 0, preemptible, 2M tokens a minute per
+    tenant; a day: batch promises completion, not latency).  Here premium
+    also gets the pool ``pool`` (spilling to the shared one), used from the
+    ladder's ``+ pools`` rung on.  ``reserved`` overrides premium's reserved
+    share; ``free_tenant_rpm`` free's per-tenant requests a minute (a widget
+    or a test that wants the limit to bite harder).
     """
     lib = _tier_module()
-    from solution.core.tier_types import RateLimit, ServiceTier, Slo
-
-    rpm = free_tier_share * capacity_rate * 60.0
-    tenant_rpm = max(tenant_share * rpm, 1.0)
-    premium = ServiceTier("premium", 2, reserved_share=reserved, pool="premium", routing="predictive", may_preempt=True,
-                          slo=Slo(ttft=2.0, e2e=60.0))  # fmt: skip
-    free = ServiceTier("free", 1, tier_limit=RateLimit(rpm, rpm * 4000.0, burst_seconds=burst),
-                       tenant_limit=RateLimit(tenant_rpm, max(tenant_rpm * 4000.0, 40_000.0), burst_seconds=burst),
-                       slo=Slo(ttft=10.0, e2e=120.0))  # fmt: skip
-    batch = ServiceTier("batch", 0, preemptible=True, slo=Slo(ttft=3600.0, e2e=3600.0))
-    return lib.TierTable([premium, free, batch], default="free")
+    rows = []
+    for t in lib.TierTable.standard().by_class:
+        if t.name == "premium":
+            t = replace(t, pool=pool, reserved_share=t.reserved_share if reserved is None else float(reserved))
+        if t.name == "free" and free_tenant_rpm is not None and t.tenant_limit is not None:
+            t = replace(t, tenant_limit=replace(t.tenant_limit, requests_per_minute=float(free_tenant_rpm)))
+        rows.append(t)
+    return lib.TierTable(rows, default="free")
 
 
 def ladder(table: Any, servers: Sequence[str], *, pool_share: float = 0.25, preemption: str = "recompute",
@@ -403,11 +394,18 @@ def _run(job: _Job) -> dict[str, float]:
     return run_metrics(simulate_tiers(job.scenario, job.setup, seed=job.seed, impl=job.impl), job.table)
 
 
-def _full_table(scenario: Scenario, *, reserved: float = 0.25, **limits: float) -> Any:
-    from solution.sim.runner import prepare
+def _full_table(scenario: Scenario | None = None, **options: Any) -> Any:
+    """:func:`race_table` (the scenario is not needed: the standard table's limits are per minute, per tenant)."""
+    return race_table(**options)
 
-    sample = prepare(scenario, 0).requests
-    return race_table(_capacity_rate(scenario, sample.prompt_tokens, sample.output_tokens), reserved=reserved, **limits)
+
+#: The columns of :meth:`TiersRaceResult.markdown` by default: (tier or None, metric, header).
+SUMMARY_COLUMNS: tuple[tuple[str | None, str, str], ...] = (
+    ("premium", "slo", "premium SLO"), ("premium", "ttft_p99", "premium TTFT p99 (s)"), ("premium", "e2e_p99", "premium e2e p99 (s)"),
+    ("free", "slo", "free SLO"), ("free", "ttft_p99", "free TTFT p99 (s)"), ("free", "throttled", "free 429s / request"),
+    ("free", "jain", "free Jain"), ("batch", "preempted", "batch preempted / request"),
+    (None, "batch_makespan", "batch makespan (s)"), (None, "idle_reserved", "idle reserved slots"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -471,6 +469,20 @@ class TiersRaceResult:
                      "idle_reserved = mean free slots reserved for a higher tier while a lower one waited")  # fmt: skip
         return "\n".join(lines)
 
+    def markdown(self, columns: Sequence[tuple[str | None, str, str]] = SUMMARY_COLUMNS) -> str:
+        """A markdown table: one row per policy, one column per ``(tier, metric, header)``; means with intervals."""
+        many = len(self.seeds) > 1
+        lines = ["| policy | " + " | ".join(h for _, _, h in columns) + " |", "| --- |" + " --- |" * len(columns)]
+        for p in self.policies:
+            cells = []
+            for tier, metric, _ in columns:
+                mean, lo, hi = self.interval(p, tier, metric)
+                digits = 3 if abs(mean) < 10 else 1
+                cells.append("-" if mean != mean else (f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if many and lo != hi
+                                                      else f"{mean:.{digits}f}"))  # fmt: skip
+            lines.append(f"| {p} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
 
 def tiers_race(workload: str | Scenario = "overload", policies: Sequence[TierSetup] | None = None, *,
                seeds: Sequence[int] | None = None, servers: int | None = None, load: float | None = None,
@@ -481,7 +493,7 @@ def tiers_race(workload: str | Scenario = "overload", policies: Sequence[TierSet
     Args:
         workload: one of :data:`WORKLOADS` (``"azure"`` without the trace:
             FileNotFoundError) or a Scenario whose workload has the tiers premium / free / batch.
-        policies: setups (default: :func:`ladder` of :func:`race_table` for the scenario, ``rungs`` of it).
+        policies: setups (default: :func:`ladder` of :func:`race_table`, ``rungs`` of it).
         seeds: default ``range(4)``.
         servers, load, requests: passed to the workload's builder.
         impl: the stage-6 implementation (``None``: the reference; the candidate's in their bundle).

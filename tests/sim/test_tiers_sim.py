@@ -88,7 +88,7 @@ def test_swap_resumes_on_the_same_server_and_recompute_costs_more_work(small: Sc
 
 
 def test_a_429_is_retried_after_its_retry_after_and_then_given_up(small: Scenario) -> None:
-    table = _full(small, tenant_share=0.02)
+    table = _full(small, free_tenant_rpm=5.0)
     setup = ladder(table, [s.server_id for s in small.server_specs()], rungs=("+ rate limits",))[0]
     run = simulate_tiers(small, setup, seed=0, clients=Clients(default=1))
     res, log = run.results, run.log
