@@ -32,7 +32,8 @@ a :class:`solution.core.path.RequestPath` built for one :class:`TierSetup`
     ``2 x kv_bytes_per_token x tokens / PCIe bandwidth`` seconds (out and
     in, charged before it re-enters the batch, one way at
     :attr:`GpuSpec.pcie_gb_s`), then it continues where it stopped; the path
-    resumes it on the same server;
+    resumes it on the same server (on another one, when its server was lost
+    or drained, it recomputes);
   - ``"resume"``: continues where it stopped, free (preemptive-resume
     priority of queueing theory: what :func:`solution.sim.theory.preemptive_mean_times` assumes).
 
@@ -396,7 +397,9 @@ class TierEngine(HealthEngine):
         """``(prefill, decode, delay)`` of a resumed job (see :data:`RESUME_COSTS`).  O(1)."""
         prefill, decode = self.prefill[i], self.decode[i]
         classic = self.prompt is None
-        if self.resume == "recompute":
+        # A swapped-out request resumes on its server; if the path sent it elsewhere (its server was lost or
+        # drained), its KV cache is not there: it recomputes.
+        if self.resume == "recompute" or (self.resume == "swap" and srv.index != state.server):
             if classic or state.generated <= 0:
                 return prefill, decode, 0.0
             return prefill + state.generated, max(decode - state.generated, 0.0), 0.0
