@@ -6,6 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from solution.sim import Cluster, ClassicMode, Fixed, Poisson, Scenario, Tier, Workload
 from solution.sim.results import Outcome
@@ -210,3 +212,23 @@ def test_bad_setups_and_clients_are_refused(small: Scenario) -> None:
     with pytest.raises(ValueError, match="timetable"):
         simulate_tiers(small.with_health(), TierSetup("FIFO"))
     assert Clients().for_tier("batch") == 1000 and Clients().for_tier("free") == 1 and Clients().for_tier(None) == 1
+
+
+@settings(max_examples=12, deadline=None)
+@given(servers=st.integers(1, 3), load=st.floats(0.8, 2.0), requests=st.integers(20, 120), seed=st.integers(0, 10**6),
+       mode=st.sampled_from(["recompute", "swap"]), rung=st.sampled_from(["+ preemption", "priority + preemption"]),
+       reserved=st.sampled_from([0.0, 0.25, 0.5]))  # fmt: skip
+def test_every_request_ends_once_whatever_the_traffic(servers: int, load: float, requests: int, seed: int, mode: str,
+                                                       rung: str, reserved: float) -> None:  # fmt: skip
+    """Random small overloads: each request one final outcome, a preempted one always completes, the path's counts agree."""
+    scenario = overload_scenario(servers=servers, load=load, requests=requests)
+    setup = replace(ladder(_full(scenario, reserved=reserved), [s.server_id for s in scenario.server_specs()], rungs=(rung,))[0],
+                    preemption=mode)  # fmt: skip
+    run = simulate_tiers(scenario, setup, seed=seed)
+    res, log, stats = run.results, run.log, run.path_stats
+    assert (res.outcome >= 0).all()
+    assert (res.outcome[log.preempted > 0] == Outcome.COMPLETED).all()
+    assert stats["preempted"] == stats["resumed"] == int(log.preempted.sum()) and stats["open"] == 0
+    assert log.preempted.max(initial=0) <= setup.max_preemptions
+    done = res.outcome == Outcome.COMPLETED
+    assert (res.first_token[done] <= res.finish[done] + 1e-9).all() and (res.arrival[done] <= res.first_token[done]).all()
