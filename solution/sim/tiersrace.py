@@ -331,7 +331,8 @@ def _pct(a: np.ndarray, q: float) -> float:
 def run_metrics(run: TierRun, table: Any) -> dict[str, float]:
     """The metrics of one run: ``"<tier>:<metric>"`` for :data:`TIER_METRICS`, and the :data:`CLUSTER_METRICS`.
 
-    ``table``: the full tier table, for each tier's SLO.  O(n log n).
+    ``table``: the full tier table, for each tier's SLO (a tier of the
+    table without traffic in the run gets NaN for each metric).  O(n log n).
     """
     res, log = run.results, run.log
     arrival = res.arrival
@@ -366,6 +367,9 @@ def run_metrics(run: TierRun, table: Any) -> dict[str, float]:
             out[f"{name}:jain"] = jain_index(x)
         else:
             out[f"{name}:jain"] = math.nan
+    for name in table.names:  # a tier of the table with no traffic in this run (a widget's mix of 0): NaN, not missing
+        for metric in TIER_METRICS:
+            out.setdefault(f"{name}:{metric}", math.nan)
     batch = [k for k, nm in enumerate(res.tier_names) if nm == "batch"]
     if batch and (res.tier == batch[0]).any():
         mine = res.tier == batch[0]
@@ -570,6 +574,8 @@ def tiers_run(*, mix: Sequence[float] = DEFAULT_MIX, overload: float = 1.3, rese
             if mine.any():
                 vals[w] = float(np.percentile(e2e[mine], 99))
         p99[name] = vals
+    for name in full.names:  # tiers with no traffic (a mix share of 0): NaN throughout
+        p99.setdefault(name, np.full(windows, np.nan))
     return TiersRun(setup, metrics, run, edges[1:], p99)
 
 
