@@ -223,6 +223,7 @@ LIMITER_CALLS = [
     (lambda: "r", 1.0, TypeError),
     (lambda: Request("x", 10, tier="gold", tenant="a"), 1.0, UnknownTierError),
     (lambda: Request("x", 21, tier="free", tenant="a"), 1.0, RequestTooLargeError),  # the tenant holds 20 tokens
+    (lambda: Request("x", 21, tier="free", tenant="new"), 1.0, RequestTooLargeError),  # a new tenant's bucket too
     (lambda: Request("x", 10, tier="free", tenant="a"), 0.5, TimeWentBackwardsError),
     (lambda: Request("x", 10, tier="free", tenant="a"), NAN, ValueError),
     (lambda: Request("x", 10, tier="free", tenant="a"), "1", TypeError),
