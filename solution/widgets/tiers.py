@@ -387,6 +387,8 @@ def ladder_figure(result: Any, *, title: str | None = None) -> Figure:
         ax = fig.add_subplot(1, 2, panel + 1)
         for j, policy in enumerate(policies):
             stats = [result.interval(policy, tier, metric) for tier in tiers]
+            if metric == "slo":  # a share: draw its interval within [0, 1]
+                stats = [(m, max(0.0, lo), min(1.0, hi)) for m, lo, hi in stats]
             means = np.array([s[0] for s in stats])
             err = np.array([[max(0.0, s[0] - s[1]) for s in stats], [max(0.0, s[2] - s[0]) for s in stats]])
             ax.bar(np.arange(len(tiers)) + (j - (len(policies) - 1) / 2) * width, means, width, yerr=err, capsize=2,
@@ -394,13 +396,16 @@ def ladder_figure(result: Any, *, title: str | None = None) -> Figure:
         ax.set_xticks(range(len(tiers)), tiers)
         ax.set_xlabel("service tier (name)")
         ax.set_ylabel(label)
-        if metric == "ttft_p99":
+        if metric == "ttft_p99":  # room above the bars for the legend
             ax.set_yscale("log")
+            low, high = ax.get_ylim()
+            ax.set_ylim(low, high * (high / low) ** 0.6)
         else:
-            ax.set_ylim(0, 1.05)
+            ax.set_ylim(0, 1.45)
+            ax.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
         ax.set_title(title or f"{result.workload}: {'who meets the SLO' if metric == 'slo' else 'who waits for a first token'}", fontsize=10)
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize="x-small", loc="lower left" if metric == "slo" else "upper left")
+        ax.legend(fontsize="x-small", loc="upper center", ncol=min(4, len(policies)))
     return fig
 
 
