@@ -165,10 +165,10 @@ def bucket_figure(trace: BucketTrace, *, title: str = "a token bucket: level ove
                 label="Retry-After (whole seconds)")  # fmt: skip
     ax.set_xlabel("time (s)")
     ax.set_ylabel("tokens in the bucket (tokens)")
-    ax.set_ylim(bottom=0, top=trace.burst * 1.25)
+    ax.set_ylim(bottom=0, top=trace.burst * 1.5)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(fontsize="x-small", loc="upper right", ncol=3)
     return fig
 
 
