@@ -25,10 +25,12 @@ from solution.checks.stage4 import SPEC as STAGE4
 from solution.checks.stage4 import run_stage4 as check_stage4
 from solution.checks.stage5 import SPEC as STAGE5
 from solution.checks.stage5 import run_stage5 as check_stage5
+from solution.checks.stage6 import SPEC as STAGE6
+from solution.checks.stage6 import run_stage6 as check_stage6
 
 #: Every stage's spec, by stage number.
-SPECS: dict[int, StageSpec] = {spec.stage: spec for spec in (STAGE1, STAGE2, STAGE3, STAGE4, STAGE5)}
+SPECS: dict[int, StageSpec] = {spec.stage: spec for spec in (STAGE1, STAGE2, STAGE3, STAGE4, STAGE5, STAGE6)}
 
 __all__ = ["Op", "Mismatch", "GroupResult", "CheckReport", "CheckFailed", "StageSpec", "SPECS", "outcome",
            "compare_with_reference", "check_stage1", "check_stage2", "check_stage3", "check_stage4",
-           "check_stage5"]
+           "check_stage5", "check_stage6"]

@@ -36,6 +36,8 @@ COST_CASES: tuple[tuple[int, str, dict[str, Any]], ...] = (
     (5, "cost: a decision is O(log S), no session scan", {"kind": "affinity", "strategy": "SessionAffinity"}),
     (5, "cost: a decision is O(log S), no session scan", {"kind": "affinity", "strategy": "BoundedLoadHash"}),
     (5, "cost: a decision is O(log S), no session scan", {"kind": "affinity", "strategy": "PrefixAware"}),
+    (6, "cost: admission is O(1) in tenants, a decision O(log S)", {"kind": "admission"}),
+    (6, "cost: admission is O(1) in tenants, a decision O(log S)", {"kind": "tiers"}),
 )
 
 SIZES = (16, 4096)
@@ -243,9 +245,126 @@ def _round_queue(q: Any, tag: str) -> float:
     return time.perf_counter() - started
 
 
+#: Stage 6's admission: tenants held by the rate limiter at the small and the large size (the limiter's default bound).
+TENANT_SIZES = (10, 100_000)
+#: Stage 6's kinds of call, each timed on its own (the growth graded is the worst kind's).
+TIER_KINDS = ("route", "complete", "victim")
+
+
+def _tier_table(impl: Any) -> Any:
+    """Premium (25% reserved, its own pool with spill, predictive, may preempt), an "api" tier with a tier-wide
+    and a per-tenant limit, free, and batch (preemptible): every rule a decision or an admission applies."""
+    from solution.core.tier_types import RateLimit, ServiceTier
+
+    return impl.TierTable([
+        ServiceTier("premium", 3, 0.25, pool="premium", routing="predictive", may_preempt=True,
+                    tenant_limit=RateLimit(6_000, 60_000_000)),
+        ServiceTier("api", 2, 0.1, tier_limit=RateLimit(60_000_000, 6e12), tenant_limit=RateLimit(6_000, 60_000_000)),
+        ServiceTier("free", 1, tenant_limit=RateLimit(6_000, None)),
+        ServiceTier("batch", 0, preemptible=True),
+    ], default="free")  # fmt: skip
+
+
+class _Admission:
+    """``impl.TierAdmission`` over ``impl.RateLimiter`` (bound 100,000) holding ``size`` live tenants, all within
+    their limits (admission never refuses here, so both sizes do the same work per call).  At 100,000 the table
+    is full: each new tenant evicts the least recently admitted one."""
+
+    def __init__(self, impl: Any, size: int) -> None:
+        from solution.core.request import Request
+
+        self.table = _tier_table(impl)
+        self.admission = impl.TierAdmission(self.table, impl.RateLimiter(self.table, max_tenants=TENANT_SIZES[-1]))
+        self.size, self.now = size, 0.0
+        tiers = ("premium", "api", "free")
+        for j in range(size):
+            self.admission(Request(f"fill{j}", 100, 50, tier=tiers[j % 3], tenant=f"t{j}"), 0.0)
+
+
+def _round_admission(h: _Admission, tag: str) -> float:
+    """One round: per call one admission of a live tenant (every tenth a new one), time moving 10 us per call.
+
+    The requests are built before the clock starts: only the admission's calls are timed."""
+    from solution.core.request import Request
+
+    tiers = ("premium", "api", "free")
+    requests = []
+    for k in range(CALLS):
+        j = (k * 7919 + len(tag) * 104729) % h.size
+        tenant = f"{tag}-n{k}" if k % 10 == 0 else f"t{j}"
+        requests.append(Request(f"{tag}-{k}", 100 if k % 3 else 3000, 50, tier=tiers[j % 3], tenant=tenant))
+    admit, now = h.admission, h.now
+    started = time.perf_counter()
+    for request in requests:
+        now += 1e-5
+        admit(request, now)
+    elapsed = time.perf_counter() - started
+    h.now = now
+    return elapsed
+
+
+class _TierFleet:
+    """A Router running ``impl.TierRouting`` over ``size`` servers (one in eight in the premium pool, three speeds:
+    three latency models), half of them holding a request, and an ``impl.Preemptor`` that knows ``2 * size``
+    running batch requests."""
+
+    def __init__(self, impl: Any, size: int) -> None:
+        from solution.core.request import Request
+        from solution.core.routing import Router
+
+        self.table = _tier_table(impl)
+        self.lb = Router(impl.TierRouting(self.table), speeds={f"s{i}": 1.0 + (i % 3) for i in range(size)})
+        for i in range(size):
+            self.lb.add_server(f"s{i}", 64, 80 if i % 2 else 40, pool="premium" if i % 8 == 0 else "shared")
+        for i in range(size // 2):
+            self.lb.route(Request(f"pre{i}", 100, 50, tier=("api", "free", "batch")[i % 3]))
+        self.preemptor = impl.Preemptor(self.table)
+        for i in range(2 * size):
+            self.preemptor.started(Request(f"run{i}", 100, 50, tier="batch"), f"s{i % size}")
+        self.size = size
+
+
+def _round_tiers(h: _TierFleet, tag: str) -> dict[str, float]:
+    """One round, timed per kind: a route of each tier in turn, completed ``IN_FLIGHT`` routes later; a victim
+    asked for a premium request (every server usable), and one batch request started and an old one stopped."""
+    from solution.core.request import Request
+
+    tiers = ("premium", "api", "free", "batch")
+    requests = [Request(f"{tag}-{k}", 100 if k % 3 else 5000, 50, tier=tiers[k % 4]) for k in range(CALLS)]
+    starts = [Request(f"{tag}-b{k}", 100, 50, tier="batch") for k in range(CALLS)]
+    asker = Request(f"{tag}-ask", 100, 50, tier="premium")
+    usable = lambda server_id: True  # noqa: E731
+    route, complete, preemptor = h.lb.route, h.lb.complete_request, h.preemptor
+    clock = time.perf_counter
+    spent = dict.fromkeys(TIER_KINDS, 0.0)
+    ids = [r.request_id for r in requests]
+    for k, request in enumerate(requests):
+        t0 = clock()
+        route(request)
+        t1 = clock()
+        if k >= IN_FLIGHT:
+            complete(ids[k - IN_FLIGHT])
+        t2 = clock()
+        preemptor.victim(asker, usable)
+        preemptor.started(starts[k], f"s{k % h.size}")
+        preemptor.stopped(starts[k - IN_FLIGHT].request_id if k >= IN_FLIGHT else f"run{k}")
+        t3 = clock()
+        spent["route"] += t1 - t0
+        spent["complete"] += t2 - t1
+        spent["victim"] += t3 - t2
+    for k in range(max(0, CALLS - IN_FLIGHT), CALLS):
+        complete(ids[k])
+        preemptor.stopped(starts[k].request_id)
+    return spent
+
+
 def measure(impl: Any, rule: dict[str, Any]) -> dict[str, Any]:
     """Seconds per round of calls at each size (best of :data:`ROUNDS`, sizes interleaved)."""
     kind = rule["kind"]
+    if kind == "admission":
+        return _measure_admission(impl)
+    if kind == "tiers":
+        return _measure_tiers(impl)
     if kind == "balancer":
         objects = {n: _balancer(impl, n) for n in SIZES}
     elif kind == "queue":
@@ -288,15 +407,45 @@ def _measure_kinds(objects: dict[int, _HealthClock]) -> dict[str, Any]:
     return {"seconds_per_call": {str(n): best[n, worst] for n in SIZES}, "call": worst}
 
 
+def _measure_admission(impl: Any) -> dict[str, Any]:
+    """Stage 6: the best seconds per admission with 10 and with 100,000 tenants held (best of :data:`ROUNDS`, interleaved)."""
+    objects = {n: _Admission(impl, n) for n in TENANT_SIZES}
+    best = {n: math.inf for n in TENANT_SIZES}
+    for r in range(ROUNDS):
+        for n in TENANT_SIZES:
+            best[n] = min(best[n], _round_admission(objects[n], f"r{r}") / CALLS)
+    return {"seconds_per_call": {str(n): best[n] for n in TENANT_SIZES}, "call": "admission", "sizes": list(TENANT_SIZES),
+            "unit": "tenants"}  # fmt: skip
+
+
+def _measure_tiers(impl: Any) -> dict[str, Any]:
+    """Stage 6: the best seconds per call of each kind (route, complete, victim) at 16 and 4,096 servers; the worst kind's."""
+    objects = {n: _TierFleet(impl, n) for n in SIZES}
+    best = {(n, kind): math.inf for n in SIZES for kind in TIER_KINDS}
+    for r in range(ROUNDS):
+        for n in SIZES:
+            for kind, took in _round_tiers(objects[n], f"r{r}").items():
+                best[n, kind] = min(best[n, kind], took / CALLS)
+
+    def growth(kind: str) -> float:
+        small = best[SIZES[0], kind]
+        return best[SIZES[-1], kind] / small if small > 0 else math.inf
+
+    worst = max(TIER_KINDS, key=growth)
+    return {"seconds_per_call": {str(n): best[n, worst] for n in SIZES}, "call": worst}
+
+
 def verdict(result: Any) -> tuple[bool, str]:
     """Whether a measurement passes, and a sentence that says why."""
     try:
+        sizes = [int(n) for n in result.get("sizes", SIZES)]
         per_call = {int(k): float(v) for k, v in result["seconds_per_call"].items()}
-        small, large = per_call[SIZES[0]], per_call[SIZES[-1]]
-    except (TypeError, KeyError, ValueError, AttributeError):
+        small, large = per_call[sizes[0]], per_call[sizes[-1]]
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError):
         return False, f"no usable measurement ({str(result)[:80]})"
     growth = large / small if small > 0 else math.inf
     call = f"{result['call']}: " if isinstance(result.get("call"), str) else ""
-    text = (f"{call}{small * 1e6:.1f} us per call at {SIZES[0]}, {large * 1e6:.1f} us at {SIZES[-1]}: "
+    unit = f" {result['unit']}" if isinstance(result.get("unit"), str) else ""
+    text = (f"{call}{small * 1e6:.1f} us per call at {sizes[0]:,}{unit}, {large * 1e6:.1f} us at {sizes[-1]:,}{unit}: "
             f"{growth:.1f}x (limit {LIMIT:g}x; logarithmic is about 3x, a scan over 20x)")
     return growth <= LIMIT, text

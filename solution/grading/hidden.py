@@ -41,9 +41,34 @@ def rename_ids(case: Case, rng: random.Random, new_id: str) -> Case:
     return dataclasses.replace(case, id=new_id, ops=ops)
 
 
+def _rename_tiered(case: Case, rng: random.Random, new_id: str) -> Case:
+    """Stage 6: ``case`` with its request, tenant and server ids renamed consistently, in the calls and in the
+    servers the case starts with; tier names, pool labels and ``"all"`` (usable: every server) keep their names."""
+    make = case.make if isinstance(case.make, dict) else {}
+    keep = {"all", "shared", "premium", "free", "batch"}
+    for row in make.get("tiers") or []:
+        if isinstance(row, dict):
+            keep |= {v for k, v in row.items() if k in ("name", "pool") and isinstance(v, str)}
+    names: dict[str, str] = {}
+
+    def rename(value: Any) -> Any:
+        if isinstance(value, list):
+            return [rename(v) for v in value]
+        if isinstance(value, str) and value and value not in keep:
+            if value not in names:
+                names[value] = f"{rng.choice('abcdefghkmnpqrstuvwxyz')}{len(names)}{rng.randrange(10, 99)}"
+            return names[value]
+        return value
+
+    if make.get("servers"):
+        make = {**make, "servers": [[rename(row[0]), *row[1:]] for row in make["servers"]]}
+    ops = tuple((name, tuple(rename(a) for a in args)) for name, args in case.ops)
+    return dataclasses.replace(case, id=new_id, make=make or case.make, ops=ops)
+
+
 def _fresh_random(spec: StageSpec, group: Group, number: int) -> tuple[Case, ...]:
     """Fresh-seed versions of a random group's cases."""
-    from solution.checks import stage1, stage2, stage3, stage4, stage5
+    from solution.checks import stage1, stage2, stage3, stage4, stage5, stage6
 
     cases = []
     for k, seed in enumerate(_FRESH_SEEDS):
@@ -55,6 +80,8 @@ def _fresh_random(spec: StageSpec, group: Group, number: int) -> tuple[Case, ...
             make, ops = stage4.random_ops4(seed)
         elif spec.stage == 5:
             make, ops = stage5.random_ops5(seed)  # 1000..1005: each kind of run (seed % 4), hard affinity at 1001
+        elif spec.stage == 6:
+            make, ops = stage6.random_ops6(seed)  # 1000..1005: each kind of run (seed % 3) twice
         else:
             make, ops = group.cases[0].make, stage3.random_ops3(seed, 250)
         cases.append(Case(f"h{spec.stage}.{number}.r{k}", make, tuple((n, tuple(a)) for n, a in ops)))
@@ -102,7 +129,33 @@ _HIDDEN_BAD_BUILDS_5: tuple[dict[str, Any], ...] = (
     {"bare": "affinity", "inner": 42},
     {"bare": "affinity", "kwargs": {"policy": "hard"}},
 )
-_HIDDEN_BAD_BUILDS = {4: _HIDDEN_BAD_BUILDS_4, 5: _HIDDEN_BAD_BUILDS_5}
+
+
+#: Stage 6's hidden bad constructions (the public ones are in solution.checks.stage6's bad-input group).
+_HIDDEN_BAD_BUILDS_6: tuple[dict[str, Any], ...] = (
+    {"bare": "TierTable", "tiers": ("not", "rows")},
+    {"bare": "TierTable", "tiers": [{"name": "a", "queue_class": 0}], "kwargs": {"default": 0}},
+    {"bare": "TierTable", "tiers": [{"name": "a", "queue_class": 1}, {"name": "b", "queue_class": 1, "reserved_share": 0.1}]},
+    {"bare": "TierTable", "tiers": [{"name": "a", "queue_class": 1, "reserved_share": 0.6}, {"name": "b", "queue_class": 0,
+                                                                                           "reserved_share": 0.4}]},
+    {"bare": "TierTable", "tiers": [{"name": "a", "queue_class": 1}], "kwargs": {"default": "b"}},
+    {"bare": "TokenBucket", "args": [-0.5, 2]},
+    {"bare": "TokenBucket", "args": [1, float("nan")]},
+    {"bare": "TokenBucket", "args": [None, 2]},
+    {"bare": "TokenBucket", "args": [1, True]},
+    {"bare": "TokenBucket", "args": [1, 2, float("inf")]},
+    {"bare": "RateLimiter", "table": {"premium": 1}},
+    {"bare": "RateLimiter", "kwargs": {"max_tenants": -2}},
+    {"bare": "RateLimiter", "kwargs": {"max_tenants": "100"}},
+    {"bare": "TierAdmission", "table": None},
+    {"bare": "TierAdmission", "limiter": 42},
+    {"bare": "TierRouting", "table": None},
+    {"bare": "Preemptor", "table": "standard"},
+    {"bare": "Preemptor", "kwargs": {"max_preemptions": True}},
+    {"bare": "Preemptor", "kwargs": {"mode": "Swap"}},
+    {"bare": "Preemptor", "kwargs": {"mode": None}},
+)
+_HIDDEN_BAD_BUILDS = {4: _HIDDEN_BAD_BUILDS_4, 5: _HIDDEN_BAD_BUILDS_5, 6: _HIDDEN_BAD_BUILDS_6}
 
 
 def _is_bare(case: Case) -> bool:
@@ -121,11 +174,13 @@ def hidden_groups(spec: StageSpec) -> tuple[Group, ...]:
         elif spec.stage == 3 and group.cases and group.cases[0].make.get("bare"):
             cases = tuple(Case(f"h3.{g}.{i}", {"strategy": cls, "options": options, "bare": True}, ())
                           for i, (cls, options) in enumerate(_HIDDEN_BAD_ARGUMENTS))
-        elif spec.stage in _HIDDEN_BAD_BUILDS and any(_is_bare(c) for c in group.cases):
+        elif spec.stage in _HIDDEN_BAD_BUILDS and group.name.startswith("bad input") and any(_is_bare(c) for c in group.cases):
             kept = [c for c in group.cases if not _is_bare(c)]
             n = spec.stage
             cases = tuple(Case(f"h{n}.{g}.b{i}", make, ()) for i, make in enumerate(_HIDDEN_BAD_BUILDS[n])) + tuple(
-                rename_ids(c, rng, f"h{n}.{g}.{i}") for i, c in enumerate(kept))
+                (_rename_tiered if n == 6 else rename_ids)(c, rng, f"h{n}.{g}.{i}") for i, c in enumerate(kept))
+        elif spec.stage == 6:
+            cases = tuple(_rename_tiered(c, rng, f"h6.{g}.{i}") for i, c in enumerate(group.cases))
         else:
             cases = tuple(rename_ids(c, rng, f"h{spec.stage}.{g}.{i}") for i, c in enumerate(group.cases))
         out.append(Group(group.name, cases))
