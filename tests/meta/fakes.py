@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = {1: "balancer", 2: "request_queue", 3: "strategies", 4: "health", 5: "affinity"}
+MODULES = {1: "balancer", 2: "request_queue", 3: "strategies", 4: "health", 5: "affinity", 6: "tiers"}
 #: Appears in the command line of every process a fake tries to leave behind.
 MARKER = "lbgrade-fake-detached-7f3a"
 #: Files a fake tries to create outside its sandbox (checked and removed by :func:`leftovers`).
@@ -742,6 +742,67 @@ def _stage5_fake(name: str, build: Callable[[Path], Built], failing: tuple[str, 
     return Fake(name, build, {5: Expect(low=1, high=99, only_causes=("differs",), failing=failing, may_fail=("random operations",))}, what)
 
 
+def _stage6_edit(*edits: tuple[str, str]) -> Callable[[Path], Built]:
+    """Stage 6's reference with its edits (graded alone; the other stages hold the stubs)."""
+    def build(folder: Path) -> Built:
+        source = reference(6)
+        for old, new in edits:
+            source = edit(source, old, new)
+        return Built({6: source})
+
+    return build
+
+
+#: Stage 6's fakes (issue 13): plausible tier tables, limiters, routings and preemptors that each break one rule.
+_RESERVATION_ROUNDED_DOWN = _stage6_edit(
+    ("        return max(0, math.ceil(share * capacity - _ROUNDING_SLACK))\n",
+     "        return max(0, math.floor(share * capacity + _ROUNDING_SLACK))  # rounded down: 25% of 3 slots is none\n"),
+    ("sum(max(0, math.ceil(s * capacity - _ROUNDING_SLACK)) for s in self._above[row.name])",
+     "sum(max(0, math.floor(s * capacity + _ROUNDING_SLACK)) for s in self._above[row.name])"),
+)
+_CONSTANT_RETRY_AFTER = _stage6_edit(
+    ("        return max(1, math.ceil(wait))\n", "        return 1  # come back in a second, whatever the bucket says\n"),
+)
+_CHARGED_ON_REJECT = _stage6_edit(
+    ("        if worst > 0.0:\n            self._limited[binding] += 1\n",
+     "        if worst > 0.0:\n            for bucket, need, _ in buckets:  # charged although refused: the refused request eats the quota\n"
+     "                bucket._level = max(0.0, bucket.level(now) - need)\n                bucket._at = now\n"
+     "            self._limited[binding] += 1\n"),
+)
+_NEVER_FORGETS = _stage6_edit(
+    ("        for name, idle_after in self._idle_after.items():\n            tenants = self._tenants[name]\n            while tenants:\n",
+     "        return  # every tenant ever seen is kept (until the bound evicts one)\n"
+     "        for name, idle_after in self._idle_after.items():\n            tenants = self._tenants[name]\n            while tenants:\n"),
+)
+_TENANTS_SCANNED = _stage6_edit(
+    ("            while tenants:\n                first = next(iter(tenants.values()))\n                if now - first.last < idle_after:\n"
+     "                    break\n                tenants.popitem(last=False)\n",
+     "            for key in [k for k, e in tenants.items() if now - e.last >= idle_after]:  # every tenant, on every request\n"
+     "                del tenants[key]\n"),
+)
+_RESERVATION_IGNORED_BY_ROUTING = _stage6_edit(
+    ("        return server.load < self.table.limit(row.name, self.router.limit(server), server.nominal_capacity)\n",
+     "        return server.load < self.router.limit(server)  # the server's own limit: any tier may take a reserved slot\n"),
+)
+_UNBOUNDED_PREEMPTION = _stage6_edit(
+    ("        if row.preemptible and self._times.get(rid, 0) < self._max:\n",
+     "        if row.preemptible:  # no max_preemptions: the same batch request can be paused forever\n"),
+)
+_OLDEST_VICTIM = _stage6_edit(
+    ("        for rid in reversed(self._candidates):\n", "        for rid in self._candidates:  # the oldest first: the most work lost\n"),
+)
+_FLEET_SCAN_PER_DECISION = _stage6_edit(
+    ("        row = self.table.tier(request.tier)\n        large = self.router.is_large(request)\n",
+     "        row = self.table.tier(request.tier)\n        self.router.eligible_servers(request)  # a look at every server, per decision\n"
+     "        large = self.router.is_large(request)\n"),
+)
+
+
+def _stage6_fake(name: str, build: Callable[[Path], Built], failing: tuple[str, ...], what: str,
+                 may_fail: tuple[str, ...] = ("random operations",), **kw: Any) -> Fake:  # fmt: skip
+    return Fake(name, build, {6: Expect(low=1, high=99, only_causes=("differs",), failing=failing, may_fail=may_fail)}, what, **kw)
+
+
 def fakes() -> list[Fake]:
     """Every fake, in the order the table shows them."""
     no_import = dict(only_causes=("import",), causes=("import",))
@@ -798,6 +859,30 @@ def fakes() -> list[Fake]:
         Fake("session table scanned per request", _EXPIRY_SCAN,
              {5: Expect(low=1, high=99, only_causes=("probe",), failing=("cost:",))},
              "stage 5's table finds expired sessions by scanning every session on each request"),
+        _stage6_fake("reservation rounded down", _RESERVATION_ROUNDED_DOWN, ("reservation",),
+                     "stage 6 rounds a reserved share down (25% of a 3-slot server is no slot: premium's floor is gone on small servers)",
+                     may_fail=("random operations", "pools", "SLA routing", "bad input")),
+        _stage6_fake("constant Retry-After", _CONSTANT_RETRY_AFTER, ("token bucket", "admission"),
+                     "stage 6 answers every 429 with Retry-After: 1, whatever the bucket needs"),
+        _stage6_fake("charged on reject", _CHARGED_ON_REJECT, ("rate limiter: tier and tenant",),
+                     "stage 6 charges every bucket even when the request is refused (a 429 eats the tenant's quota)",
+                     may_fail=("random operations", "rate limiter: idle", "admission")),
+        _stage6_fake("idle tenants never forgotten", _NEVER_FORGETS, ("rate limiter: idle",),
+                     "stage 6 keeps every tenant it has seen (memory grows with tenants ever seen, up to the bound)",
+                     may_fail=("random operations", "admission", "bad input")),
+        _stage6_fake("reservation ignored by routing", _RESERVATION_IGNORED_BY_ROUTING, ("reservation",),
+                     "stage 6's tier routing checks only the server's own limit: free and batch take premium's reserved slots",
+                     may_fail=("random operations", "pools", "SLA routing", "bad input")),
+        _stage6_fake("unbounded preemption", _UNBOUNDED_PREEMPTION, ("preemption",),
+                     "stage 6 preempts the same batch request again and again (no max_preemptions: starvation)"),
+        _stage6_fake("oldest victim", _OLDEST_VICTIM, ("preemption",),
+                     "stage 6 preempts the oldest running batch request (the one that has done the most work), not the newest"),
+        Fake("fleet scanned per tier decision", _FLEET_SCAN_PER_DECISION,
+             {6: Expect(low=1, high=99, only_causes=("probe",), failing=("cost:",))},
+             "stage 6's tier routing lists every eligible server on each decision"),
+        Fake("tenants scanned per admission", _TENANTS_SCANNED,
+             {6: Expect(low=1, high=99, only_causes=("probe", "timeout"), failing=("cost:",))},
+             "stage 6's limiter finds idle tenants by scanning every tenant on each request", probe_timeout="20"),
         Fake("debug prints", _debug_prints,
              {**everywhere(STUBS), 1: Expect(score=100, note=r"similar", output=r"debug"), 2: Expect(score=100, note=r"similar", output=r"debug")},
              "a print at the top of every function of the reference (stages 1, 2)"),

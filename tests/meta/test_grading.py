@@ -10,7 +10,11 @@ on it, an endless loop times out only where it loops, prints and huge
 allocations never reach the grader, an exit or a syntax error at import costs
 its stage only, a re-export of the reference scores 0 for provenance, and
 attempts to patch the checks, edit the repository, leave a process behind,
-kill the grader or forge its results change nothing.
+kill the grader or forge its results change nothing; each stage's rule fakes
+(stage 6: reservation rounded down or ignored by routing, a constant
+Retry-After, buckets charged on a refusal, idle tenants never forgotten,
+unbounded or oldest-first preemption, a fleet or tenant scan per call) lose
+exactly the groups that teach the rule broken.  ``-k stage6`` runs one stage's.
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ pytestmark = [pytest.mark.meta, pytest.mark.slow]
 FAKES = fakes.fakes()
 
 
-@pytest.mark.parametrize("fake", FAKES, ids=[f.name.replace(" ", "-") for f in FAKES])
+def _id(fake: fakes.Fake) -> str:
+    """``stageN-<name>`` for a fake graded on one stage (so ``-k stage6`` picks a stage's fakes), ``all-<name>`` otherwise."""
+    where = f"stage{next(iter(fake.expect))}" if len(fake.expect) == 1 else "all"
+    return f"{where}-{fake.name.replace(' ', '-')}"
+
+
+@pytest.mark.parametrize("fake", FAKES, ids=[_id(f) for f in FAKES])
 def test_each_fake_gets_its_verdict(fake, tmp_path):
     run, facts, problems = fakes.run_fake(fake, tmp_path)
     scores = {s["stage"]: s["score"] for s in run.report["stages"]} if run.report else {}
