@@ -73,6 +73,14 @@ EXPECTED: dict[str, tuple[int | None, dict[str, tuple[str, ...]]]] = {
         "hard affinity": ("hard affinity", "hard mode"),
         "KV cache migration": ("migrat",),
     }),
+    "06_priorities_and_tiers.py": (5, {
+        "reserve a share of each server for premium (e.g. 25%)": ("reserv",),
+        "priority queuing: premium dequeued first": ("priority queu", "strict priority", "class priority"),
+        "rate limiting per tier (requests per minute)": ("rate limit",),
+        "separate server pools for isolation": ("pool",),
+        "preemption of batch requests": ("preempt",),
+        "SLA-based routing to the lowest latency": ("sla", "lowest predicted"),
+    }),
 }
 
 

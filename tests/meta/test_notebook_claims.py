@@ -51,6 +51,9 @@ STATED_INPUTS = {
         "4.0": "the licence, CC-BY 4.0",
         "99%": "the confidence level of the supermarket intervals",
     },
+    "06_priorities_and_tiers.ipynb": {
+        "75%": "what a lower tier may use of a server when premium reserves 25% (the standard table's input)",
+    },
     "04_health_checks.ipynb": {
         "10%": "the probe loss p = 0.1 read as a percentage (an input of the false-ejection cell)",
         "120": "the trade-off widget's crashes per setting (its trials argument)",
