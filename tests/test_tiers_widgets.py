@@ -203,3 +203,15 @@ def test_the_explorer_says_what_to_implement_when_a_stub_stands_in_the_way(monke
     monkeypatch.setattr(race, "tiers_run", stub)
     w.overload.value = 0.7
     assert w.record is None and "not implemented yet" in w.summary.value
+
+
+def test_the_explorer_redraws_its_figure_with_the_new_data_as_a_new_figure_would():
+    w = tw.TierExplorer(requests=200)
+    w.overload.value = 1.8  # the re-used figure now holds this run's data
+    left, right = w._figure.axes
+    fresh_left, fresh_right = tw.explorer_figure(w.record).axes
+    for mine, fresh in zip(left.get_lines(), fresh_left.get_lines()):
+        assert mine.get_label() == fresh.get_label()
+        assert np.allclose(mine.get_ydata(), fresh.get_ydata(), equal_nan=True)
+    assert left.get_ylim()[1] >= np.nanmax([np.nanmax(line.get_ydata()) for line in left.get_lines()])  # nothing clipped
+    assert [p.get_height() for p in right.patches] == pytest.approx([p.get_height() for p in fresh_right.patches], nan_ok=True)
