@@ -7,7 +7,8 @@ Two figures, each with another process burning a core the whole time:
    stage 2: priorities ignored in the priority ordering; stage 3: power of
    two choices takes the more loaded server; stage 4: the ejection cap one
    server short; stage 5: soft affinity leaves a server exactly at the
-   slack, ``<`` for ``<=``).  Every run must give every case
+   slack, ``<`` for ``<=``; stage 6: the newest preemption victim skipped
+   for the next one).  Every run must give every case
    the same verdict; the script prints the number of distinct verdict
    vectors per variant (1 is the goal), the score range and the time per run.
 2. **The cost rules, M runs** (default 50) in this process: the reference must
@@ -17,8 +18,11 @@ Two figures, each with another process burning a core the whole time:
    decision; stage 4: a checker that walks the fleet on every request result;
    stage 5: a session table that scans every session for expiry on each
    request, a ring that sums the servers' loads per request, a prefix-aware
-   router that lists every eligible server per decision).  It prints the
-   growth factors' range for each.
+   router that lists every eligible server per decision; stage 6: a limiter
+   that walks every tenant of the request's tier on each admission once the run has started, a
+   tier routing that lists every eligible server per decision, a preemptor
+   that lists every running request per victim).  It prints the growth
+   factors' range for each.
 
 Usage::
 
@@ -40,10 +44,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from solution.checks import cost  # noqa: E402
 from solution.checks.cost import COST_CASES, LIMIT, measure, verdict  # noqa: E402
 from solution.grading.grader import grade  # noqa: E402
 
-MODULES = ("balancer", "request_queue", "strategies", "health", "affinity")
+MODULES = ("balancer", "request_queue", "strategies", "health", "affinity", "tiers")
 
 #: (module, text to replace in the reference, replacement): one deliberate bug per stage (stage 1 needs two edits).
 BUGS = (
@@ -56,6 +61,9 @@ BUGS = (
      "if (self._ejected + 1) * 100 >= p.max_ejection_percent * len(self._servers):"),
     ("affinity", "sticky.load / sticky.capacity <= pick.load / pick.capacity + self._slack:",
      "sticky.load / sticky.capacity < pick.load / pick.capacity + self._slack:"),
+    ("tiers", "            if queue_class < row.queue_class and usable(server_id):\n                return rid, server_id\n",
+     "            if queue_class < row.queue_class and usable(server_id) and rid != next(reversed(self._candidates)):\n"
+     "                return rid, server_id\n"),
 )
 
 
@@ -189,6 +197,39 @@ class _ScanAffinity:
         self.SessionTable, self.SessionAffinity, self.BoundedLoadHash, self.PrefixAware = SessionTable, SessionAffinity, BoundedLoadHash, PrefixAware
 
 
+class _ScanTiers:
+    """Stage 6 with O(tenants) admissions and O(S) or O(R) decisions: a limiter that walks every tenant on each
+    check once the run has started (``now > 0``: the fill at time 0 would take quadratic time), a tier routing
+    that lists every eligible server per decision, a preemptor that lists every running request per victim."""
+
+    def __init__(self, module: object) -> None:
+        for name in ("TierTable", "TierAdmission"):
+            setattr(self, name, getattr(module, name))
+        limiter_base = module.RateLimiter  # type: ignore[attr-defined]
+
+        class RateLimiter(limiter_base):  # type: ignore[misc, valid-type]
+            def check(self, request, now):  # noqa: ANN001, ANN202
+                if now > 0:  # the reference's tenants of the request's tier: an O(n) walk (a C-level copy of the keys)
+                    list(self._tenants[self.table.tier(request.tier).name])
+                return super().check(request, now)
+
+        routing_base = module.TierRouting  # type: ignore[attr-defined]
+
+        class TierRouting(routing_base):  # type: ignore[misc, valid-type]
+            def choose(self, request):  # noqa: ANN001, ANN202
+                self.router.eligible_servers(request)
+                return super().choose(request)
+
+        preemptor_base = module.Preemptor  # type: ignore[attr-defined]
+
+        class Preemptor(preemptor_base):  # type: ignore[misc, valid-type]
+            def victim(self, request, usable):  # noqa: ANN001, ANN202
+                list(self._candidates)  # every running preemptible request, per victim
+                return super().victim(request, usable)
+
+        self.RateLimiter, self.TierRouting, self.Preemptor = RateLimiter, TierRouting, Preemptor
+
+
 class _ScanBalancer:
     """Stage 1 with a C-level O(S) scan: ``min`` over every server's key."""
 
@@ -225,27 +266,30 @@ def cost_rules(runs: int, stages: list[int] | None = None) -> None:
     import solution.health
     import solution.request_queue
     import solution.strategies
+    import solution.tiers
 
-    print(f"2. the cost rules, {runs} runs each (limit {LIMIT:g}x growth from 16 to 4,096)")
+    print(f"2. the cost rules, {runs} runs each (limit {LIMIT:g}x growth from 16 to 4,096 servers; stage 6's admission from 10 to 100,000 tenants)")
     variants = {
         1: (solution.balancer, _ScanBalancer()),
         2: (solution.request_queue, _ScanQueue(solution.request_queue)),
         3: (solution.strategies, _ScanStrategies(solution.strategies)),
         4: (solution.health, _ScanHealth(solution.health)),
         5: (solution.affinity, _ScanAffinity(solution.affinity)),
+        6: (solution.tiers, _ScanTiers(solution.tiers)),
     }
     for stage, name, rule in COST_CASES:
         if stages and stage not in stages:
             continue
         reference, scan = variants[stage]
         label = f"stage {stage} {rule.get('strategy', rule['kind'])}"[:32]
+        small, large = (str(n) for n in (cost.TENANT_SIZES if rule["kind"] == "admission" else cost.SIZES))
         for who, impl, want in (("reference", reference, True), ("scan", scan, False)):
             growth, right = [], 0
             for _ in range(runs):
                 result = measure(impl, rule)
                 ok, _text = verdict(result)
                 per_call = result["seconds_per_call"]
-                growth.append(per_call["4096"] / per_call["16"])
+                growth.append(per_call[large] / per_call[small])
                 right += ok == want
             print(f"   {label:<32} {who:<9} right verdict {right}/{runs}; growth {min(growth):.1f}x..{max(growth):.1f}x")
 
