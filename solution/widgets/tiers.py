@@ -550,7 +550,7 @@ class TierExplorer:
         import ipywidgets as W
 
         self.requests, self.servers, self.seed = requests, servers, seed
-        style = {"continuous_update": False}
+        style = {"continuous_update": False, "style": {"description_width": "initial"}}
         self.premium = W.FloatSlider(value=0.2, min=0.05, max=0.6, step=0.05, description="premium share", **style)
         self.batch = W.FloatSlider(value=0.3, min=0.0, max=0.6, step=0.05, description="batch share", **style)
         self.overload = W.FloatSlider(value=1.3, min=0.5, max=2.0, step=0.1, description="overload (x)", **style)
