@@ -9,6 +9,7 @@ sequences.  The reference's steps for them are recorded in
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 from pathlib import Path
@@ -41,14 +42,26 @@ def rename_ids(case: Case, rng: random.Random, new_id: str) -> Case:
     return dataclasses.replace(case, id=new_id, ops=ops)
 
 
+def _standard_rows() -> tuple[list[dict[str, Any]], str]:
+    """The reference's standard tier table as rows (dicts) and its default tier's name."""
+    from solution.tiers import TierTable
+
+    table = TierTable.standard()
+    return [dataclasses.asdict(row) for row in table], table.default
+
+
+def _scaled(value: Any, factor: float) -> Any:
+    return value * factor if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
 def _rename_tiered(case: Case, rng: random.Random, new_id: str) -> Case:
-    """Stage 6: ``case`` with its request, tenant and server ids renamed consistently, in the calls and in the
-    servers the case starts with; tier names, pool labels and ``"all"`` (usable: every server) keep their names."""
-    make = case.make if isinstance(case.make, dict) else {}
-    keep = {"all", "shared", "premium", "free", "batch"}
-    for row in make.get("tiers") or []:
-        if isinstance(row, dict):
-            keep |= {v for k, v in row.items() if k in ("name", "pool") and isinstance(v, str)}
+    """Stage 6's hidden twin of ``case``: every name renamed consistently in the table it builds and in its calls
+    (tiers, pools, requests, tenants, servers; the standard table written out under new names), so the
+    answers differ from the public ones.  Only ``"shared"`` (the pool every tier may use) and ``"all"``
+    (usable: every server) keep their names.  A case without names changes its numbers instead: a token
+    bucket's amounts and rates doubled (the same times, levels doubled), a Retry-After's waits moved up 1.25 s."""
+    make = copy.deepcopy(case.make) if isinstance(case.make, dict) else case.make
+    keep = {"all", "shared"}
     names: dict[str, str] = {}
 
     def rename(value: Any) -> Any:
@@ -60,10 +73,31 @@ def _rename_tiered(case: Case, rng: random.Random, new_id: str) -> Case:
             return names[value]
         return value
 
-    if make.get("servers"):
-        make = {**make, "servers": [[rename(row[0]), *row[1:]] for row in make["servers"]]}
-    ops = tuple((name, tuple(rename(a) for a in args)) for name, args in case.ops)
-    return dataclasses.replace(case, id=new_id, make=make or case.make, ops=ops)
+    ops = case.ops
+    if isinstance(make, dict):
+        if make.pop("standard", False):
+            make["tiers"], make["default"] = _standard_rows()
+        if make.get("tiers") == [] and not make.get("args"):
+            make["args"] = [rename("default")]  # still no tier at all: the same error, another call
+        if isinstance(make.get("tiers"), list):
+            for row in make["tiers"]:
+                if isinstance(row, dict):
+                    for key in ("name", "pool"):
+                        row[key] = rename(row.get(key)) if key in row else row.get(key, None)
+                    if "pool" in row and row["pool"] is None:
+                        del row["pool"]
+        if isinstance(make.get("default"), str):
+            make["default"] = rename(make["default"])
+        if make.get("servers"):
+            make["servers"] = [[rename(sid), *rest[:2], rename(rest[2]), *rest[3:]] for sid, *rest in make["servers"]]
+        if make.get("kind") == "bucket":
+            make["args"] = [_scaled(a, 2) for a in make.get("args", [])[:2]] + list(make.get("args", [])[2:])
+            ops = tuple((name, (_scaled(args[0], 2), *args[1:]) if name in ("take", "wait") else args) for name, args in ops)
+    def shifted(a: Any) -> bool:  # a good wait (a bad one stays bad)
+        return isinstance(a, float) and 0 <= a < float("inf")
+
+    ops = tuple((name, tuple(a + 1.25 if name == "retry_after" and shifted(a) else rename(a) for a in args)) for name, args in ops)
+    return dataclasses.replace(case, id=new_id, make=make, ops=ops)
 
 
 def _fresh_random(spec: StageSpec, group: Group, number: int) -> tuple[Case, ...]:
