@@ -242,6 +242,37 @@ def test_an_unknown_tier_is_refused_and_nothing_is_recorded(impl):
     assert r.get_server_stats()["a"]["current_load"] == 0
 
 
+class CountingRouter(Router):
+    """A router that counts how often a strategy asks about single servers (a scan asks about every one)."""
+
+    asked = 0
+
+    def available(self, server):
+        self.asked += 1
+        return super().available(server)
+
+    def eligible(self, server, request):
+        self.asked += 1
+        return super().eligible(server, request)
+
+    def limit(self, server):
+        self.asked += 1
+        return super().limit(server)
+
+
+@pytest.mark.parametrize("tier", ["premium", "free"])
+def test_a_decision_is_not_a_scan_of_the_fleet(impl, tier):
+    """An index per (tier, pool, latency model): a decision asks about a few servers, not all 512."""
+    r = CountingRouter(impl.TierRouting(impl.TierTable(three_tiers())), speeds={f"s{k}": 1.0 + k % 2 for k in range(512)})
+    for k in range(512):
+        r.add_server(f"s{k}", 4, 80)
+    for i in range(300):
+        r.route(req(f"w{i}", "batch"))
+    r.asked = 0
+    r.strategy.choose(req("x", tier))
+    assert r.asked < 40, f"one {tier} decision asked about servers {r.asked} times: a scan of the fleet?"
+
+
 def test_fits_and_waiting_class_follow_the_tier(impl):
     r, table = router(impl, servers=[("a", 4)])
     strategy = r.strategy
