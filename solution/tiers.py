@@ -155,9 +155,10 @@ before newer requests of its tier), and pays on resume:
 * ``"swap"``: its KV cache goes to host memory and back over PCIe (two times
   its KV bytes over the link), and it resumes on the same server.
 
-Recompute is cheaper for short contexts and frees the slot at once; swap wins
-for long contexts, where prefill is expensive and the bytes are few compared
-with the work.  A preempted request is never lost and never answered twice;
+Which costs less depends on the context and the hardware: recompute pays
+prefill compute for every token it had (the prompt plus what it generated),
+swap pays ``2 * KV bytes / PCIe bandwidth`` and keeps host memory meanwhile;
+the simulator prices both with the GPU's numbers.  A preempted request is never lost and never answered twice;
 it is counted (per request and in total), and it is not a failed try (it
 does not use up the retry policy's tries).  A streamed request may be
 preempted too: the client sees a pause, not a restart.  **Starvation bound:**
