@@ -572,6 +572,9 @@ class RateLimiter:
        bucket when each holds enough; otherwise it charges **nothing** and
        returns the wait, the largest ``(need - level) / rate`` over the
        buckets that are short (each bucket as in :class:`TokenBucket`).
+       ``stats()["limited_by"]`` counts the bucket with that largest wait; on
+       a tie, the first in the order ``"tier requests"``, ``"tier tokens"``,
+       ``"tenant requests"``, ``"tenant tokens"``.
     3. **Too large**: a request that needs more tokens than a bucket's burst
        raises :class:`~solution.core.errors.RequestTooLargeError`; nothing
        changes.  So does an unknown tier (``UnknownTierError``) and a ``now``
@@ -579,14 +582,18 @@ class RateLimiter:
     4. **Retry-After**: :meth:`retry_after` is ``ceil(wait)``, at least 1 (whole
        seconds, RFC 9110): a retry that late is admitted if nothing else
        took the tokens meanwhile.
-    5. **Forgetting**: a tenant not admitted for ``idle_after`` seconds (the
-       largest ``burst / rate`` of its buckets: by then they are full again)
-       is dropped (``stats()["forgotten"]``); nothing changes in behaviour.
-       Tenants are kept per tier in order of last admission and the idle
-       ones popped from the front on each call: amortized O(1).
+    5. **Forgetting**: a tenant is dropped (``stats()["forgotten"]``) by any
+       :meth:`check` at ``now`` (admitted or refused: forgetting runs before
+       the buckets are read) once ``now - last_admission >= idle_after``,
+       exactly ``idle_after`` included, with ``idle_after`` the largest
+       ``burst / rate`` of its buckets (by then they are full again, so
+       nothing changes in behaviour).  A refused request does not refresh its
+       tenant's last admission.  Tenants are kept per tier in order of last
+       admission and the idle ones popped from the front: amortized O(1).
     6. **Bound**: at most ``max_tenants`` tenants are held; a new tenant at a
        full table evicts the least recently admitted one
-       (``stats()["evicted"]``; its next burst is a fresh one).
+       (``stats()["evicted"]``; its next burst is a fresh one); on a tie
+       between tiers, the tier listed first in the table loses its tenant.
 
     Costs: :meth:`check` is O(T) for T tiers plus O(1) amortized for the
     tenants forgotten (independent of how many tenants are held); memory is
