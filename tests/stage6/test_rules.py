@@ -410,6 +410,17 @@ def test_idle_tenants_are_forgotten_after_their_buckets_refill(impl):
     assert lim.tenants() == 1
 
 
+def test_forgetting_at_exactly_idle_after_and_a_refusal_does_not_refresh(impl):
+    lim, _ = limiter(impl, tenant=RateLimit(60, None, burst_seconds=2.0))  # idle_after = 2 s
+    lim.check(req("a0", "free", tenant="a"), 0.0)
+    lim.check(req("a1", "free", tenant="a"), 0.0)
+    assert lim.check(req("a2", "free", tenant="a"), 0.5) > 0  # refused: a's last admission stays 0.0
+    lim.check(req("b0", "free", tenant="b"), 1.0)
+    assert lim.tenants() == 2
+    lim.check(req("c0", "free", tenant="c"), 2.0)  # exactly 2 s after a's last admission
+    assert lim.tenants() == 2 and lim.stats()["forgotten"] == 1
+
+
 def test_forgetting_changes_nothing_a_returning_tenant_gets_a_full_burst(impl):
     lim, _ = limiter(impl, tenant=RateLimit(60, None, burst_seconds=3.0))
     assert [lim.check(req(f"a{i}", "free", tenant="a"), 0.0) for i in range(4)][-1] > 0
