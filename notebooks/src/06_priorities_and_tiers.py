@@ -665,24 +665,27 @@ with needs_working_code():
     print(f"requests lost (no final answer) in any run: {max(max(ladder.values[p]['lost']) for p in ladder.policies):.0f}")
 
 # %% [markdown]
-# Reading it, rung by rung (the intervals are over four seeds of the same traffic):
+# Reading it, rung by rung (means with 95% intervals over four seeds of the same traffic):
 #
-# * **Class priority** does most of the work: premium's SLO attainment goes from 19.7% under FIFO
-#   to 96.2%, and its p99 TTFT from 19.3 s to 1.460 s. Free gains too (from 41.8% to 100.0%):
-#   batch, which asks for nothing but completion, absorbs the overload (its p99 TTFT grows from
-#   19.6 s to 31.0 s), and it still all completes.
-# * **Reservation** cuts premium's p99 TTFT to 1.036 s: a premium request no longer waits for a
-#   running batch job to end. Its price is measured: 36.0 slots of 224 (16.1%) sat reserved and
-#   empty on average while lower tiers waited, and batch finished after 189.2 s instead of 175.5 s.
-# * **Rate limits** protect the fleet from heavy free tenants: 0.313 429s per free request (a
-#   client retries once after `Retry-After`, then gives up), so free's SLO attainment falls to
-#   85.2%; that is the limit doing its job, not an accident.
-# * **Pools** give premium its own servers: its p99 e2e falls from 32.1 s to 22.2 s (no batch
-#   prefill slows its decode), at the price of a quarter of the fleet idling for everyone else
-#   (56.1 slots).
+# * **Class priority** does most of the work: premium's SLO attainment goes from 19.7%
+#   [15.6%, 23.8%] under FIFO to 96.2% [94.1%, 98.3%], and its p99 TTFT from 19.3 s to 1.460 s
+#   [1.108, 1.813]. Free gains too (from 41.8% [32.4%, 51.1%] to 100.0%): batch, which asks for
+#   nothing but completion, absorbs the overload (its p99 TTFT grows from 19.6 s to 31.0 s
+#   [25.9, 36.1]), and it still all completes.
+# * **Reservation** cuts premium's p99 TTFT to 1.036 s [0.861, 1.210]: a premium request no
+#   longer waits for a running batch job to end. Its price is measured: 36.0 [34.3, 37.7] slots of
+#   224 (16.1%) sat reserved and empty on average while lower tiers waited, and batch finished
+#   after 189.2 s [183.0, 195.4] instead of 175.5 s [166.3, 184.7].
+# * **Rate limits** protect the fleet from heavy free tenants: 0.313 [0.285, 0.340] 429s per free
+#   request (a client retries once after `Retry-After`, then gives up), so free's SLO attainment
+#   falls to 85.2% [83.7%, 86.7%]; that is the limit doing its job, not an accident.
+# * **Pools** give premium its own servers: its p99 e2e falls from 32.1 s [22.1, 42.1] to 22.2 s
+#   [17.0, 27.4] (no batch prefill slows its decode), at the price of a quarter of the fleet
+#   idling for everyone else (56.1 [53.8, 58.4] slots).
 # * **Preemption** adds nothing once reservation and pools hold premium: it never runs out of
 #   room, so nothing is preempted. Without them (`priority + preemption`, the extra rung)
-#   premium preempts 0.577 times per batch request; batch still completes, after 178.6 s.
+#   premium preempts 0.577 [0.546, 0.607] times per batch request without a better SLO than
+#   class priority alone (95.5% [93.7%, 97.3%]); batch still completes, after 178.6 s.
 #
 # No request was lost in any run.
 
@@ -797,8 +800,8 @@ with needs_working_code():
 #
 # > **Interviewer:** What if you needed to support request priorities (premium vs. free tier)?
 #
-# - **Reserve capacity for premium (trunk reservation):** 25% of every server's slots are usable only by premium, rounded up so the promise holds on small servers (capacity 1 to 8 reserves 1, 1, 1, 1, 2, 2, 2, 2 slots), and a higher class may borrow a lower one's reservation, never the reverse. It has a measured price: 16.1% of the fleet sat reserved and idle while lower tiers waited (*The comparison*); it cut premium's p99 TTFT from 1.46 s to 1.04 s under 1.3x overload.
-# - **Priority queuing:** one queue per tier, served strictly by class, FIFO within a class, no head-of-line blocking across tiers. This did most of the work: premium's SLO attainment went from 19.7% under one FIFO queue to 96.2%. The low class pays Cobham's factor `1 / (1 - s)`: at a load of 0.9 it waited 9.7x as long as the high class (formula 10.0x), and 14 of 14 simulated points sat inside their intervals (*Strict priority, against Cobham's formula*).
+# - **Reserve capacity for premium (trunk reservation):** 25% of every server's slots are usable only by premium, rounded up so the promise holds on small servers (capacity 1 to 8 reserves 1, 1, 1, 1, 2, 2, 2, 2 slots), and a higher class may borrow a lower one's reservation, never the reverse. It has a measured price: 36.0 [34.3, 37.7] slots of 224 (16.1% of the fleet) sat reserved and idle while lower tiers waited (*The comparison*); it cut premium's p99 TTFT from 1.46 s to 1.04 s under 1.3x overload.
+# - **Priority queuing:** one queue per tier, served strictly by class, FIFO within a class, no head-of-line blocking across tiers. This did most of the work: premium's SLO attainment went from 19.7% [15.6%, 23.8%] under one FIFO queue to 96.2% [94.1%, 98.3%] (95% intervals over four seeds). The low class pays Cobham's factor `1 / (1 - s)`: at a load of 0.9 it waited 9.7x as long as the high class (formula 10.0x), and 14 of 14 simulated points sat inside their intervals (*Strict priority, against Cobham's formula*).
 # - **Rate limits per tier and per tenant:** token buckets for requests and tokens per minute, checked before the queue, all or nothing, with a 429 whose `Retry-After` is the exact wait rounded up (a wait of 2.200 s answered 3 s, and a retry then is admitted); a request larger than the bucket is a 413, never an endless 429; idle tenants are forgotten (10,000 tenants held, then 1). In the race the free tier got 0.313 429s per request (*Step 3*, *The comparison*).
 # - **Separate server pools:** a premium pool tried first, spilling into the shared pool's reserved slots; free never lands on it, even idle. Premium's p99 e2e fell from 32.1 s to 22.2 s, for 56.1 slots idle on average (*Step 4*, *The comparison*).
 # - **Preemption of batch work:** a premium request that finds no slot pauses the newest running batch request, which resumes first in its line and pays a recompute (2,265 tokens, 0.20 s on an A100, in the example) or a swap over PCIe; bounded at 2 per request, never lost: in the simulator 30 of 110 batch requests were preempted, each at most twice, and all completed (*Step 6*).
