@@ -306,7 +306,7 @@ def preemption_cost_figure(models: Mapping[str, ModelSpec], gpus: Sequence[GpuSp
             ax.plot(tokens, [recompute_seconds(int(t), model, gpu) for t in tokens], color=_CYCLE[j], linewidth=2,
                     label=f"recompute: prefill on an {gpu.name}")  # fmt: skip
             ax.plot(tokens, [swap_seconds(int(t), model, gpu) for t in tokens], color=_CYCLE[j], linestyle="--",
-                    label=f"swap: out and in over PCIe ({gpu.pcie_gb_s:g} GB/s)")  # fmt: skip
+                    label=f"swap on an {gpu.name}: out and in over PCIe ({gpu.pcie_gb_s:g} GB/s)")  # fmt: skip
         ax.set_xlabel("context: prompt + generated (tokens)")
         ax.set_ylabel("resume cost (s)")
         ax.set_title(f"{name} ({model.kv_bytes_per_token / 1024:.0f} KiB of KV per token)", fontsize=10)
