@@ -564,7 +564,7 @@ STAGE6_GROUPS: tuple[tuple[str, tuple[tuple[dict[str, Any], list[Op]], ...]], ..
     ("bad input: the right exception, nothing changes", (
         # Constructions: a table of the wrong kind, tokens buckets and limiters with bad numbers, admissions, routings, preemptors.
         *(({"bare": "TierTable", "tiers": tiers, **extra}, []) for tiers, extra in (
-            ("premium", {}), ([{"x": 1}], {}), (None, {}), ([_tier("a", 0)], {"args": [3]}), ([_tier("a", 0)], {"args": [""]}))),
+            ("premium", {}), ([_tier("a", 0), "b"], {}), (None, {}), ([_tier("a", 0)], {"args": [3]}), ([_tier("a", 0)], {"args": [""]}))),
         *(({"bare": "TokenBucket", "args": args}, []) for args in (
             [0, 1], [-1.0, 1], [float("nan"), 1], [INF, 1], ["2", 1], [True, 1], [1, 0], [1, -5], [1, INF], [1, None],
             [1, 1, float("nan")], [1, 1, "0"])),
