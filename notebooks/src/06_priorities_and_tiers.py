@@ -589,6 +589,10 @@ with needs_working_code():
     print(f"the rows above: paused {np.mean(paused):.1f} s on average, running {np.mean(running):.1f} s")
 
 # %% [markdown]
+# The pauses are short next to the runs (the means printed above), no request was paused more than
+# twice (the bound), and every batch request completed: batch work is delayed, never lost.
+
+# %% [markdown]
 # #### What a resume costs: recompute or swap
 #
 # A paused request lost its KV cache on that server. On resume it pays either **recompute**
