@@ -28,7 +28,7 @@ _FRESH_SEEDS = range(1000, 1006)
 
 
 def rename_ids(case: Case, rng: random.Random, new_id: str) -> Case:
-    """``case`` with every non-empty string argument renamed consistently (ids are the only top-level strings)."""
+    """``case`` with every non-empty string argument, and the ids of the servers it starts with, renamed consistently (ids are the only top-level strings)."""
     names: dict[str, str] = {}
 
     def rename(value: Any) -> Any:
@@ -38,8 +38,11 @@ def rename_ids(case: Case, rng: random.Random, new_id: str) -> Case:
             return names[value]
         return value
 
+    make = case.make
+    if isinstance(make, dict) and isinstance(make.get("servers"), list):  # stage 5: the servers a case starts with
+        make = {**make, "servers": [[rename(row[0]), *row[1:]] for row in make["servers"]]}
     ops = tuple((name, tuple(rename(a) for a in args)) for name, args in case.ops)
-    return dataclasses.replace(case, id=new_id, ops=ops)
+    return dataclasses.replace(case, id=new_id, make=make, ops=ops)
 
 
 def _standard_rows() -> tuple[list[dict[str, Any]], str]:

@@ -41,3 +41,31 @@ def test_hidden_cases_are_not_public_cases(stage):
     cases = [c for g, _ in hidden for c in g.cases]
     assert cases and not [c.id for c in cases if script(c) in public]
     assert [g.name for g, _ in hidden] == [g.name for g, _ in load_recorded(stage)]
+
+
+def _statuses(result):
+    """'ok' or the error's kind for the build and for each operation of one recorded case."""
+    build, *steps = result
+    return [build[0]] + [step[0][0] for step in steps]
+
+
+@pytest.mark.parametrize("stage", sorted(SPECS))
+def test_renamed_hidden_cases_behave_like_their_public_twins(stage):
+    """A hidden case renamed from a public one (ids, tier and pool names) succeeds and fails at the same steps.
+
+    A renaming that misses an id (say, the servers a case starts with) turns calls into unknown-id errors:
+    the hidden case then grades something else than its twin.
+    """
+    from solution.grading.hidden import HIDDEN
+
+    hidden = load_recorded(stage, HIDDEN / f"stage{stage}.json.gz")
+    compared = 0
+    for (pub, pub_results), (hid, hid_results) in zip(load_recorded(stage), hidden):
+        if "random" in pub.name or pub.name.startswith("bad input") or len(pub.cases) != len(hid.cases):
+            continue
+        if any(len(p.ops) != len(h.ops) for p, h in zip(pub.cases, hid.cases)):
+            continue  # not a renaming (stage 3's bare strategy cases are replaced)
+        for p, h, pr, hr in zip(pub.cases, hid.cases, pub_results, hid_results):
+            assert _statuses(hr) == _statuses(pr), f"{h.id} (renamed {p.id}) fails at other steps than its twin"
+            compared += 1
+    assert compared, f"stage {stage}: no renamed hidden case compared"
