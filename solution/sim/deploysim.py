@@ -293,8 +293,8 @@ class _Driver:
         self.path = RequestPath(self.router, ledger=RetryLedger(RetryPolicy(max_tries=scenario.max_tries)),
                                 queue=QueuePolicy(max_depth=1_000_000, max_wait=None))  # fmt: skip
         self.path_timeout = _remove_takes_timeout(self.path)
-        self.drain_timeout = getattr(plan, "drain_timeout", None)
-        self.timed = self.path_timeout and self.drain_timeout is not None  # the path reports Drained itself
+        self.timed_drains: set[str] = set()  # servers drained with the path's timeout: the path reports Drained
+        self.tick_at: float | None = None  # the controller's next Tick, when it says (next_event_time)
         self.heap: list[tuple[float, int, int, Any]] = []
         self.seq = 0
         self.servers: dict[str, _Server] = {}
@@ -310,6 +310,7 @@ class _Driver:
         self.window: list[tuple[str, bool, float]] = []  # (version, ok, latency) of tries ended since the last Window
         self.controller_factory = controller
         self.controller: Any = None
+        self.canary_over = False
         self.path_next: float | None = None
         for i, t in enumerate(times):
             self._push(float(t), _ARRIVAL, i)
@@ -328,10 +329,15 @@ class _Driver:
         total = sum(1 for s in self.servers.values() if s.state != "gone")
         self.run.capacity.append((t, ready, serving, total))
 
-    def _launch(self, version: Version, t: float, *, warm: bool = False) -> str:
-        k = self.count.get(version.name, 0)
-        self.count[version.name] = k + 1
-        sid = f"{version.name}-{k}"
+    def _launch(self, version: Version, t: float, *, warm: bool = False, sid: str = "") -> str:
+        if not sid:
+            k = self.count.get(version.name, 0)
+            while f"{version.name}-{k}" in self.servers:
+                k += 1
+            self.count[version.name] = k + 1
+            sid = f"{version.name}-{k}"
+        elif sid in self.servers:
+            raise ValueError(f"the controller started server {sid!r} twice; a server id is used once")
         server = _Server(sid, version, t)
         self.servers[sid] = server
         if warm:
@@ -364,8 +370,6 @@ class _Driver:
                     raise AssertionError(f"request {o.request_id} ended twice ({self.run.outcome[i]}, then {kind})")
                 self.run.outcome[i] = kind.lower() + (f":{o.reason}" if kind == "Failed" else "")
                 self.run.end[i] = t
-                if kind == "Failed" and o.reason == "drain_timeout" or getattr(o, "reason", None) == "drain_timeout":
-                    self.run.forced += 1
             elif kind == "Drained":
                 self._drained(o.server_id, t, int(getattr(o, "forced", 0)))
 
@@ -403,7 +407,7 @@ class _Driver:
         if self.current.get(i) == j:
             self.window.append((server.version.name, ok, t - float(self.run.arrival[i])))
         self._outcomes(self.path.completed(f"r{i}", sid, t, ok=ok), t)
-        if server.state == "draining" and not server.jobs and not self.timed:
+        if server.state == "draining" and not server.jobs and sid not in self.timed_drains:
             self._drained(sid, t, 0)
 
     # -- fleet events
@@ -424,7 +428,7 @@ class _Driver:
         self._note_capacity(t)
         self._feed(self._event("Ready", server_id=sid, at=t), t)
 
-    def _drain(self, sid: str, t: float) -> None:
+    def _drain(self, sid: str, t: float, timeout: float | None) -> None:
         server = self.servers[sid]
         if server.state == "loading":  # never served: it simply stops
             server.state = "gone"
@@ -436,13 +440,15 @@ class _Driver:
         server.state = "draining"
         self._note_capacity(t)
         if self.path_timeout:
-            outs = self.path.remove_server(sid, t, drain_timeout=self.drain_timeout)
+            outs = self.path.remove_server(sid, t, drain_timeout=timeout)
+            if timeout is not None:
+                self.timed_drains.add(sid)
         else:
             outs = self.path.remove_server(sid, t)
-            if self.drain_timeout is not None:
-                self._push(t + float(self.drain_timeout), _FORCE, sid)
+            if timeout is not None:
+                self._push(t + timeout, _FORCE, sid)
         self._outcomes(outs, t)
-        if server.state == "draining" and not server.jobs and not self.timed:
+        if server.state == "draining" and not server.jobs and sid not in self.timed_drains:
             self._drained(sid, t, 0)
 
     def _force(self, sid: str, t: float) -> None:
@@ -455,21 +461,20 @@ class _Driver:
             self.job_req.pop(j, None)
             self.job_server.pop(j, None)
         server.jobs.clear()
-        before = sum(1 for o in self.run.outcome if o)
         self._outcomes(self.path.server_lost(sid, t), t)
-        self.run.forced += sum(1 for o in self.run.outcome if o) - before
         self._drained(sid, t, forced)
 
     def _drained(self, sid: str, t: float, forced: int) -> None:
         server = self.servers[sid]
         if server.state == "gone":
             return
-        if self.timed:  # the path said Drained: its abandoned tries, if any, are gone
+        if sid in self.timed_drains:  # the path said Drained: its abandoned tries, if any, are gone
             for j in list(server.jobs):
                 self.job_req.pop(j, None)
                 self.job_server.pop(j, None)
             server.jobs.clear()
         server.state = "gone"
+        self.run.forced += forced
         self._note_capacity(t)
         self._feed(self._event("Drained", server_id=sid, at=t, forced=forced), t)
 
@@ -490,18 +495,28 @@ class _Driver:
             self._push(t + float(canary.window), _WINDOW, None)
 
     def _feed(self, event: Any, t: float) -> None:
-        if self.controller is None or self.run.result != "running":
+        """Give the controller ``event`` and carry out its actions (after Done / RolledBack too: a rollback drains B)."""
+        if self.controller is None:
             return
         for action in self.controller.on(event):
             self.run.actions.append((t, action))
             self._act(action, t)
+        nxt = getattr(self.controller, "next_event_time", None)
+        if callable(nxt):
+            at = nxt()
+            if at is not None and at != self.tick_at and math.isfinite(at):
+                self.tick_at = max(float(at), t)
+                self._push(self.tick_at, _TICK, "asked")
 
     def _act(self, action: Any, t: float) -> None:
         kind = type(action).__name__
         if kind == "Start":
-            self._launch(self.versions[action.version], t)
+            self._launch(self.versions[action.version], t, sid=getattr(action, "server_id", ""))
         elif kind == "Drain":
-            self._drain(action.server_id, t)
+            timeout = getattr(action, "timeout", None)
+            if timeout is None or not math.isfinite(timeout):
+                timeout = getattr(self.plan, "drain_timeout", None) if timeout is None else None
+            self._drain(action.server_id, t, None if timeout is None else float(timeout))
         elif kind == "SetCanaryWeight":
             if self.split is not None:
                 setter = getattr(self.split, "set_weight", None)
@@ -509,6 +524,10 @@ class _Driver:
                     setter(float(action.weight))
                 else:
                     self.split.weight = float(action.weight)
+        elif kind == "EndCanary":
+            if self.split is not None:
+                self.split.end()
+            self.canary_over = True
         elif kind in ("Done", "RolledBack"):
             self.run.finished = t
             self.run.result = "done" if kind == "Done" else "rolled_back"
@@ -521,7 +540,7 @@ class _Driver:
                                           tuple(lat for ok, lat in rows if ok))  # fmt: skip
 
     def _on_window(self, t: float) -> None:
-        if self.run.result != "running":
+        if self.run.result != "running" or self.canary_over:
             return
         a, b = self._stats(self.s.old.name), self._stats(self.s.new.name)
         self.window = []
@@ -556,9 +575,13 @@ class _Driver:
             elif kind == _TICK:
                 if data == "start":
                     self._start_controller(t)
+                elif data == "asked":
+                    if t == self.tick_at:
+                        self.tick_at = None
+                        self._feed(self._event("Tick", at=t), t)
                 else:
                     self._feed(self._event("Tick", at=t), t)
-                if self.run.result == "running" and t < until:
+                if data != "asked" and self.run.result == "running" and t < until:
                     self._push(t + self.s.tick, _TICK, None)
             elif kind == _WINDOW:
                 self._on_window(t)

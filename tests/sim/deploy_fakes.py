@@ -1,4 +1,4 @@
-"""A minimal rollout controller and event records, for driving solution.sim.deploysim without solution.deploy.
+"""A minimal rollout controller and event records (names and fields as solution.core.deploy_types), for driving solution.sim.deploysim without solution.deploy.
 
 ``OneByOne``: surge 1, unavailable 0 (start one new server, drain one old one
 when it is ready, repeat); with ``rollback_after`` set it rolls back on the
@@ -8,11 +8,14 @@ server and starts old ones for the drained old ones).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 
+
+# The same names and fields as solution.core.deploy_types (kept here so these tests stand on their own).
 @dataclass(frozen=True)
 class Ready:
     server_id: str
@@ -34,7 +37,7 @@ class Tick:
 @dataclass(frozen=True)
 class VersionStats:
     requests: int
-    errors: int
+    errors: int = 0
     latencies: tuple[float, ...] = ()
 
 
@@ -49,18 +52,14 @@ class Window:
 class Start:
     version: str
     at: float
+    server_id: str = ""
 
 
 @dataclass(frozen=True)
 class Drain:
     server_id: str
     at: float
-
-
-@dataclass(frozen=True)
-class SetCanaryWeight:
-    weight: float
-    at: float
+    timeout: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -85,6 +84,10 @@ class OneByOne:
         self.drained_old: list[str] = []
         self.log: list[Any] = []
 
+    def _timeout(self) -> float:
+        t = self.plan.drain_timeout
+        return math.inf if t is None else t
+
     def on(self, event: Any) -> list[Any]:
         if self.state != "running":
             return []
@@ -94,7 +97,7 @@ class OneByOne:
         if isinstance(event, Ready):
             self.new.append(event.server_id)
             if self.old:
-                return [Drain(self.old.pop(0), event.at)]
+                return [Drain(self.old.pop(0), event.at, self._timeout())]
         if isinstance(event, Drained) and event.server_id.startswith(self.old_version):
             self.drained_old.append(event.server_id)
             if self.old:
@@ -104,7 +107,7 @@ class OneByOne:
         limit = getattr(self.plan, "rollback_after", None)
         if isinstance(event, Window) and limit is not None and event.b.requests and event.b.errors / event.b.requests > limit:
             self.state = "rolled_back"
-            acts: list[Any] = [Drain(s, event.at) for s in self.new]
+            acts: list[Any] = [Drain(s, event.at, self._timeout()) for s in self.new]
             acts += [Start(self.old_version, event.at) for _ in self.drained_old]
             return acts + [RolledBack(event.at, "errors")]
         return []
