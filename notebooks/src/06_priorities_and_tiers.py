@@ -41,7 +41,7 @@ import numpy as np
 
 from solution.core.impl import demo_impl, needs_working_code
 from solution.sim.gpus import gpu_preset
-from solution.sim.tiersrace import EXTRA_RUNGS, GPU, LADDER, MODEL, tiers_race
+from solution.sim.tiersrace import EXTRA_RUNGS, GPU, LADDER, MODEL, miss_causes, tiers_race
 from solution.widgets import tiers as tw
 
 demo = demo_impl()  # the reference (in the candidate's bundle: your exercises package)
@@ -694,6 +694,31 @@ with needs_working_code():
 # No request was lost in any run.
 
 # %% [markdown]
+# ### Why preemption did not help premium here
+#
+# Preemption cures one thing: a premium request waiting for a slot. Split premium's misses by
+# cause, pooled over the same four seeds: the time each TTFT miss waited for a slot, against the
+# time its own prefill took once it ran.
+#
+# **Predict first:** under class priority alone, how long did premium's late requests wait?
+
+# %%
+with needs_working_code():
+    needs("ladder")
+    for m in miss_causes(("class priority", "priority + preemption")):
+        print(f"{m.policy:<22} premium missed {m.missed} of {m.requests}, {m.ttft_missed} of them over the TTFT target; "
+              f"those waited at most {m.waited_longest:.2f} s for a slot; median prompt {m.prompt_median:,.0f} tokens, "
+              f"start to first token {m.after_start_median:.2f} s")
+
+# %% [markdown]
+# Premium's late requests under class priority waited at most 0.16 s for a slot: they are long
+# prompts (median 4,847 tokens) whose prefill, in a batch that is full, took 1.32 s against a 1 s
+# target. Preemption takes the wait to 0.00 s but not the prefill, and the work it pauses comes
+# back as more prefill (the recompute): 107 late requests instead of 82. Under this load premium
+# misses because of the batch it joins, not the queue; that is for the server (chunked prefill)
+# or the SLO (a TTFT target that grows with the prompt), not for admission.
+
+# %% [markdown]
 # ### The same on real traffic: the Azure trace
 #
 # The Azure LLM inference trace 2023 (Patel et al., *Splitwise: Efficient generative LLM inference
@@ -814,8 +839,10 @@ with needs_working_code():
 # **Where this course differs from the expected answer:** the reservation is a floor rounded up,
 # so on small servers it reserves more than 25% (a capacity-1 server serves premium only) and its
 # idle cost is measured, not assumed away. Preemption is the last resort, not the first tool:
-# with priority, reservation and a pool, premium never ran out of room and nothing was preempted;
-# it matters when the reservation is small or absent. Rate limits count tokens as well as
+# with priority, reservation and a pool, premium never ran out of room and nothing was preempted,
+# and with priority alone its late requests had waited at most 0.16 s for a slot, so preemption
+# had nothing to cure (107 late instead of 82, *Why preemption did not help premium here*). It
+# pays when premium's own load fills the fleet, which this traffic never did. Rate limits count tokens as well as
 # requests, and the 429 carries an exact `Retry-After`, not a constant.
 #
 # **Follow-ups to expect:**

@@ -71,7 +71,7 @@ from solution.sim.workload import Fixed, LogNormal, Pareto, Poisson, Requests, T
 __all__ = [
     "MODEL", "GPU", "LADDER", "EXTRA_RUNGS", "TIER_METRICS", "CLUSTER_METRICS", "WORKLOADS", "race_table", "ladder", "traffic_tiers",
     "overload_scenario", "TieredTrace", "azure_scenario", "scenario_for", "jain_index", "max_min_fair", "run_metrics",
-    "TiersRaceResult", "tiers_race", "TiersRun", "tiers_run", "PriorityPoint", "priority_points", "TIER_CHECK_POINTS",
+    "TiersRaceResult", "tiers_race", "MissCauses", "miss_causes", "TiersRun", "tiers_run", "PriorityPoint", "priority_points", "TIER_CHECK_POINTS",
 ]  # fmt: skip
 
 #: The model and GPU of every stage-6 scenario (as stage 5's).
@@ -525,6 +525,73 @@ def tiers_race(workload: str | Scenario = "overload", policies: Sequence[TierSet
         values[s.label] = {key: tuple(g.get(key, math.nan) for g in got) for key in got[0]}
     tiers = tuple(t for t in TIERS if any(f"{t}:slo" in v for v in values.values()))
     return TiersRaceResult(scenario.name, tuple(labels), tiers, seeds, values, level)
+
+
+# -- why a tier misses its SLO ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MissCauses:
+    """Why one tier's requests missed their SLO under one policy, pooled over seeds (see :func:`miss_causes`).
+
+    ``requests``: the tier's requests; ``missed``: those that missed (TTFT or e2e, or not completed);
+    ``ttft_missed``: completed ones over the TTFT target; ``waited_longest``: the longest time any
+    TTFT-missed request waited for a slot (seconds from arrival to start); ``prompt_median``: their
+    median prompt (tokens); ``after_start_median``: their median seconds from start to first token
+    (the prefill in a busy batch).
+    """
+
+    policy: str
+    tier: str
+    requests: int
+    missed: int
+    ttft_missed: int
+    waited_longest: float
+    prompt_median: float
+    after_start_median: float
+
+
+def miss_causes(policies: Sequence[str], tier: str = "premium", *, workload: str = "overload",
+                seeds: Sequence[int] = range(4)) -> list[MissCauses]:  # fmt: skip
+    """For each rung in ``policies`` (labels of :data:`LADDER` + :data:`EXTRA_RUNGS`): why ``tier`` missed.
+
+    Separates a miss caused by waiting for a slot (what priority, reservation and
+    preemption can cure) from one caused by the request's own prefill on a busy
+    server (what no admission policy cures).  Same traffic per seed as
+    :func:`tiers_race`.  O(runs x n log n).
+
+    Raises:
+        ValueError: a policy label not in the ladder.
+    """
+    scenario = scenario_for(workload)
+    table = _full_table(scenario)
+    setups = {s.label: s for s in ladder(table, [s.server_id for s in scenario.server_specs()], rungs=LADDER + EXTRA_RUNGS)}
+    unknown = [p for p in policies if p not in setups]
+    if unknown:
+        raise ValueError(f"unknown policies {unknown}; choose from {sorted(setups)}")
+    slo = table.tier(tier).slo
+    out = []
+    for label in policies:
+        n = missed = late = 0
+        waits: list[np.ndarray] = []
+        prompts: list[np.ndarray] = []
+        prefill: list[np.ndarray] = []
+        for seed in seeds:
+            res = simulate_tiers(scenario, setups[label], seed=seed).results
+            mine = res.tier == list(res.tier_names).index(tier)
+            done = res.outcome == Outcome.COMPLETED
+            ttft, e2e = res.first_token - res.arrival, res.finish - res.arrival
+            over = mine & done & (ttft > slo.ttft)
+            n += int(mine.sum())
+            missed += int((mine & ~(done & (ttft <= slo.ttft) & (e2e <= slo.e2e))).sum())
+            late += int(over.sum())
+            waits.append((res.start - res.arrival)[over])
+            prompts.append(res.prompt_tokens[over])
+            prefill.append((res.first_token - res.start)[over])
+        w, p, f = np.concatenate(waits), np.concatenate(prompts), np.concatenate(prefill)
+        out.append(MissCauses(label, tier, n, missed, late, float(w.max()) if len(w) else 0.0,
+                              float(np.median(p)) if len(p) else math.nan, float(np.median(f)) if len(f) else math.nan))  # fmt: skip
+    return out
 
 
 # -- one fast run for a widget -------------------------------------------------------------------------------

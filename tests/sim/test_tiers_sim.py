@@ -232,3 +232,14 @@ def test_every_request_ends_once_whatever_the_traffic(servers: int, load: float,
     assert log.preempted.max(initial=0) <= setup.max_preemptions
     done = res.outcome == Outcome.COMPLETED
     assert (res.first_token[done] <= res.finish[done] + 1e-9).all() and (res.arrival[done] <= res.first_token[done]).all()
+
+
+def test_miss_causes_split_waiting_from_prefill():
+    from solution.sim.tiersrace import miss_causes
+
+    with pytest.raises(ValueError, match="unknown policies"):
+        miss_causes(["no such rung"])
+    (prio,) = miss_causes(["class priority"], seeds=[0])
+    assert 0 < prio.ttft_missed <= prio.missed <= prio.requests
+    assert 0.0 <= prio.waited_longest < 1.0  # premium's late requests did not wait out their 1 s TTFT target in a queue
+    assert prio.prompt_median > 1000 and prio.after_start_median > 1.0  # long prompts, slow prefill in a full batch
