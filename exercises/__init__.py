@@ -10,6 +10,9 @@ keep servers' health and re-send requests whose server failed; ``SessionAffinity
 ``BoundedLoadHash`` and ``PrefixAware`` (stage 5) keep conversations where their KV
 cache is; ``TierTable``, ``RateLimiter``, ``TierAdmission``, ``TierRouting`` and
 ``Preemptor`` (stage 6) decide who waits when the cluster is short.
+``RollingDeploy``, ``CanaryAnalysis`` and ``CanarySplit`` (stage 7) replace a
+fleet's version without losing capacity, and stop a bad version early
+(its log entries are ``DeployDecision``: ``Decision`` is the routing one).
 """
 
 from exercises.balancer import LoadBalancer
@@ -22,6 +25,25 @@ from exercises.affinity import BoundedLoadHash, PrefixAware, SessionAffinity, Se
 from solution.core.affinity_types import AffinityPolicy, RemapReason
 from exercises.tiers import Preemptor, RateLimiter, TierAdmission, TierRouting, TierTable, TokenBucket
 from solution.core.tier_types import RateLimit, ServiceTier, Slo
+from solution.deploy import CanaryAnalysis, CanarySplit, RollingDeploy, resolve_surge, resolve_unavailable
+from solution.core.deploy_types import (
+    CanaryPlan,
+    Decision as DeployDecision,
+    Done,
+    Drain,
+    Drained,
+    EndCanary,
+    Fault,
+    Ready,
+    RolledBack,
+    RolloutPlan,
+    SetCanaryWeight,
+    Start,
+    Tick,
+    Verdict,
+    VersionStats,
+    Window,
+)
 from solution.core.gateway import Gateway
 from solution.core.clock import ManualClock
 from solution.core.queue_types import (
@@ -47,6 +69,7 @@ from solution.core.errors import (
     UnknownIdError,
     UnknownRequestError,
     UnknownServerError,
+    RolloutInProgressError,
 )
 
 __all__ = [
@@ -86,6 +109,28 @@ __all__ = [
     "ServiceTier",
     "RateLimit",
     "Slo",
+    "RollingDeploy",
+    "CanaryAnalysis",
+    "CanarySplit",
+    "resolve_surge",
+    "resolve_unavailable",
+    "RolloutPlan",
+    "CanaryPlan",
+    "VersionStats",
+    "Ready",
+    "Drained",
+    "Fault",
+    "Tick",
+    "Window",
+    "Start",
+    "Drain",
+    "SetCanaryWeight",
+    "EndCanary",
+    "Done",
+    "RolledBack",
+    "DeployDecision",
+    "Verdict",
+    "RolloutInProgressError",
     "Gateway",
     "ManualClock",
     "Ordering",

@@ -9,6 +9,9 @@ keep servers' health and re-send requests whose server failed; ``SessionAffinity
 ``BoundedLoadHash`` and ``PrefixAware`` (stage 5) keep conversations where their KV
 cache is; ``TierTable``, ``RateLimiter``, ``TierAdmission``, ``TierRouting`` and
 ``Preemptor`` (stage 6) decide who waits when the cluster is short.
+``RollingDeploy``, ``CanaryAnalysis`` and ``CanarySplit`` (stage 7) replace a
+fleet's version without losing capacity, and stop a bad version early
+(its log entries are ``DeployDecision``: ``Decision`` is the routing one).
 """
 
 from solution.balancer import LoadBalancer
@@ -21,6 +24,25 @@ from solution.affinity import BoundedLoadHash, PrefixAware, SessionAffinity, Ses
 from solution.core.affinity_types import AffinityPolicy, RemapReason
 from solution.tiers import Preemptor, RateLimiter, TierAdmission, TierRouting, TierTable, TokenBucket
 from solution.core.tier_types import RateLimit, ServiceTier, Slo
+from solution.deploy import CanaryAnalysis, CanarySplit, RollingDeploy, resolve_surge, resolve_unavailable
+from solution.core.deploy_types import (
+    CanaryPlan,
+    Decision as DeployDecision,
+    Done,
+    Drain,
+    Drained,
+    EndCanary,
+    Fault,
+    Ready,
+    RolledBack,
+    RolloutPlan,
+    SetCanaryWeight,
+    Start,
+    Tick,
+    Verdict,
+    VersionStats,
+    Window,
+)
 from solution.core.gateway import Gateway
 from solution.core.clock import ManualClock
 from solution.core.queue_types import (
@@ -46,6 +68,7 @@ from solution.core.errors import (
     UnknownIdError,
     UnknownRequestError,
     UnknownServerError,
+    RolloutInProgressError,
 )
 
 __all__ = [
@@ -85,6 +108,28 @@ __all__ = [
     "ServiceTier",
     "RateLimit",
     "Slo",
+    "RollingDeploy",
+    "CanaryAnalysis",
+    "CanarySplit",
+    "resolve_surge",
+    "resolve_unavailable",
+    "RolloutPlan",
+    "CanaryPlan",
+    "VersionStats",
+    "Ready",
+    "Drained",
+    "Fault",
+    "Tick",
+    "Window",
+    "Start",
+    "Drain",
+    "SetCanaryWeight",
+    "EndCanary",
+    "Done",
+    "RolledBack",
+    "DeployDecision",
+    "Verdict",
+    "RolloutInProgressError",
     "Gateway",
     "ManualClock",
     "Ordering",

@@ -27,6 +27,7 @@ __all__ = [
     "RetriesExhaustedError",
     "UnknownTierError",
     "RequestTooLargeError",
+    "RolloutInProgressError",
 ]
 
 
@@ -121,4 +122,18 @@ class RequestTooLargeError(LoadBalancerError, ValueError):
     Waiting would never help, so this is not a 429 with a ``Retry-After``: a
     gateway answers 413 (Content Too Large).  Split the request, lower its
     ``max_tokens``, or move the tenant to a tier with a larger limit.
+    """
+
+
+# --- Stage 7: drain with a timeout, rolling deploys, canaries ----------------
+
+
+class RolloutInProgressError(LoadBalancerError, ValueError):
+    """A rollout was started on a fleet while another rollout on it still runs.
+
+    Two controllers replacing the same servers would each count the other's
+    new servers as their own surge and break both bounds.  Wait for the
+    running rollout to end (``state`` ``"done"`` or ``"rolled_back"``), or
+    roll it back first, then start the next one from it
+    (:meth:`~solution.deploy.RollingDeploy.next_rollout`).
     """

@@ -138,12 +138,12 @@ class ServerState:
 
     __slots__ = ("_id", "_capacity", "_memory", "_speed", "_model", "_order", "_big", "_draining",
                  "_load", "_tokens", "_out", "_seen_load", "_seen_tokens", "_seen_out", "_others", "_active", "_slot",
-                 "_weight", "_eff", "_trial", "_pool")  # fmt: skip
+                 "_weight", "_eff", "_trial", "_pool", "_version")  # fmt: skip
 
     def __init__(self, server_id: str, capacity: int, memory: int, speed: float, order: int, big: bool,
-                 model: LatencyModel = REFERENCE_MODEL, pool: str = "shared") -> None:  # fmt: skip
+                 model: LatencyModel = REFERENCE_MODEL, pool: str = "shared", version: str = "v0") -> None:  # fmt: skip
         self._id, self._capacity, self._memory, self._speed, self._model = server_id, capacity, memory, speed, model
-        self._pool = pool
+        self._pool, self._version = pool, version
         self._order, self._big, self._draining = order, big, False
         self._load = self._tokens = self._out = self._seen_load = self._seen_tokens = self._seen_out = 0
         self._others = (0, 0, 0)  # other balancers' (load, tokens, output tokens) as last refreshed (ReplicatedRouter)
@@ -167,6 +167,10 @@ class ServerState:
     pool = property(
         lambda self: self._pool,
         doc='Its pool label (stage 6: a tier pinned to a pool uses only that pool\'s servers, then "shared"); "shared" by default.',
+    )
+    version = property(
+        lambda self: self._version,
+        doc='Its software version label (stage 7: a rolling deploy replaces one version by another; a canary split routes by it); "v0" by default.',
     )
     draining = property(lambda self: self._draining, doc="True once remove_server was called.")
     load = property(lambda self: self._seen_load, doc="Requests routed to it and not completed (as last seen).")
@@ -592,7 +596,7 @@ class Router:
     # -- the stage-1 API ---------------------------------------------------
 
     def add_server(self, server_id: str, capacity: int, gpu_memory_gb: int, *, speed: float | None = None,
-                   pool: str = "shared") -> None:  # fmt: skip
+                   pool: str = "shared", version: str = "v0") -> None:  # fmt: skip
         """Add a server (``speed``: relative speed, default ``speeds.get(server_id, 1.0)``).  O(1) + hook.
 
         Its latency model is ``models[server_id]``, else ``REFERENCE_MODEL.scaled(speed)``.
@@ -600,9 +604,12 @@ class Router:
         every tier may use; a tier pinned to another pool uses that pool's
         servers first (:attr:`ServerState.pool`).  Only a strategy that reads
         the label (stage 6's tier routing) treats pools differently.
+        ``version`` labels its software version (stage 7, :attr:`ServerState.version`,
+        default ``"v0"``): a rolling deploy adds servers of the new version, and a
+        canary split sends a share of the traffic to them.
 
         Raises:
-            TypeError / ValueError: as stage 1, ``speed`` not a number > 0, or ``pool`` not a non-empty str.
+            TypeError / ValueError: as stage 1, ``speed`` not a number > 0, ``pool`` or ``version`` not a non-empty str.
             DuplicateServerError (a ValueError): the id is present (draining included).
         """
         require_id(server_id, "server_id")
@@ -610,6 +617,7 @@ class Router:
         require_int(gpu_memory_gb, "gpu_memory_gb")
         speed = self.speeds.get(server_id, 1.0) if speed is None else require_positive(speed, "speed")
         require_id(pool, "pool")
+        require_id(version, "version")
         existing = self._servers.get(server_id)
         if existing is not None:
             state = "draining" if existing.draining else "present"
@@ -618,7 +626,7 @@ class Router:
             )
         model = self.models.get(server_id) or REFERENCE_MODEL.scaled(speed)
         s = ServerState(server_id, capacity, gpu_memory_gb, speed, self._next_order,
-                        gpu_memory_gb >= self.large_request_min_memory_gb, model, pool)  # fmt: skip
+                        gpu_memory_gb >= self.large_request_min_memory_gb, model, pool, version)  # fmt: skip
         self._next_order += 1
         self._servers[server_id] = s
         s._slot = len(self._routable)
