@@ -21,7 +21,10 @@ Every call that can change what happens to requests returns a ``list`` of
 outcomes, in the order they happened; the driver acts on each:
 
 * :meth:`add_server` / :meth:`remove_server`: the fleet (a drained server
-  leaves the router with its last request).
+  leaves the router with its last request; ``remove_server(...,
+  drain_timeout=)`` bounds the wait, see "Drain with a timeout" below).
+* :meth:`server_state` ``(server_id)``: ``"starting"``, ``"ready"``,
+  ``"draining"`` or ``"gone"`` (what a deploy controller waits for).
 * :meth:`submit` ``(request, now)``: a new request.
 * :meth:`first_token` ``(request_id, now)``: the current attempt streamed its
   first token to the client (from then on it is not re-sent).
@@ -58,6 +61,10 @@ Outcomes (frozen records; every submitted request ends with exactly one *final* 
 * :class:`Failed` (final): ``reason`` says why (see :data:`FAIL_REASONS`).
 * :class:`TimedOut` / :class:`Cancelled` (final): left the queue at its
   deadline / withdrawn by the client (queued or running).
+* :class:`Drained` (not a request's end; stage 7): a server drained with a
+  ``drain_timeout`` has no request left (its last one answered, or the
+  timeout ended them: ``forced`` of them); it left the router and the driver
+  may stop it.
 * :class:`Discarded` (not a request's end): the late answer of an abandoned
   attempt (re-sent, timed out, cancelled, or of a request that already ended)
   was dropped and counted.  An abandoned attempt keeps its slot on its server
@@ -141,6 +148,43 @@ Re-sends go to another server than the attempt they replace (Envoy's
 for the one routing call, O(log S) twice; a timed-out or failed attempt may
 go back to it when no other server can take it, a lost server's never.
 
+Drain with a timeout (stage 7)
+------------------------------
+``remove_server(server_id, now, drain_timeout=None)`` drains as stage 1 does
+(no new request; the running ones finish) and waits forever; with
+``drain_timeout=T`` (seconds >= 0; ``math.inf`` waits forever but still
+reports) the drain ends at ``now + T`` at the latest, scheduled through
+:meth:`next_event_time` / :meth:`tick` (a heap: O(log D) per drain for D
+timed drains, no scan of the fleet or of the requests).  At that deadline
+the server is stopped (as Kubernetes' SIGKILL after
+``terminationGracePeriodSeconds``): every attempt still there ends.  A
+request whose current attempt runs there is re-sent once through the
+RetryLedger when it may be (no token streamed, tries left: as for a lost
+server, the re-send counts as a try) and otherwise ends
+``Failed(reason="drain_timeout")``; it is never dropped silently and still
+ends exactly once.  Its attempt (and any abandoned attempt still running
+there) is abandoned: a late answer from that server is :class:`Discarded`
+and counted, as stage 4 does, until the same server id is added again.
+Then the server has left the router and a :class:`Drained` outcome says so
+(``forced`` = the requests the timeout ended); when the last request leaves
+before the deadline, :class:`Drained` comes with that answer
+(``forced=0``), and an idle server drains at once.  A timed drain that loses
+its server (``server_lost``) ends with ``Drained(forced=0)`` too.
+
+Choices where the design is silent: :class:`Drained` is reported only for
+drains given a ``drain_timeout`` (``None`` keeps stage 1's drain exactly, so
+stage 4-6 drivers see no new outcome); a second ``remove_server`` of a
+draining server may set or bring its deadline forward, never push it back;
+the drain-timeout re-send never goes back to the draining server; a forced
+attempt is not reported to health (the server left health checks when its
+drain began).  Sticky sessions (stage 5) leave the draining server when the
+drain begins (their affinity re-maps on ``draining``), and requests parked
+for it, or paused on it in swap mode (stage 6), move at once, not at the
+deadline.  Costs: ``remove_server`` O(log S + log D); the forced end
+O(k log S) for k attempts there (each re-send a routing call); each late
+answer after a forced drain O(1), with O(1) memory per such attempt kept
+until the server id is added again.
+
 Health integration: the path never scans the fleet per request.  Health
 transitions are read from ``HealthChecker.transitions`` (a cursor: O(new
 transitions) per call) and pushed to the router as weights
@@ -183,7 +227,9 @@ __all__ = [
     "Cancelled",
     "Discarded",
     "Preempted",
+    "Drained",
     "Outcome",
+    "SERVER_STATES",
     "FAIL_REASONS",
     "Admission",
 ]
@@ -198,8 +244,11 @@ __all__ = [
 #:   ledger, or a ledger without ``error()``: such answers are not retried);
 #: * ``"server_lost"``: its server was declared down / lost and re-routing is off;
 #: * ``"timeout"``: the per-try timeout expired and re-routing is off;
-#: * ``"no_server"``: a re-send found no eligible server (and there is no queue).
-FAIL_REASONS: tuple[str, ...] = ("streamed", "out_of_tries", "error", "server_lost", "timeout", "no_server")
+#: * ``"no_server"``: a re-send found no eligible server (and there is no queue);
+#: * ``"drain_timeout"``: its server's drain reached its ``drain_timeout`` and
+#:   the request could not be re-sent (tokens streamed, no tries left, or no
+#:   ledger).
+FAIL_REASONS: tuple[str, ...] = ("streamed", "out_of_tries", "error", "server_lost", "timeout", "no_server", "drain_timeout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,8 +314,24 @@ class Preempted:
     times: int
 
 
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """Server ``server_id``, drained with a ``drain_timeout``, has no request left at ``at`` (not a request's end).
+
+    It has left the router; the driver may stop it.  ``forced``: how many
+    requests its drain timeout ended there (0: every one left by itself).
+    """
+
+    server_id: str
+    at: float
+    forced: int = 0
+
+
+#: What :meth:`RequestPath.server_state` answers.
+SERVER_STATES: tuple[str, ...] = ("starting", "ready", "draining", "gone")
+
 #: Anything a RequestPath call returns in its list.
-Outcome = Union[Dispatched, Queued, Rejected, Delivered, Failed, TimedOut, Cancelled, Discarded, Preempted]
+Outcome = Union[Dispatched, Queued, Rejected, Delivered, Failed, TimedOut, Cancelled, Discarded, Preempted, Drained]
 
 #: Admission hook (stage 6): ``admission(request, now)`` returns ``None`` to admit
 #: or a :class:`Rejected` to refuse.  The default admits everything.
@@ -299,6 +364,16 @@ class _Flight:
         self.parked: str | None = None  # the line it waits in (a server id, or _ANY_SERVER), outside the queue
         self.queued_at = arrived  # when it last entered the queue
         self.wait_until: float | None = None  # its queue deadline (max_wait), kept while parked
+
+
+class _Drain:
+    """A drain given a timeout (private): its deadline and how many requests that deadline ended."""
+
+    __slots__ = ("deadline", "forced")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.forced = 0
 
 
 #: The line of parked requests that no longer wait for one server (theirs went down or away): tried on every refill.
@@ -482,19 +557,25 @@ class RequestPath:
         self._line_due: list[tuple[float, int, str]] = []  # (queue deadline, seq, request id) of parked requests, lazy
         self._changed: set[str] = set()  # servers changed since their line was last tried
         self._parked = 0  # requests in the lines
+        self._drains: dict[str, _Drain] = {}  # server -> its timed drain, until Drained
+        self._drain_due: list[tuple[float, int, str]] = []  # (deadline, seq, server), lazy
+        self._killed: dict[str, dict[str, int]] = {}  # server -> {request id: attempts its drain timeout stopped}
         self._counts = dict.fromkeys(("submitted", "dispatched", "re_sent", "delivered", "failed", "rejected",
                                       "timed_out", "cancelled", "discarded", "lost_attempts", "queued",
-                                      "preempted", "resumed"), 0)  # fmt: skip
+                                      "preempted", "resumed", "drained", "drain_forced"), 0)  # fmt: skip
 
     # -- fleet ------------------------------------------------------------------
 
     def add_server(self, server_id: str, capacity: int, gpu_memory_gb: int, now: float, *,
-                   speed: float | None = None, warm: bool = True, pool: str = SHARED_POOL) -> list[Outcome]:  # fmt: skip
+                   speed: float | None = None, warm: bool = True, pool: str = SHARED_POOL,
+                   version: str = "v0") -> list[Outcome]:  # fmt: skip
         """Add a server to the router and the health checker; it takes queued requests at once.
 
         ``warm=True`` (default, the initial fleet): healthy at full weight;
         ``warm=False`` (a server just started): it begins in slow start.
         ``pool``: its pool label (stage 6; ``"shared"``, the pool every tier may use, by default).
+        ``version``: its software version label (stage 7; ``"v0"`` by default),
+        read back as ``router.server(server_id).version``.
         Returns the outcomes in order (time-based work due by ``now``, then
         the :class:`Dispatched` requests it takes from the queue).  O(log S).
 
@@ -506,10 +587,9 @@ class RequestPath:
             raise TypeError(f"warm must be a bool, got {type(warm).__name__} {warm!r}")
         now = self._time(now)
         out = self._housekeeping(now)
-        if pool == SHARED_POOL:
-            self.router.add_server(server_id, capacity, gpu_memory_gb, speed=speed)
-        else:
-            self.router.add_server(server_id, capacity, gpu_memory_gb, speed=speed, pool=pool)
+        if server_id not in self.router:
+            self._killed.pop(server_id, None)  # a new server under an old id: the stopped one's attempts never answer
+        self.router.add_server(server_id, capacity, gpu_memory_gb, speed=speed, pool=pool, version=version)
         if self.health is not None:
             try:
                 self.health.add_server(server_id, now, warm=warm)
@@ -521,19 +601,40 @@ class RequestPath:
         out += self._fill(now)
         return self._flush(out)
 
-    def remove_server(self, server_id: str, now: float) -> list[Outcome]:
+    def remove_server(self, server_id: str, now: float, *, drain_timeout: float | None = None) -> list[Outcome]:
         """Drain a server: no new requests; its in-flight ones finish; it leaves health checks at once.
 
-        Returns the time-based outcomes due by ``now``, then the requests parked
-        for it (hard affinity) that go elsewhere now.  O(log S).
+        ``drain_timeout`` (seconds >= 0, ``math.inf`` allowed; ``None``: wait
+        forever and report nothing, as stage 1): at ``now + drain_timeout``
+        the requests still there are re-sent or end
+        ``Failed(reason="drain_timeout")``, and a :class:`Drained` outcome
+        reports when the server has no request left (at once for an idle
+        server).  Calling it again on a draining server may set or bring the
+        deadline forward, never push it back.  See the module's "Drain with a
+        timeout".
 
-        Raises: UnknownServerError (a KeyError) if the router does not have it.
+        Returns the time-based outcomes due by ``now``, then the requests parked
+        for it (hard affinity) or paused on it (swap mode) that go elsewhere
+        now (and, with ``drain_timeout=0``, the requests it ended and the
+        :class:`Drained`).  O(log S + log D) (+ O(k log S) for k requests a
+        zero timeout ends).
+
+        Raises: UnknownServerError (a KeyError) if the router does not have it;
+        TypeError / ValueError for a ``drain_timeout`` that is not a number of
+        seconds >= 0 (nothing changes).
         """
         require_id(server_id, "server_id")
+        if drain_timeout is not None:
+            if isinstance(drain_timeout, bool) or not isinstance(drain_timeout, (int, float)):
+                raise TypeError(f"drain_timeout must be a number of seconds or None, got {type(drain_timeout).__name__} {drain_timeout!r}")
+            if math.isnan(drain_timeout) or drain_timeout < 0:
+                raise ValueError(f"drain_timeout must be >= 0 seconds (math.inf: wait forever), got {drain_timeout!r}")
         if server_id not in self.router:
             raise UnknownServerError(f"server {server_id!r} is not present; add_server it first")
         now = self._time(now)
         out = self._housekeeping(now)
+        if server_id not in self.router:  # its earlier drain's deadline was due by now: it is gone already
+            return self._flush(out)
         self.router.remove_server(server_id)
         self._touch(server_id)
         if server_id in self._in_health:
@@ -541,8 +642,49 @@ class RequestPath:
             self._in_health.discard(server_id)
             self._ramping.pop(server_id, None)
         self._lost.discard(server_id)
+        if drain_timeout is not None:
+            deadline = now + float(drain_timeout)
+            d = self._drains.get(server_id)
+            if d is None:
+                d = self._drains[server_id] = _Drain(deadline)
+                moved = True
+            else:
+                moved = deadline < d.deadline
+                d.deadline = min(d.deadline, deadline)
+            if moved and math.isfinite(deadline):
+                self._seq += 1
+                heapq.heappush(self._drain_due, (deadline, self._seq, server_id))
+            if server_id in self.router and d.deadline <= now:
+                self._force_drain(server_id, now, out)
+            self._check_drained(server_id, now, out)
         out += self._fill(now)  # its parked requests go elsewhere now
         return self._flush(out)
+
+    def server_state(self, server_id: str) -> str:
+        """Where ``server_id`` is in its life, one of :data:`SERVER_STATES`.  O(1).
+
+        * ``"gone"``: not in the router (never added, or drained away; the
+          path keeps no record of past servers, so a typo also reads "gone");
+        * ``"draining"``: :meth:`remove_server` was called, requests remain;
+        * ``"ready"``: takes traffic at full weight: health says ``healthy``
+          (checks passed and slow start done), or there is no health checker;
+          and it is not lost;
+        * ``"starting"``: present but not ready: slow start or half-open
+          (``recovering``), ``degraded``, ``down``, or lost and not seen back
+          (a deploy controller counts only ``"ready"`` servers as capacity).
+
+        Raises: TypeError / ValueError for a bad id.
+        """
+        require_id(server_id, "server_id")
+        if server_id not in self.router:
+            return "gone"
+        if self.router.server(server_id).draining:
+            return "draining"
+        if server_id in self._lost:
+            return "starting"
+        if self.health is None or server_id not in self._in_health:
+            return "ready"
+        return "ready" if self.health.state(server_id) == HealthState.HEALTHY else "starting"
 
     # -- requests ---------------------------------------------------------------
 
@@ -659,7 +801,8 @@ class RequestPath:
             if seconds_per_token <= 0:
                 raise ValueError(f"seconds_per_token must be > 0, got {seconds_per_token}; pass None if unknown")
         f = self._flights.get(request_id)
-        if not ((f is not None and f.server == server_id) or (request_id, server_id) in self._ghosts):
+        if not ((f is not None and f.server == server_id) or (request_id, server_id) in self._ghosts
+                or request_id in self._killed.get(server_id, ())):
             raise UnknownRequestError(f"no attempt of request {request_id!r} runs on server {server_id!r} "
                                       "(never sent there, already answered, or its server was lost)")  # fmt: skip
         now = self._time(now)
@@ -693,12 +836,16 @@ class RequestPath:
                 reason = "error" if self.ledger is None or not callable(getattr(self.ledger, "error", None)) else self._why(f)
                 out.append(self._end(f, Failed(request_id, now, reason, server_id, f.attempt)))
         else:
-            self._drop_ghost(request_id, server_id)
+            if (request_id, server_id) in self._ghosts:
+                self._drop_ghost(request_id, server_id)
+            else:  # an attempt a drain timeout stopped: its server is gone
+                self._unkill(request_id, server_id)
             if self.ledger is not None:
                 self.ledger.answer(request_id, server_id, now)  # False: counted as a late answer
             self._counts["discarded"] += 1
             out.append(Discarded(request_id, server_id, now))
             out += self._feedback(server_id, ok, now, seconds_per_token)
+        self._check_drained(server_id, now, out)  # a timed drain's last request left
         out += self._fill(now)
         return self._flush(out)
 
@@ -740,11 +887,13 @@ class RequestPath:
             out.append(self._end(f, Failed(rid, now, reason, server_id, f.attempt)))
         for _ in running:
             out += self._feedback(server_id, False, now, None)
-        self._lost.add(server_id)
-        self.router.set_weight(server_id, 0.0)
+        if server_id in self.router:
+            self._lost.add(server_id)
+            self.router.set_weight(server_id, 0.0)
         self._touch(server_id)
         for rid in resend:
             out += self._resend(flights[rid], now, server_id, strict=True)
+        self._check_drained(server_id, now, out)  # a timed drain's server left with its last attempt
         out += self._fill(now)
         return self._flush(out)
 
@@ -841,6 +990,11 @@ class RequestPath:
             times.append(due[0][0])
         if self._ramping and self._next_reweight is not None:
             times.append(self._next_reweight)
+        drains = self._drain_due
+        while drains and not self._live_drain(drains[0]):
+            heapq.heappop(drains)
+        if drains:
+            times.append(drains[0][0])
         return min(times) if times else None
 
     # -- introspection ------------------------------------------------------------
@@ -869,7 +1023,9 @@ class RequestPath:
         ended: between calls each runs an attempt, waits (``waiting``: queued
         or parked, ``parked`` of them in a server's line: hard affinity) or is
         ``paused`` (preempted, waiting to resume); ``abandoned`` attempts still
-        running; ``timers`` per-try deadlines kept (stale ones included).
+        running; ``timers`` per-try deadlines kept (stale ones included);
+        ``drained`` timed drains reported :class:`Drained`, ``drain_forced``
+        requests their drain timeout ended (re-sent or failed).
         O(T) for T tiers.
         """
         parked = self._parked
@@ -909,6 +1065,12 @@ class RequestPath:
                 health.advance(now)
             out += self._apply_health(now)
         out += self._expire_timeouts(now)
+        drains = self._drain_due
+        while drains and drains[0][0] <= now:
+            entry = heapq.heappop(drains)
+            if self._live_drain(entry):
+                self._force_drain(entry[2], now, out)
+                self._check_drained(entry[2], now, out)
         for queue in self._queues.values():
             if (d := queue.next_deadline()) is not None and d <= now:
                 for outcome in queue.expire():
@@ -1391,6 +1553,61 @@ class RequestPath:
             if not line and key in self._lines:
                 del self._lines[key]
         return out
+
+    def _live_drain(self, entry: tuple[float, int, str]) -> bool:
+        d = self._drains.get(entry[2])
+        return d is not None and d.deadline == entry[0] and entry[2] in self.router
+
+    def _force_drain(self, server_id: str, now: float, out: list[Outcome]) -> None:
+        """The drain of ``server_id`` reached its deadline: stop every attempt there; re-send or fail their requests.
+
+        Abandoned attempts there are stopped too; a late answer of any of them is
+        :class:`Discarded` later.  The last slot freed makes the router forget
+        the server.  O(k log S) for k attempts there.
+        """
+        for router_id, key in list(self._ghosts_on.get(server_id, {}).items()):
+            self._drop_ghost(*key, router_id=router_id)
+            self._kill(key[0], server_id)
+        running = list(self._on.get(server_id, {}))
+        if self.ledger is not None:
+            resend, fail = self._budget(*self.ledger.server_down(server_id, now), now)
+        else:
+            resend, fail = [], running
+        flights = {rid: self._flights[rid] for rid in running}
+        for rid, f in flights.items():
+            self.router.complete_request(f.router_id)
+            self._detach(f)
+            self._kill(rid, server_id)
+        self._drains[server_id].forced += len(running)
+        self._counts["drain_forced"] += len(running)
+        self._touch(server_id)
+        for rid in fail:
+            f = flights[rid]
+            out.append(self._end(f, Failed(rid, now, "drain_timeout", server_id, f.attempt)))
+        for rid in resend:
+            out += self._resend(flights[rid], now, server_id, strict=True)
+
+    def _kill(self, request_id: str, server_id: str) -> None:
+        on = self._killed.setdefault(server_id, {})
+        on[request_id] = on.get(request_id, 0) + 1
+
+    def _unkill(self, request_id: str, server_id: str) -> None:
+        on = self._killed[server_id]
+        left = on[request_id] - 1
+        if left:
+            on[request_id] = left
+        else:
+            del on[request_id]
+            if not on:
+                del self._killed[server_id]
+
+    def _check_drained(self, server_id: str, now: float, out: list[Outcome]) -> None:
+        """A timed drain whose server left the router (its last attempt ended) reports :class:`Drained`.  O(1)."""
+        d = self._drains.get(server_id)
+        if d is not None and server_id not in self.router:
+            del self._drains[server_id]
+            self._counts["drained"] += 1
+            out.append(Drained(server_id, now, d.forced))
 
     def _detach(self, f: _Flight, *, stopped: bool = True) -> None:
         """The current attempt no longer runs for the request (answered, failed, lost or abandoned)."""
