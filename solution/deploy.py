@@ -757,7 +757,7 @@ class CanarySplit(BaseStrategy):
     def __init__(self, inner: Callable[[], Strategy], *, weight: float = 0.0, new_version: str,
                  excluded_tiers: Sequence[str] = (), seed: int = 0) -> None:  # fmt: skip
         ### BEGIN SOLUTION: validate (a class or factory, not an instance; weight; names; seed); build the inners; keep the hash key
-        if isinstance(inner, Strategy) or not callable(inner):
+        if (not isinstance(inner, type) and isinstance(inner, Strategy)) or not callable(inner):
             raise TypeError("inner must be a strategy class such as LeastConnections (the split builds one per version), "
                             f"got {type(inner).__name__}")  # fmt: skip
         self._inner = {side: inner() for side in ("old", "new", "all")}
