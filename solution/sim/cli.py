@@ -17,6 +17,7 @@
     python -m solution.sim tiers-race --seeds 4              # stage 6: the policy ladder under 1.3x overload
     python -m solution.sim tiers-race --workload azure --seeds 4   # stage 6: the Azure trace, tiers assigned
     python -m solution.sim tier-checks                       # stage 6: strict priority vs Cobham / preemptive-resume
+    python -m solution.sim deploy-race --seeds 3             # stage 7: rollouts, canary blast radius, false rollbacks
 
 ``--balancer`` picks the implementation: ``solution`` (the reference),
 ``exercises`` (the candidate's), or ``package.module:Class``; by default the
@@ -126,7 +127,37 @@ def _parser() -> argparse.ArgumentParser:
     tier_checks.add_argument("--seeds", type=int, default=6, help="seeds per point (default 6)")
     tier_checks.add_argument("--requests", type=int, default=20_000, help="requests per run (default 20000)")
     tier_checks.add_argument("--workers", type=int, help="processes (default: every core)")
+    deploy = sub.add_parser("deploy-race", help="stage 7: rollout scenarios (duration, capacity, lost, errors, p99, detection, "
+                            "blast radius), blast radius vs canary share, false rollbacks on identical versions")  # fmt: skip
+    deploy.add_argument("--seeds", type=int, default=3, help="seeds per scenario (default 3)")
+    deploy.add_argument("--canaries", type=int, default=400, help="canaries on identical versions for the false-rollback rate (default 400)")
+    deploy.add_argument("--scenarios", help="comma-separated scenario names (default: all)")
+    deploy.add_argument("--workers", type=int, help="processes (default: every core)")
     return parser
+
+
+def _stage7_command(args: argparse.Namespace) -> int:
+    """``deploy-race``: the scenario table, blast radius against canary share, the canary's false-rollback rate."""
+    from solution.sim.deployrace import SCENARIOS, blast_vs_share, deploy_race, false_rollbacks
+
+    started = time.perf_counter()
+    names = tuple(SCENARIOS if args.scenarios is None else (n.strip() for n in args.scenarios.split(",") if n.strip()))
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or args.seeds < 1 or args.canaries < 1:
+        print(f"error: unknown scenario {unknown} (pick from {', '.join(SCENARIOS)})" if unknown
+              else "error: --seeds and --canaries must be >= 1", file=sys.stderr)  # fmt: skip
+        return 2
+    seeds = range(args.seeds)
+    print(deploy_race(names, seeds=seeds, workers=args.workers).table())
+    print("\nA version failing 2% of its requests: canary first step vs detection (s from its first request) and blast radius:")
+    for label, row in blast_vs_share(seeds=seeds, workers=args.workers).items():
+        d, b, e = row["detect"], row["blast"], row["errors"]
+        print(f"  first step {label:>5}: rolled back in {row['rolled_back'][0]:.0%} of runs, detect {d[0]:.0f} s [{d[1]:.0f}, {d[2]:.0f}], "
+              f"blast radius {b[0]:.0f} [{b[1]:.0f}, {b[2]:.0f}] requests, errors {e[0]:.0f} [{e[1]:.0f}, {e[2]:.0f}]")  # fmt: skip
+    print("\nThe canary test on two identical versions (false rollbacks, 95% Wilson intervals):")
+    print(false_rollbacks(seeds=args.canaries).report())
+    print(f"({time.perf_counter() - started:.1f} s)")
+    return 0
 
 
 def _stage6_command(args: argparse.Namespace) -> int:
@@ -232,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _stage5_command(args)
     if args.command in ("tiers-race", "tier-checks"):
         return _stage6_command(args)
+    if args.command == "deploy-race":
+        return _stage7_command(args)
     if args.command == "list":
         for name, builder in SCENARIOS.items():
             print(f"{name:12s} {(builder.__doc__ or '').strip().splitlines()[0]}")

@@ -259,11 +259,22 @@ def _deploy_lib() -> Any:
     return lib
 
 
-def _remove_takes_timeout(path: Any) -> bool:
+def _takes(method: Any, name: str) -> bool:
     try:
-        return "drain_timeout" in inspect.signature(path.remove_server).parameters
+        return name in inspect.signature(method).parameters
     except (TypeError, ValueError):
         return False
+
+
+def _least_connections() -> Any:
+    """The router's default strategy (a factory: a ``CanarySplit`` builds one per version)."""
+    from solution.core.routing import LeastConnections
+
+    return LeastConnections()
+
+
+def _remove_takes_timeout(path: Any) -> bool:
+    return _takes(path.remove_server, "drain_timeout")
 
 
 class _Driver:
@@ -274,7 +285,7 @@ class _Driver:
         from solution.core.health_types import RetryPolicy
         from solution.core.path import RequestPath
         from solution.core.queue_types import QueuePolicy
-        from solution.core.routing import LeastConnections, Router
+        from solution.core.routing import Router
         from solution.health import RetryLedger
 
         self.s, self.plan = scenario, plan
@@ -284,15 +295,17 @@ class _Driver:
         self.versions = scenario.versions()
         canary = getattr(plan, "canary", None)
         self.split = None
-        inner = strategy if strategy is not None else LeastConnections()
+        factory = strategy if strategy is not None else _least_connections
         if canary is not None:
-            self.split = self.lib.CanarySplit(inner, weight=0.0, new_version=scenario.new.name,
-                                         excluded_tiers=tuple(getattr(canary, "excluded_tiers", ())), seed=seed)  # fmt: skip
-            inner = self.split
-        self.router = Router(inner)
+            self.split = self.lib.CanarySplit(factory, weight=0.0, new_version=scenario.new.name,
+                                              excluded_tiers=tuple(getattr(canary, "excluded_tiers", ())), seed=seed)  # fmt: skip
+            self.router = Router(self.split)
+        else:
+            self.router = Router(factory())
         self.path = RequestPath(self.router, ledger=RetryLedger(RetryPolicy(max_tries=scenario.max_tries)),
                                 queue=QueuePolicy(max_depth=1_000_000, max_wait=None))  # fmt: skip
         self.path_timeout = _remove_takes_timeout(self.path)
+        self.path_versions = _takes(self.path.add_server, "version")
         self.timed_drains: set[str] = set()  # servers drained with the path's timeout: the path reports Drained
         self.tick_at: float | None = None  # the controller's next Tick, when it says (next_event_time)
         self.heap: list[tuple[float, int, int, Any]] = []
@@ -311,6 +324,8 @@ class _Driver:
         self.controller_factory = controller
         self.controller: Any = None
         self.canary_over = False
+        self.window_at: float | None = None  # when the pending Window is due
+        self.window_sent = -math.inf  # when the last Window was delivered
         self.path_next: float | None = None
         for i, t in enumerate(times):
             self._push(float(t), _ARRIVAL, i)
@@ -349,10 +364,9 @@ class _Driver:
         return sid
 
     def _add_to_path(self, server: _Server, t: float) -> list[Any]:
-        try:
+        if self.path_versions:
             return self.path.add_server(server.sid, self.s.slots, 80, t, version=server.version.name)
-        except TypeError:  # a path from before versions: the label is the id's prefix only
-            return self.path.add_server(server.sid, self.s.slots, 80, t)
+        return self.path.add_server(server.sid, self.s.slots, 80, t)  # a path without versions: only the id says it
 
     def _speed(self, server: _Server, t: float) -> float:
         v = server.version
@@ -489,10 +503,10 @@ class _Driver:
         else:
             self.controller = self.lib.RollingDeploy(fleet, self.s.new.name, self.plan, t)
         self.run.started = t
+        for action in getattr(self.controller, "initial_actions", ()) or ():  # RollingDeploy decides its first batch at once
+            self.run.actions.append((t, action))
+            self._act(action, t)
         self._feed(self._event("Tick", at=t), t)
-        canary = getattr(self.plan, "canary", None)
-        if canary is not None:
-            self._push(t + float(canary.window), _WINDOW, None)
 
     def _feed(self, event: Any, t: float) -> None:
         """Give the controller ``event`` and carry out its actions (after Done / RolledBack too: a rollback drains B)."""
@@ -502,11 +516,25 @@ class _Driver:
             self.run.actions.append((t, action))
             self._act(action, t)
         nxt = getattr(self.controller, "next_event_time", None)
-        if callable(nxt):
-            at = nxt()
-            if at is not None and at != self.tick_at and math.isfinite(at):
-                self.tick_at = max(float(at), t)
-                self._push(self.tick_at, _TICK, "asked")
+        at = nxt() if callable(nxt) else None
+        if at is None or not math.isfinite(at):
+            return
+        canary = getattr(self.plan, "canary", None)
+        if canary is not None and not self.canary_over:
+            # a canary step's window closes then: deliver a Window; a "hold" keeps the same due time, so the
+            # next Window comes one window later with the data gathered so far
+            if at > self.window_sent:
+                due = max(float(at), t)
+            elif self.window_at is None:
+                due = self.window_sent + float(canary.window)
+            else:
+                return
+            if due != self.window_at:
+                self.window_at = due
+                self._push(due, _WINDOW, due)
+        elif at != self.tick_at:
+            self.tick_at = max(float(at), t)
+            self._push(self.tick_at, _TICK, "asked")
 
     def _act(self, action: Any, t: float) -> None:
         kind = type(action).__name__
@@ -524,6 +552,7 @@ class _Driver:
                     setter(float(action.weight))
                 else:
                     self.split.weight = float(action.weight)
+            self.window = []  # a new step: its window starts now
         elif kind == "EndCanary":
             if self.split is not None:
                 self.split.end()
@@ -539,13 +568,14 @@ class _Driver:
         return self.lib.VersionStats(len(rows), sum(1 for ok, _ in rows if not ok),
                                           tuple(lat for ok, lat in rows if ok))  # fmt: skip
 
-    def _on_window(self, t: float) -> None:
-        if self.run.result != "running" or self.canary_over:
+    def _on_window(self, due: float, t: float) -> None:
+        """A canary window closes: the stats of both versions since the step's weight was set."""
+        if due != self.window_at or self.run.result != "running" or self.canary_over:
             return
+        self.window_at = None
+        self.window_sent = t
         a, b = self._stats(self.s.old.name), self._stats(self.s.new.name)
-        self.window = []
         self._feed(self._event("Window", at=t, a=a, b=b), t)
-        self._push(t + float(self.plan.canary.window), _WINDOW, None)
 
     # -- the loop
     def _schedule_path(self) -> None:
@@ -584,7 +614,7 @@ class _Driver:
                 if data != "asked" and self.run.result == "running" and t < until:
                     self._push(t + self.s.tick, _TICK, None)
             elif kind == _WINDOW:
-                self._on_window(t)
+                self._on_window(data, t)
             elif kind == _PATH:
                 if data == self.path_next:
                     self.path_next = None
@@ -610,7 +640,7 @@ def run_deploy(scenario: DeployScenario, plan: Any, *, seed: int = 0, until: flo
     """Run ``scenario`` with a rollout under ``plan`` (a ``solution.deploy.RolloutPlan``); deterministic per ``seed``.
 
     ``controller(fleet, new_version, plan, now)`` builds the controller
-    (default ``solution.deploy.RollingDeploy``); ``strategy`` the router's
+    (default ``solution.deploy.RollingDeploy``); ``strategy`` a factory of the router's
     strategy (default least connections; wrapped in a ``CanarySplit`` when the
     plan has a canary).  ``until``: stop then even if the rollout runs
     (default ``duration + 4 h``).  ``lib``: the module with the events,
