@@ -450,6 +450,11 @@ class RequestPath:
     use) and O(log S) to free the victim's slot; resuming a paused request
     costs what a dispatch does.
 
+    Drains with a timeout (stage 7, D of them pending) add O(log D) to
+    ``remove_server`` and to :meth:`next_event_time` / :meth:`tick` (a lazy
+    heap of deadlines); at a deadline, O(k log S) for the k attempts stopped
+    there (each re-send one routing call); :meth:`server_state` is O(1).
+
     Raises:
         TypeError: a component of the wrong kind (a queue object with
         ``tiers``; a ``preemptor`` without ``tiers``).  ValueError: a router that
@@ -784,7 +789,10 @@ class RequestPath:
         (no token streamed, tries left, the ledger has ``error``) or
         :class:`Failed`.  Feedback: ``Router.observe`` (``seconds_per_token``
         of a good answer), ``HealthChecker.request_result`` (every result,
-        late ones too).  Then the freed slot goes to the queue.  O(log S).
+        late ones too).  Then the freed slot goes to the queue.  The answer
+        of an attempt that a drain timeout stopped is :class:`Discarded` too;
+        the last request leaving a server drained with a ``drain_timeout``
+        adds :class:`Drained` after the answer's outcome.  O(log S).
 
         Raises:
             TypeError / ValueError: bad ids, ``ok`` not a bool,
@@ -860,7 +868,9 @@ class RequestPath:
         detection).  The server then takes no request (weight 0) until it is
         seen back: a probe answered (``probe_result(ok=True)``) or a health
         transition out of ``down``; without health checks, until the driver
-        removes it (and adds its restarted self under a new id).  O(k log S) for k attempts.
+        removes it (and adds its restarted self under a new id).  A server
+        drained with a ``drain_timeout`` leaves with its last attempt:
+        :class:`Drained` (``forced=0``) ends the list.  O(k log S) for k attempts.
 
         Raises: UnknownServerError (a KeyError): the router does not have it.
         """
@@ -961,7 +971,7 @@ class RequestPath:
         return self._flush(out)
 
     def tick(self, now: float) -> list[Outcome]:
-        """Time-driven work due by ``now``: per-try timeouts, health timers, queue deadlines, slow-start weights.
+        """Time-driven work due by ``now``: per-try timeouts, drain deadlines, health timers, queue deadlines, slow-start weights.
 
         Call it at :meth:`next_event_time`.  O(log S) per item of work.
         """
