@@ -592,8 +592,6 @@ class RequestPath:
             raise TypeError(f"warm must be a bool, got {type(warm).__name__} {warm!r}")
         now = self._time(now)
         out = self._housekeeping(now)
-        if server_id not in self.router:
-            self._killed.pop(server_id, None)  # a new server under an old id: the stopped one's attempts never answer
         self.router.add_server(server_id, capacity, gpu_memory_gb, speed=speed, pool=pool, version=version)
         if self.health is not None:
             try:
@@ -603,6 +601,7 @@ class RequestPath:
                 raise
             self._in_health.add(server_id)
             out += self._apply_health(now)
+        self._killed.pop(server_id, None)  # a new server under an old id: the stopped one's attempts never answer
         out += self._fill(now)
         return self._flush(out)
 

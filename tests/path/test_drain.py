@@ -303,8 +303,9 @@ def test_random_drains_end_every_request_exactly_once(ops, ledger, queue):
             sid = present[k % len(present)]
             out += path.remove_server(sid, t, drain_timeout=timeout)
             timed.add(sid)
-        elif op == "lost" and live:
-            out += path.server_lost(live[k % len(live)], t)
+        elif op == "lost" and path.router.get_server_stats():  # draining servers too
+            present = sorted(path.router.get_server_stats())
+            out += path.server_lost(present[k % len(present)], t)
         elif op == "add":
             out += path.add_server(f"s{servers}", 2, 80, t)
             servers += 1
