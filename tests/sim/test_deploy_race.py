@@ -1,0 +1,94 @@
+"""Stage 7's race with the reference controller: small fleets, fast start-ups (each run well under a second)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from solution.sim.cli import main
+from solution.sim.deployrace import (
+    SCENARIOS,
+    canary_plan,
+    deploy_scenario,
+    false_rollbacks,
+    gpu_plan,
+    k8s_plan,
+    wilson_interval,
+)
+from solution.sim.deploysim import DeployScenario, Version, deploy_metrics, run_deploy
+
+pytestmark = pytest.mark.sim
+
+A = Version("A", startup=20.0, warmup=10.0)
+B = Version("B", startup=20.0, warmup=10.0)
+SMALL = DeployScenario("small", A, B, replicas=4, slots=4, rate=3.0, duration=500.0, deploy_at=100.0)
+
+
+def _metrics(scenario, plan, seed=0):
+    run = run_deploy(scenario, plan, seed=seed)
+    return run, deploy_metrics(run)
+
+
+def test_every_named_scenario_builds_and_an_unknown_one_is_refused():
+    for name in SCENARIOS:
+        scenario, plan = deploy_scenario(name)
+        assert scenario.name == name and plan.max_unavailable in (0, "25%")
+    with pytest.raises(ValueError, match="pick one of"):
+        deploy_scenario("blue-green")
+
+
+def test_gpu_settings_keep_every_server_ready():
+    run, gpu = _metrics(SMALL, gpu_plan())
+    assert run.result == "done" and run.final_versions == {"B": 4}
+    assert gpu["min_capacity"] == 1.0 and gpu["lost"] == 0 and gpu["errors"] == 0
+
+
+@pytest.mark.xfail(strict=True, reason="solution.deploy drain-first drains every old server at the start (reported to "
+                   "H-A7 06:11): remove this mark when ready servers stay >= R - unavailable")
+def test_kubernetes_defaults_dip_a_quarter_and_finish_sooner():
+    gpu = _metrics(SMALL, gpu_plan())[1]
+    run, k8s = _metrics(SMALL, k8s_plan())
+    assert run.result == "done" and run.final_versions == {"B": 4}
+    assert k8s["min_capacity"] == 0.75 and k8s["lost"] == 0
+    assert k8s["duration"] < gpu["duration"]  # drain-first overlaps the old servers' drain with the new ones' start-up
+
+
+def test_a_failing_version_is_rolled_back_by_the_canary_with_a_smaller_blast_radius():
+    bad = replace(SMALL, new=replace(B, error_rate=0.3), duration=900.0)
+    plan = gpu_plan(canary=canary_plan((25, 100), window=30.0, min_requests=30))
+    run, m = _metrics(bad, plan)
+    assert run.result == "rolled_back" and run.final_versions == {"A": 4}
+    assert m["lost"] == 0 and m["detect"] > 0
+    run_all, m_all = _metrics(bad, gpu_plan())
+    assert run_all.result == "done"  # nothing stops it without a canary
+    assert m["blast"] < m_all["blast"] / 3 and m["errors"] < m_all["errors"] / 3
+
+
+def test_long_generations_are_cut_at_the_drain_timeout_never_lost():
+    long = replace(SMALL, long_share=0.05, long_tokens=10_000)
+    run, m = _metrics(long, gpu_plan(drain_timeout=60.0))
+    assert run.result == "done" and m["lost"] == 0 and m["forced"] > 0
+    assert {o for o in run.outcome if o.startswith("failed")} <= {"failed:drain_timeout"}
+
+
+def test_wilson_interval():
+    p, lo, hi = wilson_interval(5, 100)
+    assert p == 0.05 and lo == pytest.approx(0.0215, abs=1e-3) and hi == pytest.approx(0.1118, abs=1e-3)
+    assert wilson_interval(0, 10)[1] == pytest.approx(0.0, abs=1e-12)
+    for bad in ((-1, 10), (11, 10), (0, 0)):
+        with pytest.raises(ValueError):
+            wilson_interval(*bad)
+
+
+def test_the_canary_test_on_identical_versions_keeps_its_nominal_rate():
+    fr = false_rollbacks(seeds=120, requests=1000)
+    rate, lo, hi = fr.test_rate()
+    assert fr.judged >= 120 and lo <= fr.nominal_test  # a discrete test may be conservative, never above alpha
+    assert fr.nominal_canary == pytest.approx(1 - 0.95**3)
+    assert fr.canary_rate()[1] <= fr.nominal_canary
+
+
+def test_cli_refuses_an_unknown_scenario(capsys):
+    assert main(["deploy-race", "--scenarios", "nope"]) == 2
+    assert "unknown scenario" in capsys.readouterr().err
