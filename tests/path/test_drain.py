@@ -349,3 +349,21 @@ def test_add_server_passes_the_version_label_to_the_router():
     with pytest.raises(ValueError):
         path.add_server("bad", 4, 80, 0.0, version="")
     assert "bad" not in path.router and path.server_state("bad") == "gone"
+
+
+def test_drain_deadlines_are_a_heap_not_a_scan(monkeypatch):
+    """500 timed drains pending: next_event_time looks at the earliest only, and tick stops only the server due."""
+    path = make()
+    for i in range(500):
+        path.add_server(f"s{i}", 1, 80, 0.0)
+        path.submit(Request(f"r{i}", 10), 0.0)
+    for i in range(500):
+        path.remove_server(f"s{i}", 0.0, drain_timeout=10.0 + i)
+    looked = []
+    real = RequestPath._live_drain
+    monkeypatch.setattr(RequestPath, "_live_drain", lambda self, entry: looked.append(entry) or real(self, entry))
+    assert path.next_event_time() == 10.0 and len(looked) == 1
+    looked.clear()
+    got = path.tick(10.0)
+    assert got[-1] == Drained("s0", 10.0, 1) and len(looked) <= 2  # the due entry (and a peek at the next)
+    assert sum(path.server_state(f"s{i}") == "draining" for i in range(500)) == 499
