@@ -44,8 +44,6 @@ def test_gpu_settings_keep_every_server_ready():
     assert gpu["min_capacity"] == 1.0 and gpu["lost"] == 0 and gpu["errors"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="solution.deploy drain-first drains every old server at the start (reported to "
-                   "H-A7 06:11): remove this mark when ready servers stay >= R - unavailable")
 def test_kubernetes_defaults_dip_a_quarter_and_finish_sooner():
     gpu = _metrics(SMALL, gpu_plan())[1]
     run, k8s = _metrics(SMALL, k8s_plan())
@@ -92,3 +90,12 @@ def test_the_canary_test_on_identical_versions_keeps_its_nominal_rate():
 def test_cli_refuses_an_unknown_scenario(capsys):
     assert main(["deploy-race", "--scenarios", "nope"]) == 2
     assert "unknown scenario" in capsys.readouterr().err
+
+
+def test_widget_run_plays_a_rollout_and_a_canary_rollback():
+    from solution.sim.deployrace import widget_run
+
+    run = widget_run()
+    assert run.result == "done" and deploy_metrics(run)["min_capacity"] == 1.0
+    bad = widget_run(canary_steps=(25, 100), error_rate=0.2)
+    assert bad.result == "rolled_back" and bad.final_versions == {"A": 4}
