@@ -184,8 +184,10 @@ def deploy_race(scenarios: Sequence[str] = SCENARIOS, *, seeds: Sequence[int] = 
 
 
 def blast_vs_share(shares: Sequence[float] = (1, 5, 25), *, seeds: Sequence[int] = (0, 1, 2), error_rate: float = 0.02,
-                   workers: int | None = 1, duration: float = 1800.0) -> dict[str, dict[str, tuple[float, float, float]]]:  # fmt: skip
+                   workers: int | None = 1, duration: float = 4800.0) -> dict[str, dict[str, tuple[float, float, float]]]:  # fmt: skip
     """Time to detect (s) and blast radius (requests on the new version) for a version failing ``error_rate``.
+
+    ``duration``: seconds of arrivals (a 1% step at 7 requests/s needs 200 / 0.07 = 2,860 s to be judged).
 
     One row per first canary share (steps ``(share, 25, 100)`` or ``(share, 100)``) and one without a
     canary (``"none"``); each metric as ``(mean, low, high)`` over ``seeds``, plus ``rolled_back`` (share of runs).
