@@ -18,7 +18,8 @@ from solution.core.deploy_types import (
 )
 from solution.core.errors import RolloutInProgressError, TimeWentBackwardsError, UnknownServerError
 from solution.core.request import Request
-from solution.core.routing import LeastConnections, Router
+from solution.core.routing import Router
+from tests.stage7.fleet import ByLoad
 
 pytestmark = pytest.mark.stage7
 
@@ -179,13 +180,13 @@ def test_bad_analysis_and_split_input(impl):
     with pytest.raises(TypeError):
         analysis.judge((100, 1), VersionStats(100, 1))
     with pytest.raises(TypeError):
-        impl.CanarySplit(LeastConnections(), new_version="v2")  # an instance: it needs one per version
+        impl.CanarySplit(ByLoad(), new_version="v2")  # an instance: it needs one per version
     for kwargs, kind in [({"weight": 1.5}, ValueError), ({"weight": -0.1}, ValueError), ({"weight": NAN}, ValueError),
                          ({"weight": True}, TypeError), ({"new_version": ""}, ValueError), ({"excluded_tiers": "premium"}, TypeError),
                          ({"seed": 1.0}, TypeError)]:  # fmt: skip
         with pytest.raises(kind):
-            impl.CanarySplit(LeastConnections, **{"new_version": "v2", **kwargs})
-    split = impl.CanarySplit(LeastConnections, weight=0.3, new_version="v2")
+            impl.CanarySplit(ByLoad, **{"new_version": "v2", **kwargs})
+    split = impl.CanarySplit(ByLoad, weight=0.3, new_version="v2")
     with pytest.raises(ValueError):
         split.set_weight(2)
     assert split.weight == 0.3

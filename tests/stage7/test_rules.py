@@ -28,7 +28,8 @@ from solution.core.deploy_types import (
 )
 from solution.core.errors import RolloutInProgressError
 from solution.core.request import Request
-from solution.core.routing import LeastConnections, Router
+from solution.core.routing import Router
+from tests.stage7.fleet import ByLoad
 
 pytestmark = pytest.mark.stage7
 
@@ -259,7 +260,7 @@ def test_nominal_false_rollback_rate_formula(impl):
 
 
 def split_router(impl, weight=0.2, excluded=("premium",)):
-    split = impl.CanarySplit(LeastConnections, weight=weight, new_version="v2", excluded_tiers=excluded, seed=7)
+    split = impl.CanarySplit(ByLoad, weight=weight, new_version="v2", excluded_tiers=excluded, seed=7)
     router = Router(split)
     for i in range(3):
         router.add_server(f"a{i}", 1000, 80, version="v1")
@@ -298,7 +299,7 @@ def test_excluded_tiers_never_see_the_new_version(impl):
 
 
 def test_split_falls_back_to_the_old_version_when_the_new_one_is_full_and_ends(impl):
-    split = impl.CanarySplit(LeastConnections, weight=1.0, new_version="v2")
+    split = impl.CanarySplit(ByLoad, weight=1.0, new_version="v2")
     router = Router(split)
     router.add_server("a0", 4, 80, version="v1")
     router.add_server("b0", 1, 80, version="v2")
@@ -312,7 +313,7 @@ def test_split_falls_back_to_the_old_version_when_the_new_one_is_full_and_ends(i
 
 def test_a_split_decision_never_lists_the_fleet(impl, monkeypatch):
     """One hash and one inner (indexed) decision: no call that lists every server."""
-    split = impl.CanarySplit(LeastConnections, weight=0.5, new_version="v2")
+    split = impl.CanarySplit(ByLoad, weight=0.5, new_version="v2")
     router = Router(split)
     for i in range(64):
         router.add_server(f"s{i}", 4, 80, version="v2" if i % 2 else "v1")
