@@ -123,6 +123,7 @@ hooks, so a decision is one inner decision, never a scan of the fleet.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from collections.abc import Callable, Sequence
@@ -738,9 +739,10 @@ class CanarySplit(BaseStrategy):
     """A routing strategy that sends ``weight`` of the traffic to ``new_version`` (see the module's docstring).
 
     Args:
-        inner: a strategy **class** (or a zero-argument factory) such as
-            ``LeastConnections``: the split builds one per version (and one
-            over all servers, for after :meth:`end`).  It must choose from the
+        inner: a strategy not yet attached to a router (e.g.
+            ``LeastConnections()``; copied), or a strategy class / zero-argument
+            factory: the split keeps one per version (and one over all
+            servers, for after :meth:`end`).  It must choose from the
             servers its hooks fed it (an indexed strategy); one that reads the
             router's whole server list would mix the versions.
         weight: the share in [0, 1] sent to the new version.
@@ -754,18 +756,23 @@ class CanarySplit(BaseStrategy):
     never happens.
 
     Raises:
-        TypeError / ValueError: a strategy instance instead of a class, weight outside [0, 1], bad names or seed.
+        TypeError / ValueError: ``inner`` not a strategy (or one already serving a router), weight outside [0, 1],
+            bad names or seed.
     """
 
     name = "canary-split"
 
-    def __init__(self, inner: Callable[[], Strategy], *, weight: float = 0.0, new_version: str,
+    def __init__(self, inner: Strategy | Callable[[], Strategy], *, weight: float = 0.0, new_version: str,
                  excluded_tiers: Sequence[str] = (), seed: int = 0) -> None:  # fmt: skip
-        # [stage7 exercise] BEGIN SOLUTION: validate (a class or factory, not an instance; weight; names; seed); build the inners; keep the hash key
-        if (not isinstance(inner, type) and isinstance(inner, Strategy)) or not callable(inner):
-            raise TypeError("inner must be a strategy class such as LeastConnections (the split builds one per version), "
-                            f"got {type(inner).__name__}")  # fmt: skip
-        self._inner = {side: inner() for side in ("old", "new", "all")}
+        # [stage7 exercise] BEGIN SOLUTION: validate (an unattached strategy, copied, or a class / factory; weight; names; seed); build the inners; keep the hash key
+        if not isinstance(inner, type) and isinstance(inner, Strategy):
+            if getattr(inner, "router", None) is not None:
+                raise ValueError(f"this {type(inner).__name__} already serves a Router; pass a new one (or its class)")
+            self._inner = {side: copy.deepcopy(inner) for side in ("old", "new", "all")}
+        elif callable(inner):
+            self._inner = {side: inner() for side in ("old", "new", "all")}
+        else:
+            raise TypeError(f"inner must be a Strategy (or a strategy class) such as LeastConnections, got {type(inner).__name__}")
         for built in self._inner.values():
             if not isinstance(built, Strategy):
                 raise TypeError(f"inner() must return a Strategy, got {type(built).__name__}")

@@ -180,7 +180,11 @@ def test_bad_analysis_and_split_input(impl):
     with pytest.raises(TypeError):
         analysis.judge((100, 1), VersionStats(100, 1))
     with pytest.raises(TypeError):
-        impl.CanarySplit(ByLoad(), new_version="v2")  # an instance: it needs one per version
+        impl.CanarySplit("ByLoad", new_version="v2")
+    attached = ByLoad()
+    Router(attached)
+    with pytest.raises(ValueError):
+        impl.CanarySplit(attached, new_version="v2")  # it already serves a router
     for kwargs, kind in [({"weight": 1.5}, ValueError), ({"weight": -0.1}, ValueError), ({"weight": NAN}, ValueError),
                          ({"weight": True}, TypeError), ({"new_version": ""}, ValueError), ({"excluded_tiers": "premium"}, TypeError),
                          ({"seed": 1.0}, TypeError)]:  # fmt: skip

@@ -299,7 +299,7 @@ def test_excluded_tiers_never_see_the_new_version(impl):
 
 
 def test_split_falls_back_to_the_old_version_when_the_new_one_is_full_and_ends(impl):
-    split = impl.CanarySplit(ByLoad, weight=1.0, new_version="v2")
+    split = impl.CanarySplit(ByLoad(), weight=1.0, new_version="v2")  # an instance is copied, one per version
     router = Router(split)
     router.add_server("a0", 4, 80, version="v1")
     router.add_server("b0", 1, 80, version="v2")
