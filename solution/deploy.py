@@ -406,6 +406,7 @@ class RollingDeploy:
         self._phase = "canary" if plan.canary is not None else "rolling"
         self._step = 0
         self._weight_at: float | None = None  # when the current step's weight was set (None: not yet)
+        self._due = math.inf  # when the current step's next Window is due
         self._weight = 0.0
         self._split = False  # a SetCanaryWeight > 0 is in force
         self._counter = 0
@@ -465,10 +466,14 @@ class RollingDeploy:
         # [stage7 exercise] END SOLUTION
 
     def next_event_time(self) -> float | None:
-        """When the current canary step's window closes (deliver a ``Window`` then), or None."""
+        """When the current canary step's next ``Window`` is due, or None.
+
+        ``window`` seconds after the step's weight was set; after a ``hold``, ``window`` seconds after that
+        window (so a caller that schedules by this time never asks twice at the same moment).
+        """
         # [stage7 exercise] BEGIN SOLUTION: the step's weight time plus the window, while a canary step waits for its judgement
         if self._state == "running" and self._phase == "canary" and self._weight_at is not None and self.plan.canary:
-            return self._weight_at + self.plan.canary.window
+            return self._due
         return None
         # [stage7 exercise] END SOLUTION
 
@@ -675,6 +680,7 @@ class RollingDeploy:
             if self._weight_at is None and target_ready >= want:
                 self._weight = percent / 100
                 self._weight_at = at
+                self._due = at + canary.window
                 self._split = True
                 self._act(at, SetCanaryWeight(self._weight, at),
                           f"{why}; {target_ready} {self.new_version} servers ready: send {percent}% of the traffic", out)  # fmt: skip
@@ -692,7 +698,8 @@ class RollingDeploy:
         verdict = self.analysis.judge(event.a, event.b)
         percent = self.analysis.plan.steps[self._step]
         if verdict.outcome == "hold":
-            self.log.append(Decision(at, None, f"canary step {percent}%: hold: {verdict.reason}"))
+            self._due = at + self.analysis.plan.window
+            self.log.append(Decision(at, None, f"canary step {percent}%: hold until {self._due:g}: {verdict.reason}"))
         elif verdict.outcome == "rollback":
             self._rollback(at, f"canary step {percent}%: {verdict.reason}", out)
         else:

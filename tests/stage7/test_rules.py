@@ -193,6 +193,7 @@ def test_canary_holds_without_enough_data_and_runs_no_test(impl):
     deploy.on(Ready(start.server_id, 1.0))
     assert deploy.on(Window(20.0, VersionStats(50, 0), VersionStats(50, 50))) == []  # 100% errors, but only 50 requests
     assert "hold" in deploy.log[-1].reason and deploy.state == "running"
+    assert deploy.next_event_time() == 30.0  # the next window after the hold, not the past one
 
 
 def test_a_bad_canary_rolls_back_and_leaves_only_the_old_version(impl):
