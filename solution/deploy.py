@@ -356,9 +356,9 @@ class RollingDeploy:
     Feed it events with :meth:`on`; it returns the actions to carry out, in
     order.  It never sleeps or polls: :meth:`next_event_time` says when a
     canary window is due.  Each event costs O(S) for the S servers it has
-    had (at most about 2R: it recounts the states; a rollout is O(R^2): 5 ms
-    at R = 100, 0.6 s at R = 1,000 on the course's machine), plus the actions it returns; a deploy
-    controller acts a few times a minute, so simplicity wins over counters.
+    had (at most about 2R: it recounts the states), plus the actions it
+    returns, so a whole rollout is O(R^2) - cheap next to minutes of weight
+    loading per server, so simplicity wins over incremental counters.
 
     Raises:
         TypeError / ValueError: bad fleet (empty, duplicate ids), version, plan or time; both bounds
