@@ -131,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
                             "blast radius), blast radius vs canary share, false rollbacks on identical versions")  # fmt: skip
     deploy.add_argument("--seeds", type=int, default=3, help="seeds per scenario (default 3)")
     deploy.add_argument("--canaries", type=int, default=400, help="canaries on identical versions for the false-rollback rate (default 400)")
+    deploy.add_argument("--sim-canaries", type=int, default=20,
+                        help="whole simulated canaries of an identical version for the in-simulator false-rollback rate (default 20; 0: skip)")
     deploy.add_argument("--scenarios", help="comma-separated scenario names (default: all)")
     deploy.add_argument("--workers", type=int, help="processes (default: every core)")
     return parser
@@ -143,7 +145,7 @@ def _stage7_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     names = tuple(SCENARIOS if args.scenarios is None else (n.strip() for n in args.scenarios.split(",") if n.strip()))
     unknown = [n for n in names if n not in SCENARIOS]
-    if unknown or args.seeds < 1 or args.canaries < 1:
+    if unknown or args.seeds < 1 or args.canaries < 1 or args.sim_canaries < 0:
         print(f"error: unknown scenario {unknown} (pick from {', '.join(SCENARIOS)})" if unknown
               else "error: --seeds and --canaries must be >= 1", file=sys.stderr)  # fmt: skip
         return 2
@@ -156,6 +158,15 @@ def _stage7_command(args: argparse.Namespace) -> int:
               f"blast radius {b[0]:.0f} [{b[1]:.0f}, {b[2]:.0f}] requests, errors {e[0]:.0f} [{e[1]:.0f}, {e[2]:.0f}]")  # fmt: skip
     print("\nThe canary test on two identical versions (false rollbacks, 95% Wilson intervals):")
     print(false_rollbacks(seeds=args.canaries).report())
+    if args.sim_canaries > 0:
+        from solution.sim.deployrace import false_rollbacks_sim
+
+        sim = false_rollbacks_sim(seeds=range(args.sim_canaries), workers=args.workers)
+        p, lo, hi = sim["rate"]
+        print(f"in the simulator (B identical to A, steps 5/25/100%, {sim['runs']} rollouts): {p:.3f} [{lo:.3f}, {hi:.3f}] "
+              f"rolled back (nominal at most {sim['nominal']:.4f})")  # fmt: skip
+        for why in sim["reasons"]:
+            print(f"  rolled back: {why[:150]}")
     print(f"({time.perf_counter() - started:.1f} s)")
     return 0
 

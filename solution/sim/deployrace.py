@@ -52,7 +52,7 @@ from solution.sim.theory import mean_confidence_interval
 
 __all__ = ["SCENARIOS", "CANARY_STEPS", "GPU_STARTUP", "GPU_WARMUP", "deploy_scenario", "gpu_plan", "k8s_plan", "canary_plan",
            "deploy_race", "DeployRace", "blast_vs_share", "false_rollbacks", "FalseRollbacks", "wilson_interval",
-           "deploy_run", "widget_run"]  # fmt: skip
+           "deploy_run", "widget_run", "false_rollbacks_sim"]  # fmt: skip
 
 #: Seconds a GPU server of the course's fleet takes to load its weights (a 70B model from local NVMe) / to warm.
 GPU_STARTUP, GPU_WARMUP = 180.0, 30.0
@@ -335,3 +335,25 @@ def widget_run(*, max_surge: Any = 1, max_unavailable: Any = 0, prewarm: bool = 
     plan = _lib().RolloutPlan(max_surge=max_surge, max_unavailable=max_unavailable, drain_timeout=120.0, prewarm=prewarm,
                               canary=canary)  # fmt: skip
     return run_deploy(scenario, plan, seed=seed)
+
+
+def _rolled_back(job: _Job) -> tuple[float, str]:
+    run = run_deploy(job.scenario, job.plan, seed=job.seed)
+    reason = next((d.reason for d in reversed(run.log) if type(d.action).__name__ == "RolledBack"), "")
+    return float(run.result == "rolled_back"), reason
+
+
+def false_rollbacks_sim(*, seeds: Sequence[int] = range(20), steps: Sequence[float] = CANARY_STEPS, workers: int | None = 1,
+                        duration: float = 3600.0) -> dict[str, Any]:  # fmt: skip
+    """Whole canaries of a version identical to the running one, in the simulator (the test sees real load effects).
+
+    Returns ``rate`` (Wilson ``(p, low, high)`` at 95%), ``nominal`` (``1 - (1 - alpha)^k``, k judged steps),
+    ``runs`` and the ``reasons`` of the rollbacks.  O(seeds x run).
+    """
+    base, _ = deploy_scenario("good", duration=duration)
+    plan = gpu_plan(canary=canary_plan(steps))
+    got = map_jobs(_rolled_back, [_Job(base, plan, int(s)) for s in seeds], workers)
+    k = sum(1 for s in steps if float(s) < 100)
+    rolled = int(sum(r for r, _ in got))
+    return {"rate": wilson_interval(rolled, len(got)), "nominal": 1 - (1 - float(plan.canary.alpha)) ** k, "runs": len(got),
+            "reasons": [why for r, why in got if r]}  # fmt: skip
