@@ -64,9 +64,9 @@ SCENARIOS: tuple[str, ...] = ("good", "k8s-defaults", "peak", "peak-k8s", "long"
 
 
 def _lib() -> Any:
-    import solution.deploy as lib
+    from solution.sim.deploysim import _deploy_lib
 
-    return lib
+    return _deploy_lib()
 
 
 def canary_plan(steps: Sequence[float] = (1, 5, 25, 100), *, window: float = 60.0, alpha: float = 0.05,
