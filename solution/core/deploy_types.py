@@ -1,6 +1,6 @@
 """Stage 7's support types: rollout plans, the events a deploy controller is fed, the actions it returns.
 
-The controller (:class:`~solution.deploy.RollingDeploy`) is a pure state
+The controller (``RollingDeploy``, stage 7's exercise) is a pure state
 machine: time is an explicit ``at`` on every event, it never sleeps or polls,
 and whoever runs it (the simulator, a gateway) carries out the actions it
 returns and feeds it what happened.  Everything here is a frozen dataclass
@@ -168,7 +168,7 @@ class RolloutPlan:
     Raises:
         TypeError / ValueError: a field of the wrong type or out of range (both
         bounds written as 0 is caught here; bounds that *round* to 0 for a
-        given fleet are caught by :func:`~solution.deploy.resolve_surge`'s caller).
+        given fleet are caught by ``RollingDeploy``).
     """
 
     max_surge: Bound = "25%"

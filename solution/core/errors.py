@@ -135,5 +135,5 @@ class RolloutInProgressError(LoadBalancerError, ValueError):
     new servers as their own surge and break both bounds.  Wait for the
     running rollout to end (``state`` ``"done"`` or ``"rolled_back"``), or
     roll it back first, then start the next one from it
-    (:meth:`~solution.deploy.RollingDeploy.next_rollout`).
+    (``RollingDeploy.next_rollout``).
     """
