@@ -76,7 +76,9 @@ step) ends the canary: ``EndCanary`` and the rolling update replaces the rest.
 A rollback at any time (:meth:`RollingDeploy.rollback`) is a rolling update
 back to version A under the same two bounds: new servers are drained (all at
 once when the old fleet is whole, as during a canary) and old-version servers
-started until ``R`` of them exist again.
+started until ``R`` of them exist again (version A is the fleet's most common
+version other than the new one; a fleet already all on the new version is
+``Done`` at once, without a canary).
 
 The canary's test
 -----------------
@@ -404,7 +406,7 @@ class RollingDeploy:
         self._now = now
         self._state = "running"
         self._target = new_version
-        self._phase = "canary" if plan.canary is not None else "rolling"
+        self._phase = "canary" if plan.canary is not None and old else "rolling"  # nothing to compare against: no canary
         self._step = 0
         self._weight_at: float | None = None  # when the current step's weight was set (None: not yet)
         self._due = math.inf  # when the current step's next Window is due

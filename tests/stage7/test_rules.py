@@ -325,3 +325,9 @@ def test_a_split_decision_never_lists_the_fleet(impl, monkeypatch):
     for i in range(50):
         router.route(Request(f"r{i}", 10, session_id=f"s{i}"))
     assert calls == []
+
+
+def test_a_fleet_already_on_the_new_version_is_done_at_once(impl):
+    plan = RolloutPlan(canary=CanaryPlan())
+    deploy = impl.RollingDeploy([("s0", "v2"), ("s1", "v2")], "v2", plan, 3.0)
+    assert deploy.initial_actions == [Done(3.0)] and deploy.state == "done"
