@@ -78,3 +78,36 @@ def test_identical_stats_never_roll_back(impl, requests, error_share, latencies,
     verdict = impl.CanaryAnalysis(CanaryPlan(alpha=alpha, min_requests=1)).judge(stats, stats)
     assert verdict.outcome == "promote"
     assert 0.0 <= verdict.p_value <= 1.0
+
+
+def test_a_whole_canary_on_identical_versions_rolls_back_at_the_nominal_rate(impl):
+    """k judged steps with fresh data each: 1 - (1 - alpha)^k (latency alone: the continuous test has size alpha)."""
+    from solution.core.deploy_types import Ready, RolledBack, RolloutPlan, Window
+
+    plan = RolloutPlan(max_surge=1, max_unavailable=0, canary=CanaryPlan(steps=(1, 5, 25, 100), window=1.0, min_requests=100,
+                                                                     metrics=("latency",)))  # fmt: skip
+    nominal = impl.CanaryAnalysis(plan.canary).nominal_false_rollback()
+    rng = random.Random(6)
+    runs, rolled = 200, 0
+    for _ in range(runs):
+        deploy = impl.RollingDeploy([(f"s{i}", "v1") for i in range(4)], "v2", plan, 0.0)
+        t = 0.0
+        pending = list(deploy.initial_actions)
+        while deploy.state == "running" and deploy.weight < 1.0:
+            starting = [sid for sid, (_, s) in deploy.servers().items() if s == "starting"]
+            if starting:
+                t += 1.0
+                pending = deploy.on(Ready(starting[0], t))
+            elif deploy.next_event_time() is not None:
+                t = deploy.next_event_time()
+                a, b = identical_pair(rng, 120, 0.02)
+                pending = deploy.on(Window(t, a, b))
+            else:
+                break  # the canary passed (the rolling update took over)
+            if any(isinstance(x, RolledBack) for x in pending):
+                rolled += 1
+                break
+    rate = rolled / runs
+    spread = 3 * math.sqrt(nominal * (1 - nominal) / runs)
+    assert abs(nominal - (1 - 0.95**3)) < 1e-12
+    assert nominal - spread <= rate <= nominal + spread, (rate, nominal)
