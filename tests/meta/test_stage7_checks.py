@@ -1,0 +1,59 @@
+"""Stage 7's check groups (solution/checks/stage7.py), before stage 7 is graded.
+
+Stage 7 is not in ``SPECS`` yet: it has no exercise and no notebook 07 (the
+next session builds them, then registers the spec, records its cases and
+grades it).  Until then these keep its groups honest: the reference runs every
+case the same way twice (its recorded steps will be stable), builds every
+case outside the bad-input group, and the generated stubs differ from it in
+every case of every group (no group passes for a candidate who wrote nothing).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import solution
+from solution.checks.script import run_case
+from solution.checks.stage7 import GROUP_NAMES, SPEC
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.meta
+
+
+def _stub() -> types.ModuleType:
+    """solution/deploy.py with every marked body replaced as ``tools/make_exercises.py`` will replace it."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import make_exercises
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    # Until stage 7 is an exercise, its markers are disguised so the generator leaves the module alone.
+    source = (ROOT / "solution" / "deploy.py").read_text()
+    source = source.replace("# [stage7 exercise] BEGIN", "### BEGIN").replace("# [stage7 exercise] END", "### END")
+    exercise = make_exercises.Exercise("deploy", 7, "notebooks/07_drain_and_rollouts.ipynb")
+    module = types.ModuleType("stage7_stub")
+    exec(compile(make_exercises.strip_solution(source, exercise, "solution/deploy.py"), "stage7_stub.py", "exec"), module.__dict__)
+    return module
+
+
+GROUPS = SPEC.groups()
+
+
+def test_the_groups_are_named_in_order():
+    assert tuple(g.name for g in GROUPS) == GROUP_NAMES
+    assert all(g.cases for g in GROUPS)
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=[g.name.split(":")[0].replace(" ", "-") for g in GROUPS])
+def test_the_reference_is_deterministic_and_the_stubs_fail_every_case(group):
+    stub = _stub()
+    for case in group.cases:
+        want = run_case(SPEC.harness, solution, case)
+        assert run_case(SPEC.harness, solution, case) == want, f"{case.id}: the reference runs it differently twice"
+        if not group.name.startswith("bad input"):
+            assert want[0][0] == "ok", f"{case.id}: the reference does not build it: {want[0]}"
+        assert run_case(SPEC.harness, stub, case) != want, f"{case.id}: the stubs pass it"
