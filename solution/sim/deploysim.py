@@ -240,7 +240,7 @@ class DeployRun:
 
 # -- the driver ----------------------------------------------------------------
 
-_ARRIVAL, _FIRST, _END, _UP, _READY, _TICK, _WINDOW, _PATH, _FORCE = range(9)
+_ARRIVAL, _FIRST, _END, _UP, _READY, _TICK, _WINDOW, _PATH, _FORCE, _NOTIFY = range(10)
 
 
 class _Server:
@@ -451,7 +451,7 @@ class _Driver:
         if server.state == "loading":  # never served: it simply stops
             server.state = "gone"
             self._note_capacity(t)
-            self._feed(self._event("Drained", server_id=sid, at=t, forced=0), t)
+            self._push(t, _NOTIFY, self._event("Drained", server_id=sid, at=t, forced=0))
             return
         if server.state in ("draining", "gone"):
             return
@@ -494,7 +494,8 @@ class _Driver:
         server.state = "gone"
         self.run.forced += forced
         self._note_capacity(t)
-        self._feed(self._event("Drained", server_id=sid, at=t, forced=forced), t)
+        # told after the current call's actions are all carried out (never inside another on())
+        self._push(t, _NOTIFY, self._event("Drained", server_id=sid, at=t, forced=forced))
 
     # -- the controller
     def _event(self, name: str, **fields: Any) -> Any:
@@ -625,6 +626,8 @@ class _Driver:
                     self._outcomes(self.path.tick(t), t)
             elif kind == _FORCE:
                 self._force(data, t)
+            elif kind == _NOTIFY:
+                self._feed(data, t)
             self._schedule_path()
             if self.run.result != "running" and not self.job_req and t >= self.s.duration and not self._pending_arrivals():
                 break
