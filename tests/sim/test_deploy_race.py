@@ -119,3 +119,28 @@ def test_any_rollout_ends_every_request_once_and_keeps_its_capacity_bound(surge,
     assert run.result == "done" and run.final_versions == {"B": 4}
     assert m["min_capacity"] >= (4 - resolve_unavailable(unavailable, 4)) / 4
     assert {o for o in run.outcome if o.startswith("failed")} <= {"failed:drain_timeout"}
+
+
+def test_the_driver_carries_out_each_answer_whole_before_telling_the_controller_more():
+    from solution.deploy import RollingDeploy
+
+    class Recorded(RollingDeploy):
+        answers: list = []
+
+        def __init__(self, *args):
+            super().__init__(*args)
+            Recorded.answers.append(list(self.initial_actions))
+
+        def on(self, event):
+            out = super().on(event)
+            Recorded.answers.append(list(out))
+            return out
+
+    idle = replace(SMALL, rate=0.001)  # idle servers drain inside remove_server: the path's Drained comes at once
+    bad = replace(SMALL, new=replace(B, error_rate=0.3), duration=900.0)
+    for scenario, plan in ((idle, k8s_plan()), (SMALL, k8s_plan(drain_timeout=5.0)),
+                           (bad, gpu_plan(canary=canary_plan((25, 100), window=30.0, min_requests=30)))):
+        Recorded.answers = []
+        run = run_deploy(scenario, plan, controller=Recorded)
+        assert run.result in ("done", "rolled_back") and deploy_metrics(run)["lost"] == 0
+        assert [a for _, a in run.actions] == [a for answer in Recorded.answers for a in answer]
