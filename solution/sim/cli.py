@@ -154,7 +154,8 @@ def _stage7_command(args: argparse.Namespace) -> int:
     print("\nA version failing 2% of its requests: canary first step vs detection (s from its first request) and blast radius:")
     for label, row in blast_vs_share(seeds=seeds, workers=args.workers).items():
         d, b, e = row["detect"], row["blast"], row["errors"]
-        print(f"  first step {label:>5}: rolled back in {row['rolled_back'][0]:.0%} of runs, detect {d[0]:.0f} s [{d[1]:.0f}, {d[2]:.0f}], "
+        detect = "no rollback" if d[0] != d[0] else f"detect {d[0]:.0f} s [{d[1]:.0f}, {d[2]:.0f}]"
+        print(f"  first step {label:>5}: rolled back in {row['rolled_back'][0]:.0%} of runs, {detect}, "
               f"blast radius {b[0]:.0f} [{b[1]:.0f}, {b[2]:.0f}] requests, errors {e[0]:.0f} [{e[1]:.0f}, {e[2]:.0f}]")  # fmt: skip
     print("\nThe canary test on two identical versions (false rollbacks, 95% Wilson intervals):")
     print(false_rollbacks(seeds=args.canaries).report())
