@@ -54,7 +54,7 @@ import numpy as np
 from solution.core.validate import require_id
 from solution.sim.validate import require_number
 
-__all__ = ["Version", "DeployScenario", "DeployRun", "run_deploy", "deploy_metrics", "SERVING_STATES", "DEPLOY_METRICS"]
+__all__ = ["Version", "DeployScenario", "DeployRun", "run_deploy", "deploy_metrics", "timeline", "SERVING_STATES", "DEPLOY_METRICS"]
 
 #: What :func:`deploy_metrics` returns, in table order.
 DEPLOY_METRICS: tuple[str, ...] = ("duration", "min_capacity", "lost", "errors", "p99_steady", "p99_rollout",
@@ -236,6 +236,8 @@ class DeployRun:
     final_versions: dict[str, int] = field(default_factory=dict)
     first_new: float | None = None
     log: list[Any] = field(default_factory=list)
+    #: ``(t, {(version, state): servers})`` after each fleet change (states: :data:`SERVING_STATES` but "gone").
+    fleet: list[tuple[float, dict[tuple[str, str], int]]] = field(default_factory=list)
 
 
 # -- the driver ----------------------------------------------------------------
@@ -347,6 +349,12 @@ class _Driver:
         serving = sum(1 for s in self.servers.values() if s.state in ("ready", "warming"))
         total = sum(1 for s in self.servers.values() if s.state != "gone")
         self.run.capacity.append((t, ready, serving, total))
+        counts: dict[tuple[str, str], int] = {}
+        for server in self.servers.values():
+            if server.state != "gone":
+                key = (server.version.name, server.state)
+                counts[key] = counts.get(key, 0) + 1
+        self.run.fleet.append((t, counts))
 
     def _launch(self, version: Version, t: float, *, warm: bool = False, sid: str = "") -> str:
         if not sid:
@@ -718,3 +726,49 @@ def deploy_metrics(run: DeployRun) -> dict[str, float]:
         "final_new": (run.final_versions.get(s.new.name, 0) / final_total) if final_total else math.nan,
     }
 
+
+
+def timeline(run: DeployRun, step: float = 10.0) -> dict[str, np.ndarray]:
+    """The rollout as a timeline, sampled every ``step`` seconds from 0 to the last request's end: for a figure.
+
+    Keys: ``t`` (the sample times, s); ``ready`` (ready servers, not
+    draining), ``total`` (servers that exist: loading, warming, ready,
+    draining); per version ``<v>:serving`` (ready or warming) and
+    ``<v>:draining`` / ``<v>:loading``; and per bin ``[t, t + step)`` of
+    arrival ``p50`` / ``p99`` (end-to-end latency of the delivered requests,
+    s; NaN for an empty bin) and ``errors`` (requests that ended ``Failed``).
+    O(C x V + R) for C fleet records, V versions and R requests.
+
+    Raises: TypeError for a run that is not a :class:`DeployRun`; ValueError for ``step`` <= 0.
+    """
+    if not isinstance(run, DeployRun):
+        raise TypeError(f"run must be a DeployRun, got {type(run).__name__}")
+    step = require_number(step, "step")
+    last = float(np.nanmax(run.end)) if len(run.end) and not np.all(np.isnan(run.end)) else run.started
+    t = np.arange(0.0, max(last, run.started) + step, step)
+    times = np.array([r[0] for r in run.capacity])
+    idx = np.searchsorted(times, t, side="right") - 1  # the record in force at each sample
+    out: dict[str, np.ndarray] = {"t": t}
+    out["ready"] = np.array([run.capacity[i][1] if i >= 0 else 0 for i in idx], dtype=np.int64)
+    out["total"] = np.array([run.capacity[i][3] if i >= 0 else 0 for i in idx], dtype=np.int64)
+    versions = sorted({v for _, counts in run.fleet for v, _ in counts})
+    for v in versions:
+        for label, states in (("serving", ("ready", "warming")), ("draining", ("draining",)), ("loading", ("loading",))):
+            out[f"{v}:{label}"] = np.array([sum(run.fleet[i][1].get((v, st), 0) for st in states) if i >= 0 else 0
+                                             for i in idx], dtype=np.int64)  # fmt: skip
+    bins = np.minimum((run.arrival // step).astype(np.int64), len(t) - 1)
+    latency = run.end - run.arrival
+    delivered = np.array([o == "delivered" for o in run.outcome], bool)
+    failed = np.array([o.startswith("failed") for o in run.outcome], bool)
+    p50, p99 = np.full(len(t), np.nan), np.full(len(t), np.nan)
+    order = np.argsort(bins, kind="stable")
+    starts = np.searchsorted(bins[order], np.arange(len(t)))
+    ends = np.searchsorted(bins[order], np.arange(len(t)), side="right")
+    for k in range(len(t)):
+        members = order[starts[k]:ends[k]]
+        lat = latency[members][delivered[members]]
+        if len(lat):
+            p50[k], p99[k] = np.percentile(lat, 50), np.percentile(lat, 99)
+    out["p50"], out["p99"] = p50, p99
+    out["errors"] = np.bincount(bins[failed], minlength=len(t))[: len(t)].astype(np.int64)
+    return out

@@ -114,3 +114,22 @@ def test_a_run_stops_at_until_and_reports_the_rollout_unfinished():
     run = run_deploy(SMALL, Plan(), lib=LIB, until=130.0)
     m = deploy_metrics(run)
     assert run.result == "running" and math.isnan(m["duration"])
+
+
+def test_timeline_shows_the_fleet_turning_over_and_latency_per_bin():
+    from solution.sim.deploysim import timeline
+
+    run, _ = _run()
+    tl = timeline(run, step=10.0)
+    t = tl["t"]
+    before, after = t < run.started, t > run.finished + 1
+    assert np.all(tl["A:serving"][before] == 4) and np.all(tl["B:serving"][before] == 0)
+    assert np.all(tl["B:serving"][after] == 4) and np.all(tl["A:serving"][after] == 0)
+    assert tl["total"].max() == 5  # the scripted controller surges by one
+    assert np.all(tl["ready"] <= tl["total"]) and tl["errors"].sum() == 0
+    busy = ~np.isnan(tl["p99"])
+    assert busy.sum() > len(t) // 2 and np.all(tl["p50"][busy] <= tl["p99"][busy])
+    with pytest.raises(ValueError):
+        timeline(run, step=0)
+    with pytest.raises(TypeError):
+        timeline("run")
