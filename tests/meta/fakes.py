@@ -8,9 +8,10 @@ stubs (they must score exactly 0) or the reference (exactly 100): a fake that
 moves them has leaked out of its stage.
 
 Each fake is graded only on the stages its expectation names (``--stage``
-per stage): a fake that edits one stage names only that stage; the stubs,
-the reference and the sandbox and security fakes name every stage, so a
-fake that leaks out of its stage still shows.
+per stage): a fake that edits one stage names only that stage; the stubs
+and the reference name every stage; the sandbox and security fakes name
+stage 2 (the reference) and the newest stage (the stubs) besides their own
+(:data:`OTHERS`), so a fake that leaks out of its stage still shows.
 
 Used by ``tests/meta/test_grading.py`` (one grader run per fake) and by
 ``benchmarks/grading_fakes.py`` (the table for the issue).  Nothing here
@@ -202,15 +203,27 @@ def _others(modules: dict[int, str]) -> dict[int, str]:
     return {2: reference(2), **modules}
 
 
+#: The stage that shows a sandbox or security fake did not leak into another stage's run by making it pass:
+#: the newest one, holding the stubs (exactly 0).  Every stage's run is the same child process and the same
+#: sandbox (only the cases differ), so one stub stage shows such a leak as well as all of them did (each
+#: stage's stubs are graded on their own by the "stubs" fake); grading the stubs of every stage again for
+#: each of these fakes cost about a minute and a half of ``make test`` per stage added.
+LEAK_STAGE = max(MODULES)
 #: The other stages of a sandbox or security fake in stage 1: stage 2 holds the reference (it must still score
-#: 100: nothing leaked into another stage's run), every later stage the stubs (exactly 0).
-OTHERS = {2: REFERENCE, **{stage: STUBS for stage in MODULES if stage > 2}}
+#: 100: nothing leaked into another stage's run to break it), :data:`LEAK_STAGE` the stubs (exactly 0: nothing
+#: leaked to make it pass).
+OTHERS = {2: REFERENCE, LEAK_STAGE: STUBS}
+
+
+def untouched(stages: tuple[int, ...] = (LEAK_STAGE,)) -> dict[int, Expect]:
+    """The stubs' verdict on ``stages``: where a fake that edits other stages must not have leaked."""
+    return {stage: STUBS for stage in stages}
 #: In :attr:`Built.modules`: the fake has put something else than a file there (left as it is).
 LINKED = "(a link)"
 
 
 def stage1_fake(name: str, what: str, build: Callable[[Path], Built], stage1: Expect, *, alone: bool = False, **kw: Any) -> Fake:
-    """A fake in stage 1; graded on every stage (:data:`OTHERS`), or on stage 1 ``alone`` (a rule edit, not a sandbox attack)."""
+    """A fake in stage 1; graded with :data:`OTHERS` (stage 2's reference, the newest stage's stubs), or on stage 1 ``alone`` (a rule edit, not a sandbox attack)."""
     def built(folder: Path) -> Built:
         b = build(folder)
         return Built(_others(b.modules), b.files, b.facts)
@@ -803,6 +816,32 @@ def _stage6_fake(name: str, build: Callable[[Path], Built], failing: tuple[str, 
     return Fake(name, build, {6: Expect(low=1, high=99, only_causes=("differs",), failing=failing, may_fail=may_fail)}, what, **kw)
 
 
+#: Stage 7's wrong implementations (issue 14), each one edit of solution/deploy.py and the check groups that must
+#: catch it (prefixes; ``tests/meta/test_stage7_checks.py`` runs them through the check).  Stage 7 is not graded
+#: yet (no exercise, no notebook 07): when it is, each becomes a grader fake on stage 7 alone, like stage 6's.
+STAGE7_EDITS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "surge rounded down": ("return -(-replicas * number // 100) if percent else number",
+                           "return replicas * number // 100 if percent else number", ("bounds",)),
+    "prewarm drains at R": ("if ready - 1 < self.replicas:", "if ready - 1 < self.replicas - 1:", ("rolling update: prewarm",)),
+    "drain-first past the bound": ("if ready - 1 < self.min_ready:", "if ready - 1 < self.min_ready - 1:",
+                                   ("rolling update: drain-first",)),
+    "draining servers not counted": ('            existing += 1\n            if status == "ready":',
+                                     '            existing += status != "draining"\n            if status == "ready":',
+                                     ("rolling update: drain-first",)),
+    "two-sided error test": ("low = max(x_b, n_b - (total - errors))", "low = max(0, n_b - (total - errors))",
+                             ("canary analysis",)),
+    "no Bonferroni": ("return self.plan.alpha / len(self.plan.metrics)", "return self.plan.alpha", ("canary analysis",)),
+    "no tie correction": ("ties += t**3 - t", "ties += 0", ("canary analysis",)),
+    "excluded tiers split too": ("if request.tier is not None and request.tier in self.excluded_tiers:", "if False:",
+                                 ("canary split",)),
+    "hash of the request, not the session": (
+        "key = request.session_id if request.session_id is not None else request.request_id", "key = request.request_id",
+        ("canary split",)),
+    "rollback keeps the canary's weight": ("            self._act(at, SetCanaryWeight(0.0, at), f\"rollback: no traffic to {self.new_version}\", out)\n",
+                                           "", ("canary: rollback",)),
+}  # fmt: skip
+
+
 def fakes() -> list[Fake]:
     """Every fake, in the order the table shows them."""
     no_import = dict(only_causes=("import",), causes=("import",))
@@ -884,14 +923,14 @@ def fakes() -> list[Fake]:
              {6: Expect(low=1, high=99, only_causes=("probe", "timeout"), failing=("cost:",))},
              "stage 6's limiter finds idle tenants by scanning every tenant on each request", probe_timeout="20"),
         Fake("debug prints", _debug_prints,
-             {**everywhere(STUBS), 1: Expect(score=100, note=r"similar", output=r"debug"), 2: Expect(score=100, note=r"similar", output=r"debug")},
+             {**untouched(), 1: Expect(score=100, note=r"similar", output=r"debug"), 2: Expect(score=100, note=r"similar", output=r"debug")},
              "a print at the top of every function of the reference (stages 1, 2)"),
         stage1_fake("sys.exit at import", "`sys.exit(0)` at import", _at_import("import sys; sys.exit(0)\n"),
                     Expect(score=0, note=r"SystemExit\(0\).*sys\.exit at balancer\.py:{line}\b", **no_import)),
         stage1_fake("os._exit at import", "`os._exit(0)` at import", _at_import("import os; os._exit(0)\n"),
                     Expect(score=0, note=r"os\._exit\(0\).* at balancer\.py:{line}\b", **no_import)),
         Fake("syntax error", _syntax_error,
-             {**everywhere(STUBS), 1: Expect(score=0, note=r"SyntaxError.* at balancer\.py:{line}\b", **no_import), 2: REFERENCE, 3: REFERENCE},
+             {**untouched(), 1: Expect(score=0, note=r"SyntaxError.* at balancer\.py:{line}\b", **no_import), 2: REFERENCE, 3: REFERENCE},
              "`def broken(:` in stage 1; the reference in stages 2 and 3"),
         stage1_fake("SkipTest", '`raise unittest.SkipTest("x")` in route_request', _skip_test,
                     Expect(low=0, high=99, message=r"SkipTest", only_causes=("differs", "error"))),
@@ -907,10 +946,10 @@ def fakes() -> list[Fake]:
         stage1_fake("re-export, package", "`from solution import LoadBalancer`",
                     _module("from solution import LoadBalancer\n\n__all__ = ['LoadBalancer']\n"),
                     Expect(score=0, reason=r"imports from the reference package")),
-        Fake("linked reference", _linked, {**everywhere(STUBS), 1: Expect(score=0, reason=r"is a link to .*solution/balancer\.py",
+        Fake("linked reference", _linked, {**untouched((2, LEAK_STAGE)), 1: Expect(score=0, reason=r"is a link to .*solution/balancer\.py",
                                                                          only_causes=("import",))},
              "exercises/balancer.py is a symbolic link to the grader's solution/balancer.py"),
-        Fake("shipped conftest.py", _conftests, everywhere(STUBS),
+        Fake("shipped conftest.py", _conftests, untouched((1, 2, LEAK_STAGE)),
              "an all-pass pytest hook next to exercises/ and inside it"),
         stage1_fake("patching at import", "patches solution.checks.script, pytest; walks the heap with gc",
                     _at_import(_PATCHING, stub), Expect(score=0, reason=r"changed the grader's support code.*solution\.checks\.script:")),

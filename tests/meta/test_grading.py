@@ -2,8 +2,11 @@
 
 One grader run per fake (``tools/grade.py`` as a command, 1 s per case, on the
 stages the fake's expectation names: a rule edit in one stage is graded on
-that stage alone; the stubs, the reference and every sandbox or security
-fake on all stages, so a fake that leaks into another stage shows), checked
+that stage alone; the stubs and the reference on every stage; a sandbox or
+security fake in stage 1 also on stage 2 (the reference, which must still
+score 100) and on the newest stage (the stubs, which must still score 0), so
+a fake that leaks into another stage, to break it or to make it pass,
+shows), checked
 against the fake's expected verdict in ``tests/meta/fakes.py``:
 stubs 0, the reference 100, a swapped tie-break loses the groups that depend
 on it, an endless loop times out only where it loops, prints and huge

@@ -4,8 +4,10 @@ Stage 7 is not in ``SPECS`` yet: it has no exercise and no notebook 07 (the
 next session builds them, then registers the spec, records its cases and
 grades it).  Until then these keep its groups honest: the reference runs every
 case the same way twice (its recorded steps will be stable), builds every
-case outside the bad-input group, and the generated stubs differ from it in
-every case of every group (no group passes for a candidate who wrote nothing).
+case outside the bad-input group, the generated stubs differ from it in
+every case of every group (no group passes for a candidate who wrote nothing),
+and each wrong implementation in ``fakes.STAGE7_EDITS`` loses the groups that
+teach the rule it breaks.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 import solution
 from solution.checks.script import run_case
 from solution.checks.stage7 import GROUP_NAMES, SPEC
+from tests.meta import fakes
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.meta
@@ -57,3 +60,15 @@ def test_the_reference_is_deterministic_and_the_stubs_fail_every_case(group):
         if not group.name.startswith("bad input"):
             assert want[0][0] == "ok", f"{case.id}: the reference does not build it: {want[0]}"
         assert run_case(SPEC.harness, stub, case) != want, f"{case.id}: the stubs pass it"
+
+
+@pytest.mark.parametrize("name", sorted(fakes.STAGE7_EDITS))
+def test_each_wrong_implementation_fails_the_groups_that_teach_its_rule(name):
+    old, new, failing = fakes.STAGE7_EDITS[name]
+    source = (ROOT / "solution" / "deploy.py").read_text()
+    assert source.count(old) == 1, f"the edit {name!r} no longer applies to solution/deploy.py"
+    module = types.ModuleType("stage7_fake")
+    exec(compile(source.replace(old, new), "stage7_fake.py", "exec"), module.__dict__)
+    lost = [g.name for g in GROUPS if [run_case(SPEC.harness, module, c) for c in g.cases] != [run_case(SPEC.harness, solution, c) for c in g.cases]]
+    for prefix in failing:
+        assert any(g.startswith(prefix) for g in lost), f"{name}: no group starting {prefix!r} catches it (lost: {lost})"
