@@ -22,6 +22,7 @@ exactly the groups that teach the rule broken.  ``-k stage6`` runs one stage's.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -29,7 +30,7 @@ import pytest
 
 from tests.meta import fakes
 
-pytestmark = [pytest.mark.meta, pytest.mark.slow]
+pytestmark = pytest.mark.meta
 
 FAKES = fakes.fakes()
 
@@ -40,6 +41,7 @@ def _id(fake: fakes.Fake) -> str:
     return f"{where}-{fake.name.replace(' ', '-')}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fake", FAKES, ids=[_id(f) for f in FAKES])
 def test_each_fake_gets_its_verdict(fake, tmp_path):
     run, facts, problems = fakes.run_fake(fake, tmp_path)
@@ -58,3 +60,12 @@ def test_grader_rejects_a_folder_without_exercises(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "exercises" in proc.stderr and "not a folder" in proc.stderr
+
+
+def test_one_grader_run_on_a_fake_in_the_fast_suite(tmp_path):
+    """``make test-fast`` grades one fake too (the slow test above grades them all): a re-export on stage 1 alone scores 0."""
+    fake = next(f for f in FAKES if f.name == "re-export")
+    alone = dataclasses.replace(fake, expect={1: fake.expect[1]})
+    run, facts, problems = fakes.run_fake(alone, tmp_path)
+    assert [s["stage"] for s in run.report["stages"]] == [1]
+    assert not problems, "\n".join(problems) + run.stdout[-2000:]
