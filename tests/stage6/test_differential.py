@@ -23,6 +23,7 @@ from solution.core.errors import NoCapacityError
 from solution.core.request import Request
 from solution.core.routing import Router
 from solution.core.tier_types import RateLimit, ServiceTier
+from tests.differential import first_difference as walk
 
 pytestmark = pytest.mark.stage6
 
@@ -141,16 +142,7 @@ class Harness:
 
 
 def first_difference(impl, reference, config: str, ops: list[tuple]) -> str | None:
-    mine, ref = Harness(impl, config), Harness(reference, config)
-    for i, op in enumerate(ops):
-        a, b = mine.apply(op), ref.apply(op)
-        if a != b:
-            return f"{config}: operation {i} {op}: yours answered {a!r}, the reference {b!r} (after {ops[max(0, i - 5):i]})"
-        sa, sb = mine.snapshot(), ref.snapshot()
-        if sa != sb:
-            keys = [k for k in sb if sa.get(k) != sb[k]]
-            return f"{config}: after operation {i} {op}: {keys[0]} differs: yours {sa.get(keys[0])!r}, the reference {sb[keys[0]]!r}"
-    return None
+    return walk(Harness(impl, config), Harness(reference, config), config, ops)
 
 
 @pytest.mark.parametrize("config", sorted(TABLES))
