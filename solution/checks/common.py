@@ -9,6 +9,7 @@ cell returns.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -20,6 +21,21 @@ __all__ = ["Op", "Mismatch", "GroupResult", "CheckReport", "CheckFailed", "outco
 
 #: One call on a balancer: (method name, positional arguments).
 Op = tuple[str, tuple[Any, ...]]
+
+def round_floats(value: Any) -> Any:
+    """``value`` with every finite float rounded to 9 decimals, containers included.
+
+    Lists and plain tuples come back as lists; a named tuple is left as it is.
+    Recorded answers compare equal across platforms this way.  O(size of value).
+    """
+    if isinstance(value, float):
+        return round(value, 9) if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: round_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return [round_floats(v) for v in value]
+    return value
+
 
 def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
     """What a call did: ``("ok", result)`` or ``("raised", kind)``.

@@ -30,29 +30,17 @@ group; :func:`random_ops5` gives the seeded sequences (tests and hidden cases).
 
 from __future__ import annotations
 
-import math
 import random
 from types import ModuleType
 from typing import Any
 
-from solution.checks.common import CheckReport, Op
+from solution.checks.common import CheckReport, Op, round_floats
 from solution.checks.runner import StageSpec, as_groups, run_check
 from solution.checks.script import Group
 
 __all__ = ["AffinityHarnessMaker", "STAGE5_GROUPS", "RANDOM_GROUP", "GROUP_NAMES", "SPEC", "random_ops5", "run_stage5"]
 
 INF = float("inf")
-
-
-def _round(value: Any) -> Any:
-    """``value`` with every float rounded to 9 decimals (containers included)."""
-    if isinstance(value, float):
-        return round(value, 9) if math.isfinite(value) else value
-    if isinstance(value, dict):
-        return {k: _round(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
-        return [_round(v) for v in value]
-    return value
 
 
 def _inner(name: Any) -> Any:
@@ -81,7 +69,7 @@ class TableCase:
         return self.table.peek(session_id, now)
 
     def expires_at(self, session_id: Any) -> Any:
-        return _round(self.table.expires_at(session_id))
+        return round_floats(self.table.expires_at(session_id))
 
     def assign(self, session_id: Any, server_id: Any, now: Any) -> None:
         return self.table.assign(session_id, server_id, now)
@@ -155,7 +143,7 @@ class RouterCase:
         return self.router.route(Request(request_id, tokens, prompt, session, blocks))
 
     def tick(self, seconds: Any) -> Any:
-        return _round(self.clock.advance(seconds))
+        return round_floats(self.clock.advance(seconds))
 
     # SessionAffinity
     def pin(self, session_id: Any, server_id: Any) -> None:
@@ -189,7 +177,7 @@ class RouterCase:
 
     def snapshot(self) -> dict[str, Any]:
         """The servers' stats and the strategy's counters; the sessions (affinity) or the index sizes (prefix-aware)."""
-        out = {"servers": _round(self.router.get_server_stats()), "stats": _round(dict(self.strategy.stats()))}
+        out = {"servers": round_floats(self.router.get_server_stats()), "stats": round_floats(dict(self.strategy.stats()))}
         if self.kind == "affinity":
             out["sessions"] = [[k, v] for k, v in self.strategy.sessions().items()]
         elif self.kind == "prefix":

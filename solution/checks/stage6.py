@@ -25,29 +25,17 @@ compared rounded to nine decimals; ``TierTable.limit`` is compared as a float (6
 
 from __future__ import annotations
 
-import math
 import random
 from types import ModuleType
 from typing import Any
 
-from solution.checks.common import CheckReport, Op
+from solution.checks.common import CheckReport, Op, round_floats
 from solution.checks.runner import StageSpec, as_groups, run_check
 from solution.checks.script import Group
 
 __all__ = ["TierHarnessMaker", "STAGE6_GROUPS", "RANDOM_GROUP", "GROUP_NAMES", "SPEC", "random_ops6", "run_stage6", "tier_rows"]
 
 INF = float("inf")
-
-
-def _round(value: Any) -> Any:
-    """``value`` with every float rounded to 9 decimals (containers included)."""
-    if isinstance(value, float):
-        return round(value, 9) if math.isfinite(value) else value
-    if isinstance(value, dict):
-        return {k: _round(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
-        return [_round(v) for v in value]
-    return value
 
 
 def _limit(value: Any) -> Any:
@@ -126,13 +114,13 @@ class BucketCase:
         self.bucket = impl.TokenBucket(*make.get("args", []), **make.get("kwargs", {}))
 
     def level(self, now: Any) -> Any:
-        return _round(self.bucket.level(now))
+        return round_floats(self.bucket.level(now))
 
     def wait(self, n: Any, now: Any) -> Any:
-        return _round(self.bucket.wait(n, now))
+        return round_floats(self.bucket.wait(n, now))
 
     def take(self, n: Any, now: Any) -> Any:
-        return _round(self.bucket.take(n, now))
+        return round_floats(self.bucket.take(n, now))
 
     def snapshot(self) -> None:
         return None
@@ -152,7 +140,7 @@ class LimiterCase:
         self.admission = impl.TierAdmission(self.table, self.limiter) if make["kind"] == "admission" else None
 
     def check(self, rid: Any, tokens: Any, prompt: Any, tier: Any, tenant: Any, now: Any) -> Any:
-        return _round(self.limiter.check(_request(rid, tokens, prompt, tier, tenant), now))
+        return round_floats(self.limiter.check(_request(rid, tokens, prompt, tier, tenant), now))
 
     def admit(self, rid: Any, tokens: Any, prompt: Any, tier: Any, tenant: Any, now: Any) -> Any:
         return self.admission(_request(rid, tokens, prompt, tier, tenant), now)
@@ -165,9 +153,9 @@ class LimiterCase:
 
     def snapshot(self) -> dict[str, Any]:
         """The limiter's counters (and the admission's, per tier)."""
-        out = {"limiter": None if self.limiter is None else _round(dict(self.limiter.stats()))}
+        out = {"limiter": None if self.limiter is None else round_floats(dict(self.limiter.stats()))}
         if self.admission is not None:
-            out["admission"] = _round(dict(self.admission.stats()))
+            out["admission"] = round_floats(dict(self.admission.stats()))
         return out
 
 
@@ -219,7 +207,7 @@ class RoutingCase:
 
     def snapshot(self) -> dict[str, Any]:
         """The servers' stats (load, requests in flight, ...)."""
-        return {"servers": _round(self.router.get_server_stats())}
+        return {"servers": round_floats(self.router.get_server_stats())}
 
 
 class PreemptorCase:

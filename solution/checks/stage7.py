@@ -29,12 +29,11 @@ everything unchanged.  Floats are compared rounded to nine decimals.
 
 from __future__ import annotations
 
-import math
 import random
 from types import ModuleType
 from typing import Any
 
-from solution.checks.common import CheckReport, Op
+from solution.checks.common import CheckReport, Op, round_floats
 from solution.checks.runner import StageSpec, as_groups, run_check
 from solution.checks.script import Group
 
@@ -42,17 +41,6 @@ __all__ = ["DeployHarnessMaker", "STAGE7_GROUPS", "RANDOM_GROUP", "GROUP_NAMES",
 
 INF = float("inf")
 RANDOM_GROUP = "random rollouts with faults"
-
-
-def _round(value: Any) -> Any:
-    """``value`` with every float rounded to 9 decimals (containers included)."""
-    if isinstance(value, float):
-        return round(value, 9) if math.isfinite(value) else value
-    if isinstance(value, dict):
-        return {k: _round(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_round(v) for v in value]
-    return value
 
 
 def _plan(value: Any) -> Any:
@@ -140,7 +128,7 @@ class DeployCase:
                 out.append([kind, action.at])
             else:
                 out.append([kind])
-        return _round(out)
+        return round_floats(out)
 
     # -- calls ----------------------------------------------------------------------------------------
 
@@ -219,15 +207,15 @@ class DeployCase:
         out = []
         for d in self.deploy.log:
             if not isinstance(getattr(d, "reason", None), str) or not d.reason.strip():
-                out.append(["a decision without a reason", _round(getattr(d, "at", None))])
+                out.append(["a decision without a reason", round_floats(getattr(d, "at", None))])
             elif d.action is not None:
-                out.append([_round(d.at), self._actions([d.action])[0]])
+                out.append([round_floats(d.at), self._actions([d.action])[0]])
         return out
 
     def snapshot(self) -> dict[str, Any]:
         """The rollout's state, every server it had (version, status) and the canary weight."""
         servers = [[self._ref(sid), version, status] for sid, (version, status) in self.deploy.servers().items()]
-        return _round({"state": self.deploy.state, "servers": servers, "weight": self.deploy.weight,
+        return round_floats({"state": self.deploy.state, "servers": servers, "weight": self.deploy.weight,
                        "next": self.deploy.next_event_time()})  # fmt: skip
 
 
@@ -240,13 +228,13 @@ class AnalysisCase:
     def judge(self, a: Any, b: Any) -> Any:
         v = self.analysis.judge(_stats(a), _stats(b))
         reason = isinstance(v.reason, str) and bool(v.reason.strip())
-        return _round([v.outcome, v.p_value, dict(sorted(v.p_values.items())), reason])
+        return round_floats([v.outcome, v.p_value, dict(sorted(v.p_values.items())), reason])
 
     def level(self) -> Any:
-        return _round(self.analysis.level())
+        return round_floats(self.analysis.level())
 
     def nominal(self, *steps: Any) -> Any:
-        return _round(self.analysis.nominal_false_rollback(*steps))
+        return round_floats(self.analysis.nominal_false_rollback(*steps))
 
     def snapshot(self) -> None:
         return None
@@ -298,7 +286,7 @@ class SplitCase:
 
     def snapshot(self) -> dict[str, Any]:
         """The split's counters and weight, and the load per server."""
-        return _round({"stats": dict(self.split.stats()), "weight": self.split.weight, "ended": self.split.ended,
+        return round_floats({"stats": dict(self.split.stats()), "weight": self.split.weight, "ended": self.split.ended,
                        "load": {s["server_id"]: s["active_requests"] for s in self.router.get_server_stats()}})  # fmt: skip
 
 
