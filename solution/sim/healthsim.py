@@ -368,7 +368,7 @@ class HealthEngine(Engine):
         self._schedule_health()
 
     def _apply(self, outcomes: list[Any]) -> None:
-        """Act on the path's outcomes in order (re-entrant calls only queue more)."""
+        """Act on the path's outcomes in order (re-entrant calls only queue more): :meth:`_on_outcome` each."""
         self._pending.extend(outcomes)
         if self._applying:
             return
@@ -376,28 +376,31 @@ class HealthEngine(Engine):
         try:
             pending = self._pending
             while pending:
-                o = pending.popleft()
-                name = type(o).__name__
-                if name == "Dispatched":
-                    self._start_try(o)
-                elif name == "Delivered":
-                    i = int(o.request_id[1:])
-                    j = self.current[i]
-                    self.job_how[j] = "answered"
-                    self._finish(i, o.at, _COMPLETED)
-                elif name == "Failed":
-                    i = int(o.request_id[1:])
-                    self.fail_reasons[i] = o.reason
-                    self._finish(i, o.at, _CRASHED if o.reason == "server_lost" else _FAILED)
-                elif name == "Discarded":
-                    self.late[int(o.request_id[1:])] += 1
-                    self.discarded += 1
-                elif name == "Rejected":
-                    self._finish(int(o.request_id[1:]), o.at, _REJECTED)
-                else:
-                    raise SimulationError(f"the request path returned {name} ({o}); the simulator runs it without a queue")
+                self._on_outcome(pending.popleft())
         finally:
             self._applying = False
+
+    def _on_outcome(self, o: Any) -> None:
+        """One outcome of the path (subclasses that run a queue or tiers handle more kinds)."""
+        name = type(o).__name__
+        if name == "Dispatched":
+            self._start_try(o)
+        elif name == "Delivered":
+            i = int(o.request_id[1:])
+            j = self.current[i]
+            self.job_how[j] = "answered"
+            self._finish(i, o.at, _COMPLETED)
+        elif name == "Failed":
+            i = int(o.request_id[1:])
+            self.fail_reasons[i] = o.reason
+            self._finish(i, o.at, _CRASHED if o.reason == "server_lost" else _FAILED)
+        elif name == "Discarded":
+            self.late[int(o.request_id[1:])] += 1
+            self.discarded += 1
+        elif name == "Rejected":
+            self._finish(int(o.request_id[1:]), o.at, _REJECTED)
+        else:
+            raise SimulationError(f"the request path returned {name} ({o}); the simulator runs it without a queue")
 
     def _finish(self, i: int, t: float, outcome: int) -> None:
         if self.outcome[i] != -1:

@@ -70,7 +70,7 @@ __all__ = ["RESUME_COSTS", "Clients", "TierSetup", "TierEngine", "TierLog", "Tie
 #: How a preempted request pays when it resumes (see the module's docstring).
 RESUME_COSTS = ("recompute", "swap", "resume")
 
-_COMPLETED, _REJECTED, _FAILED, _CRASHED = (int(o) for o in (Outcome.COMPLETED, Outcome.REJECTED, Outcome.FAILED, Outcome.CRASHED))
+_REJECTED = int(Outcome.REJECTED)
 _TIMED_OUT, _THROTTLED, _CANCELLED = int(Outcome.TIMED_OUT), int(Outcome.THROTTLED), int(Outcome.CANCELLED)
 
 
@@ -317,46 +317,29 @@ class TierEngine(HealthEngine):
             self.is_waiting[i] = on
             self.waiting[self.tier_index[i]] += 1 if on else -1
 
-    def _apply(self, outcomes: list[Any]) -> None:
-        """Act on the path's outcomes in order (re-entrant calls only queue more)."""
-        self._pending.extend(outcomes)
-        if self._applying:
-            return
-        self._applying = True
-        try:
-            pending = self._pending
-            while pending:
-                o = pending.popleft()
-                name = type(o).__name__
-                i = int(o.request_id[1:])
-                if name == "Dispatched":
-                    self._set_waiting(i, False)
-                    self._start_try(o)
-                elif name == "Queued":
-                    self._set_waiting(i, True)
-                elif name == "Delivered":
-                    self.job_how[self.current[i]] = "answered"
-                    self._finish(i, o.at, _COMPLETED)
-                elif name == "Preempted":
-                    self._preempt(i, o)
-                elif name == "Rejected":
-                    self._rejected(i, o)
-                elif name == "TimedOut":
-                    self._set_waiting(i, False)
-                    self._finish(i, o.at, _TIMED_OUT)
-                elif name == "Cancelled":
-                    self._set_waiting(i, False)
-                    self._finish(i, o.at, _CANCELLED)
-                elif name == "Failed":
-                    self.fail_reasons[i] = o.reason
-                    self._finish(i, o.at, _CRASHED if o.reason == "server_lost" else _FAILED)
-                elif name == "Discarded":
-                    self.late[i] += 1
-                    self.discarded += 1
-                else:
-                    raise SimulationError(f"the request path returned {name} ({o}), which the tier engine does not know")
-        finally:
-            self._applying = False
+    def _on_outcome(self, o: Any) -> None:
+        """One outcome of the path: the waiting count, 429 retries and preemption on top of the health engine's."""
+        name = type(o).__name__
+        i = int(o.request_id[1:])
+        if name == "Dispatched":
+            self._set_waiting(i, False)
+            self._start_try(o)
+        elif name == "Queued":
+            self._set_waiting(i, True)
+        elif name == "Preempted":
+            self._preempt(i, o)
+        elif name == "Rejected":
+            self._rejected(i, o)
+        elif name == "TimedOut":
+            self._set_waiting(i, False)
+            self._finish(i, o.at, _TIMED_OUT)
+        elif name == "Cancelled":
+            self._set_waiting(i, False)
+            self._finish(i, o.at, _CANCELLED)
+        elif name in ("Delivered", "Failed", "Discarded"):
+            super()._on_outcome(o)
+        else:
+            raise SimulationError(f"the request path returned {name} ({o}), which the tier engine does not know")
 
     def _rejected(self, i: int, o: Any) -> None:
         if o.status == 429:
