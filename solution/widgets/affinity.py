@@ -35,6 +35,7 @@ from matplotlib.lines import Line2D
 from solution.core.affinity_types import stable_hash64
 from solution.core.latency import LatencyModel
 from solution.sim.gpus import GpuSpec, ModelSpec, gpu_preset
+from solution.widgets.drawing import CachedExplorer, figure_png
 
 __all__ = [
     "TurnBreakdown", "turn_breakdown", "kv_reuse_figure", "MIGRATION_LINKS", "migration_figure", "ring_points", "key_point",
@@ -496,7 +497,7 @@ def _policy_color(label: str) -> str:
 # -- the widget ------------------------------------------------------------------------------------
 
 
-class AffinityExplorer:
+class AffinityExplorer(CachedExplorer):
     """``display(AffinityExplorer())``: pick a policy, its slack (or epsilon), the TTL, the cache size and the load.
 
     Each change runs one small seeded simulation (``solution.sim.affinityrace.affinity_run``:
@@ -542,29 +543,13 @@ class AffinityExplorer:
         """The current controls, as the key runs are cached under."""
         return (self.policy.value, round(self.slack.value, 4), self.ttl.value, self.cache.value, round(self.load.value, 4))
 
-    def run(self) -> object | None:
-        """Simulate the current setting (or take it from the cache) and redraw; returns the run (None: a stub stood in the way)."""
-        import html
-        import time
+    def simulate(self, key: tuple) -> object:
+        """One small seeded run of ``solution.sim.affinityrace.affinity_run`` for the setting ``key``."""
+        from solution.sim.affinityrace import affinity_run
 
-        started = time.perf_counter()
-        key = self.setting()
-        try:
-            if key not in self._cache:
-                from solution.sim.affinityrace import affinity_run
-
-                policy, slack, ttl, cache, load = key
-                self._cache[key] = affinity_run(policy, slack=slack, epsilon=max(slack, 0.01), ttl=ttl, cache_blocks=cache, load=load,
-                                                servers=self.servers, requests=self.requests, seed=self.seed)  # fmt: skip
-        except NotImplementedError as exc:  # the candidate's bundle: the strategies need stages 1-5 written
-            self.record = None
-            self.image.value = b""
-            self.summary.value = f"<i>{html.escape(str(exc))}</i>"
-            return None
-        self.record = self._cache[key]
-        self.simulated_ms = (time.perf_counter() - started) * 1000
-        self.draw()
-        return self.record
+        policy, slack, ttl, cache, load = key
+        return affinity_run(policy, slack=slack, epsilon=max(slack, 0.01), ttl=ttl, cache_blocks=cache, load=load,
+                            servers=self.servers, requests=self.requests, seed=self.seed)  # fmt: skip
 
     def draw(self) -> None:
         """Redraw the current run at the play head, and its summary."""
@@ -575,8 +560,6 @@ class AffinityExplorer:
         if run is None:
             return
         started = time.perf_counter()
-        from solution.widgets.drawing import figure_png
-
         self.image.value = figure_png(self.figure())
         m = run.metrics  # type: ignore[attr-defined]
         policy, slack, ttl, cache, load = self.setting()
@@ -597,5 +580,3 @@ class AffinityExplorer:
         return occupancy_figure(times, run.occupancy, run.capacity_blocks, run.load, run.server_ids, now=now,  # type: ignore[attr-defined]
                                 title=POLICY_NAMES[self.policy.value])  # fmt: skip
 
-    def _repr_mimebundle_(self, **kwargs: object) -> object:
-        return self.widget._repr_mimebundle_(**kwargs)

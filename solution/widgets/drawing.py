@@ -6,14 +6,16 @@ widget callback and in a test with the Agg backend.
 
 from __future__ import annotations
 
+import html
 import io
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-__all__ = ["draw_cluster", "figure_png"]
+__all__ = ["draw_cluster", "figure_png", "CachedExplorer"]
 
 _FREE, _BUSY, _DRAIN, _CHOSEN = "#e8edf3", "#4c78a8", "#b0b0b0", "#f58518"
 
@@ -72,3 +74,42 @@ def figure_png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+class CachedExplorer:
+    """Base of the explorers that run one small seeded simulation per setting of their controls and redraw it.
+
+    A subclass builds ``self.image`` (an ``ipywidgets.Image``), ``self.summary``
+    (an ``HTML``), ``self.widget`` (the box shown), ``self._cache = {}`` and
+    ``self.record = None``, and defines :meth:`setting` (the controls as a
+    hashable key), :meth:`simulate` (the run for a key) and ``draw()``.
+    A setting seen before is drawn from the cache, without simulating again.
+    """
+
+    def setting(self) -> tuple:
+        """The current controls, as the key runs are cached under."""
+        raise NotImplementedError
+
+    def simulate(self, key: tuple) -> Any:
+        """The run for ``key`` (may raise NotImplementedError: a candidate's stub stood in the way)."""
+        raise NotImplementedError
+
+    def run(self) -> Any:
+        """Simulate the current setting (or take it from the cache) and redraw; returns the run (None: a stub stood in the way, and says so)."""
+        started = time.perf_counter()
+        key = self.setting()
+        try:
+            if key not in self._cache:
+                self._cache[key] = self.simulate(key)
+        except NotImplementedError as exc:  # the candidate's bundle: the stage's classes are not written yet
+            self.record = None
+            self.image.value = b""
+            self.summary.value = f"<i>{html.escape(str(exc))}</i>"
+            return None
+        self.record = self._cache[key]
+        self.simulated_ms = (time.perf_counter() - started) * 1000
+        self.draw()
+        return self.record
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)

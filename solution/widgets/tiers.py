@@ -41,6 +41,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from solution.sim.gpus import GpuSpec, ModelSpec
+from solution.widgets.drawing import CachedExplorer
 
 __all__ = [
     "TIER_COLORS", "RoundingRow", "rounding_rows", "BucketTrace", "bucket_trace", "bucket_figure", "Span", "timeline_from_outcomes",
@@ -535,7 +536,7 @@ def _png(fig: Figure, dpi: int = 80) -> bytes:
     return buf.getvalue()
 
 
-class TierExplorer:
+class TierExplorer(CachedExplorer):
     """``display(TierExplorer())``: the tier mix, the overload, premium's reservation, rate limits and preemption on or off.
 
     Each change runs one small seeded simulation (``solution.sim.tiersrace.tiers_run``:
@@ -583,27 +584,11 @@ class TierExplorer:
         """The current controls, as the key runs are cached under."""
         return (self.mix(), round(self.overload.value, 4), self.reserved.value, self.limits.value, self.preemption.value)
 
-    def run(self) -> ExplorerRun | None:
-        """Simulate the current setting (or take it from the cache) and redraw; returns the run (None: a stub stood in the way)."""
-        import html
-        import time
-
-        started = time.perf_counter()
-        key = self.setting()
-        try:
-            if key not in self._cache:
-                mix, overload, reserved, limits, preemption = key
-                self._cache[key] = explorer_run(mix=mix, overload=overload, reserved=reserved / 100, limits=limits, preemption=preemption,
-                                                seed=self.seed, servers=self.servers, requests=self.requests, fifo_cache=self._fifo)  # fmt: skip
-        except NotImplementedError as exc:  # the candidate's bundle: the tiers need stage 6 written
-            self.record = None
-            self.image.value = b""
-            self.summary.value = f"<i>{html.escape(str(exc))}</i>"
-            return None
-        self.record = self._cache[key]
-        self.simulated_ms = (time.perf_counter() - started) * 1000
-        self.draw()
-        return self.record
+    def simulate(self, key: tuple) -> ExplorerRun:
+        """One small seeded run (:func:`explorer_run`, with the FIFO twin cached per mix and overload) for the setting ``key``."""
+        mix, overload, reserved, limits, preemption = key
+        return explorer_run(mix=mix, overload=overload, reserved=reserved / 100, limits=limits, preemption=preemption,
+                            seed=self.seed, servers=self.servers, requests=self.requests, fifo_cache=self._fifo)  # fmt: skip
 
     def draw(self) -> None:
         """Redraw the current run and its summary."""
@@ -667,5 +652,3 @@ class TierExplorer:
             raise ValueError("no run to draw: the last run raised NotImplementedError (see the summary)")
         return explorer_figure(self.record)
 
-    def _repr_mimebundle_(self, **kwargs: object) -> object:
-        return self.widget._repr_mimebundle_(**kwargs)
