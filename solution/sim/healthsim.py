@@ -409,13 +409,18 @@ class HealthEngine(Engine):
         self.ended += 1
         self._end(i, t, outcome)
 
-    def _start_try(self, o: Any) -> None:
-        i = int(o.request_id[1:])
+    def _target(self, o: Any) -> Server:
+        """The server a Dispatched outcome names; BalancerContractError if the simulator has no such server in its pool."""
         srv = self.by_id.get(o.server_id)
         if srv is None:
             raise BalancerContractError(f"the request path sent {o.request_id} to {o.server_id!r}, which is no server the simulator added")
         if not srv.in_pool:
             raise BalancerContractError(f"the request path sent {o.request_id} to {o.server_id!r}, a server that was removed")
+        return srv
+
+    def _start_try(self, o: Any) -> None:
+        i = int(o.request_id[1:])
+        srv = self._target(o)
         t = o.at
         if self.current[i] == -1 and self.tries[i] == 0:
             j = i

@@ -399,11 +399,7 @@ class TierEngine(HealthEngine):
 
     def _start_try(self, o: Any) -> None:
         i = int(o.request_id[1:])
-        srv = self.by_id.get(o.server_id)
-        if srv is None:
-            raise BalancerContractError(f"the request path sent {o.request_id} to {o.server_id!r}, which is no server the simulator added")
-        if not srv.in_pool:
-            raise BalancerContractError(f"the request path sent {o.request_id} to {o.server_id!r}, a server that was removed")
+        srv = self._target(o)
         t = o.at
         state = self.paused.pop(i, None)
         delay = 0.0
