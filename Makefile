@@ -48,9 +48,7 @@ bundle: setup
 	$(BIN)/python tools/make_bundle.py
 
 bench: setup
-	$(BIN)/python benchmarks/bench_balancer.py
-	$(BIN)/python benchmarks/bench_queue.py
-	$(BIN)/python benchmarks/bench_sim.py
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) reports screenshots .pytest_cache dist
