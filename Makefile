@@ -30,7 +30,7 @@ lab: setup
 	$(BIN)/jupyter lab --config=jupyter_lab_config.py
 
 test: setup
-	$(PYTEST) $(PARALLEL) tests notebooks --nbval-lax --nbval-current-env
+	$(PYTEST) $(PARALLEL) --durations=25 tests notebooks --nbval-lax --nbval-current-env
 
 test-fast: setup
 	$(PYTEST) $(PARALLEL) tests -m "not slow and not browser"
