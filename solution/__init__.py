@@ -12,6 +12,8 @@ cache is; ``TierTable``, ``RateLimiter``, ``TierAdmission``, ``TierRouting`` and
 ``RollingDeploy``, ``CanaryAnalysis`` and ``CanarySplit`` (stage 7) replace a
 fleet's version without losing capacity, and stop a bad version early
 (its log entries are ``DeployDecision``: ``Decision`` is the routing one).
+``Retrier`` (stage 8) decides whether a failed attempt is tried again, and after how
+long (exponential backoff, full jitter, a retry budget).
 """
 
 from solution.balancer import LoadBalancer
@@ -43,6 +45,7 @@ from solution.core.deploy_types import (
     VersionStats,
     Window,
 )
+from solution.retry import Retrier, backoff_bound, full_jitter
 from solution.core.gateway import Gateway
 from solution.core.clock import ManualClock
 from solution.core.queue_types import (
@@ -130,6 +133,9 @@ __all__ = [
     "DeployDecision",
     "Verdict",
     "RolloutInProgressError",
+    "Retrier",
+    "backoff_bound",
+    "full_jitter",
     "Gateway",
     "ManualClock",
     "Ordering",

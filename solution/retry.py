@@ -125,7 +125,15 @@ def backoff_bound(attempt: int, policy: RetryPolicy) -> float:
     Raises:
         TypeError / ValueError: ``attempt`` not an int >= 1; ``policy`` not a ``RetryPolicy``.
     """
-    raise NotImplementedError
+    # [stage8 exercise] BEGIN SOLUTION: check attempt (int >= 1) and policy; base * 2**(attempt-1) exactly (math.ldexp), capped
+    attempt = _attempt(attempt)
+    policy = _policy(policy)
+    try:
+        grown = math.ldexp(policy.base, attempt - 1)
+    except OverflowError:
+        return policy.cap
+    return min(policy.cap, grown)
+    # [stage8 exercise] END SOLUTION
 
 
 def full_jitter(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
@@ -136,7 +144,12 @@ def full_jitter(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
     Raises:
         TypeError / ValueError: as :func:`backoff_bound`; ``rng`` not a ``random.Random``.
     """
-    raise NotImplementedError
+    # [stage8 exercise] BEGIN SOLUTION: the bound, then one uniform draw from rng scaled to it
+    bound = backoff_bound(attempt, policy)
+    if not isinstance(rng, random.Random):
+        raise TypeError(f"rng must be a random.Random, got {type(rng).__name__}")
+    return rng.random() * bound
+    # [stage8 exercise] END SOLUTION
 
 
 class Retrier:
@@ -156,7 +169,16 @@ class Retrier:
     """
 
     def __init__(self, policy: RetryPolicy, *, seed: int = 0) -> None:
-        raise NotImplementedError
+        # [stage8 exercise] BEGIN SOLUTION: validate; the active requests (id -> retrying?), two counters, the stats, the rng
+        self.policy = _policy(policy)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+        self._rng = random.Random(seed)
+        self._retrying: dict[str, bool] = {}  # active request -> is it a retry in flight?
+        self._in_flight = 0
+        self._decisions = 0
+        self._by_reason = dict.fromkeys(REASONS, 0)
+        # [stage8 exercise] END SOLUTION
 
     def begin(self, request_id: str) -> None:
         """Count ``request_id`` as active (it raises the budget's base).  O(1).
@@ -164,7 +186,12 @@ class Retrier:
         Raises:
             DuplicateRequestError (a ValueError): the id is already active; end() it first.
         """
-        raise NotImplementedError
+        # [stage8 exercise] BEGIN SOLUTION: a new id becomes active, not retrying
+        require_id(request_id, "request_id")
+        if request_id in self._retrying:
+            raise DuplicateRequestError(f"request {request_id!r} is already active in the retrier; end() it before reusing the id")
+        self._retrying[request_id] = False
+        # [stage8 exercise] END SOLUTION
 
     def decide(self, request_id: str, tries: int, failure: Failure, *, streamed: bool) -> RetryDecision:
         """After attempt ``tries`` of ``request_id`` failed with ``failure``: retry, and after how long?  O(1).
@@ -184,7 +211,38 @@ class Retrier:
         Raises:
             TypeError / ValueError: bad arguments; ``RequestStateError`` for an id not active.  Nothing changes.
         """
-        raise NotImplementedError
+        # [stage8 exercise] BEGIN SOLUTION: validate everything first; release the retry in flight; the rules in order; count
+        self._require_active(request_id)
+        tries = _attempt(tries, "tries")
+        if not isinstance(failure, Failure):
+            raise TypeError(f"failure must be a Failure, got {type(failure).__name__} {failure!r}")
+        if not isinstance(streamed, bool):
+            raise TypeError(f"streamed must be a bool, got {type(streamed).__name__} {streamed!r}")
+        policy = self.policy
+        if self._retrying[request_id]:
+            self._retrying[request_id] = False
+            self._in_flight -= 1
+        if streamed:
+            reason = "streamed"
+        elif failure.category not in policy.retry_on:
+            reason = "not_retryable"
+        elif tries >= policy.max_tries:
+            reason = "max_tries"
+        elif failure.retry_after is not None and failure.retry_after > policy.max_retry_after:
+            reason = "retry_after_too_long"
+        elif policy.budget is not None and self._in_flight + 1 > policy.budget.limit(len(self._retrying)):
+            reason = "budget"
+        else:
+            reason = "retry"
+        self._decisions += 1
+        self._by_reason[reason] += 1
+        if reason != "retry":
+            return RetryDecision(False, 0.0, reason)
+        self._retrying[request_id] = True
+        self._in_flight += 1
+        delay = max(full_jitter(tries, policy, self._rng), failure.retry_after or 0.0)
+        return RetryDecision(True, delay, "retry")
+        # [stage8 exercise] END SOLUTION
 
     def end(self, request_id: str) -> None:
         """The request ended (any final outcome): it is no longer active, and its retry in flight (if any) is released.  O(1).
@@ -192,19 +250,58 @@ class Retrier:
         Raises:
             RequestStateError (a ValueError): the id is not active (never begun, or already ended).
         """
-        raise NotImplementedError
+        # [stage8 exercise] BEGIN SOLUTION: an active id stops being active; release its retry in flight
+        self._require_active(request_id)
+        if self._retrying.pop(request_id):
+            self._in_flight -= 1
+        # [stage8 exercise] END SOLUTION
 
     @property
     def active(self) -> int:
         """Requests begun and not ended.  O(1)."""
-        raise NotImplementedError
+        # [stage8 exercise] BEGIN SOLUTION: the active requests
+        return len(self._retrying)
+        # [stage8 exercise] END SOLUTION
 
     @property
     def retries_in_flight(self) -> int:
         """Active requests whose last decision was ``"retry"``.  O(1)."""
-        raise NotImplementedError
+        # [stage8 exercise] BEGIN SOLUTION: the counter
+        return self._in_flight
+        # [stage8 exercise] END SOLUTION
 
     def stats(self) -> dict[str, Any]:
         """Counters: ``decisions``, ``retries`` (decisions to retry), ``budget_exhausted`` (decisions refused by the
         budget), ``active``, ``retries_in_flight``, and ``by_reason`` (a dict: every reason in :data:`REASONS` -> count).  O(1)."""
-        raise NotImplementedError
+        # [stage8 exercise] BEGIN SOLUTION: the counters, a copy of by_reason
+        return {
+            "decisions": self._decisions,
+            "retries": self._by_reason["retry"],
+            "budget_exhausted": self._by_reason["budget"],
+            "active": len(self._retrying),
+            "retries_in_flight": self._in_flight,
+            "by_reason": dict(self._by_reason),
+        }
+        # [stage8 exercise] END SOLUTION
+
+    # [stage8 exercise] BEGIN OMIT
+    def _require_active(self, request_id: object) -> None:
+        require_id(request_id, "request_id")
+        if request_id not in self._retrying:
+            raise RequestStateError(f"request {request_id!r} is not active in the retrier (never begun, or already ended); "
+                                    "begin() it when it is submitted and end() it once")
+    # [stage8 exercise] END OMIT
+
+
+def _attempt(value: object, what: str = "attempt") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int >= 1 (attempts made so far), got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{what} must be >= 1 (the attempts made so far, the failed one included), got {value}")
+    return value
+
+
+def _policy(policy: object) -> RetryPolicy:
+    if not isinstance(policy, RetryPolicy):
+        raise TypeError(f"policy must be a stage-8 RetryPolicy (solution.retry.RetryPolicy), got {type(policy).__name__}")
+    return policy
