@@ -27,6 +27,7 @@ from solution.sim import GPU_PRESETS, ModelSpec, Outcome, Results, plot, scenari
 from solution.sim.queueing import QueueConfig
 from solution.sim.sweep import ErlangPoint, queue_points
 from solution.widgets import affinity as affinity_widget
+from solution.widgets import deploy as deploy_widget
 from solution.widgets import drawing
 from solution.widgets import health as health_widget
 from solution.widgets import simulator as simulator_widget
@@ -173,6 +174,8 @@ CASES: dict[str, Callable[[dict, list], list[Figure]]] = {
     "affinity explorer widget": lambda r, p: [affinity_widget.AffinityExplorer(requests=300).figure()],
     "tiers figures": lambda r, p: _tiers_figures(),
     "tier explorer widget": lambda r, p: [tiers_widget.TierExplorer(requests=200).figure()],
+    "deploy figures": lambda r, p: _deploy_figures(),
+    "deploy player widget": lambda r, p: [deploy_widget.DeployExplorer().figure()],
 }
 
 
@@ -189,6 +192,19 @@ def _tiers_figures() -> list[Figure]:
     return [tiers_widget.bucket_figure(bucket), tiers_widget.cobham_figure(cobham), tiers_widget.ladder_figure(ladder),
             tiers_widget.preemption_cost_figure({"7B FP16": ModelSpec()}, [GPU_PRESETS["A100-80GB"]]),
             tiers_widget.timeline_figure(timeline)]
+
+
+def _deploy_figures() -> list[Figure]:
+    from solution.sim.deployrace import widget_run
+    from solution.sim.deploysim import timeline
+
+    runs = {label: widget_run(prewarm=prewarm, max_unavailable=unavailable, error_rate=0.05)
+            for label, prewarm, unavailable in (("pre-warm", True, 0), ("drain-first", False, 1))}  # fmt: skip
+    lines = {label: (run, timeline(run)) for label, run in runs.items()}
+    blast = {"1%": {"detect": (300.0, 250.0, 350.0), "blast": (200.0, 190.0, 210.0)},
+             "25%": {"detect": (60.0, 40.0, 80.0), "blast": (260.0, 200.0, 320.0)}}  # fmt: skip
+    return [deploy_widget.timeline_figure(runs["drain-first"], lines["drain-first"][1], bound=3),
+            deploy_widget.capacity_figure(lines), deploy_widget.blast_figure(blast)]
 
 
 def _affinity_race_figures() -> list[Figure]:
