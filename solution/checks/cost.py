@@ -38,6 +38,7 @@ COST_CASES: tuple[tuple[int, str, dict[str, Any]], ...] = (
     (5, "cost: a decision is O(log S), no session scan", {"kind": "affinity", "strategy": "PrefixAware"}),
     (6, "cost: admission is O(1) in tenants, a decision O(log S)", {"kind": "admission"}),
     (6, "cost: admission is O(1) in tenants, a decision O(log S)", {"kind": "tiers"}),
+    (7, "cost: a canary split decision is O(log S), no fleet scan", {"kind": "canary"}),
 )
 
 SIZES = (16, 4096)
@@ -358,6 +359,48 @@ def _round_tiers(h: _TierFleet, tag: str) -> dict[str, float]:
     return spent
 
 
+#: Stage 7: the share of the servers on the new version, and of the traffic the split sends there.
+CANARY_SHARE = 0.25
+
+
+class _Canary:
+    """A Router running ``impl.CanarySplit(ByLoad, weight=0.25, new_version="v2")`` over ``size`` servers, one in four
+    on the new version, half of the slots busy (sessions hashed: each session stays on one version)."""
+
+    def __init__(self, impl: Any, size: int) -> None:
+        from solution.checks.stage7 import ByLoad
+        from solution.core.request import Request
+        from solution.core.routing import Router
+
+        self.lb = Router(impl.CanarySplit(ByLoad, weight=CANARY_SHARE, new_version="v2", seed=1))
+        for i in range(size):
+            self.lb.add_server(f"s{i}", 64, 80, version="v2" if i % 4 == 0 else "v1")
+        for i in range(size * 32):  # half of every server's 64 slots: the heaps have work to do
+            self.lb.route(Request(f"pre{i}", 100, 50, f"c{i}"))
+        self.size = size
+
+
+def _round_canary(h: _Canary, tag: str) -> float:
+    """One round: per call a request of one of 997 sessions, completed ``IN_FLIGHT`` calls later.
+
+    The requests are built before the clock starts: only the router's calls (the split's hash, its inner's
+    decision and the hooks) are timed."""
+    from solution.core.request import Request
+
+    requests = [Request(f"{tag}-{k}", 100 if k % 3 else 5000, 50, f"c{(k * 7919 + len(tag)) % 997}") for k in range(CALLS)]
+    ids = [r.request_id for r in requests]
+    route, complete = h.lb.route, h.lb.complete_request
+    started = time.perf_counter()
+    for k, request in enumerate(requests):
+        route(request)
+        if k >= IN_FLIGHT:
+            complete(ids[k - IN_FLIGHT])
+    elapsed = time.perf_counter() - started
+    for k in range(max(0, CALLS - IN_FLIGHT), CALLS):
+        complete(ids[k])
+    return elapsed
+
+
 def measure(impl: Any, rule: dict[str, Any]) -> dict[str, Any]:
     """Seconds per round of calls at each size (best of :data:`ROUNDS`, sizes interleaved)."""
     kind = rule["kind"]
@@ -373,6 +416,8 @@ def measure(impl: Any, rule: dict[str, Any]) -> dict[str, Any]:
         objects = {n: _HealthClock(impl, n) for n in SIZES}
     elif kind == "affinity":
         objects = {n: _Sessions(impl, n, rule["strategy"]) for n in SIZES}
+    elif kind == "canary":
+        objects = {n: _Canary(impl, n) for n in SIZES}
     else:
         objects = {n: _router(impl, n, rule["strategy"], rule["options"]) for n in SIZES}
     if kind == "health":
@@ -385,6 +430,8 @@ def measure(impl: Any, rule: dict[str, Any]) -> dict[str, Any]:
                 took = _round_queue(objects[n], tag)
             elif kind == "affinity":
                 took = _round_sessions(objects[n], tag)
+            elif kind == "canary":
+                took = _round_canary(objects[n], tag)
             else:
                 took = _round_routes(objects[n], tag, kind == "strategy")
             best[n] = min(best[n], took / CALLS)

@@ -7,8 +7,9 @@ A case builds one object under test (:class:`DeployHarnessMaker`, by ``make["kin
 * ``"deploy"``: ``impl.RollingDeploy(servers, new_version, plan, now)``, fed events by its calls
   (``ready``, ``drained``, ``fault``, ``tick``, ``window``) and ``rollback``;
 * ``"analysis"``: ``impl.CanaryAnalysis(plan)`` (``judge``, ``level``, ``nominal``);
-* ``"split"``: a :class:`~solution.core.routing.Router` running ``impl.CanarySplit(LeastConnections, ...)``
-  over servers labelled with versions.
+* ``"split"``: a :class:`~solution.core.routing.Router` running ``impl.CanarySplit(ByLoad, ...)``
+  over servers labelled with versions (:class:`ByLoad`: an indexed rule of the support code, fewest requests
+  in flight first; not stage 1's ``LeastConnections``, whose rule the candidate's bundle does not carry).
 
 The plans, events, actions and stats are the support types of
 :mod:`solution.core.deploy_types` (the same objects on both sides), written in
@@ -36,8 +37,10 @@ from typing import Any
 from solution.checks.common import CheckReport, Op, round_floats
 from solution.checks.runner import StageSpec, as_groups, run_check
 from solution.checks.script import Group
+from solution.core.request import Request
+from solution.core.routing import IndexedStrategy, ServerState
 
-__all__ = ["DeployHarnessMaker", "STAGE7_GROUPS", "RANDOM_GROUP", "GROUP_NAMES", "SPEC", "random_ops7", "run_stage7"]
+__all__ = ["ByLoad", "DeployHarnessMaker", "STAGE7_GROUPS", "RANDOM_GROUP", "GROUP_NAMES", "SPEC", "random_ops7", "run_stage7"]
 
 INF = float("inf")
 RANDOM_GROUP = "random rollouts with faults"
@@ -70,6 +73,25 @@ def _stats(value: Any) -> Any:
     if isinstance(value, list) and len(value) == 3:
         return VersionStats(value[0], value[1], tuple(value[2]))
     return value
+
+
+class ByLoad(IndexedStrategy):
+    """The fewest requests in flight, then the server added first: an indexed rule fed only by the router's hooks.
+
+    The split's inner rule in the checks and in stage 7's cost probe: it chooses only among the servers its
+    hooks fed it (as :class:`~solution.core.routing.LeastConnections` does), so one per version keeps the
+    versions apart; and it is support code, present wherever the checks run (the candidate's bundle, the
+    grader's sandbox).  O(log S) per decision.
+    """
+
+    name = "by-load"
+    components = ("load",)
+
+    def score(self, server: ServerState, request: Request) -> tuple[float, ...]:
+        return (float(server.load),)
+
+    def index_key(self, server: ServerState) -> tuple[Any, ...]:
+        return (server.load, server.order)
 
 
 class BoundsCase:
@@ -241,7 +263,7 @@ class AnalysisCase:
 
 
 class SplitCase:
-    """A Router running ``impl.CanarySplit(LeastConnections, weight=..., new_version=..., excluded_tiers=..., seed=...)``.
+    """A Router running ``impl.CanarySplit(ByLoad, weight=..., new_version=..., excluded_tiers=..., seed=...)``.
 
     Servers are ``[id, capacity, version]``.  Calls: ``route(request_id, session_id, tier)``,
     ``side(request_id, session_id, tier)``, ``complete_request``, ``set_weight``, ``end``, ``stats``,
@@ -249,9 +271,9 @@ class SplitCase:
     """
 
     def __init__(self, impl: Any, make: dict[str, Any]) -> None:
-        from solution.core.routing import LeastConnections, Router
+        from solution.core.routing import Router
 
-        self.split = impl.CanarySplit(LeastConnections, **make.get("split", {}))
+        self.split = impl.CanarySplit(ByLoad, **make.get("split", {}))
         self.router = Router(self.split)
         for server in make.get("servers", []):
             self.add_server(*server)
@@ -266,13 +288,9 @@ class SplitCase:
         return self.router.complete_request(request_id)
 
     def route(self, rid: Any, session: Any = None, tier: Any = None) -> Any:
-        from solution.core.request import Request
-
         return self.router.route(Request(rid, 10, session_id=session, tier=tier))
 
     def side(self, rid: Any, session: Any = None, tier: Any = None) -> Any:
-        from solution.core.request import Request
-
         return self.split.side(Request(rid, 10, session_id=session, tier=tier))
 
     def set_weight(self, weight: Any) -> None:
@@ -318,9 +336,7 @@ class DeployHarnessMaker:
         elif bare == "CanaryAnalysis":
             impl.CanaryAnalysis(_canary(args[0]))
         elif bare == "CanarySplit":
-            from solution.core.routing import LeastConnections
-
-            inner = LeastConnections() if make.get("instance") else LeastConnections
+            inner = ByLoad() if make.get("instance") else ByLoad
             impl.CanarySplit(inner, **make.get("kwargs", {}))
         return _Bare()
 

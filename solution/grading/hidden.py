@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +105,77 @@ def _rename_tiered(case: Case, rng: random.Random, new_id: str) -> Case:
     return dataclasses.replace(case, id=new_id, make=make, ops=ops)
 
 
+#: Stage 7's words that are not names: server states, what a random case's ``answer`` feeds, the canary's metrics.
+_STAGE7_WORDS = frozenset({"starting", "ready", "draining", "gone", "fault", "errors", "latency"})
+#: Stage 7's hidden twins run this many seconds later than their public ones (every time, and a case's start).
+_STAGE7_SHIFT = 1000.0
+#: Stage 7's calls whose arguments hold a time, and where (a bad time, not a finite number, stays as it is).
+_STAGE7_TIMES = {"ready": (1,), "drained": (1,), "fault": (1,), "tick": (0,), "window": (0,), "rollback": (0,),
+                 "answer": (2,), "next_rollout": (2,)}
+
+
+def _rename_deploy(case: Case, rng: random.Random, new_id: str) -> Case:
+    """Stage 7's hidden twin of ``case``: every name renamed consistently in what it builds and in its calls
+    (servers, versions, requests, sessions, tiers, reasons), so the answers differ from the public ones.
+    Server states, what ``answer`` feeds and the canary's metric names keep theirs, as does a percent
+    (``"25%"``): they are the interface, not names.  A rollout runs :data:`_STAGE7_SHIFT` seconds later
+    (its start and every event's time); a bounds case asks about a fleet three servers larger (a bad fleet
+    size stays bad); a canary analysis tests at 0.8 of its alpha with one more request in A's windows."""
+    make = copy.deepcopy(case.make) if isinstance(case.make, dict) else case.make
+    names: dict[str, str] = {}
+
+    def rename(value: Any) -> Any:
+        if isinstance(value, list):
+            return [rename(v) for v in value]
+        if isinstance(value, dict):
+            return {k: rename(v) for k, v in value.items()}
+        if isinstance(value, str) and value and value not in _STAGE7_WORDS and not re.fullmatch(r"-?[\d.]+%", value):
+            if value not in names:
+                names[value] = f"{rng.choice('abcdefghkmnpqrstuvwxyz')}{len(names)}{rng.randrange(10, 99)}"
+            return names[value]
+        return value
+
+    def later(value: Any) -> Any:
+        finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return value + _STAGE7_SHIFT if finite else value
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    kind = make.get("kind") if isinstance(make, dict) else None
+    if isinstance(make, dict):
+        for key in ("servers", "new_version", "split"):
+            if key in make:
+                make[key] = rename(make[key])
+        plan = make.get("plan")
+        if isinstance(plan, dict) and isinstance(plan.get("canary"), dict):
+            plan["canary"]["excluded_tiers"] = rename(plan["canary"].get("excluded_tiers", []))
+        if kind == "deploy":
+            make["now"] = later(make["now"])
+        if kind == "analysis" and isinstance(plan, dict):
+            plan["alpha"] = round(plan.get("alpha", 0.05) * 0.8, 6)
+    ops = []
+    for name, args in case.ops:
+        args = list(args)
+        if kind == "deploy":
+            for at in _STAGE7_TIMES.get(name, ()):
+                if at < len(args):
+                    args[at] = later(args[at])
+            args = [rename(a) for a in args]  # server ids, versions, reasons; an answer's status and feed are words
+        elif kind == "bounds":
+            args = [rename(args[0]), args[1] + 3 if whole(args[1]) else args[1]]
+        elif kind == "analysis":
+            if name == "judge" and isinstance(args[0], list) and isinstance(args[0][0], int):
+                args[0] = [args[0][0] + 1, *args[0][1:]]
+        else:
+            args = [rename(a) for a in args]
+        ops.append((name, tuple(args)))
+    return dataclasses.replace(case, id=new_id, make=make, ops=tuple(ops))
+
+
 def _fresh_random(spec: StageSpec, group: Group, number: int) -> tuple[Case, ...]:
     """Fresh-seed versions of a random group's cases."""
-    from solution.checks import stage1, stage2, stage3, stage4, stage5, stage6
+    from solution.checks import stage1, stage2, stage3, stage4, stage5, stage6, stage7
 
     cases = []
     for k, seed in enumerate(_FRESH_SEEDS):
@@ -119,6 +189,8 @@ def _fresh_random(spec: StageSpec, group: Group, number: int) -> tuple[Case, ...
             make, ops = stage5.random_ops5(seed)  # 1000..1005: each kind of run (seed % 4), hard affinity at 1001
         elif spec.stage == 6:
             make, ops = stage6.random_ops6(seed)  # 1000..1005: each kind of run (seed % 3) twice
+        elif spec.stage == 7:
+            make, ops = stage7.random_ops7(seed)  # 1000..1005: fresh fleets, bounds, canaries and faults
         else:
             make, ops = group.cases[0].make, stage3.random_ops3(seed, 250)
         cases.append(Case(f"h{spec.stage}.{number}.r{k}", make, tuple((n, tuple(a)) for n, a in ops)))
@@ -192,7 +264,39 @@ _HIDDEN_BAD_BUILDS_6: tuple[dict[str, Any], ...] = (
     {"bare": "Preemptor", "kwargs": {"mode": "Swap"}},
     {"bare": "Preemptor", "kwargs": {"mode": None}},
 )
-_HIDDEN_BAD_BUILDS = {4: _HIDDEN_BAD_BUILDS_4, 5: _HIDDEN_BAD_BUILDS_5, 6: _HIDDEN_BAD_BUILDS_6}
+
+
+def _fleet7(n: int) -> list[list[str]]:
+    return [[f"m{i}", "r41"] for i in range(n)]
+
+
+#: Stage 7's hidden bad constructions (the public ones are in solution.checks.stage7's bad-input group).
+_HIDDEN_BAD_BUILDS_7: tuple[dict[str, Any], ...] = (
+    # (A plan's own bad values are refused by RolloutPlan, support code: these are the controller's to refuse.)
+    {"bare": "RollingDeploy", "args": [_fleet7(4), "r42", {"max_surge": "0%", "max_unavailable": "24%", "prewarm": False}, 0.0]},
+    {"bare": "RollingDeploy", "args": [_fleet7(4), "r42", {"max_surge": "0%", "max_unavailable": "50%", "prewarm": True}, 0.0]},
+    {"bare": "RollingDeploy", "args": [_fleet7(4), "r42", {"max_surge": "0%", "max_unavailable": 1, "prewarm": False,
+                                                           "canary": {"steps": [50, 100]}}, 0.0]},
+    {"bare": "RollingDeploy", "args": [[["m0", "r41"], ["m0", "r42"]], "r42", {}, 0.0]},
+    {"bare": "RollingDeploy", "args": [_fleet7(5), "r42", {"max_surge": "0%", "max_unavailable": "19%", "prewarm": False}, 0.0]},
+    {"bare": "RollingDeploy", "args": [[["m0"], ["m1", "r41"]], "r42", {}, 0.0]},
+    {"bare": "RollingDeploy", "args": [[["m0", ""], ["m1", "r41"]], "r42", {}, 0.0]},
+    {"bare": "RollingDeploy", "args": [[[3, "r41"]], "r42", {}, 0.0]},
+    {"bare": "RollingDeploy", "args": [_fleet7(3), None, {}, 0.0]},
+    {"bare": "RollingDeploy", "args": [_fleet7(3), "r42", {}, float("nan")]},
+    {"bare": "RollingDeploy", "args": [_fleet7(3), "r42", {}, True]},
+    {"bare": "RollingDeploy", "args": [_fleet7(3), "r42", None, 0.0]},
+    {"bare": "CanaryAnalysis", "args": ["errors"]},
+    {"bare": "CanarySplit", "kwargs": {"new_version": "r42", "weight": "0.5"}},
+    {"bare": "CanarySplit", "kwargs": {"new_version": "r42", "weight": float("nan")}},
+    {"bare": "CanarySplit", "kwargs": {"new_version": None}},
+    {"bare": "CanarySplit", "kwargs": {"new_version": "r42", "excluded_tiers": [""]}},
+    {"bare": "CanarySplit", "kwargs": {"new_version": "r42", "seed": True}},
+    {"bare": "CanarySplit", "kwargs": {"new_version": "r42", "weight": False}},
+    {"bare": "CanarySplit", "kwargs": {"new_version": "r42", "excluded_tiers": [3]}},
+)
+_HIDDEN_BAD_BUILDS = {4: _HIDDEN_BAD_BUILDS_4, 5: _HIDDEN_BAD_BUILDS_5, 6: _HIDDEN_BAD_BUILDS_6, 7: _HIDDEN_BAD_BUILDS_7}
+_RENAME = {6: _rename_tiered, 7: _rename_deploy}
 
 
 def _is_bare(case: Case) -> bool:
@@ -215,9 +319,9 @@ def hidden_groups(spec: StageSpec) -> tuple[Group, ...]:
             kept = [c for c in group.cases if not _is_bare(c)]
             n = spec.stage
             cases = tuple(Case(f"h{n}.{g}.b{i}", make, ()) for i, make in enumerate(_HIDDEN_BAD_BUILDS[n])) + tuple(
-                (_rename_tiered if n == 6 else rename_ids)(c, rng, f"h{n}.{g}.{i}") for i, c in enumerate(kept))
-        elif spec.stage == 6:
-            cases = tuple(_rename_tiered(c, rng, f"h6.{g}.{i}") for i, c in enumerate(group.cases))
+                _RENAME.get(n, rename_ids)(c, rng, f"h{n}.{g}.{i}") for i, c in enumerate(kept))
+        elif spec.stage in _RENAME:
+            cases = tuple(_RENAME[spec.stage](c, rng, f"h{spec.stage}.{g}.{i}") for i, c in enumerate(group.cases))
         else:
             cases = tuple(rename_ids(c, rng, f"h{spec.stage}.{g}.{i}") for i, c in enumerate(group.cases))
         out.append(Group(group.name, cases))

@@ -69,3 +69,28 @@ def test_renamed_hidden_cases_behave_like_their_public_twins(stage):
             assert _statuses(hr) == _statuses(pr), f"{h.id} (renamed {p.id}) fails at other steps than its twin"
             compared += 1
     assert compared, f"stage {stage}: no renamed hidden case compared"
+
+
+def test_stage7_hidden_twins_answer_differently_and_keep_the_interface_words():
+    """Stage 7's renamed twins (servers, versions, requests, sessions, tiers; times 1,000 s later) record other answers
+    than their public cases at some step, so answers replayed from the bundle fail them; and a twin keeps what is the
+    interface, not a name: the calls, the bounds (percents included) and the canary's metric names."""
+    from solution.grading.hidden import HIDDEN
+
+    hidden = load_recorded(7, HIDDEN / f"stage{7}.json.gz")
+    compared = 0
+    for (pub, pub_results), (hid, hid_results) in zip(load_recorded(7), hidden):
+        if "random" in pub.name or pub.name.startswith("bad input"):
+            continue
+        for p, h, pr, hr in zip(pub.cases, hid.cases, pub_results, hid_results):
+            assert hr != pr, f"{h.id} records the same answers as its public twin {p.id}: a replayed answer passes it"
+            assert [name for name, _ in h.ops] == [name for name, _ in p.ops]
+            plan = p.make.get("plan") if isinstance(p.make, dict) else None
+            if isinstance(plan, dict):
+                hplan = h.make["plan"]
+                for key in ("max_surge", "max_unavailable"):
+                    assert hplan.get(key) == plan.get(key), f"{h.id}: a bound is not a name"
+                if isinstance(plan.get("canary"), dict):
+                    assert hplan["canary"]["metrics"] == plan["canary"]["metrics"], f"{h.id}: metric names are not names"
+            compared += 1
+    assert compared >= 20

@@ -1,13 +1,10 @@
-"""Stage 7's check groups (solution/checks/stage7.py), before stage 7 is graded.
+"""Stage 7's check groups (solution/checks/stage7.py), in this process (fast; the grader's fakes run them in the sandbox).
 
-Stage 7 is not in ``SPECS`` yet: it has no exercise and no notebook 07 (the
-next session builds them, then registers the spec, records its cases and
-grades it).  Until then these keep its groups honest: the reference runs every
-case the same way twice (its recorded steps will be stable), builds every
-case outside the bad-input group, the generated stubs differ from it in
-every case of every group (no group passes for a candidate who wrote nothing),
-and each wrong implementation in ``fakes.STAGE7_EDITS`` loses the groups that
-teach the rule it breaks.
+The reference runs every case the same way twice (its recorded steps are
+stable), builds every case outside the bad-input group, the generated stubs
+differ from it in every case of every group (no group passes for a candidate
+who wrote nothing), and each wrong implementation in ``fakes.STAGE7_EDITS``
+loses the groups that teach the rule it breaks.
 """
 
 from __future__ import annotations
