@@ -9,7 +9,8 @@ A request's trip is short and one-way::
       -> queue       (optional stage-2 RequestQueue: waits when no server can take it)
       -> routing     (Router: filters = drain, memory, health weight / trial limit;
                       scorer and picker = the stage-3 strategy)
-      -> dispatch    (RetryLedger: attempt number, per-try timeout, re-route)
+      -> dispatch    (RetryLedger: attempt number, per-try timeout, re-route;
+                      stage 8's Retrier: whether and when a failed attempt is re-sent)
       -> feedback    (completed(): HealthChecker.request_result with seconds per
                       token, Router.observe; then the queue refills the freed slot)
 
@@ -28,8 +29,9 @@ outcomes, in the order they happened; the driver acts on each:
 * :meth:`submit` ``(request, now)``: a new request.
 * :meth:`first_token` ``(request_id, now)``: the current attempt streamed its
   first token to the client (from then on it is not re-sent).
-* :meth:`completed` ``(request_id, server_id, now, ok, seconds_per_token)``:
-  an attempt ended on ``server_id`` (its answer, or an error).
+* :meth:`completed` ``(request_id, server_id, now, ok, seconds_per_token, failure)``:
+  an attempt ended on ``server_id`` (its answer, or an error: ``failure``
+  says which, for the retrier).
 * :meth:`server_lost` ``(server_id, now)``: the transport saw every connection
   to the server break (a crash with connection resets); the server then takes
   nothing until a probe answers or health brings it out of ``down``.
@@ -37,7 +39,8 @@ outcomes, in the order they happened; the driver acts on each:
   active health checks; the driver sends each probe and reports its result
   (``ok=False`` for a timeout).
 * :meth:`tick` ``(now)``: per-try timeouts, health timers (ejection over,
-  slow start), queue deadlines, slow-start re-weighting.
+  slow start), queue deadlines, slow-start re-weighting, re-sends whose
+  backoff is over.
 * :meth:`next_event_time` ``()``: when :meth:`tick` next has work (or a probe
   is due): the driver calls :meth:`tick` / :meth:`due_probes` then.
 * :meth:`cancel` ``(request_id, now)``: the client went away.
@@ -185,6 +188,64 @@ O(k log S) for k attempts there (each re-send a routing call); each late
 answer after a forced drain O(1), with O(1) memory per such attempt kept
 until the server id is added again.
 
+Retries with backoff and a budget (stage 8)
+-------------------------------------------
+``RequestPath(..., retrier=Retrier(policy))`` (stage 8's
+:class:`~solution.retry.Retrier`, or any object with ``begin`` / ``decide``
+/ ``end``; it needs a ``ledger`` whose ``max_tries`` is at least the
+retrier's policy's, else ValueError) puts a decision before every re-send.
+Without a retrier nothing here happens: stages 4-7 behave as before, and
+:meth:`stats` keeps its keys.
+
+* ``retrier.begin(id)`` when a request is admitted (before it is routed;
+  a request then :class:`Rejected` for a full queue or no server is ended
+  at once), ``retrier.end(id)`` at its one final outcome, whatever it is.
+  So the budget's base, the *active* requests, are those the path holds:
+  running, queued, parked, paused or backing off (Envoy counts active and
+  pending requests alike).
+* After every failed attempt, ``retrier.decide(id, tries, failure,
+  streamed=...)``, where ``tries`` counts the attempts that count toward
+  ``max_tries`` (a resume after a preemption does not) and ``failure`` is:
+  the ``failure=`` given to :meth:`completed` (default
+  ``Failure("status", 500)``); ``Failure("timeout")`` for a per-try
+  timeout; ``Failure("reset")`` for a lost server (:meth:`server_lost`) or
+  one health declared down (its attempts are abandoned as for a crash).
+  It is asked also when the ledger already refuses (tokens streamed, no
+  tries left), for its reason and its counts; a "yes" then is overruled.
+* **No**: the request ends ``Failed(reason=<the decision's reason>)``
+  (``"streamed"``, ``"not_retryable"``, ``"max_tries"``,
+  ``"retry_after_too_long"``, ``"budget"``) and its ledger record fails.
+* **Yes, after** ``delay`` **seconds**: with ``delay == 0`` it is re-sent
+  at once, as stage 4 does.  Otherwise it *backs off*: it holds no slot
+  (its failed attempt ended or was abandoned), sits in no queue and no
+  line, does not count as ``waiting``, and is due at ``now + delay``,
+  which :meth:`next_event_time` includes (a lazy heap: O(log B) for B
+  requests backing off).  The :meth:`tick` (or any call) at or after that
+  time re-sends it through routing as a re-send does (another server than
+  the failed one when one can take it; never the lost one), or the queue
+  when no server can take it, or ``Failed("no_server")`` without a queue.
+  So a re-send never starts before ``now + delay``, and with a
+  ``Retry-After`` never before it (the retrier's delay is at least it).
+  :meth:`cancel` ends a request backing off (:class:`Cancelled`);
+  :meth:`first_token` refuses it (no attempt runs).
+* A server's answer with an error is re-sent only with a retrier (or a
+  ledger with ``error()``): the reference ledger cannot re-send an
+  answered attempt, so the path ends that ledger record
+  (``RetryLedger.finish``, counted there as cancelled) and the re-send
+  begins a new one, its failed tries still counted toward ``max_tries``
+  (as after a preemption).
+
+What does not change (the course's choices where the design is silent): a
+drain timeout's forced re-send (stage 7) is not a failure of the server,
+so it is not asked (re-sent at once when the ledger allows, else
+``Failed("drain_timeout")``) and takes no budget; a preemption (stage 6) is
+not a failed try either; a request backing off is untouched by preemption,
+drains and lost servers (it runs nowhere).  ``stats()`` gains ``retried``
+(decisions to re-send that the path carried out), ``retry_budget_exhausted``
+(re-sends the budget refused) and ``backing_off`` (now).  Costs: one
+``decide`` per failed attempt (O(1) for the reference), O(log B) to back
+off and to re-send after it.
+
 Health integration: the path never scans the fleet per request.  Health
 transitions are read from ``HealthChecker.transitions`` (a cursor: O(new
 transitions) per call) and pushed to the router as weights
@@ -212,6 +273,7 @@ from solution.core.errors import (
 from solution.core.health_types import HealthState, require_time
 from solution.core.queue_types import Cancelled, Queued, QueuePolicy, Rejected, TimedOut
 from solution.core.request import Request
+from solution.core.retry_types import Failure
 from solution.core.routing import Router
 from solution.core.tier_types import PREEMPT_MODES, SHARED_POOL
 from solution.core.validate import require_id, require_int
@@ -248,7 +310,13 @@ __all__ = [
 #: * ``"drain_timeout"``: its server's drain reached its ``drain_timeout`` and
 #:   the request could not be re-sent (tokens streamed, no tries left, or no
 #:   ledger).
-FAIL_REASONS: tuple[str, ...] = ("streamed", "out_of_tries", "error", "server_lost", "timeout", "no_server", "drain_timeout")
+#:
+#: With a retrier (stage 8), a failed attempt that is not re-sent ends with the
+#: retrier's reason instead: ``"streamed"``, ``"not_retryable"`` (a 4xx other
+#: than 429, or a failure class not in ``retry_on``), ``"max_tries"``,
+#: ``"retry_after_too_long"`` or ``"budget"`` (the retry budget is spent).
+FAIL_REASONS: tuple[str, ...] = ("streamed", "out_of_tries", "error", "server_lost", "timeout", "no_server", "drain_timeout",
+                                 "not_retryable", "max_tries", "retry_after_too_long", "budget")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +411,8 @@ class _Flight:
 
     __slots__ = ("request", "priority", "arrived", "attempt", "server", "router_id", "deadline", "streamed",
                  "queued", "in_ledger", "last_server", "parked", "queued_at", "wait_until",
-                 "tier", "paused", "paused_at", "line", "base", "spent", "ledger_tries")  # fmt: skip
+                 "tier", "paused", "paused_at", "line", "base", "spent", "ledger_tries",
+                 "backoff", "backoff_seq", "backoff_from", "backoff_strict")  # fmt: skip
 
     def __init__(self, request: Request, priority: int, arrived: float, tier: str | None = None) -> None:
         self.request, self.priority, self.arrived, self.tier = request, priority, arrived, tier
@@ -364,6 +433,10 @@ class _Flight:
         self.parked: str | None = None  # the line it waits in (a server id, or _ANY_SERVER), outside the queue
         self.queued_at = arrived  # when it last entered the queue
         self.wait_until: float | None = None  # its queue deadline (max_wait), kept while parked
+        self.backoff: float | None = None  # backing off (stage 8): when its re-send is due (None: not backing off)
+        self.backoff_seq = 0  # the entry of the backoff heap that is live for it
+        self.backoff_from: str | None = None  # the server of the failed attempt it backs off from
+        self.backoff_strict = False  # its re-send never goes back to that server (it was lost)
 
 
 class _Drain:
@@ -392,6 +465,7 @@ _LEDGER_METHODS = ("begin", "first_token", "server_down", "timed_out", "answer",
 _QUEUE_METHODS = ("enqueue", "peek", "dispatch", "cancel", "expire", "next_deadline", "record_completion")
 _TIER_METHODS = ("tier", "limit")
 _PREEMPTOR_METHODS = ("started", "stopped", "forget", "victim", "preempt", "preemptions")
+_RETRIER_METHODS = ("begin", "decide", "end")
 
 
 class RequestPath:
@@ -434,6 +508,10 @@ class RequestPath:
         preemptor: a stage-6 ``Preemptor`` (needs ``tiers``) or ``None``: no preemption.
         reweight_every: seconds between re-weights of the servers in slow
             start (> 0, default 1.0).
+        retrier: a stage-8 ``Retrier`` (``begin`` / ``decide`` / ``end``) or
+            ``None``: re-sends as stage 4 (at once, whenever the ledger
+            allows).  Needs ``ledger``; see the module's "Retries with
+            backoff and a budget".
 
     Costs (S servers, k of them recovering): ``submit`` and ``completed`` are
     O(log S) plus the strategy's choice (O(log S) for indexed strategies, O(d)
@@ -457,9 +535,11 @@ class RequestPath:
 
     Raises:
         TypeError: a component of the wrong kind (a queue object with
-        ``tiers``; a ``preemptor`` without ``tiers``).  ValueError: a router that
-        already has servers, ``reweight_every`` <= 0, or a queue whose
-        large-request threshold differs from the router's.
+        ``tiers``; a ``preemptor`` without ``tiers``; a ``retrier`` without
+        ``ledger``).  ValueError: a router that already has servers,
+        ``reweight_every`` <= 0, a queue whose large-request threshold
+        differs from the router's, or a ledger whose ``max_tries`` is below
+        the retrier's.
     """
 
     def __init__(
@@ -474,6 +554,7 @@ class RequestPath:
         tiers: Any | None = None,
         preemptor: Any | None = None,
         reweight_every: float = 1.0,
+        retrier: Any | None = None,
     ) -> None:
         if not isinstance(router, Router):
             raise TypeError(f"router must be a solution.core.routing.Router, got {type(router).__name__}")
@@ -483,6 +564,16 @@ class RequestPath:
         if health is not None and not isinstance(getattr(health, "transitions", None), list):
             raise TypeError("health must keep its transition log in a list attribute `transitions` (HealthChecker does)")
         _require_methods(ledger, _LEDGER_METHODS, "ledger", "a RetryLedger")
+        _require_methods(retrier, _RETRIER_METHODS, "retrier", "a Retrier")
+        if retrier is not None:
+            if ledger is None:
+                raise TypeError("a retrier needs ledger= (a RetryLedger): the ledger keeps each request's attempts and "
+                                "per-try deadline, the retrier decides whether and when a failed one is re-sent")  # fmt: skip
+            ledger_max = getattr(getattr(ledger, "policy", None), "max_tries", None)
+            retrier_max = getattr(getattr(retrier, "policy", None), "max_tries", None)
+            if isinstance(ledger_max, int) and isinstance(retrier_max, int) and ledger_max < retrier_max:
+                raise ValueError(f"the ledger's max_tries ({ledger_max}) is below the retrier's ({retrier_max}): the ledger would "
+                                 f"end requests the retrier may re-send; build the ledger with max_tries={retrier_max}")  # fmt: skip
         if admission is not None and not callable(admission):
             raise TypeError(f"admission must be callable(request, now) -> Rejected | None, got {type(admission).__name__}")
         if isinstance(reweight_every, bool) or not isinstance(reweight_every, (int, float)):
@@ -539,6 +630,7 @@ class RequestPath:
         self.tiers = tiers
         self.preemptor = preemptor
         self.reweight_every = float(reweight_every)
+        self.retrier = retrier
         self._order: tuple[str | None, ...] = order  # tier names, highest class first ((None,) without tiers)
         self._queues: dict[str | None, Any] = queues if tiers is not None else ({None: queue} if queue is not None else {})
         self._resume: dict[str | None, deque[_Flight]] = {}  # tier -> paused requests to resume on any server (recompute)
@@ -568,6 +660,10 @@ class RequestPath:
         self._counts = dict.fromkeys(("submitted", "dispatched", "re_sent", "delivered", "failed", "rejected",
                                       "timed_out", "cancelled", "discarded", "lost_attempts", "queued",
                                       "preempted", "resumed", "drained", "drain_forced"), 0)  # fmt: skip
+        if retrier is not None:  # without a retrier, stats() keeps its stage 4-7 keys
+            self._counts.update(retried=0, retry_budget_exhausted=0)
+        self._backoff_due: list[tuple[float, int, str]] = []  # (re-send due, seq, request id) of requests backing off, lazy
+        self._backing_off = 0  # requests backing off now
 
     # -- fleet ------------------------------------------------------------------
 
@@ -738,6 +834,8 @@ class RequestPath:
             verdict = self.admission(request, now)  # first: when it raises, nothing has changed
             if verdict is not None and not isinstance(verdict, Rejected):
                 raise TypeError(f"admission must return None or a Rejected, got {type(verdict).__name__}")
+        if verdict is None and self.retrier is not None:
+            self.retrier.begin(rid)  # an active request from now on (the budget's base); when it raises, nothing has changed
         now = self._time(now)
         out = self._housekeeping(now)
         self._counts["submitted"] += 1
@@ -759,9 +857,13 @@ class RequestPath:
                 self._flights[rid] = f
                 if not blocked:
                     self._park_if_pinned(f)
+            elif self.retrier is not None:
+                self.retrier.end(rid)
             out.append(receipt)
         else:
             self._counts["rejected"] += 1
+            if self.retrier is not None:
+                self.retrier.end(rid)
             out.append(Rejected(rid, now, 1, 503))
         return self._flush(out)
 
@@ -773,14 +875,14 @@ class RequestPath:
         require_id(request_id, "request_id")
         f = self._flights.get(request_id)
         if f is None or f.server is None:
-            raise UnknownRequestError(f"request {request_id!r} has no attempt running (unknown, queued, or ended)")
+            raise UnknownRequestError(f"request {request_id!r} has no attempt running (unknown, queued, backing off, or ended)")
         now = self._time(now)
         if self.ledger is not None:
             self.ledger.first_token(request_id, now)
         f.streamed = True
 
     def completed(self, request_id: str, server_id: str, now: float, *, ok: bool = True,
-                  seconds_per_token: float | None = None) -> list[Outcome]:  # fmt: skip
+                  seconds_per_token: float | None = None, failure: Failure | None = None) -> list[Outcome]:  # fmt: skip
         """An attempt of ``request_id`` ended on ``server_id``: an answer (``ok``) or an error.
 
         The current attempt's answer is :class:`Delivered`; an abandoned
@@ -793,9 +895,16 @@ class RequestPath:
         the last request leaving a server drained with a ``drain_timeout``
         adds :class:`Drained` after the answer's outcome.  O(log S).
 
+        ``failure`` (stage 8; only with ``ok=False``): what went wrong, a
+        :class:`~solution.core.retry_types.Failure` (``Failure("status", 503,
+        retry_after=2.0)``, ``Failure("connect")``, ...) that the retrier
+        judges; default ``Failure("status", 500)``.  Without a retrier it is
+        checked and otherwise ignored.
+
         Raises:
             TypeError / ValueError: bad ids, ``ok`` not a bool,
-                ``seconds_per_token`` not a number > 0.
+                ``seconds_per_token`` not a number > 0, ``failure`` not a
+                Failure or given with ``ok=True``.
             UnknownRequestError (a KeyError): no attempt of that request runs on
                 that server (nothing changes).
         """
@@ -807,6 +916,11 @@ class RequestPath:
             seconds_per_token = require_time(seconds_per_token, "seconds_per_token")
             if seconds_per_token <= 0:
                 raise ValueError(f"seconds_per_token must be > 0, got {seconds_per_token}; pass None if unknown")
+        if failure is not None:
+            if not isinstance(failure, Failure):
+                raise TypeError(f"failure must be a solution.core.retry_types.Failure or None, got {type(failure).__name__}")
+            if ok:
+                raise ValueError("failure describes a failed attempt: pass it with ok=False (or drop it for an answer)")
         f = self._flights.get(request_id)
         if not ((f is not None and f.server == server_id) or (request_id, server_id) in self._ghosts
                 or request_id in self._killed.get(server_id, ())):
@@ -822,21 +936,33 @@ class RequestPath:
             self._touch(server_id)
             self._detach(f)
             again = False
+            error = getattr(self.ledger, "error", None)
             if ok:
                 if self.ledger is not None:
                     self.ledger.answer(request_id, server_id, now)
             elif self.ledger is not None:
-                error = getattr(self.ledger, "error", None)
                 if callable(error):
                     again = error(request_id, server_id, now)
                     if again and self._spent_all(f):
                         self.ledger.fail(request_id, now)
                         again = False
+                elif self.retrier is not None:  # the ledger cannot re-send an error: the retrier may (a new ledger record)
+                    again = not f.streamed and not self._over_ledger_max(f)
                 else:
                     self.ledger.fail(request_id, now)
             out += self._feedback(server_id, ok, now, seconds_per_token)
             if ok:
                 out.append(self._end(f, Delivered(request_id, server_id, now, f.attempt)))
+            elif self.retrier is not None:
+                retry, delay, reason = self._decide(f, failure or Failure("status", 500), now, allowed=again)
+                if retry:
+                    if not callable(error):
+                        self._new_record(f)
+                    out += self._retry(f, now, server_id, strict=False, delay=delay)
+                else:
+                    if again or not callable(error):  # the ledger still holds it open
+                        self.ledger.fail(request_id, now)
+                    out.append(self._end(f, Failed(request_id, now, reason, server_id, f.attempt)))
             elif again:
                 out += self._resend(f, now, server_id, strict=False)
             else:
@@ -890,9 +1016,9 @@ class RequestPath:
         for f in flights.values():
             self.router.complete_request(f.router_id)
             self._detach(f)
-        for rid in fail:
+        go, stop = self._judge(resend, fail, Failure("reset"), now, "server_lost")
+        for rid, reason in stop:
             f = flights[rid]
-            reason = "server_lost" if self.ledger is None else self._why(f)
             out.append(self._end(f, Failed(rid, now, reason, server_id, f.attempt)))
         for _ in running:
             out += self._feedback(server_id, False, now, None)
@@ -900,8 +1026,8 @@ class RequestPath:
             self._lost.add(server_id)
             self.router.set_weight(server_id, 0.0)
         self._touch(server_id)
-        for rid in resend:
-            out += self._resend(flights[rid], now, server_id, strict=True)
+        for rid, delay in go:
+            out += self._retry(flights[rid], now, server_id, strict=True, delay=delay)
         self._check_drained(server_id, now, out)  # a timed drain's server left with its last attempt
         out += self._fill(now)
         return self._flush(out)
@@ -931,6 +1057,8 @@ class RequestPath:
                 self._unpause(f)
             elif f.server is not None:
                 self._abandon(f)
+            elif f.backoff is not None:
+                self._end_backoff(f)
             out.append(self._end(f, Cancelled(request_id, now, now - f.arrived)))
         out += self._fill(now)
         return self._flush(out)
@@ -1004,6 +1132,11 @@ class RequestPath:
             heapq.heappop(drains)
         if drains:
             times.append(drains[0][0])
+        backoffs = self._backoff_due
+        while backoffs and not self._live_backoff(backoffs[0]):
+            heapq.heappop(backoffs)
+        if backoffs:
+            times.append(backoffs[0][0])
         return min(times) if times else None
 
     # -- introspection ------------------------------------------------------------
@@ -1034,14 +1167,20 @@ class RequestPath:
         ``paused`` (preempted, waiting to resume); ``abandoned`` attempts still
         running; ``timers`` per-try deadlines kept (stale ones included);
         ``drained`` timed drains reported :class:`Drained`, ``drain_forced``
-        requests their drain timeout ended (re-sent or failed).
+        requests their drain timeout ended (re-sent or failed).  With a
+        retrier (only then): ``retried`` re-sends it granted, ``retry_budget_exhausted``
+        re-sends its budget refused, ``backing_off`` requests waiting out a
+        backoff now (``open`` includes them; ``waiting`` does not).
         O(T) for T tiers.
         """
         parked = self._parked
-        return {**self._counts, "open": len(self._flights),
-                "waiting": sum(len(q) for q in self._queues.values()) + parked, "parked": parked, "paused": self._paused,
-                "abandoned": sum(self._ghost_count.values()), "timers": len(self._timeouts),
-                "recovering": len(self._ramping)}  # fmt: skip
+        stats = {**self._counts, "open": len(self._flights),
+                 "waiting": sum(len(q) for q in self._queues.values()) + parked, "parked": parked, "paused": self._paused,
+                 "abandoned": sum(self._ghost_count.values()), "timers": len(self._timeouts),
+                 "recovering": len(self._ramping)}  # fmt: skip
+        if self.retrier is not None:
+            stats["backing_off"] = self._backing_off
+        return stats
 
     # -- private ------------------------------------------------------------------
 
@@ -1080,6 +1219,13 @@ class RequestPath:
             if self._live_drain(entry):
                 self._force_drain(entry[2], now, out)
                 self._check_drained(entry[2], now, out)
+        backoffs = self._backoff_due
+        while backoffs and backoffs[0][0] <= now:
+            entry = heapq.heappop(backoffs)
+            if self._live_backoff(entry):
+                f = self._flights[entry[2]]
+                self._end_backoff(f)
+                out += self._resend(f, now, f.backoff_from, strict=f.backoff_strict)
         for queue in self._queues.values():
             if (d := queue.next_deadline()) is not None and d <= now:
                 for outcome in queue.expire():
@@ -1149,14 +1295,15 @@ class RequestPath:
         resend, fail = self.ledger.server_down(server_id, now)
         resend, fail = self._budget(resend, fail, now)
         out: list[Outcome] = []
-        for rid in fail:
-            f = self._flights[rid]
+        flights = {rid: self._flights[rid] for rid in (*fail, *resend)}
+        for f in flights.values():
             self._abandon(f)
-            out.append(self._end(f, Failed(rid, now, self._why(f), server_id, f.attempt)))
-        for rid in resend:
-            f = self._flights[rid]
-            self._abandon(f)
-            out += self._resend(f, now, server_id, strict=False)
+        go, stop = self._judge(resend, fail, Failure("reset"), now, "server_lost")
+        for rid, reason in stop:
+            f = flights[rid]
+            out.append(self._end(f, Failed(rid, now, reason, server_id, f.attempt)))
+        for rid, delay in go:
+            out += self._retry(flights[rid], now, server_id, strict=False, delay=delay)
         return out
 
     def _expire_timeouts(self, now: float) -> list[Outcome]:
@@ -1174,10 +1321,16 @@ class RequestPath:
                 again = False
             self._abandon(f)
             out += self._feedback(sid, False, now, None)
+            delay, reason = 0.0, self._why(f)
+            if self.retrier is not None:
+                retry, delay, reason = self._decide(f, Failure("timeout"), now, allowed=again)
+                if again and not retry:
+                    self.ledger.fail(rid, now)
+                again = retry
             if again:
-                out += self._resend(f, now, sid, strict=False)
+                out += self._retry(f, now, sid, strict=False, delay=delay)
             else:
-                out.append(self._end(f, Failed(rid, now, self._why(f), sid, f.attempt)))
+                out.append(self._end(f, Failed(rid, now, reason, sid, f.attempt)))
         return out
 
     def _live_timeout(self, entry: tuple[float, int, str, int]) -> bool:
@@ -1186,6 +1339,87 @@ class RequestPath:
 
     def _why(self, f: _Flight) -> str:
         return "streamed" if f.streamed else "out_of_tries"
+
+    # -- retries with backoff and a budget (stage 8) ----------------------------------
+
+    def _decide(self, f: _Flight, failure: Failure, now: float, *, allowed: bool) -> tuple[bool, float, str]:
+        """Ask the retrier about ``f``'s failed attempt: ``(re-send, delay, reason to fail)``.  O(1) + the retrier.
+
+        ``allowed``: the ledger may re-send it (no token streamed, tries left);
+        when it may not, the retrier is still asked (its reason, its counts),
+        and a "yes" it should not give is overruled (the reason is then the
+        ledger's: ``"streamed"`` or ``"out_of_tries"``).
+        """
+        tries = max(1, f.spent + f.ledger_tries)  # attempts that count toward max_tries (a resume does not)
+        decision = self.retrier.decide(f.request.request_id, tries, failure, streamed=f.streamed)
+        delay = decision.delay
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not math.isfinite(delay) or delay < 0:
+            raise ValueError(f"the retrier's decision has delay={delay!r}; a Retrier must answer a finite number of seconds >= 0")
+        if decision.retry:
+            if allowed:
+                self._counts["retried"] += 1
+                return True, float(delay), ""
+            return False, 0.0, self._why(f)
+        if decision.reason == "budget":
+            self._counts["retry_budget_exhausted"] += 1
+        return False, 0.0, str(decision.reason)
+
+    def _judge(self, resend: list[str], fail: list[str], failure: Failure, now: float,
+               no_ledger: str) -> tuple[list[tuple[str, float]], list[tuple[str, str]]]:  # fmt: skip
+        """Sort the requests whose attempts a lost or down server ended: ``([(id, delay)] to re-send, [(id, reason)] to fail)``.
+
+        Without a retrier: the ledger's split, at once (``no_ledger``: the
+        reason when there is no ledger).  With one: it decides on each of
+        the ledger's re-sends (in begin order) and gives the reason of each
+        failure; a re-send it refuses is failed in the ledger.  O(k) calls.
+        """
+        if self.retrier is None:
+            reason = no_ledger if self.ledger is None else None
+            return [(rid, 0.0) for rid in resend], [(rid, reason or self._why(self._flights[rid])) for rid in fail]
+        go: list[tuple[str, float]] = []
+        stop: list[tuple[str, str]] = []
+        for rid in resend:
+            retry, delay, reason = self._decide(self._flights[rid], failure, now, allowed=True)
+            if retry:
+                go.append((rid, delay))
+            else:
+                self.ledger.fail(rid, now)
+                stop.append((rid, reason))
+        stop = [(rid, self._decide(self._flights[rid], failure, now, allowed=False)[2]) for rid in fail] + stop
+        return go, stop
+
+    def _retry(self, f: _Flight, now: float, previous: str, *, strict: bool, delay: float) -> list[Outcome]:
+        """Re-send ``f`` now (``delay`` 0), or let it back off until ``now + delay``: no slot, no queue; :meth:`tick` re-sends it.  O(log B)."""
+        if delay <= 0:
+            return self._resend(f, now, previous, strict=strict)
+        self._seq += 1
+        f.backoff, f.backoff_seq, f.backoff_from, f.backoff_strict = now + delay, self._seq, previous, strict
+        heapq.heappush(self._backoff_due, (f.backoff, self._seq, f.request.request_id))
+        self._backing_off += 1
+        return []
+
+    def _live_backoff(self, entry: tuple[float, int, str]) -> bool:
+        f = self._flights.get(entry[2])
+        return f is not None and f.backoff is not None and f.backoff_seq == entry[1]
+
+    def _end_backoff(self, f: _Flight) -> None:
+        f.backoff = None
+        self._backing_off -= 1
+
+    def _new_record(self, f: _Flight) -> None:
+        """An error answer is to be re-sent but the ledger has no ``error()``: end its record; the next attempt begins a new one.
+
+        The failed tries of the ended record keep counting (``spent``), as after a preemption.  O(1).
+        """
+        self.ledger.finish(f.request.request_id)
+        f.in_ledger = False
+        f.spent += f.ledger_tries
+        f.base, f.ledger_tries = f.attempt, 0
+
+    def _over_ledger_max(self, f: _Flight) -> bool:
+        """``f`` used the ledger's ``policy.max_tries`` (the failed tries of every record counted); False when unreadable."""
+        max_tries = getattr(getattr(self.ledger, "policy", None), "max_tries", None)
+        return isinstance(max_tries, int) and f.spent + f.ledger_tries >= max_tries
 
     def _attempt_request(self, f: _Flight) -> tuple[Request, str]:
         """The Request the router sees for the next attempt, and its router id."""
@@ -1670,11 +1904,16 @@ class RequestPath:
             queue.record_completion()
         if self.preemptor is not None:
             self.preemptor.forget(rid)
+        if self.retrier is not None:
+            if f.backoff is not None:
+                self._end_backoff(f)
+            self.retrier.end(rid)
         name = {Delivered: "delivered", Failed: "failed", Rejected: "rejected", TimedOut: "timed_out",
                 Cancelled: "cancelled"}[type(outcome)]  # fmt: skip
         self._counts[name] += 1
         if not self._flights:
             self._timeouts.clear()
+            self._backoff_due.clear()
         return outcome
 
 
