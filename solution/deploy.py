@@ -362,6 +362,14 @@ class RollingDeploy:
     returns, so a whole rollout is O(R^2) - cheap next to minutes of weight
     loading per server, so simplicity wins over incremental counters.
 
+    Attributes:
+        initial_actions: the actions the start decided (``Start`` of the first new servers, or the first
+            ``Drain`` for drain-first), to carry out before feeding any event.
+        log: every decision, in order, as ``Decision(at, action, reason)``: one per action returned (the
+            action and why, e.g. which bound allowed it), and ``action=None`` for an event that changed
+            nothing (why not: waiting for a server to be ready, a late event ignored).  A reason is never empty.
+        faults: how many servers a ``Fault`` took.
+
     Raises:
         TypeError / ValueError: bad fleet (empty, duplicate ids), version, plan or time; both bounds
             resolving to 0; ``prewarm`` or a canary with a surge of 0.  Nothing is created.
@@ -425,7 +433,7 @@ class RollingDeploy:
     @property
     def state(self) -> str:
         """``"running"``, ``"done"`` (every old server gone, R new ones ready) or ``"rolled_back"``."""
-        # [stage7 exercise] BEGIN SOLUTION: as kept
+        # [stage7 exercise] BEGIN SOLUTION: running while events remain to decide, done once R new servers serve and no old one is left, rolled_back after a rollback
         return self._state
         # [stage7 exercise] END SOLUTION
 
@@ -446,7 +454,7 @@ class RollingDeploy:
     @property
     def weight(self) -> float:
         """The canary traffic share last set (0.0 when none is in force)."""
-        # [stage7 exercise] BEGIN SOLUTION: as kept
+        # [stage7 exercise] BEGIN SOLUTION: the share of the last SetCanaryWeight (0.0 before any and after a rollback)
         return self._weight
         # [stage7 exercise] END SOLUTION
 
@@ -803,14 +811,14 @@ class CanarySplit(BaseStrategy):
     @property
     def weight(self) -> float:
         """The share of the non-excluded traffic sent to the new version."""
-        # [stage7 exercise] BEGIN SOLUTION: as kept
+        # [stage7 exercise] BEGIN SOLUTION: the share last set (set_weight)
         return self._weight
         # [stage7 exercise] END SOLUTION
 
     @property
     def ended(self) -> bool:
         """True after :meth:`end`: every request routes across both versions by the inner rule."""
-        # [stage7 exercise] BEGIN SOLUTION: as kept
+        # [stage7 exercise] BEGIN SOLUTION: True once end() was called
         return self._ended
         # [stage7 exercise] END SOLUTION
 
