@@ -1,0 +1,968 @@
+"""The course's HTTP gateway: an OpenAI-compatible front door driving one :class:`~solution.core.path.RequestPath`.
+
+Why aiohttp: one well-kept library gives the asyncio HTTP server (with
+streamed responses), the client with a keep-alive connection pool to the
+backends, and timeouts on both sides, so the whole gateway is one event
+loop with no ASGI server in between to configure (Starlette would need
+uvicorn for the server and httpx for the client).
+
+The balancer is the course's own: the components come from
+:mod:`solution.core.impl` (``LB_IMPL=exercises`` runs a candidate's), composed
+in **one** ``RequestPath`` per gateway (router and strategy, stage-4 health
+checks and retry ledger, the stage-2 queue, stage-6 tiers and rate limits,
+stage-8's retrier when the path takes one).  The path never reads a clock
+and never blocks: every call takes ``now`` (seconds of the event loop's
+monotonic clock since the gateway started) and returns outcomes, which
+:meth:`Gateway._apply` carries out at once:
+
+* ``Dispatched``: an *attempt* task sends the request to that server (a
+  re-send is one more attempt; the abandoned one keeps running, as the GPU
+  keeps working on it, and its late answer is reported and ``Discarded``);
+* ``Delivered`` / ``Failed`` / ``Rejected`` / ``TimedOut`` / ``Cancelled``:
+  the client's one answer (200 or the backend's own 4xx; 502/504 or the
+  backend's 5xx/429; 429 or 503 with ``Retry-After``; 503; nothing);
+* ``Discarded`` and ``Drained``: counted and logged.
+
+A **driver task** sleeps until ``path.next_event_time()`` or until any
+path call may have changed it (an ``asyncio.Event``), then sends the due
+health probes (``GET /health``, each its own task, reported with
+``probe_result``) and calls ``tick`` (per-try timeouts, queue deadlines,
+ejections ending, slow start, drain deadlines).  Nothing waits in a loop.
+
+A request's trip (``POST /v1/completions`` and ``/v1/chat/completions``):
+
+1. **auth** before the body is read: ``Authorization: Bearer <key>`` ->
+   tenant and tier (:class:`~solution.gateway.auth.KeyStore`, constant time,
+   the key never logged); else 401 and no server sees it.
+2. **input**: a body over ``max_body_bytes`` -> 413 (from its
+   ``Content-Length``, before reading); a body that does not arrive within
+   ``timeouts.body`` -> 408 and the connection is closed; malformed JSON,
+   missing or ill-typed fields -> 400; another model than ``model_id`` ->
+   404; a prompt over ``max_prompt_tokens`` (whitespace-separated words) ->
+   413.  None of these costs server time.
+3. **submit** to the path: ``Rejected`` -> 429 (a tier's rate limit, stage
+   6) or 503 (queue full, stage 2), each with an integer ``Retry-After``
+   header; a request bigger than a rate-limit bucket -> 413.
+4. **proxy**: the attempt posts the client's JSON unchanged to the backend
+   through one ``aiohttp.ClientSession`` (a connection pool).  With
+   ``stream: true`` the SSE chunks go to the client as they arrive; the
+   client's headers (200, ``text/event-stream``) are sent at the first chunk,
+   which is also the path's ``first_token``: from then on the request is
+   never re-sent (a stream cut afterwards ends with an SSE ``error`` event).
+   Before that, a failure can still be re-sent, so a client never sees a
+   200 that was not an answer.  A connection refused or reset by a backend
+   is ``server_lost`` (a crash: every attempt there is re-sent or failed at
+   once); a 5xx or 429 is a failed attempt (``completed(ok=False,
+   failure=...)``); the backend's other 4xx answers are the client's own
+   error, passed through and not held against the server.
+5. **log**: one JSON line per request on the ``solution.gateway.requests``
+   logger: id, tenant, tier, status, outcome, the route decisions
+   (attempt, server, time, previous server), tries, ttft, e2e.  Never the key.
+
+Slow clients: a new connection must deliver its first request's headers
+within ``timeouts.header`` (:class:`_HeaderDeadline`, a protocol-level
+timer in front of aiohttp's handler: aiohttp has none for headers; its
+keep-alive timer, ``timeouts.idle``, bounds later requests on the same
+connection), and a body within ``timeouts.body``; a client that goes away
+cancels its request (``handler_cancellation``: the path's ``cancel``).
+
+Costs per request: the path's own (O(log S) per call) plus O(1) here; the
+``/metrics`` scrape is O(S + R).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json
+import logging
+import math
+import os
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from solution.core.errors import RequestTooLargeError, UnknownRequestError, UnknownServerError, UnknownTierError
+from solution.core.impl import load_impl
+from solution.core.path import RequestPath
+from solution.core.queue_types import QueuePolicy
+from solution.core.request import Request
+from solution.core.routing import Router
+from solution.gateway.auth import KeyStore
+from solution.gateway.config import STRATEGIES, GatewayConfig
+from solution.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+
+__all__ = ["Gateway", "GATEWAY", "build_app", "RunningGateway", "start_gateway", "run_gateway", "ssl_context",
+           "count_tokens", "REQUEST_LOGGER"]  # fmt: skip
+
+#: The logger of the one-line-per-request JSON records.
+REQUEST_LOGGER = "solution.gateway.requests"
+_log = logging.getLogger(REQUEST_LOGGER)
+_events = logging.getLogger("solution.gateway")
+
+_COMPLETIONS = "/v1/completions"
+_CHAT = "/v1/chat/completions"
+_FINAL = frozenset({"Rejected", "Delivered", "Failed", "TimedOut", "Cancelled"})
+
+
+def count_tokens(text: str) -> int:
+    """A prompt's tokens as the course counts them: its whitespace-separated words (no tokenizer).  O(len)."""
+    return len(text.split())
+
+
+class _BadInput(Exception):
+    """A request the gateway refuses before any server sees it (400/404/408/413)."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code = status, message, kind, code
+
+
+class _ClientGone(Exception):
+    """Writing to the client failed: it went away."""
+
+
+@dataclass
+class _Answer:
+    """A backend's answer kept for the client: status, the headers worth passing on, the body."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class _Call:
+    """One client request inside the gateway, from submit to its one answer."""
+
+    rid: str
+    tenant: str
+    tier: str | None
+    path_name: str
+    stream: bool
+    payload: bytes
+    prompt_tokens: int
+    max_tokens: int
+    arrived: float
+    request: web.Request
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    final: Any = None
+    current: tuple[str, int] | None = None
+    answers: dict[tuple[str, int], _Answer] = field(default_factory=dict)
+    last_error: _Answer | None = None
+    last_failure: str | None = None
+    response: web.StreamResponse | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    route: list[dict[str, Any]] = field(default_factory=list)
+    queued: bool = False
+    ttft: float | None = None
+
+
+def _error_body(message: str, kind: str, code: str | None = None) -> bytes:
+    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
+
+
+def _json_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header's seconds (delta form only; an HTTP date or junk -> None)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+class Gateway:
+    """The gateway's state: the config, one RequestPath, the backend client, metrics, the driver task.
+
+    Built by :func:`build_app`; :meth:`start` and :meth:`stop` run as the
+    application's startup and cleanup.  Not thread-safe: everything runs on
+    one event loop (which is what lets the path be called without a lock).
+
+    Raises (at creation): TypeError / ValueError for an implementation that
+    lacks a component the configuration asks for.
+    """
+
+    def __init__(self, config: GatewayConfig, *, impl: str | ModuleType | None = None) -> None:
+        if not isinstance(config, GatewayConfig):
+            raise TypeError(f"config must be a GatewayConfig, got {type(config).__name__}")
+        self.config = config
+        lib = impl if isinstance(impl, ModuleType) else load_impl(impl, default="solution")
+        self.lib = lib
+        self.keys = KeyStore(config.keys)
+        self.backends = {b.server_id: b for b in config.backends}
+        self.metrics = GatewayMetrics(lambda: (self.path, self.health, tuple(self.backends)))
+        self.path, self.health, self.retrier = self._compose(lib)
+        self._failure_kw = "failure" in inspect.signature(self.path.completed).parameters
+        self._t0 = time.monotonic()
+        self._ids = itertools.count(1)
+        self._prefix = os.urandom(3).hex()
+        self._calls: dict[str, _Call] = {}
+        self._wake = asyncio.Event()
+        self._driver: asyncio.Task[None] | None = None
+        self._probes: set[asyncio.Task[None]] = set()
+        self._stray: set[asyncio.Task[None]] = set()  # attempts whose request ended (abandoned ones): finish on their own
+        self.session: aiohttp.ClientSession | None = None
+        self.drained: dict[str, float] = {}
+        self.client_timeouts = 0
+
+    # -- composition -----------------------------------------------------------------
+
+    def _compose(self, lib: ModuleType) -> tuple[RequestPath, Any, Any]:
+        cfg = self.config
+        models = self._models()
+        table = cfg.tier_table()
+        if table is not None:
+            table_class = getattr(lib, "TierTable", None)
+            if table_class is not None and not isinstance(table, table_class):
+                table = table_class(list(table), default=table.default)
+            strategy = lib.TierRouting(table)
+        else:
+            name = STRATEGIES[cfg.strategy]
+            strategy_class = getattr(lib, name, None)
+            if strategy_class is None:
+                from solution.core import routing
+
+                strategy_class = getattr(routing, name)
+            strategy = strategy_class()
+        router = Router(strategy, models=models)
+        health = lib.HealthChecker(cfg.health_policy(), seed=cfg.seed)
+        ledger = lib.RetryLedger(cfg.ledger_policy())
+        queue = None
+        if cfg.queue is not None:
+            queue = QueuePolicy(max_depth=cfg.queue.max_depth, max_wait=cfg.queue.max_wait)
+        kwargs: dict[str, Any] = {"health": health, "ledger": ledger, "queue": queue}
+        if table is not None:
+            kwargs["tiers"] = table
+            kwargs["admission"] = lib.TierAdmission(table, lib.RateLimiter(table))
+            if queue is None:  # tiers need a policy: no waiting at all
+                kwargs["queue"] = QueuePolicy(max_depth=0)
+        retrier = None
+        if "retrier" in inspect.signature(RequestPath).parameters:
+            policy = cfg.retry_policy()
+            retrier_class = getattr(lib, "Retrier", None)
+            if retrier_class is None:
+                from solution.retry import Retrier as retrier_class  # an implementation from before stage 8
+            if policy is not None:
+                retrier = retrier_class(policy, seed=cfg.seed)
+                kwargs["retrier"] = retrier
+        path = RequestPath(router, **kwargs)
+        return path, health, retrier
+
+    def _models(self) -> dict[str, Any]:
+        """Latency models for backends that name a GPU or model preset (the predictive strategy prices with them)."""
+        out = {}
+        for b in self.config.backends:
+            if b.gpu is None and b.model is None:
+                continue
+            from solution.sim.gpus import gpu_preset, model_preset
+
+            spec = model_preset(b.model) if b.model is not None else model_preset("7B FP16")
+            out[b.server_id] = spec.latency_model(gpu_preset(b.gpu or "A100-80GB"))
+        return out
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Seconds since the gateway started (the event loop's monotonic clock): the path's ``now``."""
+        return time.monotonic() - self._t0
+
+    async def start(self, app: web.Application | None = None) -> None:
+        """Open the backend connection pool, add the servers (warm), start the driver task."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(5.0, self.config.timeouts.attempt))
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, enable_cleanup_closed=True)
+        self.session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
+        now = self.now()
+        for b in self.config.backends:
+            self._apply(self.path.add_server(b.server_id, b.capacity, b.gpu_memory_gb, now, warm=True, version=b.version))
+        self._driver = asyncio.create_task(self._drive(), name="gateway-driver")
+
+    async def stop(self, app: web.Application | None = None) -> None:
+        """Stop the driver, the probes and every attempt still running; close the pool."""
+        tasks = [t for t in (self._driver,) if t is not None] + list(self._probes) + list(self._stray)
+        for call in list(self._calls.values()):
+            tasks += list(call.tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+
+    # -- the driver ------------------------------------------------------------------
+
+    async def _drive(self) -> None:
+        """Sleep until the path's next event (or a wake-up), then send due probes and tick."""
+        spins = 0
+        while True:
+            nxt = self.path.next_event_time()
+            self._wake.clear()
+            delay = None if nxt is None else nxt - self.now()
+            if delay is None or delay > 0:
+                spins = 0
+                try:
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                except TimeoutError:
+                    pass
+            else:
+                spins += 1
+                await asyncio.sleep(0 if spins < 3 else 0.001)  # work due now: once more, without spinning the loop
+            now = self.now()
+            for sid in self.path.due_probes(now):
+                task = asyncio.create_task(self._probe(sid))
+                self._probes.add(task)
+                task.add_done_callback(self._probes.discard)
+            self._apply(self.path.tick(now))
+
+    async def _probe(self, sid: str) -> None:
+        b = self.backends.get(sid)
+        ok = False
+        if b is not None and self.session is not None:
+            timeout = aiohttp.ClientTimeout(total=self.config.health_policy().timeout)
+            try:
+                async with self.session.get(b.url + "/health", timeout=timeout) as resp:
+                    ok = resp.status == 200
+                    await resp.read()
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                ok = False
+        try:
+            out = self.path.probe_result(sid, ok, self.now())
+        except (UnknownServerError, KeyError):
+            return  # the server left health checks while its probe was out
+        self._apply(out)
+
+    # -- outcomes --------------------------------------------------------------------
+
+    def _apply(self, outcomes: list[Any]) -> None:
+        """Carry out the path's outcomes in order.  O(1) each (plus a task per Dispatched)."""
+        for o in outcomes:
+            name = type(o).__name__
+            call = self._calls.get(getattr(o, "request_id", ""))
+            if name == "Dispatched":
+                if call is None:
+                    continue
+                call.current = (o.server_id, o.attempt)
+                call.route.append({"attempt": o.attempt, "server": o.server_id, "at": round(o.at - call.arrived, 6),
+                                   "waited": round(o.waited, 6), "previous": o.previous})  # fmt: skip
+                if o.attempt > 1:
+                    self.metrics.retries.inc()
+                task = asyncio.create_task(self._attempt(call, o.server_id, o.attempt))
+                call.tasks.add(task)
+            elif name == "Preempted":
+                if call is not None:
+                    call.current = None
+                    for task in list(call.tasks):
+                        if task.get_name() == f"{o.request_id}@{o.server_id}":
+                            task.cancel()
+            elif name == "Queued":
+                if call is not None:
+                    call.queued = True
+            elif name in _FINAL:
+                if call is not None and call.final is None:
+                    call.final = o
+                    call.done.set()
+            elif name == "Discarded":
+                self.metrics.discarded.inc()
+            elif name == "Drained":
+                self.drained[o.server_id] = o.at
+                _events.info(json.dumps({"event": "drained", "server": o.server_id, "at": round(o.at, 6), "forced": o.forced}))
+        self._wake.set()
+
+    def _report(self, call: _Call, sid: str, ok: bool, failure: Any = None, spt: float | None = None) -> None:
+        """Tell the path an attempt ended; an attempt it no longer knows (its server was lost) is ignored."""
+        kwargs: dict[str, Any] = {"ok": ok, "seconds_per_token": spt}
+        if not ok and failure is not None and self._failure_kw:
+            kwargs["failure"] = failure
+        try:
+            out = self.path.completed(call.rid, sid, self.now(), **kwargs)
+        except UnknownRequestError:
+            return
+        self._apply(out)
+
+    def _lost(self, sid: str) -> None:
+        """A backend refused or reset a connection: the server is lost (every attempt there is re-sent or failed)."""
+        if self.path.server_state(sid) == "gone":
+            return
+        try:
+            out = self.path.server_lost(sid, self.now())
+        except UnknownServerError:
+            return
+        self._apply(out)
+
+    def _failure(self, kind: str, status: int | None = None, retry_after: float | None = None) -> Any:
+        if not self._failure_kw:
+            return None
+        from solution.retry import Failure
+
+        return Failure(kind, status=status, retry_after=retry_after)
+
+    # -- one attempt -------------------------------------------------------------------
+
+    def _is_current(self, call: _Call, sid: str, attempt: int) -> bool:
+        return call.final is None and call.current == (sid, attempt)
+
+    async def _attempt(self, call: _Call, sid: str, attempt: int) -> None:
+        """Send the request to ``sid`` and report how it ended; stream chunks to the client while it is current."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.set_name(f"{call.rid}@{sid}")
+        b = self.backends[sid]
+        assert self.session is not None
+        started = self.now()
+        reported = False
+        try:
+            async with asyncio.timeout(self.config.timeouts.attempt):
+                async with self.session.post(b.url + call.path_name, data=call.payload,
+                                             headers={"Content-Type": "application/json", "X-Request-Id": call.rid}) as resp:  # fmt: skip
+                    if resp.status != 200:
+                        body = await resp.read()
+                        keep = {k: v for k, v in resp.headers.items() if k.lower() in ("retry-after", "content-type")}
+                        answer = _Answer(resp.status, body, keep)
+                        reported = True
+                        if 400 <= resp.status < 500 and resp.status != 429:  # the client's error: passed through
+                            call.answers[(sid, attempt)] = answer
+                            self._report(call, sid, True)
+                        else:
+                            if self._is_current(call, sid, attempt):
+                                call.last_error, call.last_failure = answer, f"status {resp.status}"
+                            ra = _retry_after(resp.headers.get("Retry-After"))
+                            self._report(call, sid, False, self._failure("status", resp.status, ra))
+                        return
+                    if call.stream:
+                        await self._relay_stream(call, sid, attempt, resp)
+                        spt = None
+                        if call.ttft is not None and call.max_tokens > 0:
+                            spt = max(self.now() - started, 1e-6) / call.max_tokens
+                        reported = True
+                        self._report(call, sid, True, spt=spt)
+                    else:
+                        body = await resp.read()
+                        call.answers[(sid, attempt)] = _Answer(200, body, {"Content-Type": resp.headers.get("Content-Type", "application/json")})
+                        tokens = call.max_tokens
+                        try:
+                            tokens = int(json.loads(body)["usage"]["completion_tokens"]) or tokens
+                        except (ValueError, KeyError, TypeError):
+                            pass
+                        reported = True
+                        self._report(call, sid, True, spt=max(self.now() - started, 1e-6) / max(tokens, 1))
+        except _ClientGone:
+            self._client_gone(call)
+            if not reported:
+                reported = True
+                self._report(call, sid, True)  # not the server's fault: its slot is freed, the answer discarded
+        except asyncio.CancelledError:
+            if not reported:
+                self._report(call, sid, True)
+            raise
+        except TimeoutError:
+            if not reported:
+                if self._is_current(call, sid, attempt):
+                    call.last_failure = "timeout"
+                self._report(call, sid, False, self._failure("timeout"))
+        except aiohttp.ClientConnectorError:
+            if not reported:
+                if self._is_current(call, sid, attempt):
+                    call.last_failure = "connect"
+                self._lost(sid)
+        except (aiohttp.ClientError, ConnectionError, OSError):  # reset, disconnected, a cut payload
+            if not reported:
+                if self._is_current(call, sid, attempt):
+                    call.last_failure = "reset"
+                self._lost(sid)
+        finally:
+            if task is not None:
+                call.tasks.discard(task)
+                self._stray.discard(task)
+
+    async def _relay_stream(self, call: _Call, sid: str, attempt: int, resp: aiohttp.ClientResponse) -> None:
+        """Pass SSE chunks through as they arrive; the first one is the request's first token (no re-send after it)."""
+        async for chunk in resp.content.iter_any():
+            if not chunk or not self._is_current(call, sid, attempt):
+                continue  # an abandoned attempt's output never reaches the client
+            if call.response is None:
+                self.path.first_token(call.rid, self.now())
+                call.ttft = self.now() - call.arrived
+                out = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                                              "X-Request-Id": call.rid})  # fmt: skip
+                call.response = out
+                try:
+                    await out.prepare(call.request)
+                except (ConnectionError, RuntimeError) as exc:
+                    raise _ClientGone() from exc
+            try:
+                await call.response.write(chunk)
+            except (ConnectionError, RuntimeError) as exc:
+                raise _ClientGone() from exc
+
+    def _client_gone(self, call: _Call) -> None:
+        if call.final is None and call.rid in self._calls:
+            try:
+                self._apply(self.path.cancel(call.rid, self.now()))
+            except UnknownRequestError:
+                pass
+
+    # -- HTTP handlers -----------------------------------------------------------------
+
+    async def handle_completion(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/completions`` and ``/v1/chat/completions``: see the module for the trip."""
+        arrived = self.now()
+        principal = self.keys.lookup(request.headers.get("Authorization"))
+        if principal is None:
+            self.metrics.request("unauthorized", None)
+            self._log_refusal(request, arrived, 401, "unauthorized", None, None)
+            return _json_response(401, _error_body("a valid API key is required: Authorization: Bearer <key>",
+                                                    "invalid_request_error", "invalid_api_key"),
+                                  {"WWW-Authenticate": 'Bearer realm="gateway"'})  # fmt: skip
+        try:
+            data = await self._read_json(request)
+            prompt_tokens, max_tokens, stream = self._validate(request.path, data)
+        except _BadInput as bad:
+            outcome = {400: "bad_request", 404: "not_found", 408: "client_timeout", 413: "too_large"}.get(bad.status, "bad_request")
+            self.metrics.request(outcome, principal.tier)
+            self._log_refusal(request, arrived, bad.status, outcome, principal.tenant, principal.tier)
+            resp = _json_response(bad.status, _error_body(bad.message, bad.kind, bad.code))
+            if bad.status in (408, 413):
+                resp.force_close()  # the unread rest of the body is not waited for
+            return resp
+        rid = f"gw-{self._prefix}-{next(self._ids)}"
+        call = _Call(rid, principal.tenant, principal.tier, request.path, stream, data["__raw__"], prompt_tokens, max_tokens,
+                     arrived, request)  # fmt: skip
+        req = Request(rid, prompt_tokens + max_tokens, prompt_tokens, tier=principal.tier, tenant=principal.tenant)
+        self._calls[rid] = call
+        try:
+            try:
+                out = self.path.submit(req, self.now())
+            except RequestTooLargeError as exc:
+                self.metrics.request("too_large", principal.tier)
+                self._log(call, 413, "too_large", None)
+                return _json_response(413, _error_body(str(exc), "invalid_request_error", "request_too_large"))
+            except UnknownTierError as exc:  # the config was validated against the table: a bug, said plainly
+                return _json_response(500, _error_body(str(exc), "server_error"))
+            self._apply(out)
+            await call.done.wait()
+            return await self._answer(call)
+        finally:
+            if call.final is None:  # the client went away (handler cancelled) before its answer
+                self._client_gone(call)
+                for task in list(call.tasks):
+                    if task is not asyncio.current_task():
+                        task.cancel()
+                if call.final is not None and type(call.final).__name__ == "Cancelled":
+                    self.metrics.request("cancelled", call.tier)
+                    self._log(call, 499, "cancelled", "client went away")
+            self._calls.pop(rid, None)
+            self._stray.update(call.tasks)  # abandoned attempts still running report their late answers themselves
+
+    async def _read_json(self, request: web.Request) -> dict[str, Any]:
+        cfg = self.config
+        if request.content_length is not None and request.content_length > cfg.max_body_bytes:
+            raise _BadInput(413, f"the body is {request.content_length} bytes; the limit is {cfg.max_body_bytes}", code="body_too_large")
+        try:
+            async with asyncio.timeout(cfg.timeouts.body):
+                raw = await request.read()
+        except TimeoutError:
+            self.client_timeouts += 1
+            raise _BadInput(408, f"the body did not arrive within {cfg.timeouts.body:g} s", code="body_timeout") from None
+        except web.HTTPRequestEntityTooLarge:
+            raise _BadInput(413, f"the body is over the limit of {cfg.max_body_bytes} bytes", code="body_too_large") from None
+        except (aiohttp.ClientPayloadError, aiohttp.http_exceptions.HttpProcessingError, ValueError) as exc:
+            raise _BadInput(400, f"the body could not be read: {exc}") from None
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise _BadInput(400, "the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise _BadInput(400, "the body must be a JSON object")
+        data["__raw__"] = raw
+        return data
+
+    def _validate(self, route: str, data: dict[str, Any]) -> tuple[int, int, bool]:
+        """(prompt tokens, max tokens, stream) of a well-formed request, else _BadInput (400/404/413)."""
+        cfg = self.config
+        model = data.get("model")
+        if not isinstance(model, str) or not model:
+            raise _BadInput(400, "'model' is required: a non-empty string", code="missing_model")
+        if route == _CHAT:
+            messages = data.get("messages")
+            if not isinstance(messages, list) or not messages:
+                raise _BadInput(400, "'messages' is required: a non-empty list of {role, content}")
+            words = 0
+            for i, m in enumerate(messages):
+                if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                    raise _BadInput(400, f"messages[{i}] must be an object with string 'role' and 'content'")
+                words += count_tokens(m["content"])
+        else:
+            prompt = data.get("prompt")
+            if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+                prompt = prompt[0]
+            if not isinstance(prompt, str):
+                raise _BadInput(400, "'prompt' is required: a string")
+            words = count_tokens(prompt)
+        max_tokens = data.get("max_tokens", data.get("max_completion_tokens"))
+        if max_tokens is None:
+            max_tokens = cfg.default_max_tokens
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= cfg.max_max_tokens:
+            raise _BadInput(400, f"'max_tokens' must be an integer from 1 to {cfg.max_max_tokens}")
+        stream = data.get("stream", False)
+        if not isinstance(stream, bool):
+            raise _BadInput(400, "'stream' must be true or false")
+        if model != cfg.model_id:
+            raise _BadInput(404, f"the model {model[:100]!r} does not exist; this gateway serves {cfg.model_id!r}",
+                            code="model_not_found")  # fmt: skip
+        if words > cfg.max_prompt_tokens:
+            raise _BadInput(413, f"the prompt has {words} tokens; the limit is {cfg.max_prompt_tokens}", code="prompt_too_long")
+        return words, max_tokens, stream
+
+    async def _answer(self, call: _Call) -> web.StreamResponse:
+        """The client's one answer, from the request's final outcome."""
+        o = call.final
+        name = type(o).__name__
+        tries = len(call.route)
+        if name == "Delivered":
+            if call.stream and call.response is not None:
+                await self._finish_stream(call)
+                self._done(call, 200, "delivered", None)
+                return call.response
+            answer = call.answers.get((o.server_id, o.attempt))
+            if answer is None:  # a stream request whose backend sent nothing: nothing to pass on
+                answer = _Answer(502, _error_body("the server's answer was empty", "server_error"))
+            self._done(call, answer.status, "delivered", None)
+            return web.Response(status=answer.status, body=answer.body, headers={**answer.headers, "X-Request-Id": call.rid})
+        if name == "Rejected":
+            outcome = "rate_limited" if o.status == 429 else "queue_full"
+            message = ("rate limit reached for this key's tier; retry after the Retry-After seconds" if o.status == 429
+                       else "the gateway is at capacity (queue full); retry after the Retry-After seconds")  # fmt: skip
+            self.metrics.request(outcome, call.tier)
+            self._log(call, o.status, outcome, None, retry_after=o.retry_after)
+            code = "rate_limit_exceeded" if o.status == 429 else "overloaded"
+            return _json_response(o.status, _error_body(message, "rate_limit_error" if o.status == 429 else "server_error", code),
+                                  {"Retry-After": str(int(o.retry_after)), "X-Request-Id": call.rid})  # fmt: skip
+        if name == "TimedOut":
+            retry = self._queue_retry_after(call.tier)
+            self.metrics.request("timed_out", call.tier)
+            self._log(call, 503, "timed_out", "waited max_wait in the queue", retry_after=retry)
+            return _json_response(503, _error_body(f"no server freed up within {o.waited:.3g} s; retry later", "server_error", "queue_timeout"),
+                                  {"Retry-After": str(retry), "X-Request-Id": call.rid})  # fmt: skip
+        if name == "Failed":
+            self.metrics.request("failed", call.tier)
+            if call.response is not None:  # tokens reached the client: end the stream with an error event
+                await self._finish_stream(call, error=f"the server failed after the answer began ({o.reason})")
+                self._done(call, 200, "failed", o.reason)
+                return call.response
+            if call.last_error is not None and call.last_failure and call.last_failure.startswith("status"):
+                e = call.last_error
+                self._done(call, e.status, "failed", o.reason, count=False)
+                return web.Response(status=e.status, body=e.body, headers={**e.headers, "X-Request-Id": call.rid})
+            status = 504 if o.reason == "timeout" or call.last_failure == "timeout" else 502
+            headers = {"X-Request-Id": call.rid}
+            if o.reason in ("budget", "no_server"):
+                status, headers["Retry-After"] = 503, "1"
+            self._done(call, status, "failed", o.reason, count=False)
+            return _json_response(status, _error_body(f"no server could answer ({o.reason}; {tries} tries)", "server_error", o.reason),
+                                  headers)  # fmt: skip
+        # Cancelled: the client is gone; nothing can be sent
+        self.metrics.request("cancelled", call.tier)
+        self._log(call, 499, "cancelled", None)
+        return call.response if call.response is not None else web.Response(status=499)
+
+    async def _finish_stream(self, call: _Call, error: str | None = None) -> None:
+        assert call.response is not None
+        try:
+            if error is not None:
+                await call.response.write(b"data: " + json.dumps({"error": {"message": error, "type": "server_error"}}).encode() + b"\n\n")
+            await call.response.write_eof()
+        except (ConnectionError, RuntimeError):
+            pass
+
+    def _queue_retry_after(self, tier: str | None) -> int:
+        queue = self.path.queues.get(tier if self.path.tiers is not None else None)
+        try:
+            return max(1, int(queue.retry_after())) if queue is not None else 1
+        except (AttributeError, NotImplementedError, TypeError, ValueError):
+            return 1
+
+    # -- logs --------------------------------------------------------------------------
+
+    def _done(self, call: _Call, status: int, outcome: str, reason: str | None, *, count: bool = True) -> None:
+        if count:
+            self.metrics.request(outcome, call.tier)
+        e2e = self.now() - call.arrived
+        ttft = call.ttft if call.ttft is not None else (e2e if status == 200 else None)
+        if status == 200:
+            self.metrics.latency(call.tier, ttft, e2e, len(call.route))
+        self._log(call, status, outcome, reason, ttft=ttft, e2e=e2e)
+
+    def _log(self, call: _Call, status: int, outcome: str, reason: str | None, *, retry_after: int | None = None,
+             ttft: float | None = None, e2e: float | None = None) -> None:  # fmt: skip
+        if not _log.isEnabledFor(logging.INFO):
+            return
+        record = {"event": "request", "id": call.rid, "tenant": call.tenant, "tier": call.tier, "route": call.path_name,
+                  "stream": call.stream, "prompt_tokens": call.prompt_tokens, "max_tokens": call.max_tokens,
+                  "status": status, "outcome": outcome, "reason": reason, "queued": call.queued,
+                  "tries": len(call.route), "decisions": call.route, "retry_after": retry_after,
+                  "ttft": None if ttft is None else round(ttft, 6),
+                  "e2e": round(e2e if e2e is not None else self.now() - call.arrived, 6)}  # fmt: skip
+        _log.info(json.dumps(record))
+
+    def _log_refusal(self, request: web.Request, arrived: float, status: int, outcome: str, tenant: str | None,
+                     tier: str | None) -> None:  # fmt: skip
+        if _log.isEnabledFor(logging.INFO):
+            _log.info(json.dumps({"event": "request", "id": None, "tenant": tenant, "tier": tier, "route": request.path,
+                                  "status": status, "outcome": outcome, "tries": 0, "decisions": [],
+                                  "e2e": round(self.now() - arrived, 6)}))  # fmt: skip
+
+    # -- the other endpoints -----------------------------------------------------------------
+
+    async def handle_models(self, request: web.Request) -> web.Response:
+        """``GET /v1/models``: the one model this gateway serves (a key is required, as OpenAI's API does)."""
+        if self.keys.lookup(request.headers.get("Authorization")) is None:
+            self.metrics.request("unauthorized", None)
+            return _json_response(401, _error_body("a valid API key is required", "invalid_request_error", "invalid_api_key"))
+        body = {"object": "list", "data": [{"id": self.config.model_id, "object": "model", "created": 0, "owned_by": "course"}]}
+        return web.json_response(body)
+
+    async def handle_health(self, request: web.Request) -> web.Response:
+        """``GET /health``: 200 while the gateway runs, with how many servers are ready."""
+        ready = sum(1 for sid in self.backends if self.path.server_state(sid) == "ready")
+        return web.json_response({"status": "ok", "servers": len(self.backends), "ready": ready})
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        """``GET /metrics``: the Prometheus text format."""
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def handle_drain(self, request: web.Request) -> web.Response:
+        """``POST /admin/drain`` ``{"server_id": ..., "timeout": seconds | null}`` (needs ``admin_key``): drain a server."""
+        if not self._admin(request):
+            return _json_response(401, _error_body("the admin key is required", "invalid_request_error", "invalid_api_key"))
+        try:
+            data = json.loads(await request.read())
+            sid = data["server_id"]
+            timeout = data.get("timeout")
+            if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
+                raise ValueError("timeout must be a number of seconds >= 0 or null")
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json_response(400, _error_body(f"expected {{\"server_id\": str, \"timeout\": seconds|null}}: {exc}",
+                                                   "invalid_request_error"))  # fmt: skip
+        if not isinstance(sid, str) or sid not in self.backends or self.path.server_state(sid) == "gone":
+            return _json_response(404, _error_body(f"no server {str(sid)[:100]!r} here", "invalid_request_error"))
+        self._apply(self.path.remove_server(sid, self.now(), drain_timeout=timeout))
+        return web.json_response({"server_id": sid, "state": self.path.server_state(sid)})
+
+    async def handle_servers(self, request: web.Request) -> web.Response:
+        """``GET /admin/servers`` (needs ``admin_key``): each server's state and load."""
+        if not self._admin(request):
+            return _json_response(401, _error_body("the admin key is required", "invalid_request_error", "invalid_api_key"))
+        running: dict[str, int] = {}
+        for sid in self.path.in_flight().values():
+            running[sid] = running.get(sid, 0) + 1
+        body = {sid: {"state": self.path.server_state(sid), "in_flight": running.get(sid, 0)} for sid in self.backends}
+        return web.json_response({"servers": body, "stats": self.path.stats()})
+
+    def _admin(self, request: web.Request) -> bool:
+        key = self.config.admin_key
+        if key is None:
+            return False
+        return KeyStore({key: _ADMIN}).lookup(request.headers.get("Authorization")) is not None
+
+
+from solution.gateway.config import Principal  # noqa: E402  (after the class: only the admin marker uses it)
+
+_ADMIN = Principal("admin")
+
+#: The application key holding the :class:`Gateway`.
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    return _json_response(404, _error_body(f"no route {request.method} {request.path[:200]}", "invalid_request_error", "not_found"))
+
+
+def build_app(config: GatewayConfig, *, impl: str | ModuleType | None = None) -> web.Application:
+    """The aiohttp application of one gateway (one :class:`Gateway`, one RequestPath).
+
+    ``impl``: ``"solution"``, ``"exercises"`` or ``None`` (``LB_IMPL``, else the reference).
+    Its startup opens the backend pool and starts the driver; its cleanup stops them.
+    """
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            gw.metrics.request("not_found", None)
+            return await _not_found(request)
+        except web.HTTPMethodNotAllowed as exc:
+            return _json_response(405, _error_body(f"{request.method} is not allowed on {request.path[:200]}", "invalid_request_error"),
+                                  {"Allow": ",".join(sorted(exc.allowed_methods))})  # fmt: skip
+
+    gw = Gateway(config, impl=impl)
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[errors])
+    app[GATEWAY] = gw
+    app.router.add_post(_COMPLETIONS, gw.handle_completion)
+    app.router.add_post(_CHAT, gw.handle_completion)
+    app.router.add_get("/v1/models", gw.handle_models)
+    app.router.add_get("/health", gw.handle_health)
+    app.router.add_get("/metrics", gw.handle_metrics)
+    app.router.add_post("/admin/drain", gw.handle_drain)
+    app.router.add_get("/admin/servers", gw.handle_servers)
+    app.on_startup.append(gw.start)
+    app.on_cleanup.append(gw.stop)
+    return app
+
+
+# -- serving ----------------------------------------------------------------------------------------
+
+
+class _HeaderDeadline(asyncio.Protocol):
+    """A protocol in front of aiohttp's handler: the first request's headers must arrive within ``timeout`` seconds.
+
+    aiohttp has no header timeout (a client trickling its headers a byte at a
+    time holds a connection until the keep-alive timer, 75 s and more), so
+    this wrapper starts a timer when the connection opens and stops it at
+    the first blank line (``CRLF CRLF``, the end of the request head); when
+    it fires, the client gets ``408 Request Timeout`` and the connection is
+    closed.  Everything else is passed to the wrapped protocol untouched.
+    O(1) per chunk received (only the last 3 bytes are kept between chunks).
+    """
+
+    def __init__(self, inner: asyncio.Protocol, timeout: float, on_expire: Callable[[], None]) -> None:
+        self._inner = inner
+        self._timeout = timeout
+        self._on_expire = on_expire
+        self._timer: asyncio.TimerHandle | None = None
+        self._tail = b""
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expired)
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._timer is not None:
+            seen = self._tail + data
+            if b"\r\n\r\n" in seen:
+                self._timer.cancel()
+                self._timer = None
+                self._tail = b""
+            else:
+                self._tail = seen[-3:]
+        self._inner.data_received(data)
+
+    def _expired(self) -> None:
+        self._timer = None
+        self._on_expire()
+        t = self._transport
+        if isinstance(t, asyncio.WriteTransport) and not t.is_closing():
+            t.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            t.close()
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+def ssl_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server TLS context from a PEM certificate chain and key (TLS 1.2 or later)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+@dataclass
+class RunningGateway:
+    """A started gateway: its URL and port; :meth:`close` stops it (connections, driver, pool)."""
+
+    app: web.Application
+    runner: web.AppRunner
+    server: asyncio.base_events.Server
+    port: int
+    url: str
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.app[GATEWAY]
+
+    async def close(self) -> None:
+        self.server.close()
+        await self.runner.cleanup()
+
+
+async def start_gateway(config: GatewayConfig, *, host: str = "127.0.0.1", port: int = 0,
+                        impl: str | ModuleType | None = None, access_log: bool = False) -> RunningGateway:  # fmt: skip
+    """Start a gateway on ``host:port`` (0: a port from the OS) in the running event loop.
+
+    TLS when ``config.tls`` is set (the URL is then ``https://``).  Header
+    timeout: :class:`_HeaderDeadline`; idle keep-alive: ``timeouts.idle``;
+    a client that disconnects cancels its handler (``handler_cancellation``).
+    """
+    app = build_app(config, impl=impl)
+    runner = web.AppRunner(app, handler_cancellation=True, keepalive_timeout=config.timeouts.idle,
+                           access_log=logging.getLogger("aiohttp.access") if access_log else None,
+                           shutdown_timeout=1.0)  # fmt: skip
+    await runner.setup()
+    gw = app[GATEWAY]
+    ctx = ssl_context(config.tls.cert, config.tls.key) if config.tls is not None else None
+    factory = runner.server
+    assert factory is not None
+
+    def expire() -> None:
+        gw.client_timeouts += 1
+        gw.metrics.request("client_timeout", None)
+
+    loop = asyncio.get_running_loop()
+    try:
+        server = await loop.create_server(lambda: _HeaderDeadline(factory(), config.timeouts.header, expire), host, port,
+                                          ssl=ctx, ssl_handshake_timeout=config.timeouts.header if ctx else None,
+                                          reuse_address=True)  # fmt: skip
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = server.sockets[0].getsockname()[1]
+    scheme = "https" if ctx is not None else "http"
+    return RunningGateway(app, runner, server, bound, f"{scheme}://{host}:{bound}")
+
+
+def run_gateway(config: GatewayConfig, *, host: str = "127.0.0.1", port: int = 0, impl: str | None = None,
+                ready: Callable[[RunningGateway], None] | None = None) -> None:  # fmt: skip
+    """Serve until SIGTERM or SIGINT (what ``python -m solution.gateway`` runs); then stop cleanly."""
+    import signal
+
+    async def main() -> None:
+        running = await start_gateway(config, host=host, port=port, impl=impl)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if ready is not None:
+            ready(running)
+        try:
+            await stop.wait()
+        finally:
+            await running.close()
+
+    asyncio.run(main())
