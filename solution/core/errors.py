@@ -80,7 +80,8 @@ class UnknownRequestError(UnknownIdError):
 
 class InvalidPolicyError(LoadBalancerError, ValueError):
     """A :class:`~solution.core.health_types.HealthPolicy`, ``RetryPolicy`` or
-    :class:`~solution.core.affinity_types.AffinityPolicy` field is out of range.
+    :class:`~solution.core.affinity_types.AffinityPolicy` field is out of range
+    (stage 8: a :class:`~solution.core.retry_types.RetryPolicy` or ``RetryBudget`` field too).
 
     The message names the field and the allowed range: build the policy again
     with a value inside it.
@@ -97,7 +98,8 @@ class TimeWentBackwardsError(LoadBalancerError, ValueError):
 
 class RequestStateError(LoadBalancerError, ValueError):
     """A retry-ledger call does not fit the request's state (e.g. ``begin`` while an attempt is in flight,
-    ``first_token`` after the request ended); the message says which call fits instead."""
+    ``first_token`` after the request ended), or a stage-8 ``Retrier`` is asked to ``decide`` or ``end`` a
+    request it does not count as active; the message says which call fits instead."""
 
 
 class RetriesExhaustedError(LoadBalancerError, RuntimeError):
