@@ -4,10 +4,10 @@ A gateway in front of a fleet sees attempts fail: no connection, a
 connection reset (a crashed server), a per-try timeout (a hung one), a 5xx,
 a 429 with ``Retry-After``.  Trying again elsewhere turns most of these into
 an answer.  Trying again *too much* turns a sick fleet into a dead one: with
-``max_tries = 3`` every failing request costs up to three times the work, so
-a fleet at 60% capacity with half its servers failing receives up to three
-times the requests it can no longer serve (a *retry storm*).  This module
-decides, after each failed attempt, whether to retry and after how long.
+``max_tries = 3`` every failing request costs up to three attempts, so when
+most attempts fail the fleet receives up to three times the requests it
+already cannot serve (a *retry storm*).  This module decides, after each
+failed attempt, whether to retry and after how long.
 
 * :func:`backoff_bound`: the exponential backoff's upper bound before a retry.
 * :func:`full_jitter`: the wait actually used, drawn uniformly below the bound.
@@ -49,6 +49,13 @@ What is retried, in this order (the reason strings are part of the API)
 5. ``"budget"``: the retry budget is spent (below).
 6. Otherwise ``"retry"``, with ``delay = max(full_jitter(tries), retry_after or 0)``:
    never earlier than the server asked (``Retry-After``, RFC 9110 section 10.2.3).
+
+Taking the larger of the two (not their sum) keeps the backoff as short as
+both allow.  The price: requests refused together with the same
+``Retry-After`` longer than ``cap`` all come back at exactly that moment, a
+small wave; stage 2's clients add the jitter on top of ``Retry-After``
+instead, and Envoy's rate-limited back-off waits uniformly in ``[ra, 1.5 ra]``.
+Here the budget bounds such a wave to ``max(min_retries, ratio * active)`` requests.
 
 A ``"retry"`` marks the request as a *retry in flight* (waiting out its delay,
 or its next attempt running) until its next :meth:`~Retrier.decide` or its
