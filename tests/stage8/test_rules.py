@@ -251,3 +251,19 @@ def test_begin_and_end_count_the_active_requests(impl):
     assert r.active == 1
     r.begin("a")  # an ended id may be begun again
     assert r.active == 2
+
+
+def test_the_types_docstring_examples_hold():
+    import doctest
+
+    from solution.core import retry_types
+
+    result = doctest.testmod(retry_types)
+    assert result.attempted >= 2 and result.failed == 0
+
+
+@pytest.mark.parametrize("failure, category", [(Failure("connect"), "connect"), (Failure("reset"), "reset"), (Failure("timeout"), "timeout"),
+                                                (Failure("status", 429), "429"), (Failure("status", 500), "5xx"),
+                                                (Failure("status", 599), "5xx"), (Failure("status", 404), "4xx")])  # fmt: skip
+def test_a_failure_names_its_category(failure, category):
+    assert failure.category == category
