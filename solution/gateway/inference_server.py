@@ -63,6 +63,8 @@ Endpoints
   ``inference_prompt_tokens_total``, ``inference_generation_tokens_total``.
 * ``POST /admin/fault``: see :mod:`solution.gateway.faults`.
 
+Every answer carries an ``X-Server-Id`` header (which server served it).
+
 Costs: admitting or finishing a request O(log b) (the model's heaps), a
 cancellation of a waiting request O(w); each streaming wake-up O(s) for s
 streamed requests decoding.
@@ -724,8 +726,7 @@ async def _completion(request: web.Request, chat: bool) -> web.StreamResponse:
             return web.json_response({"id": rid, "object": obj, "created": created, "model": parsed.model,
                                       "choices": [choice], "usage": usage, "system_fingerprint": None})  # fmt: skip
 
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                               "X-Server-Id": config.server_id})  # fmt: skip
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         head = {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created,
                 "model": parsed.model}  # fmt: skip
@@ -786,7 +787,11 @@ def build_app(config: ServerConfig) -> web.Application:
         except asyncio.CancelledError:
             pass
 
+    async def server_id_header(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Server-Id"] = config.server_id  # on every answer: who served it
+
     app.cleanup_ctx.append(scheduler)
+    app.on_response_prepare.append(server_id_header)
     app.router.add_post("/v1/completions", _completions)
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_get("/v1/models", _models)

@@ -72,8 +72,8 @@ def _completion(base: str, prompt_words: int, max_tokens: int, **extra: Any) -> 
     """One non-streamed completion; (wall seconds, body)."""
     body = {"model": "course-model", "prompt": " ".join(["w"] * prompt_words), "max_tokens": max_tokens, **extra}
     start = time.monotonic()
-    status, answer, _ = _post(base + "/v1/completions", body)
-    assert status == 200, answer
+    status, answer, headers = _post(base + "/v1/completions", body)
+    assert status == 200 and headers["X-Server-Id"], answer
     return time.monotonic() - start, answer
 
 
@@ -294,8 +294,8 @@ def test_the_official_client_parses_answers_and_streams(fleet: procs.Fleet) -> N
     [(b"{not json", 400), ({"model": "course-model"}, 400), ({"model": "nope", "prompt": "x"}, 404)],
 )
 def test_bad_requests_get_openai_errors_over_http(fleet: procs.Fleet, body: object, status: int) -> None:
-    code, answer, _ = _post(fleet.url("a100") + "/v1/completions", body)
-    assert code == status and "message" in answer["error"]
+    code, answer, headers = _post(fleet.url("a100") + "/v1/completions", body)
+    assert code == status and "message" in answer["error"] and headers["X-Server-Id"] == "a100"
 
 
 def test_wall_times_never_beat_the_model_and_follow_its_order(fleet: procs.Fleet) -> None:
@@ -315,7 +315,7 @@ async def _stream_ttft(url: str, prompt_words: int, max_tokens: int) -> tuple[fl
     async with aiohttp.ClientSession() as session:
         start = time.monotonic()
         async with session.post(url + "/v1/completions", json=body) as response:
-            assert response.status == 200
+            assert response.status == 200 and response.headers["X-Server-Id"] == "a100"
             ttft = None
             async for line in response.content:
                 if line.startswith(b"data: {") and ttft is None:
