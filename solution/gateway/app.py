@@ -533,8 +533,12 @@ class Gateway:
             self.metrics.request(outcome, principal.tier)
             self._log_refusal(request, arrived, bad.status, outcome, principal.tenant, principal.tier)
             resp = _json_response(bad.status, _error_body(bad.message, bad.kind, bad.code))
-            if bad.status in (408, 413):
-                resp.force_close()  # the unread rest of the body is not waited for
+            if bad.status in (408, 413) and request.transport is not None:
+                # the rest of the body is not waited for: answer, then close (aiohttp would linger to read it)
+                resp.force_close()
+                await resp.prepare(request)
+                await resp.write_eof()
+                request.transport.close()
             return resp
         rid = f"gw-{self._prefix}-{next(self._ids)}"
         call = _Call(rid, principal.tenant, principal.tier, request.path, stream, data["__raw__"], prompt_tokens, max_tokens,

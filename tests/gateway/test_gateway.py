@@ -1,0 +1,508 @@
+"""The course's gateway over HTTP, in front of stub servers the test controls (tests/gateway/stub_backend.py).
+
+Every earlier outcome, on the wire: 200 (streamed as it comes, and not),
+429 with an integer ``Retry-After`` (a tier's rate limit), 503 with one (the
+queue full), re-route on a crash (connection reset -> ``server_lost``) and
+on a 5xx or a hung server (per-try timeout), drain; every 4xx that costs no
+server time; the key never in a log; slow clients cut off; metrics.  The
+gateway runs in its own event loop in a background thread (as it would in
+its own process), so the test talks to it with ordinary clients; nothing
+waits by sleeping (``wait_until`` polls with a timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from solution.gateway.app import GATEWAY, Gateway, RunningGateway, start_gateway
+from solution.gateway.config import GatewayConfig
+from tests.gateway.stub_backend import StubBackend, start_stubs, wait_until
+
+pytestmark = pytest.mark.stage8
+
+KEY = "sk-test-alice-0123456789"
+OTHER_KEY = "sk-test-bob-9876543210"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+MODEL = "course-model"
+
+
+class LogCapture(logging.Handler):
+    """Every log record of the process, formatted (thread-safe: logging locks the handler)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name} {record.getMessage()}")
+
+    def requests(self) -> list[dict[str, Any]]:
+        prefix = "solution.gateway.requests "
+        return [json.loads(line[len(prefix):]) for line in list(self.lines) if line.startswith(prefix)]
+
+
+class LiveGateway:
+    """A gateway on its own event loop in a daemon thread; ``close()`` stops it and the loop."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = GatewayConfig.from_dict(config)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="gateway-under-test", daemon=True)
+        self.thread.start()
+        try:
+            self.running: RunningGateway = self.run(start_gateway(self.config))
+        except BaseException:
+            self._stop_loop()
+            raise
+        self.url = self.running.url
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.running.app[GATEWAY]
+
+    def run(self, coro: Any, timeout: float = 10.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def read(self, fn: Callable[[Gateway], Any]) -> Any:
+        """Run ``fn(gateway)`` on the gateway's loop (the path is not thread-safe) and return its value."""
+
+        async def call() -> Any:
+            return fn(self.gateway)
+
+        return self.run(call())
+
+    def close(self) -> None:
+        try:
+            self.run(self.running.close())
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def config_for(stubs: list[StubBackend], **overrides: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "backends": [{"server_id": s.server_id, "url": s.url, "capacity": 2} for s in stubs],
+        "keys": {KEY: {"tenant": "alice"}, OTHER_KEY: {"tenant": "bob"}},
+        "queue": {"max_depth": 4, "max_wait": 10.0},
+        "health": {"interval": 0.5, "timeout": 0.4},
+        "retry": {"max_tries": 3, "base": 0.01, "cap": 0.05},
+        "timeouts": {"header": 2.0, "body": 2.0, "idle": 10.0, "attempt": 20.0},
+        "max_prompt_tokens": 50,
+        "max_body_bytes": 4096,
+        "admin_key": "admin-secret-42",
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+@pytest.fixture
+def stubs() -> Iterator[list[StubBackend]]:
+    started = start_stubs(["s1", "s2"], token_delay=0.0)
+    try:
+        yield started
+    finally:
+        for s in started:
+            s.release()
+            s.stop()
+
+
+@pytest.fixture
+def logs() -> Iterator[LogCapture]:
+    capture = LogCapture()
+    root = logging.getLogger()
+    old = root.level
+    root.setLevel(logging.DEBUG)
+    root.addHandler(capture)
+    try:
+        yield capture
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(old)
+
+
+@contextmanager
+def live(config: dict[str, Any]) -> Iterator[LiveGateway]:
+    gw = LiveGateway(config)
+    try:
+        yield gw
+    finally:
+        gw.close()
+
+
+@pytest.fixture
+def gateway(stubs: list[StubBackend]) -> Iterator[LiveGateway]:
+    with live(config_for(stubs)) as gw:
+        yield gw
+
+
+def completion(url: str, *, prompt: str = "hello there world", max_tokens: int = 3, stream: bool = False,
+               headers: dict[str, str] | None = None, timeout: float = 10.0) -> httpx.Response:  # fmt: skip
+    body = {"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "stream": stream}
+    return httpx.post(url + "/v1/completions", json=body, headers=AUTH if headers is None else headers, timeout=timeout)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus exposition (0 if absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        if key == (f"{name}{{{want}}}" if want else name):
+            return float(value)
+    return 0.0
+
+
+# -- 200 ---------------------------------------------------------------------------------------------
+
+
+def test_a_request_is_answered_200_by_a_server_and_logged_once_with_its_route(gateway: LiveGateway, logs: LogCapture) -> None:
+    r = completion(gateway.url, max_tokens=4)
+    assert r.status_code == 200
+    assert r.json()["usage"] == {"prompt_tokens": 3, "completion_tokens": 4}
+    assert r.headers["X-Request-Id"].startswith("gw-")
+    wait_until(lambda: len(logs.requests()) == 1, what="the request's log line")
+    (line,) = logs.requests()
+    assert line["status"] == 200 and line["outcome"] == "delivered" and line["tenant"] == "alice"
+    assert line["tries"] == 1 and line["decisions"][0]["server"] in ("s1", "s2") and line["decisions"][0]["attempt"] == 1
+    assert line["prompt_tokens"] == 3 and line["max_tokens"] == 4 and line["e2e"] >= 0
+
+
+def test_a_stream_is_passed_through_chunk_by_chunk_as_the_server_sends_it(stubs: list[StubBackend]) -> None:
+    for s in stubs:
+        s.token_delay = 0.05
+    with live(config_for(stubs)) as gw:
+        arrivals: list[tuple[float, str]] = []
+        start = time.monotonic()
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 6, "stream": True}
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=10) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            for line in r.iter_lines():
+                if line:
+                    arrivals.append((time.monotonic() - start, line))
+    events = [text for _, text in arrivals]
+    assert events[-1] == "data: [DONE]" and len(events) == 7
+    first, last = arrivals[0][0], arrivals[-1][0]
+    # six tokens 50 ms apart: the first reaches the client ~250 ms before the end, not with it
+    assert last - first > 0.15, f"chunks were buffered: first at {first:.3f} s, last at {last:.3f} s"
+
+
+# -- 401: no valid key, no server time ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Authorization": "Bearer sk-wrong"},
+    {"Authorization": f"Basic {KEY}"},
+    {"Authorization": f"Bearer {KEY}x"},
+    {"Authorization": f"Bearer {KEY[:-1]}"},
+    {"Authorization": "Bearer"},
+], ids=["missing", "unknown", "basic-scheme", "longer", "shorter", "empty"])  # fmt: skip
+def test_a_request_without_a_valid_key_gets_401_and_never_reaches_a_server(gateway: LiveGateway, stubs: list[StubBackend],
+                                                                          headers: dict[str, str]) -> None:  # fmt: skip
+    r = completion(gateway.url, headers=headers)
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "invalid_api_key"
+    assert sum(s.served for s in stubs) == 0
+    assert gateway.read(lambda g: g.path.stats()["submitted"]) == 0
+
+
+def test_the_key_is_never_logged(stubs: list[StubBackend], logs: LogCapture) -> None:
+    with live(config_for(stubs)) as gw:
+        assert completion(gw.url).status_code == 200
+        assert completion(gw.url, headers={"Authorization": f"Bearer {KEY}-typo"}).status_code == 401
+        assert httpx.post(gw.url + "/v1/completions", content=b"{", headers=AUTH).status_code == 400
+        assert completion(gw.url, stream=True).status_code == 200
+        wait_until(lambda: len(logs.requests()) == 4, what="four log lines")
+        assert KEY not in repr(gw.config) and KEY not in repr(gw.gateway.keys)
+    text = "\n".join(logs.lines)
+    assert "alice" in text  # the tenant is logged ...
+    assert KEY not in text and KEY[:12] not in text and "admin-secret-42" not in text  # ... its key never
+
+
+# -- 400 / 404 / 413 / 405: bad input costs no server time -----------------------------------------------------
+
+
+@pytest.mark.parametrize("route, body, status", [
+    ("/v1/completions", b"{not json", 400),
+    ("/v1/completions", b"[1, 2]", 400),
+    ("/v1/completions", b"\xff\xfe", 400),
+    ("/v1/completions", json.dumps({"prompt": "hi"}).encode(), 400),
+    ("/v1/completions", json.dumps({"model": MODEL}).encode(), 400),
+    ("/v1/completions", json.dumps({"model": MODEL, "prompt": 5}).encode(), 400),
+    ("/v1/completions", json.dumps({"model": MODEL, "prompt": "hi", "max_tokens": 0}).encode(), 400),
+    ("/v1/completions", json.dumps({"model": MODEL, "prompt": "hi", "max_tokens": "3"}).encode(), 400),
+    ("/v1/completions", json.dumps({"model": MODEL, "prompt": "hi", "max_tokens": True}).encode(), 400),
+    ("/v1/completions", json.dumps({"model": MODEL, "prompt": "hi", "stream": "yes"}).encode(), 400),
+    ("/v1/chat/completions", json.dumps({"model": MODEL, "messages": []}).encode(), 400),
+    ("/v1/chat/completions", json.dumps({"model": MODEL, "messages": [{"role": "user"}]}).encode(), 400),
+    ("/v1/chat/completions", json.dumps({"model": MODEL, "prompt": "hi"}).encode(), 400),
+    ("/v1/completions", json.dumps({"model": "gpt-9", "prompt": "hi"}).encode(), 404),
+    ("/v1/chat/completions", json.dumps({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}).encode(), 404),
+    ("/v1/completions", json.dumps({"model": MODEL, "prompt": "word " * 51}).encode(), 413),
+    ("/v1/completions", json.dumps({"model": MODEL, "prompt": "x" * 5000}).encode(), 413),
+], ids=["not-json", "array", "not-utf8", "no-model", "no-prompt", "prompt-int", "max-tokens-0", "max-tokens-str",
+        "max-tokens-bool", "stream-str", "no-messages", "message-no-content", "chat-with-prompt", "unknown-model",
+        "unknown-model-chat", "prompt-too-long", "body-too-large"])  # fmt: skip
+def test_bad_input_gets_a_clear_4xx_and_costs_no_server_time(gateway: LiveGateway, stubs: list[StubBackend], route: str,
+                                                            body: bytes, status: int) -> None:  # fmt: skip
+    r = httpx.post(gateway.url + route, content=body, headers={**AUTH, "Content-Type": "application/json"}, timeout=10)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["message"]
+    assert sum(s.served for s in stubs) == 0
+    assert gateway.read(lambda g: g.path.stats()["submitted"]) == 0
+
+
+def test_unknown_routes_and_methods_are_404_and_405(gateway: LiveGateway) -> None:
+    assert httpx.post(gateway.url + "/v1/embeddings", json={}, headers=AUTH).status_code == 404
+    r = httpx.get(gateway.url + "/v1/completions", headers=AUTH)
+    assert r.status_code == 405 and "POST" in r.headers["Allow"]
+
+
+def test_models_health_and_metrics_endpoints(gateway: LiveGateway) -> None:
+    r = httpx.get(gateway.url + "/v1/models", headers=AUTH)
+    assert r.status_code == 200 and [m["id"] for m in r.json()["data"]] == [MODEL]
+    assert httpx.get(gateway.url + "/v1/models").status_code == 401
+    h = httpx.get(gateway.url + "/health").json()
+    assert h == {"status": "ok", "servers": 2, "ready": 2}
+    assert completion(gateway.url).status_code == 200
+    assert completion(gateway.url, headers={}).status_code == 401
+    text = httpx.get(gateway.url + "/metrics").text
+    assert metric(text, "lb_gateway_requests_total", outcome="delivered", tier="none") == 1
+    assert metric(text, "lb_gateway_requests_total", outcome="unauthorized", tier="none") == 2  # /v1/models too
+    assert metric(text, "lb_gateway_e2e_seconds_count", tier="none") == 1
+    assert metric(text, "lb_gateway_ttft_seconds_count", tier="none") == 1
+    assert metric(text, "lb_gateway_server_health", server="s1", state="healthy") == 1
+    assert metric(text, "lb_gateway_server_in_flight", server="s1") == 0
+    assert metric(text, "lb_gateway_queue_depth") == 0
+    assert metric(text, "lb_gateway_path_events_total", event="delivered") == 1
+    assert "lb_gateway_retries_total" in text
+
+
+# -- 429 and 503 with a real Retry-After ---------------------------------------------------------------------------
+
+
+def test_a_tenant_over_its_rate_limit_gets_429_with_an_integer_retry_after(stubs: list[StubBackend]) -> None:
+    tiers = [{"name": "free", "queue_class": 1, "tenant_limit": {"requests_per_minute": 2, "tokens_per_minute": None}},
+             {"name": "premium", "queue_class": 2}]  # fmt: skip
+    keys = {KEY: {"tenant": "alice", "tier": "free"}, OTHER_KEY: {"tenant": "bob", "tier": "free"}}
+    with live(config_for(stubs, tiers=tiers, keys=keys)) as gw:
+        assert [completion(gw.url).status_code for _ in range(2)] == [200, 200]
+        r = completion(gw.url)
+        assert r.status_code == 429
+        # a bucket of 2 per minute refills one request in 30 s: Retry-After = ceil(wait), whole seconds
+        assert r.headers["Retry-After"].isdigit() and 29 <= int(r.headers["Retry-After"]) <= 30
+        assert r.json()["error"]["code"] == "rate_limit_exceeded"
+        # per tenant: bob is not limited by alice's traffic
+        assert completion(gw.url, headers={"Authorization": f"Bearer {OTHER_KEY}"}).status_code == 200
+        text = httpx.get(gw.url + "/metrics").text
+        assert metric(text, "lb_gateway_requests_total", outcome="rate_limited", tier="free") == 1
+        assert sum(s.served for s in stubs) == 3
+
+
+def test_503_with_retry_after_when_the_queue_is_full_and_the_queued_ones_are_served_after(stubs: list[StubBackend]) -> None:
+    for s in stubs:
+        s.hold()
+    cfg = config_for(stubs, queue={"max_depth": 1, "max_wait": 10.0})
+    cfg["backends"] = [{"server_id": s.server_id, "url": s.url, "capacity": 1} for s in stubs]
+    with live(cfg) as gw, ThreadPoolExecutor(4) as pool:
+        running = [pool.submit(completion, gw.url) for _ in range(2)]
+        wait_until(lambda: sum(s.in_flight for s in stubs) == 2, what="both servers busy")
+        queued = pool.submit(completion, gw.url)
+        wait_until(lambda: gw.read(lambda g: g.path.stats()["waiting"]) == 1, what="one request queued")
+        r = completion(gw.url)
+        assert r.status_code == 503
+        assert r.headers["Retry-After"].isdigit() and int(r.headers["Retry-After"]) >= 1
+        assert r.json()["error"]["code"] == "overloaded"
+        assert metric(httpx.get(gw.url + "/metrics").text, "lb_gateway_queue_depth") == 1
+        for s in stubs:
+            s.release()
+        assert [f.result(10).status_code for f in running + [queued]] == [200, 200, 200]
+
+
+# -- re-route: crash, 5xx, hang ------------------------------------------------------------------------------------
+
+
+def test_a_crash_before_the_first_token_is_re_routed_to_the_other_server(stubs: list[StubBackend], logs: LogCapture) -> None:
+    s1, s2 = stubs
+    s1.hold()
+    with live(config_for(stubs)) as gw, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(completion, gw.url)
+        wait_until(lambda: s1.in_flight == 1, what="the request on s1")
+        s1.crash()
+        r = pending.result(10)
+        assert r.status_code == 200
+        wait_until(lambda: len(logs.requests()) == 1, what="the log line")
+        (line,) = logs.requests()
+        assert [d["server"] for d in line["decisions"]] == ["s1", "s2"] and line["tries"] == 2
+        assert line["decisions"][1]["previous"] == "s1"
+        # the lost server takes nothing new until a probe answers: the next requests go to s2
+        assert completion(gw.url).status_code == 200 and s2.served == 2
+
+
+def test_a_stream_cut_after_its_first_token_is_not_retried_and_ends_with_an_error_event(stubs: list[StubBackend]) -> None:
+    s1, _ = stubs
+    s1.hold()  # the stub sends the stream's headers, then waits: no token yet
+    s1.token_delay = 0.0
+    with live(config_for(stubs)) as gw, ThreadPoolExecutor(1) as pool:
+        def stream() -> list[str]:
+            with httpx.stream("POST", gw.url + "/v1/completions", headers=AUTH, timeout=10,
+                              json={"model": MODEL, "prompt": "a b", "max_tokens": 3, "stream": True}) as r:  # fmt: skip
+                assert r.status_code == 200  # the client saw no status until the first chunk
+                return [line for line in r.iter_lines() if line]
+
+        pending = pool.submit(stream)
+        wait_until(lambda: s1.in_flight == 1, what="the stream on s1")
+        s1.crash()  # before any token: re-sent to s2, which answers the whole stream
+        lines = pending.result(10)
+        assert lines[-1] == "data: [DONE]" and len(lines) == 4
+
+
+def test_a_5xx_answer_is_retried_on_another_server(stubs: list[StubBackend], logs: LogCapture) -> None:
+    s1, s2 = stubs
+    s1.status = 500
+    with live(config_for(stubs)) as gw:
+        r = completion(gw.url)
+        assert r.status_code == 200
+        wait_until(lambda: len(logs.requests()) == 1, what="the log line")
+        assert [d["server"] for d in logs.requests()[0]["decisions"]] == ["s1", "s2"]
+        assert metric(httpx.get(gw.url + "/metrics").text, "lb_gateway_retries_total") == 1
+
+
+def test_when_every_server_fails_the_client_gets_the_servers_status_after_max_tries(stubs: list[StubBackend]) -> None:
+    for s in stubs:
+        s.status = 503
+        s.retry_after = "1"
+    with live(config_for(stubs, retry={"max_tries": 2, "base": 0.01, "cap": 0.02})) as gw:
+        r = completion(gw.url)
+        assert r.status_code == 503
+        assert sum(s.served for s in stubs) == 2  # two tries, no more
+
+
+def test_a_hung_server_is_cut_off_by_the_per_try_timeout_and_the_request_re_sent(stubs: list[StubBackend]) -> None:
+    s1, s2 = stubs
+    s1.hold()  # accepts, never answers
+    with live(config_for(stubs, retry={"max_tries": 2, "per_try_timeout": 0.3, "base": 0.01, "cap": 0.02})) as gw:
+        start = time.monotonic()
+        r = completion(gw.url)
+        assert r.status_code == 200 and s2.served == 1
+        assert 0.25 < time.monotonic() - start < 5.0
+
+
+def test_a_backend_4xx_is_the_clients_error_passed_through_not_retried(stubs: list[StubBackend]) -> None:
+    s1, s2 = stubs
+    s1.status = 400
+    with live(config_for(stubs)) as gw:
+        r = completion(gw.url)
+        assert r.status_code == 400 and r.json()["error"]["message"] == "stub error"
+        assert s2.served == 0
+        h = gw.read(lambda g: g.path.server_state("s1"))
+        assert h == "ready"  # a client's error is not held against the server
+
+
+# -- drain ----------------------------------------------------------------------------------------------------------
+
+
+def test_drain_lets_the_running_request_finish_and_sends_new_ones_elsewhere(stubs: list[StubBackend]) -> None:
+    s1, s2 = stubs
+    s1.hold()
+    admin = {"Authorization": "Bearer admin-secret-42"}
+    with live(config_for(stubs)) as gw, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(completion, gw.url)
+        wait_until(lambda: s1.in_flight == 1, what="the request on s1")
+        assert httpx.post(gw.url + "/admin/drain", json={"server_id": "s1"}).status_code == 401
+        r = httpx.post(gw.url + "/admin/drain", json={"server_id": "s1", "timeout": 30}, headers=admin)
+        assert r.status_code == 200 and r.json()["state"] == "draining"
+        assert httpx.post(gw.url + "/admin/drain", json={"server_id": "nope"}, headers=admin).status_code == 404
+        assert [completion(gw.url).status_code for _ in range(3)] == [200] * 3
+        assert s2.served == 3 and s1.served == 0
+        s1.release()
+        assert pending.result(10).status_code == 200
+        wait_until(lambda: gw.read(lambda g: g.path.server_state("s1")) == "gone", what="s1 drained away")
+        assert "s1" in gw.read(lambda g: dict(g.drained))
+        text = httpx.get(gw.url + "/metrics").text
+        assert metric(text, "lb_gateway_server_health", server="s1", state="gone") == 1
+
+
+# -- slow clients ---------------------------------------------------------------------------------------------------
+
+
+def _raw(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+def _read_all(sock: socket.socket, limit: float = 5.0) -> bytes:
+    sock.settimeout(limit)
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(4096)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_a_client_trickling_its_headers_is_cut_off_and_others_are_served_meanwhile(stubs: list[StubBackend]) -> None:
+    with live(config_for(stubs, timeouts={"header": 0.3, "body": 2.0, "idle": 10.0, "attempt": 20.0})) as gw:
+        slow = [_raw(gw.url) for _ in range(5)]
+        for s in slow:
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")  # ... and never the blank line
+        assert completion(gw.url).status_code == 200  # the gateway still serves
+        start = time.monotonic()
+        answers = [_read_all(s) for s in slow]
+        assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers
+        assert time.monotonic() - start < 3.0
+        for s in slow:
+            s.close()
+        assert gw.read(lambda g: g.client_timeouts) == 5
+
+
+def test_a_client_trickling_its_body_is_cut_off_with_408(stubs: list[StubBackend]) -> None:
+    with live(config_for(stubs, timeouts={"header": 2.0, "body": 0.3, "idle": 10.0, "attempt": 20.0})) as gw:
+        s = _raw(gw.url)
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+                  + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"model\"")  # fmt: skip
+        start = time.monotonic()
+        answer = _read_all(s)
+        s.close()
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert time.monotonic() - start < 3.0
+        assert sum(st.served for st in stubs) == 0
+
+
+def test_a_client_that_goes_away_while_queued_is_cancelled_and_frees_nothing_it_did_not_hold(stubs: list[StubBackend]) -> None:
+    for s in stubs:
+        s.hold()
+    cfg = config_for(stubs)
+    cfg["backends"] = [{"server_id": s.server_id, "url": s.url, "capacity": 1} for s in stubs]
+    with live(cfg) as gw, ThreadPoolExecutor(2) as pool:
+        busy = [pool.submit(completion, gw.url) for _ in range(2)]
+        wait_until(lambda: sum(s.in_flight for s in stubs) == 2, what="both servers busy")
+        with pytest.raises(httpx.ReadTimeout):
+            completion(gw.url, timeout=0.3)  # queued; the client gives up and closes its connection
+        wait_until(lambda: gw.read(lambda g: g.path.stats()["cancelled"]) == 1, what="the queued request cancelled")
+        assert gw.read(lambda g: g.path.stats()["waiting"]) == 0
+        for s in stubs:
+            s.release()
+        assert [f.result(10).status_code for f in busy] == [200, 200]
