@@ -165,7 +165,8 @@ class Retrier:
     Call :meth:`begin` when a request becomes active, :meth:`decide` after
     each failed attempt, :meth:`end` when the request ends (answered, failed,
     cancelled: any final outcome).  One retrier serves a whole gateway, so
-    its budget sees every request.
+    its budget sees every request.  It holds no lock: call it from one thread
+    (the gateway's event loop, where calls never interleave).
 
     Args:
         policy: the :class:`RetryPolicy`.
