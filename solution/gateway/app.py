@@ -110,6 +110,8 @@ _events = logging.getLogger("solution.gateway")
 _COMPLETIONS = "/v1/completions"
 _CHAT = "/v1/chat/completions"
 _FINAL = frozenset({"Rejected", "Delivered", "Failed", "TimedOut", "Cancelled"})
+#: A backend's response headers the client gets (lower case); the rest (Content-Length, Date, Server, ...) are the gateway's own.
+_PASSED_HEADERS = frozenset({"content-type", "retry-after", "x-server-id"})
 
 
 def count_tokens(text: str) -> int:
@@ -203,7 +205,7 @@ class Gateway:
         self.lib = lib
         self.keys = KeyStore(config.keys)
         self.backends = {b.server_id: b for b in config.backends}
-        self.metrics = GatewayMetrics(lambda: (self.path, self.health, tuple(self.backends)))
+        self.metrics = GatewayMetrics(lambda: (self.path, self.health, tuple(self.backends), self.retrier))
         self.path, self.health, self.retrier = self._compose(lib)
         self._failure_kw = "failure" in inspect.signature(self.path.completed).parameters
         self._t0 = time.monotonic()
@@ -428,7 +430,7 @@ class Gateway:
                                              headers={"Content-Type": "application/json", "X-Request-Id": call.rid}) as resp:  # fmt: skip
                     if resp.status != 200:
                         body = await resp.read()
-                        keep = {k: v for k, v in resp.headers.items() if k.lower() in ("retry-after", "content-type")}
+                        keep = {k: v for k, v in resp.headers.items() if k.lower() in _PASSED_HEADERS}
                         answer = _Answer(resp.status, body, keep)
                         reported = True
                         if 400 <= resp.status < 500 and resp.status != 429:  # the client's error: passed through
@@ -449,7 +451,8 @@ class Gateway:
                         self._report(call, sid, True, spt=spt)
                     else:
                         body = await resp.read()
-                        call.answers[(sid, attempt)] = _Answer(200, body, {"Content-Type": resp.headers.get("Content-Type", "application/json")})
+                        keep = {k: v for k, v in resp.headers.items() if k.lower() in _PASSED_HEADERS}
+                        call.answers[(sid, attempt)] = _Answer(200, body, keep)
                         tokens = call.max_tokens
                         try:
                             tokens = int(json.loads(body)["usage"]["completion_tokens"]) or tokens
@@ -494,8 +497,10 @@ class Gateway:
             if call.response is None:
                 self.path.first_token(call.rid, self.now())
                 call.ttft = self.now() - call.arrived
-                out = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                                              "X-Request-Id": call.rid})  # fmt: skip
+                headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Request-Id": call.rid}
+                if "X-Server-Id" in resp.headers:
+                    headers["X-Server-Id"] = resp.headers["X-Server-Id"]
+                out = web.StreamResponse(status=200, headers=headers)
                 call.response = out
                 try:
                     await out.prepare(call.request)

@@ -17,7 +17,8 @@ so nothing is updated per request): ``queue_depth`` (requests waiting),
 included), ``server_health{server, state}`` (1 for the server's current
 health state), ``server_weight{server}``, and the path's own counters
 ``path_events_total{event}`` (``stats()``: submitted, re_sent, ...), with
-``retry_budget_exhausted_total`` when the path has a retrier (stage 8).
+``retry_budget_exhausted_total`` and ``retry_decisions_total{reason}`` (the
+retrier's ``stats()["by_reason"]``) when the path has a retrier (stage 8).
 """
 
 from __future__ import annotations
@@ -57,19 +58,19 @@ _HEALTH_STATES = ("healthy", "degraded", "down", "recovering", "lost", "draining
 class PathCollector(Collector):
     """Reads the request path when scraped: queue depth, per-server load, health state and weight, the path's counters.
 
-    ``state`` is a zero-argument callable returning ``(path, health, backends)``
-    (the gateway's current objects).  O(S + R) per scrape for S servers and
+    ``state`` is a zero-argument callable returning ``(path, health, backends, retrier)``
+    (the gateway's current objects; ``retrier`` may be ``None``).  O(S + R) per scrape for S servers and
     R requests in flight (``path.in_flight()`` is a copy), never per request.
     """
 
-    def __init__(self, state: Callable[[], tuple[Any, Any, tuple[str, ...]]]) -> None:
+    def __init__(self, state: Callable[[], tuple[Any, Any, tuple[str, ...], Any]]) -> None:
         self._state = state
 
     def describe(self) -> list[Metric]:
         return []  # collected lazily: the registry must not call collect() at registration
 
     def collect(self) -> Iterator[Metric]:
-        path, health, servers = self._state()
+        path, health, servers, retrier = self._state()
         if path is None:
             return
         stats = path.stats()
@@ -104,6 +105,13 @@ class PathCollector(Collector):
             budget = CounterMetricFamily("lb_gateway_retry_budget_exhausted", "Retries refused because the retry budget was spent")
             budget.add_metric([], stats["retry_budget_exhausted"])
             yield budget
+        by_reason = retrier.stats().get("by_reason", {}) if retrier is not None else {}
+        if by_reason:
+            decisions = CounterMetricFamily("lb_gateway_retry_decisions", "The retrier's decisions after failed tries, by reason",
+                                            labels=["reason"])  # fmt: skip
+            for reason, n in sorted(by_reason.items()):
+                decisions.add_metric([reason], n)
+            yield decisions
 
 
 def _server_state(path: Any, health: Any, sid: str, router_stats: dict[str, Any]) -> str:
@@ -128,7 +136,7 @@ class GatewayMetrics:
     ``state`` is passed to :class:`PathCollector`.  Every method is O(1).
     """
 
-    def __init__(self, state: Callable[[], tuple[Any, Any, tuple[str, ...]]] | None = None) -> None:
+    def __init__(self, state: Callable[[], tuple[Any, Any, tuple[str, ...], Any]] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self.requests = Counter("lb_gateway_requests", "Requests answered by the gateway, by outcome and tier",

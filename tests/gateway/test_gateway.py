@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -506,3 +507,94 @@ def test_a_client_that_goes_away_while_queued_is_cancelled_and_frees_nothing_it_
         for s in stubs:
             s.release()
         assert [f.result(10).status_code for f in busy] == [200, 200]
+
+
+# -- TLS -------------------------------------------------------------------------------------------------------------
+
+
+def test_tls_termination_with_a_certificate_made_at_test_time(stubs: list[StubBackend], tmp_path: Any) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    chain, key = tmp_path / "gw.pem", tmp_path / "gw.key"
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    key.write_bytes(cert.private_key_pem.bytes())
+    with live(config_for(stubs, tls={"cert": str(chain), "key": str(key)})) as gw:
+        assert gw.url.startswith("https://")
+        trusted = ssl.create_default_context()
+        ca.configure_trust(trusted)
+        body = {"model": MODEL, "prompt": "over tls", "max_tokens": 2, "stream": True}
+        with httpx.stream("POST", gw.url + "/v1/completions", json=body, headers=AUTH, verify=trusted, timeout=10) as r:
+            assert r.status_code == 200
+            assert [line for line in r.iter_lines() if line][-1] == "data: [DONE]"
+        with pytest.raises(httpx.ConnectError):  # a client that does not trust the course's CA refuses the certificate
+            httpx.get(gw.url + "/health", verify=ssl.create_default_context(), timeout=5)
+        with pytest.raises(httpx.HTTPError):  # plain HTTP to the TLS port gets no HTTP answer
+            httpx.get(gw.url.replace("https://", "http://") + "/health", timeout=5)
+        assert httpx.get(gw.url + "/health", verify=trusted).json()["status"] == "ok"
+
+
+# -- a bounded fuzz run: malformed requests, then the gateway still serves ----------------------------------------------
+
+
+def _json_values() -> Any:
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=20)
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                        max_leaves=12)  # fmt: skip
+
+
+def test_a_fuzz_run_of_malformed_requests_gets_4xx_costs_no_server_time_and_leaves_the_gateway_serving(
+        stubs: list[StubBackend]) -> None:  # fmt: skip
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    fields = st.fixed_dictionaries({}, optional={
+        "model": st.sampled_from([MODEL, "other", ""]) | _json_values(),
+        "prompt": st.text(max_size=30) | _json_values(),
+        "messages": st.lists(st.fixed_dictionaries({}, optional={"role": st.text(max_size=5) | _json_values(),
+                                                                 "content": st.text(max_size=20) | _json_values()}), max_size=3)
+                    | _json_values(),
+        "max_tokens": st.integers(-5, 10_000) | _json_values(),
+        "stream": _json_values(),
+    })  # fmt: skip
+    bodies = st.one_of(st.binary(max_size=300), _json_values().map(lambda v: json.dumps(v).encode()),
+                       fields.map(lambda v: json.dumps(v).encode()))  # fmt: skip
+    routes = st.sampled_from(["/v1/completions", "/v1/chat/completions"])
+    raw_heads = st.binary(min_size=1, max_size=200)
+
+    cfg = config_for(stubs, timeouts={"header": 0.5, "body": 0.5, "idle": 5.0, "attempt": 10.0})
+    with live(cfg) as gw, httpx.Client(base_url=gw.url, headers=AUTH, timeout=10) as client:
+        seen: list[int] = []
+
+        @settings(max_examples=40, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+        @given(route=routes, body=bodies)
+        def malformed_body(route: str, body: bytes) -> None:
+            r = client.post(route, content=body, headers={"Content-Type": "application/json"})
+            seen.append(r.status_code)
+            if r.status_code == 200:  # the fuzzer wrote a well-formed request: it must be answered
+                return
+            assert r.status_code in (400, 404, 413), (r.status_code, body[:200])
+            assert r.json()["error"]["message"]
+
+        @settings(max_examples=10, deadline=None, database=None, derandomize=True)
+        @given(head=raw_heads)
+        def malformed_head(head: bytes) -> None:
+            with _raw(gw.url) as s:
+                s.sendall(head)
+                s.shutdown(socket.SHUT_WR)
+                answer = _read_all(s, limit=3.0)
+            assert answer == b"" or re.match(rb"HTTP/1\.[01] 4\d\d ", answer), answer[:200]
+
+        malformed_body()
+        malformed_head()
+        served = sum(s.served for s in stubs)
+        assert served == seen.count(200)  # only well-formed requests reached a server
+        for stream in (False, True):
+            assert completion(gw.url, stream=stream).status_code == 200
+        assert gw.read(lambda g: g.path.stats()["open"]) == 0
