@@ -57,6 +57,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from solution.core.validate import require_int
+from solution.gateway.procs import ManagedProcess, free_port
 
 __all__ = [
     "HAPROXY_INSTALL",
@@ -407,7 +408,7 @@ class HAProxy:
     :func:`haproxy_config` to a private temporary folder (with the stats
     socket beside it), validates it with ``haproxy -c``, and on
     :meth:`start` runs ``haproxy -f <cfg> -db`` (foreground: ``-db``
-    disables background mode) as a managed process, ready once
+    disables background mode) as a :class:`~solution.gateway.procs.ManagedProcess`, ready once
     :data:`READY_PATH` answers 200.  :meth:`stop` (or leaving the ``with``
     block) ends it and removes the folder.  ``port=None`` takes a free port.
 
@@ -432,7 +433,7 @@ class HAProxy:
         self.binary = _require_binary()
         self._dir = Path(tempfile.mkdtemp(prefix="lb-haproxy-"))
         try:
-            self.port = _free_port() if port is None else port
+            self.port = free_port() if port is None else require_int(port, "port", maximum=65535)
             self.socket_path = str(self._dir / "admin.sock")
             self.config_text = haproxy_config(backends, port=self.port, stats_socket=self.socket_path,
                                               maxconn_per_server=maxconn_per_server, **config)  # type: ignore[arg-type]
@@ -444,7 +445,7 @@ class HAProxy:
             raise
         self.servers = [sid for sid, _ in _backends(backends)]
         self.ready_timeout = ready_timeout
-        self._proc: _Process | None = None
+        self._proc: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -454,13 +455,21 @@ class HAProxy:
     def start(self) -> HAProxy:
         """Run HAProxy and wait until its frontend answers (at most ``ready_timeout`` s).
 
-        Raises RuntimeError (with HAProxy's stderr tail) if it exits or does not answer in time.
+        A :class:`~solution.gateway.procs.ManagedProcess` (own process group,
+        registered, stopped at exit even if the caller forgets).
+
+        Raises:
+            ProcessStartError (a RuntimeError, with HAProxy's output tail): it
+                exited or did not answer in time (it is stopped).
         """
         if self._proc is not None and self._proc.alive():
             raise RuntimeError("this HAProxy is already running; stop() it first")
+        if not self.config_path.is_file():
+            raise RuntimeError("this HAProxy was stopped and its folder removed; make a new HAProxy to start again")
         argv = [self.binary, "-f", str(self.config_path), "-db"]
-        self._proc = _Process(argv, name=f"haproxy:{self.port}", ready_url=self.url + READY_PATH,
-                              ready_timeout=self.ready_timeout).start()
+        self._proc = ManagedProcess(argv, name=f"haproxy on port {self.port}", ready_url=self.url + READY_PATH,
+                                    ready_timeout=self.ready_timeout, ports=(self.port,))
+        self._proc.start()
         return self
 
     def stop(self, grace: float = 3.0) -> None:
@@ -477,7 +486,11 @@ class HAProxy:
         return None if self._proc is None else self._proc.pid
 
     def __enter__(self) -> HAProxy:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # the folder too: __exit__ does not run when __enter__ fails
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -537,70 +550,3 @@ class HAProxy:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"HAProxy's servers did not reach the wanted state in {timeout} s: {states}")
             time.sleep(interval)
-
-
-# -- process management (until solution.gateway.procs is in) ------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Process:
-    """A child in its own session, stopped by SIGTERM to its group then SIGKILL."""
-
-    def __init__(self, argv: list[str], *, name: str, ready_url: str | None, ready_timeout: float) -> None:
-        self.argv, self.name, self.ready_url, self.ready_timeout = argv, name, ready_url, ready_timeout
-        self._popen: subprocess.Popen[bytes] | None = None
-        self._err = tempfile.TemporaryFile()
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._popen is None else self._popen.pid
-
-    def alive(self) -> bool:
-        return self._popen is not None and self._popen.poll() is None
-
-    def _tail(self) -> str:
-        self._err.seek(0)
-        return self._err.read()[-2000:].decode(errors="replace")
-
-    def start(self) -> _Process:
-        import urllib.request
-
-        self._popen = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=self._err, start_new_session=True)
-        deadline = time.monotonic() + self.ready_timeout
-        while self.ready_url:
-            if not self.alive():
-                raise RuntimeError(f"{self.name} exited with {self._popen.returncode} before it was ready:\n{self._tail()}")
-            try:
-                with urllib.request.urlopen(self.ready_url, timeout=1) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.name} did not answer {self.ready_url} within {self.ready_timeout} s:\n{self._tail()}")
-            time.sleep(0.02)
-        return self
-
-    def stop(self, grace: float = 3.0) -> None:
-        import signal
-
-        popen = self._popen
-        if popen is None or popen.poll() is not None:
-            return
-        try:
-            os.killpg(popen.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            popen.wait(5)
