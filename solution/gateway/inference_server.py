@@ -280,6 +280,9 @@ class Engine:
         if self._paused_at is not None:
             self._paused_total += self.clock() - self._paused_at
             self._paused_at = None
+            now = self.now()
+            self.catch_up(now)
+            self._admit(now)  # what arrived meanwhile
             self.wake()
 
     def wake(self) -> None:

@@ -20,6 +20,8 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from solution.gateway import procs
 from solution.gateway.faults import CRASH_EXIT_CODE, Fault, parse_fault
@@ -181,6 +183,59 @@ def test_a_stream_is_given_one_token_per_decode_iteration() -> None:
         engine._push_tokens(engine.now())
         readies.append(job.ready)
     assert readies[:29] == list(range(1, 30)) and readies[29:] == [30] * 11
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.floats(0.0, 2.0),  # model seconds before the operation
+        st.one_of(
+            st.tuples(st.just("submit"), st.integers(0, 400), st.integers(1, 60), st.booleans()),
+            st.tuples(st.just("cancel"), st.integers(0, 30)),
+            st.tuples(st.just("throttle"), st.sampled_from([1.0, 2.0, 0.5])),
+            st.tuples(st.just("pause"), st.booleans()),
+        ),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=_OPS, capacity=st.integers(1, 4), kv=st.integers(100, 600))
+def test_the_engine_keeps_its_limits_admits_fifo_and_finishes_every_request(ops: list[Any], capacity: int, kv: int) -> None:
+    engine, clock = _engine(capacity=capacity, kv=kv, scale=1.0)
+    jobs = []
+    for dt, op in ops:
+        clock.t += dt
+        engine.catch_up(engine.now())
+        if op[0] == "submit":
+            if engine.fits(op[1], op[2]):
+                jobs.append(engine.submit(op[1], op[2], stream=op[3]))
+            else:
+                with pytest.raises(ValueError):
+                    engine.submit(op[1], op[2], stream=op[3])
+        elif op[0] == "cancel" and jobs:
+            engine.cancel(jobs[op[1] % len(jobs)])
+        elif op[0] == "throttle":
+            engine.set_throttle(op[1])
+        elif op[0] == "pause":
+            engine.pause() if op[1] else engine.resume()
+        engine._push_tokens(engine.now())
+        running = list(engine.jobs.values())
+        assert engine.server.running == len(running) <= capacity
+        assert engine.kv_used == sum(j.need for j in running) <= kv
+        if engine.waiting and not engine.paused:  # work-conserving: the head waits only when it cannot fit
+            assert len(running) == capacity or engine.kv_used + engine.waiting[0].need > kv
+        assert all(j.ready <= j.max_tokens for j in jobs)
+    engine.resume()
+    clock.t += 10_000.0
+    engine.catch_up(engine.now())
+    assert not engine.jobs and not engine.waiting and engine.kv_used == 0 and engine.server.running == 0
+    admitted = [j for j in jobs if j.admitted is not None]
+    assert [j.admitted for j in admitted] == sorted(j.admitted for j in admitted)  # first come, first admitted
+    for job in jobs:
+        if not job.cancelled:
+            assert job.arrived <= job.admitted <= job.first_token <= job.finished  # type: ignore[operator]
+            assert job.ready == job.max_tokens
 
 
 # -- parsing (shared with the gateway) ---------------------------------------------------------------------------
@@ -466,11 +521,23 @@ def test_bad_faults_are_refused_before_and_by_the_server(fleet: procs.Fleet) -> 
     assert status == 400 and "factor" in answer["error"]["message"]
 
 
-def test_crash_exits_at_once_closes_the_port_and_a_restart_serves_again(wait_until) -> None:
+def test_crash_exits_at_once_breaks_open_streams_and_a_restart_serves_again(wait_until) -> None:
     with start_fleet([ServerSpec("c1", capacity=2, startup_seconds=0.0)]) as fleet:
         url, port = fleet.url("c1"), fleet.ports["c1"]
         first = fleet.procs["c1"]
-        fleet.fault("c1", "crash")
+
+        async def stream_through_a_crash() -> BaseException | None:
+            body = {"model": "course-model", "prompt": "w", "max_tokens": 20_000, "stream": True}
+            async with aiohttp.ClientSession() as session, session.post(url + "/v1/completions", json=body) as response:
+                await response.content.readline()  # the first token came
+                await asyncio.to_thread(fleet.fault, "c1", "crash")
+                try:
+                    await response.read()
+                except aiohttp.ClientError as error:
+                    return error
+                return None
+
+        assert isinstance(asyncio.run(stream_through_a_crash()), aiohttp.ClientError)  # the stream broke, never ended
         assert first.returncode == CRASH_EXIT_CODE and not procs.port_open(port)
         fleet.restart("c1")
         assert fleet.alive() == {"c1": True}
@@ -483,3 +550,21 @@ def test_startup_seconds_keep_health_at_503_while_the_process_serves(wait_until)
         url = fleet.url("late")
         assert _get(url + "/live")[0] == 200 and _get(url + "/health")[0] == 503
         wait_until(lambda: _get(url + "/health")[0] == 200, 10.0, "the start-up to end")
+
+
+def test_sigterm_stops_a_hung_server_with_open_requests_gracefully() -> None:
+    with start_fleet([ServerSpec("h1", capacity=2)]) as fleet:
+        url = fleet.url("h1")
+
+        async def hang_with_a_request_open() -> int | None:
+            async with aiohttp.ClientSession() as session:
+                body = {"model": "course-model", "prompt": "w", "max_tokens": 20_000, "stream": True}
+                async with session.post(url + "/v1/completions", json=body) as response:
+                    await response.content.readline()
+                    await asyncio.to_thread(fleet.fault, "h1", "hang")
+                    start = time.monotonic()
+                    code = await asyncio.to_thread(fleet.procs["h1"].stop, 5.0)
+                    assert time.monotonic() - start < 4.0
+                    return code
+
+        assert asyncio.run(hang_with_a_request_open()) == 0  # it left on SIGTERM: no SIGKILL needed
