@@ -230,3 +230,26 @@ def test_a_full_server_queues_requests_and_timeout_queue_answers_503(stubs: list
         results = future.result(20)
     assert sorted(r.status for r in results) == [200, 503, 503]
     assert all(r.server is None for r in results if r.status == 503)  # HAProxy answered, not the server
+
+
+# -- in front of the course's inference servers ------------------------------------------------------
+
+
+def test_haproxy_in_front_of_inference_servers_spreads_streams_and_drops_a_failing_server(fleet) -> None:  # type: ignore[no-untyped-def]
+    require_haproxy()
+    capacity = {"a100": 2, "h100": 4, "faulty": 4}
+    requests = [LoadRequest(0.005 * i, 20, 8) for i in range(30)]
+    with HAProxy(fleet.urls, maxconn_per_server=capacity, **FAST) as proxy:
+        proxy.wait_for(lambda st: all(s.op_state == "up" for s in st.values()), timeout=5)
+        results = run_replay(proxy.url, requests, max_requests=30, max_seconds=20)
+        assert all(r.ok and r.tokens == 8 for r in results), [r for r in results if not r.ok][:3]
+        assert set(Counter(r.server for r in results)) == set(capacity)  # each server took some
+        fleet.fault("faulty", "fail", fraction=1.0, health_fails=True)  # every answer 500, /health 503
+        try:
+            proxy.wait_for(lambda st: st["faulty"].op_state == "down", timeout=5)
+            after = run_replay(proxy.url, requests[:10], max_requests=10, max_seconds=20)
+        finally:
+            fleet.fault("faulty", "clear")
+        states = proxy.wait_for(lambda st: st["faulty"].op_state != "down", timeout=5)
+    assert all(r.ok and r.server != "faulty" for r in after)
+    assert states["faulty"].op_state == "starting"  # back in slow start
