@@ -15,8 +15,9 @@ one adds the backoff, the budget and what is retried.)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from solution.core.errors import InvalidPolicyError
 
@@ -175,6 +176,44 @@ class RetryPolicy:
         object.__setattr__(self, "per_try_timeout", timeout)
         object.__setattr__(self, "max_retry_after", retry_after)
         object.__setattr__(self, "retry_on", frozenset(entries))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RetryPolicy:
+        """A policy from a JSON-shaped mapping (a gateway's config): the fields by name, missing ones at their defaults.
+
+        ``budget`` may be a mapping of :class:`RetryBudget`'s fields, ``None``
+        (no budget) or a ``RetryBudget``; ``retry_on`` a list.  An unknown key
+        is a ``ValueError`` naming it (a typo must not silently fall back to a
+        default).  The inverse of :meth:`to_dict`.
+
+        >>> RetryPolicy.from_dict({"max_tries": 2, "budget": {"ratio": 0.1}}).budget
+        RetryBudget(ratio=0.1, min_retries=3)
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"RetryPolicy.from_dict needs a mapping, got {type(data).__name__}")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)}, key=str)
+        if unknown:
+            raise ValueError(f"RetryPolicy.from_dict: unknown key(s) {unknown}; the fields are {[f.name for f in fields(cls)]}")
+        kwargs = dict(data)
+        budget = kwargs.get("budget", RetryBudget())
+        if isinstance(budget, Mapping):
+            unknown = sorted(set(budget) - {"ratio", "min_retries"}, key=str)
+            if unknown:
+                raise ValueError(f"RetryPolicy.from_dict: unknown budget key(s) {unknown}; the fields are ['ratio', 'min_retries']")
+            kwargs["budget"] = RetryBudget(**budget)
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The policy as JSON-shaped data (``retry_on`` sorted, ``budget`` a dict or ``None``); :meth:`from_dict` reads it back."""
+        return {
+            "max_tries": self.max_tries,
+            "base": self.base,
+            "cap": self.cap,
+            "per_try_timeout": self.per_try_timeout,
+            "max_retry_after": self.max_retry_after,
+            "retry_on": sorted(self.retry_on),
+            "budget": None if self.budget is None else {"ratio": self.budget.ratio, "min_retries": self.budget.min_retries},
+        }
 
 
 @dataclass(frozen=True)

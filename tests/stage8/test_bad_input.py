@@ -236,3 +236,27 @@ def test_decide_without_streamed_is_refused(impl):
         r.decide("r2", 1, S503)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         r.decide("r2", 1, S503, False)  # type: ignore[misc]
+
+
+def test_a_policy_round_trips_through_json_shaped_data():
+    import json
+
+    for policy in (RetryPolicy(), RetryPolicy(max_tries=5, base=0.1, cap=3, per_try_timeout=2, retry_on={"5xx"}, budget=None),
+                   RetryPolicy(budget=RetryBudget(ratio=0.5, min_retries=0), max_retry_after=INF)):  # fmt: skip
+        assert RetryPolicy.from_dict(json.loads(json.dumps(policy.to_dict()))) == policy
+    assert RetryPolicy.from_dict({}) == RetryPolicy()
+    assert RetryPolicy.from_dict({"budget": None}).budget is None
+
+
+@pytest.mark.parametrize("data, kind", [
+    ({"max_try": 3}, ValueError),  # a typo is not silently a default
+    ({"budget": {"percent": 20}}, ValueError),
+    ({"budget": {"ratio": 2.0}}, ValueError),
+    ({"max_tries": "3"}, TypeError),
+    ({"retry_on": "5xx"}, TypeError),
+    ({"budget": 0.2}, TypeError),
+    ([("max_tries", 3)], TypeError),
+])  # fmt: skip
+def test_bad_policy_data(data, kind):
+    with pytest.raises(kind):
+        RetryPolicy.from_dict(data)
