@@ -1,0 +1,153 @@
+"""Stage 8's gateway overhead (issue 15): added latency per request and requests per second, against HAProxy, in one run.
+
+One inference server (``python -m solution.gateway.inference_server``, a
+near-zero time scale so the model's time does not hide the proxies' own,
+capacity 256) is called three ways from the same client (aiohttp, one
+keep-alive pool), in the same run:
+
+* **direct**: the server itself;
+* **gateway**: ``python -m solution.gateway`` (its own process, logging a
+  JSON line per request as in production) in front of it;
+* **haproxy**: Debian's HAProxy with the course's generated configuration
+  (``leastconn``, health checks, ``maxconn``) in front of it (skipped with a
+  note when HAProxy is not installed).
+
+Latency: ``--requests`` sequential non-streamed requests (one token) per
+target, in alternating batches so a busy machine slows all alike; the
+*added* latency is each proxy's p50 / p99 minus the direct call's.
+Throughput: ``--clients`` closed-loop clients for ``--seconds`` per target
+(requests per second, all answered 200), again alternated.  The client, the
+server and the proxy share this machine's cores, so the absolute figures
+are this machine's; the ratios (gateway / HAProxy) are the point.
+
+Usage: python benchmarks/bench_gateway.py [--requests 600] [--clients 32] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiohttp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from solution.gateway.procs import ManagedProcess, ServerSpec, free_port, start_fleet  # noqa: E402
+
+KEY = "sk-bench"
+BODY = {"model": "course-model", "prompt": "hello there", "max_tokens": 1}
+
+
+async def _latencies(session: aiohttp.ClientSession, urls: dict[str, str], n: int, batch: int = 50) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {name: [] for name in urls}
+    headers = {"Authorization": f"Bearer {KEY}"}
+    for name, url in urls.items():  # warm the pools and the servers
+        for _ in range(20):
+            async with session.post(url + "/v1/completions", json=BODY, headers=headers) as r:
+                assert r.status == 200, (name, r.status, await r.text())
+                await r.read()
+    done = 0
+    while done < n:
+        for name, url in urls.items():
+            for _ in range(min(batch, n - done)):
+                t = time.perf_counter()
+                async with session.post(url + "/v1/completions", json=BODY, headers=headers) as r:
+                    await r.read()
+                    assert r.status == 200, (name, r.status)
+                out[name].append(time.perf_counter() - t)
+        done += batch
+    return out
+
+
+async def _throughput(session: aiohttp.ClientSession, url: str, clients: int, seconds: float) -> tuple[float, int]:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    ok = errors = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal ok, errors
+        while time.perf_counter() < stop:
+            async with session.post(url + "/v1/completions", json=BODY, headers=headers) as r:
+                await r.read()
+                if r.status == 200:
+                    ok += 1
+                else:
+                    errors += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return ok / (time.perf_counter() - start), errors
+
+
+async def _measure(urls: dict[str, str], args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        lat = await _latencies(session, urls, args.requests)
+        rates: dict[str, list[float]] = {name: [] for name in urls}
+        for _ in range(args.rounds):
+            for name, url in urls.items():
+                rate, errors = await _throughput(session, url, args.clients, args.seconds)
+                if errors:
+                    raise SystemExit(f"{name}: {errors} requests failed during the throughput run")
+                rates[name].append(rate)
+    return lat, rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=600)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    from solution.gateway import haproxy as hx
+
+    with start_fleet([ServerSpec("s1", capacity=256, time_scale=1e-6)]) as fleet, tempfile.TemporaryDirectory() as tmp:
+        backend = fleet.url("s1")
+        config = {"backends": [{"server_id": "s1", "url": backend, "capacity": 256}], "keys": {KEY: {"tenant": "bench"}},
+                  "queue": {"max_depth": 4096, "max_wait": 30.0}, "health": {"interval": 1.0, "timeout": 0.5}}  # fmt: skip
+        path = Path(tmp) / "gw.json"
+        path.write_text(json.dumps(config))
+        port = free_port()
+        argv = [sys.executable, "-m", "solution.gateway", "--config", str(path), "--port", str(port)]
+        urls = {"direct": backend}
+        with ManagedProcess(argv, name="gateway", ready_url=f"http://127.0.0.1:{port}/health", ports=(port,)):
+            urls["gateway"] = f"http://127.0.0.1:{port}"
+            proxy = None
+            if hx.haproxy_binary() is not None:
+                proxy = hx.HAProxy({"s1": backend}, maxconn_per_server=256).start()
+                urls["haproxy"] = proxy.url
+            else:
+                print(f"(HAProxy not installed: {hx.HAPROXY_INSTALL}; its column is left out)")
+            try:
+                lat, rates = asyncio.run(_measure(urls, args))
+            finally:
+                if proxy is not None:
+                    proxy.stop()
+    base50, base99 = (float(np.percentile(lat["direct"], q)) for q in (50, 99))
+    print(f"{args.requests} sequential requests each (1 token, non-streamed); {args.clients} clients x {args.seconds:g} s x "
+          f"{args.rounds} rounds for throughput; medians of rounds")  # fmt: skip
+    print(f"{'target':10} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10} {'req/s':>8}")
+    added: dict[str, tuple[float, float]] = {}
+    for name, xs in lat.items():
+        p50, p99 = (float(np.percentile(xs, q)) for q in (50, 99))
+        added[name] = (p50 - base50, p99 - base99)
+        rate = statistics.median(rates[name])
+        extra = "" if name == "direct" else f"{1e3 * added[name][0]:10.2f} {1e3 * added[name][1]:10.2f}"
+        print(f"{name:10} {1e3 * p50:8.2f} {1e3 * p99:8.2f} {extra:>21} {rate:8.0f}")
+    if "haproxy" in lat:
+        g, h = added["gateway"], added["haproxy"]
+        rg, rh = statistics.median(rates["gateway"]), statistics.median(rates["haproxy"])
+        print(f"gateway / haproxy: added p50 x{g[0] / h[0]:.1f}, added p99 x{g[1] / max(h[1], 1e-9):.1f}, "
+              f"requests/s x{rg / rh:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
