@@ -1,28 +1,31 @@
 """The faults an inference server can be told to play (``POST /admin/fault``): stage 4's faults, for real.
 
-=============  =========================================================  ====================================
-kind           what the server does                                       parameters
-=============  =========================================================  ====================================
-``crash``      the process exits at once (code 70); open connections      none
-               are reset, new ones refused
-``hang``       accepts connections, answers nothing (``/health`` and      none
-               ``/live`` too); its model time stands still until
-               ``clear``, then everything resumes where it was
-``slow``       runs ``factor`` times slower from now on (a throttled      ``factor`` > 0 (default 3.0)
-               GPU, a noisy neighbour); running requests slow at once
-``fail``       answers ``fraction`` of new requests 500 at once;          ``fraction`` in [0, 1];
-               ``/health`` stays 200 (a gray failure only passive         ``health_fails`` bool (default false)
-               checks see) unless ``health_fails``
-``slow_start`` ``/health`` answers 503 and requests 503 with              ``seconds`` > 0 (real seconds)
-               ``Retry-After`` for ``seconds`` (loading weights)
-``clear``      back to normal: no slowdown, no failures, no hang,         none
-               no slow start
-=============  =========================================================  ====================================
+* ``crash``: the process exits at once (code 70); open connections are
+  reset, new ones refused.  No parameters.
+* ``hang``: accepts connections, answers nothing (``/health`` and
+  ``/live`` too); its model time stands still until ``clear``, then
+  everything resumes where it was.  No parameters.
+* ``slow``: runs ``factor`` times slower from now on (a throttled GPU, a
+  noisy neighbour); running requests slow down at once.  ``factor`` > 0
+  (default 3.0).
+* ``fail``: answers ``fraction`` of new requests 500 at once; ``/health``
+  stays 200 (a gray failure only passive checks see) unless
+  ``health_fails``.  ``fraction`` in [0, 1] (required), ``health_fails``
+  (default false).
+* ``slow_start``: ``/health`` answers 503, and requests 503 with
+  ``Retry-After``, for ``seconds`` (loading weights; > 0, required); then,
+  with ``warmup_seconds`` > 0 (default 0), the server runs at
+  ``warmup_speed`` of its full speed (default 0.4), ramping to full speed
+  in ``warmup_steps`` equal steps (default 4): stage 4's
+  :class:`~solution.sim.healthsim.ColdStart` (CUDA graphs being captured,
+  a cold prefix cache).
+* ``clear``: back to normal: no slowdown, no failures, no hang, no slow
+  start or warm-up.  No parameters.
 
 ``slow`` and ``fail`` combine (a gray failure: slow and failing, probes
 fine); a new ``slow`` replaces the factor, a new ``fail`` the fraction.
-``seconds`` are real (wall-clock) seconds, not model seconds: probes and
-timeouts run in real time.
+``seconds`` and ``warmup_seconds`` are real (wall-clock) seconds, not
+model seconds: probes and timeouts run in real time.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ _PARAMS: dict[str, frozenset[str]] = {
     "hang": frozenset(),
     "slow": frozenset({"factor"}),
     "fail": frozenset({"fraction", "health_fails"}),
-    "slow_start": frozenset({"seconds"}),
+    "slow_start": frozenset({"seconds", "warmup_seconds", "warmup_speed", "warmup_steps"}),
     "clear": frozenset(),
 }
 
@@ -58,6 +61,9 @@ class Fault:
     fraction: float = 0.0
     health_fails: bool = False
     seconds: float = 0.0
+    warmup_seconds: float = 0.0
+    warmup_speed: float = 0.4
+    warmup_steps: int = 4
 
     def to_dict(self) -> dict[str, object]:
         """The JSON body that asks a server for this fault (only the fields its kind uses)."""
@@ -114,5 +120,14 @@ def parse_fault(payload: object) -> Fault:
         seconds = _number(payload, "seconds", None)
         if seconds <= 0:
             raise ValueError(f"seconds must be > 0 (real seconds of 503 on /health), got {seconds}")
-        return Fault(kind, seconds=seconds)
+        warmup_seconds = _number(payload, "warmup_seconds", 0.0)
+        warmup_speed = _number(payload, "warmup_speed", 0.4)
+        steps = payload.get("warmup_steps", 4)
+        if warmup_seconds < 0:
+            raise ValueError(f"warmup_seconds must be >= 0 (real seconds of warm-up after the start), got {warmup_seconds}")
+        if not 0 < warmup_speed <= 1:
+            raise ValueError(f"warmup_speed is a fraction of full speed in (0, 1], got {warmup_speed}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps < 4096:
+            raise ValueError(f"warmup_steps must be an int in [1, 4095], got {steps!r}")
+        return Fault(kind, seconds=seconds, warmup_seconds=warmup_seconds, warmup_speed=warmup_speed, warmup_steps=steps)
     return Fault(kind)

@@ -93,6 +93,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from solution.core.latency import LatencyModel
 from solution.gateway.faults import CRASH_EXIT_CODE, Fault, parse_fault
 from solution.sim.gpus import GPU_PRESETS, MODEL_PRESETS, GpuSpec, ModelSpec
+from solution.sim.healthsim import ColdStart
 from solution.sim.kvcache import kv_capacity_tokens
 from solution.sim.server import Server
 
@@ -161,6 +162,7 @@ class ServerConfig:
     startup_seconds: float = 0.0
     stream_interval: float = 0.005
     gpu: str = ""
+    warmup: ColdStart | None = None  # a warm-up after the start (its seconds are real seconds here)
 
     def __post_init__(self) -> None:
         if not isinstance(self.server_id, str) or not self.server_id:
@@ -171,6 +173,8 @@ class ServerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.warmup is not None and not isinstance(self.warmup, ColdStart):
+            raise TypeError(f"warmup must be a ColdStart or None, got {type(self.warmup).__name__}")
         for name, minimum in (("time_scale", 0.0), ("stream_interval", 0.0), ("startup_seconds", -1.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -343,6 +347,13 @@ class Engine:
         now = self.now()
         self.catch_up(now)
         self.server.set_factors(now, throttle=1.0 / factor)
+        self.wake()
+
+    def set_warm(self, speed: float) -> None:
+        """Run at ``speed`` (a fraction, 1: warm) of full speed from now on (a warm-up step); combines with the throttle."""
+        now = self.now()
+        self.catch_up(now)
+        self.server.set_factors(now, warm=speed)
         self.wake()
 
     # -- the model --
@@ -570,13 +581,12 @@ class _State:
         self.throttle_factor = 1.0
         self.fail_fraction = 0.0
         self.health_fails = False
-        self.hung = asyncio.Event()
+        self.warming: asyncio.Task[None] | None = None
         self.unhung = asyncio.Event()
         self.unhung.set()
         self.rng = random.Random(config.seed)
         self.created = int(time.time())
         registry = self.registry = CollectorRegistry()
-        labels = {"server_id": config.server_id}
 
         def gauge(name: str, doc: str, fn: Callable[[], float]) -> None:
             Gauge(name, doc, registry=registry).set_function(fn)
@@ -587,14 +597,37 @@ class _State:
         gauge("inference_kv_tokens_limit", "KV-cache tokens the GPU holds", lambda: config.kv_limit_tokens)
         gauge("inference_batch_capacity", "Most sequences in one batch", lambda: config.capacity)
         gauge("inference_time_scale", "Wall seconds per model second", lambda: config.time_scale)
+        gauge("inference_speed_factor", "Speed as a fraction of full speed (slow fault, warm-up)", lambda: engine.server.speed)
         self.requests = Counter("inference_requests", "Requests answered, by HTTP status", ["status"], registry=registry)
         self.prompt_tokens = Counter("inference_prompt_tokens", "Prompt tokens of finished requests", registry=registry)
         self.generated = Counter("inference_generation_tokens", "Tokens generated", registry=registry)
-        self.info = labels
+        if config.warmup is not None:
+            self.start_warmup(config.startup_seconds, config.warmup)
 
     def starting_for(self) -> float:
         """Real seconds until ready (0 when ready)."""
         return max(0.0, self.ready_at - time.monotonic())
+
+    def start_warmup(self, delay: float, cold: ColdStart) -> None:
+        """Run slowly from now (``cold.speed``), and ramp up in ``cold.steps`` steps from ``delay`` real seconds on."""
+        self.stop_warmup()
+        self.engine.set_warm(cold.speed_at(0))
+        self.warming = asyncio.get_running_loop().create_task(self._warm(delay, cold))
+
+    def stop_warmup(self) -> None:
+        if self.warming is not None:
+            self.warming.cancel()
+            self.warming = None
+        if self.engine.server.warm != 1.0:
+            self.engine.set_warm(1.0)
+
+    async def _warm(self, delay: float, cold: ColdStart) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time() + delay  # the warm-up starts when the server is ready
+        for step, at in enumerate(cold.step_times(), start=1):
+            await asyncio.sleep(max(0.0, start + at - loop.time()))
+            self.engine.set_warm(cold.speed_at(step))
+        self.warming = None
 
     def apply(self, fault: Fault) -> None:
         if fault.kind == "hang":
@@ -608,10 +641,13 @@ class _State:
             self.health_fails = fault.health_fails
         elif fault.kind == "slow_start":
             self.ready_at = time.monotonic() + fault.seconds
+            if fault.warmup_seconds > 0:
+                self.start_warmup(fault.seconds, ColdStart(fault.warmup_seconds, fault.warmup_speed, fault.warmup_steps))
         elif fault.kind == "clear":
             self.fail_fraction = 0.0
             self.health_fails = False
             self.ready_at = time.monotonic()
+            self.stop_warmup()
             if self.throttle_factor != 1.0:
                 self.throttle_factor = 1.0
                 self.engine.set_throttle(1.0)
@@ -835,6 +871,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-scale", type=float, default=0.02, help="wall seconds per model second")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--startup-seconds", type=float, default=0.0, help="real seconds of 503 on /health at start")
+    parser.add_argument("--warmup-seconds", type=float, default=0.0,
+                        help="real seconds of warm-up after the start (stage 4's ColdStart; 0: none)")
+    parser.add_argument("--warmup-speed", type=float, default=0.4, help="speed at the start of the warm-up (fraction)")
+    parser.add_argument("--warmup-steps", type=int, default=4, help="equal steps of the warm-up's ramp")
     parser.add_argument("--stream-interval", type=float, default=0.005, help="real seconds between stream pushes (min)")
     args = parser.parse_args(argv)
     try:
@@ -842,6 +882,7 @@ def main(argv: list[str] | None = None) -> None:
             args.server_id, gpu=args.gpu, model=args.model, capacity=args.capacity, kv_limit_tokens=args.kv_limit_tokens,
             time_scale=args.time_scale, model_id=args.model_id, seed=args.seed, startup_seconds=args.startup_seconds,
             stream_interval=args.stream_interval,
+            warmup=ColdStart(args.warmup_seconds, args.warmup_speed, args.warmup_steps) if args.warmup_seconds > 0 else None,
         )  # fmt: skip
     except (TypeError, ValueError) as error:
         parser.error(str(error))

@@ -361,7 +361,11 @@ class ServerSpec:
     :data:`~solution.sim.gpus.MODEL_PRESETS`; case does not matter);
     ``capacity`` (the batch limit) and ``kv_limit_tokens`` default to what
     the GPU holds; ``time_scale`` is real seconds per model second;
-    ``startup_seconds`` are *real* seconds during which ``/health`` answers 503.
+    ``startup_seconds`` are *real* seconds during which ``/health`` answers 503;
+    with ``warmup_seconds`` > 0 the server then warms up (stage 4's
+    :class:`~solution.sim.healthsim.ColdStart`): it starts at
+    ``warmup_speed`` of full speed and ramps to 1 in ``warmup_steps`` steps
+    over ``warmup_seconds`` real seconds.
 
     Raises:
         TypeError / ValueError: a bad id, a capacity or KV limit that is not an
@@ -378,6 +382,9 @@ class ServerSpec:
     startup_seconds: float = 0.0
     kv_limit_tokens: int | None = None
     model_id: str = "course-model"
+    warmup_seconds: float = 0.0
+    warmup_speed: float = 0.4
+    warmup_steps: int = 4
 
     def __post_init__(self) -> None:
         require_id(self.server_id, "server_id")
@@ -389,12 +396,15 @@ class ServerSpec:
         if self.kv_limit_tokens is not None:
             require_int(self.kv_limit_tokens, "kv_limit_tokens")
         require_int(self.seed, "seed", minimum=0)
-        for name, strict in (("time_scale", True), ("startup_seconds", False)):
+        require_int(self.warmup_steps, "warmup_steps", maximum=4095)
+        for name, strict in (("time_scale", True), ("startup_seconds", False), ("warmup_seconds", False), ("warmup_speed", True)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a number, got {type(value).__name__}")
             if not math.isfinite(value) or value < 0 or (strict and value == 0):
                 raise ValueError(f"{name} must be a finite number {'> 0' if strict else '>= 0'}, got {value}")
+        if self.warmup_speed > 1:
+            raise ValueError(f"warmup_speed is a fraction of full speed in (0, 1], got {self.warmup_speed}")
 
     def argv(self, port: int) -> list[str]:
         """The command line that starts this server on ``port`` (this interpreter, ``-m``)."""
@@ -408,6 +418,9 @@ class ServerSpec:
             argv += ["--capacity", str(self.capacity)]
         if self.kv_limit_tokens is not None:
             argv += ["--kv-limit-tokens", str(self.kv_limit_tokens)]
+        if self.warmup_seconds > 0:
+            argv += ["--warmup-seconds", repr(float(self.warmup_seconds)), "--warmup-speed", repr(float(self.warmup_speed)),
+                     "--warmup-steps", str(self.warmup_steps)]  # fmt: skip
         return argv
 
 

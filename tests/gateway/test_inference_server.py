@@ -145,7 +145,8 @@ def test_a_throttle_slows_the_running_request_from_that_instant() -> None:
     job = engine.submit(0, 101, stream=False)
     half = 50 * A100.decode_step(1)
     _run_until(engine, clock, half)
-    engine.set_throttle(4.0)
+    engine.set_throttle(2.0)
+    engine.set_warm(0.5)  # a warm-up step combines with the throttle: 4 times slower
     _run_until(engine, clock, 100.0)
     assert job.finished == pytest.approx(half + 4 * half, rel=1e-9)
 
@@ -301,6 +302,9 @@ def test_config_and_presets_refuse_bad_values() -> None:
         ({"kind": "fail", "fraction": 1.5}, "fraction"),
         ({"kind": "fail", "fraction": 0.5, "health_fails": 1}, "health_fails"),
         ({"kind": "slow_start", "seconds": -1}, "seconds"),
+        ({"kind": "slow_start", "seconds": 1, "warmup_speed": 1.5}, "warmup_speed"),
+        ({"kind": "slow_start", "seconds": 1, "warmup_steps": 0}, "warmup_steps"),
+        ({"kind": "slow_start", "seconds": 1, "warmup_seconds": -2}, "warmup_seconds"),
         ({"kind": "crash", "factor": 2}, "takes no parameter factor"),
     ],
 )
@@ -311,6 +315,7 @@ def test_parse_fault_refuses_bad_faults(payload: dict[str, object], error: str) 
 
 def test_parse_fault_round_trips() -> None:
     for fault in (Fault("slow", factor=2.0), Fault("fail", fraction=0.25, health_fails=True), Fault("slow_start", seconds=3.0),
+                  Fault("slow_start", seconds=1.0, warmup_seconds=2.0, warmup_speed=0.5, warmup_steps=3),
                   Fault("hang"), Fault("clear"), Fault("crash")):  # fmt: skip
         assert parse_fault(fault.to_dict()) == fault
     with pytest.raises(TypeError):
@@ -501,15 +506,21 @@ def test_hang_answers_nothing_until_cleared_then_resumes(fleet: procs.Fleet) -> 
     assert _get(url + "/health")[0] == 200
 
 
-def test_slow_start_answers_503_with_retry_after_then_serves(fleet: procs.Fleet, wait_until) -> None:
+def _speed(url: str) -> float:
+    lines = [line for line in _get(url + "/metrics")[1].splitlines() if line.startswith("inference_speed_factor ")]
+    return float(lines[0].split()[1])
+
+
+def test_slow_start_answers_503_with_retry_after_then_warms_up(fleet: procs.Fleet, wait_until) -> None:
     url = fleet.url("faulty")
-    fleet.fault("faulty", "slow_start", seconds=1.0)
+    fleet.fault("faulty", "slow_start", seconds=1.0, warmup_seconds=0.4, warmup_speed=0.5, warmup_steps=2)
     status, body = _get(url + "/health")
-    assert status == 503 and json.loads(body)["status"] == "starting"
+    assert status == 503 and json.loads(body)["status"] == "starting" and _speed(url) == 0.5
     code, answer, headers = _post(url + "/v1/completions", {"model": "course-model", "prompt": "x", "max_tokens": 1})
     assert code == 503 and int(headers["Retry-After"]) >= 1
     wait_until(lambda: _get(url + "/health")[0] == 200, 10.0, "the slow start to end")
     _completion(url, 1, 1)
+    wait_until(lambda: _speed(url) == 1.0, 10.0, "the warm-up to reach full speed")
 
 
 def test_bad_faults_are_refused_before_and_by_the_server(fleet: procs.Fleet) -> None:
@@ -545,11 +556,17 @@ def test_crash_exits_at_once_breaks_open_streams_and_a_restart_serves_again(wait
     assert not procs.port_open(port)
 
 
-def test_startup_seconds_keep_health_at_503_while_the_process_serves(wait_until) -> None:
-    with start_fleet([ServerSpec("late", startup_seconds=0.8)]) as fleet:
+def test_startup_seconds_keep_health_at_503_while_the_process_serves_then_it_warms_up(wait_until) -> None:
+    spec = ServerSpec("late", startup_seconds=0.8, warmup_seconds=0.3, warmup_speed=0.25, warmup_steps=1)
+    with start_fleet([spec]) as fleet:
         url = fleet.url("late")
-        assert _get(url + "/live")[0] == 200 and _get(url + "/health")[0] == 503
+        assert _get(url + "/live")[0] == 200 and _get(url + "/health")[0] == 503 and _speed(url) == 0.25
         wait_until(lambda: _get(url + "/health")[0] == 200, 10.0, "the start-up to end")
+        wait_until(lambda: _speed(url) == 1.0, 10.0, "the warm-up to end")
+        fleet.fault("late", "slow", factor=4)
+        assert _speed(url) == 0.25
+        fleet.fault("late", "clear")
+        assert _speed(url) == 1.0
 
 
 def test_sigterm_stops_a_hung_server_with_open_requests_gracefully() -> None:

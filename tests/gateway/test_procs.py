@@ -136,6 +136,8 @@ def test_managed_process_refuses_bad_arguments(kwargs: dict[str, object], error:
         ({"server_id": "s", "time_scale": "fast"}, TypeError),
         ({"server_id": "s", "startup_seconds": -1}, ValueError),
         ({"server_id": "s", "seed": True}, TypeError),
+        ({"server_id": "s", "warmup_speed": 1.5}, ValueError),
+        ({"server_id": "s", "warmup_steps": 0}, ValueError),
     ],
 )
 def test_server_spec_refuses_bad_values(kwargs: dict[str, object], error: type[Exception]) -> None:
