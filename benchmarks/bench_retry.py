@@ -58,7 +58,7 @@ class ScanRetrier(Retrier):
         if reason != "retry":
             return RetryDecision(False, 0.0, reason)
         self._retrying[request_id] = True
-        return RetryDecision(True, max(full_jitter(tries, policy, self._rng), failure.retry_after or 0.0), "retry")
+        return RetryDecision(True, (failure.retry_after or 0.0) + full_jitter(tries, policy, self._rng), "retry")
 
     @property
     def retries_in_flight(self) -> int:

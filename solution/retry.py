@@ -47,15 +47,15 @@ What is retried, in this order (the reason strings are part of the API)
    ``policy.max_retry_after``: holding the request that long in the gateway
    helps nobody; the client gets the 429/503 with its header and decides.
 5. ``"budget"``: the retry budget is spent (below).
-6. Otherwise ``"retry"``, with ``delay = max(full_jitter(tries), retry_after or 0)``:
-   never earlier than the server asked (``Retry-After``, RFC 9110 section 10.2.3).
+6. Otherwise ``"retry"``, after ``delay = (retry_after or 0) + full_jitter(tries)``.
 
-Taking the larger of the two (not their sum) keeps the backoff as short as
-both allow.  The price: requests refused together with the same
-``Retry-After`` longer than ``cap`` all come back at exactly that moment, a
-small wave; stage 2's clients add the jitter on top of ``Retry-After``
-instead, and Envoy's rate-limited back-off waits uniformly in ``[ra, 1.5 ra]``.
-Here the budget bounds such a wave to ``max(min_retries, ratio * active)`` requests.
+With a ``Retry-After`` the wait is never earlier than the server asked (RFC
+9110 section 10.2.3) and the jitter is spread *above* it: requests refused
+together get the same header, and waiting exactly ``Retry-After`` (or
+``max(jitter, Retry-After)``, the same thing once the header exceeds the
+jitter's bound) would bring them all back in the same instant, the retry
+wave stage 2 showed.  Stage 2's clients add the jitter the same way; Envoy's
+rate-limited back-off waits uniformly in ``[ra, 1.5 ra)`` above the header.
 
 A ``"retry"`` marks the request as a *retry in flight* (waiting out its delay,
 or its next attempt running) until its next :meth:`~Retrier.decide` or its
@@ -208,7 +208,7 @@ class Retrier:
         the rules in order (``"streamed"``, ``"not_retryable"``, ``"max_tries"``,
         ``"retry_after_too_long"``, ``"budget"``, else ``"retry"``).  A
         ``"retry"`` marks it a retry in flight again; its delay is
-        ``max(full_jitter(tries, policy, rng), failure.retry_after or 0)``.
+        ``(failure.retry_after or 0) + full_jitter(tries, policy, rng)``.
 
         Args:
             request_id: an active request (begun, not ended).
@@ -248,7 +248,7 @@ class Retrier:
             return RetryDecision(False, 0.0, reason)
         self._retrying[request_id] = True
         self._in_flight += 1
-        delay = max(full_jitter(tries, policy, self._rng), failure.retry_after or 0.0)
+        delay = (failure.retry_after or 0.0) + full_jitter(tries, policy, self._rng)
         return RetryDecision(True, delay, "retry")
         # [stage8 exercise] END SOLUTION
 
