@@ -81,6 +81,17 @@ EXPECTED: dict[str, tuple[int | None, dict[str, tuple[str, ...]]]] = {
         "preemption of batch requests": ("preempt",),
         "SLA-based routing to the lowest latency": ("sla", "lowest predicted"),
     }),
+    "07_drain_and_rollouts.py": (6, {
+        "remove_server already stops new traffic and waits for in-flight requests": ("remove_server",),
+        "drain one at a time or in small batches, each fully drained": ("one at a time", "small batch"),
+        "a drain timeout": ("drain timeout", "drain_timeout"),
+        "force the rest off, with retry / error handling": ("re-sent", "retry", "force"),
+        "pre-warm the replacement before draining": ("pre-warm", "prewarm"),
+        "coordinate with an orchestrator (Kubernetes, Nomad)": ("kubernetes",),
+        "Nomad": ("nomad",),
+        "canary: a small share of traffic first, monitored for errors": ("canary",),
+        "roll back when the canary is worse": ("rollback", "roll back", "rolled back"),
+    }),
 }
 
 
