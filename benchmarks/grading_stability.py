@@ -8,7 +8,8 @@ Two figures, each with another process burning a core the whole time:
    two choices takes the more loaded server; stage 4: the ejection cap one
    server short; stage 5: soft affinity leaves a server exactly at the
    slack, ``<`` for ``<=``; stage 6: the newest preemption victim skipped
-   for the next one).  Every run must give every case
+   for the next one; stage 7: the Mann-Whitney variance without the tie
+   correction).  Every run must give every case
    the same verdict; the script prints the number of distinct verdict
    vectors per variant (1 is the goal), the score range and the time per run.
 2. **The cost rules, M runs** (default 50) in this process: the reference must
@@ -21,7 +22,8 @@ Two figures, each with another process burning a core the whole time:
    router that lists every eligible server per decision; stage 6: a limiter
    that walks every tenant of the request's tier on each admission once the run has started, a
    tier routing that lists every eligible server per decision, a preemptor
-   that lists every running request per victim).  It prints the growth
+   that lists every running request per victim; stage 7: a canary split that
+   lists the new version's servers per decision).  It prints the growth
    factors' range for each.
 
 Usage::
@@ -48,7 +50,7 @@ from solution.checks import cost  # noqa: E402
 from solution.checks.cost import COST_CASES, LIMIT, measure, verdict  # noqa: E402
 from solution.grading.grader import grade  # noqa: E402
 
-MODULES = ("balancer", "request_queue", "strategies", "health", "affinity", "tiers")
+MODULES = ("balancer", "request_queue", "strategies", "health", "affinity", "tiers", "deploy")
 
 #: (module, text to replace in the reference, replacement): one deliberate bug per stage (stage 1 needs two edits).
 BUGS = (
@@ -64,6 +66,7 @@ BUGS = (
     ("tiers", "            if queue_class < row.queue_class and usable(server_id):\n                return rid, server_id\n",
      "            if queue_class < row.queue_class and usable(server_id) and rid != next(reversed(self._candidates)):\n"
      "                return rid, server_id\n"),
+    ("deploy", "ties += t**3 - t", "ties += 0"),
 )
 
 
@@ -230,6 +233,20 @@ class _ScanTiers:
         self.RateLimiter, self.TierRouting, self.Preemptor = RateLimiter, TierRouting, Preemptor
 
 
+class _ScanDeploy:
+    """Stage 7 with O(S) decisions: a canary split that lists the new version's servers on every decision."""
+
+    def __init__(self, module: object) -> None:
+        split_base = module.CanarySplit  # type: ignore[attr-defined]
+
+        class CanarySplit(split_base):  # type: ignore[misc, valid-type]
+            def choose(self, request):  # noqa: ANN001, ANN202
+                [s for s in self.router.routable_servers() if s.version == self.new_version]
+                return super().choose(request)
+
+        self.CanarySplit = CanarySplit
+
+
 class _ScanBalancer:
     """Stage 1 with a C-level O(S) scan: ``min`` over every server's key."""
 
@@ -263,6 +280,7 @@ class _ScanBalancer:
 def cost_rules(runs: int, stages: list[int] | None = None) -> None:
     import solution.affinity
     import solution.balancer
+    import solution.deploy
     import solution.health
     import solution.request_queue
     import solution.strategies
@@ -276,6 +294,7 @@ def cost_rules(runs: int, stages: list[int] | None = None) -> None:
         4: (solution.health, _ScanHealth(solution.health)),
         5: (solution.affinity, _ScanAffinity(solution.affinity)),
         6: (solution.tiers, _ScanTiers(solution.tiers)),
+        7: (solution.deploy, _ScanDeploy(solution.deploy)),
     }
     for stage, name, rule in COST_CASES:
         if stages and stage not in stages:
