@@ -296,7 +296,11 @@ class LoadSummary:
     """Figures of one replay (seconds; rates per second of the replay's span).
 
     ``span``: from the first intended send to the last answer's end;
-    ``throughput``: complete 200 answers per second of ``span``;
+    ``offered``: requests sent per second of the arrival window (first to
+    last intended send; NaN with fewer than two);
+    ``throughput``: complete 200 answers per second of ``span`` (it
+    includes the tail after the last arrival, so with few requests it is
+    below ``offered`` even when nothing fails);
     ``tokens_per_second``: tokens received per second of ``span``;
     percentiles over complete 200 answers (NaN when there are none);
     ``errors``: results by error kind, ``statuses``: non-200 statuses seen.
@@ -305,6 +309,7 @@ class LoadSummary:
     sent: int
     ok: int
     span: float
+    offered: float
     throughput: float
     tokens_per_second: float
     ttft_p50: float
@@ -318,7 +323,8 @@ class LoadSummary:
         """One printable line (latencies in ms)."""
         ms = lambda v: "nan" if math.isnan(v) else f"{v * 1000:.0f}"  # noqa: E731
         errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
-        return (f"{label + ': ' if label else ''}{self.ok}/{self.sent} ok, {self.throughput:.1f} req/s, "
+        return (f"{label + ': ' if label else ''}{self.ok}/{self.sent} ok, {self.throughput:.1f} req/s "
+                f"(offered {self.offered:.1f}), "
                 f"{self.tokens_per_second:.0f} tok/s, TTFT p50/p99 {ms(self.ttft_p50)}/{ms(self.ttft_p99)} ms, "
                 f"e2e p50/p99 {ms(self.e2e_p50)}/{ms(self.e2e_p99)} ms, errors: {errors}")  # fmt: skip
 
@@ -332,10 +338,12 @@ def summarize(results: Sequence[LoadResult]) -> LoadSummary:
     ttft = [r.ttft for r in ok if r.ttft is not None]
     e2e = [r.e2e for r in ok if r.e2e is not None]
     tokens = sum(r.tokens for r in results)
+    window = (max(r.at for r in results) - min(r.at for r in results)) if results else 0.0
     return LoadSummary(
         sent=len(results),
         ok=len(ok),
         span=span,
+        offered=(len(results) - 1) / window if window > 0 else math.nan,
         throughput=len(ok) / span if span > 0 else math.nan,
         tokens_per_second=tokens / span if span > 0 else math.nan,
         ttft_p50=pct(ttft, 50),

@@ -153,6 +153,7 @@ def test_summary_figures_from_known_results() -> None:
     s = summarize(ok + bad)
     assert (s.sent, s.ok, s.errors, s.statuses) == (6, 4, {"status": 1, "connect": 1}, {503: 1})
     assert s.span == pytest.approx(7.0)  # first intended send 0.0; last end 3.0 + 4.0
+    assert s.offered == pytest.approx(5 / 5)  # 6 sends, 5 gaps over 5 s
     assert s.throughput == pytest.approx(4 / 7) and s.tokens_per_second == pytest.approx(40 / 7)
     assert s.e2e_p50 == pytest.approx(2.5) and s.ttft_p50 == pytest.approx(0.25)
     assert s.e2e_p99 == pytest.approx(np.percentile([1, 2, 3, 4], 99))
