@@ -7,8 +7,12 @@ reaches it and anything it forked.  :meth:`ManagedProcess.stop` sends
 Every started process is kept in one module registry until it is stopped,
 and an :mod:`atexit` hook stops whatever is left, so a test that fails, or
 an interpreter that exits on an exception, leaves no orphan and no port
-open.  (Only ``SIGKILL`` of the parent itself can defeat that: nothing in a
-process survives it.)
+open.  When the parent itself dies without running its exit hooks
+(``SIGKILL``, or ``SIGTERM`` from ``timeout``), Linux's parent-death signal
+(``prctl(PR_SET_PDEATHSIG, SIGKILL)``, set in the child before it runs)
+kills the child too.  That signal follows the *thread* that started the
+child, so it is set only for processes started from the main thread (a
+process started from a worker thread would die with that thread).
 
 A process's standard output and error go to an anonymous temporary file
 (never a pipe, which fills up and blocks a chatty child when nobody reads
@@ -30,6 +34,8 @@ plus the time the kernel takes to reap a killed process.
 from __future__ import annotations
 
 import atexit
+import ctypes
+import ctypes.util
 import json
 import math
 import os
@@ -71,6 +77,9 @@ DEFAULT_MODEL = "7B FP16"
 _POLL = 0.02  # seconds between readiness polls
 _TAIL_BYTES = 4000  # how much of a process's output an error quotes
 
+_PR_SET_PDEATHSIG = 1
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through an HTTP proxy
+
 _registry: dict[int, ManagedProcess] = {}  # id(process) -> process, every started and not yet stopped one
 _ports: set[int] = set()  # every port a managed process was told to listen on (for the tests' leak check)
 _lock = threading.Lock()
@@ -110,10 +119,28 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
         return False
 
 
+def _load_prctl() -> Any:
+    """libc's ``prctl``, loaded in the parent (a child between fork and exec must not ``dlopen``); ``None`` if absent."""
+    if sys.platform != "linux":
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def _die_with_parent() -> None:
+    """In the child, before ``exec``: ask Linux to SIGKILL it when the thread that started it dies."""
+    _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
 def _http_status(url: str, timeout: float) -> int | None:
     """The status of a GET on ``url``, or ``None`` when nothing answered."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback URLs we built)
+        with _OPENER.open(url, timeout=timeout) as response:  # noqa: S310 (loopback URLs we built)
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
@@ -210,6 +237,7 @@ class ManagedProcess:
         if self._proc is not None:
             raise RuntimeError(f"{self.name} was already started; make a new ManagedProcess to start it again")
         self._log = tempfile.TemporaryFile(prefix="lb-course-proc-")
+        main_thread = threading.current_thread() is threading.main_thread()
         try:
             self._proc = subprocess.Popen(
                 self.argv,
@@ -218,6 +246,7 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 env=self.env,
+                preexec_fn=_die_with_parent if main_thread and _PRCTL is not None else None,  # noqa: PLW1509
             )
         except BaseException:
             self._log.close()
@@ -449,7 +478,7 @@ def fault(base_url: str, kind: str, timeout: float = 2.0, **params: Any) -> dict
         headers={"Content-Type": "application/json"},
     )  # fmt: skip
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (loopback)
+        with _OPENER.open(request, timeout=timeout) as response:
             return dict(json.loads(response.read() or b"{}"))
     except urllib.error.HTTPError as error:
         raise RuntimeError(f"{base_url} refused fault {payload}: {error.code} {error.read()[:500]!r}") from None

@@ -156,3 +156,22 @@ def test_a_process_started_twice_is_refused() -> None:
     with ManagedProcess([PY, "-c", "import time; time.sleep(60)"], name="once") as proc:
         with pytest.raises(RuntimeError, match="already started"):
             proc.start()
+
+
+def test_a_process_dies_with_its_parent_even_when_the_parent_is_killed(wait_until) -> None:
+    """SIGKILL of the parent runs no exit hook: the parent-death signal still ends the child."""
+    parent_code = (
+        "import sys, time\n"
+        "from solution.gateway.procs import ManagedProcess\n"
+        "child = ManagedProcess([sys.executable, '-c', 'import time; time.sleep(60)'], name='orphan-to-be').start()\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = ManagedProcess([PY, "-c", parent_code], name="parent", env=procs._repo_env()).start()
+    try:
+        child = int(wait_until(lambda: parent.output_tail().strip(), 10.0, "the child's pid"))
+        assert not _gone(child)
+        os.kill(parent.pid, 9)  # type: ignore[arg-type]
+        wait_until(lambda: _gone(child), 5.0, "the child of a killed parent to die")
+    finally:
+        parent.stop(grace=0.1)
