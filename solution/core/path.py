@@ -950,18 +950,21 @@ class RequestPath:
                     again = not f.streamed and not self._over_ledger_max(f)
                 else:
                     self.ledger.fail(request_id, now)
+            delay, reason = 0.0, ""
+            if not ok and self.retrier is not None:  # decided, and the ledger's attempt ended, before health hears of it
+                open_record = again or not callable(error)  # the ledger still holds the attempt or the request open
+                again, delay, reason = self._decide(f, failure or Failure("status", 500), now, allowed=again)
+                if again and not callable(error):
+                    self._new_record(f)
+                elif not again and open_record:
+                    self.ledger.fail(request_id, now)
             out += self._feedback(server_id, ok, now, seconds_per_token)
             if ok:
                 out.append(self._end(f, Delivered(request_id, server_id, now, f.attempt)))
             elif self.retrier is not None:
-                retry, delay, reason = self._decide(f, failure or Failure("status", 500), now, allowed=again)
-                if retry:
-                    if not callable(error):
-                        self._new_record(f)
+                if again:
                     out += self._retry(f, now, server_id, strict=False, delay=delay)
                 else:
-                    if again or not callable(error):  # the ledger still holds it open
-                        self.ledger.fail(request_id, now)
                     out.append(self._end(f, Failed(request_id, now, reason, server_id, f.attempt)))
             elif again:
                 out += self._resend(f, now, server_id, strict=False)
