@@ -585,3 +585,35 @@ def test_sigterm_stops_a_hung_server_with_open_requests_gracefully() -> None:
                     return code
 
         assert asyncio.run(hang_with_a_request_open()) == 0  # it left on SIGTERM: no SIGKILL needed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", [False, True])
+def test_one_server_process_serves_hundreds_of_requests_per_second(stream: bool) -> None:
+    """The figure: requests/s one server process answers (16 tokens each, model time negligible), client on the same cores.
+
+    Run ``pytest tests/gateway/test_inference_server.py -k hundreds -m slow -s`` to see it.
+    """
+
+    async def drive(url: str, seconds: float = 3.0, concurrency: int = 32) -> float:
+        body = {"model": "course-model", "prompt": "a b c d", "max_tokens": 16, "stream": stream}
+        done = 0
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+            start = time.monotonic()
+            stop = start + seconds
+
+            async def worker() -> None:
+                nonlocal done
+                while time.monotonic() < stop:
+                    async with session.post(url + "/v1/completions", json=body) as response:
+                        await response.read()
+                        assert response.status == 200
+                    done += 1
+
+            await asyncio.gather(*[worker() for _ in range(concurrency)])
+            return done / (time.monotonic() - start)
+
+    with start_fleet([ServerSpec("rps", capacity=256, time_scale=0.001)]) as fleet:
+        rate = asyncio.run(drive(fleet.url("rps")))
+    print(f"one server process: {rate:.0f} requests/s ({'streamed' if stream else 'not streamed'}, 16 tokens each)")
+    assert rate > 100

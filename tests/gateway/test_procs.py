@@ -95,6 +95,7 @@ def test_a_bad_preset_fails_the_fleet_and_stops_the_servers_already_started() ->
     assert set(procs.live_processes()) == before
 
 
+@pytest.mark.slow  # 3 server starts (~2.5 s on 2 busy cores); the fleet fixture starts fleets in parallel too
 def test_a_fleet_starts_servers_in_parallel_and_stops_them_all() -> None:
     start = time.monotonic()
     fleet = start_fleet([ServerSpec(f"p{k}", capacity=2) for k in range(3)])
