@@ -598,3 +598,65 @@ def test_a_fuzz_run_of_malformed_requests_gets_4xx_costs_no_server_time_and_leav
         for stream in (False, True):
             assert completion(gw.url, stream=stream).status_code == 200
         assert gw.read(lambda g: g.path.stats()["open"]) == 0
+
+
+# -- more of the earlier outcomes ---------------------------------------------------------------------------------------
+
+
+def test_a_request_that_waits_max_wait_in_the_queue_gets_503_with_retry_after(stubs: list[StubBackend]) -> None:
+    for s in stubs:
+        s.hold()
+    cfg = config_for(stubs, queue={"max_depth": 4, "max_wait": 0.3})
+    cfg["backends"] = [{"server_id": s.server_id, "url": s.url, "capacity": 1} for s in stubs]
+    with live(cfg) as gw, ThreadPoolExecutor(2) as pool:
+        busy = [pool.submit(completion, gw.url) for _ in range(2)]
+        wait_until(lambda: sum(s.in_flight for s in stubs) == 2, what="both servers busy")
+        start = time.monotonic()
+        r = completion(gw.url)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "queue_timeout"
+        assert r.headers["Retry-After"].isdigit() and int(r.headers["Retry-After"]) >= 1
+        assert 0.25 < time.monotonic() - start < 3.0
+        for s in stubs:
+            s.release()
+        assert [f.result(10).status_code for f in busy] == [200, 200]
+        assert metric(httpx.get(gw.url + "/metrics").text, "lb_gateway_requests_total", outcome="timed_out", tier="none") == 1
+
+
+def test_a_backend_429_asking_longer_than_max_retry_after_is_passed_to_the_client_with_its_retry_after(
+        stubs: list[StubBackend]) -> None:  # fmt: skip
+    for s in stubs:
+        s.status, s.retry_after = 429, "60"
+    with live(config_for(stubs, retry={"max_tries": 3, "base": 0.01, "cap": 0.02, "max_retry_after": 5.0})) as gw:
+        r = completion(gw.url)
+        assert r.status_code == 429 and r.headers["Retry-After"] == "60"
+        assert sum(s.served for s in stubs) == 1  # not retried: the wait is the client's to make
+
+
+def test_the_retry_budget_caps_retries_when_every_server_fails(stubs: list[StubBackend]) -> None:
+    for s in stubs:
+        s.status = 500
+    retry = {"max_tries": 3, "base": 0.3, "cap": 0.3, "budget": {"ratio": 0.0, "min_retries": 1}}
+    with live(config_for(stubs, retry=retry)) as gw, ThreadPoolExecutor(8) as pool:
+        answers = [f.result(10) for f in [pool.submit(completion, gw.url) for _ in range(8)]]
+        assert all(r.status_code == 500 for r in answers)
+        text = httpx.get(gw.url + "/metrics").text
+        exhausted = metric(text, "lb_gateway_retry_budget_exhausted_total")
+        retried = metric(text, "lb_gateway_retries_total")
+        assert exhausted >= 1 and retried >= 1
+        # every try is a first try or a retry: the budget cut the storm below 8 requests x 3 tries
+        assert sum(s.served for s in stubs) == 8 + retried < 24
+        assert metric(text, "lb_gateway_retry_decisions_total", reason="budget") == exhausted
+
+
+def test_a_server_failing_its_health_checks_is_taken_out_and_gets_no_traffic(stubs: list[StubBackend]) -> None:
+    s1, s2 = stubs
+    s1.healthy = False
+    cfg = config_for(stubs, health={"interval": 0.1, "timeout": 0.1, "unhealthy_threshold": 2, "jitter": 0.0})
+    with live(cfg) as gw:
+        wait_until(lambda: gw.read(lambda g: g.path.server_state("s1")) != "ready", what="s1 out of rotation")
+        assert [completion(gw.url).status_code for _ in range(4)] == [200] * 4
+        assert s1.served == 0 and s2.served == 4
+        text = httpx.get(gw.url + "/metrics").text
+        assert metric(text, "lb_gateway_server_health", server="s1", state="down") == 1
+        assert metric(text, "lb_gateway_server_weight", server="s1") == 0
+        assert httpx.get(gw.url + "/health").json()["ready"] == 1
