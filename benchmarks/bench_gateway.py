@@ -145,8 +145,10 @@ def main() -> None:
     if "haproxy" in lat:
         g, h = added["gateway"], added["haproxy"]
         rg, rh = statistics.median(rates["gateway"]), statistics.median(rates["haproxy"])
-        print(f"gateway / haproxy: added p50 x{g[0] / h[0]:.1f}, added p99 x{g[1] / max(h[1], 1e-9):.1f}, "
-              f"requests/s x{rg / rh:.2f}")  # fmt: skip
+        def ratio(a: float, b: float) -> str:
+            return f"x{a / b:.1f}" if b > 5e-5 else "n/a (HAProxy's is within noise of 0)"
+
+        print(f"gateway / haproxy: added p50 {ratio(g[0], h[0])}, added p99 {ratio(g[1], h[1])}, requests/s x{rg / rh:.2f}")
 
 
 if __name__ == "__main__":

@@ -213,6 +213,8 @@ class Gateway:
         self._prefix = os.urandom(3).hex()
         self._calls: dict[str, _Call] = {}
         self._wake = asyncio.Event()
+        self._wake_at: float | None = None  # when the driver next wakes by itself (None: only when woken)
+        self._health_policy = config.health_policy()
         self._driver: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self._stray: set[asyncio.Task[None]] = set()  # attempts whose request ended (abandoned ones): finish on their own
@@ -311,6 +313,7 @@ class Gateway:
         while True:
             nxt = self.path.next_event_time()
             self._wake.clear()
+            self._wake_at = nxt
             delay = None if nxt is None else nxt - self.now()
             if delay is None or delay > 0:
                 spins = 0
@@ -332,7 +335,7 @@ class Gateway:
         b = self.backends.get(sid)
         ok = False
         if b is not None and self.session is not None:
-            timeout = aiohttp.ClientTimeout(total=self.config.health_policy().timeout)
+            timeout = aiohttp.ClientTimeout(total=self._health_policy.timeout)
             try:
                 async with self.session.get(b.url + "/health", timeout=timeout) as resp:
                     ok = resp.status == 200
@@ -380,7 +383,9 @@ class Gateway:
             elif name == "Drained":
                 self.drained[o.server_id] = o.at
                 _events.info(json.dumps({"event": "drained", "server": o.server_id, "at": round(o.at, 6), "forced": o.forced}))
-        self._wake.set()
+        nxt = self.path.next_event_time()
+        if nxt is not None and (self._wake_at is None or nxt < self._wake_at):
+            self._wake.set()  # the path has work before the driver's wake-up: wake it (else let it sleep)
 
     def _report(self, call: _Call, sid: str, ok: bool, failure: Any = None, spt: float | None = None) -> None:
         """Tell the path an attempt ended; an attempt it no longer knows (its server was lost) is ignored."""
