@@ -811,6 +811,16 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     return await _completion(request, chat=True)
 
 
+def _exit_if_failed(task: asyncio.Task[None]) -> None:
+    """The scheduler must never end by itself: if it fails, say why on stderr and exit (1), rather than hang every request."""
+    if not task.cancelled() and task.exception() is not None:
+        import traceback
+
+        traceback.print_exception(task.exception(), file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(1)
+
+
 def build_app(config: ServerConfig) -> web.Application:
     """The aiohttp application of one server; its scheduler task runs while the app runs."""
     app = web.Application(middlewares=[_hang_middleware], client_max_size=16 * 2**20)
@@ -819,6 +829,7 @@ def build_app(config: ServerConfig) -> web.Application:
         state = _State(config, Engine(config))
         app[_STATE] = state
         task = asyncio.create_task(state.engine.run())
+        task.add_done_callback(_exit_if_failed)
         yield
         task.cancel()
         try:
