@@ -670,20 +670,19 @@ class Gateway:
             return _json_response(503, _error_body(f"no server freed up within {o.waited:.3g} s; retry later", "server_error", "queue_timeout"),
                                   {"Retry-After": str(retry), "X-Request-Id": call.rid})  # fmt: skip
         if name == "Failed":
-            self.metrics.request("failed", call.tier)
             if call.response is not None:  # tokens reached the client: end the stream with an error event
                 await self._finish_stream(call, error=f"the server failed after the answer began ({o.reason})")
                 self._done(call, 200, "failed", o.reason)
                 return call.response
             if call.last_error is not None and call.last_failure and call.last_failure.startswith("status"):
                 e = call.last_error
-                self._done(call, e.status, "failed", o.reason, count=False)
+                self._done(call, e.status, "failed", o.reason)
                 return web.Response(status=e.status, body=e.body, headers={**e.headers, "X-Request-Id": call.rid})
             status = 504 if o.reason == "timeout" or call.last_failure == "timeout" else 502
             headers = {"X-Request-Id": call.rid}
             if o.reason in ("budget", "no_server"):
                 status, headers["Retry-After"] = 503, "1"
-            self._done(call, status, "failed", o.reason, count=False)
+            self._done(call, status, "failed", o.reason)
             return _json_response(status, _error_body(f"no server could answer ({o.reason}; {tries} tries)", "server_error", o.reason),
                                   headers)  # fmt: skip
         # Cancelled: the client is gone; nothing can be sent
@@ -709,12 +708,12 @@ class Gateway:
 
     # -- logs --------------------------------------------------------------------------
 
-    def _done(self, call: _Call, status: int, outcome: str, reason: str | None, *, count: bool = True) -> None:
-        if count:
-            self.metrics.request(outcome, call.tier)
+    def _done(self, call: _Call, status: int, outcome: str, reason: str | None) -> None:
+        """Count, time and log a request that reached the path's end (delivered or failed)."""
+        self.metrics.request(outcome, call.tier)
         e2e = self.now() - call.arrived
         ttft = call.ttft if call.ttft is not None else (e2e if status == 200 else None)
-        if status == 200:
+        if outcome == "delivered" and status == 200:
             self.metrics.latency(call.tier, ttft, e2e, len(call.route))
         self._log(call, status, outcome, reason, ttft=ttft, e2e=e2e)
 

@@ -358,15 +358,16 @@ def test_a_crash_before_the_first_token_is_re_routed_to_the_other_server(stubs: 
         assert completion(gw.url).status_code == 200 and s2.served == 2
 
 
-def test_a_stream_cut_after_its_first_token_is_not_retried_and_ends_with_an_error_event(stubs: list[StubBackend]) -> None:
+def test_a_stream_whose_server_crashes_before_its_first_token_is_re_routed_into_one_clean_stream(
+        stubs: list[StubBackend]) -> None:  # fmt: skip
     s1, _ = stubs
     s1.hold()  # the stub sends the stream's headers, then waits: no token yet
-    s1.token_delay = 0.0
     with live(config_for(stubs)) as gw, ThreadPoolExecutor(1) as pool:
         def stream() -> list[str]:
             with httpx.stream("POST", gw.url + "/v1/completions", headers=AUTH, timeout=10,
                               json={"model": MODEL, "prompt": "a b", "max_tokens": 3, "stream": True}) as r:  # fmt: skip
                 assert r.status_code == 200  # the client saw no status until the first chunk
+                assert r.headers["X-Server-Id"] == "s2"
                 return [line for line in r.iter_lines() if line]
 
         pending = pool.submit(stream)
@@ -374,6 +375,41 @@ def test_a_stream_cut_after_its_first_token_is_not_retried_and_ends_with_an_erro
         s1.crash()  # before any token: re-sent to s2, which answers the whole stream
         lines = pending.result(10)
         assert lines[-1] == "data: [DONE]" and len(lines) == 4
+
+
+def test_a_stream_cut_after_its_first_token_is_not_retried_and_ends_with_an_error_event(stubs: list[StubBackend]) -> None:
+    s1, s2 = stubs
+    s1.token_delay = 0.1
+    with live(config_for(stubs)) as gw:
+        lines: list[str] = []
+        with httpx.stream("POST", gw.url + "/v1/completions", headers=AUTH, timeout=10,
+                          json={"model": MODEL, "prompt": "a b", "max_tokens": 50, "stream": True}) as r:  # fmt: skip
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if not line:
+                    continue
+                lines.append(line)
+                if len(lines) == 2:
+                    s1.crash()  # tokens already reached the client: a re-send would repeat them
+        assert lines[0].startswith("data: {") and "[DONE]" not in lines[-1]
+        assert json.loads(lines[-1].removeprefix("data: "))["error"]["type"] == "server_error"
+        assert s2.served == 0
+        wait_until(lambda: gw.read(lambda g: g.path.stats()["failed"]) == 1, what="the request failed")
+        text = httpx.get(gw.url + "/metrics").text
+        assert metric(text, "lb_gateway_requests_total", outcome="failed", tier="none") == 1
+
+
+def test_when_every_server_is_down_a_request_waits_in_the_queue_then_gets_503(stubs: list[StubBackend], logs: LogCapture) -> None:
+    with live(config_for(stubs, queue={"max_depth": 4, "max_wait": 0.5})) as gw:
+        for s in stubs:
+            s.crash()
+        start = time.monotonic()
+        r = completion(gw.url)  # s1 refuses (lost), s2 refuses (lost): no server left, it waits for one to come back
+        assert r.status_code == 503 and r.headers["Retry-After"].isdigit()
+        assert 0.4 < time.monotonic() - start < 3.0
+        wait_until(lambda: logs.requests(), what="the log line")
+        line = logs.requests()[0]
+        assert line["outcome"] == "timed_out" and [d["server"] for d in line["decisions"]] == ["s1", "s2"] and line["queued"]
 
 
 def test_a_5xx_answer_is_retried_on_another_server(stubs: list[StubBackend], logs: LogCapture) -> None:
