@@ -64,6 +64,13 @@ Endpoints
 * ``POST /admin/fault``: see :mod:`solution.gateway.faults`.
 
 Every answer carries an ``X-Server-Id`` header (which server served it).
+The model's own times of a request (model seconds from its arrival: to
+its admission into the batch, its first token, its last token) come with
+it, so a client can tell the model's time from the network's and the
+gateway's: headers ``X-Model-Queue-Seconds``, ``X-Model-TTFT-Seconds``,
+``X-Model-E2E-Seconds`` on a non-streamed answer; an SSE comment line
+``: model-timing {"queue": ..., "ttft": ..., "e2e": ..., "time_scale": ...}``
+just before ``data: [DONE]`` on a stream (SSE clients ignore comments).
 
 Costs: admitting or finishing a request O(log b) (the model's heaps), a
 cancellation of a waiting request O(w); each streaming wake-up O(s) for s
@@ -234,6 +241,12 @@ class Job:
     @property
     def done(self) -> bool:
         return self.finished is not None
+
+    def timing(self) -> dict[str, float]:
+        """Model seconds from arrival to admission (``queue``), to the first token (``ttft``), to the last (``e2e``)."""
+        assert self.admitted is not None and self.first_token is not None and self.finished is not None
+        return {"queue": self.admitted - self.arrived, "ttft": self.first_token - self.arrived,
+                "e2e": self.finished - self.arrived}  # fmt: skip
 
 
 class Engine:
@@ -412,7 +425,7 @@ class Engine:
             return
         dclock = server.dclock + (now - server.last) * server.drate
         for job in self._streamers:
-            ready = 1 + min(job.max_tokens - 1, int(dclock - job.dstart + 1e-9))
+            ready = min(job.max_tokens - 1, 1 + int(dclock - job.dstart + 1e-9))  # the last one comes with the finish
             if ready > job.ready:
                 job.ready = ready
                 job.event.set()
@@ -762,8 +775,12 @@ async def _completion(request: web.Request, chat: bool) -> web.StreamResponse:
             else:
                 choice = {"index": 0, "text": "".join(" " + w for w in words), "logprobs": None, "finish_reason": "length"}
                 obj = "text_completion"
+            timing = job.timing()
             return web.json_response({"id": rid, "object": obj, "created": created, "model": parsed.model,
-                                      "choices": [choice], "usage": usage, "system_fingerprint": None})  # fmt: skip
+                                      "choices": [choice], "usage": usage, "system_fingerprint": None},
+                                     headers={"X-Model-Queue-Seconds": repr(timing["queue"]),
+                                              "X-Model-TTFT-Seconds": repr(timing["ttft"]),
+                                              "X-Model-E2E-Seconds": repr(timing["e2e"])})  # fmt: skip
 
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
@@ -791,6 +808,8 @@ async def _completion(request: web.Request, chat: bool) -> web.StreamResponse:
             if sent == parsed.max_tokens:
                 if parsed.include_usage:
                     chunks.append(_sse({**head, "choices": [], "usage": usage}))
+                timing = {**job.timing(), "time_scale": config.time_scale}
+                chunks.append(b": model-timing " + json.dumps(timing).encode() + b"\n\n")  # an SSE comment: clients skip it
                 chunks.append(b"data: [DONE]\n\n")
             await response.write(b"".join(chunks))
         state.requests.labels("200").inc()

@@ -71,11 +71,13 @@ def _health(base: str) -> dict[str, Any]:
 
 
 def _completion(base: str, prompt_words: int, max_tokens: int, **extra: Any) -> tuple[float, dict[str, Any]]:
-    """One non-streamed completion; (wall seconds, body)."""
+    """One non-streamed completion; (wall seconds, body with the model's times under "_timing")."""
     body = {"model": "course-model", "prompt": " ".join(["w"] * prompt_words), "max_tokens": max_tokens, **extra}
     start = time.monotonic()
     status, answer, headers = _post(base + "/v1/completions", body)
     assert status == 200 and headers["X-Server-Id"], answer
+    answer["_timing"] = {k: float(headers[f"X-Model-{name}-Seconds"]) for k, name in
+                         (("queue", "Queue"), ("ttft", "TTFT"), ("e2e", "E2E"))}  # fmt: skip
     return time.monotonic() - start, answer
 
 
@@ -362,32 +364,40 @@ def test_wall_times_never_beat_the_model_and_follow_its_order(fleet: procs.Fleet
     """Lower bounds (a server can be late, never early) and orders with a wide model margin."""
     short, _ = _completion(fleet.url("a100"), 10, 5)
     long_a100, body = _completion(fleet.url("a100"), 10, 400)
-    long_h100, _ = _completion(fleet.url("h100"), 10, 400)
+    long_h100, h100_body = _completion(fleet.url("h100"), 10, 400)
     assert body["usage"]["completion_tokens"] == 400
+    # Alone on its server, a request's model times are the latency model's, exactly, and come with the answer.
+    assert body["_timing"]["e2e"] == pytest.approx(A100.e2e(10, 400), rel=1e-9) and body["_timing"]["queue"] == 0
+    assert body["_timing"]["ttft"] == pytest.approx(A100.ttft(10), rel=1e-9)
+    assert h100_body["_timing"]["e2e"] == pytest.approx(H100.e2e(10, 400), rel=1e-9)
     assert long_a100 >= A100.e2e(10, 400) * FLEET_TIME_SCALE
     assert long_h100 >= H100.e2e(10, 400) * FLEET_TIME_SCALE
     assert long_a100 > short  # 400 tokens vs 5: ~80x the model time
     assert long_a100 > long_h100  # the H100's decode step is 1.64x shorter
 
 
-async def _stream_ttft(url: str, prompt_words: int, max_tokens: int) -> tuple[float, float]:
+async def _stream_ttft(url: str, prompt_words: int, max_tokens: int) -> tuple[float, float, dict[str, float]]:
+    """(wall TTFT, wall e2e, the model's times from the stream's ``: model-timing`` comment)."""
     body = {"model": "course-model", "prompt": " ".join(["w"] * prompt_words), "max_tokens": max_tokens, "stream": True}
     async with aiohttp.ClientSession() as session:
         start = time.monotonic()
         async with session.post(url + "/v1/completions", json=body) as response:
             assert response.status == 200 and response.headers["X-Server-Id"] == "a100"
-            ttft = None
+            ttft, timing = None, {}
             async for line in response.content:
                 if line.startswith(b"data: {") and ttft is None:
                     ttft = time.monotonic() - start
-            assert ttft is not None
-            return ttft, time.monotonic() - start
+                if line.startswith(b": model-timing "):
+                    timing = json.loads(line.removeprefix(b": model-timing "))
+            assert ttft is not None and timing
+            return ttft, time.monotonic() - start, timing
 
 
 def test_a_long_prompt_delays_the_first_streamed_token(fleet: procs.Fleet) -> None:
     url = fleet.url("a100")
-    ttft_long, e2e_long = asyncio.run(_stream_ttft(url, 60_000, 2))
-    ttft_short, _ = asyncio.run(_stream_ttft(url, 1, 2))
+    ttft_long, e2e_long, timing = asyncio.run(_stream_ttft(url, 60_000, 2))
+    ttft_short, _, _ = asyncio.run(_stream_ttft(url, 1, 2))
+    assert timing["ttft"] == pytest.approx(A100.ttft(60_000), rel=1e-9) and timing["time_scale"] == FLEET_TIME_SCALE
     assert ttft_long >= A100.ttft(60_000) * FLEET_TIME_SCALE  # 5.4 model s: 0.27 s of wall time
     assert ttft_long > 5 * ttft_short or ttft_short < A100.ttft(60_000) * FLEET_TIME_SCALE / 5
     assert e2e_long >= A100.e2e(60_000, 2) * FLEET_TIME_SCALE
