@@ -199,6 +199,7 @@ class ManagedProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None  # the temporary file holding stdout and stderr
         self._stopped = False
+        self._last_output = ""  # the output's tail, kept when the log file is closed
 
     # -- state ---------------------------------------------------------------------------------------------
 
@@ -217,9 +218,12 @@ class ManagedProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def output_tail(self, limit: int = _TAIL_BYTES) -> str:
-        """The last ``limit`` bytes of the process's stdout and stderr (decoded, bad bytes replaced)."""
+        """The last ``limit`` bytes of the process's stdout and stderr (decoded, bad bytes replaced).
+
+        After :meth:`stop` the last 4,000 bytes stay readable.
+        """
         if self._log is None or self._log.closed:
-            return ""
+            return self._last_output[-limit:] if limit > 0 else ""
         fd = self._log.fileno()
         size = os.fstat(fd).st_size
         start = max(0, size - limit)

@@ -74,6 +74,15 @@ def test_a_clean_sigterm_stop_and_the_context_manager() -> None:
     assert proc.returncode == -15 and not proc.alive()
 
 
+def test_the_output_stays_readable_after_stop(wait_until) -> None:
+    proc = ManagedProcess([PY, "-c", "print('ready', flush=True); import time; time.sleep(60)"], name="talker").start()
+    try:
+        wait_until(lambda: "ready" in proc.output_tail(), 10.0, "the process to print")
+    finally:
+        proc.stop()
+    assert proc.output_tail().strip() == "ready"
+
+
 def test_an_inference_server_that_cannot_bind_reports_the_address_in_use() -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
