@@ -59,12 +59,13 @@ A request's trip (``POST /v1/completions`` and ``/v1/chat/completions``):
    logger: id, tenant, tier, status, outcome, the route decisions
    (attempt, server, time, previous server), tries, ttft, e2e.  Never the key.
 
-Slow clients: a new connection must deliver its first request's headers
-within ``timeouts.header`` (:class:`_HeaderDeadline`, a protocol-level
-timer in front of aiohttp's handler: aiohttp has none for headers; its
-keep-alive timer, ``timeouts.idle``, bounds later requests on the same
-connection), and a body within ``timeouts.body``; a client that goes away
-cancels its request (``handler_cancellation``: the path's ``cancel``).
+Slow clients: every request head must arrive within ``timeouts.header``
+of its first byte (of the connection's opening, for the first request):
+:class:`_HeaderDeadline`, a protocol-level timer in front of aiohttp's
+handler, as aiohttp has none for headers; a body within ``timeouts.body``;
+an idle kept-alive connection is closed after ``timeouts.idle`` (aiohttp's
+keep-alive timer); a client that goes away cancels its request
+(``handler_cancellation``: the path's ``cancel``).
 
 Costs per request: the path's own (O(log S) per call) plus O(1) here; the
 ``/metrics`` scrape is O(S + R).
@@ -839,56 +840,103 @@ def build_app(config: GatewayConfig, *, impl: str | ModuleType | None = None) ->
 
 
 class _HeaderDeadline(asyncio.Protocol):
-    """A protocol in front of aiohttp's handler: the first request's headers must arrive within ``timeout`` seconds.
+    """A protocol in front of aiohttp's handler: every request head must arrive within ``timeout`` seconds.
 
     aiohttp has no header timeout (a client trickling its headers a byte at a
-    time holds a connection until the keep-alive timer, 75 s and more), so
-    this wrapper starts a timer when the connection opens and stops it at
-    the first blank line (``CRLF CRLF``, the end of the request head); when
-    it fires, the client gets ``408 Request Timeout`` and the connection is
-    closed.  Everything else is passed to the wrapped protocol untouched.
-    O(1) per chunk received (only the last 3 bytes are kept between chunks).
+    time holds a connection until the keep-alive timer, ``timeouts.idle``),
+    so this wrapper follows the request framing on the byte stream, as
+    Envoy's ``request_headers_timeout`` does: the timer starts when a
+    connection opens and, on a kept-alive connection, at the first byte of
+    each later request; it stops at the blank line that ends the head
+    (``CRLF CRLF``); then ``Content-Length`` body bytes are skipped.  When it
+    fires, the client gets ``408 Request Timeout`` (only before its first
+    request: later, an answer may still be on its way, so the connection is
+    just closed).  A head longer than :data:`_MAX_HEAD` or a chunked request
+    body ends the tracking for that connection (aiohttp refuses the first,
+    and the keep-alive timer still bounds the second).  Every byte is passed
+    to the wrapped protocol untouched.  O(n) per chunk of n bytes, O(head)
+    memory per connection.
     """
+
+    _HEAD, _BODY, _IDLE, _OFF = range(4)
 
     def __init__(self, inner: asyncio.Protocol, timeout: float, on_expire: Callable[[], None]) -> None:
         self._inner = inner
         self._timeout = timeout
         self._on_expire = on_expire
         self._timer: asyncio.TimerHandle | None = None
-        self._tail = b""
+        self._head = bytearray()
+        self._state = self._HEAD
+        self._left = 0  # body bytes still to skip
+        self._requests = 0  # request heads completed on this connection
         self._transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
-        self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expired)
+        self._arm()
         self._inner.connection_made(transport)
 
-    def data_received(self, data: bytes) -> None:
+    def _arm(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expired)
+
+    def _disarm(self) -> None:
         if self._timer is not None:
-            seen = self._tail + data
-            if b"\r\n\r\n" in seen:
-                self._timer.cancel()
-                self._timer = None
-                self._tail = b""
-            else:
-                self._tail = seen[-3:]
+            self._timer.cancel()
+            self._timer = None
+
+    def data_received(self, data: bytes) -> None:
+        self._track(data)
         self._inner.data_received(data)
+
+    def _track(self, data: bytes) -> None:
+        view, i, n = memoryview(data), 0, len(data)
+        while i < n and self._state != self._OFF:
+            if self._state == self._IDLE:
+                self._state = self._HEAD  # the first byte of the next request: its head is timed from now
+                self._arm()
+            if self._state == self._BODY:
+                step = min(self._left, n - i)
+                i += step
+                self._left -= step
+                if self._left == 0:
+                    self._state = self._IDLE
+                continue
+            before = len(self._head)
+            self._head += view[i:]
+            end = self._head.find(b"\r\n\r\n", max(0, before - 3))
+            if end < 0:
+                if len(self._head) > _MAX_HEAD:
+                    self._stop_tracking()
+                return
+            i += end + 4 - before
+            head = bytes(self._head[:end])
+            self._head.clear()
+            self._disarm()
+            self._requests += 1
+            self._left, framed = _body_length(head)
+            self._state = self._BODY if self._left else self._IDLE
+            if not framed:
+                self._stop_tracking()
+
+    def _stop_tracking(self) -> None:
+        self._disarm()
+        self._state = self._OFF
+        self._head.clear()
 
     def _expired(self) -> None:
         self._timer = None
         self._on_expire()
         t = self._transport
         if isinstance(t, asyncio.WriteTransport) and not t.is_closing():
-            t.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            if self._requests == 0:
+                t.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
             t.close()
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._disarm()
         self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -896,6 +944,28 @@ class _HeaderDeadline(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._inner.resume_writing()
+
+
+#: The longest request head :class:`_HeaderDeadline` follows (aiohttp's own limits refuse longer ones).
+_MAX_HEAD = 64 * 1024
+
+
+def _body_length(head: bytes) -> tuple[int, bool]:
+    """``(Content-Length, framed)`` of a request head: ``framed`` is False for a chunked or unreadable length."""
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"transfer-encoding":
+            return 0, False
+        if name == b"content-length":
+            try:
+                length = int(value.strip())
+            except ValueError:
+                return 0, False
+            if length < 0:
+                return 0, False
+    return length, True
 
 
 def ssl_context(cert: str, key: str) -> ssl.SSLContext:

@@ -39,9 +39,10 @@ Choices where the design is silent:
   ``per_try_timeout``, ``base``, ``cap``, ``max_retry_after``, ``retry_on``)
   plus ``budget`` (``{"ratio", "min_retries"}`` or ``null`` for none); the
   first two also configure stage 4's ``RetryLedger``.
-* ``timeouts.header``: seconds a new connection has to deliver its first
-  request's headers; later requests on a kept-alive connection are bounded
-  by ``timeouts.idle`` (aiohttp's keep-alive timer).  ``timeouts.body``:
+* ``timeouts.header``: seconds a request's head may take, from the
+  connection's opening (first request) or the request's first byte (later
+  ones on a kept-alive connection); ``timeouts.idle``: how long a kept-alive
+  connection may sit idle (aiohttp's keep-alive timer).  ``timeouts.body``:
   seconds to read a request's body.  ``timeouts.attempt``: the most one
   backend request may take, abandoned ones included (so a hung server
   cannot hold a slot forever).
@@ -161,7 +162,7 @@ class Principal:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds: ``header`` (a new connection's first request head), ``body`` (reading a body),
+    """Seconds: ``header`` (a request head, from the connection's opening or the request's first byte), ``body`` (reading a body),
     ``idle`` (a kept-alive connection between requests), ``attempt`` (one backend request, at most)."""
 
     header: float = 10.0

@@ -500,6 +500,64 @@ def _read_all(sock: socket.socket, limit: float = 5.0) -> bytes:
     return data
 
 
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole HTTP response with a Content-Length (head and body)."""
+    sock.settimeout(5)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head + b"\r\n\r\n" + body
+
+
+def test_the_header_deadline_follows_request_framing_however_the_bytes_are_split() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from solution.gateway.app import _HeaderDeadline
+
+    class Inner(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.data = b""
+
+        def data_received(self, data: bytes) -> None:
+            self.data += data
+
+    class Transport(asyncio.WriteTransport):
+        def is_closing(self) -> bool:
+            return False
+
+    def request(body: bytes) -> bytes:
+        return b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+
+    @settings(max_examples=60, deadline=None, database=None)
+    @given(bodies=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\r\n\r\n", b"")), min_size=1, max_size=4),
+           cuts=st.lists(st.integers(0, 400), max_size=8), partial=st.binary(max_size=10).filter(lambda b: b"\r\n\r\n" not in b))  # fmt: skip
+    def check(bodies: list[bytes], cuts: list[int], partial: bytes) -> None:
+        async def run() -> None:
+            inner = Inner()
+            proto = _HeaderDeadline(inner, 60.0, lambda: None)
+            proto.connection_made(Transport())
+            stream = b"".join(request(b) for b in bodies)
+            points = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
+            for a, b in zip(points, points[1:]):
+                proto.data_received(stream[a:b])
+            assert inner.data == stream  # every byte passed on, in order
+            assert proto._requests == len(bodies) and proto._timer is None  # each head seen, no timer left running
+            if partial:
+                proto.data_received(partial)  # the first bytes of one more head: timed again
+                assert proto._timer is not None
+            proto.connection_lost(None)
+            assert proto._timer is None
+
+        asyncio.run(run())
+
+    check()
+
+
 def test_a_client_trickling_its_headers_is_cut_off_and_others_are_served_meanwhile(stubs: list[StubBackend]) -> None:
     with live(config_for(stubs, timeouts={"header": 0.3, "body": 2.0, "idle": 10.0, "attempt": 20.0})) as gw:
         slow = [_raw(gw.url) for _ in range(5)]
@@ -696,3 +754,20 @@ def test_a_server_failing_its_health_checks_is_taken_out_and_gets_no_traffic(stu
         assert metric(text, "lb_gateway_server_health", server="s1", state="down") == 1
         assert metric(text, "lb_gateway_server_weight", server="s1") == 0
         assert httpx.get(gw.url + "/health").json()["ready"] == 1
+
+
+def test_a_kept_alive_connection_trickling_its_next_request_head_is_cut_off_too(stubs: list[StubBackend]) -> None:
+    with live(config_for(stubs, timeouts={"header": 0.3, "body": 2.0, "idle": 30.0, "attempt": 20.0})) as gw:
+        s = _raw(gw.url)
+        body = json.dumps({"model": MODEL, "prompt": "hi", "max_tokens": 1}).encode()
+        request = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+                   + b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)  # fmt: skip
+        for _ in range(2):  # two whole requests on one connection, each answered, the connection kept
+            s.sendall(request)
+            assert _read_response(s).startswith(b"HTTP/1.1 200")
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")  # the third head never ends
+        start = time.monotonic()
+        rest = _read_all(s)
+        s.close()
+        assert rest == b"" and time.monotonic() - start < 3.0  # closed (idle is 30 s): the header deadline did it
+        assert gw.read(lambda g: g.client_timeouts) == 1
