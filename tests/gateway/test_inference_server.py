@@ -18,6 +18,7 @@ import urllib.request
 from typing import Any
 
 import aiohttp
+import numpy as np
 import openai
 import pytest
 from hypothesis import given, settings
@@ -239,6 +240,34 @@ def test_the_engine_keeps_its_limits_admits_fifo_and_finishes_every_request(ops:
         if not job.cancelled:
             assert job.arrived <= job.admitted <= job.first_token <= job.finished  # type: ignore[operator]
             assert job.ready == job.max_tokens
+
+
+@pytest.mark.parametrize(("gpu", "seed"), [("A100-80GB", 3), ("H100-80GB", 4), ("A10-24GB", 5)])
+def test_the_engine_reproduces_the_simulators_times_for_the_same_requests(gpu: str, seed: int) -> None:
+    """Differential: a simulated overloaded server's completed requests, replayed into the engine, get the same times."""
+    from solution.sim import scenarios, simulate
+    from solution.sim.results import Outcome
+
+    res = simulate(scenarios.steady(servers=1, load=1.5, requests=300, gpu=gpu), seed=seed)
+    model = MODEL_PRESETS["7B FP16"].latency_model(GPU_PRESETS[gpu])
+    capacity = MODEL_PRESETS["7B FP16"].default_capacity(GPU_PRESETS[gpu])
+    clock = FakeClock()
+    engine = Engine(ServerConfig("e", model, capacity=capacity, kv_limit_tokens=10**9, gpu_memory_gb=80, time_scale=1.0),
+                    clock=clock)  # fmt: skip
+    done = np.flatnonzero(res.outcome == int(Outcome.COMPLETED))
+    jobs, peak = {}, 0
+    for i in done[np.argsort(res.arrival[done], kind="stable")]:
+        clock.t = 100.0 + float(res.arrival[i])
+        engine.catch_up(engine.now())
+        jobs[i] = engine.submit(int(res.prompt_tokens[i]), int(res.output_tokens[i]), stream=False)
+        peak = max(peak, engine.server.running)
+    assert peak == capacity and len(done) > 100  # full batches: every batch size's rates were used
+    clock.t += 1e6
+    engine.catch_up(engine.now())
+    first = np.array([jobs[i].first_token for i in done], dtype=float)
+    finish = np.array([jobs[i].finished for i in done], dtype=float)
+    np.testing.assert_allclose(first, res.first_token[done], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(finish, res.finish[done], rtol=1e-9, atol=1e-9)
 
 
 # -- parsing (shared with the gateway) ---------------------------------------------------------------------------
