@@ -95,6 +95,7 @@ from solution.core.impl import load_impl
 from solution.core.path import RequestPath
 from solution.core.queue_types import QueuePolicy
 from solution.core.request import Request
+from solution.core.retry_types import Failure
 from solution.core.routing import Router
 from solution.gateway.auth import KeyStore
 from solution.gateway.config import STRATEGIES, GatewayConfig
@@ -259,10 +260,9 @@ class Gateway:
             policy = cfg.retry_policy()
             retrier_class = getattr(lib, "Retrier", None)
             if retrier_class is None:
-                from solution.retry import Retrier as retrier_class  # an implementation from before stage 8
-            if policy is not None:
-                retrier = retrier_class(policy, seed=cfg.seed)
-                kwargs["retrier"] = retrier
+                from solution.retry import Retrier as retrier_class  # an implementation package from before stage 8
+            retrier = retrier_class(policy, seed=cfg.seed)
+            kwargs["retrier"] = retrier
         path = RequestPath(router, **kwargs)
         return path, health, retrier
 
@@ -412,8 +412,6 @@ class Gateway:
     def _failure(self, kind: str, status: int | None = None, retry_after: float | None = None) -> Any:
         if not self._failure_kw:
             return None
-        from solution.retry import Failure
-
         return Failure(kind, status=status, retry_after=retry_after)
 
     # -- one attempt -------------------------------------------------------------------

@@ -279,9 +279,19 @@ class GatewayConfig:
     # -- the components' settings -------------------------------------------------------
 
     def tier_table(self) -> Any:
-        """The stage-6 ``TierTable`` (``None`` without tiers).  O(T)."""
+        """The stage-6 ``TierTable`` (``None`` without tiers).  O(T).
+
+        The reference's class when it is there, else the candidate's (the
+        candidate's bundle has no ``solution.tiers``).
+        """
         from solution.core.tier_types import RateLimit, ServiceTier, Slo
-        from solution.tiers import TierTable
+
+        try:
+            from solution.tiers import TierTable
+        except ImportError:  # the candidate's bundle
+            from solution.core.impl import load_impl
+
+            TierTable = load_impl("exercises").TierTable  # noqa: N806
 
         spec = self.tiers
         if spec is None:
@@ -325,11 +335,9 @@ class GatewayConfig:
         return RetryPolicy(max_tries=r.get("max_tries", 3), per_try_timeout=r.get("per_try_timeout"))
 
     def retry_policy(self) -> Any:
-        """Stage 8's ``RetryPolicy`` from ``retry`` (``None`` when ``solution.retry`` is not there yet)."""
-        try:
-            from solution import retry as retry_module
-        except ImportError:
-            return None
+        """Stage 8's ``RetryPolicy`` (``solution.core.retry_types``) from ``retry``, with its ``RetryBudget``."""
+        from solution.core import retry_types as retry_module
+
         fields = dict(self.retry)
         budget = fields.pop("budget", {})
         if "retry_on" in fields:
