@@ -492,6 +492,12 @@ def fault(base_url: str, kind: str, timeout: float = 2.0, **params: Any) -> dict
         raise
 
 
+def _server_process(spec: ServerSpec, port: int, ready_timeout: float) -> ManagedProcess:
+    """The managed process of one inference server on ``port``, ready once it serves HTTP (``/live``)."""
+    return ManagedProcess(spec.argv(port), name=f"server {spec.server_id}", ready_url=f"http://127.0.0.1:{port}/live",
+                          ready_timeout=ready_timeout, env=_repo_env(), ports=(port,))  # fmt: skip
+
+
 class Fleet:
     """Running inference servers by id; built by :func:`start_fleet`.  A context manager that stops them all."""
 
@@ -530,14 +536,39 @@ class Fleet:
         return answer
 
     def restart(self, server_id: str, *, ready_timeout: float = 20.0) -> ManagedProcess:
-        """Stop one server (if still running) and start it again on the same port (a recovery after a crash)."""
-        old = self.procs[server_id]
-        old.stop()
+        """Stop one server (if still running) and start it again on the same port (a recovery after a crash or a hang).
+
+        The new process starts as its spec says (``startup_seconds``, warm-up).
+        """
+        self.url(server_id)  # KeyError for an unknown id, before anything is stopped
+        self.procs[server_id].stop()
         spec, port = self.specs[server_id], self.ports[server_id]
-        proc = ManagedProcess(spec.argv(port), name=f"server {server_id}", ready_url=f"http://127.0.0.1:{port}/live",
-                              ready_timeout=ready_timeout, env=_repo_env(), ports=(port,))  # fmt: skip
+        proc = _server_process(spec, port, ready_timeout)
         self.procs[server_id] = proc.start()
         return proc
+
+    def add(self, spec: ServerSpec, *, ready_timeout: float = 20.0) -> str:
+        """Start one more server (a scale-out, a new version in a rollout); return its base URL.
+
+        Raises:
+            TypeError: ``spec`` is not a :class:`ServerSpec`.
+            ValueError: its id is already in the fleet.
+            ProcessStartError: it did not start (the fleet is unchanged).
+        """
+        if not isinstance(spec, ServerSpec):
+            raise TypeError(f"add takes a ServerSpec, got {type(spec).__name__}")
+        if spec.server_id in self.specs:
+            raise ValueError(f"server {spec.server_id!r} is already in the fleet; give the new one another id")
+        port = free_port()
+        proc = _server_process(spec, port, ready_timeout).start()
+        self.specs[spec.server_id], self.procs[spec.server_id], self.ports[spec.server_id] = spec, proc, port
+        return self.url(spec.server_id)
+
+    def remove(self, server_id: str, grace: float = 3.0) -> None:
+        """Stop one server and forget it (its port is closed).  Raises KeyError for an unknown id."""
+        self.url(server_id)
+        self.procs.pop(server_id).stop(grace)
+        del self.specs[server_id], self.ports[server_id]
 
     def alive(self) -> dict[str, bool]:
         """``{server_id: process alive}``."""
@@ -578,15 +609,13 @@ def start_fleet(specs: Sequence[ServerSpec], *, ready_timeout: float = 30.0, tri
     ids = [s.server_id for s in specs]
     if len(set(ids)) != len(ids):
         raise ValueError(f"server ids must be unique, got {ids}")
-    env = _repo_env()
     procs: dict[str, ManagedProcess] = {}
     ports: dict[str, int] = {}
 
     def make(spec: ServerSpec) -> ManagedProcess:
         port = free_port()
         ports[spec.server_id] = port
-        return ManagedProcess(spec.argv(port), name=f"server {spec.server_id}", ready_url=f"http://127.0.0.1:{port}/live",
-                              ready_timeout=ready_timeout, env=env, ports=(port,))  # fmt: skip
+        return _server_process(spec, port, ready_timeout)
 
     try:
         for spec in specs:

@@ -571,7 +571,7 @@ def test_bad_faults_are_refused_before_and_by_the_server(fleet: procs.Fleet) -> 
     assert status == 400 and "factor" in answer["error"]["message"]
 
 
-def test_crash_exits_at_once_breaks_open_streams_and_a_restart_serves_again(wait_until) -> None:
+def test_crash_breaks_open_streams_a_restart_serves_again_and_the_fleet_scales(wait_until) -> None:
     with start_fleet([ServerSpec("c1", capacity=2, startup_seconds=0.0)]) as fleet:
         url, port = fleet.url("c1"), fleet.ports["c1"]
         first = fleet.procs["c1"]
@@ -592,6 +592,16 @@ def test_crash_exits_at_once_breaks_open_streams_and_a_restart_serves_again(wait
         fleet.restart("c1")
         assert fleet.alive() == {"c1": True}
         _completion(url, 2, 2)
+        # Scale out and in (stage 7's rollouts add and remove servers).
+        added = fleet.add(ServerSpec("c2", gpu="h100-80gb", capacity=2))
+        assert _health(added)["server_id"] == "c2" and set(fleet.urls) == {"c1", "c2"}
+        with pytest.raises(ValueError, match="already in the fleet"):
+            fleet.add(ServerSpec("c2"))
+        port2 = fleet.ports["c2"]
+        fleet.remove("c2")
+        assert set(fleet.urls) == {"c1"} and not procs.port_open(port2)
+        with pytest.raises(KeyError, match="c2"):
+            fleet.restart("c2")
     assert not procs.port_open(port)
 
 
