@@ -52,6 +52,7 @@ __all__ = [
     "LoadSummary",
     "replay",
     "run_replay",
+    "closed_loop",
     "summarize",
     "from_requests",
     "from_sim_workload",
@@ -277,6 +278,61 @@ async def replay(
                 results[i] = LoadResult(i, scaled[i].at, 0.0, p.status, p.ttft, None, p.tokens, p.retry_after,
                                         "deadline", f"still open at max_seconds={max_seconds}", p.server)  # fmt: skip
     return [results[i] for i in sorted(results)]
+
+
+async def closed_loop(
+    base_url: str,
+    *,
+    concurrency: int,
+    seconds: float,
+    prompt_tokens: int = 1,
+    max_tokens: int = 1,
+    api_key: str | None = None,
+    stream: bool = True,
+    model: str = "course-model",
+    request_timeout: float = 30.0,
+) -> list[LoadResult]:
+    """Closed loop: ``concurrency`` clients each send the same small request again as soon as the last one ends.
+
+    For capacity (how many requests per second a balancer sustains) and
+    per-request overhead (``concurrency=1``: one request at a time, so each
+    latency is the path alone, with no queueing); the open-loop
+    :func:`replay` is for workloads.  Each client starts requests for
+    ``seconds`` of wall time; the ones open then finish (each bounded by
+    ``request_timeout``) and are reported.  ``at`` is each request's send time from
+    the start; results are in send order.  O(requests).
+
+    Raises:
+        TypeError/ValueError: a bad argument (nothing is sent).
+    """
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise ValueError(f"base_url must be http(s)://host:port, got {base_url!r}")
+    base_url = base_url.rstrip("/")
+    concurrency = require_int(concurrency, "concurrency")
+    for name, value in (("seconds", seconds), ("request_timeout", request_timeout)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    template = LoadRequest(0.0, prompt_tokens, max_tokens, api_key, stream)
+    timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=min(5.0, request_timeout))
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    results: list[LoadResult] = []
+    async with aiohttp.ClientSession(connector=connector) as session:
+        t0 = time.monotonic()
+        end = t0 + seconds
+        counter = iter(range(1 << 62))
+
+        async def client() -> None:
+            while time.monotonic() < end:
+                at = time.monotonic() - t0
+                req = _with_at(template, at)
+                results.append(await _one(session, base_url, next(counter), req, t0, model, timeout, {}))
+
+        tasks = [asyncio.ensure_future(client()) for _ in range(concurrency)]
+        _, pending = await asyncio.wait(tasks, timeout=seconds + request_timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    return sorted(results, key=lambda r: r.at)
 
 
 def run_replay(base_url: str, requests: Sequence[LoadRequest], **options: object) -> list[LoadResult]:

@@ -26,7 +26,20 @@ What each balancer is told, so the comparison is fair:
 * the gateway is one asyncio process; HAProxy runs one thread
   (``nbthread 1``).
 
-Steady state only (no faults) in this version.
+Faults (``fault=``): ``crash`` (the server's process exits), ``hang``
+(it accepts and never answers, ``/health`` too), ``slow`` (a throttled GPU:
+``slow_factor`` times slower) or ``drain`` (the balancer is told to drain
+it: the gateway's ``POST /admin/drain``, HAProxy's ``set server ... state
+drain``), injected into ``fault_server`` (default: the fleet's largest
+server, the one a token-aware router leans on) at ``fault_at`` of the
+arrival window, and undone after each balancer's run (a crashed server is
+started again on its port), so every balancer meets the same fault.
+
+:func:`overhead` measures what a balancer adds per request (one request at
+a time, the smallest request, direct to one server and through each
+balancer in front of that server only) and :func:`capacity` the requests
+per second each sustains with many clients; both print ratios of the
+gateway against HAProxy measured in the same run.
 
 Time: servers run the model ``1 / time_scale`` times faster than real
 time, and the arrivals are compressed by the same factor, so the offered
@@ -42,11 +55,12 @@ import argparse
 import json
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,13 +68,28 @@ from solution.gateway.haproxy import HAProxy, haproxy_binary, HAPROXY_INSTALL
 from solution.gateway.loadgen import LoadRequest, LoadResult, LoadSummary, from_sim_workload, run_replay, summarize
 from solution.gateway.procs import Fleet, ManagedProcess, ServerSpec, free_port, start_fleet
 
-__all__ = ["RaceRow", "race", "main", "DEFAULT_FLEET", "RACE_KEY"]
+__all__ = ["RaceRow", "Overhead", "Capacity", "race", "overhead", "capacity", "main", "DEFAULT_FLEET", "RACE_KEY", "FAULTS"]
 
 #: The race's default fleet: two A10s and one H100 (a mixed fleet, small enough for a 2-core machine).
 DEFAULT_FLEET: Mapping[str, int] = {"A10-24GB": 2, "H100-80GB": 1}
 
 #: The API key the load generator sends to the gateway (HAProxy ignores it).
 RACE_KEY = "sk-race"
+
+#: The gateway's admin key in the race (its ``/admin/drain``).
+RACE_ADMIN_KEY = "sk-race-admin"
+
+#: The faults a race can inject (``None``: steady state).
+FAULTS = (None, "crash", "hang", "slow", "drain")
+
+
+def _gateway_drain(url: str, server_id: str) -> None:
+    """Tell the gateway to drain a server (``POST /admin/drain``, no timeout)."""
+    request = urllib.request.Request(url + "/admin/drain", data=json.dumps({"server_id": server_id, "timeout": None}).encode(),
+                                     method="POST", headers={"Authorization": f"Bearer {RACE_ADMIN_KEY}",
+                                                             "Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        answer.read()
 
 
 @dataclass(frozen=True)
@@ -77,19 +106,22 @@ class RaceRow:
         return f"{self.summary.line(self.label)}; served by {shares}"
 
 
-def _gateway_config(fleet: Fleet, specs: Sequence[ServerSpec], *, strategy: str, queue_wait: float, seed: int) -> dict[str, object]:
+def _gateway_config(fleet: Fleet, specs: Sequence[ServerSpec], *, strategy: str, queue_wait: float, seed: int,
+                    attempt_timeout: float = 300.0) -> dict[str, object]:  # fmt: skip
     from solution.sim.gpus import gpu_preset
 
     return {
         "backends": [{"server_id": s.server_id, "url": fleet.url(s.server_id), "capacity": s.capacity,
                       "gpu_memory_gb": gpu_preset(s.gpu).memory_gb, "gpu": s.gpu, "model": s.model} for s in specs],
         "keys": {RACE_KEY: {"tenant": "race"}},
+        "admin_key": RACE_ADMIN_KEY,
         "strategy": strategy,
         "queue": {"max_depth": 100_000, "max_wait": queue_wait},
         "health": {"interval": 1.0, "timeout": 0.5},
         "max_prompt_tokens": 1_000_000,
         "max_body_bytes": 64_000_000,
         "max_max_tokens": 1_000_000,
+        "timeouts": {"attempt": attempt_timeout},
         "seed": seed,
     }  # fmt: skip
 
@@ -130,6 +162,11 @@ def race(
     queue_wait: float = 10.0,
     max_seconds: float = 120.0,
     model: str | None = None,
+    fault: str | None = None,
+    fault_server: str | None = None,
+    fault_at: float = 0.3,
+    slow_factor: float = 4.0,
+    server_timeout: float = 10.0,
     log: object = None,
 ) -> list[RaceRow]:
     """Run the race (see the module) and return one row per balancer: each gateway strategy, then HAProxy.
@@ -138,8 +175,13 @@ def race(
     the scenario is :func:`solution.sim.race.heterogeneous` with ``requests``
     at ``load`` per server, drawn with ``seed``; outputs are clipped at
     ``max_output_tokens``.  ``log`` (a file, e.g. ``sys.stdout``) gets one
-    line per finished run.  Every process is stopped before it returns,
-    whatever happens.
+    line per finished run.  ``fault`` (see the module: ``crash``, ``hang``,
+    ``slow``, ``drain`` or ``None``) hits ``fault_server`` at ``fault_at``
+    (a fraction of the arrival window) in every balancer's run.
+    ``server_timeout``: HAProxy's ``timeout server`` (seconds without a
+    byte from the server: what ends a stream from a hung server; the
+    gateway relies on its health probes and its attempt bound).  Every
+    process is stopped before it returns, whatever happens.
 
     Raises:
         FileNotFoundError: haproxy is not installed (with the install command).
@@ -150,6 +192,10 @@ def race(
 
     if haproxy_binary() is None:
         raise FileNotFoundError(f"the race needs haproxy; install it with: {HAPROXY_INSTALL}")
+    if fault not in FAULTS:
+        raise ValueError(f"fault must be one of {FAULTS}, got {fault!r}")
+    if isinstance(fault_at, bool) or not isinstance(fault_at, (int, float)) or not 0 <= fault_at <= 1:
+        raise ValueError(f"fault_at is a fraction of the arrival window in [0, 1], got {fault_at!r}")
     scenario = heterogeneous(requests=requests, load=load, fleet=dict(fleet or DEFAULT_FLEET))
     capacities = scenario.capacities()
     model = model or DEFAULT_MODEL
@@ -158,31 +204,187 @@ def race(
     load_requests = from_sim_workload(scenario, seed=seed, time_scale=time_scale, api_key=RACE_KEY,
                                       max_output_tokens=max_output_tokens)  # fmt: skip
     rows: list[RaceRow] = []
+    target = fault_server or max(specs, key=lambda s: (s.capacity or 0, s.server_id)).server_id
+    if target not in {s.server_id for s in specs}:
+        raise ValueError(f"fault_server {target!r} is not in the fleet {[s.server_id for s in specs]}")
+    when = fault_at * (load_requests[-1].at if load_requests else 0.0)
 
-    def run(label: str, url: str) -> None:
-        results = run_replay(url, load_requests, max_requests=len(load_requests), max_seconds=max_seconds,
-                             request_timeout=max_seconds)  # fmt: skip
-        rows.append(_row(label, results))
+    def run(label: str, url: str, servers: Fleet, drain: Callable[[str], None]) -> None:
+        inject = {"crash": lambda: servers.fault(target, "crash"), "hang": lambda: servers.fault(target, "hang"),
+                  "slow": lambda: servers.fault(target, "slow", factor=slow_factor), "drain": lambda: drain(target),
+                  None: lambda: None}[fault]  # fmt: skip
+        timer = threading.Timer(when, inject)
+        timer.daemon = True
+        if fault is not None:
+            timer.start()
+        try:
+            results = run_replay(url, load_requests, max_requests=len(load_requests), max_seconds=max_seconds,
+                                 request_timeout=max_seconds)  # fmt: skip
+        finally:
+            timer.cancel()
+            if timer.is_alive():
+                timer.join()
+        rows.append(_row(label + (f", {fault} {target}" if fault else ""), results))
         if log is not None:
             print(rows[-1].line(), file=log, flush=True)  # type: ignore[arg-type]
+        if fault == "crash":
+            servers.restart(target)
+        elif fault in ("hang", "slow"):
+            servers.fault(target, "clear")
 
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="lb-race-") as tmp:
         servers = stack.enter_context(start_fleet(specs))
         for strategy in strategies:
             path = Path(tmp) / f"gateway-{strategy}.json"
-            path.write_text(json.dumps(_gateway_config(servers, specs, strategy=strategy, queue_wait=queue_wait, seed=seed)))
+            path.write_text(json.dumps(_gateway_config(servers, specs, strategy=strategy, queue_wait=queue_wait, seed=seed,
+                                                       attempt_timeout=max_seconds)))
+            url = ""
             port = free_port()
             argv = [sys.executable, "-m", "solution.gateway", "--config", str(path), "--port", str(port), "--log-level", "WARNING"]
             with ManagedProcess(argv, name=f"gateway ({strategy})", ready_url=f"http://127.0.0.1:{port}/health",
                                 ports=(port,)) as gateway:  # fmt: skip
+                url = f"http://127.0.0.1:{port}"
                 _idle(servers)
-                run(f"gateway {strategy}", f"http://127.0.0.1:{port}")
+                run(f"gateway {strategy}", url, servers, lambda sid: _gateway_drain(url, sid))
                 gateway.stop()
         _idle(servers)
         with HAProxy(servers.urls, maxconn_per_server={s.server_id: int(s.capacity or 1) for s in specs},
-                     timeout_queue=queue_wait, check_interval=1.0, timeout_server=max_seconds) as proxy:  # fmt: skip
-            run("haproxy leastconn", proxy.url)
+                     timeout_queue=queue_wait, check_interval=1.0, timeout_server=server_timeout) as proxy:  # fmt: skip
+            run("haproxy leastconn", proxy.url, servers, proxy.drain)
     return rows
+
+
+# -- overhead and capacity ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """Per-request latency (one request at a time, 1 prompt token, 1 output token, streamed) by target, in seconds.
+
+    ``p50``/``p99``: e2e percentiles per target (``direct``, ``gateway``,
+    ``haproxy``); :meth:`added` is a balancer's percentile minus the direct
+    one (what the hop costs); :meth:`ratio` the gateway's added latency over
+    HAProxy's.
+    """
+
+    requests: dict[str, int]
+    p50: dict[str, float]
+    p99: dict[str, float]
+
+    def added(self, target: str, q: str = "p50") -> float:
+        table = self.p50 if q == "p50" else self.p99
+        return table[target] - table["direct"]
+
+    def ratio(self, q: str = "p50") -> float:
+        return self.added("gateway", q) / self.added("haproxy", q)
+
+    def lines(self) -> list[str]:
+        out = [f"{t:<8} {self.requests[t]:>6} requests  p50 {self.p50[t] * 1e3:6.2f} ms  p99 {self.p99[t] * 1e3:6.2f} ms"
+               + ("" if t == "direct" else f"  added p50 {self.added(t) * 1e3:+.2f} ms, p99 {self.added(t, 'p99') * 1e3:+.2f} ms")
+               for t in ("direct", "gateway", "haproxy")]  # fmt: skip
+        out.append(f"gateway / haproxy added latency: p50 {self.ratio('p50'):.1f}x, p99 {self.ratio('p99'):.1f}x")
+        return out
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Requests per second sustained by closed-loop clients, by target (``direct`` = both servers called straight)."""
+
+    concurrency: int
+    rate: dict[str, float]
+    errors: dict[str, int]
+
+    def lines(self) -> list[str]:
+        out = [f"{t:<8} {self.rate[t]:7.0f} req/s ({self.errors[t]} errors)" for t in ("direct", "gateway", "haproxy")]
+        out.append(f"gateway / haproxy: {self.rate['gateway'] / self.rate['haproxy']:.2f}x the requests per second "
+                   f"({self.concurrency} clients)")  # fmt: skip
+        return out
+
+
+def _fast_specs(n: int) -> list[ServerSpec]:
+    """Servers whose own time is negligible (time scale 1e-4, room for 512 in flight): the hop is what is measured."""
+    return [ServerSpec(f"fast{i}", gpu="H100-80GB", capacity=512, time_scale=1e-4, seed=i) for i in range(n)]
+
+
+@contextmanager
+def _balancers(servers: Fleet, specs: Sequence[ServerSpec]) -> Iterator[dict[str, str]]:
+    """A gateway (least_connections) and HAProxy in front of ``servers``; yields their URLs; stops both."""
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="lb-race-") as tmp:
+        path = Path(tmp) / "gateway.json"
+        path.write_text(json.dumps(_gateway_config(servers, specs, strategy="least_connections", queue_wait=10.0, seed=0)))
+        port = free_port()
+        argv = [sys.executable, "-m", "solution.gateway", "--config", str(path), "--port", str(port), "--log-level", "WARNING"]
+        stack.enter_context(ManagedProcess(argv, name="gateway", ready_url=f"http://127.0.0.1:{port}/health", ports=(port,)))
+        proxy = stack.enter_context(HAProxy(servers.urls, maxconn_per_server={s.server_id: int(s.capacity or 1) for s in specs},
+                                            check_interval=1.0))  # fmt: skip
+        yield {"gateway": f"http://127.0.0.1:{port}", "haproxy": proxy.url}
+
+
+def overhead(*, seconds: float = 2.0, rounds: int = 3, log: object = None) -> Overhead:
+    """What one hop adds per request: direct vs gateway vs HAProxy, one request at a time (see :class:`Overhead`).
+
+    One fast server (its own time negligible); each round runs ``seconds``
+    of closed loop (concurrency 1) against each target in turn, so drift on
+    a shared machine hits all three alike.  Every process is stopped before
+    it returns.
+    """
+    import asyncio
+
+    from solution.gateway.loadgen import closed_loop
+
+    specs = _fast_specs(1)
+    samples: dict[str, list[float]] = {"direct": [], "gateway": [], "haproxy": []}
+    with start_fleet(specs) as servers, _balancers(servers, specs) as urls:
+        targets = {"direct": servers.url(specs[0].server_id), **urls}
+        for _ in range(rounds):
+            for name, url in targets.items():
+                results = asyncio.run(closed_loop(url, concurrency=1, seconds=seconds, api_key=RACE_KEY))
+                samples[name] += [r.e2e for r in results if r.ok and r.e2e is not None]
+    import numpy as np
+
+    result = Overhead({k: len(v) for k, v in samples.items()}, {k: float(np.percentile(v, 50)) for k, v in samples.items()},
+                      {k: float(np.percentile(v, 99)) for k, v in samples.items()})  # fmt: skip
+    if log is not None:
+        print("\n".join(result.lines()), file=log, flush=True)  # type: ignore[arg-type]
+    return result
+
+
+def capacity(*, concurrency: int = 64, seconds: float = 4.0, servers: int = 2, log: object = None) -> Capacity:
+    """Requests per second each target sustains with ``concurrency`` closed-loop clients (see :class:`Capacity`).
+
+    ``servers`` fast servers (their own time negligible); ``direct`` splits
+    the clients over the servers with no balancer.  On a small machine the
+    load generator and the servers share the cores with the balancer, so
+    the figures are what this machine sustains, not a balancer's ceiling:
+    the ratio in the same run is the comparable figure.
+    """
+    import asyncio
+
+    from solution.gateway.loadgen import closed_loop
+
+    specs = _fast_specs(servers)
+    rate: dict[str, float] = {}
+    errors: dict[str, int] = {}
+    with start_fleet(specs) as fleet, _balancers(fleet, specs) as urls:
+
+        async def direct() -> list[LoadResult]:
+            share = max(1, concurrency // len(specs))
+            parts = await asyncio.gather(*(closed_loop(fleet.url(s.server_id), concurrency=share, seconds=seconds)
+                                           for s in specs))  # fmt: skip
+            return [r for part in parts for r in part]
+
+        runs = {"direct": direct, **{name: (lambda url=url: closed_loop(url, concurrency=concurrency, seconds=seconds,
+                                                                        api_key=RACE_KEY)) for name, url in urls.items()}}
+        for name, make in runs.items():
+            results = asyncio.run(make())  # type: ignore[operator]
+            ok = [r for r in results if r.ok]
+            ends = [r.at + r.e2e for r in ok if r.e2e is not None]
+            rate[name] = len(ok) / max(ends) if ends else 0.0
+            errors[name] = len(results) - len(ok)
+    result = Capacity(concurrency, rate, errors)
+    if log is not None:
+        print("\n".join(result.lines()), file=log, flush=True)  # type: ignore[arg-type]
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,22 +398,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategies", default="predictive,least_connections", help="gateway strategies to race, comma-separated")
     parser.add_argument("--max-output-tokens", type=int, default=512)
     parser.add_argument("--max-seconds", type=float, default=120.0, help="bound on each balancer's run (real seconds)")
+    parser.add_argument("--fault", choices=[f for f in FAULTS if f], default=None, help="inject this fault in every run")
+    parser.add_argument("--fault-server", default=None, help="the server to fault (default: the largest)")
+    parser.add_argument("--fault-at", type=float, default=0.3, help="when, as a fraction of the arrival window")
+    parser.add_argument("--overhead", action="store_true", help="also measure each balancer's added latency per request")
+    parser.add_argument("--capacity", action="store_true", help="also measure the requests per second each sustains")
+    parser.add_argument("--no-race", action="store_true", help="skip the workload race (with --overhead / --capacity)")
     args = parser.parse_args(argv)
     fleet = {}
     for item in args.fleet.split(","):
         gpu, _, count = item.partition(":")
         fleet[gpu] = int(count or 1)
     began = time.monotonic()
-    print(f"race: {args.requests} requests, load {args.load}, seed {args.seed}, time scale {args.time_scale}, fleet {fleet}",
-          flush=True)  # fmt: skip
+    if args.overhead:
+        print("overhead: one request at a time (1 prompt token, 1 output token, streamed), one fast server", flush=True)
+        overhead(log=sys.stdout)
+    if args.capacity:
+        print("capacity: closed-loop clients, two fast servers", flush=True)
+        capacity(log=sys.stdout)
+    if args.no_race:
+        print(f"(took {time.monotonic() - began:.0f} s)")
+        return 0
+    print(f"race: {args.requests} requests, load {args.load}, seed {args.seed}, time scale {args.time_scale}, fleet {fleet}"
+          + (f", {args.fault} at {args.fault_at:.0%} of the arrivals" if args.fault else ", steady state"), flush=True)  # fmt: skip
     rows = race(requests=args.requests, load=args.load, seed=args.seed, time_scale=args.time_scale, fleet=fleet,
                 strategies=[s for s in args.strategies.split(",") if s], max_output_tokens=args.max_output_tokens,
-                max_seconds=args.max_seconds, log=sys.stdout)  # fmt: skip
-    print(f"\n{'balancer':<30} {'ok/sent':>9} {'req/s':>7} {'tok/s':>7} {'TTFT p50':>9} {'TTFT p99':>9} {'e2e p50':>8} {'e2e p99':>8}  errors")
+                max_seconds=args.max_seconds, fault=args.fault, fault_server=args.fault_server, fault_at=args.fault_at,
+                log=sys.stdout)  # fmt: skip
+    print(f"\n{'balancer':<42} {'ok/sent':>9} {'req/s':>7} {'tok/s':>7} {'TTFT p50':>9} {'TTFT p99':>9} {'e2e p50':>8} {'e2e p99':>8}  errors")
     for row in rows:
         s = row.summary
         errors = ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items())) or "none"
-        print(f"{row.label:<30} {s.ok:>4}/{s.sent:<4} {s.throughput:>7.1f} {s.tokens_per_second:>7.0f} "
+        print(f"{row.label:<42} {s.ok:>4}/{s.sent:<4} {s.throughput:>7.1f} {s.tokens_per_second:>7.0f} "
               f"{s.ttft_p50 * 1000:>7.0f}ms {s.ttft_p99 * 1000:>7.0f}ms {s.e2e_p50:>7.2f}s {s.e2e_p99:>7.2f}s  {errors}")  # fmt: skip
     print(f"(took {time.monotonic() - began:.0f} s)")
     return 0

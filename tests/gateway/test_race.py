@@ -20,3 +20,27 @@ def test_a_small_race_answers_every_request_through_both_balancers_and_stops_eve
         assert row.summary.sent == 24 and row.summary.ok == 24, row.line()
         assert sum(row.shares.values()) == 24 and "-" not in row.shares  # every answer names its server
     assert not procs.live_processes()
+
+
+def test_a_crash_in_the_race_hits_both_balancers_and_the_server_is_back_after() -> None:
+    require_haproxy()
+    rows = race(requests=24, load=0.5, strategies=("least_connections",), time_scale=0.5, max_output_tokens=32,
+                max_seconds=30.0, fault="crash", fault_server="a10-24gb-0", fault_at=0.5)  # fmt: skip
+    assert [row.label for row in rows] == ["gateway least_connections, crash a10-24gb-0", "haproxy leastconn, crash a10-24gb-0"]
+    for row in rows:
+        late = [r for r in row.results if r.at > 0.75 * row.results[-1].at]  # well after the crash (and detection)
+        assert late and all(r.server != "a10-24gb-0" for r in late), row.line()
+    early = [r.server for r in rows[1].results if r.at < 0.4 * rows[1].results[-1].at]
+    assert "a10-24gb-0" in early  # restarted after the gateway's run: HAProxy's run met it alive, then crashed it again
+    assert not procs.live_processes()
+
+
+def test_race_refuses_bad_arguments() -> None:
+    require_haproxy()
+    with pytest.raises(ValueError, match="fault must be"):
+        race(requests=4, fault="meteor")
+    with pytest.raises(ValueError, match="fault_at"):
+        race(requests=4, fault="crash", fault_at=1.5)
+    with pytest.raises(ValueError, match="fault_server"):
+        race(requests=4, fault="crash", fault_server="nope")
+    assert not procs.live_processes()
