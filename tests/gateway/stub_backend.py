@@ -48,6 +48,7 @@ class StubBackend:
         self.status = 200  # the status a completion answers (429 / 500 to test errors)
         self.retry_after: str | None = None
         self.in_flight = 0
+        self.max_in_flight = 0  # the most completions open at once
         self.served = 0  # completions answered (any status)
         self.health_checks = 0
         self._held: asyncio.Event | None = None
@@ -107,6 +108,7 @@ class StubBackend:
     async def _completion(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             headers = {"X-Server-Id": self.server_id}
             if self.status != 200:

@@ -11,6 +11,7 @@ import pytest
 
 from solution.gateway.loadgen import (
     LoadRequest,
+    closed_loop,
     LoadResult,
     from_azure_trace,
     from_requests,
@@ -73,6 +74,23 @@ def test_the_generator_is_open_loop_later_requests_do_not_wait_for_answers(stub:
         stub.release()
         results = future.result(10)
     assert all(r.ok for r in results)
+
+
+def test_closed_loop_keeps_exactly_its_clients_busy_for_its_seconds() -> None:
+    import asyncio
+
+    server = StubBackend("s1", token_delay=0.005).start()
+    try:
+        began = time.monotonic()
+        results = asyncio.run(closed_loop(server.url, concurrency=3, seconds=0.4, max_tokens=2))
+        took = time.monotonic() - began
+    finally:
+        server.stop()
+    assert took < 2.0 and len(results) >= 6 and all(r.ok and r.tokens == 2 for r in results)
+    assert server.max_in_flight == 3  # never more than its clients, and all of them busy
+    assert all(r.at <= 0.4 for r in results) and [r.at for r in results] == sorted(r.at for r in results)
+    with pytest.raises(ValueError):
+        asyncio.run(closed_loop(server.url, concurrency=0, seconds=1.0))
 
 
 # -- what it measures and records ------------------------------------------------------------------
