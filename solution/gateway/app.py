@@ -267,16 +267,13 @@ class Gateway:
         return path, health, retrier
 
     def _models(self) -> dict[str, Any]:
-        """Latency models for backends that name a GPU or model preset (the predictive strategy prices with them)."""
-        out = {}
-        for b in self.config.backends:
-            if b.gpu is None and b.model is None:
-                continue
-            from solution.sim.gpus import gpu_preset, model_preset
+        """Latency models for backends that name a GPU or model preset (the predictive strategy prices with them).
 
-            spec = model_preset(b.model) if b.model is not None else model_preset("7B FP16")
-            out[b.server_id] = spec.latency_model(gpu_preset(b.gpu or "A100-80GB"))
-        return out
+        The same presets, looked up the same way (case-insensitively), as the
+        inference servers' (``--gpu``, ``--model``), so the router prices a
+        server with the model that server runs.
+        """
+        return {b.server_id: b.latency_model() for b in self.config.backends if b.gpu is not None or b.model is not None}
 
     # -- life cycle ------------------------------------------------------------------
 

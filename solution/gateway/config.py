@@ -145,6 +145,19 @@ class Backend:
         for name in ("gpu", "model"):
             if getattr(self, name) is not None:
                 _text(getattr(self, name), f"backends[].{name}")
+        if self.gpu is not None or self.model is not None:
+            self.latency_model()  # an unknown preset fails here, listing the known ones
+
+    def latency_model(self) -> Any:
+        """The router's latency model of this server: ``model`` (default ``"7B FP16"``) on ``gpu`` (default
+        ``"A100-80GB"``), presets looked up case-insensitively as the inference servers do.  ValueError for an unknown one."""
+        from solution.gateway.inference_server import resolve_gpu, resolve_model
+
+        try:
+            spec = resolve_model(self.model or "7B FP16")
+            return spec.latency_model(resolve_gpu(self.gpu or "A100-80GB"))
+        except ValueError as exc:
+            raise ConfigError(f"backends[{self.server_id!r}]: {exc}") from None
 
 
 @dataclass(frozen=True)

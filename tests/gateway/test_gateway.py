@@ -771,3 +771,13 @@ def test_a_kept_alive_connection_trickling_its_next_request_head_is_cut_off_too(
         s.close()
         assert rest == b"" and time.monotonic() - start < 3.0  # closed (idle is 30 s): the header deadline did it
         assert gw.read(lambda g: g.client_timeouts) == 1
+
+
+def test_the_configured_strategy_routes_predictive_sends_a_long_answer_to_the_faster_gpu(stubs: list[StubBackend]) -> None:
+    s1, s2 = stubs
+    cfg = config_for(stubs, strategy="predictive")
+    cfg["backends"] = [{"server_id": "s1", "url": s1.url, "capacity": 2, "gpu": "a10-24gb", "gpu_memory_gb": 24},
+                       {"server_id": "s2", "url": s2.url, "capacity": 2, "gpu": "h100-80gb"}]  # fmt: skip
+    with live(cfg) as gw:
+        assert completion(gw.url, max_tokens=200).status_code == 200
+        assert s2.served == 1 and s1.served == 0  # least connections would have taken s1, the first added

@@ -38,6 +38,12 @@ def test_defaults_and_what_the_components_are_built_from() -> None:
     assert GatewayConfig.from_dict(good(queue=None)).queue is None
 
 
+def test_a_backend_naming_presets_gets_their_latency_model_whatever_the_case() -> None:
+    cfg = GatewayConfig.from_dict(good(backends=[{**BACKEND, "gpu": "h100-80gb"}, {**BACKEND, "server_id": "s2", "gpu": "A100-80GB"}]))
+    fast, slow = (b.latency_model() for b in cfg.backends)
+    assert fast.e2e(100, 100, 1) < slow.e2e(100, 100, 1)  # the H100 is faster
+
+
 def test_the_keys_never_appear_in_the_configs_or_the_key_stores_repr() -> None:
     cfg = GatewayConfig.from_dict(good(keys={"sk-very-secret": {"tenant": "t1"}}, admin_key="adm-very-secret"))
     assert "very-secret" not in repr(cfg) and "very-secret" not in str(cfg)
@@ -52,6 +58,7 @@ def test_the_keys_never_appear_in_the_configs_or_the_key_stores_repr() -> None:
     (good(backends=[{**BACKEND, "capacity": 0}]), ConfigError, "capacity"),
     (good(backends=[{**BACKEND, "capacity": True}]), TypeError, "capacity"),
     (good(backends=[{**BACKEND, "weight": 2}]), ConfigError, "unknown field"),
+    (good(backends=[{**BACKEND, "gpu": "b200"}]), ConfigError, "unknown GPU preset"),
     (good(backends={"s1": "http://x"}), TypeError, "backends"),
     (good(colour="blue"), ConfigError, "unknown field"),
     (good(strategy="fastest"), ConfigError, "strategy"),
