@@ -51,13 +51,13 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from solution.core.validate import require_int
-from solution.gateway.procs import ManagedProcess, free_port
+from solution.gateway.procs import ManagedProcess, ProcessStartError, free_port
 
 __all__ = [
     "HAPROXY_INSTALL",
@@ -70,6 +70,9 @@ __all__ = [
     "RuntimeAPIError",
     "ServerState",
     "HAProxy",
+    "runtime_command",
+    "parse_servers_state",
+    "parse_stat",
 ]
 
 #: How a user installs the peer (what a skipped test tells them).
@@ -410,7 +413,8 @@ class HAProxy:
     :meth:`start` runs ``haproxy -f <cfg> -db`` (foreground: ``-db``
     disables background mode) as a :class:`~solution.gateway.procs.ManagedProcess`, ready once
     :data:`READY_PATH` answers 200.  :meth:`stop` (or leaving the ``with``
-    block) ends it and removes the folder.  ``port=None`` takes a free port.
+    block) ends it and removes the folder.  ``port=None`` takes a free port
+    (and another one, up to three times, if a process took it meanwhile).
 
     Runtime API: :meth:`drain` (no new requests; in-flight ones finish;
     checks go on), :meth:`ready` (back in rotation), :meth:`maint`,
@@ -432,20 +436,27 @@ class HAProxy:
     ) -> None:
         self.binary = _require_binary()
         self._dir = Path(tempfile.mkdtemp(prefix="lb-haproxy-"))
+        self._own_port = port is None
+        self._settings = (backends, maxconn_per_server, config)
         try:
-            self.port = free_port() if port is None else require_int(port, "port", maximum=65535)
             self.socket_path = str(self._dir / "admin.sock")
-            self.config_text = haproxy_config(backends, port=self.port, stats_socket=self.socket_path,
-                                              maxconn_per_server=maxconn_per_server, **config)  # type: ignore[arg-type]
             self.config_path = self._dir / "haproxy.cfg"
-            self.config_path.write_text(self.config_text)
-            check_config(self.config_path, binary=self.binary)
+            self._configure(free_port() if port is None else require_int(port, "port", maximum=65535))
         except BaseException:
             shutil.rmtree(self._dir, ignore_errors=True)
             raise
         self.servers = [sid for sid, _ in _backends(backends)]
         self.ready_timeout = ready_timeout
         self._proc: ManagedProcess | None = None
+
+    def _configure(self, port: int) -> None:
+        """Write and validate the configuration for ``port``."""
+        backends, maxconn_per_server, config = self._settings
+        self.port = port
+        self.config_text = haproxy_config(backends, port=port, stats_socket=self.socket_path,  # type: ignore[arg-type]
+                                          maxconn_per_server=maxconn_per_server, **config)  # type: ignore[arg-type]
+        self.config_path.write_text(self.config_text)
+        check_config(self.config_path, binary=self.binary)
 
     @property
     def url(self) -> str:
@@ -467,9 +478,17 @@ class HAProxy:
         if not self.config_path.is_file():
             raise RuntimeError("this HAProxy was stopped and its folder removed; make a new HAProxy to start again")
         argv = [self.binary, "-f", str(self.config_path), "-db"]
-        self._proc = ManagedProcess(argv, name=f"haproxy on port {self.port}", ready_url=self.url + READY_PATH,
-                                    ready_timeout=self.ready_timeout, ports=(self.port,))
-        self._proc.start()
+        for attempt in range(3):
+            self._proc = ManagedProcess(argv, name=f"haproxy on port {self.port}", ready_url=self.url + READY_PATH,
+                                        ready_timeout=self.ready_timeout, ports=(self.port,))
+            try:
+                self._proc.start()
+                return self
+            except ProcessStartError as error:
+                # free_port() races with other processes: another one may have bound the port meanwhile.
+                if not self._own_port or attempt == 2 or "cannot bind" not in error.output.lower():
+                    raise
+                self._configure(free_port())
         return self
 
     def stop(self, grace: float = 3.0) -> None:
@@ -537,7 +556,8 @@ class HAProxy:
                 return int(row.get("qcur") or 0)
         return 0
 
-    def wait_for(self, predicate, timeout: float = 10.0, interval: float = 0.05) -> dict[str, ServerState]:  # type: ignore[no-untyped-def]
+    def wait_for(self, predicate: Callable[[dict[str, ServerState]], bool], timeout: float = 10.0,
+                 interval: float = 0.05) -> dict[str, ServerState]:  # fmt: skip
         """Poll :meth:`server_states` until ``predicate(states)`` is true; return them.
 
         Raises TimeoutError (with the last states) after ``timeout`` seconds.

@@ -127,6 +127,20 @@ def test_haproxy_class_refuses_a_config_haproxy_rejects_and_leaves_nothing_behin
     assert not {n for n in set(os.listdir("/tmp")) - before if n.startswith("lb-haproxy-")}
 
 
+def test_a_port_taken_before_haproxy_binds_it_is_replaced_by_another(stubs: list[StubBackend]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        proxy = HAProxy({"s1": stubs[0].url}, maxconn_per_server=2)
+        proxy._configure(taken.getsockname()[1])  # as if another process took the free port in between
+        with proxy:
+            assert proxy.port != taken.getsockname()[1] and proxy.alive()
+            (result,) = run_replay(proxy.url, [LoadRequest(0.0, 3, 2)], max_requests=1, max_seconds=10)
+    assert result.ok and not proxy.alive()
+
+
 # -- HAProxy's behaviour -------------------------------------------------------------------------
 
 
