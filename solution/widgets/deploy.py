@@ -198,9 +198,12 @@ def capacity_figure(runs: Mapping[str, tuple[Any, Mapping[str, np.ndarray]]], *,
     return fig
 
 
-def blast_figure(blast: Mapping[str, Mapping[str, tuple[float, float, float]]], *,
+def blast_figure(blast: Mapping[str, Mapping[str, tuple[float, float, float]]], *, seeds: int | None = None,
                  title: str = "a version failing 2%: the canary's first share") -> Figure:  # fmt: skip
-    """Per first canary share (``blast_vs_share``'s rows but ``"none"``): time to detect (left) and blast radius (right), mean with its interval."""
+    """Per first canary share (``blast_vs_share``'s rows but ``"none"``): time to detect (left) and blast radius (right), mean with its interval.
+
+    ``seeds``: how many seeds the means are over (said in the legend).
+    """
     labels = [k for k in blast if k != "none"]
     fig = Figure(figsize=(10, 3.4), layout="constrained")
     for k, (metric, ylabel, color) in enumerate((("detect", "time to detect (s from B's first request)", "#4c78a8"),
@@ -209,7 +212,9 @@ def blast_figure(blast: Mapping[str, Mapping[str, tuple[float, float, float]]], 
         mean = np.array([blast[x][metric][0] for x in labels])
         lo = np.array([blast[x][metric][1] for x in labels])
         hi = np.array([blast[x][metric][2] for x in labels])
-        ax.bar(range(len(labels)), mean, color=color, alpha=0.8, label=f"{metric}: mean over seeds")
+        over = f"{seeds} seeds" if seeds is not None else "seeds"
+        ax.bar(range(len(labels)), mean, color=color, alpha=0.8,
+               label=f"{'time to detect' if metric == 'detect' else 'blast radius'}: mean over {over}")  # fmt: skip
         ax.errorbar(range(len(labels)), mean, yerr=[mean - lo, hi - mean], fmt="none", color="black", capsize=4,
                     label="95% t interval")  # fmt: skip
         ax.set_xticks(range(len(labels)), labels)
