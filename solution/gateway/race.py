@@ -349,21 +349,24 @@ def overhead(*, seconds: float = 2.0, rounds: int = 3, log: object = None) -> Ov
     return result
 
 
-def capacity(*, concurrency: int = 64, seconds: float = 4.0, servers: int = 2, log: object = None) -> Capacity:
+def capacity(*, concurrency: int = 64, seconds: float = 2.0, rounds: int = 3, servers: int = 2, log: object = None) -> Capacity:
     """Requests per second each target sustains with ``concurrency`` closed-loop clients (see :class:`Capacity`).
 
     ``servers`` fast servers (their own time negligible); ``direct`` splits
-    the clients over the servers with no balancer.  On a small machine the
-    load generator and the servers share the cores with the balancer, so
-    the figures are what this machine sustains, not a balancer's ceiling:
-    the ratio in the same run is the comparable figure.
+    the clients over the servers with no balancer.  Each of ``rounds``
+    rounds runs ``seconds`` against each target in turn (drift on a shared
+    machine hits all alike); a rate is answers over the summed run time.
+    On a small machine the load generator and the servers share the cores
+    with the balancer, so the figures are what this machine sustains, not
+    a balancer's ceiling: the ratio in the same run is the comparable figure.
     """
     import asyncio
 
     from solution.gateway.loadgen import closed_loop
 
     specs = _fast_specs(servers)
-    rate: dict[str, float] = {}
+    answered: dict[str, int] = {}
+    spent: dict[str, float] = {}
     errors: dict[str, int] = {}
     with start_fleet(specs) as fleet, _balancers(fleet, specs) as urls:
 
@@ -375,13 +378,15 @@ def capacity(*, concurrency: int = 64, seconds: float = 4.0, servers: int = 2, l
 
         runs = {"direct": direct, **{name: (lambda url=url: closed_loop(url, concurrency=concurrency, seconds=seconds,
                                                                         api_key=RACE_KEY)) for name, url in urls.items()}}
-        for name, make in runs.items():
-            results = asyncio.run(make())  # type: ignore[operator]
-            ok = [r for r in results if r.ok]
-            ends = [r.at + r.e2e for r in ok if r.e2e is not None]
-            rate[name] = len(ok) / max(ends) if ends else 0.0
-            errors[name] = len(results) - len(ok)
-    result = Capacity(concurrency, rate, errors)
+        for _ in range(rounds):
+            for name, make in runs.items():
+                results = asyncio.run(make())  # type: ignore[operator]
+                ok = [r for r in results if r.ok]
+                ends = [r.at + r.e2e for r in ok if r.e2e is not None]
+                answered[name] = answered.get(name, 0) + len(ok)
+                spent[name] = spent.get(name, 0.0) + (max(ends) if ends else seconds)
+                errors[name] = errors.get(name, 0) + len(results) - len(ok)
+    result = Capacity(concurrency, {k: answered[k] / spent[k] for k in answered}, errors)
     if log is not None:
         print("\n".join(result.lines()), file=log, flush=True)  # type: ignore[arg-type]
     return result

@@ -44,3 +44,16 @@ def test_race_refuses_bad_arguments() -> None:
     with pytest.raises(ValueError, match="fault_server"):
         race(requests=4, fault="crash", fault_server="nope")
     assert not procs.live_processes()
+
+
+def test_overhead_and_capacity_measure_all_three_targets_and_stop_everything() -> None:
+    from solution.gateway.race import capacity, overhead
+
+    require_haproxy()
+    over = overhead(seconds=0.3, rounds=1)
+    assert all(over.requests[t] > 10 for t in ("direct", "gateway", "haproxy"))
+    assert over.p50["direct"] <= over.p99["direct"] and over.p50["gateway"] > 0
+    assert len(over.lines()) == 4 and "gateway / haproxy" in over.lines()[-1]
+    cap = capacity(concurrency=8, seconds=0.3, rounds=1)
+    assert all(cap.rate[t] > 0 for t in ("direct", "gateway", "haproxy")) and sum(cap.errors.values()) == 0
+    assert not procs.live_processes()
