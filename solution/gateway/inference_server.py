@@ -98,11 +98,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from solution.core.latency import LatencyModel
+from solution.core.validate import require_id, require_int
 from solution.gateway.faults import CRASH_EXIT_CODE, Fault, parse_fault
 from solution.sim.gpus import GPU_PRESETS, MODEL_PRESETS, GpuSpec, ModelSpec
 from solution.sim.healthsim import ColdStart
 from solution.sim.kvcache import kv_capacity_tokens
 from solution.sim.server import Server
+from solution.sim.validate import require_number
 
 __all__ = [
     "ServerConfig",
@@ -153,9 +155,9 @@ class ServerConfig:
     """Everything one server needs; :meth:`from_presets` fills in the GPU's latency model, capacity and KV room.
 
     Raises:
-        TypeError / ValueError: a capacity or KV limit that is not an int >=
-            1, a time scale or stream interval that is not a finite number > 0,
-            a negative startup time.
+        TypeError / ValueError: an empty id, a capacity or KV limit that is
+            not an int >= 1, a time scale or stream interval that is not a
+            finite number > 0, a negative startup time or seed.
     """
 
     server_id: str
@@ -172,22 +174,18 @@ class ServerConfig:
     warmup: ColdStart | None = None  # a warm-up after the start (its seconds are real seconds here)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.server_id, str) or not self.server_id:
-            raise ValueError("server_id must be a non-empty string")
+        require_id(self.server_id, "server_id")
+        require_id(self.model_id, "model_id")
         if not isinstance(self.latency, LatencyModel):
             raise TypeError(f"latency must be a LatencyModel, got {type(self.latency).__name__}")
         for name in ("capacity", "kv_limit_tokens", "gpu_memory_gb"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            require_int(getattr(self, name), name)
+        require_int(self.seed, "seed", minimum=0)
         if self.warmup is not None and not isinstance(self.warmup, ColdStart):
             raise TypeError(f"warmup must be a ColdStart or None, got {type(self.warmup).__name__}")
-        for name, minimum in (("time_scale", 0.0), ("stream_interval", 0.0), ("startup_seconds", -1.0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise TypeError(f"{name} must be a finite number, got {value!r}")
-            if value <= minimum or (name == "startup_seconds" and value < 0):
-                raise ValueError(f"{name} must be {'>= 0' if name == 'startup_seconds' else '> 0'}, got {value}")
+        require_number(self.time_scale, "time_scale")
+        require_number(self.stream_interval, "stream_interval")
+        require_number(self.startup_seconds, "startup_seconds", strict=False)
 
     @classmethod
     def from_presets(

@@ -319,6 +319,15 @@ def test_config_and_presets_refuse_bad_values() -> None:
         ServerConfig("s", A100, capacity=0, kv_limit_tokens=10, gpu_memory_gb=80)
     with pytest.raises(ValueError, match="time_scale"):
         ServerConfig("s", A100, capacity=1, kv_limit_tokens=10, gpu_memory_gb=80, time_scale=0.0)
+    with pytest.raises(ValueError, match="time_scale"):
+        ServerConfig("s", A100, capacity=1, kv_limit_tokens=10, gpu_memory_gb=80, time_scale=math.inf)
+    with pytest.raises(TypeError, match="capacity"):
+        ServerConfig("s", A100, capacity=True, kv_limit_tokens=10, gpu_memory_gb=80)
+    with pytest.raises(TypeError, match="server_id"):
+        ServerConfig(3, A100, capacity=1, kv_limit_tokens=10, gpu_memory_gb=80)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="startup_seconds"):
+        ServerConfig("s", A100, capacity=1, kv_limit_tokens=10, gpu_memory_gb=80, startup_seconds=-1.0)
+    assert ServerConfig("s", A100, capacity=1, kv_limit_tokens=10, gpu_memory_gb=80, startup_seconds=0).startup_seconds == 0
     config = ServerConfig.from_presets("s", gpu="a100-80gb")
     assert (config.capacity, config.kv_limit_tokens, config.latency) == (58, 120_753, A100)
 
