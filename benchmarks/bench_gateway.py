@@ -15,6 +15,8 @@ keep-alive pool), in the same run:
 Latency: ``--requests`` sequential non-streamed requests (one token) per
 target, in alternating batches so a busy machine slows all alike; the
 *added* latency is each proxy's p50 / p99 minus the direct call's.
+TTFT: a quarter as many streamed requests (4 tokens), time to the first
+SSE chunk (a proxy that buffers small chunks shows here).
 Throughput: ``--clients`` closed-loop clients for ``--seconds`` per target
 (requests per second, all answered 200), again alternated.  The client, the
 server and the proxy share this machine's cores, so the absolute figures
@@ -66,6 +68,28 @@ async def _latencies(session: aiohttp.ClientSession, urls: dict[str, str], n: in
     return out
 
 
+async def _ttfts(session: aiohttp.ClientSession, urls: dict[str, str], n: int, batch: int = 25) -> dict[str, list[float]]:
+    """Time to the first SSE chunk of streamed requests (4 tokens), alternating targets in batches."""
+    out: dict[str, list[float]] = {name: [] for name in urls}
+    headers = {"Authorization": f"Bearer {KEY}"}
+    body = {**BODY, "max_tokens": 4, "stream": True}
+    done = 0
+    while done < n:
+        for name, url in urls.items():
+            for _ in range(min(batch, n - done)):
+                t = time.perf_counter()
+                first = None
+                async with session.post(url + "/v1/completions", json=body, headers=headers) as r:
+                    assert r.status == 200, (name, r.status)
+                    async for chunk in r.content.iter_any():
+                        if first is None and b"data:" in chunk:
+                            first = time.perf_counter() - t
+                assert first is not None, name
+                out[name].append(first)
+        done += batch
+    return out
+
+
 async def _throughput(session: aiohttp.ClientSession, url: str, clients: int, seconds: float) -> tuple[float, int]:
     headers = {"Authorization": f"Bearer {KEY}"}
     ok = errors = 0
@@ -86,10 +110,11 @@ async def _throughput(session: aiohttp.ClientSession, url: str, clients: int, se
     return ok / (time.perf_counter() - start), errors
 
 
-async def _measure(urls: dict[str, str], args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+async def _measure(urls: dict[str, str], args: argparse.Namespace) -> tuple[dict[str, list[float]], ...]:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
         lat = await _latencies(session, urls, args.requests)
+        ttft = await _ttfts(session, urls, max(50, args.requests // 4))
         rates: dict[str, list[float]] = {name: [] for name in urls}
         for _ in range(args.rounds):
             for name, url in urls.items():
@@ -97,7 +122,7 @@ async def _measure(urls: dict[str, str], args: argparse.Namespace) -> tuple[dict
                 if errors:
                     raise SystemExit(f"{name}: {errors} requests failed during the throughput run")
                 rates[name].append(rate)
-    return lat, rates
+    return lat, ttft, rates
 
 
 def main() -> None:
@@ -127,21 +152,21 @@ def main() -> None:
             else:
                 print(f"(HAProxy not installed: {hx.HAPROXY_INSTALL}; its column is left out)")
             try:
-                lat, rates = asyncio.run(_measure(urls, args))
+                lat, ttft, rates = asyncio.run(_measure(urls, args))
             finally:
                 if proxy is not None:
                     proxy.stop()
     base50, base99 = (float(np.percentile(lat["direct"], q)) for q in (50, 99))
     print(f"{args.requests} sequential requests each (1 token, non-streamed); {args.clients} clients x {args.seconds:g} s x "
           f"{args.rounds} rounds for throughput; medians of rounds")  # fmt: skip
-    print(f"{'target':10} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10} {'req/s':>8}")
+    print(f"{'target':10} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10} {'req/s':>8} {'TTFT p50 ms':>12}")
     added: dict[str, tuple[float, float]] = {}
     for name, xs in lat.items():
         p50, p99 = (float(np.percentile(xs, q)) for q in (50, 99))
         added[name] = (p50 - base50, p99 - base99)
         rate = statistics.median(rates[name])
         extra = "" if name == "direct" else f"{1e3 * added[name][0]:10.2f} {1e3 * added[name][1]:10.2f}"
-        print(f"{name:10} {1e3 * p50:8.2f} {1e3 * p99:8.2f} {extra:>21} {rate:8.0f}")
+        print(f"{name:10} {1e3 * p50:8.2f} {1e3 * p99:8.2f} {extra:>21} {rate:8.0f} {1e3 * float(np.median(ttft[name])):12.2f}")
     if "haproxy" in lat:
         g, h = added["gateway"], added["haproxy"]
         rg, rh = statistics.median(rates["gateway"]), statistics.median(rates["haproxy"])
