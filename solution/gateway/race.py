@@ -68,7 +68,7 @@ from solution.gateway.haproxy import HAProxy, haproxy_binary, HAPROXY_INSTALL
 from solution.gateway.loadgen import LoadRequest, LoadResult, LoadSummary, from_sim_workload, run_replay, summarize
 from solution.gateway.procs import Fleet, ManagedProcess, ServerSpec, free_port, start_fleet
 
-__all__ = ["RaceRow", "Overhead", "Capacity", "race", "overhead", "capacity", "main", "DEFAULT_FLEET", "RACE_KEY", "FAULTS"]
+__all__ = ["RaceRow", "Overhead", "Capacity", "race", "race_scenario", "simulated", "overhead", "capacity", "main", "DEFAULT_FLEET", "RACE_KEY", "FAULTS"]
 
 #: The race's default fleet: two A10s and one H100 (a mixed fleet, small enough for a 2-core machine).
 DEFAULT_FLEET: Mapping[str, int] = {"A10-24GB": 2, "H100-80GB": 1}
@@ -150,6 +150,52 @@ def _row(label: str, results: list[LoadResult]) -> RaceRow:
     return RaceRow(label, summarize(results), dict(Counter(r.server or "-" for r in results)), tuple(results))
 
 
+def race_scenario(*, requests: int = 300, load: float = 0.7, fleet: Mapping[str, int] | None = None,
+                  max_output_tokens: int = 512) -> object:  # fmt: skip
+    """The race's scenario: :func:`solution.sim.race.heterogeneous` on ``fleet``, outputs clipped at ``max_output_tokens``.
+
+    The clip is part of the scenario (not applied to the requests after
+    drawing them), so the arrival rate that makes ``load`` is computed for
+    the tokens actually sent, and the simulator and the HTTP replay see the
+    same requests at the same times.
+    """
+    from dataclasses import replace
+
+    from solution.sim.race import heterogeneous
+    from solution.core.validate import require_int
+
+    require_int(max_output_tokens, "max_output_tokens", minimum=32)
+    scenario = heterogeneous(requests=requests, load=load, fleet=dict(fleet or DEFAULT_FLEET))
+    tiers = tuple(replace(t, output=replace(t.output, high=max_output_tokens)) for t in scenario.workload.tiers)
+    return replace(scenario, workload=replace(scenario.workload, tiers=tiers))
+
+
+def simulated(scenario: object, strategies: Sequence[str], *, seed: int = 0) -> dict[str, object]:
+    """The simulator's run of the race's scenario for each gateway strategy: ``{strategy: Summary}``.
+
+    The same requests, arrivals and GPU models as the HTTP race (model
+    seconds; multiply by the time scale for wall seconds), routed by the
+    same strategy class with the same latency models, with no queue, no
+    HTTP, no processes: where the HTTP figures differ, the difference is
+    what the real path adds (parsing, proxying, scheduling on shared cores,
+    probes) or what the simulator leaves out.  O(requests log requests).
+    """
+    from solution.core.routing import RouterFactory
+    from solution.gateway.config import STRATEGIES
+    from solution.sim.race import latency_hints
+    from solution.sim.runner import simulate
+
+    import solution
+    from solution.core import routing
+
+    models = latency_hints(scenario)  # type: ignore[arg-type]
+    out: dict[str, object] = {}
+    for name in strategies:
+        cls = getattr(solution, STRATEGIES[name], None) or getattr(routing, STRATEGIES[name])
+        out[name] = simulate(scenario, RouterFactory(cls, models=models), seed=seed).summary()  # type: ignore[arg-type]
+    return out
+
+
 def race(
     *,
     requests: int = 300,
@@ -187,7 +233,6 @@ def race(
         FileNotFoundError: haproxy is not installed (with the install command).
         ValueError / TypeError: a bad argument.
     """
-    from solution.sim.race import heterogeneous
     from solution.gateway.procs import DEFAULT_MODEL
 
     if haproxy_binary() is None:
@@ -196,13 +241,12 @@ def race(
         raise ValueError(f"fault must be one of {FAULTS}, got {fault!r}")
     if isinstance(fault_at, bool) or not isinstance(fault_at, (int, float)) or not 0 <= fault_at <= 1:
         raise ValueError(f"fault_at is a fraction of the arrival window in [0, 1], got {fault_at!r}")
-    scenario = heterogeneous(requests=requests, load=load, fleet=dict(fleet or DEFAULT_FLEET))
+    scenario = race_scenario(requests=requests, load=load, fleet=fleet, max_output_tokens=max_output_tokens)
     capacities = scenario.capacities()
     model = model or DEFAULT_MODEL
     specs = [ServerSpec(s.server_id, gpu=s.gpu, model=model, capacity=int(c), time_scale=time_scale, seed=i)
              for i, (s, c) in enumerate(zip(scenario.cluster.servers, capacities))]  # fmt: skip
-    load_requests = from_sim_workload(scenario, seed=seed, time_scale=time_scale, api_key=RACE_KEY,
-                                      max_output_tokens=max_output_tokens)  # fmt: skip
+    load_requests = from_sim_workload(scenario, seed=seed, time_scale=time_scale, api_key=RACE_KEY)
     rows: list[RaceRow] = []
     target = fault_server or max(specs, key=lambda s: (s.capacity or 0, s.server_id)).server_id
     if target not in {s.server_id for s in specs}:
@@ -436,6 +480,14 @@ def main(argv: list[str] | None = None) -> int:
         errors = ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items())) or "none"
         print(f"{row.label:<42} {s.ok:>4}/{s.sent:<4} {s.throughput:>7.1f} {s.tokens_per_second:>7.0f} "
               f"{s.ttft_p50 * 1000:>7.0f}ms {s.ttft_p99 * 1000:>7.0f}ms {s.e2e_p50:>7.2f}s {s.e2e_p99:>7.2f}s  {errors}")  # fmt: skip
+    if not args.fault:
+        print("\nthe simulator on the same requests (model time x time scale; no HTTP, no processes, no queue):")
+        scenario = race_scenario(requests=args.requests, load=args.load, fleet=fleet, max_output_tokens=args.max_output_tokens)
+        for name, sim in simulated(scenario, [s for s in args.strategies.split(",") if s], seed=args.seed).items():
+            k = args.time_scale
+            print(f"{'simulator ' + name:<42} {sim.completed:>4}/{sim.requests:<4} {sim.throughput_rps / k:>7.1f} "  # type: ignore[attr-defined]
+                  f"{sim.throughput_tps / k:>7.0f} {sim.ttft_p50 * k * 1000:>7.0f}ms {sim.ttft_p99 * k * 1000:>7.0f}ms "  # type: ignore[attr-defined]
+                  f"{sim.e2e_p50 * k:>7.2f}s {sim.e2e_p99 * k:>7.2f}s  (no errors modelled)")  # type: ignore[attr-defined]  # fmt: skip
     print(f"(took {time.monotonic() - began:.0f} s)")
     return 0
 

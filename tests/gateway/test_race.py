@@ -8,9 +8,11 @@ from solution.gateway import procs
 from solution.gateway.race import race
 from tests.gateway.test_haproxy import require_haproxy
 
-pytestmark = [pytest.mark.stage8, pytest.mark.slow]
+pytestmark = pytest.mark.stage8
+slow = pytest.mark.slow
 
 
+@slow
 def test_a_small_race_answers_every_request_through_both_balancers_and_stops_everything() -> None:
     require_haproxy()
     rows = race(requests=24, load=0.5, strategies=("least_connections",), time_scale=0.5, max_output_tokens=32,
@@ -22,6 +24,7 @@ def test_a_small_race_answers_every_request_through_both_balancers_and_stops_eve
     assert not procs.live_processes()
 
 
+@slow
 def test_a_crash_in_the_race_hits_both_balancers_and_the_server_is_back_after() -> None:
     require_haproxy()
     rows = race(requests=24, load=0.5, strategies=("least_connections",), time_scale=0.5, max_output_tokens=32,
@@ -46,6 +49,7 @@ def test_race_refuses_bad_arguments() -> None:
     assert not procs.live_processes()
 
 
+@slow
 def test_overhead_and_capacity_measure_all_three_targets_and_stop_everything() -> None:
     from solution.gateway.race import capacity, overhead
 
@@ -57,3 +61,16 @@ def test_overhead_and_capacity_measure_all_three_targets_and_stop_everything() -
     cap = capacity(concurrency=8, seconds=0.3, rounds=1)
     assert all(cap.rate[t] > 0 for t in ("direct", "gateway", "haproxy")) and sum(cap.errors.values()) == 0
     assert not procs.live_processes()
+
+
+def test_the_race_scenario_clips_outputs_in_the_scenario_and_the_simulator_runs_it() -> None:
+    from solution.gateway.loadgen import from_sim_workload
+    from solution.gateway.race import race_scenario, simulated
+
+    scenario = race_scenario(requests=200, max_output_tokens=64)
+    sent = from_sim_workload(scenario, seed=1)
+    assert len(sent) == 200 and max(r.max_tokens for r in sent) == 64 and min(r.max_tokens for r in sent) >= 32
+    sims = simulated(scenario, ["least_connections", "predictive"], seed=1)
+    assert {name: s.completed for name, s in sims.items()} == {"least_connections": 200, "predictive": 200}  # type: ignore[attr-defined]
+    with pytest.raises(ValueError):
+        race_scenario(max_output_tokens=8)  # below the workload's smallest output (32)
