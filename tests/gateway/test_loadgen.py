@@ -23,9 +23,18 @@ from solution.gateway.loadgen import (
 from solution.gateway.procs import ServerSpec, free_port, start_fleet
 from solution.sim.workload import Fixed, Poisson, Sessions, Tier, Workload
 from tests.gateway.stub_backend import StubBackend, run, wait_until
-from tests.sim.conftest import trace_dir  # noqa: F401  (the fixture: skip locally without the trace, fail under CI)
 
 pytestmark = pytest.mark.stage8
+
+
+@pytest.fixture(scope="session")
+def trace_dir():  # type: ignore[no-untyped-def]
+    """tests/sim's trace folder (skip locally without the trace, fail under CI), imported only when a test asks for it."""
+    from tests.sim.conftest import TRACE_DIR, _data_folder
+
+    return _data_folder(TRACE_DIR, "AzureLLMInferenceTrace_conv.csv",
+                        "the Azure LLM inference 2023 trace is missing; download AzureLLMInferenceTrace_conv.csv "
+                        "from github.com/Azure/AzurePublicDataset (data/) into that folder to run this test")  # fmt: skip
 
 
 @pytest.fixture
@@ -224,7 +233,7 @@ def test_builders_refuse_sessions_and_bad_input() -> None:
         from_azure_trace("/nonexistent/trace.csv", time_scale=0.1)
 
 
-def test_from_azure_trace_is_time_scaled_and_limited(trace_dir) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_from_azure_trace_is_time_scaled_and_limited(trace_dir) -> None:  # type: ignore[no-untyped-def]
     path = trace_dir / "AzureLLMInferenceTrace_conv.csv"
     full = from_azure_trace(path, time_scale=1.0, limit=50)
     fast = from_azure_trace(path, time_scale=0.02, limit=50, max_output_tokens=32)
