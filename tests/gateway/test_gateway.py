@@ -152,10 +152,14 @@ def gateway(stubs: list[StubBackend]) -> Iterator[LiveGateway]:
         yield gw
 
 
+#: One client for the module's requests (thread-safe; a new httpx client per request would build a TLS context each time).
+_client = httpx.Client(limits=httpx.Limits(max_connections=32))
+
+
 def completion(url: str, *, prompt: str = "hello there world", max_tokens: int = 3, stream: bool = False,
                headers: dict[str, str] | None = None, timeout: float = 10.0) -> httpx.Response:  # fmt: skip
     body = {"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "stream": stream}
-    return httpx.post(url + "/v1/completions", json=body, headers=AUTH if headers is None else headers, timeout=timeout)
+    return _client.post(url + "/v1/completions", json=body, headers=AUTH if headers is None else headers, timeout=timeout)
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -781,3 +785,28 @@ def test_the_configured_strategy_routes_predictive_sends_a_long_answer_to_the_fa
     with live(cfg) as gw:
         assert completion(gw.url, max_tokens=200).status_code == 200
         assert s2.served == 1 and s1.served == 0  # least connections would have taken s1, the first added
+
+
+def test_a_burst_of_concurrent_requests_streamed_and_not_is_answered_once_each_and_the_path_balances(
+        stubs: list[StubBackend]) -> None:  # fmt: skip
+    for s in stubs:
+        s.token_delay = 0.002
+    cfg = config_for(stubs, queue={"max_depth": 200, "max_wait": 20.0})
+    limits = httpx.Limits(max_connections=16)
+    with live(cfg) as gw, ThreadPoolExecutor(16) as pool, httpx.Client(base_url=gw.url, headers=AUTH, timeout=20, limits=limits) as client:
+        def one(i: int) -> tuple[int, int]:
+            body = {"model": MODEL, "prompt": "p", "max_tokens": 3, "stream": i % 2 == 0}
+            if not body["stream"]:
+                r = client.post("/v1/completions", json=body)
+                return r.status_code, r.json()["usage"]["completion_tokens"]
+            with client.stream("POST", "/v1/completions", json=body) as r:
+                return r.status_code, sum(1 for line in r.iter_lines() if line.startswith("data: {"))
+
+        results = list(pool.map(one, range(80)))
+        assert results == [(200, 3)] * 80
+        stats = gw.read(lambda g: g.path.stats())
+        assert stats["submitted"] == stats["delivered"] == 80 and stats["open"] == 0 and stats["waiting"] == 0
+        assert sum(s.served for s in stubs) == 80 and all(s.served > 0 for s in stubs)
+        text = httpx.get(gw.url + "/metrics").text
+        assert metric(text, "lb_gateway_requests_total", outcome="delivered", tier="none") == 80
+        assert metric(text, "lb_gateway_e2e_seconds_count", tier="none") == 80
