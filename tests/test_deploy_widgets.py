@@ -51,16 +51,20 @@ def test_a_refused_setting_says_why_and_draws_nothing(explorer):
 
 
 def test_the_player_answers_well_under_a_second():
+    """The work of a change (simulate + draw), as this process's CPU time: the wall time also holds the wait for
+    a core, which on a shared 2-core runner can triple it; the browser test measures the wall time a learner sees."""
     w = dw.DeployExplorer()
-    seconds = []
+    cpu, wall = [], []
     for control, value in ((w.error_rate, 0.05), (w.surge, 2), (w.canary, "no canary"), (w.prewarm, False), (w.unavailable, 1)):
-        started = time.perf_counter()
+        started, started_wall = time.process_time(), time.perf_counter()
         control.value = value
-        seconds.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started)
+        wall.append(time.perf_counter() - started_wall)
         assert w.setting() in w._cache
-    median = statistics.median(seconds)
-    print(f"DeployExplorer: median {median * 1000:.0f} ms per control change (max {max(seconds) * 1000:.0f} ms)")
-    assert median < 1.0
+    median = statistics.median(cpu)
+    print(f"DeployExplorer: median {median * 1000:.0f} ms CPU per control change (max {max(cpu) * 1000:.0f} ms; "
+          f"wall median {statistics.median(wall) * 1000:.0f} ms)")
+    assert median < 0.5
 
 
 def test_the_player_says_what_to_implement_when_a_stub_stands_in_the_way(monkeypatch):

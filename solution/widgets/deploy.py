@@ -93,7 +93,7 @@ def _versions(tl: Mapping[str, np.ndarray]) -> list[str]:
 
 
 def timeline_figure(run: Any, tl: Mapping[str, np.ndarray], *, title: str = "", bound: int | None = None,
-                    figsize: tuple[float, float] = (10, 5.2)) -> Figure:  # fmt: skip
+                    figsize: tuple[float, float] = (10, 5.2), fixed_margins: bool = False) -> Figure:  # fmt: skip
     """A rollout over time: servers by version and state, the capacity line, and the latency band below.
 
     ``run`` is the :class:`~solution.sim.deploysim.DeployRun` (its scenario's
@@ -103,10 +103,14 @@ def timeline_figure(run: Any, tl: Mapping[str, np.ndarray], *, title: str = "", 
     (serving = ready or warming; loading weights; draining), the ready
     servers (the capacity line) and the desired count ``R``.  Bottom: p50 to
     p99 end-to-end latency of each arrival bin, and the errors per bin.
+    ``fixed_margins``: no layout engine (the widget redraws on every change,
+    and the constrained layout costs a third of the drawing time).
     """
     s = run.scenario
     t = np.asarray(tl["t"], float)
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = Figure(figsize=figsize, layout=None if fixed_margins else "constrained")
+    if fixed_margins:
+        fig.subplots_adjust(left=0.075, right=0.91, bottom=0.13, top=0.94, hspace=0.5)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     names = [s.old.name, s.new.name] + [v for v in _versions(tl) if v not in (s.old.name, s.new.name)]
     layers, colors, hatches, labels = [], [], [], []
@@ -339,7 +343,7 @@ class DeployExplorer(CachedExplorer):
         surge, unavailable, prewarm, canary, error_rate = self.setting()
         title = (f"maxSurge {surge}, maxUnavailable {unavailable}, {'pre-warm' if prewarm else 'drain-first'}, {canary}, "
                  f"B fails {error_rate:.0%}")  # fmt: skip
-        return timeline_figure(rec.run, rec.tl, title=title, bound=rec.bound, figsize=(10, 4.6))
+        return timeline_figure(rec.run, rec.tl, title=title, bound=rec.bound, figsize=(10, 4.6), fixed_margins=True)
 
 
 def _png(fig: Figure, dpi: int = 72) -> bytes:
