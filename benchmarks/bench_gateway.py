@@ -17,6 +17,9 @@ target, in alternating batches so a busy machine slows all alike; the
 *added* latency is each proxy's p50 / p99 minus the direct call's.
 TTFT: a quarter as many streamed requests (4 tokens), time to the first
 SSE chunk (a proxy that buffers small chunks shows here).
+CPU per request (each process's user + system time over the throughput
+runs, from /proc, divided by the answers): the figure the machine's other
+load does not move; ``direct`` is the server's own.
 Throughput: ``--clients`` closed-loop clients for ``--seconds`` per target
 (requests per second, all answered 200), again alternated.  The client, the
 server and the proxy share this machine's cores, so the absolute figures
@@ -90,7 +93,20 @@ async def _ttfts(session: aiohttp.ClientSession, urls: dict[str, str], n: int, b
     return out
 
 
-async def _throughput(session: aiohttp.ClientSession, url: str, clients: int, seconds: float) -> tuple[float, int]:
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0.0 elsewhere or without a pid)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    import os
+
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _throughput(session: aiohttp.ClientSession, url: str, clients: int, seconds: float) -> tuple[float, int, int]:
     headers = {"Authorization": f"Bearer {KEY}"}
     ok = errors = 0
     stop = time.perf_counter() + seconds
@@ -107,22 +123,25 @@ async def _throughput(session: aiohttp.ClientSession, url: str, clients: int, se
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
-    return ok / (time.perf_counter() - start), errors
+    return ok / (time.perf_counter() - start), errors, ok
 
 
-async def _measure(urls: dict[str, str], args: argparse.Namespace) -> tuple[dict[str, list[float]], ...]:
+async def _measure(urls: dict[str, str], pids: dict[str, int | None], args: argparse.Namespace) -> tuple[dict[str, list[float]], ...]:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
         lat = await _latencies(session, urls, args.requests)
         ttft = await _ttfts(session, urls, max(50, args.requests // 4))
         rates: dict[str, list[float]] = {name: [] for name in urls}
+        cpu: dict[str, list[float]] = {name: [] for name in urls}
         for _ in range(args.rounds):
             for name, url in urls.items():
-                rate, errors = await _throughput(session, url, args.clients, args.seconds)
+                before = _cpu_seconds(pids[name])
+                rate, errors, ok = await _throughput(session, url, args.clients, args.seconds)
                 if errors:
                     raise SystemExit(f"{name}: {errors} requests failed during the throughput run")
                 rates[name].append(rate)
-    return lat, ttft, rates
+                cpu[name].append((_cpu_seconds(pids[name]) - before) / max(ok, 1))
+    return lat, ttft, rates, cpu
 
 
 def main() -> None:
@@ -143,37 +162,42 @@ def main() -> None:
         port = free_port()
         argv = [sys.executable, "-m", "solution.gateway", "--config", str(path), "--port", str(port)]
         urls = {"direct": backend}
-        with ManagedProcess(argv, name="gateway", ready_url=f"http://127.0.0.1:{port}/health", ports=(port,)):
+        pids: dict[str, int | None] = {"direct": fleet.procs["s1"].pid}
+        with ManagedProcess(argv, name="gateway", ready_url=f"http://127.0.0.1:{port}/health", ports=(port,)) as gw:
             urls["gateway"] = f"http://127.0.0.1:{port}"
+            pids["gateway"] = gw.pid
             proxy = None
             if hx.haproxy_binary() is not None:
                 proxy = hx.HAProxy({"s1": backend}, maxconn_per_server=256).start()
                 urls["haproxy"] = proxy.url
+                pids["haproxy"] = proxy.pid
             else:
                 print(f"(HAProxy not installed: {hx.HAPROXY_INSTALL}; its column is left out)")
             try:
-                lat, ttft, rates = asyncio.run(_measure(urls, args))
+                lat, ttft, rates, cpu = asyncio.run(_measure(urls, pids, args))
             finally:
                 if proxy is not None:
                     proxy.stop()
     base50, base99 = (float(np.percentile(lat["direct"], q)) for q in (50, 99))
     print(f"{args.requests} sequential requests each (1 token, non-streamed); {args.clients} clients x {args.seconds:g} s x "
           f"{args.rounds} rounds for throughput; medians of rounds")  # fmt: skip
-    print(f"{'target':10} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10} {'req/s':>8} {'TTFT p50 ms':>12}")
+    print(f"{'target':10} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10} {'req/s':>8} {'TTFT p50 ms':>12} {'CPU ms/req':>11}")
     added: dict[str, tuple[float, float]] = {}
     for name, xs in lat.items():
         p50, p99 = (float(np.percentile(xs, q)) for q in (50, 99))
         added[name] = (p50 - base50, p99 - base99)
         rate = statistics.median(rates[name])
         extra = "" if name == "direct" else f"{1e3 * added[name][0]:10.2f} {1e3 * added[name][1]:10.2f}"
-        print(f"{name:10} {1e3 * p50:8.2f} {1e3 * p99:8.2f} {extra:>21} {rate:8.0f} {1e3 * float(np.median(ttft[name])):12.2f}")
+        print(f"{name:10} {1e3 * p50:8.2f} {1e3 * p99:8.2f} {extra:>21} {rate:8.0f} {1e3 * float(np.median(ttft[name])):12.2f} {1e3 * statistics.median(cpu[name]):11.3f}")
     if "haproxy" in lat:
         g, h = added["gateway"], added["haproxy"]
         rg, rh = statistics.median(rates["gateway"]), statistics.median(rates["haproxy"])
         def ratio(a: float, b: float) -> str:
             return f"x{a / b:.1f}" if b > 5e-5 else "n/a (HAProxy's is within noise of 0)"
 
-        print(f"gateway / haproxy: added p50 {ratio(g[0], h[0])}, added p99 {ratio(g[1], h[1])}, requests/s x{rg / rh:.2f}")
+        cg, ch = statistics.median(cpu["gateway"]), statistics.median(cpu["haproxy"])
+        print(f"gateway / haproxy: added p50 {ratio(g[0], h[0])}, added p99 {ratio(g[1], h[1])}, requests/s x{rg / rh:.2f}, "
+              f"CPU per request x{cg / max(ch, 1e-9):.1f}")
 
 
 if __name__ == "__main__":
