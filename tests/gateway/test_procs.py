@@ -83,6 +83,7 @@ def test_the_output_stays_readable_after_stop(wait_until) -> None:
     assert proc.output_tail().strip() == "ready"
 
 
+@pytest.mark.slow  # a server start; the bad-preset test below covers a real server's start failure
 def test_an_inference_server_that_cannot_bind_reports_the_address_in_use() -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
