@@ -101,7 +101,11 @@ class LoadResult:
     ``error``: ``None`` for a complete 200, else one of :data:`ERROR_KINDS`
     (``"status"``: a non-200 answer; ``"truncated"``: a stream that ended
     without ``[DONE]``); ``detail`` says more.  ``server``: the
-    ``X-Server-Id`` header when the backend sends one.
+    ``X-Server-Id`` header when the backend sends one.  ``model_ttft`` /
+    ``model_e2e``: the course's inference server's own times for the
+    request in *wall* seconds (its model seconds times its time scale:
+    the ``: model-timing`` SSE comment of a stream; ``None`` when absent,
+    e.g. an unstreamed answer, whose headers do not carry the scale).
     """
 
     index: int
@@ -115,10 +119,23 @@ class LoadResult:
     error: str | None
     detail: str = ""
     server: str | None = None
+    model_ttft: float | None = None
+    model_e2e: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def added(self) -> float | None:
+        """Wall seconds the path added to the server's own time: ``e2e - model_e2e`` (``None`` when either is unknown).
+
+        What the network, the balancer and the processes' scheduling cost
+        this request, beyond what the model took (queueing at the server included).
+        """
+        if self.e2e is None or self.model_e2e is None:
+            return None
+        return self.e2e - self.model_e2e
 
 
 def prompt_text(tokens: int) -> str:
@@ -148,10 +165,21 @@ def _body(req: LoadRequest, model: str) -> dict[str, object]:
     return body
 
 
+def _model_timing(p: _Partial, payload: bytes) -> None:
+    """Read the inference server's ``: model-timing {...}`` comment into wall seconds (ignored when malformed)."""
+    try:
+        timing = json.loads(payload)
+        scale = float(timing["time_scale"])
+        p.model_ttft = float(timing["ttft"]) * scale
+        p.model_e2e = float(timing["e2e"]) * scale
+    except (ValueError, KeyError, TypeError):
+        pass
+
+
 class _Partial:
     """What one request has seen so far (kept when it fails or is cut off part-way)."""
 
-    __slots__ = ("status", "ttft", "tokens", "server", "retry_after")
+    __slots__ = ("status", "ttft", "tokens", "server", "retry_after", "model_ttft", "model_e2e")
 
     def __init__(self) -> None:
         self.status: int | None = None
@@ -159,6 +187,8 @@ class _Partial:
         self.tokens = 0
         self.server: str | None = None
         self.retry_after: float | None = None
+        self.model_ttft: float | None = None
+        self.model_e2e: float | None = None
 
 
 async def _one(session: aiohttp.ClientSession, base_url: str, index: int, req: LoadRequest, t0: float,
@@ -177,7 +207,8 @@ async def _one(session: aiohttp.ClientSession, base_url: str, index: int, req: L
     p = seen[index] = _Partial()
 
     def result(error: str | None, detail: str = "", e2e: float | None = None) -> LoadResult:
-        return LoadResult(index, req.at, late, p.status, p.ttft, e2e, p.tokens, p.retry_after, error, detail, p.server)
+        return LoadResult(index, req.at, late, p.status, p.ttft, e2e, p.tokens, p.retry_after, error, detail, p.server,
+                          p.model_ttft, p.model_e2e)  # fmt: skip
 
     try:
         async with session.post(base_url + path, json=_body(req, model), headers=headers, timeout=timeout) as resp:
@@ -199,6 +230,8 @@ async def _one(session: aiohttp.ClientSession, base_url: str, index: int, req: L
                 while b"\n\n" in buffer:
                     event, buffer = buffer.split(b"\n\n", 1)
                     for line in event.splitlines():
+                        if line.startswith(b": model-timing "):
+                            _model_timing(p, line[len(b": model-timing "):])
                         if not line.startswith(b"data:"):
                             continue
                         if line[5:].strip() == b"[DONE]":
@@ -359,6 +392,8 @@ class LoadSummary:
     below ``offered`` even when nothing fails);
     ``tokens_per_second``: tokens received per second of ``span``;
     percentiles over complete 200 answers (NaN when there are none);
+    ``added_p50``/``added_p99``: of :attr:`LoadResult.added` (the path's
+    time beyond the server's own), where the server reports its times;
     ``errors``: results by error kind, ``statuses``: non-200 statuses seen.
     """
 
@@ -372,6 +407,8 @@ class LoadSummary:
     ttft_p99: float
     e2e_p50: float
     e2e_p99: float
+    added_p50: float = math.nan
+    added_p99: float = math.nan
     errors: dict[str, int] = field(default_factory=dict)
     statuses: dict[int, int] = field(default_factory=dict)
 
@@ -382,7 +419,9 @@ class LoadSummary:
         return (f"{label + ': ' if label else ''}{self.ok}/{self.sent} ok, {self.throughput:.1f} req/s "
                 f"(offered {self.offered:.1f}), "
                 f"{self.tokens_per_second:.0f} tok/s, TTFT p50/p99 {ms(self.ttft_p50)}/{ms(self.ttft_p99)} ms, "
-                f"e2e p50/p99 {ms(self.e2e_p50)}/{ms(self.e2e_p99)} ms, errors: {errors}")  # fmt: skip
+                f"e2e p50/p99 {ms(self.e2e_p50)}/{ms(self.e2e_p99)} ms, "
+                + ("" if math.isnan(self.added_p50) else f"added p50/p99 {ms(self.added_p50)}/{ms(self.added_p99)} ms, ")
+                + f"errors: {errors}")  # fmt: skip
 
 
 def summarize(results: Sequence[LoadResult]) -> LoadSummary:
@@ -393,6 +432,7 @@ def summarize(results: Sequence[LoadResult]) -> LoadSummary:
     pct = lambda xs, q: float(np.percentile(xs, q)) if xs else math.nan  # noqa: E731
     ttft = [r.ttft for r in ok if r.ttft is not None]
     e2e = [r.e2e for r in ok if r.e2e is not None]
+    added = [r.added for r in ok if r.added is not None]
     tokens = sum(r.tokens for r in results)
     window = (max(r.at for r in results) - min(r.at for r in results)) if results else 0.0
     return LoadSummary(
@@ -406,6 +446,8 @@ def summarize(results: Sequence[LoadResult]) -> LoadSummary:
         ttft_p99=pct(ttft, 99),
         e2e_p50=pct(e2e, 50),
         e2e_p99=pct(e2e, 99),
+        added_p50=pct(added, 50),
+        added_p99=pct(added, 99),
         errors=dict(Counter(r.error for r in results if r.error is not None)),
         statuses=dict(Counter(r.status for r in results if r.status is not None and r.status != 200)),
     )

@@ -10,7 +10,10 @@ process per strategy raced) and HAProxy (:mod:`solution.gateway.haproxy`,
 output estimates, the simulator's own seeded draws) through each balancer
 in turn, waiting for the fleet to be idle between runs.  It prints, per
 balancer: requests answered, throughput, tokens per second, TTFT and e2e
-p50/p99, errors seen by clients, and each server's share of requests.
+p50/p99, the time the path added beyond the servers' own (``added``: e2e
+minus the model time each server reports for the request), errors seen
+by clients, and each server's share of requests; then, for the steady
+state, the simulator's figures for the same requests.
 
 What each balancer is told, so the comparison is fair:
 
@@ -474,12 +477,13 @@ def main(argv: list[str] | None = None) -> int:
                 strategies=[s for s in args.strategies.split(",") if s], max_output_tokens=args.max_output_tokens,
                 max_seconds=args.max_seconds, fault=args.fault, fault_server=args.fault_server, fault_at=args.fault_at,
                 log=sys.stdout)  # fmt: skip
-    print(f"\n{'balancer':<42} {'ok/sent':>9} {'req/s':>7} {'tok/s':>7} {'TTFT p50':>9} {'TTFT p99':>9} {'e2e p50':>8} {'e2e p99':>8}  errors")
+    print(f"\n{'balancer':<42} {'ok/sent':>9} {'req/s':>7} {'tok/s':>7} {'TTFT p50':>9} {'TTFT p99':>9} {'e2e p50':>8} {'e2e p99':>8} {'added p50':>10} {'added p99':>10}  errors")
     for row in rows:
         s = row.summary
         errors = ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items())) or "none"
         print(f"{row.label:<42} {s.ok:>4}/{s.sent:<4} {s.throughput:>7.1f} {s.tokens_per_second:>7.0f} "
-              f"{s.ttft_p50 * 1000:>7.0f}ms {s.ttft_p99 * 1000:>7.0f}ms {s.e2e_p50:>7.2f}s {s.e2e_p99:>7.2f}s  {errors}")  # fmt: skip
+              f"{s.ttft_p50 * 1000:>7.0f}ms {s.ttft_p99 * 1000:>7.0f}ms {s.e2e_p50:>7.2f}s {s.e2e_p99:>7.2f}s "
+              f"{s.added_p50 * 1000:>8.1f}ms {s.added_p99 * 1000:>8.1f}ms  {errors}")  # fmt: skip
     if not args.fault:
         print("\nthe simulator on the same requests (model time x time scale; no HTTP, no processes, no queue):")
         scenario = race_scenario(requests=args.requests, load=args.load, fleet=fleet, max_output_tokens=args.max_output_tokens)
@@ -487,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             k = args.time_scale
             print(f"{'simulator ' + name:<42} {sim.completed:>4}/{sim.requests:<4} {sim.throughput_rps / k:>7.1f} "  # type: ignore[attr-defined]
                   f"{sim.throughput_tps / k:>7.0f} {sim.ttft_p50 * k * 1000:>7.0f}ms {sim.ttft_p99 * k * 1000:>7.0f}ms "  # type: ignore[attr-defined]
-                  f"{sim.e2e_p50 * k:>7.2f}s {sim.e2e_p99 * k:>7.2f}s  (no errors modelled)")  # type: ignore[attr-defined]  # fmt: skip
+                  f"{sim.e2e_p50 * k:>7.2f}s {sim.e2e_p99 * k:>7.2f}s {'':>21}  (no errors modelled)")  # type: ignore[attr-defined]  # fmt: skip
     print(f"(took {time.monotonic() - began:.0f} s)")
     return 0
 

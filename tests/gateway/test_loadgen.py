@@ -185,6 +185,7 @@ def test_summary_figures_from_known_results() -> None:
     assert s.e2e_p50 == pytest.approx(2.5) and s.ttft_p50 == pytest.approx(0.25)
     assert s.e2e_p99 == pytest.approx(np.percentile([1, 2, 3, 4], 99))
     assert "4/6 ok" in s.line("x") and "connect 1" in s.line()
+    assert math.isnan(s.added_p50) and "added" not in s.line()  # no server times: no added figures
     empty = summarize([])
     assert empty.sent == 0 and math.isnan(empty.e2e_p50)
 
@@ -252,3 +253,7 @@ def test_replay_against_an_inference_server_streams_every_token() -> None:
     assert all(r.ok for r in results), [r for r in results if not r.ok][:3]
     assert [r.tokens for r in results] == [r.max_tokens for r in requests]
     assert all(r.server == "s1" and r.ttft is not None and r.ttft <= r.e2e for r in results)  # type: ignore[operator]
+    # the server's own times (its ": model-timing" comment): the path adds something, never a negative time
+    assert all(r.model_e2e is not None and r.model_ttft is not None and r.added > -0.002 for r in results)  # type: ignore[operator]
+    summary = summarize(results)
+    assert 0 <= summary.added_p50 <= summary.added_p99 and "added p50/p99" in summary.line()
