@@ -33,6 +33,12 @@ section 5.2 ("check", "inter", "fall", "rise", "observe", "error-limit",
 "on-error", "slowstart", "maxconn", "maxqueue"), section 3.1/3.2 ("stats
 socket", "nbthread", "maxconn"); management.txt section 9.3 ("set server
 ... state", "show servers state", "show stat") and 9.1 (the CSV fields).
+Each directive was checked against those files of the installed 2.6.12
+(``zcat /usr/share/doc/haproxy/configuration.txt.gz``) and by ``haproxy
+-c``; HAProxy Technologies' pages agree on per-server maxconn with a
+backend queue (haproxy.com/documentation/haproxy-configuration-tutorials/
+performance/overload-protection/ and .../haproxy-runtime-api/reference/
+set-maxconn-server/).
 
 Nothing here blocks for long: the runtime API is one short unix-socket
 exchange per command (call it from a thread, e.g. ``asyncio.to_thread``, in
