@@ -870,10 +870,15 @@ def build_app(config: ServerConfig) -> web.Application:
 
 
 async def serve(config: ServerConfig, host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT; then stop listening and end (in-flight requests get 0.5 s)."""
+    """Serve until SIGTERM or SIGINT; then stop listening and end.
+
+    In-flight requests get 0.25 s (aiohttp waits that long twice: for the
+    handlers, then for the connections), so even a hung server with open
+    requests ends in well under a second and a stop needs no SIGKILL.
+    """
     runner = web.AppRunner(build_app(config), handle_signals=False, access_log=None, handler_cancellation=True)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, shutdown_timeout=0.5)
+    site = web.TCPSite(runner, host, port, shutdown_timeout=0.25)
     await site.start()
     print(f"inference server {config.server_id} ({config.gpu}, capacity {config.capacity}, KV {config.kv_limit_tokens} "
           f"tokens, time scale {config.time_scale:g}) on http://{host}:{port}", flush=True)  # fmt: skip
