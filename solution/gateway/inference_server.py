@@ -60,8 +60,13 @@ Endpoints
 * ``GET /metrics``: Prometheus text (own registry): ``inference_requests_running``,
   ``inference_requests_waiting``, ``inference_kv_tokens_used``, ``inference_kv_tokens_limit``,
   ``inference_batch_capacity``, ``inference_requests_total{status}``,
-  ``inference_prompt_tokens_total``, ``inference_generation_tokens_total``.
-* ``POST /admin/fault``: see :mod:`solution.gateway.faults`.
+  ``inference_prompt_tokens_total``, ``inference_generation_tokens_total``,
+  ``inference_speed_factor`` (the ``slow`` fault times the warm-up),
+  ``inference_time_scale``.
+* ``POST /admin/fault``: see :mod:`solution.gateway.faults` (no
+  authentication: the servers listen on loopback for the course's own
+  harness).  ``--startup-seconds`` and ``--warmup-seconds`` play the same
+  slow start at launch.
 
 Every answer carries an ``X-Server-Id`` header (which server served it).
 The model's own times of a request (model seconds from its arrival: to
@@ -71,6 +76,16 @@ gateway's: headers ``X-Model-Queue-Seconds``, ``X-Model-TTFT-Seconds``,
 ``X-Model-E2E-Seconds`` on a non-streamed answer; an SSE comment line
 ``: model-timing {"queue": ..., "ttft": ..., "e2e": ..., "time_scale": ...}``
 just before ``data: [DONE]`` on a stream (SSE clients ignore comments).
+
+What a real server does that this one does not
+----------------------------------------------
+vLLM allocates KV blocks as tokens are generated and *preempts* (swaps
+out or recomputes) a sequence when they run out; here a request reserves
+its whole ``prompt + max_tokens`` when admitted, so nothing is ever
+preempted and a request's KV need is known up front (the simulator's
+stage-5 preemption model is not replayed over HTTP).  No prefix cache
+either: every prompt is prefilled in full.  Both keep a request's time a
+function of the batch alone, as in the simulator's model.
 
 Costs: admitting or finishing a request O(log b) (the model's heaps), a
 cancellation of a waiting request O(w); each streaming wake-up O(s) for s
