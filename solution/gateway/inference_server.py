@@ -82,8 +82,8 @@ What a real server does that this one does not
 vLLM allocates KV blocks as tokens are generated and *preempts* (swaps
 out or recomputes) a sequence when they run out; here a request reserves
 its whole ``prompt + max_tokens`` when admitted, so nothing is ever
-preempted and a request's KV need is known up front (the simulator's
-stage-5 preemption model is not replayed over HTTP).  No prefix cache
+preempted and a request's KV need is known up front (stage 6's
+preemption, :mod:`solution.sim.tiersim`, is not played over HTTP).  No prefix cache
 either: every prompt is prefilled in full.  Both keep a request's time a
 function of the batch alone, as in the simulator's model.
 
