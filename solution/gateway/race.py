@@ -71,7 +71,7 @@ from solution.gateway.haproxy import HAProxy, haproxy_binary, HAPROXY_INSTALL
 from solution.gateway.loadgen import LoadRequest, LoadResult, LoadSummary, from_sim_workload, run_replay, summarize
 from solution.gateway.procs import Fleet, ManagedProcess, ServerSpec, free_port, start_fleet
 
-__all__ = ["RaceRow", "Overhead", "Capacity", "race", "race_scenario", "simulated", "overhead", "capacity", "main", "DEFAULT_FLEET", "RACE_KEY", "FAULTS"]
+__all__ = ["RaceRow", "Overhead", "Capacity", "race", "aggregate", "AGGREGATED", "race_scenario", "simulated", "overhead", "capacity", "main", "DEFAULT_FLEET", "RACE_KEY", "FAULTS"]
 
 #: The race's default fleet: two A10s and one H100 (a mixed fleet, small enough for a 2-core machine).
 DEFAULT_FLEET: Mapping[str, int] = {"A10-24GB": 2, "H100-80GB": 1}
@@ -103,10 +103,43 @@ class RaceRow:
     summary: LoadSummary
     shares: dict[str, int]
     results: tuple[LoadResult, ...]
+    seed: int = 0
 
     def line(self) -> str:
         shares = ", ".join(f"{k} {v}" for k, v in sorted(self.shares.items()))
-        return f"{self.summary.line(self.label)}; served by {shares}"
+        return f"{self.summary.line(f'{self.label} (seed {self.seed})')}; served by {shares}"
+
+
+#: The figures :func:`aggregate` gives intervals for (LoadSummary fields).
+AGGREGATED = ("throughput", "ttft_p50", "ttft_p99", "e2e_p50", "e2e_p99", "added_p50", "added_p99")
+
+
+def aggregate(rows: Sequence[RaceRow], level: float = 0.95) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """Per balancer label, each figure of :data:`AGGREGATED` as ``(mean, low, high)`` over the seeds.
+
+    A t interval of the mean over seeds (one run per seed: independent
+    draws) at ``level``; with one seed, ``low = high = mean``.  Errors are
+    added up as ``errors`` ``(total, total, total)``.  O(rows).
+    """
+    from solution.sim.theory import mean_confidence_interval
+
+    by_label: dict[str, list[RaceRow]] = {}
+    for row in rows:
+        by_label.setdefault(row.label, []).append(row)
+    out: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for label, group in by_label.items():
+        figures: dict[str, tuple[float, float, float]] = {}
+        for name in AGGREGATED:
+            values = [getattr(r.summary, name) for r in group]
+            if len(values) >= 2 and all(v == v for v in values):
+                figures[name] = mean_confidence_interval(values, level)
+            else:
+                mean = sum(values) / len(values)
+                figures[name] = (mean, mean, mean)
+        total = float(sum(r.summary.sent - r.summary.ok for r in group))
+        figures["errors"] = (total, total, total)
+        out[label] = figures
+    return out
 
 
 def _gateway_config(fleet: Fleet, specs: Sequence[ServerSpec], *, strategy: str, queue_wait: float, seed: int,
@@ -149,8 +182,8 @@ def _idle(fleet: Fleet, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-def _row(label: str, results: list[LoadResult]) -> RaceRow:
-    return RaceRow(label, summarize(results), dict(Counter(r.server or "-" for r in results)), tuple(results))
+def _row(label: str, results: list[LoadResult], seed: int = 0) -> RaceRow:
+    return RaceRow(label, summarize(results), dict(Counter(r.server or "-" for r in results)), tuple(results), seed)
 
 
 def race_scenario(*, requests: int = 300, load: float = 0.7, fleet: Mapping[str, int] | None = None,
@@ -216,13 +249,16 @@ def race(
     fault_at: float = 0.3,
     slow_factor: float = 4.0,
     server_timeout: float = 10.0,
+    seeds: Sequence[int] | None = None,
     log: object = None,
 ) -> list[RaceRow]:
-    """Run the race (see the module) and return one row per balancer: each gateway strategy, then HAProxy.
+    """Run the race (see the module) and return one row per balancer and seed: each gateway strategy, then HAProxy.
 
     ``fleet`` maps GPU preset names to counts (default :data:`DEFAULT_FLEET`);
     the scenario is :func:`solution.sim.race.heterogeneous` with ``requests``
-    at ``load`` per server, drawn with ``seed``; outputs are clipped at
+    at ``load`` per server, drawn with ``seed`` (or once per seed of
+    ``seeds``, each with fresh balancers: rows come seed by seed, and
+    :func:`aggregate` gives intervals over them); outputs are clipped at
     ``max_output_tokens``.  ``log`` (a file, e.g. ``sys.stdout``) gets one
     line per finished run.  ``fault`` (see the module: ``crash``, ``hang``,
     ``slow``, ``drain`` or ``None``) hits ``fault_server`` at ``fault_at``
@@ -249,14 +285,18 @@ def race(
     model = model or DEFAULT_MODEL
     specs = [ServerSpec(s.server_id, gpu=s.gpu, model=model, capacity=int(c), time_scale=time_scale, seed=i)
              for i, (s, c) in enumerate(zip(scenario.cluster.servers, capacities))]  # fmt: skip
-    load_requests = from_sim_workload(scenario, seed=seed, time_scale=time_scale, api_key=RACE_KEY)
+    seeds = [seed] if seeds is None else list(seeds)
+    if not seeds or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds):
+        raise ValueError(f"seeds must be ints >= 0 (at least one), got {seeds!r}")
+    sent = {x: from_sim_workload(scenario, seed=x, time_scale=time_scale, api_key=RACE_KEY) for x in seeds}
     rows: list[RaceRow] = []
     target = fault_server or max(specs, key=lambda s: (s.capacity or 0, s.server_id)).server_id
     if target not in {s.server_id for s in specs}:
         raise ValueError(f"fault_server {target!r} is not in the fleet {[s.server_id for s in specs]}")
-    when = fault_at * (load_requests[-1].at if load_requests else 0.0)
 
-    def run(label: str, url: str, servers: Fleet, drain: Callable[[str], None]) -> None:
+    def run(label: str, url: str, servers: Fleet, drain: Callable[[str], None], seed: int) -> None:
+        load_requests = sent[seed]
+        when = fault_at * (load_requests[-1].at if load_requests else 0.0)
         inject = {"crash": lambda: servers.fault(target, "crash"), "hang": lambda: servers.fault(target, "hang"),
                   "slow": lambda: servers.fault(target, "slow", factor=slow_factor), "drain": lambda: drain(target),
                   None: lambda: None}[fault]  # fmt: skip
@@ -271,7 +311,7 @@ def race(
             timer.cancel()
             if timer.is_alive():
                 timer.join()
-        rows.append(_row(label + (f", {fault} {target}" if fault else ""), results))
+        rows.append(_row(label + (f", {fault} {target}" if fault else ""), results, seed))
         if log is not None:
             print(rows[-1].line(), file=log, flush=True)  # type: ignore[arg-type]
         if fault == "crash":
@@ -281,23 +321,22 @@ def race(
 
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="lb-race-") as tmp:
         servers = stack.enter_context(start_fleet(specs))
-        for strategy in strategies:
-            path = Path(tmp) / f"gateway-{strategy}.json"
-            path.write_text(json.dumps(_gateway_config(servers, specs, strategy=strategy, queue_wait=queue_wait, seed=seed,
-                                                       attempt_timeout=max_seconds)))
-            url = ""
-            port = free_port()
-            argv = [sys.executable, "-m", "solution.gateway", "--config", str(path), "--port", str(port), "--log-level", "WARNING"]
-            with ManagedProcess(argv, name=f"gateway ({strategy})", ready_url=f"http://127.0.0.1:{port}/health",
-                                ports=(port,)) as gateway:  # fmt: skip
+        for x in seeds:
+            for strategy in strategies:  # a fresh gateway per run: a drain or a learned state does not carry over
+                path = Path(tmp) / f"gateway-{strategy}.json"
+                path.write_text(json.dumps(_gateway_config(servers, specs, strategy=strategy, queue_wait=queue_wait, seed=x,
+                                                           attempt_timeout=max_seconds)))  # fmt: skip
+                port = free_port()
                 url = f"http://127.0.0.1:{port}"
-                _idle(servers)
-                run(f"gateway {strategy}", url, servers, lambda sid: _gateway_drain(url, sid))
-                gateway.stop()
-        _idle(servers)
-        with HAProxy(servers.urls, maxconn_per_server={s.server_id: int(s.capacity or 1) for s in specs},
-                     timeout_queue=queue_wait, check_interval=1.0, timeout_server=server_timeout) as proxy:  # fmt: skip
-            run("haproxy leastconn", proxy.url, servers, proxy.drain)
+                argv = [sys.executable, "-m", "solution.gateway", "--config", str(path), "--port", str(port),
+                        "--log-level", "WARNING"]  # fmt: skip
+                with ManagedProcess(argv, name=f"gateway ({strategy})", ready_url=url + "/health", ports=(port,)):
+                    _idle(servers)
+                    run(f"gateway {strategy}", url, servers, lambda sid, url=url: _gateway_drain(url, sid), x)  # type: ignore[misc]
+            _idle(servers)
+            with HAProxy(servers.urls, maxconn_per_server={s.server_id: int(s.capacity or 1) for s in specs},
+                         timeout_queue=queue_wait, check_interval=1.0, timeout_server=server_timeout) as proxy:  # fmt: skip
+                run("haproxy leastconn", proxy.url, servers, proxy.drain, x)
     return rows
 
 
@@ -443,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m solution.gateway.race", description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--load", type=float, default=0.7, help="offered load per server (the simulator's scenario load)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the first seed")
+    parser.add_argument("--seeds", type=int, default=1, help="how many seeds (from --seed): intervals over them when > 1")
     parser.add_argument("--time-scale", type=float, default=1.0, help="real seconds per model second")
     parser.add_argument("--fleet", default=",".join(f"{k}:{v}" for k, v in DEFAULT_FLEET.items()),
                         help="GPU presets and counts, e.g. A10-24GB:2,H100-80GB:1")  # fmt: skip
@@ -471,27 +511,45 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_race:
         print(f"(took {time.monotonic() - began:.0f} s)")
         return 0
-    print(f"race: {args.requests} requests, load {args.load}, seed {args.seed}, time scale {args.time_scale}, fleet {fleet}"
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    strategies = [s for s in args.strategies.split(",") if s]
+    print(f"race: {args.requests} requests, load {args.load}, seeds {seeds}, time scale {args.time_scale}, fleet {fleet}"
           + (f", {args.fault} at {args.fault_at:.0%} of the arrivals" if args.fault else ", steady state"), flush=True)  # fmt: skip
-    rows = race(requests=args.requests, load=args.load, seed=args.seed, time_scale=args.time_scale, fleet=fleet,
-                strategies=[s for s in args.strategies.split(",") if s], max_output_tokens=args.max_output_tokens,
-                max_seconds=args.max_seconds, fault=args.fault, fault_server=args.fault_server, fault_at=args.fault_at,
-                log=sys.stdout)  # fmt: skip
-    print(f"\n{'balancer':<42} {'ok/sent':>9} {'req/s':>7} {'tok/s':>7} {'TTFT p50':>9} {'TTFT p99':>9} {'e2e p50':>8} {'e2e p99':>8} {'added p50':>10} {'added p99':>10}  errors")
+    rows = race(requests=args.requests, load=args.load, seeds=seeds, time_scale=args.time_scale, fleet=fleet,
+                strategies=strategies, max_output_tokens=args.max_output_tokens, max_seconds=args.max_seconds,
+                fault=args.fault, fault_server=args.fault_server, fault_at=args.fault_at, log=sys.stdout)  # fmt: skip
+    print(f"\n{'balancer':<44} {'seed':>4} {'ok/sent':>9} {'req/s':>7} {'tok/s':>7} {'TTFT p50':>9} {'TTFT p99':>9} "
+          f"{'e2e p50':>8} {'e2e p99':>8} {'added p50':>10} {'added p99':>10}  errors")  # fmt: skip
     for row in rows:
         s = row.summary
         errors = ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items())) or "none"
-        print(f"{row.label:<42} {s.ok:>4}/{s.sent:<4} {s.throughput:>7.1f} {s.tokens_per_second:>7.0f} "
+        print(f"{row.label:<44} {row.seed:>4} {s.ok:>4}/{s.sent:<4} {s.throughput:>7.1f} {s.tokens_per_second:>7.0f} "
               f"{s.ttft_p50 * 1000:>7.0f}ms {s.ttft_p99 * 1000:>7.0f}ms {s.e2e_p50:>7.2f}s {s.e2e_p99:>7.2f}s "
               f"{s.added_p50 * 1000:>8.1f}ms {s.added_p99 * 1000:>8.1f}ms  {errors}")  # fmt: skip
+    sims: dict[str, list[object]] = {}
     if not args.fault:
         print("\nthe simulator on the same requests (model time x time scale; no HTTP, no processes, no queue):")
         scenario = race_scenario(requests=args.requests, load=args.load, fleet=fleet, max_output_tokens=args.max_output_tokens)
-        for name, sim in simulated(scenario, [s for s in args.strategies.split(",") if s], seed=args.seed).items():
-            k = args.time_scale
-            print(f"{'simulator ' + name:<42} {sim.completed:>4}/{sim.requests:<4} {sim.throughput_rps / k:>7.1f} "  # type: ignore[attr-defined]
-                  f"{sim.throughput_tps / k:>7.0f} {sim.ttft_p50 * k * 1000:>7.0f}ms {sim.ttft_p99 * k * 1000:>7.0f}ms "  # type: ignore[attr-defined]
-                  f"{sim.e2e_p50 * k:>7.2f}s {sim.e2e_p99 * k:>7.2f}s {'':>21}  (no errors modelled)")  # type: ignore[attr-defined]  # fmt: skip
+        k = args.time_scale
+        for x in seeds:
+            for name, sim in simulated(scenario, strategies, seed=x).items():
+                sims.setdefault(name, []).append(sim)
+                print(f"{'simulator ' + name:<44} {x:>4} {sim.completed:>4}/{sim.requests:<4} {sim.throughput_rps / k:>7.1f} "  # type: ignore[attr-defined]
+                      f"{sim.throughput_tps / k:>7.0f} {sim.ttft_p50 * k * 1000:>7.0f}ms {sim.ttft_p99 * k * 1000:>7.0f}ms "  # type: ignore[attr-defined]
+                      f"{sim.e2e_p50 * k:>7.2f}s {sim.e2e_p99 * k:>7.2f}s {'':>21}  (no errors modelled)")  # type: ignore[attr-defined]  # fmt: skip
+    if len(seeds) > 1:
+        from solution.sim.theory import mean_confidence_interval
+
+        print(f"\nover {len(seeds)} seeds: mean [95% interval]")
+        cell = lambda m, scale, unit: f"{m[0] * scale:.2f} [{m[1] * scale:.2f}, {m[2] * scale:.2f}] {unit}"  # noqa: E731
+        for label, fig in aggregate(rows).items():
+            print(f"{label:<44} e2e p50 {cell(fig['e2e_p50'], 1, 's')}, e2e p99 {cell(fig['e2e_p99'], 1, 's')}, "
+                  f"TTFT p99 {cell(fig['ttft_p99'], 1000, 'ms')}, added p99 {cell(fig['added_p99'], 1000, 'ms')}, "
+                  f"errors {fig['errors'][0]:.0f}")  # fmt: skip
+        for name, runs in sims.items():
+            p50 = mean_confidence_interval([r.e2e_p50 * args.time_scale for r in runs], 0.95)  # type: ignore[attr-defined]
+            p99 = mean_confidence_interval([r.e2e_p99 * args.time_scale for r in runs], 0.95)  # type: ignore[attr-defined]
+            print(f"{'simulator ' + name:<44} e2e p50 {cell(p50, 1, 's')}, e2e p99 {cell(p99, 1, 's')}")
     print(f"(took {time.monotonic() - began:.0f} s)")
     return 0
 

@@ -74,3 +74,20 @@ def test_the_race_scenario_clips_outputs_in_the_scenario_and_the_simulator_runs_
     assert {name: s.completed for name, s in sims.items()} == {"least_connections": 200, "predictive": 200}  # type: ignore[attr-defined]
     with pytest.raises(ValueError):
         race_scenario(max_output_tokens=8)  # below the workload's smallest output (32)
+
+
+def test_aggregate_gives_an_interval_over_seeds_per_balancer() -> None:
+    from solution.gateway.loadgen import LoadResult, summarize
+    from solution.gateway.race import RaceRow, aggregate
+
+    def row(label: str, seed: int, e2e: float) -> RaceRow:
+        results = [LoadResult(i, float(i), 0.0, 200, 0.01, e2e, 4, None, None) for i in range(3)]
+        results.append(LoadResult(3, 3.0, 0.0, 503, None, 0.1, 0, None, "status"))
+        return RaceRow(label, summarize(results), {"s": 4}, tuple(results), seed)
+
+    rows = [row("a", 0, 1.0), row("a", 1, 2.0), row("a", 2, 3.0), row("b", 0, 5.0)]
+    out = aggregate(rows)
+    mean, low, high = out["a"]["e2e_p99"]
+    assert mean == pytest.approx(2.0) and low < 2.0 < high and low == pytest.approx(4.0 - high)
+    assert out["b"]["e2e_p99"] == (5.0, 5.0, 5.0)  # one seed: no interval
+    assert out["a"]["errors"] == (3.0, 3.0, 3.0)
