@@ -485,6 +485,10 @@ class Gateway:
                 if self._is_current(call, sid, attempt):
                     call.last_failure = "reset"
                 self._lost(sid)
+        except Exception:  # a bug here must not leave the attempt's slot taken or its request waiting forever
+            _events.exception("attempt %s@%s failed unexpectedly", call.rid, sid)
+            if not reported:
+                self._report(call, sid, False, self._failure("reset"))
         finally:
             if task is not None:
                 call.tasks.discard(task)
@@ -496,7 +500,11 @@ class Gateway:
             if not chunk or not self._is_current(call, sid, attempt):
                 continue  # an abandoned attempt's output never reaches the client
             if call.response is None:
-                self.path.first_token(call.rid, self.now())
+                try:
+                    self.path.first_token(call.rid, self.now())
+                except UnknownRequestError:  # abandoned while its request backs off (no outcome says so): not current
+                    call.current = None
+                    continue
                 call.ttft = self.now() - call.arrived
                 headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Request-Id": call.rid}
                 if "X-Server-Id" in resp.headers:

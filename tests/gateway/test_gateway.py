@@ -810,3 +810,24 @@ def test_a_burst_of_concurrent_requests_streamed_and_not_is_answered_once_each_a
         text = httpx.get(gw.url + "/metrics").text
         assert metric(text, "lb_gateway_requests_total", outcome="delivered", tier="none") == 80
         assert metric(text, "lb_gateway_e2e_seconds_count", tier="none") == 80
+
+
+def test_a_late_first_token_from_an_attempt_abandoned_while_its_request_backs_off_is_dropped(stubs: list[StubBackend]) -> None:
+    s1, s2 = stubs
+    s1.hold()  # s1 sends the stream's headers, then nothing: the per-try timeout abandons it
+    retry = {"max_tries": 2, "per_try_timeout": 0.3, "base": 0.6, "cap": 0.6, "budget": None}
+    with live(config_for(stubs, retry=retry, seed=3)) as gw, ThreadPoolExecutor(1) as pool:
+        def stream() -> list[str]:
+            with httpx.stream("POST", gw.url + "/v1/completions", headers=AUTH, timeout=10,
+                              json={"model": MODEL, "prompt": "a", "max_tokens": 3, "stream": True}) as r:  # fmt: skip
+                assert r.status_code == 200
+                return [line for line in r.iter_lines() if line]
+
+        pending = pool.submit(stream)
+        wait_until(lambda: gw.read(lambda g: g.path.stats().get("backing_off", 0)) == 1, what="the request backing off")
+        s1.release()  # s1's tokens arrive now, from an attempt the path has abandoned
+        lines = pending.result(10)
+        assert lines == ['data: {"choices": [{"text": "tok "}]}'] * 3 + ["data: [DONE]"]  # s2's stream alone
+        assert s2.served == 1
+        wait_until(lambda: gw.read(lambda g: (g.path.stats()["open"], g.path.stats()["abandoned"])) == (0, 0),
+                   what="no request open, no attempt left running")  # fmt: skip
