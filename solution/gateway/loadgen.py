@@ -226,7 +226,7 @@ async def _one(session: aiohttp.ClientSession, base_url: str, index: int, req: L
             done = False
             buffer = b""
             async for chunk in resp.content.iter_any():
-                buffer += chunk
+                buffer += chunk.replace(b"\r\n", b"\n")  # SSE allows CRLF line ends (a CR split across chunks is rare and harmless)
                 while b"\n\n" in buffer:
                     event, buffer = buffer.split(b"\n\n", 1)
                     for line in event.splitlines():
