@@ -27,7 +27,7 @@ from exercises.affinity import BoundedLoadHash, PrefixAware, SessionAffinity, Se
 from solution.core.affinity_types import AffinityPolicy, RemapReason
 from exercises.tiers import Preemptor, RateLimiter, TierAdmission, TierRouting, TierTable, TokenBucket
 from solution.core.tier_types import RateLimit, ServiceTier, Slo
-from solution.deploy import CanaryAnalysis, CanarySplit, RollingDeploy, resolve_surge, resolve_unavailable
+from exercises.deploy import CanaryAnalysis, CanarySplit, RollingDeploy, resolve_surge, resolve_unavailable
 from solution.core.deploy_types import (
     CanaryPlan,
     Decision as DeployDecision,

@@ -157,11 +157,6 @@ from solution.core.errors import RolloutInProgressError, TimeWentBackwardsError,
 from solution.core.request import Request
 from solution.core.routing import BaseStrategy, Router, ServerState, Strategy
 
-# The "# [stage7 exercise]" lines are this module's exercise markers, kept inert until notebook 07 exists
-# and the module joins tools/make_exercises.py's EXERCISES (tools/make_bundle.py refuses SOLUTION markers in
-# a module that is not an exercise).  To register it: sed -i 's/^\(\s*\)# \[stage7 exercise\] /\1### /'
-# solution/deploy.py, add the Exercise, delete this comment, make exercises.
-
 __all__ = [
     "resolve_surge",
     "resolve_unavailable",
@@ -188,11 +183,11 @@ def resolve_surge(value: Bound, replicas: int) -> int:
     Raises:
         TypeError / ValueError: not an int >= 0 or a whole percent in 0-100 (``"25%"``); ``replicas`` not an int >= 1.
     """
-    # [stage7 exercise] BEGIN SOLUTION: parse the bound (int or "N%"), check replicas; a percent -> ceil(replicas * N / 100) in integers
+    ### BEGIN SOLUTION: parse the bound (int or "N%"), check replicas; a percent -> ceil(replicas * N / 100) in integers
     number, percent = parse_bound(value, "max_surge")
     replicas = _replicas(replicas)
     return -(-replicas * number // 100) if percent else number
-    # [stage7 exercise] END SOLUTION
+    ### END SOLUTION
 
 
 def resolve_unavailable(value: Bound, replicas: int) -> int:
@@ -204,11 +199,11 @@ def resolve_unavailable(value: Bound, replicas: int) -> int:
     Raises:
         TypeError / ValueError: not an int >= 0 or a whole percent in 0-100; ``replicas`` not an int >= 1.
     """
-    # [stage7 exercise] BEGIN SOLUTION: parse the bound, check replicas; a percent -> floor(replicas * N / 100) in integers
+    ### BEGIN SOLUTION: parse the bound, check replicas; a percent -> floor(replicas * N / 100) in integers
     number, percent = parse_bound(value, "max_unavailable")
     replicas = _replicas(replicas)
     return replicas * number // 100 if percent else number
-    # [stage7 exercise] END SOLUTION
+    ### END SOLUTION
 
 
 # --- the canary's statistics ---------------------------------------------------
@@ -226,7 +221,7 @@ def fisher_greater(x_b: int, n_b: int, x_a: int, n_a: int) -> float:
     >>> round(fisher_greater(10, 100, 0, 100), 6)
     0.000771
     """
-    # [stage7 exercise] BEGIN SOLUTION: K = x_a + x_b, N = n_a + n_b; no errors -> 1.0; sum C(K,k) C(N-K, n_b-k) / C(N, n_b) for k from x_b to min(K, n_b)
+    ### BEGIN SOLUTION: K = x_a + x_b, N = n_a + n_b; no errors -> 1.0; sum C(K,k) C(N-K, n_b-k) / C(N, n_b) for k from x_b to min(K, n_b)
     total, errors = n_a + n_b, x_a + x_b
     if errors == 0 or n_b == 0 or n_a == 0:
         return 1.0
@@ -235,7 +230,7 @@ def fisher_greater(x_b: int, n_b: int, x_a: int, n_a: int) -> float:
     low = max(x_b, n_b - (total - errors))
     p = sum(math.exp(_log_comb(errors, k) + _log_comb(total - errors, n_b - k) - denominator) for k in range(low, high + 1))
     return min(1.0, p)
-    # [stage7 exercise] END SOLUTION
+    ### END SOLUTION
 
 
 def mann_whitney_greater(b: Sequence[float], a: Sequence[float]) -> float:
@@ -245,7 +240,7 @@ def mann_whitney_greater(b: Sequence[float], a: Sequence[float]) -> float:
     module's docstring).  O(N log N) for N samples; 1.0 when either is empty or
     every sample is tied.
     """
-    # [stage7 exercise] BEGIN SOLUTION: average ranks of the pooled sample; U_b from B's rank sum; tie-corrected variance; z with -0.5; p = erfc(z / sqrt 2) / 2
+    ### BEGIN SOLUTION: average ranks of the pooled sample; U_b from B's rank sum; tie-corrected variance; z with -0.5; p = erfc(z / sqrt 2) / 2
     n_b, n_a = len(b), len(a)
     if n_b == 0 or n_a == 0:
         return 1.0
@@ -269,7 +264,7 @@ def mann_whitney_greater(b: Sequence[float], a: Sequence[float]) -> float:
         return 1.0
     z = (u_b - n_a * n_b / 2 - 0.5) / math.sqrt(variance)
     return 0.5 * math.erfc(z / math.sqrt(2))
-    # [stage7 exercise] END SOLUTION
+    ### END SOLUTION
 
 
 class CanaryAnalysis:
@@ -286,34 +281,34 @@ class CanaryAnalysis:
     """
 
     def __init__(self, plan: CanaryPlan) -> None:
-        # [stage7 exercise] BEGIN SOLUTION: check the type; keep the plan
+        ### BEGIN SOLUTION: check the type; keep the plan
         if not isinstance(plan, CanaryPlan):
             raise TypeError(f"plan must be a CanaryPlan, got {type(plan).__name__}")
         self.plan = plan
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def level(self) -> float:
         """The per-metric test level ``alpha / m`` (Bonferroni)."""
-        # [stage7 exercise] BEGIN SOLUTION: alpha over the number of metrics
+        ### BEGIN SOLUTION: alpha over the number of metrics
         return self.plan.alpha / len(self.plan.metrics)
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def nominal_false_rollback(self, steps: int | None = None) -> float:
         """The nominal false-rollback rate of a whole canary: ``1 - (1 - alpha)^k``.
 
         ``k`` = ``steps``, default the number of judged steps (those below 100).
         """
-        # [stage7 exercise] BEGIN SOLUTION: k judged steps (steps below 100 unless given); 1 - (1 - alpha) ** k
+        ### BEGIN SOLUTION: k judged steps (steps below 100 unless given); 1 - (1 - alpha) ** k
         if steps is None:
             steps = sum(1 for s in self.plan.steps if s < 100)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be an int >= 0, got {steps!r}")
         return 1.0 - (1.0 - self.plan.alpha) ** steps
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def judge(self, a: VersionStats, b: VersionStats) -> Verdict:
         """A's (stable) and B's (new) stats of one step -> a :class:`Verdict` naming the test and the numbers."""
-        # [stage7 exercise] BEGIN SOLUTION: validate; hold for too little data (no test run); test each metric at alpha / m; rollback if any p < level, else promote
+        ### BEGIN SOLUTION: validate; hold for too little data (no test run); test each metric at alpha / m; rollback if any p < level, else promote
         if not isinstance(a, VersionStats) or not isinstance(b, VersionStats):
             raise TypeError(f"a and b must be VersionStats, got {type(a).__name__} and {type(b).__name__}")
         plan = self.plan
@@ -338,7 +333,7 @@ class CanaryAnalysis:
         if p_values[metric] < level:
             return Verdict("rollback", adjusted, f"B is worse on {metric}: p={p_values[metric]:.3g} < alpha/m={level:.3g}; {facts}", p_values)
         return Verdict("promote", adjusted, f"no metric worse at alpha/m={level:.3g}; {facts}", p_values)
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
 
 # --- the controller --------------------------------------------------------------
@@ -376,7 +371,7 @@ class RollingDeploy:
     """
 
     def __init__(self, servers: Sequence[tuple[str, str]], new_version: str, plan: RolloutPlan, now: float) -> None:
-        # [stage7 exercise] BEGIN SOLUTION: validate everything first; resolve the bounds (both 0, prewarm or canary without surge -> ValueError); record the fleet; plan the first actions (canary step 0, or the rolling update)
+        ### BEGIN SOLUTION: validate everything first; resolve the bounds (both 0, prewarm or canary without surge -> ValueError); record the fleet; plan the first actions (canary step 0, or the rolling update)
         if isinstance(servers, (str, bytes)) or not isinstance(servers, Sequence):
             raise TypeError(f"servers must be a sequence of (server_id, version) pairs, got {type(servers).__name__}")
         fleet: dict[str, list[str]] = {}
@@ -426,55 +421,55 @@ class RollingDeploy:
                                f"surge {surge}, unavailable {unavailable}, {'prewarm' if plan.prewarm else 'drain-first'}"
                                f"{', canary ' + str(plan.canary.steps) if plan.canary else ''}")  # fmt: skip
         self.initial_actions: list[Action] = out
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     # -- reading ----------------------------------------------------------------
 
     @property
     def state(self) -> str:
         """``"running"``, ``"done"`` (every old server gone, R new ones ready) or ``"rolled_back"``."""
-        # [stage7 exercise] BEGIN SOLUTION: running while events remain to decide, done once R new servers serve and no old one is left, rolled_back after a rollback
+        ### BEGIN SOLUTION: running while events remain to decide, done once R new servers serve and no old one is left, rolled_back after a rollback
         return self._state
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     @property
     def min_ready(self) -> int:
         """``R - max_unavailable``: the controller never drains below this many ready servers."""
-        # [stage7 exercise] BEGIN SOLUTION: replicas minus the resolved bound
+        ### BEGIN SOLUTION: replicas minus the resolved bound
         return self.replicas - self.max_unavailable
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     @property
     def max_servers(self) -> int:
         """``R + max_surge``: at most this many servers exist (starting, ready or draining)."""
-        # [stage7 exercise] BEGIN SOLUTION: replicas plus the resolved surge
+        ### BEGIN SOLUTION: replicas plus the resolved surge
         return self.replicas + self.max_surge
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     @property
     def weight(self) -> float:
         """The canary traffic share last set (0.0 when none is in force)."""
-        # [stage7 exercise] BEGIN SOLUTION: the share of the last SetCanaryWeight (0.0 before any and after a rollback)
+        ### BEGIN SOLUTION: the share of the last SetCanaryWeight (0.0 before any and after a rollback)
         return self._weight
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def status(self, server_id: str) -> str:
         """``"starting"``, ``"ready"``, ``"draining"`` or ``"gone"``; UnknownServerError for an id it never had."""
-        # [stage7 exercise] BEGIN SOLUTION: look it up
+        ### BEGIN SOLUTION: look it up
         return self._lookup(server_id)[1]
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def servers(self) -> dict[str, tuple[str, str]]:
         """Every server it ever had: ``{server_id: (version, status)}``, in order of addition.  O(servers)."""
-        # [stage7 exercise] BEGIN SOLUTION: a copy
+        ### BEGIN SOLUTION: a copy
         return {sid: (v, s) for sid, (v, s) in self._servers.items()}
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def serving(self) -> list[tuple[str, str]]:
         """The ready servers as ``(server_id, version)``.  O(servers)."""
-        # [stage7 exercise] BEGIN SOLUTION: those whose status is ready
+        ### BEGIN SOLUTION: those whose status is ready
         return [(sid, v) for sid, (v, s) in self._servers.items() if s == "ready"]
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def next_event_time(self) -> float | None:
         """When the current canary step's next ``Window`` is due, or None.
@@ -482,11 +477,11 @@ class RollingDeploy:
         ``window`` seconds after the step's weight was set; after a ``hold``, ``window`` seconds after that
         window (so a caller that schedules by this time never asks twice at the same moment).
         """
-        # [stage7 exercise] BEGIN SOLUTION: the step's weight time plus the window, while a canary step waits for its judgement
+        ### BEGIN SOLUTION: the step's weight time plus the window, while a canary step waits for its judgement
         if self._state == "running" and self._phase == "canary" and self._weight_at is not None and self.plan.canary:
             return self._due
         return None
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     # -- events ---------------------------------------------------------------------
 
@@ -503,7 +498,7 @@ class RollingDeploy:
             UnknownServerError (a KeyError): a server it never had.  ValueError: ``Drained`` for a server
             it did not drain (send ``Fault`` for a lost one).  Nothing changes.
         """
-        # [stage7 exercise] BEGIN SOLUTION: validate first (type, time, server, status); then update the server and decide
+        ### BEGIN SOLUTION: validate first (type, time, server, status); then update the server and decide
         if not isinstance(event, (Ready, Drained, Fault, Tick, Window)):
             raise TypeError(f"event must be Ready, Drained, Fault, Tick or Window, got {type(event).__name__}")
         if event.at < self._now:
@@ -546,7 +541,7 @@ class RollingDeploy:
         else:
             self._decide(at, out, "timer")
         return out
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def rollback(self, at: float, reason: str) -> list[Action]:
         """Abandon the rollout: a rolling update back to the old version under the same bounds.
@@ -554,7 +549,7 @@ class RollingDeploy:
         Raises:
             TypeError / ValueError: bad time or reason; ValueError: the rollout is not running.
         """
-        # [stage7 exercise] BEGIN SOLUTION: validate (running, time, reason); then roll back
+        ### BEGIN SOLUTION: validate (running, time, reason); then roll back
         at = _at(at)
         reason = _name(reason, "reason")
         if self._state != "running":
@@ -565,7 +560,7 @@ class RollingDeploy:
         out: list[Action] = []
         self._rollback(at, reason, out)
         return out
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def next_rollout(self, new_version: str, plan: RolloutPlan, now: float) -> RollingDeploy:
         """Start the next rollout on this fleet (its serving servers).
@@ -574,7 +569,7 @@ class RollingDeploy:
             RolloutInProgressError (a ValueError): this rollout still runs, or its servers still start or drain.
             TypeError / ValueError: as the constructor.
         """
-        # [stage7 exercise] BEGIN SOLUTION: refuse while running or while servers start or drain; else a new controller over the serving fleet
+        ### BEGIN SOLUTION: refuse while running or while servers start or drain; else a new controller over the serving fleet
         if self._state == "running":
             raise RolloutInProgressError(f"a rollout to {self.new_version!r} is still running on this fleet; "
                                          "wait for Done or roll it back before starting another")  # fmt: skip
@@ -582,9 +577,9 @@ class RollingDeploy:
         if busy:
             raise RolloutInProgressError(f"servers {busy[:3]} are still starting or draining; feed their Ready / Drained first")
         return RollingDeploy(self.serving(), new_version, plan, now)
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
-    # [stage7 exercise] BEGIN OMIT
+    ### BEGIN OMIT
     def __repr__(self) -> str:
         counts: dict[str, int] = {}
         for _, s in self._servers.values():
@@ -731,7 +726,7 @@ class RollingDeploy:
             if version != self._target and status == "starting":
                 self._drain(at, sid, f"rollback: {sid} never served; drain it", out)
         self._roll(at, out, "rollback")
-    # [stage7 exercise] END OMIT
+    ### END OMIT
 
 
 def _name(value: object, what: str) -> str:
@@ -782,7 +777,7 @@ class CanarySplit(BaseStrategy):
 
     def __init__(self, inner: Strategy | Callable[[], Strategy], *, weight: float = 0.0, new_version: str,
                  excluded_tiers: Sequence[str] = (), seed: int = 0) -> None:  # fmt: skip
-        # [stage7 exercise] BEGIN SOLUTION: validate (an unattached strategy, copied, or a class / factory; weight; names; seed); build the inners; keep the hash key
+        ### BEGIN SOLUTION: validate (an unattached strategy, copied, or a class / factory; weight; names; seed); build the inners; keep the hash key
         if not isinstance(inner, type) and isinstance(inner, Strategy):
             if getattr(inner, "router", None) is not None:
                 raise ValueError(f"this {type(inner).__name__} already serves a Router; pass a new one (or its class)")
@@ -806,44 +801,44 @@ class CanarySplit(BaseStrategy):
         self.set_weight(weight)
         self._ended = False
         self._counts = {"new": 0, "old": 0, "fallback": 0}
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     @property
     def weight(self) -> float:
         """The share of the non-excluded traffic sent to the new version."""
-        # [stage7 exercise] BEGIN SOLUTION: the share last set (set_weight)
+        ### BEGIN SOLUTION: the share last set (set_weight)
         return self._weight
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     @property
     def ended(self) -> bool:
         """True after :meth:`end`: every request routes across both versions by the inner rule."""
-        # [stage7 exercise] BEGIN SOLUTION: True once end() was called
+        ### BEGIN SOLUTION: True once end() was called
         return self._ended
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def set_weight(self, weight: float) -> None:
         """Set the share (``SetCanaryWeight``); 0 sends everything to the old version.  O(1).
 
         Raises: TypeError / ValueError: not a number in [0, 1] (nothing changes).
         """
-        # [stage7 exercise] BEGIN SOLUTION: validate; keep
+        ### BEGIN SOLUTION: validate; keep
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
             raise TypeError(f"weight must be a number in [0, 1], got {type(weight).__name__}")
         if not 0 <= weight <= 1:
             raise ValueError(f"weight must be in [0, 1], got {weight!r}")
         self._weight = float(weight)
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def end(self) -> None:
         """Stop splitting (``EndCanary``): route across every server by the inner rule."""
-        # [stage7 exercise] BEGIN SOLUTION: mark ended
+        ### BEGIN SOLUTION: mark ended
         self._ended = True
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def side(self, request: Request) -> str:
         """``"new"`` or ``"old"``: where the split sends ``request`` (excluded tier -> old; else the hash).  O(1)."""
-        # [stage7 exercise] BEGIN SOLUTION: excluded tier -> old; blake2b(session id or request id, key=seed) / 2**64 < weight -> new
+        ### BEGIN SOLUTION: excluded tier -> old; blake2b(session id or request id, key=seed) / 2**64 < weight -> new
         if request.tier is not None and request.tier in self.excluded_tiers:
             return "old"
         if self._weight <= 0:
@@ -851,51 +846,51 @@ class CanarySplit(BaseStrategy):
         key = request.session_id if request.session_id is not None else request.request_id
         h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8, key=self._key).digest(), "big")
         return "new" if h / 2**64 < self._weight else "old"
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def stats(self) -> dict[str, int]:
         """Decisions so far: ``new``, ``old`` and ``fallback`` (sent to old because the new version was full)."""
-        # [stage7 exercise] BEGIN SOLUTION: a copy
+        ### BEGIN SOLUTION: a copy
         return dict(self._counts)
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     # -- the Strategy hooks ---------------------------------------------------------
 
     def attach(self, router: Router) -> None:
         """Bind to ``router`` and attach every inner strategy to it."""
-        # [stage7 exercise] BEGIN SOLUTION: as BaseStrategy, then each inner
+        ### BEGIN SOLUTION: as BaseStrategy, then each inner
         super().attach(router)
         for inner in self._inner.values():
             inner.attach(router)
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def server_added(self, server: ServerState) -> None:
-        # [stage7 exercise] BEGIN SOLUTION: the all-inner and the version's inner
+        ### BEGIN SOLUTION: the all-inner and the version's inner
         self._inner["all"].server_added(server)
         self._of(server).server_added(server)
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def server_changed(self, server: ServerState) -> None:
-        # [stage7 exercise] BEGIN SOLUTION: the all-inner and the version's inner
+        ### BEGIN SOLUTION: the all-inner and the version's inner
         self._inner["all"].server_changed(server)
         self._of(server).server_changed(server)
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def server_removed(self, server: ServerState) -> None:
-        # [stage7 exercise] BEGIN SOLUTION: the all-inner and the version's inner
+        ### BEGIN SOLUTION: the all-inner and the version's inner
         self._inner["all"].server_removed(server)
         self._of(server).server_removed(server)
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def observe(self, server: ServerState, seconds_per_token: float) -> None:
-        # [stage7 exercise] BEGIN SOLUTION: the all-inner and the version's inner
+        ### BEGIN SOLUTION: the all-inner and the version's inner
         self._inner["all"].observe(server, seconds_per_token)
         self._of(server).observe(server, seconds_per_token)
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def choose(self, request: Request) -> ServerState | None:
         """After :meth:`end`, the all-inner's choice; else the side's inner, the old one if the new is full."""
-        # [stage7 exercise] BEGIN SOLUTION: ended -> all; else the side's inner; new and nothing free -> old (count a fallback)
+        ### BEGIN SOLUTION: ended -> all; else the side's inner; new and nothing free -> old (count a fallback)
         if self._ended:
             return self._inner["all"].choose(request)
         side = self.side(request)
@@ -908,27 +903,27 @@ class CanarySplit(BaseStrategy):
         if chosen is not None:
             self._counts[side] += 1
         return chosen
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def peek(self, request: Request) -> ServerState | None:
         """What :meth:`choose` would pick, without counting it."""
-        # [stage7 exercise] BEGIN SOLUTION: as choose, without the counters
+        ### BEGIN SOLUTION: as choose, without the counters
         if self._ended:
             return self._inner["all"].choose(request)
         side = self.side(request)
         chosen = self._inner[side].choose(request)
         return self._inner["old"].choose(request) if chosen is None and side == "new" else chosen
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
     def explain(self, request: Request) -> Any:
         """The deciding inner's explanation."""
-        # [stage7 exercise] BEGIN SOLUTION: delegate to the inner that decides
+        ### BEGIN SOLUTION: delegate to the inner that decides
         if self._ended:
             return self._inner["all"].explain(request)
         return self._inner[self.side(request)].explain(request)
-        # [stage7 exercise] END SOLUTION
+        ### END SOLUTION
 
-    # [stage7 exercise] BEGIN OMIT
+    ### BEGIN OMIT
     def _of(self, server: ServerState) -> Any:
         return self._inner["new" if server.version == self.new_version else "old"]
-    # [stage7 exercise] END OMIT
+    ### END OMIT

@@ -8,7 +8,8 @@ The bundle is a folder (and a ``.tar.gz`` of it) holding:
 * ``solution/``: the support package (errors, validation, the router, the
   gateway, the simulator, the widgets, the check cells and their recorded
   reference results) *without* the reference modules a candidate writes
-  (``balancer.py``, ``request_queue.py``, ``strategies.py``, ``health.py``, ``affinity.py``, ``tiers.py``), without
+  (``balancer.py``, ``request_queue.py``, ``strategies.py``, ``health.py``, ``affinity.py``, ``tiers.py``,
+  ``deploy.py``), without
   ``widgets/explain.py`` (the stage-1 rule written plainly) and without
   ``grading/`` (the instructor's grader and hidden cases).  In what remains,
   every ``### BEGIN REFERENCE`` ... ``### END REFERENCE`` block is stripped:

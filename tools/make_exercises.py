@@ -61,6 +61,7 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise("health", 4, "notebooks/04_health_checks.ipynb"),
     Exercise("affinity", 5, "notebooks/05_session_affinity.ipynb"),
     Exercise("tiers", 6, "notebooks/06_priorities_and_tiers.ipynb"),
+    Exercise("deploy", 7, "notebooks/07_drain_and_rollouts.ipynb"),
 )
 
 HEADER = (

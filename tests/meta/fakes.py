@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = {1: "balancer", 2: "request_queue", 3: "strategies", 4: "health", 5: "affinity", 6: "tiers"}
+MODULES = {1: "balancer", 2: "request_queue", 3: "strategies", 4: "health", 5: "affinity", 6: "tiers", 7: "deploy"}
 #: Appears in the command line of every process a fake tries to leave behind.
 MARKER = "lbgrade-fake-detached-7f3a"
 #: Files a fake tries to create outside its sandbox (checked and removed by :func:`leftovers`).
@@ -817,8 +817,8 @@ def _stage6_fake(name: str, build: Callable[[Path], Built], failing: tuple[str, 
 
 
 #: Stage 7's wrong implementations (issue 14), each one edit of solution/deploy.py and the check groups that must
-#: catch it (prefixes; ``tests/meta/test_stage7_checks.py`` runs them through the check).  Stage 7 is not graded
-#: yet (no exercise, no notebook 07): when it is, each becomes a grader fake on stage 7 alone, like stage 6's.
+#: catch it (prefixes).  ``tests/meta/test_stage7_checks.py`` runs them through the check in-process (fast); each is
+#: also a grader fake on stage 7 alone (:func:`_stage7_fake`), like stage 6's.
 STAGE7_EDITS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "surge rounded down": ("return -(-replicas * number // 100) if percent else number",
                            "return replicas * number // 100 if percent else number", ("bounds",)),
@@ -840,6 +840,44 @@ STAGE7_EDITS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "rollback keeps the canary's weight": ("            self._act(at, SetCanaryWeight(0.0, at), f\"rollback: no traffic to {self.new_version}\", out)\n",
                                            "", ("canary: rollback",)),
 }  # fmt: skip
+
+
+#: What each of stage 7's wrong implementations does, and the other groups it may cost points in (its edit reaches
+#: them: a rollout that drains too early differs in every later step of a seeded rollout, a canary that lives in
+#: the surge, a rollback that rolls back to A under the same bounds).
+_STAGE7_FAKES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "surge rounded down": ("stage 7 rounds a percent max_surge down (25% of 3 is no server: the rollout cannot start)",
+                           ("rolling update", "random")),
+    "prewarm drains at R": ("stage 7's pre-warm drains an old server while only R are ready (capacity dips below R)",
+                            ("faults", "canary:", "one rollout", "bad input", "random")),
+    "drain-first past the bound": ("stage 7's drain-first drains one server past R - max_unavailable", ("faults", "random")),
+    "draining servers not counted": ("stage 7 does not count draining servers toward R + max_surge (their GPUs are still held)",
+                                     ("rolling update: prewarm", "faults", "canary: rollback", "random")),
+    "two-sided error test": ("stage 7's Fisher test is two-sided (a canary with fewer errors than A looks suspicious)",
+                             ("canary: rollback",)),
+    "no Bonferroni": ("stage 7 tests each of m metrics at alpha, not alpha / m (false rollbacks up to m times as often)", ()),
+    "no tie correction": ("stage 7's Mann-Whitney variance ignores ties (quantized latencies give wrong p-values)", ()),
+    "excluded tiers split too": ("stage 7's canary split sends excluded tiers (premium) to the new version too", ()),
+    "hash of the request, not the session": ("stage 7's split hashes the request id: a conversation hops between versions", ()),
+    "rollback keeps the canary's weight": ("stage 7's rollback drains the canary but leaves its traffic share set", ("random",)),
+}
+
+
+def _stage7_fake(name: str) -> Fake:
+    """Stage 7's wrong implementation ``name`` (:data:`STAGE7_EDITS`), graded on stage 7 alone."""
+    old, new, failing = STAGE7_EDITS[name]
+    what, may_fail = _STAGE7_FAKES[name]
+    return Fake(name, lambda folder: Built({7: edit(reference(7), old, new)}),
+                {7: Expect(low=1, high=99, only_causes=("differs",), failing=failing, may_fail=may_fail)}, what)
+
+
+_SPLIT_SCAN = (
+    '        side = self.side(request)\n        chosen = self._inner[side].choose(request)\n        if chosen is None and side == "new":\n'
+    '            chosen = self._inner["old"].choose(request)\n            if chosen is not None:\n',
+    '        side = self.side(request)\n        [s for s in self.router.routable_servers() if s.version == self.new_version]  # a fleet scan\n'
+    '        chosen = self._inner[side].choose(request)\n        if chosen is None and side == "new":\n'
+    '            chosen = self._inner["old"].choose(request)\n            if chosen is not None:\n',
+)
 
 
 def fakes() -> list[Fake]:
@@ -922,6 +960,10 @@ def fakes() -> list[Fake]:
         Fake("tenants scanned per admission", _TENANTS_SCANNED,
              {6: Expect(low=1, high=99, only_causes=("probe", "timeout"), failing=("cost:",))},
              "stage 6's limiter finds idle tenants by scanning every tenant on each request", probe_timeout="20"),
+        *(_stage7_fake(name) for name in _STAGE7_FAKES),
+        Fake("fleet scanned per split decision", lambda folder: Built({7: edit(reference(7), *_SPLIT_SCAN)}),
+             {7: Expect(low=1, high=99, only_causes=("probe",), failing=("cost:",))},
+             "stage 7's canary split lists the new version's servers on each decision"),
         Fake("debug prints", _debug_prints,
              {**untouched(), 1: Expect(score=100, note=r"similar", output=r"debug"), 2: Expect(score=100, note=r"similar", output=r"debug")},
              "a print at the top of every function of the reference (stages 1, 2)"),

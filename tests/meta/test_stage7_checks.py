@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import types
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -24,19 +25,16 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.meta
 
 
+@cache
 def _stub() -> types.ModuleType:
-    """solution/deploy.py with every marked body replaced as ``tools/make_exercises.py`` will replace it."""
+    """The generated stub of solution/deploy.py (``tools/make_exercises.py``), as a module."""
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         import make_exercises
     finally:
         sys.path.remove(str(ROOT / "tools"))
-    # Until stage 7 is an exercise, its markers are disguised so the generator leaves the module alone.
-    source = (ROOT / "solution" / "deploy.py").read_text()
-    source = source.replace("# [stage7 exercise] BEGIN", "### BEGIN").replace("# [stage7 exercise] END", "### END")
-    exercise = make_exercises.Exercise("deploy", 7, "notebooks/07_drain_and_rollouts.ipynb")
     module = types.ModuleType("stage7_stub")
-    exec(compile(make_exercises.strip_solution(source, exercise, "solution/deploy.py"), "stage7_stub.py", "exec"), module.__dict__)
+    exec(compile(make_exercises.generate()["deploy.py"], "stage7_stub.py", "exec"), module.__dict__)
     return module
 
 
@@ -69,3 +67,9 @@ def test_each_wrong_implementation_fails_the_groups_that_teach_its_rule(name):
     lost = [g.name for g in GROUPS if [run_case(SPEC.harness, module, c) for c in g.cases] != [run_case(SPEC.harness, solution, c) for c in g.cases]]
     for prefix in failing:
         assert any(g.startswith(prefix) for g in lost), f"{name}: no group starting {prefix!r} catches it (lost: {lost})"
+
+
+def test_each_wrong_implementation_is_also_a_grader_fake():
+    """``tests/meta/test_grading.py`` grades each of them in the sandbox, on stage 7 alone (slow)."""
+    names = {f.name for f in fakes.fakes() if set(f.expect) == {7}}
+    assert set(fakes.STAGE7_EDITS) <= names
