@@ -26,7 +26,7 @@ from solution.core.request import Request
 from solution.core.retry_types import Failure, RetryBudget, RetryDecision, RetryPolicy
 from solution.core.routing import LeastConnections, Router
 from solution.health import HealthChecker, RetryLedger
-from solution.retry import Retrier
+from solution.retry import Retrier, backoff_bound
 from tests.path.test_path import FINAL, assert_empty
 from tests.path.test_tiers import req as tier_req
 from tests.path.test_tiers import table
@@ -159,7 +159,7 @@ def test_retry_after_is_honoured():
     path.submit(Request("r", 10), 0.0)
     path.completed("r", "a", 1.0, ok=False, failure=Failure("status", 429, retry_after=5.0))
     due = 1.0 + spy.log[0][4].delay
-    assert due >= 6.0 and path.next_event_time() == due
+    assert 1.0 + 5.0 <= due <= 1.0 + 5.0 + backoff_bound(1, spy.policy) and path.next_event_time() == due  # Retry-After + jitter
     assert path.tick(5.99) == [] and path.tick(due - 1e-9) == []
     assert [o.at for o in path.tick(due) if isinstance(o, Dispatched)] == [due]
 
