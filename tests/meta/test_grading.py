@@ -16,8 +16,10 @@ attempts to patch the checks, edit the repository, leave a process behind,
 kill the grader or forge its results change nothing; each stage's rule fakes
 (stage 6: reservation rounded down or ignored by routing, a constant
 Retry-After, buckets charged on a refusal, idle tenants never forgotten,
-unbounded or oldest-first preemption, a fleet or tenant scan per call) lose
-exactly the groups that teach the rule broken.  ``-k stage6`` runs one stage's.
+unbounded or oldest-first preemption, a fleet or tenant scan per call; stage 7:
+``fakes.STAGE7_EDITS``, such as a surge rounded down, a two-sided error test
+or a split by request id, and a split that lists the fleet per decision) lose
+exactly the groups that teach the rule broken.  ``-k stage7`` runs one stage's.
 """
 
 from __future__ import annotations
