@@ -831,3 +831,26 @@ def test_a_late_first_token_from_an_attempt_abandoned_while_its_request_backs_of
         assert s2.served == 1
         wait_until(lambda: gw.read(lambda g: (g.path.stats()["open"], g.path.stats()["abandoned"])) == (0, 0),
                    what="no request open, no attempt left running")  # fmt: skip
+
+
+def test_standard_tiers_keep_a_reserved_slot_for_premium_while_free_work_waits(stubs: list[StubBackend]) -> None:
+    for s in stubs:
+        s.hold()
+    keys = {KEY: {"tenant": "alice", "tier": "free"}, OTHER_KEY: {"tenant": "bob", "tier": "premium"}}
+    cfg = config_for(stubs, tiers="standard", keys=keys, queue={"max_depth": 8, "max_wait": 20.0})
+    cfg["backends"] = [{"server_id": s.server_id, "url": s.url, "capacity": 4} for s in stubs]
+    with live(cfg) as gw, ThreadPoolExecutor(9) as pool:
+        free = [pool.submit(completion, gw.url) for _ in range(8)]
+        # 25% of each capacity-4 server is premium's: free work gets 3 + 3 slots, the other 2 wait
+        wait_until(lambda: sum(s.in_flight for s in stubs) == 6 and gw.read(lambda g: g.path.stats()["waiting"]) == 2,
+                   what="6 free requests running, 2 waiting")  # fmt: skip
+        premium = pool.submit(completion, gw.url, headers={"Authorization": f"Bearer {OTHER_KEY}"})
+        wait_until(lambda: sum(s.in_flight for s in stubs) == 7, what="premium in its reserved slot at once")
+        assert gw.read(lambda g: g.path.stats()["waiting"]) == 2  # the free ones still wait
+        for s in stubs:
+            s.release()
+        assert premium.result(10).status_code == 200
+        assert [f.result(10).status_code for f in free] == [200] * 8
+        text = httpx.get(gw.url + "/metrics").text
+        assert metric(text, "lb_gateway_requests_total", outcome="delivered", tier="premium") == 1
+        assert metric(text, "lb_gateway_requests_total", outcome="delivered", tier="free") == 8
