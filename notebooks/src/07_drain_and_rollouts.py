@@ -103,7 +103,8 @@ print(f"implementation under test: {impl.__name__}")
 # `draining` or `gone`.
 #
 # By hand: server `a` runs three requests, `b` is idle; `a` is drained with a 5 s timeout. `r1`
-# finishes in time, `r2` has streamed, `r3` has not.
+# finishes in time, `r2` has streamed, `r3` has not. Then a session whose home is `a` sends its
+# next turn just after the drain starts.
 #
 # **Predict first:** at the deadline, which requests does the client see answered, and how many
 # times each?
@@ -134,6 +135,21 @@ with needs_working_code():  # the retry ledger is stage 4's (yours in the bundle
     print("final outcomes:", ", ".join(f"{o.request_id} {type(o).__name__}" + (f"({o.reason})" if hasattr(o, "reason") else "")
                                        for o in finals))  # fmt: skip
     print(f"each request ended exactly once: {sorted(o.request_id for o in finals) == ['r1', 'r2', 'r3']}")
+
+with needs_working_code():  # a sticky session (stage 5's SessionAffinity, yours in the bundle) on a draining server
+    from solution.core.affinity_types import AffinityPolicy
+    from solution.core.clock import ManualClock
+
+    clock = ManualClock()
+    sticky = RequestPath(Router(demo.SessionAffinity(ByLoad(), AffinityPolicy("soft"), clock=clock)),
+                         ledger=demo.RetryLedger(RetryPolicy(max_tries=3)))  # fmt: skip
+    sticky.add_server("a", 4, 80, 0.0)
+    sticky.submit(Request("turn-1", 100, session_id="s"), 0.0)  # the session's home: a
+    sticky.add_server("b", 4, 80, 0.0)
+    clock.set(1.0)
+    sticky.remove_server("a", 1.0, drain_timeout=60.0)
+    (moved,) = sticky.submit(Request("turn-2", 100, session_id="s"), 1.0)
+    print(f"session s: turn 1 on a; a drains at t = 1.0 (deadline t = 61.0); turn 2 at t = 1.0 goes to {moved.server_id}")
 
 # %% [markdown]
 # The same in a fleet. Every scenario of the stage's race runs on 8 GPU servers (8 slots each)
@@ -514,7 +530,7 @@ with needs_working_code():
 # | `Ready` (health + slow start) | readiness probe (`initialDelaySeconds`, `periodSeconds`), `minReadySeconds` | the same | active health checks, `slow_start_config` | weights load for minutes: a readiness probe that passes before the caches are warm sends full traffic to a cold server |
 # | `maxSurge`, `maxUnavailable`, rounding | `Deployment.spec.strategy.rollingUpdate` (25% / 25% defaults, same rounding) | `canary.maxSurge` / `maxUnavailable` | - | a default of 25% unavailable is a quarter of the fleet gone for a whole start-up; terminating pods do not count against the surge, so GPUs can be over-committed |
 # | pre-warm | `maxUnavailable: 0` approximates it | the same, plus `setCanaryScale` | - | no notion of "warm" beyond readiness |
-# | canary steps, `SetCanaryWeight` | none (replica ratios only) | `steps: setWeight / pause / analysis`; Flagger `stepWeight`, `maxWeight` | weighted clusters (`weighted_clusters`, `runtime_key`) | per-request weights ignore sessions: a conversation can flip versions and lose its KV cache |
+# | canary steps, `SetCanaryWeight` | none (replica ratios only) | `steps: setWeight / pause / analysis`; Flagger `stepWeight`, `maxWeight` | weighted clusters (`weighted_clusters`, `runtime_key_prefix`) | per-request weights ignore sessions: a conversation can flip versions and lose its KV cache |
 # | `CanaryAnalysis` (Fisher, Mann-Whitney U, Bonferroni) | none | `AnalysisTemplate` (Prometheus queries, `successCondition`, `failureLimit`); Flagger metric thresholds | outlier detection ejects a failing host, not a version | thresholds on rates, not tests: no control of false rollbacks, and few requests per step at low traffic |
 # | rollback leaves only A | `kubectl rollout undo` (by hand) | automatic abort to the stable ReplicaSet | - | - |
 # | `CanarySplit` by session hash, excluded tiers | - | header / cookie routing in the mesh | `hash_policy` (ring hash) per cluster, not across the split | tiers (premium kept off the canary) are the operator's job |
