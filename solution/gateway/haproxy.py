@@ -192,6 +192,7 @@ def haproxy_config(
     global_maxconn: int = 4096,
     host: str = "127.0.0.1",
     http_no_delay: bool = True,
+    weights: Mapping[str, int] | None = None,
 ) -> str:
     """An HAProxy 2.6 configuration: one frontend on ``host:port``, one backend ``be`` with the servers.
 
@@ -219,6 +220,11 @@ def haproxy_config(
       that waits longer "and a 503 error is returned to the client".
       ``maxconn_per_server`` is one int, or a mapping by server id (each
       server's batch capacity).
+    * ``weights`` (5.2 "weight", 1..256, default 1 each): "all servers will
+      receive a load proportional to their weight"; with leastconn a server
+      is picked by its connections over its weight, so weights proportional
+      to capacity make leastconn compare load ratios, as the course's
+      least-connections does.
     * ``retries`` and ``option redispatch 1`` (4.2): a failed connection is
       retried, each retry on another server.
     * ``stats socket <stats_socket> mode 600 level admin`` (3.1; runtime API
@@ -249,6 +255,14 @@ def haproxy_config(
     else:
         one = require_int(maxconn_per_server, "maxconn_per_server")
         maxconn = {sid: one for sid, _ in servers}
+    if weights is not None:
+        if not isinstance(weights, Mapping):
+            raise TypeError(f"weights must be a mapping server_id -> int (1..256) or None, got {type(weights).__name__}")
+        unknown = sorted(set(weights) - {sid for sid, _ in servers})
+        if unknown:
+            raise ValueError(f"weights name servers HAProxy does not have: {unknown}")
+        for sid, w in weights.items():
+            require_int(w, f"weights[{sid!r}]", minimum=1, maximum=256)
     sock = os.fspath(stats_socket)
     if not isinstance(sock, str) or not sock or any(c.isspace() for c in sock):
         raise ValueError(f"stats_socket must be a path without spaces, got {stats_socket!r}")
@@ -303,7 +317,8 @@ def haproxy_config(
         f"    default-server check inter {inter} fall {fall} rise {rise} observe layer7 "
         f"error-limit {error_limit} on-error mark-down slowstart {slow}",
     ]
-    lines += [f"    server {sid} {addr} maxconn {maxconn[sid]}" for sid, addr in servers]
+    lines += [f"    server {sid} {addr} maxconn {maxconn[sid]}" + (f" weight {weights[sid]}" if weights and sid in weights else "")
+              for sid, addr in servers]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,10 @@ What each balancer is told, so the comparison is fair:
 * both know each server's capacity: the gateway from its configuration
   (``capacity``, plus the GPU and model preset for the ``predictive``
   strategy's latency model), HAProxy as ``maxconn`` (more requests wait in
-  its queue);
+  its queue) and, in the ``weighted`` set-up, as weights proportional to
+  capacity (leastconn then compares connections over weight, the load
+  ratio the course's least-connections compares; plain ``leastconn``, all
+  weights 1, is HAProxy's default);
 * both queue at most ``queue_wait`` seconds (the gateway's queue
   ``max_wait``, HAProxy's ``timeout queue``) and check ``/health`` every
   second;
@@ -71,7 +74,7 @@ from solution.gateway.haproxy import HAProxy, haproxy_binary, HAPROXY_INSTALL
 from solution.gateway.loadgen import LoadRequest, LoadResult, LoadSummary, from_sim_workload, run_replay, summarize
 from solution.gateway.procs import Fleet, ManagedProcess, ServerSpec, free_port, start_fleet
 
-__all__ = ["RaceRow", "Overhead", "Capacity", "race", "aggregate", "AGGREGATED", "race_scenario", "simulated", "overhead", "capacity", "main", "DEFAULT_FLEET", "RACE_KEY", "FAULTS"]
+__all__ = ["RaceRow", "Overhead", "Capacity", "race", "aggregate", "AGGREGATED", "HAPROXY_SETUPS", "capacity_weights", "race_scenario", "simulated", "overhead", "capacity", "main", "DEFAULT_FLEET", "RACE_KEY", "FAULTS"]
 
 #: The race's default fleet: two A10s and one H100 (a mixed fleet, small enough for a 2-core machine).
 DEFAULT_FLEET: Mapping[str, int] = {"A10-24GB": 2, "H100-80GB": 1}
@@ -81,6 +84,16 @@ RACE_KEY = "sk-race"
 
 #: The gateway's admin key in the race (its ``/admin/drain``).
 RACE_ADMIN_KEY = "sk-race-admin"
+
+#: HAProxy set-ups a race can run: plain leastconn (every weight 1) and leastconn with weights proportional to capacity.
+HAPROXY_SETUPS = ("leastconn", "weighted")
+
+
+def capacity_weights(specs: Sequence[ServerSpec]) -> dict[str, int]:
+    """HAProxy weights proportional to each server's capacity, the largest 256 (HAProxy's maximum), each at least 1."""
+    top = max(int(s.capacity or 1) for s in specs)
+    return {s.server_id: max(1, round(256 * int(s.capacity or 1) / top)) for s in specs}
+
 
 #: The faults a race can inject (``None``: steady state).
 FAULTS = (None, "crash", "hang", "slow", "drain")
@@ -250,6 +263,7 @@ def race(
     slow_factor: float = 4.0,
     server_timeout: float = 10.0,
     seeds: Sequence[int] | None = None,
+    haproxy: Sequence[str] = HAPROXY_SETUPS,
     log: object = None,
 ) -> list[RaceRow]:
     """Run the race (see the module) and return one row per balancer and seed: each gateway strategy, then HAProxy.
@@ -265,7 +279,11 @@ def race(
     (a fraction of the arrival window) in every balancer's run.
     ``server_timeout``: HAProxy's ``timeout server`` (seconds without a
     byte from the server: what ends a stream from a hung server; the
-    gateway relies on its health probes and its attempt bound).  Every
+    gateway relies on its health probes and its attempt bound).
+    ``haproxy``: which HAProxy set-ups run (:data:`HAPROXY_SETUPS`:
+    ``"leastconn"``, every weight 1, HAProxy's default; ``"weighted"``,
+    weights proportional to capacity, what the course's least-connections
+    compares).  Every
     process is stopped before it returns, whatever happens.
 
     Raises:
@@ -285,6 +303,8 @@ def race(
     model = model or DEFAULT_MODEL
     specs = [ServerSpec(s.server_id, gpu=s.gpu, model=model, capacity=int(c), time_scale=time_scale, seed=i)
              for i, (s, c) in enumerate(zip(scenario.cluster.servers, capacities))]  # fmt: skip
+    if isinstance(haproxy, str) or any(h not in HAPROXY_SETUPS for h in haproxy):
+        raise ValueError(f"haproxy must be a list of {HAPROXY_SETUPS}, got {haproxy!r}")
     seeds = [seed] if seeds is None else list(seeds)
     if not seeds or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds):
         raise ValueError(f"seeds must be ints >= 0 (at least one), got {seeds!r}")
@@ -333,10 +353,13 @@ def race(
                 with ManagedProcess(argv, name=f"gateway ({strategy})", ready_url=url + "/health", ports=(port,)):
                     _idle(servers)
                     run(f"gateway {strategy}", url, servers, lambda sid, url=url: _gateway_drain(url, sid), x)  # type: ignore[misc]
-            _idle(servers)
-            with HAProxy(servers.urls, maxconn_per_server={s.server_id: int(s.capacity or 1) for s in specs},
-                         timeout_queue=queue_wait, check_interval=1.0, timeout_server=server_timeout) as proxy:  # fmt: skip
-                run("haproxy leastconn", proxy.url, servers, proxy.drain, x)
+            for setup in haproxy:
+                _idle(servers)
+                weights = capacity_weights(specs) if setup == "weighted" else None
+                with HAProxy(servers.urls, maxconn_per_server={s.server_id: int(s.capacity or 1) for s in specs},
+                             timeout_queue=queue_wait, check_interval=1.0, timeout_server=server_timeout,
+                             weights=weights) as proxy:  # fmt: skip
+                    run("haproxy leastconn" + (" weighted" if weights else ""), proxy.url, servers, proxy.drain, x)
     return rows
 
 
@@ -488,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet", default=",".join(f"{k}:{v}" for k, v in DEFAULT_FLEET.items()),
                         help="GPU presets and counts, e.g. A10-24GB:2,H100-80GB:1")  # fmt: skip
     parser.add_argument("--strategies", default="predictive,least_connections", help="gateway strategies to race, comma-separated")
+    parser.add_argument("--haproxy", default=",".join(HAPROXY_SETUPS), help="HAProxy set-ups: leastconn, weighted (comma-separated)")
     parser.add_argument("--max-output-tokens", type=int, default=512)
     parser.add_argument("--max-seconds", type=float, default=120.0, help="bound on each balancer's run (real seconds)")
     parser.add_argument("--fault", choices=[f for f in FAULTS if f], default=None, help="inject this fault in every run")
@@ -517,7 +541,8 @@ def main(argv: list[str] | None = None) -> int:
           + (f", {args.fault} at {args.fault_at:.0%} of the arrivals" if args.fault else ", steady state"), flush=True)  # fmt: skip
     rows = race(requests=args.requests, load=args.load, seeds=seeds, time_scale=args.time_scale, fleet=fleet,
                 strategies=strategies, max_output_tokens=args.max_output_tokens, max_seconds=args.max_seconds,
-                fault=args.fault, fault_server=args.fault_server, fault_at=args.fault_at, log=sys.stdout)  # fmt: skip
+                fault=args.fault, fault_server=args.fault_server, fault_at=args.fault_at,
+                haproxy=[h for h in args.haproxy.split(",") if h], log=sys.stdout)  # fmt: skip
     print(f"\n{'balancer':<44} {'seed':>4} {'ok/sent':>9} {'req/s':>7} {'tok/s':>7} {'TTFT p50':>9} {'TTFT p99':>9} "
           f"{'e2e p50':>8} {'e2e p99':>8} {'added p50':>10} {'added p99':>10}  errors")  # fmt: skip
     for row in rows:

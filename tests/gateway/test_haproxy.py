@@ -84,6 +84,11 @@ def test_generated_config_has_every_directive_and_haproxy_accepts_it(tmp_path) -
     path = tmp_path / "haproxy.cfg"
     path.write_text(text)
     check_config(path)  # haproxy -c -f
+    weighted = haproxy_config({"s1": "http://127.0.0.1:8001", "s2": "http://127.0.0.1:8002"}, port=9000,
+                              stats_socket=tmp_path / "admin.sock", maxconn_per_server=4, weights={"s1": 35, "s2": 256})  # fmt: skip
+    assert "server s1 127.0.0.1:8001 maxconn 4 weight 35" in weighted and "maxconn 4 weight 256" in weighted
+    path.write_text(weighted)
+    check_config(path)
     path.write_text(text.replace("balance leastconn", "balance no-such-algorithm"))
     with pytest.raises(HAProxyConfigError, match="balance only supports"):
         check_config(path)
@@ -110,6 +115,10 @@ def test_generated_config_has_every_directive_and_haproxy_accepts_it(tmp_path) -
     (dict(balance="leastconn; rm"), ValueError),
     (dict(stats_socket="/tmp/a b.sock"), ValueError),
     (dict(error_limit=0), ValueError),
+    (dict(weights={"s1": 0}), ValueError),
+    (dict(weights={"s1": 257}), ValueError),
+    (dict(weights={"s9": 2}), ValueError),
+    (dict(weights=[2]), TypeError),
 ])  # fmt: skip
 def test_config_bad_input_is_refused_with_a_clear_error(kwargs: dict, error: type[Exception]) -> None:
     args = dict(backends={"s1": "http://127.0.0.1:8001"}, port=9000, stats_socket="/tmp/x.sock", maxconn_per_server=4)
@@ -165,6 +174,20 @@ def test_leastconn_sends_new_requests_to_the_server_with_fewer_in_flight(stubs: 
         results = first.result(20) + second.result(20)
     assert [r.status for r in results] == [200] * 6
     assert Counter(r.server for r in results) == {"s1": 2, "s2": 4}
+
+
+def test_weighted_leastconn_compares_connections_over_weight(stubs: list[StubBackend]) -> None:
+    s1, s2 = stubs
+    with HAProxy({s.server_id: s.url for s in stubs}, maxconn_per_server=16, weights={"s1": 1, "s2": 3}, **FAST) as proxy, \
+            ThreadPoolExecutor(1) as pool:  # fmt: skip
+        s1.hold()
+        s2.hold()
+        future = send(pool, proxy.url, 8)
+        wait_until(lambda: s1.in_flight + s2.in_flight == 8, what="8 requests in flight")
+        assert (s1.in_flight, s2.in_flight) == (2, 6), proxy.server_states()  # 2/1 == 6/3: equal load per weight
+        s1.release()
+        s2.release()
+        assert [r.status for r in future.result(20)] == [200] * 8
 
 
 def test_a_crashed_server_is_marked_down_and_requests_go_to_the_other(stubs: list[StubBackend]) -> None:

@@ -17,7 +17,7 @@ def test_a_small_race_answers_every_request_through_both_balancers_and_stops_eve
     require_haproxy()
     rows = race(requests=24, load=0.5, strategies=("least_connections",), time_scale=0.5, max_output_tokens=32,
                 max_seconds=30.0)  # fmt: skip
-    assert [row.label for row in rows] == ["gateway least_connections", "haproxy leastconn"]
+    assert [row.label for row in rows] == ["gateway least_connections", "haproxy leastconn", "haproxy leastconn weighted"]
     for row in rows:
         assert row.summary.sent == 24 and row.summary.ok == 24, row.line()
         assert sum(row.shares.values()) == 24 and "-" not in row.shares  # every answer names its server
@@ -28,7 +28,7 @@ def test_a_small_race_answers_every_request_through_both_balancers_and_stops_eve
 def test_a_crash_in_the_race_hits_both_balancers_and_the_server_is_back_after() -> None:
     require_haproxy()
     rows = race(requests=24, load=0.5, strategies=("least_connections",), time_scale=0.5, max_output_tokens=32,
-                max_seconds=30.0, fault="crash", fault_server="a10-24gb-0", fault_at=0.5)  # fmt: skip
+                max_seconds=30.0, fault="crash", fault_server="a10-24gb-0", fault_at=0.5, haproxy=("leastconn",))  # fmt: skip
     assert [row.label for row in rows] == ["gateway least_connections, crash a10-24gb-0", "haproxy leastconn, crash a10-24gb-0"]
     for row in rows:
         late = [r for r in row.results if r.at > 0.75 * row.results[-1].at]  # well after the crash (and detection)
@@ -46,6 +46,8 @@ def test_race_refuses_bad_arguments() -> None:
         race(requests=4, fault="crash", fault_at=1.5)
     with pytest.raises(ValueError, match="fault_server"):
         race(requests=4, fault="crash", fault_server="nope")
+    with pytest.raises(ValueError, match="haproxy must be"):
+        race(requests=4, haproxy=("roundrobin",))
     assert not procs.live_processes()
 
 
@@ -74,6 +76,14 @@ def test_the_race_scenario_clips_outputs_in_the_scenario_and_the_simulator_runs_
     assert {name: s.completed for name, s in sims.items()} == {"least_connections": 200, "predictive": 200}  # type: ignore[attr-defined]
     with pytest.raises(ValueError):
         race_scenario(max_output_tokens=8)  # below the workload's smallest output (32)
+
+
+def test_capacity_weights_are_proportional_and_within_haproxys_range() -> None:
+    from solution.gateway.procs import ServerSpec
+    from solution.gateway.race import capacity_weights
+
+    specs = [ServerSpec("a", capacity=8), ServerSpec("b", capacity=58), ServerSpec("c", capacity=1)]
+    assert capacity_weights(specs) == {"a": 35, "b": 256, "c": 4}
 
 
 def test_aggregate_gives_an_interval_over_seeds_per_balancer() -> None:
