@@ -130,8 +130,9 @@ class LoadResult:
     def added(self) -> float | None:
         """Wall seconds the path added to the server's own time: ``e2e - model_e2e`` (``None`` when either is unknown).
 
-        What the network, the balancer and the processes' scheduling cost
-        this request, beyond what the model took (queueing at the server included).
+        What the network, the balancer (its queue included) and the
+        processes' scheduling cost this request, beyond what the server
+        reports for itself (its model time, its own queue included).
         """
         if self.e2e is None or self.model_e2e is None:
             return None
