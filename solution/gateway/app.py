@@ -101,8 +101,8 @@ from solution.gateway.auth import KeyStore
 from solution.gateway.config import STRATEGIES, GatewayConfig
 from solution.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 
-__all__ = ["Gateway", "GATEWAY", "build_app", "RunningGateway", "start_gateway", "run_gateway", "ssl_context",
-           "count_tokens", "REQUEST_LOGGER"]  # fmt: skip
+__all__ = ["Gateway", "GATEWAY", "build_app", "RunningGateway", "start_gateway", "run_gateway", "BackgroundGateway",
+           "ssl_context", "count_tokens", "REQUEST_LOGGER"]  # fmt: skip
 
 #: The logger of the one-line-per-request JSON records.
 REQUEST_LOGGER = "solution.gateway.requests"
@@ -1052,3 +1052,76 @@ def run_gateway(config: GatewayConfig, *, host: str = "127.0.0.1", port: int = 0
             await running.close()
 
     asyncio.run(main())
+
+
+class BackgroundGateway:
+    """A gateway on its own event loop in a daemon thread: for a notebook, a widget or a test that is not async.
+
+    >>> with BackgroundGateway(config) as gw:            # doctest: +SKIP
+    ...     httpx.post(gw.url + "/v1/completions", ...)
+    ...     gw.call(lambda g: g.path.stats())
+
+    :meth:`call` runs a function on the gateway's loop (the path is not
+    thread-safe: read it there).  ``loop_errors`` collects exceptions no
+    task retrieved (a crashed task), for tests to assert on.  :meth:`close`
+    (or leaving the ``with`` block) stops the gateway, then the loop and
+    its thread.  Starting raises what :func:`start_gateway` raises (the
+    thread is stopped first).
+    """
+
+    def __init__(self, config: GatewayConfig, *, host: str = "127.0.0.1", port: int = 0,
+                 impl: str | ModuleType | None = None, timeout: float = 10.0) -> None:  # fmt: skip
+        import threading
+
+        self.timeout = timeout
+        self.loop = asyncio.new_event_loop()
+        self.loop_errors: list[str] = []
+        self.loop.set_exception_handler(lambda _loop, ctx: self.loop_errors.append(str(ctx.get("exception") or ctx["message"])))
+        self._thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
+        self._thread.start()
+        try:
+            self.running = self.run(start_gateway(config, host=host, port=port, impl=impl))
+        except BaseException:
+            self._stop_loop()
+            raise
+        self.url = self.running.url
+        self._closed = False
+
+    @property
+    def gateway(self) -> Gateway:
+        """The :class:`Gateway` (read its path through :meth:`call`)."""
+        return self.running.gateway
+
+    def run(self, coro: Awaitable[Any]) -> Any:
+        """Run a coroutine on the gateway's loop and return its result (at most ``timeout`` seconds)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(self.timeout)  # type: ignore[arg-type]
+
+    def call(self, fn: Callable[[Gateway], Any]) -> Any:
+        """``fn(gateway)`` on the gateway's loop; its result."""
+
+        async def once() -> Any:
+            return fn(self.gateway)
+
+        return self.run(once())
+
+    def close(self) -> None:
+        """Stop the gateway, its loop and its thread.  Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.run(self.running.close())
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+    def __enter__(self) -> BackgroundGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -17,7 +17,6 @@ import json
 import logging
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from solution.gateway.app import GATEWAY, Gateway, RunningGateway, start_gateway
+from solution.gateway.app import BackgroundGateway, Gateway
 from solution.gateway.config import GatewayConfig
 from tests.gateway.stub_backend import StubBackend, start_stubs, wait_until
 
@@ -54,48 +53,16 @@ class LogCapture(logging.Handler):
         return [json.loads(line[len(prefix):]) for line in list(self.lines) if line.startswith(prefix)]
 
 
-class LiveGateway:
-    """A gateway on its own event loop in a daemon thread; ``close()`` stops it and the loop."""
+class LiveGateway(BackgroundGateway):
+    """The gateway under test (solution.gateway.app.BackgroundGateway) built from a JSON-shaped config."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = GatewayConfig.from_dict(config)
-        self.loop = asyncio.new_event_loop()
-        self.loop_errors: list[str] = []  # exceptions nobody retrieved (a crashed task): every test fails on one
-        self.loop.set_exception_handler(lambda loop, context: self.loop_errors.append(str(context.get("exception") or context["message"])))
-        self.thread = threading.Thread(target=self.loop.run_forever, name="gateway-under-test", daemon=True)
-        self.thread.start()
-        try:
-            self.running: RunningGateway = self.run(start_gateway(self.config))
-        except BaseException:
-            self._stop_loop()
-            raise
-        self.url = self.running.url
-
-    @property
-    def gateway(self) -> Gateway:
-        return self.running.app[GATEWAY]
-
-    def run(self, coro: Any, timeout: float = 10.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        super().__init__(self.config)
 
     def read(self, fn: Callable[[Gateway], Any]) -> Any:
         """Run ``fn(gateway)`` on the gateway's loop (the path is not thread-safe) and return its value."""
-
-        async def call() -> Any:
-            return fn(self.gateway)
-
-        return self.run(call())
-
-    def close(self) -> None:
-        try:
-            self.run(self.running.close())
-        finally:
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+        return self.call(fn)
 
 
 def config_for(stubs: list[StubBackend], **overrides: Any) -> dict[str, Any]:
