@@ -23,8 +23,12 @@ monotonic clock since the gateway started) and returns outcomes, which
   backend's 5xx/429; 429 or 503 with ``Retry-After``; 503; nothing);
 * ``Discarded`` and ``Drained``: counted and logged.
 
-A **driver task** sleeps until ``path.next_event_time()`` or until any
-path call may have changed it (an ``asyncio.Event``), then sends the due
+Stage 6's preemption is not configured here: an inference server over HTTP
+has no pause and resume, and a recomputed answer would repeat tokens a
+stream already sent (``Preempted`` would stop the attempt, defensively).
+
+A **driver task** sleeps until ``path.next_event_time()``, or until a path
+call brings that time forward (an ``asyncio.Event`` set only then), then sends the due
 health probes (``GET /health``, each its own task, reported with
 ``probe_result``) and calls ``tick`` (per-try timeouts, queue deadlines,
 ejections ending, slow start, drain deadlines).  Nothing waits in a loop.
@@ -58,6 +62,22 @@ A request's trip (``POST /v1/completions`` and ``/v1/chat/completions``):
 5. **log**: one JSON line per request on the ``solution.gateway.requests``
    logger: id, tenant, tier, status, outcome, the route decisions
    (attempt, server, time, previous server), tries, ttft, e2e.  Never the key.
+
+What the client gets, by the request's end:
+
+=====================================================  ==================================================
+the path's final outcome (or the refusal)              HTTP answer
+=====================================================  ==================================================
+no valid key                                           401 (``WWW-Authenticate: Bearer``)
+bad JSON / fields; unknown model; too large; slow body 400; 404; 413; 408 (then the connection closes)
+``Delivered``                                          200 (streamed, or the body), or the server's 4xx
+``Rejected`` by a tier's rate limit / a full queue     429 / 503, ``Retry-After: <ceil(wait)>``
+``TimedOut`` (``max_wait`` in the queue)               503, ``Retry-After`` from the queue's drain rate
+``Failed`` after a server's 5xx/429                    that status, body and ``Retry-After``
+``Failed`` after connection errors / a timeout         502 / 504 (503 + ``Retry-After: 1`` for ``budget``)
+``Failed`` after tokens were streamed                  the stream ends with ``data: {"error": ...}``
+``Cancelled`` (the client went away)                   nothing (logged as 499)
+=====================================================  ==================================================
 
 Slow clients: every request head must arrive within ``timeouts.header``
 of its first byte (of the connection's opening, for the first request):
