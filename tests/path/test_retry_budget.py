@@ -15,12 +15,23 @@ from __future__ import annotations
 import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from solution.core.errors import UnknownRequestError
 from solution.core.health_types import HealthPolicy, HealthState
 from solution.core.health_types import RetryPolicy as LedgerPolicy
-from solution.core.path import FAIL_REASONS, Cancelled, Delivered, Dispatched, Failed, Preempted, Queued, Rejected, RequestPath
+from solution.core.path import (
+    FAIL_REASONS,
+    Cancelled,
+    Delivered,
+    Dispatched,
+    Drained,
+    Failed,
+    Preempted,
+    Queued,
+    Rejected,
+    RequestPath,
+)
 from solution.core.queue_types import QueuePolicy
 from solution.core.request import Request
 from solution.core.retry_types import Failure, RetryBudget, RetryDecision, RetryPolicy
@@ -350,8 +361,8 @@ SERVERS = ("a", "b", "c")
 class RetryMachine(RuleBasedStateMachine):
     """Any interleaving of requests, answers, failures of every kind, crashes, probes, cancels and time, with a retrier."""
 
-    @initialize(queue=st.booleans(), timeout=st.sampled_from([None, 2.0]), max_tries=st.integers(1, 4),
-                base=st.sampled_from([0.0, 0.3, 2.0]), budget=st.sampled_from([None, (0.0, 0), (0.2, 1), (0.5, 2)]))  # fmt: skip
+    @initialize(queue=st.booleans(), timeout=st.sampled_from([None, 2.0]), max_tries=st.integers(2, 4),
+                base=st.sampled_from([0.3, 2.0, 0.0]), budget=st.sampled_from([None, (0.0, 0), (0.2, 1), (0.5, 2)]))  # fmt: skip
     def setup(self, queue, timeout, max_tries, base, budget):
         policy = RetryPolicy(max_tries=max_tries, base=base, cap=max(base, 1.0), max_retry_after=10.0,
                              budget=None if budget is None else RetryBudget(*budget))  # fmt: skip
@@ -365,11 +376,16 @@ class RetryMachine(RuleBasedStateMachine):
         self.streamed: set[str] = set()  # requests whose current attempt streamed a token
         self.granted: dict[str, tuple[float, float, float]] = {}  # request -> (decided at, delay, retry-after) of its last "retry"
         self.seen = 0  # decisions already checked
+        self.forced: set[str] = set()  # requests a drain timeout stopped: their re-send is not the retrier's (stage 7)
         self.next_id = 0
 
     def call(self, method, *args, **kwargs):
         self.spy.now = self.now
-        self.record(method(*args, **kwargs))
+        before = self.path.in_flight()
+        outs = method(*args, **kwargs)
+        stopped = {o.server_id for o in outs if isinstance(o, Drained) and o.forced}
+        self.forced |= {rid for rid, sid in before.items() if sid in stopped}
+        self.record(outs)
 
     def record(self, outs):
         for entry in self.spy.log[self.seen:]:
@@ -381,6 +397,9 @@ class RetryMachine(RuleBasedStateMachine):
         for o in outs:
             if isinstance(o, Dispatched) and o.attempt > 1:
                 assert o.request_id not in self.streamed, f"re-sent after its first token: {o}"
+                if o.request_id in self.forced and o.request_id not in self.granted:
+                    self.forced.discard(o.request_id)  # its server's drain timeout stopped it: re-sent at once, not asked
+                    continue
                 assert o.request_id in self.granted, f"a re-send the retrier did not grant: {o}"
                 at, delay, retry_after = self.granted.pop(o.request_id)
                 assert o.at >= at + delay and o.at >= at + retry_after, f"re-sent before its delay: {o}, due {at + delay}"
@@ -388,6 +407,7 @@ class RetryMachine(RuleBasedStateMachine):
                 self.streamed.discard(o.request_id)
             if isinstance(o, FINAL):
                 self.granted.pop(o.request_id, None)
+                self.forced.discard(o.request_id)
         self.outcomes += outs
 
     def running(self):
@@ -403,6 +423,7 @@ class RetryMachine(RuleBasedStateMachine):
             self.submitted.add(rid)
             self.call(self.path.submit, Request(rid, tokens), self.now)
 
+    @precondition(lambda self: self.running())
     @rule(data=st.data(), failure=st.sampled_from(FAILURES))
     def answer(self, data, failure):
         running = self.running()
@@ -413,6 +434,7 @@ class RetryMachine(RuleBasedStateMachine):
             else:
                 self.call(self.path.completed, rid, sid, self.now, ok=False, failure=failure)
 
+    @precondition(lambda self: self.path.in_flight())
     @rule(data=st.data())
     def first_token(self, data):
         live = sorted(self.path.in_flight())
@@ -421,9 +443,13 @@ class RetryMachine(RuleBasedStateMachine):
             self.path.first_token(rid, self.now)
             self.streamed.add(rid)
 
-    @rule(sid=st.sampled_from(SERVERS))
-    def crash(self, sid):
-        self.call(self.path.server_lost, sid, self.now)
+    @rule(sid=st.sampled_from(SERVERS), restarted=st.booleans())
+    def crash(self, sid, restarted):
+        """Every connection to the server breaks; a restarted one answers its next probe at once."""
+        if self.path.server_state(sid) != "gone":
+            self.call(self.path.server_lost, sid, self.now)
+            if restarted and self.path.server_state(sid) != "gone":
+                self.call(self.path.probe_result, sid, True, self.now)
 
     @rule(dt=st.sampled_from([0.1, 0.5, 1.0, 3.0]), sick=st.sampled_from([*SERVERS, "none"]))
     def time_passes(self, dt, sick):
@@ -436,6 +462,15 @@ class RetryMachine(RuleBasedStateMachine):
         for sid in self.path.due_probes(self.now):
             self.call(self.path.probe_result, sid, sid != sick, self.now)
 
+    @rule(sid=st.sampled_from(SERVERS), timeout=st.sampled_from([0.0, 0.5, 2.0]))
+    def drain(self, sid, timeout):
+        """Stage 7's drain with a timeout; the server comes back (a new process under its id) once it is gone."""
+        if self.path.server_state(sid) == "gone":
+            self.call(self.path.add_server, sid, 2, 80, self.now)
+        elif self.path.server_state(sid) != "draining" and sum(self.path.server_state(s) != "gone" for s in SERVERS) > 1:
+            self.call(self.path.remove_server, sid, self.now, drain_timeout=timeout)
+
+    @precondition(lambda self: self.path._flights)
     @rule(data=st.data())
     def cancel(self, data):
         live = sorted(self.path._flights)
@@ -484,8 +519,10 @@ class RetryMachine(RuleBasedStateMachine):
         assert sorted(ends) == sorted(self.submitted), "every submitted request ends exactly once"
         reasons = {entry[4].reason for entry in self.spy.log}
         event(f"re-sent after a backoff: {any(entry[4].delay > 0 for entry in self.spy.log)}, budget said no: {'budget' in reasons}")
+        event(f"a drain timeout stopped requests: {self.path.stats()['drain_forced'] > 0}")
+        event(f"decisions: {min(len(self.spy.log), 5)}{'+' if len(self.spy.log) >= 5 else ''}")
         done(self.path, self.spy)
 
 
 TestRetryMachine = RetryMachine.TestCase
-TestRetryMachine.settings = settings(max_examples=80, stateful_step_count=40, deadline=None)
+TestRetryMachine.settings = settings(max_examples=120, stateful_step_count=40, deadline=None)
