@@ -211,7 +211,9 @@ Without a retrier nothing here happens: stages 4-7 behave as before, and
   timeout; ``Failure("reset")`` for a lost server (:meth:`server_lost`) or
   one health declared down (its attempts are abandoned as for a crash).
   It is asked also when the ledger already refuses (tokens streamed, no
-  tries left), for its reason and its counts; a "yes" then is overruled.
+  tries left), for its reason and its counts; a "yes" then is overruled
+  and the request fails with the ledger's reason (``"streamed"``,
+  ``"out_of_tries"``: only a retrier that ignores ``max_tries`` says it).
 * **No**: the request ends ``Failed(reason=<the decision's reason>)``
   (``"streamed"``, ``"not_retryable"``, ``"max_tries"``,
   ``"retry_after_too_long"``, ``"budget"``) and its ledger record fails.

@@ -139,6 +139,45 @@ def test_a_queued_request_is_active_and_ends_once():
     done(path, spy)
 
 
+def test_a_request_the_admission_hook_refuses_is_never_active():
+    spy = Spy(RetryPolicy())
+    path = RequestPath(Router(LeastConnections()), ledger=RetryLedger(), retrier=spy,
+                       admission=lambda request, now: Rejected(request.request_id, now, 2, 429))  # fmt: skip
+    path.add_server("a", 4, 80, 0.0)
+    assert path.submit(Request("r", 10), 0.0) == [Rejected("r", 0.0, 2, 429)]
+    assert spy.active == 0 and path.stats()["rejected"] == 1
+
+
+class AlwaysRetry:
+    """A retrier by protocol only (begin / decide / end, no policy): always "retry" after 0.5 s."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def begin(self, request_id: str) -> None:
+        self.calls.append(("begin", request_id))
+
+    def decide(self, request_id: str, tries: int, failure: Failure, *, streamed: bool) -> RetryDecision:
+        self.calls.append(("decide", request_id))
+        return RetryDecision(True, 0.5, "retry")
+
+    def end(self, request_id: str) -> None:
+        self.calls.append(("end", request_id))
+
+
+def test_the_ledger_overrules_a_retrier_that_says_yes_too_often():
+    retrier = AlwaysRetry()
+    path = RequestPath(Router(LeastConnections()), ledger=RetryLedger(LedgerPolicy(max_tries=2)), retrier=retrier)
+    path.add_server("a", 4, 80, 0.0)
+    path.add_server("b", 4, 80, 0.0)
+    path.submit(Request("r", 10), 0.0)
+    path.server_lost("a", 1.0)
+    assert [(o.server_id, o.attempt) for o in path.tick(1.5)] == [("b", 2)]
+    assert finals(path.server_lost("b", 2.0)) == [Failed("r", 2.0, "out_of_tries", "b", 2)]  # the ledger's 2 tries are spent
+    assert retrier.calls == [("begin", "r"), ("decide", "r"), ("decide", "r"), ("end", "r")]
+    assert path.stats()["retried"] == 1
+
+
 # -- the decision before each re-send -----------------------------------------------------------------
 
 
