@@ -101,3 +101,14 @@ def test_aggregate_gives_an_interval_over_seeds_per_balancer() -> None:
     assert mean == pytest.approx(2.0) and low < 2.0 < high and low == pytest.approx(4.0 - high)
     assert out["b"]["e2e_p99"] == (5.0, 5.0, 5.0)  # one seed: no interval
     assert out["a"]["errors"] == (3.0, 3.0, 3.0)
+
+
+def test_overhead_ratio_is_not_given_when_haproxys_added_time_is_noise() -> None:
+    import math
+
+    from solution.gateway.race import Overhead
+
+    over = Overhead({"direct": 9, "gateway": 9, "haproxy": 9}, {"direct": 0.5e-3, "gateway": 1.3e-3, "haproxy": 0.6e-3},
+                    {"direct": 7e-3, "gateway": 12e-3, "haproxy": 6e-3})  # fmt: skip
+    assert over.added("gateway") == pytest.approx(0.8e-3) and over.ratio("p50") == pytest.approx(8.0)
+    assert math.isnan(over.ratio("p99")) and "within the noise" in over.lines()[-1]
