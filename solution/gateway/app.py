@@ -118,7 +118,7 @@ from solution.core.request import Request
 from solution.core.retry_types import Failure
 from solution.core.routing import Router
 from solution.gateway.auth import KeyStore
-from solution.gateway.config import STRATEGIES, GatewayConfig
+from solution.gateway.config import STRATEGIES, Backend, GatewayConfig
 from solution.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 
 __all__ = ["Gateway", "GATEWAY", "build_app", "RunningGateway", "start_gateway", "run_gateway", "BackgroundGateway",
@@ -797,6 +797,38 @@ class Gateway:
         self._apply(self.path.remove_server(sid, self.now(), drain_timeout=timeout))
         return web.json_response({"server_id": sid, "state": self.path.server_state(sid)})
 
+    async def handle_add(self, request: web.Request) -> web.Response:
+        """``POST /admin/servers`` ``{"server_id", "url", "capacity", "gpu_memory_gb", "version", "gpu", "model", "warm"}``
+        (needs ``admin_key``): add a server (``warm`` false, the default: it starts in slow start, as a server just
+        started should).  A drained-away id may be added again (a restart, a new version); a present one is 409."""
+        if not self._admin(request):
+            return _json_response(401, _error_body("the admin key is required", "invalid_request_error", "invalid_api_key"))
+        try:
+            data = json.loads(await request.read())
+            if not isinstance(data, dict):
+                raise TypeError("the body must be a JSON object")
+            warm = data.pop("warm", False)
+            if not isinstance(warm, bool):
+                raise TypeError("warm must be true or false")
+            backend = Backend(**data)
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json_response(400, _error_body(f"expected a backend record {{server_id, url, capacity, ...}}: {exc}",
+                                                   "invalid_request_error"))  # fmt: skip
+        sid = backend.server_id
+        if self.path.server_state(sid) != "gone":
+            return _json_response(409, _error_body(f"server {sid[:100]!r} is already here ({self.path.server_state(sid)}); "
+                                                   "drain it first", "invalid_request_error"))  # fmt: skip
+        models = self.path.router.models
+        if backend.gpu is not None or backend.model is not None:
+            models[sid] = backend.latency_model()
+        else:
+            models.pop(sid, None)
+        self.backends[sid] = backend
+        self.drained.pop(sid, None)
+        self._apply(self.path.add_server(sid, backend.capacity, backend.gpu_memory_gb, self.now(), warm=warm,
+                                         version=backend.version))  # fmt: skip
+        return web.json_response({"server_id": sid, "state": self.path.server_state(sid)})
+
     async def handle_servers(self, request: web.Request) -> web.Response:
         """``GET /admin/servers`` (needs ``admin_key``): each server's state and load."""
         if not self._admin(request):
@@ -854,6 +886,7 @@ def build_app(config: GatewayConfig, *, impl: str | ModuleType | None = None) ->
     app.router.add_get("/metrics", gw.handle_metrics)
     app.router.add_post("/admin/drain", gw.handle_drain)
     app.router.add_get("/admin/servers", gw.handle_servers)
+    app.router.add_post("/admin/servers", gw.handle_add)
     app.on_startup.append(gw.start)
     app.on_cleanup.append(gw.stop)
     return app

@@ -896,3 +896,39 @@ def test_chaos_every_request_ends_once_and_nothing_is_left_running(stubs: list[S
         assert counted == n
         stats = gw.read(lambda g: g.path.stats())
         assert stats["submitted"] == n == stats["delivered"] + stats["failed"] + stats["rejected"] + stats["timed_out"] + stats["cancelled"]
+
+
+def test_admin_adds_a_server_in_slow_start_and_a_drained_one_back(stubs: list[StubBackend]) -> None:
+    s1, s2 = stubs
+    admin = {"Authorization": "Bearer admin-secret-42"}
+    (s3,) = start_stubs(["s3"])
+    try:  # the stubs fixture stops s1 and s2; s3 is this test's
+        cfg = config_for(stubs, health={"interval": 0.2, "timeout": 0.1, "slow_start_window": 0.5, "jitter": 0.0})
+        with live(cfg) as gw:
+            record = {"server_id": "s3", "url": s3.url, "capacity": 2}
+            assert httpx.post(gw.url + "/admin/servers", json=record).status_code == 401
+            assert httpx.post(gw.url + "/admin/servers", json={"server_id": "s3"}, headers=admin).status_code == 400
+            assert httpx.post(gw.url + "/admin/servers", json={**record, "server_id": "s1"}, headers=admin).status_code == 409
+            r = httpx.post(gw.url + "/admin/servers", json=record, headers=admin)
+            assert r.status_code == 200 and r.json()["state"] == "starting"  # slow start: a fraction of its weight
+            assert 0 < metric(httpx.get(gw.url + "/metrics").text, "lb_gateway_server_weight", server="s3") < 1
+            wait_until(lambda: gw.read(lambda g: g.path.server_state("s3")) == "ready", what="s3 out of slow start")
+            # drain s1 away, then add it back (a restart): it takes traffic again
+            httpx.post(gw.url + "/admin/drain", json={"server_id": "s1", "timeout": 0}, headers=admin)
+            wait_until(lambda: gw.read(lambda g: g.path.server_state("s1")) == "gone", what="s1 gone")
+            r = httpx.post(gw.url + "/admin/servers", json={"server_id": "s1", "url": s1.url, "capacity": 2, "warm": True},
+                           headers=admin)  # fmt: skip
+            assert r.status_code == 200 and r.json()["state"] == "ready"
+            for s in (s1, s2, s3):
+                s.hold()
+            with ThreadPoolExecutor(6) as pool:
+                answers = [pool.submit(completion, gw.url) for _ in range(6)]
+                wait_until(lambda: (s1.in_flight, s2.in_flight, s3.in_flight) == (2, 2, 2), what="two requests on each")
+                for s in (s1, s2, s3):
+                    s.release()
+                assert [f.result(10).status_code for f in answers] == [200] * 6
+            states = httpx.get(gw.url + "/admin/servers", headers=admin).json()["servers"]
+            assert {sid: v["state"] for sid, v in states.items()} == {"s1": "ready", "s2": "ready", "s3": "ready"}
+    finally:
+        s3.release()
+        s3.stop()
