@@ -128,12 +128,18 @@ def test_config_bad_input_is_refused_with_a_clear_error(kwargs: dict, error: typ
         haproxy_config(backends, **args)
 
 
-def test_haproxy_class_refuses_a_config_haproxy_rejects_and_leaves_nothing_behind() -> None:
+def test_haproxy_class_refuses_a_config_haproxy_rejects_and_leaves_nothing_behind(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import tempfile
+
     require_haproxy()
-    before = set(os.listdir("/tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # its folder goes here, away from other workers' HAProxies
     with pytest.raises(HAProxyConfigError, match="timer overflow"):  # well-formed, but over HAProxy's 24.8 days
         HAProxy({"s1": "http://127.0.0.1:8001"}, maxconn_per_server=4, timeout_client="1000000d")
-    assert not {n for n in set(os.listdir("/tmp")) - before if n.startswith("lb-haproxy-")}
+    assert not list(tmp_path.iterdir())
+    accepted = HAProxy({"s1": "http://127.0.0.1:8001"}, maxconn_per_server=4)  # (the folder does land there)
+    assert [p.name.startswith("lb-haproxy-") for p in tmp_path.iterdir()] == [True]
+    accepted.stop()  # never started: stop() still removes its folder
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_port_taken_before_haproxy_binds_it_is_replaced_by_another(stubs: list[StubBackend]) -> None:
