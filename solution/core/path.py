@@ -955,7 +955,7 @@ class RequestPath:
             delay, reason = 0.0, ""
             if not ok and self.retrier is not None:  # decided, and the ledger's attempt ended, before health hears of it
                 open_record = again or not callable(error)  # the ledger still holds the attempt or the request open
-                again, delay, reason = self._decide(f, failure or Failure("status", 500), now, allowed=again)
+                again, delay, reason = self._decide(f, failure or Failure("status", 500), allowed=again)
                 if again and not callable(error):
                     self._new_record(f)
                 elif not again and open_record:
@@ -1328,7 +1328,7 @@ class RequestPath:
             out += self._feedback(sid, False, now, None)
             delay, reason = 0.0, self._why(f)
             if self.retrier is not None:
-                retry, delay, reason = self._decide(f, Failure("timeout"), now, allowed=again)
+                retry, delay, reason = self._decide(f, Failure("timeout"), allowed=again)
                 if again and not retry:
                     self.ledger.fail(rid, now)
                 again = retry
@@ -1347,7 +1347,7 @@ class RequestPath:
 
     # -- retries with backoff and a budget (stage 8) ----------------------------------
 
-    def _decide(self, f: _Flight, failure: Failure, now: float, *, allowed: bool) -> tuple[bool, float, str]:
+    def _decide(self, f: _Flight, failure: Failure, *, allowed: bool) -> tuple[bool, float, str]:
         """Ask the retrier about ``f``'s failed attempt: ``(re-send, delay, reason to fail)``.  O(1) + the retrier.
 
         ``allowed``: the ledger may re-send it (no token streamed, tries left);
@@ -1384,13 +1384,13 @@ class RequestPath:
         go: list[tuple[str, float]] = []
         stop: list[tuple[str, str]] = []
         for rid in resend:
-            retry, delay, reason = self._decide(self._flights[rid], failure, now, allowed=True)
+            retry, delay, reason = self._decide(self._flights[rid], failure, allowed=True)
             if retry:
                 go.append((rid, delay))
             else:
                 self.ledger.fail(rid, now)
                 stop.append((rid, reason))
-        stop = [(rid, self._decide(self._flights[rid], failure, now, allowed=False)[2]) for rid in fail] + stop
+        stop = [(rid, self._decide(self._flights[rid], failure, allowed=False)[2]) for rid in fail] + stop
         return go, stop
 
     def _retry(self, f: _Flight, now: float, previous: str, *, strict: bool, delay: float) -> list[Outcome]:
