@@ -932,3 +932,27 @@ def test_admin_adds_a_server_in_slow_start_and_a_drained_one_back(stubs: list[St
     finally:
         s3.release()
         s3.stop()
+
+
+def test_without_a_queue_a_request_no_server_can_take_gets_503_at_once(stubs: list[StubBackend]) -> None:
+    for s in stubs:
+        s.hold()
+    cfg = config_for(stubs, queue=None)
+    cfg["backends"] = [{"server_id": s.server_id, "url": s.url, "capacity": 1} for s in stubs]
+    with live(cfg) as gw, ThreadPoolExecutor(2) as pool:
+        busy = [pool.submit(completion, gw.url) for _ in range(2)]
+        wait_until(lambda: sum(s.in_flight for s in stubs) == 2, what="both servers busy")
+        r = completion(gw.url)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+        for s in stubs:
+            s.release()
+        assert [f.result(10).status_code for f in busy] == [200, 200]
+
+
+def test_a_request_bigger_than_its_tiers_token_bucket_gets_413_not_an_endless_429(stubs: list[StubBackend]) -> None:
+    tiers = [{"name": "tiny", "queue_class": 1, "tenant_limit": {"requests_per_minute": None, "tokens_per_minute": 100}}]
+    with live(config_for(stubs, tiers=tiers, keys={KEY: {"tenant": "alice", "tier": "tiny"}})) as gw:
+        r = completion(gw.url, max_tokens=200)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+        assert completion(gw.url, max_tokens=50).status_code == 200
+        assert sum(s.served for s in stubs) == 1
