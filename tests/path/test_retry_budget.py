@@ -278,6 +278,30 @@ def test_the_budget_refuses_retries_over_its_share_of_active_requests():
     assert all(n <= limit for n, limit in spy.limits)
 
 
+@pytest.mark.parametrize("budget", [None, RetryBudget()])
+def test_the_budget_caps_a_retry_storm(budget):
+    """A sick fleet answers every attempt with a 503: without a budget each request is tried max_tries times (3x the
+    load); with Envoy's (20%, at least 3) the re-sends in flight stay within a fifth of the active requests."""
+    n = 50
+    path, spy = make(servers=("a", "b", "c", "d"), capacity=n, policy=RetryPolicy(max_tries=3, base=0.0, cap=0.0, budget=budget))
+    for i in range(n):
+        path.submit(Request(f"r{i}", 10), 0.0)
+    t = 0.0
+    while path.in_flight():
+        t += 1.0
+        for rid, sid in sorted(path.in_flight().items()):
+            path.completed(rid, sid, t, ok=False, failure=Failure("status", 503))
+    sent = path.stats()["dispatched"]
+    if budget is None:
+        assert sent == 3 * n and path.stats()["retry_budget_exhausted"] == 0
+    else:
+        # the first wave re-sends a fifth of the 50 (10); as requests fail the base shrinks, and min_retries (3) remain
+        assert sent - n <= budget.limit(n) + budget.min_retries and path.stats()["retry_budget_exhausted"] >= n - budget.limit(n)
+        assert all(inflight <= limit for inflight, limit in spy.limits)
+    assert path.stats()["failed"] == n
+    done(path, spy)
+
+
 def test_a_retry_in_flight_frees_its_budget_when_it_ends():
     path, spy = make(servers=("a", "b"), policy=RetryPolicy(budget=RetryBudget(ratio=0.0, min_retries=1), base=0.0, cap=0.0))
     path.submit(Request("r1", 10), 0.0)
