@@ -68,7 +68,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from solution.gateway.haproxy import HAProxy, haproxy_binary, HAPROXY_INSTALL
@@ -377,12 +377,16 @@ class Overhead:
     ``p50``/``p99``: e2e percentiles per target (``direct``, ``gateway``,
     ``haproxy``); :meth:`added` is a balancer's percentile minus the direct
     one (what the hop costs); :meth:`ratio` the gateway's added latency over
-    HAProxy's.
+    HAProxy's.  ``cpu``: CPU seconds per request of the process that served
+    each target (``direct``: the server; else the balancer), from
+    /proc/<pid>/stat: unlike latency on a shared machine, it does not move
+    with the other processes' load.
     """
 
     requests: dict[str, int]
     p50: dict[str, float]
     p99: dict[str, float]
+    cpu: dict[str, float] = field(default_factory=dict)
 
     def added(self, target: str, q: str = "p50") -> float:
         table = self.p50 if q == "p50" else self.p99
@@ -400,6 +404,8 @@ class Overhead:
         ratios = [f"{q} " + ("n/a (HAProxy's added time is within the noise)" if math.isnan(self.ratio(q)) else f"{self.ratio(q):.1f}x")
                   for q in ("p50", "p99")]  # fmt: skip
         out.append("gateway / haproxy added latency: " + ", ".join(ratios))
+        if self.cpu:
+            out.append(_cpu_line(self.cpu))
         return out
 
 
@@ -410,12 +416,39 @@ class Capacity:
     concurrency: int
     rate: dict[str, float]
     errors: dict[str, int]
+    cpu: dict[str, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         out = [f"{t:<8} {self.rate[t]:7.0f} req/s ({self.errors[t]} errors)" for t in ("direct", "gateway", "haproxy")]
         out.append(f"gateway / haproxy: {self.rate['gateway'] / self.rate['haproxy']:.2f}x the requests per second "
                    f"({self.concurrency} clients)")  # fmt: skip
+        if self.cpu:
+            out.append(_cpu_line(self.cpu))
         return out
+
+
+def _cpu_line(cpu: Mapping[str, float]) -> str:
+    ratio = cpu["gateway"] / cpu["haproxy"] if cpu.get("haproxy", 0) > 0 else math.nan
+    return (f"CPU per request: server {cpu['direct'] * 1e3:.3f} ms, gateway {cpu['gateway'] * 1e3:.3f} ms, "
+            f"HAProxy {cpu['haproxy'] * 1e3:.3f} ms (gateway / HAProxy {ratio:.1f}x)")  # fmt: skip
+
+
+def _cpu_seconds(pids: Sequence[int | None]) -> float:
+    """User + system CPU seconds used so far by these processes (/proc/<pid>/stat fields 14 and 15; 0 for a gone one)."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        if pid is None:
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime: fields 14, 15 counting from 1
+    return total
 
 
 def _fast_specs(n: int) -> list[ServerSpec]:
@@ -424,17 +457,18 @@ def _fast_specs(n: int) -> list[ServerSpec]:
 
 
 @contextmanager
-def _balancers(servers: Fleet, specs: Sequence[ServerSpec]) -> Iterator[dict[str, str]]:
-    """A gateway (least_connections) and HAProxy in front of ``servers``; yields their URLs; stops both."""
+def _balancers(servers: Fleet, specs: Sequence[ServerSpec]) -> Iterator[dict[str, tuple[str, int | None]]]:
+    """A gateway (least_connections) and HAProxy in front of ``servers``; yields ``{name: (url, pid)}``; stops both."""
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="lb-race-") as tmp:
         path = Path(tmp) / "gateway.json"
         path.write_text(json.dumps(_gateway_config(servers, specs, strategy="least_connections", queue_wait=10.0, seed=0)))
         port = free_port()
         argv = [sys.executable, "-m", "solution.gateway", "--config", str(path), "--port", str(port), "--log-level", "WARNING"]
-        stack.enter_context(ManagedProcess(argv, name="gateway", ready_url=f"http://127.0.0.1:{port}/health", ports=(port,)))
+        gateway = stack.enter_context(ManagedProcess(argv, name="gateway", ready_url=f"http://127.0.0.1:{port}/health",
+                                                     ports=(port,)))  # fmt: skip
         proxy = stack.enter_context(HAProxy(servers.urls, maxconn_per_server={s.server_id: int(s.capacity or 1) for s in specs},
                                             check_interval=1.0))  # fmt: skip
-        yield {"gateway": f"http://127.0.0.1:{port}", "haproxy": proxy.url}
+        yield {"gateway": (f"http://127.0.0.1:{port}", gateway.pid), "haproxy": (proxy.url, proxy.pid)}
 
 
 def overhead(*, seconds: float = 2.0, rounds: int = 3, log: object = None) -> Overhead:
@@ -451,16 +485,21 @@ def overhead(*, seconds: float = 2.0, rounds: int = 3, log: object = None) -> Ov
 
     specs = _fast_specs(1)
     samples: dict[str, list[float]] = {"direct": [], "gateway": [], "haproxy": []}
-    with start_fleet(specs) as servers, _balancers(servers, specs) as urls:
-        targets = {"direct": servers.url(specs[0].server_id), **urls}
+    cpu: dict[str, float] = {"direct": 0.0, "gateway": 0.0, "haproxy": 0.0}
+    with start_fleet(specs) as servers, _balancers(servers, specs) as balancers:
+        server = servers.procs[specs[0].server_id].pid
+        targets = {"direct": (servers.url(specs[0].server_id), server), **balancers}
         for _ in range(rounds):
-            for name, url in targets.items():
+            for name, (url, pid) in targets.items():
+                before = _cpu_seconds([pid])
                 results = asyncio.run(closed_loop(url, concurrency=1, seconds=seconds, api_key=RACE_KEY))
+                cpu[name] += _cpu_seconds([pid]) - before
                 samples[name] += [r.e2e for r in results if r.ok and r.e2e is not None]
     import numpy as np
 
     result = Overhead({k: len(v) for k, v in samples.items()}, {k: float(np.percentile(v, 50)) for k, v in samples.items()},
-                      {k: float(np.percentile(v, 99)) for k, v in samples.items()})  # fmt: skip
+                      {k: float(np.percentile(v, 99)) for k, v in samples.items()},
+                      {k: cpu[k] / max(1, len(v)) for k, v in samples.items()})  # fmt: skip
     if log is not None:
         print("\n".join(result.lines()), file=log, flush=True)  # type: ignore[arg-type]
     return result
@@ -485,7 +524,9 @@ def capacity(*, concurrency: int = 64, seconds: float = 2.0, rounds: int = 3, se
     answered: dict[str, int] = {}
     spent: dict[str, float] = {}
     errors: dict[str, int] = {}
-    with start_fleet(specs) as fleet, _balancers(fleet, specs) as urls:
+    cpu: dict[str, float] = {}
+    with start_fleet(specs) as fleet, _balancers(fleet, specs) as balancers:
+        pids = {"direct": [fleet.procs[s.server_id].pid for s in specs], **{k: [pid] for k, (_, pid) in balancers.items()}}
 
         async def direct() -> list[LoadResult]:
             share = max(1, concurrency // len(specs))
@@ -494,16 +535,19 @@ def capacity(*, concurrency: int = 64, seconds: float = 2.0, rounds: int = 3, se
             return [r for part in parts for r in part]
 
         runs = {"direct": direct, **{name: (lambda url=url: closed_loop(url, concurrency=concurrency, seconds=seconds,
-                                                                        api_key=RACE_KEY)) for name, url in urls.items()}}
+                                                                        api_key=RACE_KEY)) for name, (url, _) in balancers.items()}}
         for _ in range(rounds):
             for name, make in runs.items():
+                before = _cpu_seconds(pids[name])
                 results = asyncio.run(make())  # type: ignore[operator]
+                cpu[name] = cpu.get(name, 0.0) + _cpu_seconds(pids[name]) - before
                 ok = [r for r in results if r.ok]
                 ends = [r.at + r.e2e for r in ok if r.e2e is not None]
                 answered[name] = answered.get(name, 0) + len(ok)
                 spent[name] = spent.get(name, 0.0) + (max(ends) if ends else seconds)
                 errors[name] = errors.get(name, 0) + len(results) - len(ok)
-    result = Capacity(concurrency, {k: answered[k] / spent[k] for k in answered}, errors)
+    result = Capacity(concurrency, {k: answered[k] / spent[k] for k in answered}, errors,
+                      {k: cpu[k] / max(1, answered[k]) for k in answered})  # fmt: skip
     if log is not None:
         print("\n".join(result.lines()), file=log, flush=True)  # type: ignore[arg-type]
     return result
