@@ -48,7 +48,10 @@ A request's trip (``POST /v1/completions`` and ``/v1/chat/completions``):
    6) or 503 (queue full, stage 2), each with an integer ``Retry-After``
    header; a request bigger than a rate-limit bucket -> 413.
 4. **proxy**: the attempt posts the client's JSON unchanged to the backend
-   through one ``aiohttp.ClientSession`` (a connection pool).  With
+   through one ``aiohttp.ClientSession`` (a connection pool), except that a
+   missing or null ``max_tokens`` is set to the one the gateway estimated
+   with (``max_completion_tokens`` or ``default_max_tokens``), so the server
+   generates what the balancer priced.  With
    ``stream: true`` the SSE chunks go to the client as they arrive; the
    client's headers (200, ``text/event-stream``) are sent at the first chunk,
    which is also the path's ``first_token``: from then on the request is
@@ -575,7 +578,10 @@ class Gateway:
                 request.transport.close()
             return resp
         rid = f"gw-{self._prefix}-{next(self._ids)}"
-        call = _Call(rid, principal.tenant, principal.tier, request.path, stream, data["__raw__"], prompt_tokens, max_tokens,
+        payload = data.pop("__raw__")
+        if not isinstance(data.get("max_tokens"), int):  # absent or null: the server must generate what was estimated
+            payload = json.dumps({**data, "max_tokens": max_tokens}).encode()
+        call = _Call(rid, principal.tenant, principal.tier, request.path, stream, payload, prompt_tokens, max_tokens,
                      arrived, request)  # fmt: skip
         req = Request(rid, prompt_tokens + max_tokens, prompt_tokens, tier=principal.tier, tenant=principal.tenant)
         self._calls[rid] = call
