@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from solution.gateway import haproxy as hx
 from solution.gateway.haproxy import HAPROXY_INSTALL, HAProxy, HAProxyConfigError, check_config, haproxy_config
@@ -92,6 +94,29 @@ def test_generated_config_has_every_directive_and_haproxy_accepts_it(tmp_path) -
     path.write_text(text.replace("balance leastconn", "balance no-such-algorithm"))
     with pytest.raises(HAProxyConfigError, match="balance only supports"):
         check_config(path)
+
+
+_IDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-", min_size=1, max_size=12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(servers=st.dictionaries(_IDS, st.tuples(st.integers(1, 65535), st.integers(1, 10_000), st.integers(1, 256)),
+                               min_size=1, max_size=5),
+       queue=st.floats(0.001, 3600.0), slow=st.sampled_from(["0s", "500ms", "30s", 12.5]),
+       weighted=st.booleans())  # fmt: skip
+def test_haproxy_accepts_every_config_generated_from_valid_input(tmp_path_factory, servers, queue, slow, weighted) -> None:  # type: ignore[no-untyped-def]
+    require_haproxy()
+    folder = tmp_path_factory.mktemp("cfg")
+    text = haproxy_config({sid: f"http://127.0.0.1:{port}" for sid, (port, _, _) in servers.items()}, port=9000,
+                          stats_socket=folder / "admin.sock", maxconn_per_server={sid: m for sid, (_, m, _) in servers.items()},
+                          timeout_queue=queue, slowstart=slow,
+                          weights={sid: w for sid, (_, _, w) in servers.items()} if weighted else None)  # fmt: skip
+    for sid, (port, maxconn, weight) in servers.items():
+        line = f"    server {sid} 127.0.0.1:{port} maxconn {maxconn}" + (f" weight {weight}" if weighted else "")
+        assert text.count(f"    server {sid} ") == 1 and line + "\n" in text
+    path = folder / "haproxy.cfg"
+    path.write_text(text)
+    check_config(path)
 
 
 @pytest.mark.parametrize(("kwargs", "error"), [
