@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from solution.gateway.loadgen import (
     LoadRequest,
@@ -217,6 +219,24 @@ def test_from_sim_workload_on_a_scenario_replays_what_the_simulator_draws() -> N
     order = np.argsort(drawn.arrival, kind="stable")
     assert [r.prompt_tokens for r in replay] == [int(max(1, p)) for p in drawn.prompt_tokens[order]]
     assert [r.max_tokens for r in replay] == [int(min(64, max(1, o))) for o in drawn.output_tokens[order]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(st.tuples(st.floats(0, 1e4), st.integers(0, 10_000), st.integers(0, 10_000), st.integers(0, 1)),
+                     min_size=1, max_size=40),
+       scale=st.floats(1e-3, 10.0), high=st.none() | st.integers(1, 500))  # fmt: skip
+def test_from_requests_keeps_every_request_in_time_order_from_zero(rows, scale, high) -> None:  # type: ignore[no-untyped-def]
+    from solution.sim.workload import Requests
+
+    arrival, prompt, output, tier = (np.array(col) for col in zip(*rows))
+    n = len(rows)
+    requests = Requests(arrival.astype(float), prompt.astype(np.int64), output.astype(np.int64), tier.astype(np.int16),
+                        ("free", "paid"), np.full(n, -1, dtype=np.int64), np.zeros(n))  # fmt: skip
+    out = from_requests(requests, time_scale=scale, api_key={"paid": "k"}, max_output_tokens=high)
+    assert len(out) == n and out[0].at == 0.0 and all(a.at <= b.at for a, b in zip(out, out[1:]))
+    assert sorted(r.at for r in out) == pytest.approx(sorted((arrival - arrival.min()) * scale))
+    assert all(r.prompt_tokens >= 1 and 1 <= r.max_tokens <= (high or 10_000) for r in out)
+    assert sorted(r.api_key is not None for r in out) == sorted(bool(t) for t in tier)  # the paid tier's key only
 
 
 def test_builders_refuse_sessions_and_bad_input() -> None:
