@@ -755,7 +755,7 @@ def test_the_retry_budget_caps_retries_when_every_server_fails(stubs: list[StubB
     retry = {"max_tries": 3, "base": 0.3, "cap": 0.3, "budget": {"ratio": 0.0, "min_retries": 1}}
     with live(config_for(stubs, retry=retry)) as gw, ThreadPoolExecutor(8) as pool:
         answers = [f.result(10) for f in [pool.submit(completion, gw.url) for _ in range(8)]]
-        assert all(r.status_code == 500 for r in answers)
+        assert all(r.status_code == 500 for r in answers), [(r.status_code, r.text[:300]) for r in answers if r.status_code != 500]
         text = httpx.get(gw.url + "/metrics").text
         exhausted = metric(text, "lb_gateway_retry_budget_exhausted_total")
         retried = metric(text, "lb_gateway_retries_total")
@@ -822,7 +822,7 @@ def test_a_burst_of_concurrent_requests_streamed_and_not_is_answered_once_each_a
                 return r.status_code, sum(1 for line in r.iter_lines() if line.startswith("data: {"))
 
         results = list(pool.map(one, range(80)))
-        assert results == [(200, 3)] * 80
+        assert results == [(200, 3)] * 80, sorted(__import__("collections").Counter(results).items())
         stats = gw.read(lambda g: g.path.stats())
         assert stats["submitted"] == stats["delivered"] == 80 and stats["open"] == 0 and stats["waiting"] == 0
         assert sum(s.served for s in stubs) == 80 and all(s.served > 0 for s in stubs)
