@@ -18,6 +18,7 @@ import logging
 import re
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -822,7 +823,7 @@ def test_a_burst_of_concurrent_requests_streamed_and_not_is_answered_once_each_a
                 return r.status_code, sum(1 for line in r.iter_lines() if line.startswith("data: {"))
 
         results = list(pool.map(one, range(80)))
-        assert results == [(200, 3)] * 80, sorted(__import__("collections").Counter(results).items())
+        assert results == [(200, 3)] * 80, sorted(Counter(results).items())
         stats = gw.read(lambda g: g.path.stats())
         assert stats["submitted"] == stats["delivered"] == 80 and stats["open"] == 0 and stats["waiting"] == 0
         assert sum(s.served for s in stubs) == 80 and all(s.served > 0 for s in stubs)
