@@ -57,11 +57,15 @@ A request's trip (``POST /v1/completions`` and ``/v1/chat/completions``):
    which is also the path's ``first_token``: from then on the request is
    never re-sent (a stream cut afterwards ends with an SSE ``error`` event).
    Before that, a failure can still be re-sent, so a client never sees a
-   200 that was not an answer.  A connection refused or reset by a backend
-   is ``server_lost`` (a crash: every attempt there is re-sent or failed at
-   once); a 5xx or 429 is a failed attempt (``completed(ok=False,
-   failure=...)``); the backend's other 4xx answers are the client's own
-   error, passed through and not held against the server.
+   200 that was not an answer.  A connection *refused* by a backend is
+   ``server_lost`` (nothing listens there: every attempt there is re-sent or
+   failed at once, and it takes nothing until a probe answers); a
+   connection *reset* fails that attempt only (``Failure("reset")``: one
+   broken keep-alive connection must not re-send a healthy server's other
+   requests; a crash resets them all anyway, each re-sent on its own); a 5xx
+   or 429 is a failed attempt (``completed(ok=False, failure=...)``); the
+   backend's other 4xx answers are the client's own error, passed through
+   and not held against the server.
 5. **log**: one JSON line per request on the ``solution.gateway.requests``
    logger: id, tenant, tier, status, outcome, the route decisions
    (attempt, server, time, previous server), tries, ttft, e2e.  Never the key.
@@ -420,7 +424,7 @@ class Gateway:
         self._apply(out)
 
     def _lost(self, sid: str) -> None:
-        """A backend refused or reset a connection: the server is lost (every attempt there is re-sent or failed)."""
+        """A backend refused a connection: the server is lost (every attempt there is re-sent or failed)."""
         if self.path.server_state(sid) == "gone":
             return
         try:
@@ -503,11 +507,11 @@ class Gateway:
                 if self._is_current(call, sid, attempt):
                     call.last_failure = "connect"
                 self._lost(sid)
-        except (aiohttp.ClientError, ConnectionError, OSError):  # reset, disconnected, a cut payload
-            if not reported:
+        except (aiohttp.ClientError, ConnectionError, OSError):  # reset, disconnected, a cut payload: this attempt's
+            if not reported:  # connection broke; the server's other attempts see their own (a crash breaks them all)
                 if self._is_current(call, sid, attempt):
                     call.last_failure = "reset"
-                self._lost(sid)
+                self._report(call, sid, False, self._failure("reset"))
         except Exception:  # a bug here must not leave the attempt's slot taken or its request waiting forever
             _events.exception("attempt %s@%s failed unexpectedly", call.rid, sid)
             if not reported:

@@ -329,8 +329,10 @@ def test_a_crash_before_the_first_token_is_re_routed_to_the_other_server(stubs: 
         (line,) = logs.requests()
         assert [d["server"] for d in line["decisions"]] == ["s1", "s2"] and line["tries"] == 2
         assert line["decisions"][1]["previous"] == "s1"
-        # the lost server takes nothing new until a probe answers: the next requests go to s2
+        # the next request tries s1 (least connections, added first), is refused there (s1 is lost now) and goes to s2
         assert completion(gw.url).status_code == 200 and s2.served == 2
+        assert gw.read(lambda g: g.path.server_state("s1")) == "starting"  # lost: nothing until a probe answers
+        assert completion(gw.url).status_code == 200 and s2.served == 3
 
 
 def test_a_stream_whose_server_crashes_before_its_first_token_is_re_routed_into_one_clean_stream(
@@ -756,7 +758,10 @@ def test_the_retry_budget_caps_retries_when_every_server_fails(stubs: list[StubB
     retry = {"max_tries": 3, "base": 0.3, "cap": 0.3, "budget": {"ratio": 0.0, "min_retries": 1}}
     with live(config_for(stubs, retry=retry)) as gw, ThreadPoolExecutor(8) as pool:
         answers = [f.result(10) for f in [pool.submit(completion, gw.url) for _ in range(8)]]
-        assert all(r.status_code == 500 for r in answers), [(r.status_code, r.text[:300]) for r in answers if r.status_code != 500]
+        # each client gets the server's 500, or 503 "budget" when a re-send was refused before its try answered (an
+        # outlier ejection of a server moves its running requests, and each move is a retry the budget may refuse)
+        odd = [(r.status_code, r.text[:300]) for r in answers if r.status_code != 500 and r.json()["error"]["code"] != "budget"]
+        assert not odd and all(r.status_code in (500, 503) for r in answers), odd
         text = httpx.get(gw.url + "/metrics").text
         exhausted = metric(text, "lb_gateway_retry_budget_exhausted_total")
         retried = metric(text, "lb_gateway_retries_total")
@@ -769,7 +774,7 @@ def test_the_retry_budget_caps_retries_when_every_server_fails(stubs: list[StubB
 def test_a_server_failing_its_health_checks_is_taken_out_and_gets_no_traffic(stubs: list[StubBackend]) -> None:
     s1, s2 = stubs
     s1.healthy = False
-    cfg = config_for(stubs, health={"interval": 0.1, "timeout": 0.1, "unhealthy_threshold": 2, "jitter": 0.0})
+    cfg = config_for(stubs, health={"interval": 0.2, "timeout": 0.2, "unhealthy_threshold": 2, "jitter": 0.0})
     with live(cfg) as gw:
         wait_until(lambda: gw.read(lambda g: g.path.server_state("s1")) != "ready", what="s1 out of rotation")
         assert [completion(gw.url).status_code for _ in range(4)] == [200] * 4
@@ -953,7 +958,8 @@ def test_admin_adds_a_server_in_slow_start_and_a_drained_one_back(stubs: list[St
     admin = {"Authorization": "Bearer admin-secret-42"}
     (s3,) = start_stubs(["s3"])
     try:  # the stubs fixture stops s1 and s2; s3 is this test's
-        cfg = config_for(stubs, health={"interval": 0.2, "timeout": 0.1, "slow_start_window": 0.5, "jitter": 0.0})
+        cfg = config_for(stubs, health={"interval": 0.2, "timeout": 0.2, "slow_start_window": 0.5, "jitter": 0.0,
+                                        "unhealthy_threshold": 10})  # fmt: skip
         with live(cfg) as gw:
             record = {"server_id": "s3", "url": s3.url, "capacity": 2}
             assert httpx.post(gw.url + "/admin/servers", json=record).status_code == 401
@@ -978,7 +984,7 @@ def test_admin_adds_a_server_in_slow_start_and_a_drained_one_back(stubs: list[St
                     s.release()
                 assert [f.result(10).status_code for f in answers] == [200] * 6
             states = httpx.get(gw.url + "/admin/servers", headers=admin).json()["servers"]
-            assert {sid: v["state"] for sid, v in states.items()} == {"s1": "ready", "s2": "ready", "s3": "ready"}
+            assert set(states) == {"s1", "s2", "s3"} and states["s1"]["state"] == states["s3"]["state"] == "ready"
     finally:
         s3.release()
         s3.stop()
