@@ -785,6 +785,12 @@ class Gateway:
         ready = sum(1 for sid in self.backends if self.path.server_state(sid) == "ready")
         return web.json_response({"status": "ok", "servers": len(self.backends), "ready": ready})
 
+    async def handle_ready(self, request: web.Request) -> web.Response:
+        """``GET /ready``: 200 when at least one server takes traffic, else 503 (a readiness probe, as Kubernetes'
+        beside its liveness probe, ``/health``: a gateway with no server to send to should get no traffic itself)."""
+        ready = sum(1 for sid in self.backends if self.path.server_state(sid) == "ready")
+        return web.json_response({"ready": ready}, status=200 if ready else 503)
+
     async def handle_metrics(self, request: web.Request) -> web.Response:
         """``GET /metrics``: the Prometheus text format."""
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
@@ -893,6 +899,7 @@ def build_app(config: GatewayConfig, *, impl: str | ModuleType | None = None) ->
     app.router.add_post(_CHAT, gw.handle_completion)
     app.router.add_get("/v1/models", gw.handle_models)
     app.router.add_get("/health", gw.handle_health)
+    app.router.add_get("/ready", gw.handle_ready)
     app.router.add_get("/metrics", gw.handle_metrics)
     app.router.add_post("/admin/drain", gw.handle_drain)
     app.router.add_get("/admin/servers", gw.handle_servers)

@@ -783,6 +783,10 @@ def test_a_server_failing_its_health_checks_is_taken_out_and_gets_no_traffic(stu
         assert metric(text, "lb_gateway_server_health", server="s1", state="down") == 1
         assert metric(text, "lb_gateway_server_weight", server="s1") == 0
         assert httpx.get(gw.url + "/health").json()["ready"] == 1
+        assert httpx.get(gw.url + "/ready").status_code == 200
+        s2.healthy = False  # no server left: the gateway is alive (/health) but not ready (/ready)
+        wait_until(lambda: httpx.get(gw.url + "/ready").status_code == 503, what="the gateway not ready")
+        assert httpx.get(gw.url + "/health").status_code == 200
 
 
 def test_a_kept_alive_connection_trickling_its_next_request_head_is_cut_off_too(stubs: list[StubBackend]) -> None:
