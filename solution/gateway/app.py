@@ -10,7 +10,7 @@ The balancer is the course's own: the components come from
 :mod:`solution.core.impl` (``LB_IMPL=exercises`` runs a candidate's), composed
 in **one** ``RequestPath`` per gateway (router and strategy, stage-4 health
 checks and retry ledger, the stage-2 queue, stage-6 tiers and rate limits,
-stage-8's retrier when the path takes one).  The path never reads a clock
+stage 8's retrier with its backoff and budget).  The path never reads a clock
 and never blocks: every call takes ``now`` (seconds of the event loop's
 monotonic clock since the gateway started) and returns outcomes, which
 :meth:`Gateway._apply` carries out at once:
@@ -101,7 +101,6 @@ Costs per request: the path's own (O(log S) per call) plus O(1) here; the
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import json
 import logging
@@ -236,7 +235,6 @@ class Gateway:
         self.backends = {b.server_id: b for b in config.backends}
         self.metrics = GatewayMetrics(lambda: (self.path, self.health, tuple(self.backends), self.retrier))
         self.path, self.health, self.retrier = self._compose(lib)
-        self._failure_kw = "failure" in inspect.signature(self.path.completed).parameters
         self._t0 = time.monotonic()
         self._ids = itertools.count(1)
         self._prefix = os.urandom(3).hex()
@@ -282,14 +280,10 @@ class Gateway:
             kwargs["admission"] = lib.TierAdmission(table, lib.RateLimiter(table))
             if queue is None:  # tiers need a policy: no waiting at all
                 kwargs["queue"] = QueuePolicy(max_depth=0)
-        retrier = None
-        if "retrier" in inspect.signature(RequestPath).parameters:
-            policy = cfg.retry_policy()
-            retrier_class = getattr(lib, "Retrier", None)
-            if retrier_class is None:
-                from solution.retry import Retrier as retrier_class  # an implementation package from before stage 8
-            retrier = retrier_class(policy, seed=cfg.seed)
-            kwargs["retrier"] = retrier
+        retrier_class = getattr(lib, "Retrier", None)
+        if retrier_class is None:
+            from solution.retry import Retrier as retrier_class  # an implementation package from before stage 8
+        retrier = kwargs["retrier"] = retrier_class(cfg.retry_policy(), seed=cfg.seed)
         path = RequestPath(router, **kwargs)
         return path, health, retrier
 
@@ -412,10 +406,10 @@ class Gateway:
         if nxt is not None and (self._wake_at is None or nxt < self._wake_at):
             self._wake.set()  # the path has work before the driver's wake-up: wake it (else let it sleep)
 
-    def _report(self, call: _Call, sid: str, ok: bool, failure: Any = None, spt: float | None = None) -> None:
+    def _report(self, call: _Call, sid: str, ok: bool, failure: Failure | None = None, spt: float | None = None) -> None:
         """Tell the path an attempt ended; an attempt it no longer knows (its server was lost) is ignored."""
         kwargs: dict[str, Any] = {"ok": ok, "seconds_per_token": spt}
-        if not ok and failure is not None and self._failure_kw:
+        if not ok:
             kwargs["failure"] = failure
         try:
             out = self.path.completed(call.rid, sid, self.now(), **kwargs)
@@ -433,9 +427,9 @@ class Gateway:
             return
         self._apply(out)
 
-    def _failure(self, kind: str, status: int | None = None, retry_after: float | None = None) -> Any:
-        if not self._failure_kw:
-            return None
+    @staticmethod
+    def _failure(kind: str, status: int | None = None, retry_after: float | None = None) -> Failure:
+        """What the retrier is told about a failed try (stage 8's ``Failure``)."""
         return Failure(kind, status=status, retry_after=retry_after)
 
     # -- one attempt -------------------------------------------------------------------
