@@ -193,6 +193,7 @@ class _Call:
     route: list[dict[str, Any]] = field(default_factory=list)
     queued: bool = False
     ttft: float | None = None
+    finished: bool = False  # counted on /metrics and logged (exactly once)
 
 
 def _error_body(message: str, kind: str, code: str | None = None) -> bytes:
@@ -561,7 +562,7 @@ class Gateway:
                                                     "invalid_request_error", "invalid_api_key"),
                                   {"WWW-Authenticate": 'Bearer realm="gateway"'})  # fmt: skip
         try:
-            data = await self._read_json(request)
+            data, payload = await self._read_json(request)
             prompt_tokens, max_tokens, stream = self._validate(request.path, data)
         except _BadInput as bad:
             outcome = {400: "bad_request", 404: "not_found", 408: "client_timeout", 413: "too_large"}.get(bad.status, "bad_request")
@@ -576,7 +577,6 @@ class Gateway:
                 request.transport.close()
             return resp
         rid = f"gw-{self._prefix}-{next(self._ids)}"
-        payload = data.pop("__raw__")
         if not isinstance(data.get("max_tokens"), int):  # absent or null: the server must generate what was estimated
             payload = json.dumps({**data, "max_tokens": max_tokens}).encode()
         call = _Call(rid, principal.tenant, principal.tier, request.path, stream, payload, prompt_tokens, max_tokens,
@@ -587,8 +587,7 @@ class Gateway:
             try:
                 out = self.path.submit(req, self.now())
             except RequestTooLargeError as exc:
-                self.metrics.request("too_large", principal.tier)
-                self._log(call, 413, "too_large", None)
+                self._done(call, 413, "too_large", None)
                 return _json_response(413, _error_body(str(exc), "invalid_request_error", "request_too_large"))
             except UnknownTierError as exc:  # the config was validated against the table: a bug, said plainly
                 return _json_response(500, _error_body(str(exc), "server_error"))
@@ -601,13 +600,13 @@ class Gateway:
                 for task in list(call.tasks):
                     if task is not asyncio.current_task():
                         task.cancel()
-                if call.final is not None and type(call.final).__name__ == "Cancelled":
-                    self.metrics.request("cancelled", call.tier)
-                    self._log(call, 499, "cancelled", "client went away")
+            if not call.finished:  # it went away before its answer, or while it was being written
+                self._done(call, 499, "cancelled", "client went away")
             self._calls.pop(rid, None)
             self._stray.update(call.tasks)  # abandoned attempts still running report their late answers themselves
 
-    async def _read_json(self, request: web.Request) -> dict[str, Any]:
+    async def _read_json(self, request: web.Request) -> tuple[dict[str, Any], bytes]:
+        """The body as a JSON object, and its bytes; else _BadInput (400/408/413)."""
         cfg = self.config
         if request.content_length is not None and request.content_length > cfg.max_body_bytes:
             raise _BadInput(413, f"the body is {request.content_length} bytes; the limit is {cfg.max_body_bytes}", code="body_too_large")
@@ -627,8 +626,7 @@ class Gateway:
             raise _BadInput(400, "the body is not valid JSON") from None
         if not isinstance(data, dict):
             raise _BadInput(400, "the body must be a JSON object")
-        data["__raw__"] = raw
-        return data
+        return data, raw
 
     def _validate(self, route: str, data: dict[str, Any]) -> tuple[int, int, bool]:
         """(prompt tokens, max tokens, stream) of a well-formed request, else _BadInput (400/404/413)."""
@@ -674,8 +672,8 @@ class Gateway:
         tries = len(call.route)
         if name == "Delivered":
             if call.stream and call.response is not None:
-                await self._finish_stream(call)
                 self._done(call, 200, "delivered", None)
+                await self._finish_stream(call)
                 return call.response
             answer = call.answers.get((o.server_id, o.attempt))
             if answer is None:  # a stream request whose backend sent nothing: nothing to pass on
@@ -686,21 +684,19 @@ class Gateway:
             outcome = "rate_limited" if o.status == 429 else "queue_full"
             message = ("rate limit reached for this key's tier; retry after the Retry-After seconds" if o.status == 429
                        else "the gateway is at capacity (queue full); retry after the Retry-After seconds")  # fmt: skip
-            self.metrics.request(outcome, call.tier)
-            self._log(call, o.status, outcome, None, retry_after=o.retry_after)
+            self._done(call, o.status, outcome, None, retry_after=o.retry_after)
             code = "rate_limit_exceeded" if o.status == 429 else "overloaded"
             return _json_response(o.status, _error_body(message, "rate_limit_error" if o.status == 429 else "server_error", code),
                                   {"Retry-After": str(int(o.retry_after)), "X-Request-Id": call.rid})  # fmt: skip
         if name == "TimedOut":
             retry = self._queue_retry_after(call.tier)
-            self.metrics.request("timed_out", call.tier)
-            self._log(call, 503, "timed_out", "waited max_wait in the queue", retry_after=retry)
+            self._done(call, 503, "timed_out", "waited max_wait in the queue", retry_after=retry)
             return _json_response(503, _error_body(f"no server freed up within {o.waited:.3g} s; retry later", "server_error", "queue_timeout"),
                                   {"Retry-After": str(retry), "X-Request-Id": call.rid})  # fmt: skip
         if name == "Failed":
             if call.response is not None:  # tokens reached the client: end the stream with an error event
-                await self._finish_stream(call, error=f"the server failed after the answer began ({o.reason})")
                 self._done(call, 200, "failed", o.reason)
+                await self._finish_stream(call, error=f"the server failed after the answer began ({o.reason})")
                 return call.response
             if call.last_error is not None and call.last_failure and call.last_failure.startswith("status"):
                 e = call.last_error
@@ -714,8 +710,7 @@ class Gateway:
             return _json_response(status, _error_body(f"no server could answer ({o.reason}; {tries} tries)", "server_error", o.reason),
                                   headers)  # fmt: skip
         # Cancelled: the client is gone; nothing can be sent
-        self.metrics.request("cancelled", call.tier)
-        self._log(call, 499, "cancelled", None)
+        self._done(call, 499, "cancelled", "client went away")
         return call.response if call.response is not None else web.Response(status=499)
 
     async def _finish_stream(self, call: _Call, error: str | None = None) -> None:
@@ -736,14 +731,17 @@ class Gateway:
 
     # -- logs --------------------------------------------------------------------------
 
-    def _done(self, call: _Call, status: int, outcome: str, reason: str | None) -> None:
-        """Count, time and log a request that reached the path's end (delivered or failed)."""
+    def _done(self, call: _Call, status: int, outcome: str, reason: str | None, *, retry_after: int | None = None) -> None:
+        """Count (by outcome and tier), time (delivered answers) and log a submitted request: exactly once.  O(1)."""
+        if call.finished:
+            return
+        call.finished = True
         self.metrics.request(outcome, call.tier)
         e2e = self.now() - call.arrived
         ttft = call.ttft if call.ttft is not None else (e2e if status == 200 else None)
         if outcome == "delivered" and status == 200:
             self.metrics.latency(call.tier, ttft, e2e, len(call.route))
-        self._log(call, status, outcome, reason, ttft=ttft, e2e=e2e)
+        self._log(call, status, outcome, reason, retry_after=retry_after, ttft=ttft, e2e=e2e)
 
     def _log(self, call: _Call, status: int, outcome: str, reason: str | None, *, retry_after: int | None = None,
              ttft: float | None = None, e2e: float | None = None) -> None:  # fmt: skip
