@@ -1016,3 +1016,22 @@ def test_a_request_bigger_than_its_tiers_token_bucket_gets_413_not_an_endless_42
         assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
         assert completion(gw.url, max_tokens=50).status_code == 200
         assert sum(s.served for s in stubs) == 1
+
+
+def test_a_client_that_leaves_mid_stream_cancels_its_request_and_frees_the_servers_slot(stubs: list[StubBackend]) -> None:
+    s1, _ = stubs
+    s1.token_delay = 0.05
+    with live(config_for(stubs)) as gw:
+        with httpx.stream("POST", gw.url + "/v1/completions", headers=AUTH, timeout=10,
+                          json={"model": MODEL, "prompt": "a", "max_tokens": 100, "stream": True}) as r:  # fmt: skip
+            lines = r.iter_lines()
+            assert next(lines).startswith("data: {")
+        left = time.monotonic()
+        # the connection is closed after one token: the gateway cancels the request and stops its attempt
+        wait_until(lambda: gw.read(lambda g: g.path.stats()["cancelled"]) == 1, what="the request cancelled")
+        wait_until(lambda: gw.read(lambda g: (g.path.stats()["open"], g.path.stats()["abandoned"])) == (0, 0),
+                   what="nothing left running")  # fmt: skip
+        wait_until(lambda: s1.in_flight == 0, what="s1's stream stopped")
+        assert time.monotonic() - left < 2.5  # the whole stream would take 5 s more: it was not generated for nobody
+        text = httpx.get(gw.url + "/metrics").text
+        assert metric(text, "lb_gateway_requests_total", outcome="cancelled", tier="none") == 1
