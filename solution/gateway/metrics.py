@@ -6,8 +6,8 @@ Counted as requests happen (``lb_gateway_`` prefix):
   outcome (:data:`OUTCOMES`) and tier (``"none"`` before the key is known).
 * ``ttft_seconds{tier}`` / ``e2e_seconds{tier}``: time to the first byte of
   the answer sent to the client (the first SSE chunk of a stream; the whole
-  answer otherwise) and to its end, for answered requests.
-* ``tries{tier}``: backend attempts per answered or failed request.
+  answer otherwise) and to its end, for delivered (200) answers.
+* ``tries{tier}``: backend attempts per delivered answer.
 * ``retries_total``: re-sends (an attempt after the first, on another server
   or the same), ``discarded_total``: late answers of abandoned attempts.
 
@@ -157,7 +157,7 @@ class GatewayMetrics:
         self.requests.labels(outcome=outcome, tier=tier or "none").inc()
 
     def latency(self, tier: str | None, ttft: float | None, e2e: float, tries: int) -> None:
-        """Record a request's latencies and tries (``ttft`` None: nothing reached the client before the end)."""
+        """Record a delivered request's latencies and tries (``ttft`` None: nothing reached the client before the end)."""
         t = tier or "none"
         if ttft is not None:
             self.ttft.labels(tier=t).observe(ttft)
