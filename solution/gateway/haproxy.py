@@ -93,6 +93,10 @@ READY_PATH = "/haproxy-ready"
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")  # what HAProxy accepts in a server name (section 2.1: no spaces)
 _TIME = re.compile(r"^\d+(us|ms|s|m|h|d)?$")  # section 2.5, "Time format"
 
+#: What "retry-on" accepts (configuration.txt 4.2, HAProxy 2.6).
+_RETRY_ON = frozenset({"none", "conn-failure", "empty-response", "junk-response", "response-timeout", "0rtt-rejected",
+                       "401", "403", "404", "408", "425", "500", "501", "502", "503", "504", "all-retryable-errors"})
+
 
 class HAProxyConfigError(ValueError):
     """``haproxy -c`` rejected a generated configuration (its own message is included)."""
@@ -193,6 +197,7 @@ def haproxy_config(
     host: str = "127.0.0.1",
     http_no_delay: bool = True,
     weights: Mapping[str, int] | None = None,
+    retry_on: str = "conn-failure",
 ) -> str:
     """An HAProxy 2.6 configuration: one frontend on ``host:port``, one backend ``be`` with the servers.
 
@@ -226,7 +231,13 @@ def haproxy_config(
       to capacity make leastconn compare load ratios, as the course's
       least-connections does.
     * ``retries`` and ``option redispatch 1`` (4.2): a failed connection is
-      retried, each retry on another server.
+      retried, each retry on another server.  ``retry_on`` (4.2
+      "retry-on", default ``conn-failure``, HAProxy's own default: only a
+      request that could not be sent) widens what is retried: e.g.
+      ``"conn-failure empty-response response-timeout 502 503 504"``
+      re-sends a request whose server died or stayed silent for ``timeout
+      server`` before answering (HAProxy then buffers each request, and
+      never retries once a response has begun: no retry after tokens).
     * ``stats socket <stats_socket> mode 600 level admin`` (3.1; runtime API
       in management.txt 9.3).
     * ``option http-no-delay`` (4.2; ``http_no_delay=True``, the default):
@@ -263,6 +274,11 @@ def haproxy_config(
             raise ValueError(f"weights name servers HAProxy does not have: {unknown}")
         for sid, w in weights.items():
             require_int(w, f"weights[{sid!r}]", minimum=1, maximum=256)
+    if not isinstance(retry_on, str) or not retry_on.split():
+        raise ValueError(f"retry_on must be retry-on keywords separated by spaces, got {retry_on!r}")
+    bad = [k for k in retry_on.split() if k not in _RETRY_ON]
+    if bad:
+        raise ValueError(f"retry_on has unknown keywords {bad}; HAProxy 2.6 knows {sorted(_RETRY_ON)}")
     sock = os.fspath(stats_socket)
     if not isinstance(sock, str) or not sock or any(c.isspace() for c in sock):
         raise ValueError(f"stats_socket must be a path without spaces, got {stats_socket!r}")
@@ -303,6 +319,7 @@ def haproxy_config(
         f"    timeout queue {times['queue']}",
         f"    timeout check {times['check']}",
         f"    retries {retries}",
+        f"    retry-on {retry_on}",
         "    option redispatch 1",
         *(["    option http-no-delay"] if http_no_delay else []),
         "",

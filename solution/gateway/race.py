@@ -77,7 +77,7 @@ from solution.gateway.procs import Fleet, ManagedProcess, ServerSpec, free_port,
 
 __all__ = [
     "race", "race_scenario", "simulated", "aggregate", "overhead", "capacity", "capacity_weights", "main",
-    "RaceRow", "Overhead", "Capacity", "AGGREGATED", "HAPROXY_SETUPS", "DEFAULT_FLEET", "RACE_KEY", "FAULTS",
+    "RaceRow", "Overhead", "Capacity", "AGGREGATED", "HAPROXY_SETUPS", "L7_RETRY_ON", "DEFAULT_FLEET", "RACE_KEY", "FAULTS",
 ]  # fmt: skip
 
 #: The race's default fleet: two A10s and one H100 (a mixed fleet, small enough for a 2-core machine).
@@ -89,8 +89,12 @@ RACE_KEY = "sk-race"
 #: The gateway's admin key in the race (its ``/admin/drain``).
 RACE_ADMIN_KEY = "sk-race-admin"
 
-#: HAProxy set-ups a race can run: plain leastconn (every weight 1) and leastconn with weights proportional to capacity.
-HAPROXY_SETUPS = ("leastconn", "weighted")
+#: HAProxy set-ups a race can run: plain leastconn (every weight 1); leastconn with weights proportional to capacity;
+#: the same with layer-7 retries (HAProxy re-sends a request whose server died or stayed silent before answering).
+HAPROXY_SETUPS = ("leastconn", "weighted", "weighted+retry")
+
+#: ``retry-on`` of the ``weighted+retry`` set-up (configuration.txt 4.2).
+L7_RETRY_ON = "conn-failure empty-response response-timeout 502 503 504"
 
 
 def capacity_weights(specs: Sequence[ServerSpec]) -> dict[str, int]:
@@ -287,7 +291,10 @@ def race(
     ``haproxy``: which HAProxy set-ups run (:data:`HAPROXY_SETUPS`:
     ``"leastconn"``, every weight 1, HAProxy's default; ``"weighted"``,
     weights proportional to capacity, what the course's least-connections
-    compares).  Every
+    compares; ``"weighted+retry"``, the same with ``retry-on``
+    :data:`L7_RETRY_ON`: a request whose server died or stayed silent for
+    ``server_timeout`` before answering is re-sent, as the gateway re-sends
+    one that has not streamed).  Every
     process is stopped before it returns, whatever happens.
 
     Raises:
@@ -359,11 +366,13 @@ def race(
                     run(f"gateway {strategy}", url, servers, lambda sid, url=url: _gateway_drain(url, sid), x)  # type: ignore[misc]
             for setup in haproxy:
                 _idle(servers)
-                weights = capacity_weights(specs) if setup == "weighted" else None
+                weights = capacity_weights(specs) if setup.startswith("weighted") else None
+                retry_on = L7_RETRY_ON if setup.endswith("+retry") else "conn-failure"
                 with HAProxy(servers.urls, maxconn_per_server={s.server_id: int(s.capacity or 1) for s in specs},
                              timeout_queue=queue_wait, check_interval=1.0, timeout_server=server_timeout,
-                             weights=weights) as proxy:  # fmt: skip
-                    run("haproxy leastconn" + (" weighted" if weights else ""), proxy.url, servers, proxy.drain, x)
+                             weights=weights, retry_on=retry_on) as proxy:  # fmt: skip
+                    label = "haproxy leastconn" + (" weighted" if weights else "")
+                    run(label + (" + L7 retries" if setup.endswith("+retry") else ""), proxy.url, servers, proxy.drain, x)
     return rows
 
 

@@ -77,6 +77,7 @@ def test_generated_config_has_every_directive_and_haproxy_accepts_it(tmp_path) -
                           stats_socket=tmp_path / "admin.sock", maxconn_per_server={"s1": 4, "s2": 16},
                           timeout_queue=2.5, slowstart="30s", check_interval="1s")  # fmt: skip
     for line in ("balance leastconn", "option httpchk GET /health", "timeout queue 2500ms", "option redispatch 1",
+                 "retry-on conn-failure",
                  "option http-no-delay", f"stats socket {tmp_path / 'admin.sock'} mode 600 level admin",
                  "server s1 127.0.0.1:8001 maxconn 4", "server s2 127.0.0.1:8002 maxconn 16"):  # fmt: skip
         assert line in text, line
@@ -144,6 +145,8 @@ def test_haproxy_accepts_every_config_generated_from_valid_input(tmp_path_factor
     (dict(weights={"s1": 257}), ValueError),
     (dict(weights={"s9": 2}), ValueError),
     (dict(weights=[2]), TypeError),
+    (dict(retry_on="conn-failure timeout"), ValueError),
+    (dict(retry_on=""), ValueError),
 ])  # fmt: skip
 def test_config_bad_input_is_refused_with_a_clear_error(kwargs: dict, error: type[Exception]) -> None:
     args = dict(backends={"s1": "http://127.0.0.1:8001"}, port=9000, stats_socket="/tmp/x.sock", maxconn_per_server=4)
@@ -219,6 +222,23 @@ def test_weighted_leastconn_compares_connections_over_weight(stubs: list[StubBac
         s1.release()
         s2.release()
         assert [r.status for r in future.result(20)] == [200] * 8
+
+
+@pytest.mark.parametrize("retry_on", ["conn-failure", "conn-failure response-timeout"])
+def test_a_server_that_never_answers_costs_a_504_unless_retry_on_response_timeout(stubs: list[StubBackend], retry_on: str) -> None:
+    s1, s2 = stubs
+    # Checks every 5 s: s1 stays "up" while it swallows requests (headers never come: an unstreamed request is held).
+    with HAProxy({s.server_id: s.url for s in stubs}, maxconn_per_server=8, check_interval=5.0, timeout_server=0.5,
+                 retry_on=retry_on) as proxy:  # fmt: skip
+        s1.hold()
+        results = run_replay(proxy.url, [LoadRequest(0.01 * i, 3, 2, stream=False) for i in range(4)], max_requests=4,
+                             max_seconds=10)  # fmt: skip
+        s1.release()
+    statuses = sorted(r.status or 0 for r in results)
+    if retry_on == "conn-failure":
+        assert statuses.count(504) >= 1 and all(r.server == "s2" for r in results if r.status == 200)  # no L7 retry
+    else:
+        assert statuses == [200] * 4 and all(r.server == "s2" for r in results)  # re-sent to s2 after 0.5 s of silence
 
 
 def test_a_crashed_server_is_marked_down_and_requests_go_to_the_other(stubs: list[StubBackend]) -> None:

@@ -17,7 +17,8 @@ def test_a_small_race_answers_every_request_through_both_balancers_and_stops_eve
     require_haproxy()
     rows = race(requests=24, load=0.5, strategies=("least_connections",), time_scale=0.5, max_output_tokens=32,
                 max_seconds=30.0)  # fmt: skip
-    assert [row.label for row in rows] == ["gateway least_connections", "haproxy leastconn", "haproxy leastconn weighted"]
+    assert [row.label for row in rows] == ["gateway least_connections", "haproxy leastconn", "haproxy leastconn weighted",
+                                           "haproxy leastconn weighted + L7 retries"]
     for row in rows:
         assert row.summary.sent == 24 and row.summary.ok == 24, row.line()
         assert sum(row.shares.values()) == 24 and "-" not in row.shares  # every answer names its server
