@@ -76,6 +76,7 @@ __all__ = [
     "RuntimeAPIError",
     "ServerState",
     "HAProxy",
+    "SOCKET_PATH_MAX",
     "runtime_command",
     "parse_servers_state",
     "parse_stat",
@@ -92,6 +93,9 @@ READY_PATH = "/haproxy-ready"
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")  # what HAProxy accepts in a server name (section 2.1: no spaces)
 _TIME = re.compile(r"^\d+(us|ms|s|m|h|d)?$")  # section 2.5, "Time format"
+
+#: The longest unix socket path HAProxy 2.6 accepts for "stats socket" (its own error message: "too long (max 97)").
+SOCKET_PATH_MAX = 97
 
 #: What "retry-on" accepts (configuration.txt 4.2, HAProxy 2.6).
 _RETRY_ON = frozenset({"none", "conn-failure", "empty-response", "junk-response", "response-timeout", "0rtt-rejected",
@@ -282,6 +286,9 @@ def haproxy_config(
     sock = os.fspath(stats_socket)
     if not isinstance(sock, str) or not sock or any(c.isspace() for c in sock):
         raise ValueError(f"stats_socket must be a path without spaces, got {stats_socket!r}")
+    if len(sock) > SOCKET_PATH_MAX:
+        raise ValueError(f"stats_socket must be at most {SOCKET_PATH_MAX} characters (HAProxy's limit for a unix socket "
+                         f"path), got {len(sock)}: {sock}")  # fmt: skip
     if balance not in ("leastconn", "roundrobin", "random", "first", "static-rr"):
         raise ValueError(f"balance must be one of leastconn, roundrobin, random, first, static-rr, got {balance!r}")
     fall = require_int(fall, "fall")
@@ -474,6 +481,9 @@ class HAProxy:
     ) -> None:
         self.binary = _require_binary()
         self._dir = Path(tempfile.mkdtemp(prefix="lb-haproxy-"))
+        if len(str(self._dir / "admin.sock")) > SOCKET_PATH_MAX and os.path.isdir("/tmp"):
+            shutil.rmtree(self._dir, ignore_errors=True)  # a long $TMPDIR: the unix socket's path would not fit
+            self._dir = Path(tempfile.mkdtemp(prefix="lb-haproxy-", dir="/tmp"))
         self._own_port = port is None
         self._settings = (backends, maxconn_per_server, config)
         try:

@@ -156,18 +156,42 @@ def test_config_bad_input_is_refused_with_a_clear_error(kwargs: dict, error: typ
         haproxy_config(backends, **args)
 
 
-def test_haproxy_class_refuses_a_config_haproxy_rejects_and_leaves_nothing_behind(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_haproxy_class_refuses_a_config_haproxy_rejects_and_leaves_nothing_behind(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import shutil
     import tempfile
+    from pathlib import Path
 
     require_haproxy()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # its folder goes here, away from other workers' HAProxies
-    with pytest.raises(HAProxyConfigError, match="timer overflow"):  # well-formed, but over HAProxy's 24.8 days
-        HAProxy({"s1": "http://127.0.0.1:8001"}, maxconn_per_server=4, timeout_client="1000000d")
-    assert not list(tmp_path.iterdir())
-    accepted = HAProxy({"s1": "http://127.0.0.1:8001"}, maxconn_per_server=4)  # (the folder does land there)
-    assert [p.name.startswith("lb-haproxy-") for p in tmp_path.iterdir()] == [True]
-    accepted.stop()  # never started: stop() still removes its folder
-    assert not list(tmp_path.iterdir())
+    folder = Path(tempfile.mkdtemp(prefix="hx-", dir="/tmp"))  # short: a unix socket path is at most 97 characters
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))  # HAProxy's folder goes here, away from other workers' HAProxies
+    try:
+        with pytest.raises(HAProxyConfigError, match="timer overflow"):  # well-formed, but over HAProxy's 24.8 days
+            HAProxy({"s1": "http://127.0.0.1:8001"}, maxconn_per_server=4, timeout_client="1000000d")
+        assert not list(folder.iterdir())
+        accepted = HAProxy({"s1": "http://127.0.0.1:8001"}, maxconn_per_server=4)  # (the folder does land there)
+        assert [p.name.startswith("lb-haproxy-") for p in folder.iterdir()] == [True]
+        accepted.stop()  # never started: stop() still removes its folder
+        assert not list(folder.iterdir())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_long_tmpdir_moves_the_folder_to_tmp_so_the_socket_path_fits(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import tempfile
+
+    from solution.gateway.haproxy import SOCKET_PATH_MAX
+
+    require_haproxy()
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    proxy = HAProxy({"s1": "http://127.0.0.1:8001"}, maxconn_per_server=4)
+    try:
+        assert len(proxy.socket_path) <= SOCKET_PATH_MAX and proxy.socket_path.startswith("/tmp/lb-haproxy-")
+    finally:
+        proxy.stop()
+    with pytest.raises(ValueError, match="at most 97"):
+        haproxy_config({"s1": "http://127.0.0.1:8001"}, port=9000, stats_socket=str(deep / "admin.sock"), maxconn_per_server=4)
 
 
 def test_a_port_taken_before_haproxy_binds_it_is_replaced_by_another(stubs: list[StubBackend]) -> None:
