@@ -77,6 +77,7 @@ __all__ = [
     "ServerState",
     "HAProxy",
     "SOCKET_PATH_MAX",
+    "default_global_maxconn",
     "runtime_command",
     "parse_servers_state",
     "parse_stat",
@@ -197,7 +198,7 @@ def haproxy_config(
     timeout_check: float | str = "1s",
     retries: int = 2,
     nbthread: int | None = 1,
-    global_maxconn: int = 4096,
+    global_maxconn: int | None = None,
     host: str = "127.0.0.1",
     http_no_delay: bool = True,
     weights: Mapping[str, int] | None = None,
@@ -254,7 +255,9 @@ def haproxy_config(
       listens: how the course knows the process is up.
     * ``nbthread`` (3.1, default 1 here: one thread, as the gateway is one
       event loop; ``None`` leaves HAProxy's default, one per CPU) and the
-      global ``maxconn`` (3.2), set so the limit does not depend on ``ulimit -n``.
+      global ``maxconn`` (3.2; default :func:`default_global_maxconn`: 4,096,
+      or less where the open-file limit could not hold it - HAProxy needs
+      about two descriptors a connection and refuses to start otherwise).
 
     O(servers).  Raises TypeError/ValueError on bad input (the message names
     the argument); nothing is written anywhere.  Check the result with
@@ -295,7 +298,7 @@ def haproxy_config(
     rise = require_int(rise, "rise")
     error_limit = require_int(error_limit, "error_limit")
     retries = require_int(retries, "retries", minimum=0)
-    global_maxconn = require_int(global_maxconn, "global_maxconn")
+    global_maxconn = default_global_maxconn() if global_maxconn is None else require_int(global_maxconn, "global_maxconn")
     if nbthread is not None:
         nbthread = require_int(nbthread, "nbthread", maximum=64)
     if not isinstance(host, str) or not host or any(c.isspace() for c in host):
@@ -344,6 +347,20 @@ def haproxy_config(
     lines += [f"    server {sid} {addr} maxconn {maxconn[sid]}" + (f" weight {weights[sid]}" if weights and sid in weights else "")
               for sid, addr in servers]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def default_global_maxconn(cap: int = 4096) -> int:
+    """The global ``maxconn`` this process's open-file hard limit allows: ``min(cap, (limit - 64) // 2)``, at least 16.
+
+    HAProxy raises its descriptor limit to about ``2 * maxconn`` at start and
+    exits ("Cannot raise FD limit") when the hard limit is lower.  O(1).
+    """
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        return cap
+    return max(16, min(cap, (int(hard) - 64) // 2))
 
 
 def check_config(path: str | os.PathLike[str], *, binary: str | None = None) -> None:

@@ -176,6 +176,19 @@ def test_haproxy_class_refuses_a_config_haproxy_rejects_and_leaves_nothing_behin
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_the_global_maxconn_fits_the_open_file_limit(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import resource
+
+    from solution.gateway.haproxy import default_global_maxconn
+
+    for hard, want in ((1024, 480), (20_000, 4096), (100, 18), (resource.RLIM_INFINITY, 4096)):
+        monkeypatch.setattr(resource, "getrlimit", lambda which, hard=hard: (hard, hard))
+        assert default_global_maxconn() == want
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 1024))
+    text = haproxy_config({"s1": "http://127.0.0.1:8001"}, port=9000, stats_socket="/tmp/x.sock", maxconn_per_server=4)
+    assert "    maxconn 480\n" in text  # HAProxy would need ~8,200 descriptors for 4,096 and refuse to start
+
+
 def test_a_long_tmpdir_moves_the_folder_to_tmp_so_the_socket_path_fits(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import tempfile
 
