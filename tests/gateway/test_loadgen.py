@@ -22,7 +22,7 @@ from solution.gateway.loadgen import (
     run_replay,
     summarize,
 )
-from solution.gateway.procs import ServerSpec, free_port, start_fleet
+from solution.gateway.procs import ServerSpec, start_fleet
 from solution.sim.workload import Fixed, Poisson, Sessions, Tier, Workload
 from tests.gateway.stub_backend import StubBackend, run, wait_until
 
@@ -136,7 +136,11 @@ def test_status_and_retry_after_are_recorded(stub: StubBackend) -> None:
 
 
 def test_connection_errors_and_broken_streams_are_recorded(stub: StubBackend) -> None:
-    (refused,) = run_replay(f"http://127.0.0.1:{free_port()}", at_once(1), max_requests=1, max_seconds=10)
+    import socket
+
+    with socket.socket() as bound:  # bound, never listening: refused for sure (a free_port() could be taken meanwhile)
+        bound.bind(("127.0.0.1", 0))
+        (refused,) = run_replay(f"http://127.0.0.1:{bound.getsockname()[1]}", at_once(1), max_requests=1, max_seconds=10)
     assert (refused.status, refused.error) == (None, "connect")
     stub.hold()
     from concurrent.futures import ThreadPoolExecutor
