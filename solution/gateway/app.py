@@ -88,7 +88,7 @@ bad JSON / fields; unknown model; too large; slow body 400; 404; 413; 408 (then 
 
 Slow clients: every request head must arrive within ``timeouts.header``
 of its first byte (of the connection's opening, for the first request):
-:class:`_HeaderDeadline`, a protocol-level timer in front of aiohttp's
+:class:`~solution.gateway.deadline.HeaderDeadline`, a protocol-level timer in front of aiohttp's
 handler, as aiohttp has none for headers; a body within ``timeouts.body``;
 an idle kept-alive connection is closed after ``timeouts.idle`` (aiohttp's
 keep-alive timer); a client that goes away cancels its request
@@ -125,6 +125,7 @@ from solution.core.retry_types import Failure
 from solution.core.routing import Router
 from solution.gateway.auth import KeyStore
 from solution.gateway.config import STRATEGIES, Backend, GatewayConfig
+from solution.gateway.deadline import HeaderDeadline
 from solution.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 
 __all__ = ["Gateway", "GATEWAY", "build_app", "RunningGateway", "start_gateway", "run_gateway", "BackgroundGateway",
@@ -904,135 +905,6 @@ def build_app(config: GatewayConfig, *, impl: str | ModuleType | None = None) ->
 # -- serving ----------------------------------------------------------------------------------------
 
 
-class _HeaderDeadline(asyncio.Protocol):
-    """A protocol in front of aiohttp's handler: every request head must arrive within ``timeout`` seconds.
-
-    aiohttp has no header timeout (a client trickling its headers a byte at a
-    time holds a connection until the keep-alive timer, ``timeouts.idle``),
-    so this wrapper follows the request framing on the byte stream, as
-    Envoy's ``request_headers_timeout`` does: the timer starts when a
-    connection opens and, on a kept-alive connection, at the first byte of
-    each later request; it stops at the blank line that ends the head
-    (``CRLF CRLF``); then ``Content-Length`` body bytes are skipped.  When it
-    fires, the client gets ``408 Request Timeout`` (only before its first
-    request: later, an answer may still be on its way, so the connection is
-    just closed).  A head longer than :data:`_MAX_HEAD` or a chunked request
-    body ends the tracking for that connection (aiohttp refuses the first,
-    and the keep-alive timer still bounds the second).  Every byte is passed
-    to the wrapped protocol untouched.  O(n) per chunk of n bytes, O(head)
-    memory per connection.
-    """
-
-    _HEAD, _BODY, _IDLE, _OFF = range(4)
-
-    def __init__(self, inner: asyncio.Protocol, timeout: float, on_expire: Callable[[], None]) -> None:
-        self._inner = inner
-        self._timeout = timeout
-        self._on_expire = on_expire
-        self._timer: asyncio.TimerHandle | None = None
-        self._head = bytearray()
-        self._state = self._HEAD
-        self._left = 0  # body bytes still to skip
-        self._requests = 0  # request heads completed on this connection
-        self._transport: asyncio.BaseTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
-        self._arm()
-        self._inner.connection_made(transport)
-
-    def _arm(self) -> None:
-        self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expired)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def data_received(self, data: bytes) -> None:
-        self._track(data)
-        self._inner.data_received(data)
-
-    def _track(self, data: bytes) -> None:
-        view, i, n = memoryview(data), 0, len(data)
-        while i < n and self._state != self._OFF:
-            if self._state == self._IDLE:
-                self._state = self._HEAD  # the first byte of the next request: its head is timed from now
-                self._arm()
-            if self._state == self._BODY:
-                step = min(self._left, n - i)
-                i += step
-                self._left -= step
-                if self._left == 0:
-                    self._state = self._IDLE
-                continue
-            before = len(self._head)
-            self._head += view[i:]
-            end = self._head.find(b"\r\n\r\n", max(0, before - 3))
-            if end < 0:
-                if len(self._head) > _MAX_HEAD:
-                    self._stop_tracking()
-                return
-            i += end + 4 - before
-            head = bytes(self._head[:end])
-            self._head.clear()
-            self._disarm()
-            self._requests += 1
-            self._left, framed = _body_length(head)
-            self._state = self._BODY if self._left else self._IDLE
-            if not framed:
-                self._stop_tracking()
-
-    def _stop_tracking(self) -> None:
-        self._disarm()
-        self._state = self._OFF
-        self._head.clear()
-
-    def _expired(self) -> None:
-        self._timer = None
-        self._on_expire()
-        t = self._transport
-        if isinstance(t, asyncio.WriteTransport) and not t.is_closing():
-            if self._requests == 0:
-                t.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-            t.close()
-
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        self._inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._inner.resume_writing()
-
-
-#: The longest request head :class:`_HeaderDeadline` follows (aiohttp's own limits refuse longer ones).
-_MAX_HEAD = 64 * 1024
-
-
-def _body_length(head: bytes) -> tuple[int, bool]:
-    """``(Content-Length, framed)`` of a request head: ``framed`` is False for a chunked or unreadable length."""
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"transfer-encoding":
-            return 0, False
-        if name == b"content-length":
-            try:
-                length = int(value.strip())
-            except ValueError:
-                return 0, False
-            if length < 0:
-                return 0, False
-    return length, True
-
-
 def ssl_context(cert: str, key: str) -> ssl.SSLContext:
     """A server TLS context from a PEM certificate chain and key (TLS 1.2 or later)."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -1065,7 +937,7 @@ async def start_gateway(config: GatewayConfig, *, host: str = "127.0.0.1", port:
     """Start a gateway on ``host:port`` (0: a port from the OS) in the running event loop.
 
     TLS when ``config.tls`` is set (the URL is then ``https://``).  Header
-    timeout: :class:`_HeaderDeadline`; idle keep-alive: ``timeouts.idle``;
+    timeout: :class:`HeaderDeadline`; idle keep-alive: ``timeouts.idle``;
     a client that disconnects cancels its handler (``handler_cancellation``).
     """
     app = build_app(config, impl=impl)
@@ -1084,7 +956,7 @@ async def start_gateway(config: GatewayConfig, *, host: str = "127.0.0.1", port:
 
     loop = asyncio.get_running_loop()
     try:
-        server = await loop.create_server(lambda: _HeaderDeadline(factory(), config.timeouts.header, expire), host, port,
+        server = await loop.create_server(lambda: HeaderDeadline(factory(), config.timeouts.header, expire), host, port,
                                           ssl=ctx, ssl_handshake_timeout=config.timeouts.header if ctx else None,
                                           reuse_address=True)  # fmt: skip
     except BaseException:

@@ -494,7 +494,7 @@ def test_the_header_deadline_follows_request_framing_however_the_bytes_are_split
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from solution.gateway.app import _HeaderDeadline
+    from solution.gateway.deadline import HeaderDeadline as _HeaderDeadline
 
     class Inner(asyncio.Protocol):
         def __init__(self) -> None:
@@ -844,8 +844,10 @@ def test_a_burst_of_concurrent_requests_streamed_and_not_is_answered_once_each_a
 def test_a_late_first_token_from_an_attempt_abandoned_while_its_request_backs_off_is_dropped(stubs: list[StubBackend]) -> None:
     s1, s2 = stubs
     s1.hold()  # s1 sends the stream's headers, then nothing: the per-try timeout abandons it
-    retry = {"max_tries": 2, "per_try_timeout": 0.3, "base": 0.6, "cap": 0.6, "budget": None}
-    with live(config_for(stubs, retry=retry, seed=3)) as gw, ThreadPoolExecutor(1) as pool:
+    # seed 0's first jitter draw is 0.844 of the bound: the request backs off for 1.27 s, a window a
+    # loaded machine's polling cannot miss (seed 3 gave 0.14 s, and the test failed under load)
+    retry = {"max_tries": 2, "per_try_timeout": 0.3, "base": 1.5, "cap": 1.5, "budget": None}
+    with live(config_for(stubs, retry=retry, seed=0)) as gw, ThreadPoolExecutor(1) as pool:
         def stream() -> list[str]:
             with httpx.stream("POST", gw.url + "/v1/completions", headers=AUTH, timeout=10,
                               json={"model": MODEL, "prompt": "a", "max_tokens": 3, "stream": True}) as r:  # fmt: skip
