@@ -1,4 +1,6 @@
-"""A minimal rollout controller and event records (names and fields as solution.core.deploy_types), for driving solution.sim.deploysim without solution.deploy.
+"""A minimal rollout controller, for driving solution.sim.deploysim without solution.deploy (the candidate's module).
+
+The events and actions are solution.core.deploy_types' own (support code, never withheld).
 
 ``OneByOne``: surge 1, unavailable 0 (start one new server, drain one old one
 when it is ready, repeat); with ``rollback_after`` set it rolls back on the
@@ -13,64 +15,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-
-
-# The same names and fields as solution.core.deploy_types (kept here so these tests stand on their own).
-@dataclass(frozen=True)
-class Ready:
-    server_id: str
-    at: float
-
-
-@dataclass(frozen=True)
-class Drained:
-    server_id: str
-    at: float
-    forced: int = 0
-
-
-@dataclass(frozen=True)
-class Tick:
-    at: float
-
-
-@dataclass(frozen=True)
-class VersionStats:
-    requests: int
-    errors: int = 0
-    latencies: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True)
-class Window:
-    at: float
-    a: VersionStats
-    b: VersionStats
-
-
-@dataclass(frozen=True)
-class Start:
-    version: str
-    at: float
-    server_id: str = ""
-
-
-@dataclass(frozen=True)
-class Drain:
-    server_id: str
-    at: float
-    timeout: float = math.inf
-
-
-@dataclass(frozen=True)
-class Done:
-    at: float
-
-
-@dataclass(frozen=True)
-class RolledBack:
-    at: float
-    reason: str
+from solution.core.deploy_types import Done, Drain, Drained, Ready, RolledBack, Start, Tick, VersionStats, Window
 
 
 class OneByOne:
