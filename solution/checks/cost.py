@@ -203,16 +203,26 @@ def _round_sessions(h: _Sessions, tag: str) -> float:
         j = (k * 7919 + len(tag) * 104729) % sessions
         tokens = 100 if k % 3 else 5000
         requests.append(Request(f"{tag}-{k}", tokens, tokens // 2, f"{tag}-n{k}" if k % 5 == 0 else f"c{j}", h.blocks(j)))
+    return _timed_routes(lb, requests, clock.advance)
+
+
+def _timed_routes(lb: Any, requests: list[Any], advance: Any = None) -> float:
+    """Seconds to route ``requests`` in turn, each completed ``IN_FLIGHT`` calls later (the last ones after the clock).
+
+    ``advance``: a manual clock's ``advance``, moved 1 ms before each call (inside the timed loop, as a live
+    clock would move), or None.
+    """
     ids = [r.request_id for r in requests]
-    route, complete, advance = lb.route, lb.complete_request, clock.advance
+    route, complete = lb.route, lb.complete_request
     started = time.perf_counter()
     for k, request in enumerate(requests):
-        advance(0.001)
+        if advance is not None:
+            advance(0.001)
         route(request)
         if k >= IN_FLIGHT:
             complete(ids[k - IN_FLIGHT])
     elapsed = time.perf_counter() - started
-    for k in range(max(0, CALLS - IN_FLIGHT), CALLS):
+    for k in range(max(0, len(requests) - IN_FLIGHT), len(requests)):
         complete(ids[k])
     return elapsed
 
@@ -390,17 +400,7 @@ def _round_canary(h: _Canary, tag: str) -> float:
     from solution.core.request import Request
 
     requests = [Request(f"{tag}-{k}", 100 if k % 3 else 5000, 50, f"c{(k * 7919 + len(tag)) % 997}") for k in range(CALLS)]
-    ids = [r.request_id for r in requests]
-    route, complete = h.lb.route, h.lb.complete_request
-    started = time.perf_counter()
-    for k, request in enumerate(requests):
-        route(request)
-        if k >= IN_FLIGHT:
-            complete(ids[k - IN_FLIGHT])
-    elapsed = time.perf_counter() - started
-    for k in range(max(0, CALLS - IN_FLIGHT), CALLS):
-        complete(ids[k])
-    return elapsed
+    return _timed_routes(h.lb, requests)
 
 
 def measure(impl: Any, rule: dict[str, Any]) -> dict[str, Any]:
