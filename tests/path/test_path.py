@@ -41,6 +41,22 @@ def finals(outcomes):
     return [o for o in outcomes if isinstance(o, FINAL)]
 
 
+def attempts_running(path: RequestPath) -> list[tuple[str, str]]:
+    """``(request_id, server_id)`` of every attempt that holds a slot: the current ones and the abandoned ones."""
+    pairs = list(path.in_flight().items())
+    pairs += [(rid, sid) for sid, rids in path.abandoned().items() for rid in rids]
+    return sorted(pairs)
+
+
+def assert_router_holds_the_attempts(path: RequestPath) -> None:
+    """Every attempt the path says runs (current or abandoned) is one request in the router, and nothing else is."""
+    counted: dict[str, int] = {}
+    for _, sid in attempts_running(path):
+        counted[sid] = counted.get(sid, 0) + 1
+    loads = {sid: s["current_load"] for sid, s in path.router.get_server_stats().items()}
+    assert {k: v for k, v in loads.items() if v} == counted
+
+
 def assert_empty(path: RequestPath) -> None:
     """Nothing leaked: every internal map is empty and the router holds no request."""
     assert path._flights == {} and path._on == {} and path._ghosts == {} and path._ghosts_on == {} and path._ghost_count == {}
@@ -268,9 +284,7 @@ class PathMachine(RuleBasedStateMachine):
         self.outcomes += outs
 
     def running(self):
-        pairs = [(rid, sid) for rid, sid in self.path.in_flight().items()]
-        pairs += [(rid, sid) for sid, rids in self.path.abandoned().items() for rid in rids]
-        return sorted(pairs)
+        return attempts_running(self.path)
 
     @rule(tokens=st.sampled_from([10, 300, 6000]))
     def submit(self, tokens):
@@ -319,11 +333,7 @@ class PathMachine(RuleBasedStateMachine):
     @invariant()
     def bookkeeping_matches_the_router(self):
         """Every attempt the path says runs (current or abandoned) is one request in the router, and nothing else is."""
-        loads = {sid: s["current_load"] for sid, s in self.path.router.get_server_stats().items()}
-        counted: dict[str, int] = {}
-        for _, sid in self.running():
-            counted[sid] = counted.get(sid, 0) + 1
-        assert {k: v for k, v in loads.items() if v} == counted
+        assert_router_holds_the_attempts(self.path)
 
     @invariant()
     def at_most_one_end_and_one_answer(self):

@@ -38,7 +38,7 @@ from solution.core.retry_types import Failure, RetryBudget, RetryDecision, Retry
 from solution.core.routing import LeastConnections, Router
 from solution.health import HealthChecker, RetryLedger
 from solution.retry import Retrier, backoff_bound
-from tests.path.test_path import FINAL, assert_empty
+from tests.path.test_path import FINAL, assert_empty, assert_router_holds_the_attempts, attempts_running
 from tests.path.test_tiers import req as tier_req
 from tests.path.test_tiers import table
 
@@ -474,9 +474,7 @@ class RetryMachine(RuleBasedStateMachine):
         self.outcomes += outs
 
     def running(self):
-        pairs = list(self.path.in_flight().items())
-        pairs += [(rid, sid) for sid, rids in self.path.abandoned().items() for rid in rids]
-        return sorted(pairs)
+        return attempts_running(self.path)
 
     @rule(tokens=st.sampled_from([10, 300]), n=st.integers(1, 3))
     def submit(self, tokens, n):
@@ -547,11 +545,7 @@ class RetryMachine(RuleBasedStateMachine):
 
     @invariant()
     def capacity_is_never_exceeded_and_backoff_holds_no_slot(self):
-        loads = {sid: s["current_load"] for sid, s in self.path.router.get_server_stats().items()}
-        counted: dict[str, int] = {}
-        for _, sid in self.running():
-            counted[sid] = counted.get(sid, 0) + 1
-        assert {k: v for k, v in loads.items() if v} == counted
+        assert_router_holds_the_attempts(self.path)
         assert all(s["current_load"] <= s["capacity"] for s in self.path.router.get_server_stats().values())
         backing = {rid for rid, f in self.path._flights.items() if f.backoff is not None}
         assert len(backing) == self.path.stats()["backing_off"] and not backing & set(self.path.in_flight())
