@@ -25,21 +25,85 @@ Modules: :mod:`~solution.sim.events` (the event heap), :mod:`~.server`
 (``python -m solution.sim``).  See ``docs/simulator.md``.
 """
 
-from solution.sim import scenarios
-from solution.sim.cluster import ClassicMode, Cluster, LlmMode, ServerSpec, service_rate
-from solution.sim.errors import BalancerContractError, ScenarioError, SimulationError, TraceFormatError
-from solution.sim.faults import AddServer, Crash, FailFraction, GrayFailure, Hang, Recover, RemoveServer, Slowdown
-from solution.sim.healthsim import ColdStart, HealthConfig, HealthLog, Try
-from solution.core.latency import LatencyModel
-from solution.sim.gpus import GPU_PRESETS, MODEL_PRESETS, GpuSpec, ModelSpec
-from solution.sim.kvcache import KvCacheConfig, PrefixCache
-from solution.sim.mooncake import MooncakeWorkload, load_mooncake_trace
-from solution.sim.results import Outcome, Results, Summary, format_table
-from solution.sim.runner import SimClock, simulate
-from solution.sim.scenario import EstimateError, Scenario
-from solution.sim.theory import erlang_b, mean_confidence_interval
-from solution.sim.trace import TraceWorkload, load_azure_trace
-from solution.sim.workload import Bimodal, Fixed, LogNormal, OnOff, Pareto, Poisson, Requests, Sessions, Tier, Workload
+import importlib
+from typing import Any
+
+# Names are imported on first use (PEP 562), so that a process that needs one module (an inference
+# server needs solution.sim.server and gpus) does not pay for numpy, the runner, the scenarios and
+# every model at start-up.  name -> the module that defines it (a module itself when it names one).
+_LAZY: dict[str, str] = {
+    "scenarios": "solution.sim.scenarios",
+    "ClassicMode": "solution.sim.cluster",
+    "Cluster": "solution.sim.cluster",
+    "LlmMode": "solution.sim.cluster",
+    "ServerSpec": "solution.sim.cluster",
+    "service_rate": "solution.sim.cluster",
+    "BalancerContractError": "solution.sim.errors",
+    "ScenarioError": "solution.sim.errors",
+    "SimulationError": "solution.sim.errors",
+    "TraceFormatError": "solution.sim.errors",
+    "AddServer": "solution.sim.faults",
+    "Crash": "solution.sim.faults",
+    "FailFraction": "solution.sim.faults",
+    "GrayFailure": "solution.sim.faults",
+    "Hang": "solution.sim.faults",
+    "Recover": "solution.sim.faults",
+    "RemoveServer": "solution.sim.faults",
+    "Slowdown": "solution.sim.faults",
+    "ColdStart": "solution.sim.healthsim",
+    "HealthConfig": "solution.sim.healthsim",
+    "HealthLog": "solution.sim.healthsim",
+    "Try": "solution.sim.healthsim",
+    "LatencyModel": "solution.core.latency",
+    "GPU_PRESETS": "solution.sim.gpus",
+    "MODEL_PRESETS": "solution.sim.gpus",
+    "GpuSpec": "solution.sim.gpus",
+    "ModelSpec": "solution.sim.gpus",
+    "KvCacheConfig": "solution.sim.kvcache",
+    "PrefixCache": "solution.sim.kvcache",
+    "MooncakeWorkload": "solution.sim.mooncake",
+    "load_mooncake_trace": "solution.sim.mooncake",
+    "Outcome": "solution.sim.results",
+    "Results": "solution.sim.results",
+    "Summary": "solution.sim.results",
+    "format_table": "solution.sim.results",
+    "SimClock": "solution.sim.runner",
+    "simulate": "solution.sim.runner",
+    "EstimateError": "solution.sim.scenario",
+    "Scenario": "solution.sim.scenario",
+    "erlang_b": "solution.sim.theory",
+    "mean_confidence_interval": "solution.sim.theory",
+    "TraceWorkload": "solution.sim.trace",
+    "load_azure_trace": "solution.sim.trace",
+    "Bimodal": "solution.sim.workload",
+    "Fixed": "solution.sim.workload",
+    "LogNormal": "solution.sim.workload",
+    "OnOff": "solution.sim.workload",
+    "Pareto": "solution.sim.workload",
+    "Poisson": "solution.sim.workload",
+    "Requests": "solution.sim.workload",
+    "Sessions": "solution.sim.workload",
+    "Tier": "solution.sim.workload",
+    "Workload": "solution.sim.workload",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The public name ``name``, imported from its module the first time it is asked for.  O(1) after that."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'solution.sim' has no attribute {name!r}")
+    if module == f"solution.sim.{name}":
+        value: Any = importlib.import_module(module)
+    else:
+        value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "simulate",
