@@ -311,5 +311,5 @@ def _attempt(value: object, what: str = "attempt") -> int:
 
 def _policy(policy: object) -> RetryPolicy:
     if not isinstance(policy, RetryPolicy):
-        raise TypeError(f"policy must be a stage-8 RetryPolicy (solution.retry.RetryPolicy), got {type(policy).__name__}")
+        raise TypeError(f"policy must be a RetryPolicy (solution.RetryPolicy), got {type(policy).__name__}")
     return policy

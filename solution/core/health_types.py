@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from solution.core.errors import InvalidPolicyError
+from solution.core.retry_types import RetryPolicy  # one class for stages 4 and 8; the ledger reads max_tries, per_try_timeout
 
 __all__ = ["HealthState", "Reason", "HealthPolicy", "RetryPolicy", "Transition", "Attempt", "Outcome", "require_time"]
 
@@ -191,24 +192,6 @@ class HealthPolicy:
     def ejection_time(self, level: int) -> float:
         """The length of an ejection at backoff ``level`` (1 = first): ``min(base * 2**(level-1), max)``.  O(1)."""
         return min(self.base_ejection_time * 2.0 ** min(level - 1, 64), self.max_ejection_time)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How :class:`RetryLedger` re-sends a request.
-
-    Args:
-        max_tries: attempts per request, the first included (>= 1; 1 = never re-send).
-        per_try_timeout: seconds an attempt may run before ``timed_out`` may end it
-            (> 0), or ``None`` for no per-try timeout.
-    """
-
-    max_tries: int = 3
-    per_try_timeout: float | None = None
-
-    def __post_init__(self) -> None:
-        _count("RetryPolicy", "max_tries", self.max_tries)
-        _number("RetryPolicy", "per_try_timeout", self.per_try_timeout, low=0.0, low_open=True, allow_none=True)
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,18 @@ here is a frozen dataclass validated on construction (bad input ->
 a valid one.
 
 These types are shared: the candidate's ``exercises`` package uses the very
-same classes.  (Stage 4's :class:`~solution.core.health_types.RetryPolicy`
-is a different, older class: how many tries the ``RetryLedger`` allows.  This
-one adds the backoff, the budget and what is retried.)
+same classes.  :class:`RetryPolicy` is also stage 4's policy (re-exported by
+:mod:`solution.core.health_types` and as ``solution.RetryPolicy``): stage 4's
+``RetryLedger`` reads its first two fields, ``max_tries`` and
+``per_try_timeout``; the backoff, the budget and ``retry_on`` (keyword-only)
+apply when the request path is given a stage-8 ``Retrier``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import KW_ONLY, dataclass, field, fields
 from typing import Any
 
 from solution.core.errors import InvalidPolicyError
@@ -115,18 +117,26 @@ class RetryBudget:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When and how often a failed attempt is tried again (stage 8's retries).
+    """When and how often a failed attempt is tried again (stages 4 and 8: one class).
+
+    The first two fields, positional in stage 4's order, are all that stage
+    4's ``RetryLedger`` reads: ``RetryPolicy(3, 60.0)`` is three tries with a
+    60 s per-try timeout, and a request path with only a ledger re-sends at
+    once.  The rest are keyword-only and apply when the path (or the gateway)
+    is given a :class:`~solution.retry.Retrier` built from this policy: the
+    backoff before a re-send, the ``Retry-After`` limit, which failures are
+    retried, and the retry budget.
 
     Args:
         max_tries: attempts per request, the first included (an int >= 1; 1 = never retry).
+        per_try_timeout: seconds one attempt may run before it is abandoned
+            as a ``"timeout"`` failure (> 0, finite), or ``None`` for no
+            per-try timeout.  The retrier does not time anything; the ledger,
+            the request path and the gateway read it.
         base: the backoff of the first retry, in seconds (>= 0).
         cap: the largest backoff, in seconds (finite, >= ``base``).  The
             backoff before retry ``n`` is drawn uniformly from
             ``[0, min(cap, base * 2**(n - 1))]`` (full jitter).
-        per_try_timeout: seconds one attempt may run before it is abandoned
-            as a ``"timeout"`` failure (> 0), or ``None`` for no per-try
-            timeout.  The retrier does not time anything; the request path
-            and the gateway read it.
         max_retry_after: the longest ``Retry-After`` (seconds, >= 0; ``inf``
             allowed) the gateway waits out itself; a longer one goes back to
             the client as it came (its own 429/503 with the header).
@@ -141,9 +151,10 @@ class RetryPolicy:
     """
 
     max_tries: int = 3
+    per_try_timeout: float | None = None
+    _: KW_ONLY
     base: float = 0.025
     cap: float = 1.0
-    per_try_timeout: float | None = None
     max_retry_after: float = 30.0
     retry_on: frozenset[str] = field(default_factory=lambda: frozenset(RETRY_ON))
     budget: RetryBudget | None = field(default_factory=RetryBudget)
@@ -151,14 +162,14 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         o = "RetryPolicy"
         _count(o, "max_tries", self.max_tries, low=1)
+        timeout = _number(o, "per_try_timeout", self.per_try_timeout, allow_none=True)
+        if timeout is not None and timeout <= 0:
+            raise InvalidPolicyError(f"RetryPolicy.per_try_timeout must be > 0 seconds or None, got {self.per_try_timeout!r}")
         base = _number(o, "base", self.base)
         cap = _number(o, "cap", self.cap)
         assert base is not None and cap is not None
         if cap < base:
             raise InvalidPolicyError(f"RetryPolicy.cap ({cap!r}) must be >= base ({base!r}): the backoff grows from base up to cap")
-        timeout = _number(o, "per_try_timeout", self.per_try_timeout, allow_none=True)
-        if timeout is not None and timeout <= 0:
-            raise InvalidPolicyError(f"RetryPolicy.per_try_timeout must be > 0 seconds or None, got {self.per_try_timeout!r}")
         retry_after = _number(o, "max_retry_after", self.max_retry_after, allow_inf=True)
         retry_on = self.retry_on
         if isinstance(retry_on, (str, bytes)) or not isinstance(retry_on, Iterable):
@@ -207,9 +218,9 @@ class RetryPolicy:
         """The policy as JSON-shaped data (``retry_on`` sorted, ``budget`` a dict or ``None``); :meth:`from_dict` reads it back."""
         return {
             "max_tries": self.max_tries,
+            "per_try_timeout": self.per_try_timeout,
             "base": self.base,
             "cap": self.cap,
-            "per_try_timeout": self.per_try_timeout,
             "max_retry_after": self.max_retry_after,
             "retry_on": sorted(self.retry_on),
             "budget": None if self.budget is None else {"ratio": self.budget.ratio, "min_retries": self.budget.min_retries},

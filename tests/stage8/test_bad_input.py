@@ -144,7 +144,7 @@ def test_bad_attempt(impl, attempt, kind):
         impl.full_jitter(attempt, RetryPolicy(), random.Random(0))
 
 
-@pytest.mark.parametrize("policy", [None, health_types.RetryPolicy(), {"max_tries": 3}])
+@pytest.mark.parametrize("policy", [None, {"max_tries": 3}, (3, None)])
 def test_bad_policy_argument(impl, policy):
     with pytest.raises(TypeError):
         impl.backoff_bound(1, policy)
@@ -152,6 +152,16 @@ def test_bad_policy_argument(impl, policy):
         impl.full_jitter(1, policy, random.Random(0))
     with pytest.raises(TypeError):
         impl.Retrier(policy)
+
+
+def test_stage4_policy_is_stage8_policy(impl):
+    """Stages 4 and 8 share one RetryPolicy: a stage-4 policy (positional max_tries, per_try_timeout) drives a Retrier."""
+    policy = health_types.RetryPolicy(2, 5.0)
+    assert policy.base == RetryPolicy().base and policy.budget == RetryPolicy().budget
+    retrier = impl.Retrier(policy, seed=1)
+    retrier.begin("r")
+    assert retrier.decide("r", 1, Failure("reset"), streamed=False).retry
+    assert retrier.decide("r", 2, Failure("reset"), streamed=False).reason == "max_tries"
 
 
 @pytest.mark.parametrize("rng", [None, random, 7])
