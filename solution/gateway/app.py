@@ -127,6 +127,7 @@ from solution.gateway.auth import KeyStore
 from solution.gateway.config import STRATEGIES, Backend, GatewayConfig
 from solution.gateway.deadline import HeaderDeadline
 from solution.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from solution.gateway.validation import CHAT, COMPLETIONS, BadInput, count_tokens, read_json, validate
 
 __all__ = ["Gateway", "GATEWAY", "build_app", "RunningGateway", "start_gateway", "run_gateway", "BackgroundGateway",
            "ssl_context", "count_tokens", "REQUEST_LOGGER"]  # fmt: skip
@@ -136,24 +137,9 @@ REQUEST_LOGGER = "solution.gateway.requests"
 _log = logging.getLogger(REQUEST_LOGGER)
 _events = logging.getLogger("solution.gateway")
 
-_COMPLETIONS = "/v1/completions"
-_CHAT = "/v1/chat/completions"
 _FINAL = frozenset({"Rejected", "Delivered", "Failed", "TimedOut", "Cancelled"})
 #: A backend's response headers the client gets (lower case); the rest (Content-Length, Date, Server, ...) are the gateway's own.
 _PASSED_HEADERS = frozenset({"content-type", "retry-after", "x-server-id"})
-
-
-def count_tokens(text: str) -> int:
-    """A prompt's tokens as the course counts them: its whitespace-separated words (no tokenizer).  O(len)."""
-    return len(text.split())
-
-
-class _BadInput(Exception):
-    """A request the gateway refuses before any server sees it (400/404/408/413)."""
-
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind, self.code = status, message, kind, code
 
 
 class _ClientGone(Exception):
@@ -563,9 +549,11 @@ class Gateway:
                                                     "invalid_request_error", "invalid_api_key"),
                                   {"WWW-Authenticate": 'Bearer realm="gateway"'})  # fmt: skip
         try:
-            data, payload = await self._read_json(request)
-            prompt_tokens, max_tokens, stream = self._validate(request.path, data)
-        except _BadInput as bad:
+            data, payload = await read_json(request, self.config)
+            prompt_tokens, max_tokens, stream = validate(request.path, data, self.config)
+        except BadInput as bad:
+            if bad.status == 408:
+                self.client_timeouts += 1
             outcome = {400: "bad_request", 404: "not_found", 408: "client_timeout", 413: "too_large"}.get(bad.status, "bad_request")
             self.metrics.request(outcome, principal.tier)
             self._log_refusal(request, arrived, bad.status, outcome, principal.tenant, principal.tier)
@@ -605,66 +593,6 @@ class Gateway:
                 self._done(call, 499, "cancelled", "client went away")
             self._calls.pop(rid, None)
             self._stray.update(call.tasks)  # abandoned attempts still running report their late answers themselves
-
-    async def _read_json(self, request: web.Request) -> tuple[dict[str, Any], bytes]:
-        """The body as a JSON object, and its bytes; else _BadInput (400/408/413)."""
-        cfg = self.config
-        if request.content_length is not None and request.content_length > cfg.max_body_bytes:
-            raise _BadInput(413, f"the body is {request.content_length} bytes; the limit is {cfg.max_body_bytes}", code="body_too_large")
-        try:
-            async with asyncio.timeout(cfg.timeouts.body):
-                raw = await request.read()
-        except TimeoutError:
-            self.client_timeouts += 1
-            raise _BadInput(408, f"the body did not arrive within {cfg.timeouts.body:g} s", code="body_timeout") from None
-        except web.HTTPRequestEntityTooLarge:
-            raise _BadInput(413, f"the body is over the limit of {cfg.max_body_bytes} bytes", code="body_too_large") from None
-        except (aiohttp.ClientPayloadError, aiohttp.http_exceptions.HttpProcessingError, ValueError) as exc:
-            raise _BadInput(400, f"the body could not be read: {exc}") from None
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise _BadInput(400, "the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise _BadInput(400, "the body must be a JSON object")
-        return data, raw
-
-    def _validate(self, route: str, data: dict[str, Any]) -> tuple[int, int, bool]:
-        """(prompt tokens, max tokens, stream) of a well-formed request, else _BadInput (400/404/413)."""
-        cfg = self.config
-        model = data.get("model")
-        if not isinstance(model, str) or not model:
-            raise _BadInput(400, "'model' is required: a non-empty string", code="missing_model")
-        if route == _CHAT:
-            messages = data.get("messages")
-            if not isinstance(messages, list) or not messages:
-                raise _BadInput(400, "'messages' is required: a non-empty list of {role, content}")
-            words = 0
-            for i, m in enumerate(messages):
-                if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-                    raise _BadInput(400, f"messages[{i}] must be an object with string 'role' and 'content'")
-                words += count_tokens(m["content"])
-        else:
-            prompt = data.get("prompt")
-            if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-                prompt = prompt[0]
-            if not isinstance(prompt, str):
-                raise _BadInput(400, "'prompt' is required: a string")
-            words = count_tokens(prompt)
-        max_tokens = data.get("max_tokens", data.get("max_completion_tokens"))
-        if max_tokens is None:
-            max_tokens = cfg.default_max_tokens
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= cfg.max_max_tokens:
-            raise _BadInput(400, f"'max_tokens' must be an integer from 1 to {cfg.max_max_tokens}")
-        stream = data.get("stream", False)
-        if not isinstance(stream, bool):
-            raise _BadInput(400, "'stream' must be true or false")
-        if model != cfg.model_id:
-            raise _BadInput(404, f"the model {model[:100]!r} does not exist; this gateway serves {cfg.model_id!r}",
-                            code="model_not_found")  # fmt: skip
-        if words > cfg.max_prompt_tokens:
-            raise _BadInput(413, f"the prompt has {words} tokens; the limit is {cfg.max_prompt_tokens}", code="prompt_too_long")
-        return words, max_tokens, stream
 
     async def _answer(self, call: _Call) -> web.StreamResponse:
         """The client's one answer, from the request's final outcome."""
@@ -888,8 +816,8 @@ def build_app(config: GatewayConfig, *, impl: str | ModuleType | None = None) ->
     gw = Gateway(config, impl=impl)
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[errors])
     app[GATEWAY] = gw
-    app.router.add_post(_COMPLETIONS, gw.handle_completion)
-    app.router.add_post(_CHAT, gw.handle_completion)
+    app.router.add_post(COMPLETIONS, gw.handle_completion)
+    app.router.add_post(CHAT, gw.handle_completion)
     app.router.add_get("/v1/models", gw.handle_models)
     app.router.add_get("/health", gw.handle_health)
     app.router.add_get("/ready", gw.handle_ready)
