@@ -109,7 +109,7 @@ import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -124,6 +124,7 @@ from solution.core.request import Request
 from solution.core.retry_types import Failure
 from solution.core.routing import Router
 from solution.gateway.auth import KeyStore
+from solution.gateway.call import Answer, Call, ClientGone
 from solution.gateway.config import STRATEGIES, Backend, GatewayConfig
 from solution.gateway.deadline import HeaderDeadline
 from solution.gateway.metrics import CONTENT_TYPE, GatewayMetrics
@@ -140,47 +141,6 @@ _events = logging.getLogger("solution.gateway")
 _FINAL = frozenset({"Rejected", "Delivered", "Failed", "TimedOut", "Cancelled"})
 #: A backend's response headers the client gets (lower case); the rest (Content-Length, Date, Server, ...) are the gateway's own.
 _PASSED_HEADERS = frozenset({"content-type", "retry-after", "x-server-id"})
-
-
-class _ClientGone(Exception):
-    """Writing to the client failed: it went away."""
-
-
-@dataclass
-class _Answer:
-    """A backend's answer kept for the client: status, the headers worth passing on, the body."""
-
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(eq=False)
-class _Call:
-    """One client request inside the gateway, from submit to its one answer."""
-
-    rid: str
-    tenant: str
-    tier: str | None
-    path_name: str
-    stream: bool
-    payload: bytes
-    prompt_tokens: int
-    max_tokens: int
-    arrived: float
-    request: web.Request
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    final: Any = None
-    current: tuple[str, int] | None = None
-    answers: dict[tuple[str, int], _Answer] = field(default_factory=dict)
-    last_error: _Answer | None = None
-    last_failure: str | None = None
-    response: web.StreamResponse | None = None
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    route: list[dict[str, Any]] = field(default_factory=list)
-    queued: bool = False
-    ttft: float | None = None
-    finished: bool = False  # counted on /metrics and logged (exactly once)
 
 
 def _error_body(message: str, kind: str, code: str | None = None) -> bytes:
@@ -226,7 +186,7 @@ class Gateway:
         self._t0 = time.monotonic()
         self._ids = itertools.count(1)
         self._prefix = os.urandom(3).hex()
-        self._calls: dict[str, _Call] = {}
+        self._calls: dict[str, Call] = {}
         self._wake = asyncio.Event()
         self._wake_at: float | None = None  # when the driver next wakes by itself (None: only when woken)
         self._health_policy = config.health_policy()
@@ -394,7 +354,7 @@ class Gateway:
         if nxt is not None and (self._wake_at is None or nxt < self._wake_at):
             self._wake.set()  # the path has work before the driver's wake-up: wake it (else let it sleep)
 
-    def _report(self, call: _Call, sid: str, ok: bool, failure: Failure | None = None, spt: float | None = None) -> None:
+    def _report(self, call: Call, sid: str, ok: bool, failure: Failure | None = None, spt: float | None = None) -> None:
         """Tell the path an attempt ended; an attempt it no longer knows (its server was lost) is ignored."""
         kwargs: dict[str, Any] = {"ok": ok, "seconds_per_token": spt}
         if not ok:
@@ -422,10 +382,7 @@ class Gateway:
 
     # -- one attempt -------------------------------------------------------------------
 
-    def _is_current(self, call: _Call, sid: str, attempt: int) -> bool:
-        return call.final is None and call.current == (sid, attempt)
-
-    async def _attempt(self, call: _Call, sid: str, attempt: int) -> None:
+    async def _attempt(self, call: Call, sid: str, attempt: int) -> None:
         """Send the request to ``sid`` and report how it ended; stream chunks to the client while it is current."""
         task = asyncio.current_task()
         if task is not None:
@@ -441,13 +398,13 @@ class Gateway:
                     if resp.status != 200:
                         body = await resp.read()
                         keep = {k: v for k, v in resp.headers.items() if k.lower() in _PASSED_HEADERS}
-                        answer = _Answer(resp.status, body, keep)
+                        answer = Answer(resp.status, body, keep)
                         reported = True
                         if 400 <= resp.status < 500 and resp.status != 429:  # the client's error: passed through
                             call.answers[(sid, attempt)] = answer
                             self._report(call, sid, True)
                         else:
-                            if self._is_current(call, sid, attempt):
+                            if call.is_current(sid, attempt):
                                 call.last_error, call.last_failure = answer, f"status {resp.status}"
                             ra = _retry_after(resp.headers.get("Retry-After"))
                             self._report(call, sid, False, self._failure("status", resp.status, ra))
@@ -462,7 +419,7 @@ class Gateway:
                     else:
                         body = await resp.read()
                         keep = {k: v for k, v in resp.headers.items() if k.lower() in _PASSED_HEADERS}
-                        call.answers[(sid, attempt)] = _Answer(200, body, keep)
+                        call.answers[(sid, attempt)] = Answer(200, body, keep)
                         tokens = call.max_tokens
                         try:
                             tokens = int(json.loads(body)["usage"]["completion_tokens"]) or tokens
@@ -470,7 +427,7 @@ class Gateway:
                             pass
                         reported = True
                         self._report(call, sid, True, spt=max(self.now() - started, 1e-6) / max(tokens, 1))
-        except _ClientGone:
+        except ClientGone:
             self._client_gone(call)
             if not reported:
                 reported = True
@@ -481,17 +438,17 @@ class Gateway:
             raise
         except TimeoutError:
             if not reported:
-                if self._is_current(call, sid, attempt):
+                if call.is_current(sid, attempt):
                     call.last_failure = "timeout"
                 self._report(call, sid, False, self._failure("timeout"))
         except aiohttp.ClientConnectorError:
             if not reported:
-                if self._is_current(call, sid, attempt):
+                if call.is_current(sid, attempt):
                     call.last_failure = "connect"
                 self._lost(sid)
         except (aiohttp.ClientError, ConnectionError, OSError):  # reset, disconnected, a cut payload: this attempt's
             if not reported:  # connection broke; the server's other attempts see their own (a crash breaks them all)
-                if self._is_current(call, sid, attempt):
+                if call.is_current(sid, attempt):
                     call.last_failure = "reset"
                 self._report(call, sid, False, self._failure("reset"))
         except Exception:  # a bug here must not leave the attempt's slot taken or its request waiting forever
@@ -503,10 +460,10 @@ class Gateway:
                 call.tasks.discard(task)
                 self._stray.discard(task)
 
-    async def _relay_stream(self, call: _Call, sid: str, attempt: int, resp: aiohttp.ClientResponse) -> None:
+    async def _relay_stream(self, call: Call, sid: str, attempt: int, resp: aiohttp.ClientResponse) -> None:
         """Pass SSE chunks through as they arrive; the first one is the request's first token (no re-send after it)."""
         async for chunk in resp.content.iter_any():
-            if not chunk or not self._is_current(call, sid, attempt):
+            if not chunk or not call.is_current(sid, attempt):
                 continue  # an abandoned attempt's output never reaches the client
             if call.response is None:
                 try:
@@ -523,13 +480,13 @@ class Gateway:
                 try:
                     await out.prepare(call.request)
                 except (ConnectionError, RuntimeError) as exc:
-                    raise _ClientGone() from exc
+                    raise ClientGone() from exc
             try:
                 await call.response.write(chunk)
             except (ConnectionError, RuntimeError) as exc:
-                raise _ClientGone() from exc
+                raise ClientGone() from exc
 
-    def _client_gone(self, call: _Call) -> None:
+    def _client_gone(self, call: Call) -> None:
         if call.final is None and call.rid in self._calls:
             try:
                 self._apply(self.path.cancel(call.rid, self.now()))
@@ -568,7 +525,7 @@ class Gateway:
         rid = f"gw-{self._prefix}-{next(self._ids)}"
         if not isinstance(data.get("max_tokens"), int):  # absent or null: the server must generate what was estimated
             payload = json.dumps({**data, "max_tokens": max_tokens}).encode()
-        call = _Call(rid, principal.tenant, principal.tier, request.path, stream, payload, prompt_tokens, max_tokens,
+        call = Call(rid, principal.tenant, principal.tier, request.path, stream, payload, prompt_tokens, max_tokens,
                      arrived, request)  # fmt: skip
         req = Request(rid, prompt_tokens + max_tokens, prompt_tokens, tier=principal.tier, tenant=principal.tenant)
         self._calls[rid] = call
@@ -594,7 +551,7 @@ class Gateway:
             self._calls.pop(rid, None)
             self._stray.update(call.tasks)  # abandoned attempts still running report their late answers themselves
 
-    async def _answer(self, call: _Call) -> web.StreamResponse:
+    async def _answer(self, call: Call) -> web.StreamResponse:
         """The client's one answer, from the request's final outcome."""
         o = call.final
         name = type(o).__name__
@@ -606,7 +563,7 @@ class Gateway:
                 return call.response
             answer = call.answers.get((o.server_id, o.attempt))
             if answer is None:  # a stream request whose backend sent nothing: nothing to pass on
-                answer = _Answer(502, _error_body("the server's answer was empty", "server_error"))
+                answer = Answer(502, _error_body("the server's answer was empty", "server_error"))
             self._done(call, answer.status, "delivered", None)
             return web.Response(status=answer.status, body=answer.body, headers={**answer.headers, "X-Request-Id": call.rid})
         if name == "Rejected":
@@ -642,7 +599,7 @@ class Gateway:
         self._done(call, 499, "cancelled", "client went away")
         return call.response if call.response is not None else web.Response(status=499)
 
-    async def _finish_stream(self, call: _Call, error: str | None = None) -> None:
+    async def _finish_stream(self, call: Call, error: str | None = None) -> None:
         assert call.response is not None
         try:
             if error is not None:
@@ -660,7 +617,7 @@ class Gateway:
 
     # -- logs --------------------------------------------------------------------------
 
-    def _done(self, call: _Call, status: int, outcome: str, reason: str | None, *, retry_after: int | None = None) -> None:
+    def _done(self, call: Call, status: int, outcome: str, reason: str | None, *, retry_after: int | None = None) -> None:
         """Count (by outcome and tier), time (delivered answers) and log a submitted request: exactly once.  O(1)."""
         if call.finished:
             return
@@ -672,7 +629,7 @@ class Gateway:
             self.metrics.latency(call.tier, ttft, e2e, len(call.route))
         self._log(call, status, outcome, reason, retry_after=retry_after, ttft=ttft, e2e=e2e)
 
-    def _log(self, call: _Call, status: int, outcome: str, reason: str | None, *, retry_after: int | None = None,
+    def _log(self, call: Call, status: int, outcome: str, reason: str | None, *, retry_after: int | None = None,
              ttft: float | None = None, e2e: float | None = None) -> None:  # fmt: skip
         if not _log.isEnabledFor(logging.INFO):
             return
