@@ -128,14 +128,12 @@ from solution.gateway.call import Answer, Call, ClientGone
 from solution.gateway.config import STRATEGIES, Backend, GatewayConfig
 from solution.gateway.deadline import HeaderDeadline
 from solution.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from solution.gateway.requestlog import REQUEST_LOGGER, log_refusal, log_request
 from solution.gateway.validation import CHAT, COMPLETIONS, BadInput, count_tokens, read_json, validate
 
 __all__ = ["Gateway", "GATEWAY", "build_app", "RunningGateway", "start_gateway", "run_gateway", "BackgroundGateway",
            "ssl_context", "count_tokens", "REQUEST_LOGGER"]  # fmt: skip
 
-#: The logger of the one-line-per-request JSON records.
-REQUEST_LOGGER = "solution.gateway.requests"
-_log = logging.getLogger(REQUEST_LOGGER)
 _events = logging.getLogger("solution.gateway")
 
 _FINAL = frozenset({"Rejected", "Delivered", "Failed", "TimedOut", "Cancelled"})
@@ -501,7 +499,7 @@ class Gateway:
         principal = self.keys.lookup(request.headers.get("Authorization"))
         if principal is None:
             self.metrics.request("unauthorized", None)
-            self._log_refusal(request, arrived, 401, "unauthorized", None, None)
+            log_refusal(request.path, 401, "unauthorized", None, None, self.now() - arrived)
             return _json_response(401, _error_body("a valid API key is required: Authorization: Bearer <key>",
                                                     "invalid_request_error", "invalid_api_key"),
                                   {"WWW-Authenticate": 'Bearer realm="gateway"'})  # fmt: skip
@@ -513,7 +511,7 @@ class Gateway:
                 self.client_timeouts += 1
             outcome = {400: "bad_request", 404: "not_found", 408: "client_timeout", 413: "too_large"}.get(bad.status, "bad_request")
             self.metrics.request(outcome, principal.tier)
-            self._log_refusal(request, arrived, bad.status, outcome, principal.tenant, principal.tier)
+            log_refusal(request.path, bad.status, outcome, principal.tenant, principal.tier, self.now() - arrived)
             resp = _json_response(bad.status, _error_body(bad.message, bad.kind, bad.code))
             if bad.status in (408, 413) and request.transport is not None:
                 # the rest of the body is not waited for: answer, then close (aiohttp would linger to read it)
@@ -627,26 +625,8 @@ class Gateway:
         ttft = call.ttft if call.ttft is not None else (e2e if status == 200 else None)
         if outcome == "delivered" and status == 200:
             self.metrics.latency(call.tier, ttft, e2e, len(call.route))
-        self._log(call, status, outcome, reason, retry_after=retry_after, ttft=ttft, e2e=e2e)
+        log_request(call, status, outcome, reason, retry_after=retry_after, ttft=ttft, e2e=e2e)
 
-    def _log(self, call: Call, status: int, outcome: str, reason: str | None, *, retry_after: int | None = None,
-             ttft: float | None = None, e2e: float | None = None) -> None:  # fmt: skip
-        if not _log.isEnabledFor(logging.INFO):
-            return
-        record = {"event": "request", "id": call.rid, "tenant": call.tenant, "tier": call.tier, "route": call.path_name,
-                  "stream": call.stream, "prompt_tokens": call.prompt_tokens, "max_tokens": call.max_tokens,
-                  "status": status, "outcome": outcome, "reason": reason, "queued": call.queued,
-                  "tries": len(call.route), "decisions": call.route, "retry_after": retry_after,
-                  "ttft": None if ttft is None else round(ttft, 6),
-                  "e2e": round(e2e if e2e is not None else self.now() - call.arrived, 6)}  # fmt: skip
-        _log.info(json.dumps(record))
-
-    def _log_refusal(self, request: web.Request, arrived: float, status: int, outcome: str, tenant: str | None,
-                     tier: str | None) -> None:  # fmt: skip
-        if _log.isEnabledFor(logging.INFO):
-            _log.info(json.dumps({"event": "request", "id": None, "tenant": tenant, "tier": tier, "route": request.path,
-                                  "status": status, "outcome": outcome, "tries": 0, "decisions": [],
-                                  "e2e": round(self.now() - arrived, 6)}))  # fmt: skip
 
     # -- the other endpoints -----------------------------------------------------------------
 
