@@ -175,3 +175,15 @@ def test_parse_metrics_and_sample_from_read_the_exposition_format() -> None:
     assert (s.ttft_count, round(s.ttft_sum, 6), s.outcomes) == (5.0, 0.5, {"delivered": 6.0})
     with pytest.raises(TypeError):
         gw_widget.parse_metrics(b"x 1")
+
+
+def test_every_control_changes_what_the_panel_shows_at_once(live) -> None:
+    """A person who moves a control sees it answer (the browser test drives each kind the same way)."""
+    _, gateway, _ = live
+    with gw_widget.GatewayPanel(gateway.url, KEY) as panel:
+        for control, value in ((panel.prompt, "one two three"), (panel.max_tokens, 7), (panel.rate, 2.5), (panel.live, True)):
+            before = panel.settings.value
+            control.value = value
+            assert panel.settings.value != before, f"changing {control.description!r} left the settings line as it was"
+        assert "3 prompt words" in panel.settings.value and "at most 7 tokens" in panel.settings.value
+        assert "2.5 requests/s" in panel.settings.value and "on, every 0.5 s" in panel.settings.value

@@ -304,13 +304,17 @@ class GatewayPanel:
                                   continuous_update=False, style=style, layout=W.Layout(width="420px"))  # fmt: skip
         self.live = W.ToggleButton(value=bool(live), description="live metrics", icon="refresh")
         self.answer = W.HTML(layout=W.Layout(width="900px"))
+        self.settings = W.HTML()
         self.status = W.HTML()
         self.image = W.Image(format="png", layout=W.Layout(width="900px"))
         self.send.on_click(lambda _: self.ask_soon())
         self.rate.observe(lambda change: self._set_rate(change["new"]), names="value")
         self.live.observe(lambda change: self._set_live(change["new"]), names="value")
+        for control in (self.prompt, self.max_tokens, self.rate, self.live):
+            control.observe(lambda _: self._show_settings(), names="value")
         self.widget = W.VBox([W.HBox([self.prompt, W.VBox([self.max_tokens, self.send])]), self.answer,
-                              W.HBox([self.rate, self.live]), self.image, self.status])  # fmt: skip
+                              W.HBox([self.rate, self.live]), self.settings, self.image, self.status])  # fmt: skip
+        self._show_settings()
 
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="gateway-panel", daemon=True)
@@ -324,6 +328,13 @@ class GatewayPanel:
         except BaseException:
             self.close()
             raise
+
+    def _show_settings(self) -> None:
+        """The settings line: what the next click sends and what runs now (updated on every change of a control)."""
+        words = len(self.prompt.value.split())
+        self.settings.value = (f"<small>next answer: {words} prompt words, at most {self.max_tokens.value} tokens &middot; "
+                               f"background load: {self.rate.value:g} requests/s &middot; live metrics: "
+                               f"{'on, every %g s' % self.interval if self.live.value else 'off'}</small>")  # fmt: skip
 
     # -- the loop thread -------------------------------------------------------------------------
 
