@@ -118,14 +118,12 @@ from aiohttp import web
 
 from solution.core.errors import RequestTooLargeError, UnknownRequestError, UnknownServerError, UnknownTierError
 from solution.core.impl import load_impl
-from solution.core.path import RequestPath
-from solution.core.queue_types import QueuePolicy
 from solution.core.request import Request
 from solution.core.retry_types import Failure
-from solution.core.routing import Router
 from solution.gateway.auth import KeyStore
 from solution.gateway.call import Answer, Call, ClientGone
-from solution.gateway.config import STRATEGIES, Backend, GatewayConfig
+from solution.gateway.compose import compose_path
+from solution.gateway.config import Backend, GatewayConfig
 from solution.gateway.deadline import HeaderDeadline
 from solution.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from solution.gateway.requestlog import REQUEST_LOGGER, log_refusal, log_request
@@ -180,7 +178,7 @@ class Gateway:
         self.keys = KeyStore(config.keys)
         self.backends = {b.server_id: b for b in config.backends}
         self.metrics = GatewayMetrics(lambda: (self.path, self.health, tuple(self.backends), self.retrier))
-        self.path, self.health, self.retrier = self._compose(lib)
+        self.path, self.health, self.retrier = compose_path(config, lib)
         self._t0 = time.monotonic()
         self._ids = itertools.count(1)
         self._prefix = os.urandom(3).hex()
@@ -194,53 +192,6 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None
         self.drained: dict[str, float] = {}
         self.client_timeouts = 0
-
-    # -- composition -----------------------------------------------------------------
-
-    def _compose(self, lib: ModuleType) -> tuple[RequestPath, Any, Any]:
-        cfg = self.config
-        models = self._models()
-        table = cfg.tier_table()
-        if table is not None:
-            table_class = getattr(lib, "TierTable", None)
-            if table_class is not None and not isinstance(table, table_class):
-                table = table_class(list(table), default=table.default)
-            strategy = lib.TierRouting(table)
-        else:
-            name = STRATEGIES[cfg.strategy]
-            strategy_class = getattr(lib, name, None)
-            if strategy_class is None:
-                from solution.core import routing
-
-                strategy_class = getattr(routing, name)
-            strategy = strategy_class()
-        router = Router(strategy, models=models)
-        health = lib.HealthChecker(cfg.health_policy(), seed=cfg.seed)
-        ledger = lib.RetryLedger(cfg.ledger_policy())
-        queue = None
-        if cfg.queue is not None:
-            queue = QueuePolicy(max_depth=cfg.queue.max_depth, max_wait=cfg.queue.max_wait)
-        kwargs: dict[str, Any] = {"health": health, "ledger": ledger, "queue": queue}
-        if table is not None:
-            kwargs["tiers"] = table
-            kwargs["admission"] = lib.TierAdmission(table, lib.RateLimiter(table))
-            if queue is None:  # tiers need a policy: no waiting at all
-                kwargs["queue"] = QueuePolicy(max_depth=0)
-        retrier_class = getattr(lib, "Retrier", None)
-        if retrier_class is None:
-            from solution.retry import Retrier as retrier_class  # an implementation package from before stage 8
-        retrier = kwargs["retrier"] = retrier_class(cfg.retry_policy(), seed=cfg.seed)
-        path = RequestPath(router, **kwargs)
-        return path, health, retrier
-
-    def _models(self) -> dict[str, Any]:
-        """Latency models for backends that name a GPU or model preset (the predictive strategy prices with them).
-
-        The same presets, looked up the same way (case-insensitively), as the
-        inference servers' (``--gpu``, ``--model``), so the router prices a
-        server with the model that server runs.
-        """
-        return {b.server_id: b.latency_model() for b in self.config.backends if b.gpu is not None or b.model is not None}
 
     # -- life cycle ------------------------------------------------------------------
 
