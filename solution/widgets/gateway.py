@@ -194,10 +194,13 @@ def panel_figure(samples: Sequence[Sample], answers: Sequence[Answer] = (), *, t
     mid.set_title("queue depth: the gateway's and each server's", fontsize=9)
     mid.set_ylabel("waiting (requests)")
     its, iys = _intervals(samples)
-    bottom.plot(its, [y * 1000 for y in iys], marker=".", color="#72b7b2", label="mean TTFT of the gateway's answers per scrape")
+    if any(math.isfinite(y) for y in iys):
+        bottom.plot(its, [y * 1000 for y in iys], marker=".", color="#72b7b2", label="mean TTFT of the gateway's answers per scrape")
     mine = [a for a in answers if not math.isnan(a.ttft)]
     if mine:
         bottom.plot([a.at for a in mine], [a.ttft * 1000 for a in mine], "o", color="#e45756", label="your chat answers (client side)")
+    if not bottom.get_lines():
+        bottom.text(0.5, 0.5, "no answer delivered between two scrapes yet", transform=bottom.transAxes, ha="center", va="center")
     bottom.set_title("time to first token", fontsize=9)
     bottom.set_ylabel("TTFT (ms)")
     bottom.set_xlabel("time since the panel started (s)")

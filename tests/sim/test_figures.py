@@ -29,6 +29,7 @@ from solution.sim.sweep import ErlangPoint, queue_points
 from solution.widgets import affinity as affinity_widget
 from solution.widgets import deploy as deploy_widget
 from solution.widgets import drawing
+from solution.widgets import gateway as gateway_widget
 from solution.widgets import health as health_widget
 from solution.widgets import simulator as simulator_widget
 from solution.widgets import tiers as tiers_widget
@@ -176,7 +177,16 @@ CASES: dict[str, Callable[[dict, list], list[Figure]]] = {
     "tier explorer widget": lambda r, p: [tiers_widget.TierExplorer(requests=200).figure()],
     "deploy figures": lambda r, p: _deploy_figures(),
     "deploy player widget": lambda r, p: [deploy_widget.DeployExplorer().figure()],
+    "gateway live panel": lambda r, p: _gateway_panel_figures(),
 }
+
+
+def _gateway_panel_figures() -> list[Figure]:
+    """Notebook 08's live panel, drawn from made-up scrapes (the panel's own test draws it from a real gateway)."""
+    samples = [gateway_widget.Sample(t, {"a10": float(t % 3), "h100": float(t % 5)}, float(t % 2), 0.05 * t, float(t),
+                                     {"delivered": float(t)}, {"a10": float(t % 2)}) for t in range(8)]  # fmt: skip
+    answers = [gateway_widget.Answer(2.5, 200, "hello", 0.04, 0.3, "a10", 12)]
+    return [gateway_widget.panel_figure(samples, answers), gateway_widget.panel_figure(samples[:1])]
 
 
 def _tiers_figures() -> list[Figure]:
