@@ -104,7 +104,6 @@ import asyncio
 import itertools
 import json
 import logging
-import math
 import os
 import ssl
 import time
@@ -113,19 +112,19 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import aiohttp
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from solution.core.errors import RequestTooLargeError, UnknownRequestError, UnknownServerError, UnknownTierError
 from solution.core.impl import load_impl
 from solution.core.request import Request
 from solution.core.retry_types import Failure
 from solution.gateway.auth import KeyStore
-from solution.gateway.call import Answer, Call, ClientGone
+from solution.gateway.call import Answer, Call
 from solution.gateway.compose import compose_path
 from solution.gateway.config import Backend, GatewayConfig
 from solution.gateway.deadline import HeaderDeadline
 from solution.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from solution.gateway.proxy import Proxy
 from solution.gateway.requestlog import REQUEST_LOGGER, log_refusal, log_request
 from solution.gateway.validation import CHAT, COMPLETIONS, BadInput, count_tokens, read_json, validate
 
@@ -135,8 +134,6 @@ __all__ = ["Gateway", "GATEWAY", "build_app", "RunningGateway", "start_gateway",
 _events = logging.getLogger("solution.gateway")
 
 _FINAL = frozenset({"Rejected", "Delivered", "Failed", "TimedOut", "Cancelled"})
-#: A backend's response headers the client gets (lower case); the rest (Content-Length, Date, Server, ...) are the gateway's own.
-_PASSED_HEADERS = frozenset({"content-type", "retry-after", "x-server-id"})
 
 
 def _error_body(message: str, kind: str, code: str | None = None) -> bytes:
@@ -145,17 +142,6 @@ def _error_body(message: str, kind: str, code: str | None = None) -> bytes:
 
 def _json_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """A ``Retry-After`` header's seconds (delta form only; an HTTP date or junk -> None)."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 class Gateway:
@@ -185,15 +171,19 @@ class Gateway:
         self._calls: dict[str, Call] = {}
         self._wake = asyncio.Event()
         self._wake_at: float | None = None  # when the driver next wakes by itself (None: only when woken)
-        self._health_policy = config.health_policy()
         self._driver: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self._stray: set[asyncio.Task[None]] = set()  # attempts whose request ended (abandoned ones): finish on their own
-        self.session: aiohttp.ClientSession | None = None
+        self.proxy = Proxy(config, self.backends)
         self.drained: dict[str, float] = {}
         self.client_timeouts = 0
 
     # -- life cycle ------------------------------------------------------------------
+
+    @property
+    def session(self) -> ClientSession | None:
+        """The backend connection pool (the proxy's; None before :meth:`start`)."""
+        return self.proxy.session
 
     def now(self) -> float:
         """Seconds since the gateway started (the event loop's monotonic clock): the path's ``now``."""
@@ -201,9 +191,7 @@ class Gateway:
 
     async def start(self, app: web.Application | None = None) -> None:
         """Open the backend connection pool, add the servers (warm), start the driver task."""
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(5.0, self.config.timeouts.attempt))
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, enable_cleanup_closed=True)
-        self.session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
+        await self.proxy.open()
         now = self.now()
         for b in self.config.backends:
             self._apply(self.path.add_server(b.server_id, b.capacity, b.gpu_memory_gb, now, warm=True, version=b.version))
@@ -218,8 +206,7 @@ class Gateway:
             t.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if self.session is not None:
-            await self.session.close()
+        await self.proxy.close()
 
     # -- the driver ------------------------------------------------------------------
 
@@ -248,16 +235,7 @@ class Gateway:
             self._apply(self.path.tick(now))
 
     async def _probe(self, sid: str) -> None:
-        b = self.backends.get(sid)
-        ok = False
-        if b is not None and self.session is not None:
-            timeout = aiohttp.ClientTimeout(total=self._health_policy.timeout)
-            try:
-                async with self.session.get(b.url + "/health", timeout=timeout) as resp:
-                    ok = resp.status == 200
-                    await resp.read()
-            except (aiohttp.ClientError, TimeoutError, OSError):
-                ok = False
+        ok = await self.proxy.probe(sid)
         try:
             out = self.path.probe_result(sid, ok, self.now())
         except (UnknownServerError, KeyError):
@@ -279,7 +257,7 @@ class Gateway:
                                    "waited": round(o.waited, 6), "previous": o.previous})  # fmt: skip
                 if o.attempt > 1:
                     self.metrics.retries.inc()
-                task = asyncio.create_task(self._attempt(call, o.server_id, o.attempt))
+                task = asyncio.create_task(self.proxy.attempt(call, o.server_id, o.attempt, self), name=f"{call.rid}@{o.server_id}")
                 call.tasks.add(task)
             elif name == "Preempted":
                 if call is not None:
@@ -303,7 +281,7 @@ class Gateway:
         if nxt is not None and (self._wake_at is None or nxt < self._wake_at):
             self._wake.set()  # the path has work before the driver's wake-up: wake it (else let it sleep)
 
-    def _report(self, call: Call, sid: str, ok: bool, failure: Failure | None = None, spt: float | None = None) -> None:
+    def report(self, call: Call, sid: str, ok: bool, failure: Failure | None = None, spt: float | None = None) -> None:
         """Tell the path an attempt ended; an attempt it no longer knows (its server was lost) is ignored."""
         kwargs: dict[str, Any] = {"ok": ok, "seconds_per_token": spt}
         if not ok:
@@ -314,7 +292,7 @@ class Gateway:
             return
         self._apply(out)
 
-    def _lost(self, sid: str) -> None:
+    def lost(self, sid: str) -> None:
         """A backend refused a connection: the server is lost (every attempt there is re-sent or failed)."""
         if self.path.server_state(sid) == "gone":
             return
@@ -324,118 +302,22 @@ class Gateway:
             return
         self._apply(out)
 
-    @staticmethod
-    def _failure(kind: str, status: int | None = None, retry_after: float | None = None) -> Failure:
-        """What the retrier is told about a failed try (stage 8's ``Failure``)."""
-        return Failure(kind, status=status, retry_after=retry_after)
-
-    # -- one attempt -------------------------------------------------------------------
-
-    async def _attempt(self, call: Call, sid: str, attempt: int) -> None:
-        """Send the request to ``sid`` and report how it ended; stream chunks to the client while it is current."""
-        task = asyncio.current_task()
-        if task is not None:
-            task.set_name(f"{call.rid}@{sid}")
-        b = self.backends[sid]
-        assert self.session is not None
-        started = self.now()
-        reported = False
+    def first_token(self, call: Call) -> bool:
+        """The stream's first chunk: tell the path (False: it no longer knows the request, abandoned while backing off)."""
         try:
-            async with asyncio.timeout(self.config.timeouts.attempt):
-                async with self.session.post(b.url + call.path_name, data=call.payload,
-                                             headers={"Content-Type": "application/json", "X-Request-Id": call.rid}) as resp:  # fmt: skip
-                    if resp.status != 200:
-                        body = await resp.read()
-                        keep = {k: v for k, v in resp.headers.items() if k.lower() in _PASSED_HEADERS}
-                        answer = Answer(resp.status, body, keep)
-                        reported = True
-                        if 400 <= resp.status < 500 and resp.status != 429:  # the client's error: passed through
-                            call.answers[(sid, attempt)] = answer
-                            self._report(call, sid, True)
-                        else:
-                            if call.is_current(sid, attempt):
-                                call.last_error, call.last_failure = answer, f"status {resp.status}"
-                            ra = _retry_after(resp.headers.get("Retry-After"))
-                            self._report(call, sid, False, self._failure("status", resp.status, ra))
-                        return
-                    if call.stream:
-                        await self._relay_stream(call, sid, attempt, resp)
-                        spt = None
-                        if call.ttft is not None and call.max_tokens > 0:
-                            spt = max(self.now() - started, 1e-6) / call.max_tokens
-                        reported = True
-                        self._report(call, sid, True, spt=spt)
-                    else:
-                        body = await resp.read()
-                        keep = {k: v for k, v in resp.headers.items() if k.lower() in _PASSED_HEADERS}
-                        call.answers[(sid, attempt)] = Answer(200, body, keep)
-                        tokens = call.max_tokens
-                        try:
-                            tokens = int(json.loads(body)["usage"]["completion_tokens"]) or tokens
-                        except (ValueError, KeyError, TypeError):
-                            pass
-                        reported = True
-                        self._report(call, sid, True, spt=max(self.now() - started, 1e-6) / max(tokens, 1))
-        except ClientGone:
-            self._client_gone(call)
-            if not reported:
-                reported = True
-                self._report(call, sid, True)  # not the server's fault: its slot is freed, the answer discarded
-        except asyncio.CancelledError:
-            if not reported:
-                self._report(call, sid, True)
-            raise
-        except TimeoutError:
-            if not reported:
-                if call.is_current(sid, attempt):
-                    call.last_failure = "timeout"
-                self._report(call, sid, False, self._failure("timeout"))
-        except aiohttp.ClientConnectorError:
-            if not reported:
-                if call.is_current(sid, attempt):
-                    call.last_failure = "connect"
-                self._lost(sid)
-        except (aiohttp.ClientError, ConnectionError, OSError):  # reset, disconnected, a cut payload: this attempt's
-            if not reported:  # connection broke; the server's other attempts see their own (a crash breaks them all)
-                if call.is_current(sid, attempt):
-                    call.last_failure = "reset"
-                self._report(call, sid, False, self._failure("reset"))
-        except Exception:  # a bug here must not leave the attempt's slot taken or its request waiting forever
-            _events.exception("attempt %s@%s failed unexpectedly", call.rid, sid)
-            if not reported:
-                self._report(call, sid, False, self._failure("reset"))
-        finally:
-            if task is not None:
-                call.tasks.discard(task)
-                self._stray.discard(task)
+            self.path.first_token(call.rid, self.now())
+        except UnknownRequestError:  # abandoned while its request backs off (no outcome says so): not current
+            return False
+        return True
 
-    async def _relay_stream(self, call: Call, sid: str, attempt: int, resp: aiohttp.ClientResponse) -> None:
-        """Pass SSE chunks through as they arrive; the first one is the request's first token (no re-send after it)."""
-        async for chunk in resp.content.iter_any():
-            if not chunk or not call.is_current(sid, attempt):
-                continue  # an abandoned attempt's output never reaches the client
-            if call.response is None:
-                try:
-                    self.path.first_token(call.rid, self.now())
-                except UnknownRequestError:  # abandoned while its request backs off (no outcome says so): not current
-                    call.current = None
-                    continue
-                call.ttft = self.now() - call.arrived
-                headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Request-Id": call.rid}
-                if "X-Server-Id" in resp.headers:
-                    headers["X-Server-Id"] = resp.headers["X-Server-Id"]
-                out = web.StreamResponse(status=200, headers=headers)
-                call.response = out
-                try:
-                    await out.prepare(call.request)
-                except (ConnectionError, RuntimeError) as exc:
-                    raise ClientGone() from exc
-            try:
-                await call.response.write(chunk)
-            except (ConnectionError, RuntimeError) as exc:
-                raise ClientGone() from exc
+    def attempt_ended(self, call: Call, task: asyncio.Task[None] | None) -> None:
+        """An attempt's task finishes: forget it."""
+        if task is not None:
+            call.tasks.discard(task)
+            self._stray.discard(task)
 
-    def _client_gone(self, call: Call) -> None:
+    def client_gone(self, call: Call) -> None:
+        """The client went away: cancel its request in the path (if it is still open)."""
         if call.final is None and call.rid in self._calls:
             try:
                 self._apply(self.path.cancel(call.rid, self.now()))
@@ -491,7 +373,7 @@ class Gateway:
             return await self._answer(call)
         finally:
             if call.final is None:  # the client went away (handler cancelled) before its answer
-                self._client_gone(call)
+                self.client_gone(call)
                 for task in list(call.tasks):
                     if task is not asyncio.current_task():
                         task.cancel()
