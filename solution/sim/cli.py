@@ -18,6 +18,7 @@
     python -m solution.sim tiers-race --workload azure --seeds 4   # stage 6: the Azure trace, tiers assigned
     python -m solution.sim tier-checks                       # stage 6: strict priority vs Cobham / preemptive-resume
     python -m solution.sim deploy-race --seeds 3             # stage 7: rollouts, canary blast radius, false rollbacks
+    python -m solution.sim storm                             # stage 8: the retry storm and the retry budget
 
 ``--balancer`` picks the implementation: ``solution`` (the reference),
 ``exercises`` (the candidate's), or ``package.module:Class``; by default the
@@ -135,7 +136,38 @@ def _parser() -> argparse.ArgumentParser:
                         help="whole simulated canaries of an identical version for the in-simulator false-rollback rate (default 20; 0: skip)")
     deploy.add_argument("--scenarios", help="comma-separated scenario names (default: all)")
     deploy.add_argument("--workers", type=int, help="processes (default: every core)")
+    storm = sub.add_parser("storm", help="stage 8: attempts and success vs the failing fraction (no retries, retries, "
+                           "retries + budget); a lost server and a metastable retry storm")  # fmt: skip
+    storm.add_argument("--seeds", type=int, default=5, help="seeds per point (default 5)")
+    storm.add_argument("--fractions", default="0,0.25,0.5,0.75,1", help="failing fractions of the curve (default 0,0.25,0.5,0.75,1)")
+    storm.add_argument("--errors-at-once", action="store_true", help="the curve's failing tries answer 500 at once (cost no work)")
+    storm.add_argument("--load", type=float, default=0.7, help="the overload scenario's load (default 0.7)")
+    storm.add_argument("--no-overload", action="store_true", help="print the curve only")
     return parser
+
+
+def _storm_command(args: argparse.Namespace) -> int:
+    """``storm``: the storm curve, then the overload scenario with and without the lost server."""
+    from solution.sim import retrystorm
+
+    started = time.perf_counter()
+    try:
+        fractions = [float(f) for f in args.fractions.split(",")]
+        fleet = retrystorm.StormFleet(errors_cost_work=not args.errors_at_once)
+        points = retrystorm.storm_curve(fractions, seeds=range(args.seeds), fleet=fleet)
+        scenario = retrystorm.OverloadScenario(load=args.load)
+    except (TypeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(retrystorm.curve_table(points, fleet))
+    print(f"({time.perf_counter() - started:.1f} s)")
+    if not args.no_overload:
+        for sc in (scenario, retrystorm.OverloadScenario(**{**scenario.__dict__, "lose_server": False})):
+            started = time.perf_counter()
+            print()
+            print(retrystorm.overload_table(retrystorm.overload_runs(scenario=sc, seeds=range(args.seeds))))
+            print(f"({time.perf_counter() - started:.1f} s)")
+    return 0
 
 
 def _stage7_command(args: argparse.Namespace) -> int:
@@ -277,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _stage6_command(args)
     if args.command == "deploy-race":
         return _stage7_command(args)
+    if args.command == "storm":
+        return _storm_command(args)
     if args.command == "list":
         for name, builder in SCENARIOS.items():
             print(f"{name:12s} {(builder.__doc__ or '').strip().splitlines()[0]}")

@@ -18,6 +18,12 @@
   (a *try*) runs as its own job on its server: a re-sent request may run on
   two servers at once, the abandoned try keeps the GPU busy until it ends,
   and its late answer is discarded (counted, never delivered).
+* ``HealthConfig(retry=RetryPolicy(...), retrier=True)`` (stage 8): the
+  path also gets a ``Retrier`` (:mod:`solution.retry`), so a re-send waits
+  for its decision: backoff with full jitter, and the retry budget.  An
+  error answer reaches it as ``Failure("status", 500)``, a refused
+  connection as ``Failure("connect")``, a lost server and a per-try
+  timeout as the path says (``"reset"``, ``"timeout"``).
 * :class:`HealthLog` and :class:`Try`: what a run with health checking
   records beside the per-request arrays (``Results.health``,
   ``Results.history``).
@@ -37,7 +43,9 @@ from typing import Any
 
 import numpy as np
 
+from solution.core.errors import UnknownRequestError
 from solution.core.request import Request
+from solution.core.retry_types import Failure
 from solution.sim.engine import Engine
 from solution.sim.errors import BalancerContractError, SimulationError
 from solution.sim.events import HEALTH, PROBE, TIMETABLE
@@ -50,6 +58,8 @@ __all__ = ["ColdStart", "HealthConfig", "HealthEngine", "HealthLog", "Try"]
 
 _COMPLETED, _REJECTED, _FAILED, _CRASHED = (int(o) for o in (Outcome.COMPLETED, Outcome.REJECTED, Outcome.FAILED, Outcome.CRASHED))
 _HUNG = int(Outcome.HUNG)
+_ERROR_ANSWER = Failure("status", 500)  # what a failing server answers (FailFraction, GrayFailure), for the retrier
+_REFUSED = Failure("connect")  # a crashed server refuses the connection
 
 
 @dataclass(frozen=True)
@@ -89,7 +99,9 @@ class HealthConfig:
 
     Args:
         policy: the checker's ``HealthPolicy`` (``None``: its defaults).
-        retry: the ledger's ``RetryPolicy`` (``None``: its defaults).
+        retry: the ``RetryPolicy`` (``None``: its defaults).  The ledger
+            reads ``max_tries`` and ``per_try_timeout``; its backoff and
+            budget apply with ``retrier=True``.
         active: send probes (active checks).
         passive: report real requests' results to the checker (outlier detection).
         slow_start: a recovered or added server ramps its weight over
@@ -105,6 +117,21 @@ class HealthConfig:
             until the last request ended and the timetable is done.
         stop_when_down: stop probing before ``until`` once some server has
             been marked down (the theory checks need only the first ejection).
+        retrier: stage 8: the request path also gets a ``Retrier`` built
+            from ``retry`` (backoff with full jitter, ``retry_on``, the retry
+            budget), seeded with the run's seed.
+            Every re-send then waits for the retrier's yes and its delay
+            (:mod:`solution.sim.retrystorm` shows the storm it prevents).
+            Needs ``reroute``.  Off (the default): stage 4's ledger alone,
+            re-sends at once.
+        error_after_prefill: a failing server (``FailFraction``,
+            ``GrayFailure``) answers its error when the try's prefill ends
+            (an engine error or an out-of-memory while reading the prompt;
+            in classic mode, after the whole service) instead of at once, so
+            a failed try costs the server work and holds a slot, and its
+            retry adds real load.  The try leaves the batch then; no token
+            reached the client.  Off: at once, costing nothing (a refused
+            or instantly failed request).
     """
 
     policy: Any = None
@@ -117,9 +144,11 @@ class HealthConfig:
     probe_loss: float = 0.0
     until: float | None = None
     stop_when_down: bool = False
+    retrier: bool = False
+    error_after_prefill: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("active", "passive", "slow_start", "reroute", "stop_when_down"):
+        for name in ("active", "passive", "slow_start", "reroute", "stop_when_down", "retrier", "error_after_prefill"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"HealthConfig.{name} must be a bool, got {type(getattr(self, name)).__name__}")
         require_number(self.probe_rtt, "HealthConfig.probe_rtt")
@@ -132,6 +161,8 @@ class HealthConfig:
             raise TypeError(f"HealthConfig.policy must be a HealthPolicy or None, got {type(self.policy).__name__}")
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise TypeError(f"HealthConfig.retry must be a RetryPolicy or None, got {type(self.retry).__name__}")
+        if self.retrier and not self.reroute:
+            raise ValueError("HealthConfig.retrier needs reroute=True: the retrier decides the re-sends the ledger keeps track of")
         if self.probe_rtt >= self.health_policy().timeout:
             raise ValueError(f"probe_rtt ({self.probe_rtt} s) must be below the policy's timeout ({self.health_policy().timeout} s)")
 
@@ -143,9 +174,14 @@ class HealthConfig:
         return policy if self.slow_start else replace(policy, slow_start_window=1e-3)
 
     def retry_policy(self) -> Any:
+        """The policy as run: ``retry``, or the defaults.  The ledger reads its ``max_tries`` and ``per_try_timeout``."""
         from solution.core.health_types import RetryPolicy
 
         return self.retry if self.retry is not None else RetryPolicy()
+
+    def retrier_policy(self) -> Any:
+        """The policy the run's ``Retrier`` gets (``retrier=True``: :meth:`retry_policy`), else ``None``."""
+        return self.retry_policy() if self.retrier else None
 
     @property
     def checks(self) -> bool:
@@ -284,7 +320,7 @@ class HealthEngine(Engine):
     """
 
     def __init__(self, balancer: object, servers: Sequence[Server], *, health: HealthConfig, checker: Any, ledger: Any,
-                 path_class: Any, seed: int = 0, **kwargs: Any) -> None:  # fmt: skip
+                 path_class: Any, seed: int = 0, retrier: Any = None, **kwargs: Any) -> None:  # fmt: skip
         super().__init__(balancer, servers, **kwargs)
         self.first_token = list(self.first_token)  # tries, not requests, fill caches here (_on_first_token)
         if self.gateway is not None or self.early_binding:
@@ -297,7 +333,11 @@ class HealthEngine(Engine):
             view = _NoActive(checker)
         elif checker is not None and not health.passive:
             view = _NoPassive(checker)
-        self.path = path_class(balancer, health=view, ledger=ledger)
+        # stage 8: the retrier decides every re-send (without one, the path is called exactly as in stages 4-7)
+        self.path = path_class(balancer, health=view, ledger=ledger, **({} if retrier is None else {"retrier": retrier}))
+        self.retrier = retrier
+        self._doomed: set[int] = set()  # tries that answer an error at the end of their prefill (error_after_prefill)
+        self._errored: list[int] = []  # doomed tries whose prefill just ended, failed after the server's step
         self.rng = random.Random(seed * 1_000_003 + 17)  # probe losses and the fail draws of re-sent tries
         n = len(self.arrival)
         self.job_req = list(range(n))
@@ -446,10 +486,13 @@ class HealthEngine(Engine):
         if srv.running >= srv.capacity:
             raise BalancerContractError(f"the request path sent {o.request_id} to {o.server_id!r}, already running {srv.running} "
                                         f"of {srv.capacity} requests")  # fmt: skip
-        if not srv.up or draw < srv.fail_fraction:  # refused connection / an error answer, at once
+        if srv.up and draw < srv.fail_fraction and self.config.error_after_prefill:
+            self._doomed.add(j)  # runs its prefill, then answers an error (_on_server)
+        elif not srv.up or draw < srv.fail_fraction:  # refused connection / an error answer, at once
             self.job_end[j] = t
             self.job_how[j] = "error"
-            self._apply(self.path.completed(o.request_id, o.server_id, t, ok=False))
+            failure = None if self.retrier is None else (_ERROR_ANSWER if srv.up else _REFUSED)
+            self._apply(self.path.completed(o.request_id, o.server_id, t, ok=False, failure=failure))
             return
         if self.kv is None:
             srv.admit(t, j, self.job_prefill[j])
@@ -461,9 +504,19 @@ class HealthEngine(Engine):
         i = self.job_req[j]
         if self.kv is not None:  # the try's prefill is done: its blocks are in its server's memory, late or not
             self.kv.prefill_done(i, self.job_srv[j], t)  # type: ignore[attr-defined]
+        if j in self._doomed:  # an error instead of a first token: failed once the server's step is over
+            self._doomed.discard(j)
+            self._errored.append(j)
+            return
         if self.current[i] == j and self.outcome[i] == -1:
+            if self.retrier is not None:
+                try:
+                    self.path.first_token(f"r{i}", t)
+                except UnknownRequestError:  # the path abandoned this try (per-try timeout) and the request backs off:
+                    return  # no attempt of it runs, so no client hears this token
+            else:
+                self.path.first_token(f"r{i}", t)
             self.first_token[i] = t
-            self.path.first_token(f"r{i}", t)
 
     def _on_server(self, k: int, version: int, t: float) -> None:
         srv = self.servers[k]
@@ -471,6 +524,20 @@ class HealthEngine(Engine):
             return
         done = srv.step(t, self.job_decode, self.job_first)
         sid = srv.server_id
+        errored: list[int] = []
+        if self._errored:
+            errored, self._errored = self._errored, []
+            finished = set(done)
+            if finished.intersection(errored):  # classic mode: the first token comes with the end of the service
+                failed = set(errored)
+                done = [j for j in done if j not in failed]
+            for j in errored:
+                if j not in finished:
+                    srv.remove(t, j)  # it leaves the batch with its error (no decode)
+                self.job_end[j] = t
+                self.job_how[j] = "error"
+                failure = None if self.retrier is None else _ERROR_ANSWER
+                self._apply(self.path.completed(f"r{self.job_req[j]}", sid, t, ok=False, failure=failure))
         for j in done:
             i = self.job_req[j]
             self.job_end[j] = t
@@ -479,7 +546,7 @@ class HealthEngine(Engine):
             spt = (t - self.job_first[j]) / steps if steps > 0 and t > self.job_first[j] else None
             self._apply(self.path.completed(f"r{i}", sid, t, ok=True, seconds_per_token=spt))
         self._schedule(srv)
-        if done:  # only a completion can start a try (a re-send) and so an earlier per-try deadline
+        if done or errored:  # only a completion or an error can start a try (a re-send, now or after a backoff)
             self._schedule_health()
 
     # -- servers and the timetable ------------------------------------------------------

@@ -214,7 +214,9 @@ def simulate(
         health: with a ``scenario.health``, the stage-4 implementation: a
             module or namespace with ``HealthChecker`` and ``RetryLedger``
             (``None``: the reference, or the candidate's ``exercises`` in the
-            candidate's bundle); unused without one.
+            candidate's bundle); unused without one.  With
+            ``scenario.health.retrier`` its ``Retrier`` too, if it has one
+            (else the reference's, or the candidate's in their bundle).
         clock: a :class:`SimClock` the balancer's strategy reads (session
             affinity's TTL); the run binds it to the simulated time.
 
@@ -311,6 +313,19 @@ def _health_impl(health: Any) -> Any:
     return load_impl("exercises")
 
 
+def _retrier_class(impl: Any) -> Any:
+    """Stage 8's ``Retrier``: ``impl``'s if it has one, else the reference's (the candidate's in their bundle)."""
+    if hasattr(impl, "Retrier"):
+        return impl.Retrier
+    from solution.core.impl import load_impl, reference_available
+
+    if reference_available():
+        from solution.retry import Retrier
+
+        return Retrier
+    return load_impl("exercises").Retrier
+
+
 def _servers(scenario: Scenario, inputs: Inputs) -> list[Server]:
     specs = scenario.server_specs()
     servers = [
@@ -337,11 +352,14 @@ def _run_health(scenario: Scenario, lb: Any, inputs: Inputs, seed: int, health: 
     impl = _health_impl(health)
     checker = impl.HealthChecker(config.health_policy(), seed=seed) if config.checks else None
     ledger = impl.RetryLedger(config.retry_policy()) if config.reroute else None
+    retrier_policy = config.retrier_policy()
+    retrier = None if retrier_policy is None else _retrier_class(impl)(retrier_policy, seed=seed)
     req = inputs.requests
     stage5 = dict(stage5 or {})
     clock = stage5.pop("clock", None)
     run = HealthEngine(
-        lb, _servers(scenario, inputs), health=config, checker=checker, ledger=ledger, path_class=RequestPath, seed=seed, **stage5,
+        lb, _servers(scenario, inputs), health=config, checker=checker, ledger=ledger, path_class=RequestPath, seed=seed,
+        retrier=retrier, **stage5,
         arrival=req.arrival.tolist(), estimated=inputs.estimated.tolist(),
         prompt=req.prompt_tokens.tolist() if isinstance(scenario.mode, LlmMode) else None,
         prefill=inputs.prefill.tolist(), decode=inputs.decode.tolist(), fail_draw=inputs.fail_draw.tolist(),
