@@ -13,7 +13,7 @@ checks and retry ledger, the stage-2 queue, stage-6 tiers and rate limits,
 stage 8's retrier with its backoff and budget).  The path never reads a clock
 and never blocks: every call takes ``now`` (seconds of the event loop's
 monotonic clock since the gateway started) and returns outcomes, which
-:meth:`Gateway._apply` carries out at once:
+:class:`~solution.gateway.driver.PathDriver` carries out at once:
 
 * ``Dispatched``: an *attempt* task sends the request to that server (a
   re-send is one more attempt; the abandoned one keeps running, as the GPU
@@ -114,15 +114,15 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
-from solution.core.errors import RequestTooLargeError, UnknownRequestError, UnknownServerError, UnknownTierError
+from solution.core.errors import RequestTooLargeError, UnknownTierError
 from solution.core.impl import load_impl
 from solution.core.request import Request
-from solution.core.retry_types import Failure
 from solution.gateway.auth import KeyStore
 from solution.gateway.call import Answer, Call
 from solution.gateway.compose import compose_path
 from solution.gateway.config import Backend, GatewayConfig
 from solution.gateway.deadline import HeaderDeadline
+from solution.gateway.driver import PathDriver
 from solution.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from solution.gateway.proxy import Proxy
 from solution.gateway.requestlog import REQUEST_LOGGER, log_refusal, log_request
@@ -130,10 +130,6 @@ from solution.gateway.validation import CHAT, COMPLETIONS, BadInput, count_token
 
 __all__ = ["Gateway", "GATEWAY", "build_app", "RunningGateway", "start_gateway", "run_gateway", "BackgroundGateway",
            "ssl_context", "count_tokens", "REQUEST_LOGGER"]  # fmt: skip
-
-_events = logging.getLogger("solution.gateway")
-
-_FINAL = frozenset({"Rejected", "Delivered", "Failed", "TimedOut", "Cancelled"})
 
 
 def _error_body(message: str, kind: str, code: str | None = None) -> bytes:
@@ -168,14 +164,8 @@ class Gateway:
         self._t0 = time.monotonic()
         self._ids = itertools.count(1)
         self._prefix = os.urandom(3).hex()
-        self._calls: dict[str, Call] = {}
-        self._wake = asyncio.Event()
-        self._wake_at: float | None = None  # when the driver next wakes by itself (None: only when woken)
-        self._driver: asyncio.Task[None] | None = None
-        self._probes: set[asyncio.Task[None]] = set()
-        self._stray: set[asyncio.Task[None]] = set()  # attempts whose request ended (abandoned ones): finish on their own
         self.proxy = Proxy(config, self.backends)
-        self.drained: dict[str, float] = {}
+        self.driver = PathDriver(self.path, self.proxy, self.metrics, self.now)
         self.client_timeouts = 0
 
     # -- life cycle ------------------------------------------------------------------
@@ -184,6 +174,11 @@ class Gateway:
     def session(self) -> ClientSession | None:
         """The backend connection pool (the proxy's; None before :meth:`start`)."""
         return self.proxy.session
+
+    @property
+    def drained(self) -> dict[str, float]:
+        """Servers drained away, and when (the path's clock)."""
+        return self.driver.drained
 
     def now(self) -> float:
         """Seconds since the gateway started (the event loop's monotonic clock): the path's ``now``."""
@@ -194,135 +189,13 @@ class Gateway:
         await self.proxy.open()
         now = self.now()
         for b in self.config.backends:
-            self._apply(self.path.add_server(b.server_id, b.capacity, b.gpu_memory_gb, now, warm=True, version=b.version))
-        self._driver = asyncio.create_task(self._drive(), name="gateway-driver")
+            self.driver.apply(self.path.add_server(b.server_id, b.capacity, b.gpu_memory_gb, now, warm=True, version=b.version))
+        self.driver.start()
 
     async def stop(self, app: web.Application | None = None) -> None:
         """Stop the driver, the probes and every attempt still running; close the pool."""
-        tasks = [t for t in (self._driver,) if t is not None] + list(self._probes) + list(self._stray)
-        for call in list(self._calls.values()):
-            tasks += list(call.tasks)
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.driver.stop()
         await self.proxy.close()
-
-    # -- the driver ------------------------------------------------------------------
-
-    async def _drive(self) -> None:
-        """Sleep until the path's next event (or a wake-up), then send due probes and tick."""
-        spins = 0
-        while True:
-            nxt = self.path.next_event_time()
-            self._wake.clear()
-            self._wake_at = nxt
-            delay = None if nxt is None else nxt - self.now()
-            if delay is None or delay > 0:
-                spins = 0
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                except TimeoutError:
-                    pass
-            else:
-                spins += 1
-                await asyncio.sleep(0 if spins < 3 else 0.001)  # work due now: once more, without spinning the loop
-            now = self.now()
-            for sid in self.path.due_probes(now):
-                task = asyncio.create_task(self._probe(sid))
-                self._probes.add(task)
-                task.add_done_callback(self._probes.discard)
-            self._apply(self.path.tick(now))
-
-    async def _probe(self, sid: str) -> None:
-        ok = await self.proxy.probe(sid)
-        try:
-            out = self.path.probe_result(sid, ok, self.now())
-        except (UnknownServerError, KeyError):
-            return  # the server left health checks while its probe was out
-        self._apply(out)
-
-    # -- outcomes --------------------------------------------------------------------
-
-    def _apply(self, outcomes: list[Any]) -> None:
-        """Carry out the path's outcomes in order.  O(1) each (plus a task per Dispatched)."""
-        for o in outcomes:
-            name = type(o).__name__
-            call = self._calls.get(getattr(o, "request_id", ""))
-            if name == "Dispatched":
-                if call is None:
-                    continue
-                call.current = (o.server_id, o.attempt)
-                call.route.append({"attempt": o.attempt, "server": o.server_id, "at": round(o.at - call.arrived, 6),
-                                   "waited": round(o.waited, 6), "previous": o.previous})  # fmt: skip
-                if o.attempt > 1:
-                    self.metrics.retries.inc()
-                task = asyncio.create_task(self.proxy.attempt(call, o.server_id, o.attempt, self), name=f"{call.rid}@{o.server_id}")
-                call.tasks.add(task)
-            elif name == "Preempted":
-                if call is not None:
-                    call.current = None
-                    for task in list(call.tasks):
-                        if task.get_name() == f"{o.request_id}@{o.server_id}":
-                            task.cancel()
-            elif name == "Queued":
-                if call is not None:
-                    call.queued = True
-            elif name in _FINAL:
-                if call is not None and call.final is None:
-                    call.final = o
-                    call.done.set()
-            elif name == "Discarded":
-                self.metrics.discarded.inc()
-            elif name == "Drained":
-                self.drained[o.server_id] = o.at
-                _events.info(json.dumps({"event": "drained", "server": o.server_id, "at": round(o.at, 6), "forced": o.forced}))
-        nxt = self.path.next_event_time()
-        if nxt is not None and (self._wake_at is None or nxt < self._wake_at):
-            self._wake.set()  # the path has work before the driver's wake-up: wake it (else let it sleep)
-
-    def report(self, call: Call, sid: str, ok: bool, failure: Failure | None = None, spt: float | None = None) -> None:
-        """Tell the path an attempt ended; an attempt it no longer knows (its server was lost) is ignored."""
-        kwargs: dict[str, Any] = {"ok": ok, "seconds_per_token": spt}
-        if not ok:
-            kwargs["failure"] = failure
-        try:
-            out = self.path.completed(call.rid, sid, self.now(), **kwargs)
-        except UnknownRequestError:
-            return
-        self._apply(out)
-
-    def lost(self, sid: str) -> None:
-        """A backend refused a connection: the server is lost (every attempt there is re-sent or failed)."""
-        if self.path.server_state(sid) == "gone":
-            return
-        try:
-            out = self.path.server_lost(sid, self.now())
-        except UnknownServerError:
-            return
-        self._apply(out)
-
-    def first_token(self, call: Call) -> bool:
-        """The stream's first chunk: tell the path (False: it no longer knows the request, abandoned while backing off)."""
-        try:
-            self.path.first_token(call.rid, self.now())
-        except UnknownRequestError:  # abandoned while its request backs off (no outcome says so): not current
-            return False
-        return True
-
-    def attempt_ended(self, call: Call, task: asyncio.Task[None] | None) -> None:
-        """An attempt's task finishes: forget it."""
-        if task is not None:
-            call.tasks.discard(task)
-            self._stray.discard(task)
-
-    def client_gone(self, call: Call) -> None:
-        """The client went away: cancel its request in the path (if it is still open)."""
-        if call.final is None and call.rid in self._calls:
-            try:
-                self._apply(self.path.cancel(call.rid, self.now()))
-            except UnknownRequestError:
-                pass
 
     # -- HTTP handlers -----------------------------------------------------------------
 
@@ -359,7 +232,7 @@ class Gateway:
         call = Call(rid, principal.tenant, principal.tier, request.path, stream, payload, prompt_tokens, max_tokens,
                      arrived, request)  # fmt: skip
         req = Request(rid, prompt_tokens + max_tokens, prompt_tokens, tier=principal.tier, tenant=principal.tenant)
-        self._calls[rid] = call
+        self.driver.calls[rid] = call
         try:
             try:
                 out = self.path.submit(req, self.now())
@@ -368,19 +241,18 @@ class Gateway:
                 return _json_response(413, _error_body(str(exc), "invalid_request_error", "request_too_large"))
             except UnknownTierError as exc:  # the config was validated against the table: a bug, said plainly
                 return _json_response(500, _error_body(str(exc), "server_error"))
-            self._apply(out)
+            self.driver.apply(out)
             await call.done.wait()
             return await self._answer(call)
         finally:
             if call.final is None:  # the client went away (handler cancelled) before its answer
-                self.client_gone(call)
+                self.driver.client_gone(call)
                 for task in list(call.tasks):
                     if task is not asyncio.current_task():
                         task.cancel()
             if not call.finished:  # it went away before its answer, or while it was being written
                 self._done(call, 499, "cancelled", "client went away")
-            self._calls.pop(rid, None)
-            self._stray.update(call.tasks)  # abandoned attempts still running report their late answers themselves
+            self.driver.forget(call)  # abandoned attempts still running report their late answers themselves
 
     async def _answer(self, call: Call) -> web.StreamResponse:
         """The client's one answer, from the request's final outcome."""
@@ -501,7 +373,7 @@ class Gateway:
                                                    "invalid_request_error"))  # fmt: skip
         if not isinstance(sid, str) or sid not in self.backends or self.path.server_state(sid) == "gone":
             return _json_response(404, _error_body(f"no server {str(sid)[:100]!r} here", "invalid_request_error"))
-        self._apply(self.path.remove_server(sid, self.now(), drain_timeout=timeout))
+        self.driver.apply(self.path.remove_server(sid, self.now(), drain_timeout=timeout))
         return web.json_response({"server_id": sid, "state": self.path.server_state(sid)})
 
     async def handle_add(self, request: web.Request) -> web.Response:
@@ -532,7 +404,7 @@ class Gateway:
             models.pop(sid, None)
         self.backends[sid] = backend
         self.drained.pop(sid, None)
-        self._apply(self.path.add_server(sid, backend.capacity, backend.gpu_memory_gb, self.now(), warm=warm,
+        self.driver.apply(self.path.add_server(sid, backend.capacity, backend.gpu_memory_gb, self.now(), warm=warm,
                                          version=backend.version))  # fmt: skip
         return web.json_response({"server_id": sid, "state": self.path.server_state(sid)})
 
