@@ -47,6 +47,25 @@ balancer in front of that server only) and :func:`capacity` the requests
 per second each sustains with many clients; both print ratios of the
 gateway against HAProxy measured in the same run.
 
+The Azure trace (``--azure CSV``, :func:`azure_scenario`): instead of the
+simulator's workload, windows of the Azure LLM inference 2023 trace (seed
+``k``: rows ``[k * requests, (k + 1) * requests)``), the trace's own
+arrival gaps sped up by one factor per window so the window offers
+``load`` per server; read where the user keeps it, never copied (CC-BY
+4.0: Patel et al., "Splitwise", ISCA 2024, and the Azure Public Dataset).
+
+The retry storm over HTTP (``--storm``, :func:`storm`): every server is
+told to fail a fraction of attempts (``/admin/fault`` ``fail``: a 500 at
+once), and a gateway with each policy of :data:`STORM_POLICIES` (no
+retries; 3 tries without a budget; 3 tries with Envoy's retry budget)
+replays the race's requests; the attempts that reached the servers are
+counted from the servers' own ``/metrics``.
+
+``--json PATH`` records each part run (the race as ``steady`` or its
+fault's name, ``azure``, ``overhead``, ``capacity``, ``storm``) in a
+results file (:mod:`solution.gateway.results`: the exact command, the
+machine, the figures with intervals over seeds), keeping its other parts.
+
 Time: servers run the model ``1 / time_scale`` times faster than real
 time, and the arrivals are compressed by the same factor, so the offered
 load per server is the scenario's ``load`` whatever the scale; a smaller
@@ -76,8 +95,8 @@ from solution.gateway.loadgen import LoadResult, LoadSummary, from_sim_workload,
 from solution.gateway.procs import Fleet, ManagedProcess, ServerSpec, free_port, start_fleet
 
 __all__ = [
-    "race", "race_scenario", "simulated", "aggregate", "overhead", "capacity", "capacity_weights", "main",
-    "RaceRow", "Overhead", "Capacity", "AGGREGATED", "HAPROXY_SETUPS", "L7_RETRY_ON", "DEFAULT_FLEET", "RACE_KEY", "FAULTS",
+    "race", "race_scenario", "azure_scenario", "AZURE_FILE", "simulated", "aggregate", "overhead", "capacity", "capacity_weights", "main",
+    "race_part", "overhead_part", "capacity_part", "storm", "storm_part", "StormRun", "STORM_POLICIES", "RaceRow", "Overhead", "Capacity", "AGGREGATED", "HAPROXY_SETUPS", "L7_RETRY_ON", "DEFAULT_FLEET", "RACE_KEY", "FAULTS",
 ]  # fmt: skip
 
 #: The race's default fleet: two A10s and one H100 (a mixed fleet, small enough for a 2-core machine).
@@ -227,6 +246,103 @@ def race_scenario(*, requests: int = 300, load: float = 0.7, fleet: Mapping[str,
     return replace(scenario, workload=replace(scenario.workload, tiers=tiers))
 
 
+#: The Azure trace file the race replays by default (read in place, never copied; CC-BY 4.0, see :func:`azure_scenario`).
+AZURE_FILE = "AzureLLMInferenceTrace_conv.csv"
+
+
+def _trace_window_class() -> type:
+    """A :class:`~solution.sim.trace.TraceWorkload` that replays rows ``[start, start + count)``, sped up and clipped.
+
+    Built on first use (the simulator is imported lazily).  A subclass, so a
+    :class:`~solution.sim.scenario.Scenario` takes it as a trace replay.
+    """
+    global _TraceWindow
+    if _TraceWindow is not None:
+        return _TraceWindow
+    import numpy as np
+
+    from solution.sim.trace import TraceWorkload, load_azure_trace
+    from solution.sim.workload import Requests
+
+    @dataclass(frozen=True)
+    class TraceWindow(TraceWorkload):  # type: ignore[misc]
+        start: int = 0
+        count: int = 300
+        speedup: float = 1.0
+        max_prompt_tokens: int = 8192
+        max_output_tokens: int = 512
+
+        def generate(self, rng_tokens: object, rng_arrivals: object, request_rate: object = None) -> Requests:
+            if request_rate is not None:
+                raise ValueError("a trace window has its own arrival times (sped up by speedup), not a load")
+            full = load_azure_trace(self.path)
+            end = self.start + self.count
+            if end > len(full.arrival):
+                raise ValueError(f"the trace has {len(full.arrival)} rows; rows {self.start}..{end} asked")
+            arrival = full.arrival[self.start:end]
+            n = self.count
+            return Requests(arrival=(arrival - arrival[0]) / self.speedup,
+                            prompt_tokens=np.clip(full.prompt_tokens[self.start:end], 1, self.max_prompt_tokens),
+                            output_tokens=np.clip(full.output_tokens[self.start:end], 1, self.max_output_tokens),
+                            tier=np.zeros(n, dtype=np.int16), tier_names=full.tier_names,
+                            session=np.full(n, -1, dtype=np.int64), think=np.zeros(n))  # fmt: skip
+
+    _TraceWindow = TraceWindow
+    return TraceWindow
+
+
+_TraceWindow: type | None = None
+
+
+def azure_scenario(path: str | Path, *, window: int = 0, requests: int = 300, load: float = 0.7,
+                   fleet: Mapping[str, int] | None = None, max_prompt_tokens: int = 8192,
+                   max_output_tokens: int = 512) -> object:  # fmt: skip
+    """A window of the Azure LLM inference 2023 trace on the race's fleet, sped up to offer ``load`` per server.
+
+    Rows ``[window * requests, (window + 1) * requests)`` of the CSV at
+    ``path`` (read in place; the file is never copied), prompts clipped at
+    ``max_prompt_tokens`` and outputs at ``max_output_tokens``.  The
+    window's arrivals keep their real order and gaps (bursts included),
+    divided by one speed-up factor chosen so that the window's mean arrival
+    rate is ``load`` times what the fleet completes with full batches on
+    these requests (:meth:`solution.sim.scenario.Scenario.request_rate`,
+    as the simulator's ``load`` means).  Estimates are off as in
+    :func:`race_scenario` (the simulator's; the gateway is told the true
+    ``max_tokens``).  O(rows of the trace) the first time (parsed once).
+
+    Credit (CC-BY 4.0): Patel et al., "Splitwise: Efficient generative LLM
+    inference using phase splitting", ISCA 2024, and the Azure Public Dataset
+    (github.com/Azure/AzurePublicDataset).
+
+    Raises:
+        FileNotFoundError: no trace at ``path`` (with where to download it).
+        ValueError: a window beyond the trace, or a bad number.
+    """
+    from dataclasses import replace
+
+    from solution.core.validate import require_int
+    from solution.sim.cluster import Cluster
+    from solution.sim.scenario import EstimateError, Scenario
+    from solution.sim.workload import OUTPUT_ESTIMATE_SIGMA
+
+    require_int(window, "window", minimum=0)
+    require_int(requests, "requests", minimum=2)
+    cls = _trace_window_class()
+    workload = cls(str(path), start=window * requests, count=requests, max_prompt_tokens=max_prompt_tokens,
+                   max_output_tokens=max_output_tokens)  # fmt: skip
+    raw = workload.generate(None, None)
+    span = float(raw.arrival[-1] - raw.arrival[0])
+    if span <= 0:
+        raise ValueError(f"trace window {window} has all its {requests} arrivals at one instant")
+    base = Scenario(Cluster.mixed(dict(fleet or DEFAULT_FLEET)), workload, load=None,
+                    estimate=EstimateError(sigma=OUTPUT_ESTIMATE_SIGMA), name=f"azure window {window}")  # fmt: skip
+    from solution.sim.race import heterogeneous  # the same cluster with a generated workload: a load sets its rate
+
+    wanted = heterogeneous(requests=requests, load=load, fleet=dict(fleet or DEFAULT_FLEET)).request_rate(raw.prompt_tokens, raw.output_tokens)
+    speedup = wanted / ((requests - 1) / span)
+    return replace(base, workload=replace(workload, speedup=speedup))
+
+
 def simulated(scenario: object, strategies: Sequence[str], *, seed: int = 0) -> dict[str, object]:
     """The simulator's run of the race's scenario for each gateway strategy: ``{strategy: Summary}``.
 
@@ -273,6 +389,7 @@ def race(
     seeds: Sequence[int] | None = None,
     haproxy: Sequence[str] = HAPROXY_SETUPS,
     log: object = None,
+    scenario: object = None,
 ) -> list[RaceRow]:
     """Run the race (see the module) and return one row per balancer and seed: each gateway strategy, then HAProxy.
 
@@ -294,8 +411,12 @@ def race(
     compares; ``"weighted+retry"``, the same with ``retry-on``
     :data:`L7_RETRY_ON`: a request whose server died or stayed silent for
     ``server_timeout`` before answering is re-sent, as the gateway re-sends
-    one that has not streamed).  Every
-    process is stopped before it returns, whatever happens.
+    one that has not streamed).  ``scenario``: another workload instead
+    of :func:`race_scenario`'s, a :class:`~solution.sim.scenario.Scenario`
+    or a function ``seed -> Scenario`` (e.g. a window of the Azure trace
+    per seed: :func:`azure_scenario`); its cluster is the fleet, and
+    ``requests``, ``load``, ``fleet`` and ``max_output_tokens`` are then
+    unused.  Every process is stopped before it returns, whatever happens.
 
     Raises:
         FileNotFoundError: haproxy is not installed (with the install command).
@@ -309,17 +430,25 @@ def race(
         raise ValueError(f"fault must be one of {FAULTS}, got {fault!r}")
     if isinstance(fault_at, bool) or not isinstance(fault_at, (int, float)) or not 0 <= fault_at <= 1:
         raise ValueError(f"fault_at is a fraction of the arrival window in [0, 1], got {fault_at!r}")
-    scenario = race_scenario(requests=requests, load=load, fleet=fleet, max_output_tokens=max_output_tokens)
-    capacities = scenario.capacities()
-    model = model or DEFAULT_MODEL
-    specs = [ServerSpec(s.server_id, gpu=s.gpu, model=model, capacity=int(c), time_scale=time_scale, seed=i)
-             for i, (s, c) in enumerate(zip(scenario.cluster.servers, capacities))]  # fmt: skip
-    if isinstance(haproxy, str) or any(h not in HAPROXY_SETUPS for h in haproxy):
-        raise ValueError(f"haproxy must be a list of {HAPROXY_SETUPS}, got {haproxy!r}")
     seeds = [seed] if seeds is None else list(seeds)
     if not seeds or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds):
         raise ValueError(f"seeds must be ints >= 0 (at least one), got {seeds!r}")
-    sent = {x: from_sim_workload(scenario, seed=x, time_scale=time_scale, api_key=RACE_KEY) for x in seeds}
+    if scenario is None:
+        fixed = race_scenario(requests=requests, load=load, fleet=fleet, max_output_tokens=max_output_tokens)
+        make: Callable[[int], object] = lambda x: fixed  # noqa: E731
+    elif callable(scenario):
+        make = scenario
+    else:
+        make = lambda x: scenario  # noqa: E731
+    scenarios = {x: make(x) for x in seeds}
+    scenario = scenarios[seeds[0]]
+    capacities = scenario.capacities()  # type: ignore[attr-defined]
+    model = model or DEFAULT_MODEL
+    specs = [ServerSpec(s.server_id, gpu=s.gpu, model=model, capacity=int(c), time_scale=time_scale, seed=i)
+             for i, (s, c) in enumerate(zip(scenario.cluster.servers, capacities))]  # type: ignore[attr-defined]  # fmt: skip
+    if isinstance(haproxy, str) or any(h not in HAPROXY_SETUPS for h in haproxy):
+        raise ValueError(f"haproxy must be a list of {HAPROXY_SETUPS}, got {haproxy!r}")
+    sent = {x: from_sim_workload(scenarios[x], seed=x, time_scale=time_scale, api_key=RACE_KEY) for x in seeds}
     rows: list[RaceRow] = []
     target = fault_server or max(specs, key=lambda s: (s.capacity or 0, s.server_id)).server_id
     if target not in {s.server_id for s in specs}:
@@ -562,6 +691,198 @@ def capacity(*, concurrency: int = 64, seconds: float = 2.0, rounds: int = 3, se
     return result
 
 
+# -- the retry storm over HTTP ---------------------------------------------------------------------------
+
+#: The storm's retry policies: name -> the gateway's ``retry`` configuration (Envoy's defaults otherwise:
+#: 25 ms base backoff, full jitter; the budget is Envoy's retry_budget defaults, 20% of active requests, at least 3).
+STORM_POLICIES: Mapping[str, Mapping[str, object]] = {
+    "no retries": {"max_tries": 1, "budget": None},
+    "retries": {"max_tries": 3, "budget": None},
+    "retries + budget": {"max_tries": 3, "budget": {"ratio": 0.2, "min_retries": 3}},
+}
+
+
+@dataclass(frozen=True)
+class StormRun:
+    """One storm run: a policy on a fleet whose servers fail ``fraction`` of attempts; what reached the servers."""
+
+    policy: str
+    fraction: float
+    seed: int
+    sent: int
+    ok: int
+    attempts: int
+
+    @property
+    def attempts_per_request(self) -> float:
+        return self.attempts / self.sent if self.sent else math.nan
+
+    @property
+    def success_rate(self) -> float:
+        return self.ok / self.sent if self.sent else math.nan
+
+
+def _served(fleet: Fleet) -> int:
+    """Requests the fleet's servers have answered so far, every status (their ``inference_requests_total``)."""
+    total = 0
+    for url in fleet.urls.values():
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as answer:
+            for line in answer.read().decode().splitlines():
+                if line.startswith("inference_requests_total{"):
+                    total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def storm(*, fractions: Sequence[float] = (0.5, 0.9), policies: Sequence[str] = tuple(STORM_POLICIES),
+          seeds: Sequence[int] = (0, 1, 2), requests: int = 150, load: float = 0.5, fleet: Mapping[str, int] | None = None,
+          time_scale: float = 1.0, max_output_tokens: int = 128, max_seconds: float = 120.0,
+          log: object = None) -> list[StormRun]:  # fmt: skip
+    """The retry storm on real sockets: servers fail ``fraction`` of attempts (500 at once), the gateway retries or not.
+
+    For each fraction, seed and policy of :data:`STORM_POLICIES`: a fresh
+    gateway (least_connections) with that ``retry`` configuration, every
+    server told ``/admin/fault {"kind": "fail", "fraction": f}``, the race's
+    scenario (:func:`race_scenario`, ``requests`` at ``load``) replayed, and
+    the attempts that reached the servers counted from their own
+    ``/metrics`` (``inference_requests_total``, every status) before and
+    after.  The gateway's outlier ejection is off
+    (``consecutive_5xx`` out of reach): every server is equally sick, and
+    the retry policy alone is measured.  Every process is stopped before it
+    returns.  O(fractions x seeds x policies) runs.
+    """
+    unknown = [p for p in policies if p not in STORM_POLICIES]
+    if unknown or isinstance(policies, str):
+        raise ValueError(f"policies must be a list of {list(STORM_POLICIES)}, got {policies!r}")
+    if any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f <= 1 for f in fractions):
+        raise ValueError(f"fractions must be numbers in [0, 1], got {fractions!r}")
+    from solution.gateway.procs import DEFAULT_MODEL
+
+    scenario = race_scenario(requests=requests, load=load, fleet=fleet, max_output_tokens=max_output_tokens)
+    specs = [ServerSpec(s.server_id, gpu=s.gpu, model=DEFAULT_MODEL, capacity=int(c), time_scale=time_scale, seed=i)
+             for i, (s, c) in enumerate(zip(scenario.cluster.servers, scenario.capacities()))]  # type: ignore[attr-defined]  # fmt: skip
+    runs: list[StormRun] = []
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="lb-storm-") as tmp:
+        servers = stack.enter_context(start_fleet(specs))
+        for x in seeds:
+            sent = from_sim_workload(scenario, seed=x, time_scale=time_scale, api_key=RACE_KEY)
+            for f in fractions:
+                for policy in policies:
+                    config = _gateway_config(servers, specs, strategy="least_connections", queue_wait=10.0, seed=x,
+                                             attempt_timeout=max_seconds)  # fmt: skip
+                    config["retry"] = dict(STORM_POLICIES[policy])
+                    config["health"] = {"interval": 1.0, "timeout": 0.5, "consecutive_5xx": 1_000_000_000}
+                    path = Path(tmp) / "gateway-storm.json"
+                    path.write_text(json.dumps(config))
+                    port = free_port()
+                    url = f"http://127.0.0.1:{port}"
+                    argv = [sys.executable, "-m", "solution.gateway", "--config", str(path), "--port", str(port),
+                            "--log-level", "WARNING"]  # fmt: skip
+                    with ManagedProcess(argv, name=f"gateway (storm, {policy})", ready_url=url + "/health", ports=(port,)):
+                        _idle(servers)
+                        for sid in servers.urls:
+                            servers.fault(sid, "fail", fraction=float(f))
+                        try:
+                            before = _served(servers)
+                            results = run_replay(url, sent, max_requests=len(sent), max_seconds=max_seconds,
+                                                 request_timeout=max_seconds)  # fmt: skip
+                            _idle(servers)
+                            attempts = _served(servers) - before
+                        finally:
+                            for sid in servers.urls:
+                                servers.fault(sid, "clear")
+                    run = StormRun(policy, float(f), x, len(results), sum(r.ok for r in results), attempts)
+                    runs.append(run)
+                    if log is not None:
+                        print(f"storm: servers fail {f:.0%}, {policy:<17} (seed {x}): {run.ok}/{run.sent} ok, "
+                              f"{run.attempts} attempts reached the servers ({run.attempts_per_request:.2f} per request)",
+                              file=log, flush=True)  # type: ignore[arg-type]  # fmt: skip
+    return runs
+
+
+def storm_part(runs: Sequence[StormRun], *, config: Mapping[str, object]) -> dict[str, object]:
+    """The fields of a ``storm`` part: per (policy, fraction), attempts per request and success, mean [95% t] over seeds.
+
+    The success rate's interval is clipped to [0, 1] (a share; with few
+    seeds the t interval can reach past either end).
+    """
+    from solution.sim.theory import mean_confidence_interval
+
+    def interval(values: Sequence[float]) -> list[float]:
+        return [values[0]] * 3 if len(values) == 1 else list(mean_confidence_interval(values, 0.95))
+
+    groups: dict[tuple[str, float], list[StormRun]] = {}
+    for r in runs:
+        groups.setdefault((r.policy, r.fraction), []).append(r)
+    rows = [{"policy": policy, "fraction": f, "runs": len(g), "requests": sum(r.sent for r in g),
+             "attempts_per_request": interval([r.attempts_per_request for r in g]),
+             "success_rate": [min(1.0, max(0.0, v)) for v in interval([r.success_rate for r in g])]}
+            for (policy, f), g in sorted(groups.items(), key=lambda kv: (kv[0][1], list(STORM_POLICIES).index(kv[0][0])))]  # fmt: skip
+    return {"config": dict(config), "rows": rows}
+
+
+# -- recorded parts (solution.gateway.results) -----------------------------------------------------------
+
+
+def race_part(rows: Sequence[RaceRow], sims: Mapping[str, Sequence[object]], *, config: Mapping[str, object],
+              time_scale: float = 1.0) -> dict[str, object]:  # fmt: skip
+    """The ``rows``/``simulator``/``per_seed`` of a race part (:mod:`solution.gateway.results`) from a race's rows.
+
+    ``sims``: per strategy, the simulator's summaries (one per seed; model
+    seconds, turned into wall seconds with ``time_scale``).  O(rows).
+    """
+    from solution.sim.theory import mean_confidence_interval
+
+    def interval(values: Sequence[float]) -> list[float] | None:
+        values = [v for v in values if v == v]
+        if not values:
+            return None
+        if len(values) == 1:
+            return [values[0]] * 3
+        return list(mean_confidence_interval(values, 0.95))
+
+    by_label: dict[str, list[RaceRow]] = {}
+    for row in rows:
+        by_label.setdefault(row.label, []).append(row)
+    out_rows = []
+    for label, group in by_label.items():
+        errors: Counter[str] = Counter()
+        for r in group:
+            errors.update(r.summary.errors)
+        out_rows.append({"balancer": label, "runs": len(group), "sent": sum(r.summary.sent for r in group),
+                         "ok": sum(r.summary.ok for r in group), "errors": dict(errors),
+                         **{k: interval([getattr(r.summary, k) for r in group]) for k in AGGREGATED}})  # fmt: skip
+    k = time_scale
+    sim_rows = [{"balancer": f"simulator {name}", "runs": len(runs), "sent": sum(s.requests for s in runs),  # type: ignore[attr-defined]
+                 "ok": sum(s.completed for s in runs),  # type: ignore[attr-defined]
+                 "throughput": interval([s.throughput_rps / k for s in runs]),  # type: ignore[attr-defined]
+                 "ttft_p50": interval([s.ttft_p50 * k for s in runs]), "ttft_p99": interval([s.ttft_p99 * k for s in runs]),  # type: ignore[attr-defined]
+                 "e2e_p50": interval([s.e2e_p50 * k for s in runs]), "e2e_p99": interval([s.e2e_p99 * k for s in runs])}  # type: ignore[attr-defined]
+                for name, runs in sims.items() if runs]  # fmt: skip
+    per_seed = [{"balancer": r.label, "seed": r.seed, "ok": r.summary.ok, "sent": r.summary.sent, "e2e_p99": r.summary.e2e_p99,
+                 "ttft_p99": r.summary.ttft_p99, "shares": dict(r.shares)} for r in rows]  # fmt: skip
+    return {"config": dict(config), "rows": out_rows, "simulator": sim_rows, "per_seed": per_seed}
+
+
+def overhead_part(o: Overhead) -> dict[str, object]:
+    """The fields of an ``overhead`` part (milliseconds) from :func:`overhead`'s result."""
+    ms = lambda table: {t: table[t] * 1e3 for t in ("direct", "gateway", "haproxy")}  # noqa: E731
+    cpu = {t: o.cpu.get(t, 0.0) * 1e3 for t in ("direct", "gateway", "haproxy")}
+    return {"requests": dict(o.requests), "p50_ms": ms(o.p50), "p99_ms": ms(o.p99),
+            "added_p50_ms": {t: o.added(t) * 1e3 for t in ("gateway", "haproxy")},
+            "added_p99_ms": {t: o.added(t, "p99") * 1e3 for t in ("gateway", "haproxy")}, "cpu_ms_per_request": cpu,
+            "ratio": {"added_p50": o.ratio("p50"), "added_p99": o.ratio("p99"),
+                      "cpu": cpu["gateway"] / cpu["haproxy"] if cpu["haproxy"] > 0 else math.nan}}  # fmt: skip
+
+
+def capacity_part(c: Capacity, servers: int) -> dict[str, object]:
+    """The fields of a ``capacity`` part from :func:`capacity`'s result."""
+    cpu = {t: c.cpu.get(t, 0.0) * 1e3 for t in ("direct", "gateway", "haproxy")}
+    return {"concurrency": c.concurrency, "servers": servers, "rps": dict(c.rate), "errors": dict(c.errors),
+            "cpu_ms_per_request": cpu,
+            "ratio": {"rps": c.rate["gateway"] / c.rate["haproxy"], "rps_vs_direct": c.rate["gateway"] / c.rate["direct"],
+                      "cpu": cpu["gateway"] / cpu["haproxy"] if cpu["haproxy"] > 0 else math.nan}}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m solution.gateway.race", description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300)
@@ -580,8 +901,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-at", type=float, default=0.3, help="when, as a fraction of the arrival window")
     parser.add_argument("--overhead", action="store_true", help="also measure each balancer's added latency per request")
     parser.add_argument("--capacity", action="store_true", help="also measure the requests per second each sustains")
+    parser.add_argument("--storm", action="store_true",
+                        help="also run the retry storm: servers fail a fraction of attempts, the gateway retries without / with a budget")
+    parser.add_argument("--storm-fractions", default="0.5,0.9", help="fractions of attempts the servers fail in the storm")
     parser.add_argument("--no-race", action="store_true", help="skip the workload race (with --overhead / --capacity)")
+    parser.add_argument("--azure", default=None, metavar="CSV",
+                        help="replay windows of this Azure LLM inference 2023 trace file instead (seed k: rows "
+                             "[k * requests, (k + 1) * requests), sped up to offer --load; read in place, CC-BY 4.0)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also record each part run here in a results file (solution.gateway.results; other parts kept)")
+    parser.add_argument("--preliminary", action="store_true", help="mark the recorded parts preliminary (quick runs)")
     args = parser.parse_args(argv)
+    import shlex
+
+    from solution.gateway import results as recorded
+
+    command = "python -m solution.gateway.race " + shlex.join(sys.argv[1:] if argv is None else argv)
+    started = recorded.machine()
+
+    def record(name: str, fields: Mapping[str, object], t0: float) -> None:
+        if args.json:
+            recorded.record_part(args.json, name, {"command": command, "machine": started, "took_seconds": time.monotonic() - t0,
+                                                   "preliminary": args.preliminary, **fields})  # fmt: skip
+            print(f"recorded part {name!r} in {args.json}", flush=True)
+
     fleet = {}
     for item in args.fleet.split(","):
         gpu, _, count = item.partition(":")
@@ -589,21 +932,50 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     if args.overhead:
         print("overhead: one request at a time (1 prompt token, 1 output token, streamed), one fast server", flush=True)
-        overhead(log=sys.stdout)
+        t0 = time.monotonic()
+        record("overhead", overhead_part(overhead(log=sys.stdout)), t0)
     if args.capacity:
         print("capacity: closed-loop clients, two fast servers", flush=True)
-        capacity(log=sys.stdout)
+        t0 = time.monotonic()
+        record("capacity", capacity_part(capacity(log=sys.stdout), servers=2), t0)
+    if args.storm:
+        t0 = time.monotonic()
+        fractions = [float(f) for f in args.storm_fractions.split(",") if f]
+        storm_seeds = list(range(args.seed, args.seed + args.seeds))
+        print(f"storm: {args.requests} requests at load {args.load}, servers fail {fractions}, seeds {storm_seeds}", flush=True)
+        runs = storm(fractions=fractions, seeds=storm_seeds, requests=args.requests, load=args.load, fleet=fleet,
+                     time_scale=args.time_scale, max_output_tokens=args.max_output_tokens, max_seconds=args.max_seconds,
+                     log=sys.stdout)  # fmt: skip
+        part = storm_part(runs, config={"requests": args.requests, "load": args.load, "fleet": fleet, "seeds": storm_seeds,
+                                        "fractions": fractions, "time_scale": args.time_scale, "strategy": "least_connections",
+                                        "max_output_tokens": args.max_output_tokens,
+                                        "policies": {k: dict(v) for k, v in STORM_POLICIES.items()},
+                                        "outlier_ejection": "off (every server equally sick)",
+                                        "attempts": "servers' inference_requests_total, every status"})  # fmt: skip
+        record("storm", part, t0)
     if args.no_race:
         print(f"(took {time.monotonic() - began:.0f} s)")
         return 0
+    race_began = time.monotonic()
     seeds = list(range(args.seed, args.seed + args.seeds))
     strategies = [s for s in args.strategies.split(",") if s]
     print(f"race: {args.requests} requests, load {args.load}, seeds {seeds}, time scale {args.time_scale}, fleet {fleet}"
-          + (f", {args.fault} at {args.fault_at:.0%} of the arrivals" if args.fault else ", steady state"), flush=True)  # fmt: skip
+          + (f", {args.fault} at {args.fault_at:.0%} of the arrivals" if args.fault else ", steady state")
+          + (", Azure trace windows (seed k: window k)" if args.azure else ""), flush=True)  # fmt: skip
+    if args.azure:
+        scenarios = {x: azure_scenario(args.azure, window=x, requests=args.requests, load=args.load, fleet=fleet,
+                                       max_output_tokens=args.max_output_tokens) for x in seeds}  # fmt: skip
+        print("the Azure LLM inference trace 2023 (CC-BY 4.0: Patel et al., \"Splitwise\", ISCA 2024, and the Azure Public "
+              f"Dataset), {args.azure}: windows sped up " + ", ".join(f"{x}: {sc.workload.speedup:.2f}x"  # type: ignore[attr-defined]
+                                                                  for x, sc in scenarios.items()), flush=True)  # fmt: skip
+    else:
+        fixed = race_scenario(requests=args.requests, load=args.load, fleet=fleet, max_output_tokens=args.max_output_tokens)
+        scenarios = {x: fixed for x in seeds}
     rows = race(requests=args.requests, load=args.load, seeds=seeds, time_scale=args.time_scale, fleet=fleet,
                 strategies=strategies, max_output_tokens=args.max_output_tokens, max_seconds=args.max_seconds,
                 fault=args.fault, fault_server=args.fault_server, fault_at=args.fault_at,
-                haproxy=[h for h in args.haproxy.split(",") if h], log=sys.stdout)  # fmt: skip
+                haproxy=[h for h in args.haproxy.split(",") if h], log=sys.stdout,
+                scenario=lambda x: scenarios[x])  # fmt: skip
     print(f"\n{'balancer':<44} {'seed':>4} {'ok/sent':>9} {'req/s':>7} {'tok/s':>7} {'TTFT p50':>9} {'TTFT p99':>9} "
           f"{'e2e p50':>8} {'e2e p99':>8} {'added p50':>10} {'added p99':>10}  errors")  # fmt: skip
     for row in rows:
@@ -615,10 +987,9 @@ def main(argv: list[str] | None = None) -> int:
     sims: dict[str, list[object]] = {}
     if not args.fault:
         print("\nthe simulator on the same requests (model time x time scale; no HTTP, no processes, no queue):")
-        scenario = race_scenario(requests=args.requests, load=args.load, fleet=fleet, max_output_tokens=args.max_output_tokens)
         k = args.time_scale
         for x in seeds:
-            for name, sim in simulated(scenario, strategies, seed=x).items():
+            for name, sim in simulated(scenarios[x], strategies, seed=x).items():
                 sims.setdefault(name, []).append(sim)
                 print(f"{'simulator ' + name:<44} {x:>4} {sim.completed:>4}/{sim.requests:<4} {sim.throughput_rps / k:>7.1f} "  # type: ignore[attr-defined]
                       f"{sim.throughput_tps / k:>7.0f} {sim.ttft_p50 * k * 1000:>7.0f}ms {sim.ttft_p99 * k * 1000:>7.0f}ms "  # type: ignore[attr-defined]
@@ -636,6 +1007,18 @@ def main(argv: list[str] | None = None) -> int:
             p50 = mean_confidence_interval([r.e2e_p50 * args.time_scale for r in runs], 0.95)  # type: ignore[attr-defined]
             p99 = mean_confidence_interval([r.e2e_p99 * args.time_scale for r in runs], 0.95)  # type: ignore[attr-defined]
             print(f"{'simulator ' + name:<44} e2e p50 {cell(p50, 1, 's')}, e2e p99 {cell(p99, 1, 's')}")
+    config = {"requests": args.requests, "load": args.load, "seeds": seeds, "time_scale": args.time_scale, "fleet": fleet,
+              "strategies": strategies, "haproxy": [h for h in args.haproxy.split(",") if h],
+              "max_output_tokens": args.max_output_tokens, "fault": args.fault, "fault_server": args.fault_server,
+              "fault_at": args.fault_at,
+              "workload": "solution.sim.race.heterogeneous" if not args.azure else f"azure trace {Path(args.azure).name}"}  # fmt: skip
+    if args.azure:
+        config.update(windows={str(x): {"rows": [x * args.requests, (x + 1) * args.requests],
+                                        "speedup": sc.workload.speedup}  # type: ignore[attr-defined]
+                               for x, sc in scenarios.items()},
+                      credit="Patel et al., \"Splitwise: Efficient generative LLM inference using phase splitting\", "
+                             "ISCA 2024, and the Azure Public Dataset (CC-BY 4.0)")  # fmt: skip
+    record("azure" if args.azure else (args.fault or "steady"), race_part(rows, sims, config=config, time_scale=args.time_scale), race_began)
     print(f"(took {time.monotonic() - began:.0f} s)")
     return 0
 

@@ -115,3 +115,77 @@ def test_overhead_ratio_is_not_given_when_haproxys_added_time_is_noise() -> None
                     {"direct": 7e-3, "gateway": 12e-3, "haproxy": 6e-3})  # fmt: skip
     assert over.added("gateway") == pytest.approx(0.8e-3) and over.ratio("p50") == pytest.approx(8.0)
     assert math.isnan(over.ratio("p99")) and "within the noise" in over.lines()[-1]
+
+
+# -- the Azure trace race and the retry storm over HTTP ------------------------------------------------
+
+from tests.sim.conftest import trace_dir  # noqa: E402,F401  (the fixture: skip locally without the trace, fail under CI)
+
+
+def test_an_azure_window_keeps_the_traces_order_and_gaps_sped_up_to_the_load(trace_dir) -> None:  # noqa: F811
+    import numpy as np
+
+    from solution.gateway.loadgen import from_sim_workload
+    from solution.gateway.race import AZURE_FILE, azure_scenario, race_scenario
+    from solution.sim.trace import load_azure_trace
+
+    path = trace_dir / AZURE_FILE
+    scenario = azure_scenario(path, window=1, requests=50, load=0.6, max_output_tokens=64)
+    sent = from_sim_workload(scenario, seed=1)
+    trace = load_azure_trace(path)
+    rows = slice(50, 100)
+    gaps = np.diff(trace.arrival[rows])
+    speedup = scenario.workload.speedup  # type: ignore[attr-defined]
+    assert np.allclose(np.diff([r.at for r in sent]), gaps / speedup)  # the trace's bursts, sped up by one factor
+    assert [r.prompt_tokens for r in sent] == np.clip(trace.prompt_tokens[rows], 1, 8192).tolist()
+    assert [r.max_tokens for r in sent] == np.clip(trace.output_tokens[rows], 1, 64).tolist()
+    # the speed-up makes the window's mean rate the fleet's saturated rate on these tokens times the load
+    wanted = race_scenario(requests=50, load=0.6).request_rate(np.array([r.prompt_tokens for r in sent]),  # type: ignore[attr-defined]
+                                                               np.array([r.max_tokens for r in sent]))  # fmt: skip
+    assert (len(sent) - 1) / sent[-1].at == pytest.approx(wanted)
+    assert azure_scenario(path, window=0, requests=50).workload.speedup != speedup  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="rows"):
+        from_sim_workload(azure_scenario(path, window=10_000, requests=50), seed=0)
+
+
+@slow
+def test_a_small_azure_race_answers_every_request_through_both_balancers(trace_dir) -> None:  # noqa: F811
+    from solution.gateway.race import AZURE_FILE, azure_scenario
+
+    require_haproxy()
+    scenarios = {x: azure_scenario(trace_dir / AZURE_FILE, window=x, requests=16, load=0.5, max_output_tokens=32) for x in (0, 1)}
+    rows = race(seeds=(0, 1), strategies=("least_connections",), time_scale=0.5, max_seconds=30.0, haproxy=("leastconn",),
+                scenario=lambda x: scenarios[x])  # fmt: skip
+    assert [(row.label, row.seed) for row in rows] == [("gateway least_connections", 0), ("haproxy leastconn", 0),
+                                                       ("gateway least_connections", 1), ("haproxy leastconn", 1)]
+    for row in rows:
+        assert row.summary.sent == 16 and row.summary.ok == 16, row.line()
+    assert not procs.live_processes()
+
+
+@slow
+def test_the_storm_sends_three_attempts_per_request_without_a_budget_and_fewer_with_one() -> None:
+    from solution.gateway.race import storm, storm_part
+
+    runs = storm(fractions=(1.0,), seeds=(0,), requests=20, load=0.5, time_scale=0.5, max_output_tokens=32, max_seconds=30.0)
+    by = {r.policy: r for r in runs}
+    assert all(r.sent == 20 and r.ok == 0 for r in runs)  # every attempt fails: no answer whatever the policy
+    assert by["no retries"].attempts == 20 and by["retries"].attempts == 60  # max_tries 3, every one sent
+    assert 20 < by["retries + budget"].attempts < 60  # the budget (at least 3 retries in flight) refuses some
+    part = storm_part(runs, config={})
+    assert [row["policy"] for row in part["rows"]] == ["no retries", "retries", "retries + budget"]  # type: ignore[index]
+    assert not procs.live_processes()
+
+
+def test_storm_part_gives_an_interval_per_policy_and_fraction_and_storm_refuses_bad_arguments() -> None:
+    from solution.gateway.race import StormRun, storm, storm_part
+
+    runs = [StormRun("retries", 0.5, x, 10, 8, 15 + x) for x in range(3)] + [StormRun("no retries", 0.5, 0, 10, 5, 10)]
+    rows = storm_part(runs, config={"requests": 10})["rows"]
+    assert [(r["policy"], r["runs"], r["requests"]) for r in rows] == [("no retries", 1, 10), ("retries", 3, 30)]  # type: ignore[index]
+    mean, low, high = rows[1]["attempts_per_request"]  # type: ignore[index]
+    assert mean == pytest.approx(1.6) and low < mean < high and rows[1]["success_rate"] == pytest.approx([0.8] * 3)  # type: ignore[index]
+    with pytest.raises(ValueError, match="policies"):
+        storm(policies=("retry harder",))
+    with pytest.raises(ValueError, match="fractions"):
+        storm(fractions=(1.5,))
