@@ -46,7 +46,7 @@ from solution.core.deploy_types import (
     VersionStats,
     Window,
 )
-from solution.retry import Retrier, backoff_bound, full_jitter
+from exercises.retry import Retrier, backoff_bound, full_jitter
 from solution.core.gateway import Gateway
 from solution.core.clock import ManualClock
 from solution.core.queue_types import (

@@ -9,7 +9,7 @@ The bundle is a folder (and a ``.tar.gz`` of it) holding:
   gateway, the simulator, the widgets, the check cells and their recorded
   reference results) *without* the reference modules a candidate writes
   (``balancer.py``, ``request_queue.py``, ``strategies.py``, ``health.py``, ``affinity.py``, ``tiers.py``,
-  ``deploy.py``), without
+  ``deploy.py``, ``retry.py``), without
   ``widgets/explain.py`` (the stage-1 rule written plainly) and without
   ``grading/`` (the instructor's grader and hidden cases).  In what remains,
   every ``### BEGIN REFERENCE`` ... ``### END REFERENCE`` block is stripped:
@@ -57,9 +57,11 @@ WITHHELD = tuple(f"{e.module}.py" for e in EXERCISES) + ("widgets/explain.py", "
 TOP_FILES = ("pyproject.toml", "conftest.py", "jupyter_lab_config.py")
 #: Documentation that is not for candidates.
 DOCS_LEFT_OUT = ("browser-tests.md",)
-#: Test folders that never ship: the course's own checks, the browser harness, and (until stage 8
-#: is registered as an exercise) the process tests of the reference gateway, servers and HAProxy;
-#: stage 8's candidate module (retry.py) is graded by tests/stage8, which ships.
+#: Test folders that never ship: the course's own checks, the browser harness, and the process tests of
+#: the gateway, the inference servers and HAProxy (tests/gateway).  Those test support code that ships
+#: (solution/gateway, so notebook 08 runs the gateway on the candidate's components), not the candidate's
+#: module: stage 8's retry.py is graded by tests/stage8, which ships, and by the check cells.  They start
+#: processes and need HAProxy installed, and would add about a minute to each of the bundle test's runs.
 TESTS_LEFT_OUT = ("meta", "browser", "gateway")
 #: Functions of solution.checks that run the reference itself (not its recorded results).
 LIVE_REFERENCE = ("compare_with_reference", "compare_strategy")

@@ -62,6 +62,7 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise("affinity", 5, "notebooks/05_session_affinity.ipynb"),
     Exercise("tiers", 6, "notebooks/06_priorities_and_tiers.ipynb"),
     Exercise("deploy", 7, "notebooks/07_drain_and_rollouts.ipynb"),
+    Exercise("retry", 8, "notebooks/08_real_systems.ipynb"),
 )
 
 HEADER = (

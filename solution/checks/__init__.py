@@ -29,10 +29,12 @@ from solution.checks.stage6 import SPEC as STAGE6
 from solution.checks.stage6 import run_stage6 as check_stage6
 from solution.checks.stage7 import SPEC as STAGE7
 from solution.checks.stage7 import run_stage7 as check_stage7
+from solution.checks.stage8 import SPEC as STAGE8
+from solution.checks.stage8 import run_stage8 as check_stage8
 
 #: Every stage's spec, by stage number.
-SPECS: dict[int, StageSpec] = {spec.stage: spec for spec in (STAGE1, STAGE2, STAGE3, STAGE4, STAGE5, STAGE6, STAGE7)}
+SPECS: dict[int, StageSpec] = {spec.stage: spec for spec in (STAGE1, STAGE2, STAGE3, STAGE4, STAGE5, STAGE6, STAGE7, STAGE8)}
 
 __all__ = ["Op", "Mismatch", "GroupResult", "CheckReport", "CheckFailed", "StageSpec", "SPECS", "outcome",
            "compare_with_reference", "check_stage1", "check_stage2", "check_stage3", "check_stage4",
-           "check_stage5", "check_stage6", "check_stage7"]
+           "check_stage5", "check_stage6", "check_stage7", "check_stage8"]

@@ -39,6 +39,7 @@ COST_CASES: tuple[tuple[int, str, dict[str, Any]], ...] = (
     (6, "cost: admission is O(1) in tenants, a decision O(log S)", {"kind": "admission"}),
     (6, "cost: admission is O(1) in tenants, a decision O(log S)", {"kind": "tiers"}),
     (7, "cost: a canary split decision is O(log S), no fleet scan", {"kind": "canary"}),
+    (8, "cost: decide is O(1), no scan of the active requests", {"kind": "retrier"}),
 )
 
 SIZES = (16, 4096)
@@ -403,6 +404,37 @@ def _round_canary(h: _Canary, tag: str) -> float:
     return _timed_routes(h.lb, requests)
 
 
+class _Retriers:
+    """An ``impl.Retrier`` (3 tries, Envoy's budget: 20% of the active requests, at least 3) holding ``size`` active
+    requests, one in ten of them a retry in flight: the budget's limit and its count differ by size, the work per
+    call must not."""
+
+    def __init__(self, impl: Any, size: int) -> None:
+        from solution.core.retry_types import Failure, RetryPolicy
+
+        self.retrier = impl.Retrier(RetryPolicy(max_tries=3), seed=1)
+        for i in range(size):
+            self.retrier.begin(f"pre{i}")
+        for i in range(size // 10):
+            self.retrier.decide(f"pre{i}", 1, Failure("reset"), streamed=False)
+        self.failures = (Failure("reset"), Failure("status", 503), Failure("status", 429, 0.5))
+
+
+def _round_retrier(h: _Retriers, tag: str) -> float:
+    """One round: per call a request begun, failed twice (decided twice: a retry, then another or a refusal) and ended.
+
+    The ids are built before the clock starts: only the retrier's calls are timed."""
+    ids = [f"{tag}-{k}" for k in range(CALLS)]
+    begin, decide, end, failures = h.retrier.begin, h.retrier.decide, h.retrier.end, h.failures
+    started = time.perf_counter()
+    for k, rid in enumerate(ids):
+        begin(rid)
+        decide(rid, 1, failures[k % 3], streamed=False)
+        decide(rid, 2, failures[(k + 1) % 3], streamed=False)
+        end(rid)
+    return time.perf_counter() - started
+
+
 def measure(impl: Any, rule: dict[str, Any]) -> dict[str, Any]:
     """Seconds per round of calls at each size (best of :data:`ROUNDS`, sizes interleaved)."""
     kind = rule["kind"]
@@ -420,6 +452,8 @@ def measure(impl: Any, rule: dict[str, Any]) -> dict[str, Any]:
         objects = {n: _Sessions(impl, n, rule["strategy"]) for n in SIZES}
     elif kind == "canary":
         objects = {n: _Canary(impl, n) for n in SIZES}
+    elif kind == "retrier":
+        objects = {n: _Retriers(impl, n) for n in SIZES}
     else:
         objects = {n: _router(impl, n, rule["strategy"], rule["options"]) for n in SIZES}
     if kind == "health":
@@ -434,6 +468,8 @@ def measure(impl: Any, rule: dict[str, Any]) -> dict[str, Any]:
                 took = _round_sessions(objects[n], tag)
             elif kind == "canary":
                 took = _round_canary(objects[n], tag)
+            elif kind == "retrier":
+                took = _round_retrier(objects[n], tag)
             else:
                 took = _round_routes(objects[n], tag, kind == "strategy")
             best[n] = min(best[n], took / CALLS)

@@ -35,7 +35,7 @@ __all__ = ["IMPLEMENTATIONS", "REFERENCE_MODULES", "impl_name", "load_impl", "re
 IMPLEMENTATIONS = ("solution", "exercises")
 
 #: The reference's modules a candidate writes (``tools/make_exercises.py``'s ``EXERCISES``); the bundle leaves them out.
-REFERENCE_MODULES = ("balancer", "request_queue", "strategies", "health", "affinity", "tiers", "deploy")
+REFERENCE_MODULES = ("balancer", "request_queue", "strategies", "health", "affinity", "tiers", "deploy", "retry")
 
 
 def reference_available() -> bool:

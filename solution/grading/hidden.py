@@ -173,9 +173,79 @@ def _rename_deploy(case: Case, rng: random.Random, new_id: str) -> Case:
     return dataclasses.replace(case, id=new_id, make=make, ops=tuple(ops))
 
 
+#: Stage 8's calls whose first argument is a request id (or the prefix of the ids a call makes up).
+_STAGE8_IDS = frozenset({"begin", "end", "decide", "spread", "same_stream"})
+#: Stage 8's calls on the functions whose third argument is a seed.
+_STAGE8_SEEDED = frozenset({"draws", "same_seed", "uniform"})
+#: Stage 8's hidden twins: seeds this much larger, backoffs twice as long, Retry-After (and its limit) this much later.
+_STAGE8_SEED_SHIFT, _STAGE8_SCALE, _STAGE8_LATER = 1000, 2.0, 0.5
+
+
+def _rename_retry(case: Case, rng: random.Random, new_id: str) -> Case:
+    """Stage 8's hidden twin of ``case``: request ids renamed consistently; every seed moved up
+    :data:`_STAGE8_SEED_SHIFT`; a policy's ``base`` and ``cap`` doubled (its defaults written out), and its
+    ``max_retry_after`` and every ``Retry-After`` :data:`_STAGE8_LATER` s later, so each rule decides the same
+    way on other numbers (a Retry-After at the limit stays at it).  Bad values (a ``{"raw": ...}`` policy or
+    failure, a bad id, tries or seed) stay as they are: the same errors on other calls."""
+    from solution.core.retry_types import RetryPolicy
+
+    make = copy.deepcopy(case.make) if isinstance(case.make, dict) else case.make
+    names: dict[str, str] = {}
+    default = RetryPolicy()
+
+    def rename(value: Any) -> Any:
+        if isinstance(value, str) and value:
+            if value not in names:
+                names[value] = f"{rng.choice('abcdefghkmnpqrstuvwxyz')}{len(names)}{rng.randrange(10, 99)}"
+            return names[value]
+        return value
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    def policy(value: Any) -> Any:
+        if not isinstance(value, dict) or "raw" in value:
+            return value
+        out = dict(value)
+        out["base"] = out.get("base", default.base) * _STAGE8_SCALE
+        out["cap"] = out.get("cap", default.cap) * _STAGE8_SCALE
+        limit = out.get("max_retry_after", default.max_retry_after)
+        out["max_retry_after"] = limit + _STAGE8_LATER if number(limit) else limit
+        return out
+
+    def failure(value: Any) -> Any:
+        if isinstance(value, list) and len(value) == 3 and number(value[2]) and value[2] >= 0:
+            return [value[0], value[1], value[2] + _STAGE8_LATER]
+        return value
+
+    def seed(value: Any) -> Any:
+        return value + _STAGE8_SEED_SHIFT if isinstance(value, int) and not isinstance(value, bool) else value
+
+    if isinstance(make, dict):
+        if "policy" in make:
+            make["policy"] = policy(make["policy"])
+        if "seed" in make:
+            make["seed"] = seed(make["seed"])
+        if make.get("bare") and make.get("args"):
+            make["args"] = [policy(make["args"][0]), *make["args"][1:]]
+    ops = []
+    for name, args in case.ops:
+        args = list(args)
+        if name in _STAGE8_IDS and args:
+            args[0] = rename(args[0])
+        if name in ("decide", "spread") and len(args) > 2:
+            args[2] = failure(args[2])
+        if name in ("bound", "draws", "same_seed", "uniform", "jitter_with") and len(args) > 1:
+            args[1] = policy(args[1])
+        if name in _STAGE8_SEEDED and len(args) > 2:
+            args[2] = seed(args[2])
+        ops.append((name, tuple(args)))
+    return dataclasses.replace(case, id=new_id, make=make, ops=tuple(ops))
+
+
 def _fresh_random(spec: StageSpec, group: Group, number: int) -> tuple[Case, ...]:
     """Fresh-seed versions of a random group's cases."""
-    from solution.checks import stage1, stage2, stage3, stage4, stage5, stage6, stage7
+    from solution.checks import stage1, stage2, stage3, stage4, stage5, stage6, stage7, stage8
 
     cases = []
     for k, seed in enumerate(_FRESH_SEEDS):
@@ -191,6 +261,8 @@ def _fresh_random(spec: StageSpec, group: Group, number: int) -> tuple[Case, ...
             make, ops = stage6.random_ops6(seed)  # 1000..1005: each kind of run (seed % 3) twice
         elif spec.stage == 7:
             make, ops = stage7.random_ops7(seed)  # 1000..1005: fresh fleets, bounds, canaries and faults
+        elif spec.stage == 8:
+            make, ops = stage8.random_ops8(seed)  # 1000..1005: fresh policies (budget or none, what is retried) and runs
         else:
             make, ops = group.cases[0].make, stage3.random_ops3(seed, 250)
         cases.append(Case(f"h{spec.stage}.{number}.r{k}", make, tuple((n, tuple(a)) for n, a in ops)))
@@ -295,8 +367,21 @@ _HIDDEN_BAD_BUILDS_7: tuple[dict[str, Any], ...] = (
     {"bare": "CanarySplit", "kwargs": {"new_version": "r42", "weight": False}},
     {"bare": "CanarySplit", "kwargs": {"new_version": "r42", "excluded_tiers": [3]}},
 )
-_HIDDEN_BAD_BUILDS = {4: _HIDDEN_BAD_BUILDS_4, 5: _HIDDEN_BAD_BUILDS_5, 6: _HIDDEN_BAD_BUILDS_6, 7: _HIDDEN_BAD_BUILDS_7}
-_RENAME = {6: _rename_tiered, 7: _rename_deploy}
+#: Stage 8's hidden bad constructions (the public ones are in solution.checks.stage8's bad-input group).
+_HIDDEN_BAD_BUILDS_8: tuple[dict[str, Any], ...] = (
+    {"bare": "Retrier", "args": []},
+    {"bare": "Retrier", "args": [3]},
+    {"bare": "Retrier", "args": [{"raw": []}]},
+    {"bare": "Retrier", "args": [{"raw": "RetryPolicy()"}]},
+    {"bare": "Retrier", "args": [{}], "kwargs": {"seed": "x"}},
+    {"bare": "Retrier", "args": [{}], "kwargs": {"seed": 2.0}},
+    {"bare": "Retrier", "args": [{}], "kwargs": {"seed": False}},
+    {"bare": "Retrier", "args": [{}], "kwargs": {"seed": None}},
+    {"bare": "Retrier", "args": [{}, 7]},
+)
+_HIDDEN_BAD_BUILDS = {4: _HIDDEN_BAD_BUILDS_4, 5: _HIDDEN_BAD_BUILDS_5, 6: _HIDDEN_BAD_BUILDS_6, 7: _HIDDEN_BAD_BUILDS_7,
+                      8: _HIDDEN_BAD_BUILDS_8}
+_RENAME = {6: _rename_tiered, 7: _rename_deploy, 8: _rename_retry}
 
 
 def _is_bare(case: Case) -> bool:

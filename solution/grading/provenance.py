@@ -4,7 +4,7 @@ Read from the source (parsed, never imported) and from what the child saw:
 
 * :func:`static_findings`: imports of a reference candidate module
   (``solution.balancer``, ``solution.request_queue``, ``solution.strategies``, ``solution.health``, ``solution.affinity``,
-  ``solution.tiers``, ``solution.deploy``,
+  ``solution.tiers``, ``solution.deploy``, ``solution.retry``,
   the plain stage-1 rule in ``solution.widgets.explain``, the package's
   top-level re-exports), for stage 1 also the router framework
   (``Router`` + ``LeastConnections`` is a stage-1 answer), and strings that
@@ -36,10 +36,10 @@ SIMILARITY_NOTE = 0.9
 
 #: Modules that hold a reference answer, by stage (any stage may not import any of them).
 _REFERENCE_MODULES = ("solution.balancer", "solution.request_queue", "solution.strategies", "solution.health",
-                      "solution.affinity", "solution.tiers", "solution.deploy", "solution.widgets.explain", "solution.widgets",
+                      "solution.affinity", "solution.tiers", "solution.deploy", "solution.retry", "solution.widgets.explain", "solution.widgets",
                       "solution.sim")
 _STAGE_EXTRA = {1: ("solution.core.routing",)}
-_TOP_LEVEL = re.compile(r"solution[./](balancer|request_queue|strategies|health|affinity|tiers|deploy|widgets|sim)\b")
+_TOP_LEVEL = re.compile(r"solution[./](balancer|request_queue|strategies|health|affinity|tiers|deploy|retry|widgets|sim)\b")
 #: What parsing a source may raise besides SyntaxError: a few kilobytes of ``-`` or ``not`` nest past the recursion limit.
 _UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
 

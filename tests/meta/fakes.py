@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = {1: "balancer", 2: "request_queue", 3: "strategies", 4: "health", 5: "affinity", 6: "tiers", 7: "deploy"}
+MODULES = {1: "balancer", 2: "request_queue", 3: "strategies", 4: "health", 5: "affinity", 6: "tiers", 7: "deploy", 8: "retry"}
 #: Appears in the command line of every process a fake tries to leave behind.
 MARKER = "lbgrade-fake-detached-7f3a"
 #: Files a fake tries to create outside its sandbox (checked and removed by :func:`leftovers`).
@@ -880,6 +880,67 @@ _SPLIT_SCAN = (
 )
 
 
+#: Stage 8's wrong implementations (issue 15), each a small edit of solution/retry.py (one or two replacements), the
+#: check groups that must catch it (prefixes) and the others it may cost points in (its edit reaches them).
+#: ``tests/meta/test_stage8_checks.py`` runs them through the check in-process (fast); each is also a grader fake on
+#: stage 8 alone (:func:`_stage8_fake`).
+STAGE8_EDITS: dict[str, tuple[tuple[tuple[str, str], ...], tuple[str, ...], tuple[str, ...], str]] = {
+    "equal jitter": (
+        (("    return rng.random() * bound\n", "    return bound / 2 + rng.random() * bound / 2\n"),),
+        ("jitter",), ("retry-after",),
+        "stage 8 waits bound/2 plus a uniform half (AWS's 'equal jitter'), not uniformly on [0, bound]"),
+    "no cap": (
+        (("    return min(policy.cap, grown)\n", "    return grown\n"),),
+        ("backoff",), ("jitter", "rules", "retry-after", "budget", "bad input", "random"),
+        "stage 8's backoff doubles for ever (no cap: the 10th retry waits 12.8 s at base 25 ms)"),
+    "budget on every request begun": (
+        (("= False\n        ### END SOLUTION", "= False\n        self._begun = getattr(self, '_begun', 0) + 1\n        ### END SOLUTION"),
+         ("policy.budget.limit(len(self._retrying))", "policy.budget.limit(self._begun)")),
+        ("budget",), ("random",),
+        "stage 8's budget is a share of every request ever begun, not of the active ones (it only grows)"),
+    "retry after streamed": (
+        (("        if streamed:\n", "        if False:\n"),),
+        ("rules",), ("random",),
+        "stage 8 retries a request whose tokens already reached the client (the client reads two answers spliced)"),
+    "Retry-After ignored": (
+        (("delay = (failure.retry_after or 0.0) + full_jitter(", "delay = 0.0 + full_jitter("),),
+        ("retry-after",), ("rules", "budget", "random"),
+        "stage 8 waits only its own backoff, however long the server's Retry-After asked for"),
+    "max of Retry-After and jitter": (
+        (("delay = (failure.retry_after or 0.0) + full_jitter(tries, policy, self._rng)",
+          "delay = max(failure.retry_after or 0.0, full_jitter(tries, policy, self._rng))"),),
+        ("retry-after",), (),
+        "stage 8 waits max(Retry-After, jitter): every client refused together comes back at the same instant"),
+    "budget kept after end": (
+        (("        if self._retrying.pop(request_id):\n            self._in_flight -= 1\n", "        self._retrying.pop(request_id)\n"),),
+        ("budget",), ("jitter", "rules", "retry-after", "bad input", "random"),
+        "stage 8 never releases a retry in flight when its request ends (the budget leaks until nothing is retried)"),
+    "a refused call draws": (
+        (("        self._require_active(request_id)\n        tries = _attempt(", "        self._rng.random()\n        self._require_active(request_id)\n        tries = _attempt("),),
+        ("bad input",), (),
+        "stage 8's decide draws from its generator before checking its arguments (a refused call moves the random stream)"),
+}
+
+
+def stage8_source(name: str) -> str:
+    """solution/retry.py with :data:`STAGE8_EDITS`' ``name`` applied (each replacement must apply exactly once)."""
+    source = reference(8)
+    for old, new in STAGE8_EDITS[name][0]:
+        source = edit(source, old, new)
+    return source
+
+
+def _stage8_fake(name: str) -> Fake:
+    """Stage 8's wrong implementation ``name`` (:data:`STAGE8_EDITS`), graded on stage 8 alone."""
+    _, failing, may_fail, what = STAGE8_EDITS[name]
+    return Fake(name, lambda folder: Built({8: stage8_source(name)}),
+                {8: Expect(low=1, high=99, only_causes=("differs",), failing=failing, may_fail=may_fail)}, what)
+
+
+#: A retrier that counts its retries in flight by scanning the active requests on each decision (the same answers).
+_RETRY_SCAN = ("self._in_flight + 1 > policy.budget.limit(", "sum(self._retrying.values()) + 1 > policy.budget.limit(")
+
+
 def fakes() -> list[Fake]:
     """Every fake, in the order the table shows them."""
     no_import = dict(only_causes=("import",), causes=("import",))
@@ -964,6 +1025,10 @@ def fakes() -> list[Fake]:
         Fake("fleet scanned per split decision", lambda folder: Built({7: edit(reference(7), *_SPLIT_SCAN)}),
              {7: Expect(low=1, high=99, only_causes=("probe",), failing=("cost:",))},
              "stage 7's canary split lists the new version's servers on each decision"),
+        *(_stage8_fake(name) for name in STAGE8_EDITS),
+        Fake("active requests scanned per decision", lambda folder: Built({8: edit(reference(8), *_RETRY_SCAN)}),
+             {8: Expect(low=1, high=99, only_causes=("probe",), failing=("cost:",))},
+             "stage 8's retrier counts its retries in flight by scanning the active requests on each decision"),
         Fake("debug prints", _debug_prints,
              {**untouched(), 1: Expect(score=100, note=r"similar", output=r"debug"), 2: Expect(score=100, note=r"similar", output=r"debug")},
              "a print at the top of every function of the reference (stages 1, 2)"),

@@ -199,7 +199,7 @@ def _check_cells(folder: Path) -> set[tuple[str, str]]:
 def test_the_bundle_has_no_reference_to_import(bundle, tmp_path):
     probe = ("import importlib.util, solution\nfrom solution.core.impl import reference_available, impl_name\n"
              "assert not reference_available() and impl_name(default='solution') == 'exercises'\n"
-             "assert all(importlib.util.find_spec(f'solution.{m}') is None for m in ('balancer', 'request_queue', 'strategies', 'health', 'affinity', 'tiers', 'deploy'))\n"
+             "assert all(importlib.util.find_spec(f'solution.{m}') is None for m in ('balancer', 'request_queue', 'strategies', 'health', 'affinity', 'tiers', 'deploy', 'retry'))\n"
              "assert solution.__file__.startswith(%r)\nimport exercises\nassert exercises.__file__.startswith(%r)\n")  # fmt: skip
     subprocess.run([sys.executable, "-c", probe % (str(bundle), str(bundle))], cwd=bundle, env=bundle_env(bundle, tmp_path / "shim"),
                    check=True, capture_output=True, text=True)  # fmt: skip

@@ -60,7 +60,7 @@ def test_solution_block_becomes_a_hinted_raise():
     assert "return 1" not in out and "SECRET" not in out
 
 
-@pytest.mark.parametrize("stage", [1, 2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("stage", [1, 2, 3, 4, 5, 6, 7, 8])
 def test_stubs_pass_the_graders_provenance_check(stage):
     """A stub the candidate starts from must not already look copied: no reference module named in it."""
     from solution.checks import SPECS
