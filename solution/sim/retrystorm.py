@@ -281,12 +281,12 @@ def storm_run(fraction: float, policy_name: str, *, fleet: StormFleet = StormFle
 
     O(E log E) for E events (about ``requests * (1 + f + f**2)`` tries).
     """
-    from solution.core.routing import LeastConnections, RouterFactory
+    from solution.sim.race import routed_least_connections
     from solution.sim.runner import simulate
 
     if not isinstance(fleet, StormFleet):
         raise TypeError(f"fleet must be a StormFleet, got {type(fleet).__name__}")
-    res = simulate(fleet.scenario(fraction, policy_name), RouterFactory(LeastConnections), seed=seed)
+    res = simulate(fleet.scenario(fraction, policy_name), routed_least_connections(), seed=seed)
     n = len(res)
     reasons = res.health.fail_reasons.values() if res.health is not None else ()
     return StormRun(float(res.tries.sum()) / n, float(np.count_nonzero(res.outcome == Outcome.COMPLETED)) / n,
@@ -511,13 +511,13 @@ def run_overload(policy_name: str, scenario: OverloadScenario | None = None, *, 
     Raises:
         TypeError / ValueError: an unknown policy, a scenario that is not an :class:`OverloadScenario`.
     """
-    from solution.core.routing import LeastConnections, RouterFactory
+    from solution.sim.race import routed_least_connections
     from solution.sim.runner import simulate
 
     sc = OverloadScenario() if scenario is None else scenario
     if not isinstance(sc, OverloadScenario):
         raise TypeError(f"scenario must be an OverloadScenario, got {type(sc).__name__}")
-    res = simulate(sc.scenario(policy_name), RouterFactory(LeastConnections), seed=seed)
+    res = simulate(sc.scenario(policy_name), routed_least_connections(), seed=seed)
     edges = np.arange(0.0, sc.duration + sc.bin / 2, sc.bin)
     ok = res.outcome == Outcome.COMPLETED
     per_s = lambda times: np.histogram(times, edges)[0] / sc.bin  # noqa: E731
@@ -638,11 +638,12 @@ def plot_storm_curve(points: Sequence[StormPoint]) -> Any:
 
 
 def plot_overload(runs: Mapping[str, Sequence[OverloadRun]]) -> Any:
-    """Goodput and attempts per second over time, per policy (mean over seeds, 95% band), the lost server's window
-    shaded and the arrival rate dashed.  Returns a matplotlib Figure."""
+    """Goodput and attempts per second over time, per policy (the median seed, shaded from the lowest to the highest
+    seed: runs collapse at different times, so a mean would draw no run), the lost server's window shaded grey and
+    the arrival rate dashed.  Returns a matplotlib Figure."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10.0, 5.6))
+    fig = Figure(figsize=(11.0, 6.4))
     ax_good, ax_att = fig.subplots(2, 1, sharex=True)
     first = next(iter(runs.values()))[0]
     sc = first.scenario
@@ -654,18 +655,17 @@ def plot_overload(runs: Mapping[str, Sequence[OverloadRun]]) -> Any:
         color = _COLORS.get(name)
         for ax, attr in ((ax_good, "goodput"), (ax_att, "attempts")):
             series = np.array([getattr(r, attr) for r in rs])
-            mean = series.mean(axis=0)
-            ax.plot(mid, mean, color=color, linewidth=1.5, label=f"{name} (mean of {len(rs)} seeds)")
-            if len(rs) >= 2:
-                half = np.array([mean_confidence_interval(col, 0.95)[2] for col in series.T]) - mean
-                ax.fill_between(mid, mean - half, mean + half, color=color, alpha=0.15, linewidth=0)
+            ax.plot(mid, np.median(series, axis=0), color=color, linewidth=1.5, label=f"{name} (median of {len(rs)} seeds)")
+            if len(rs) >= 2:  # the range, not a t interval: seeds collapse at different times, so the mean is no typical run
+                ax.fill_between(mid, series.min(axis=0), series.max(axis=0), color=color, alpha=0.12, linewidth=0,
+                                label=f"{name}: lowest to highest seed")  # fmt: skip
     ax_good.set_title("a lost server, then retries: goodput stays down after the server is back (no budget)", fontsize=10)
     ax_good.set_ylabel("answers per second")
     ax_att.set_title("attempts sent to the servers", fontsize=10)
     ax_att.set_ylabel("tries per second")
-    ax_att.set_xlabel("time (s)")
     for ax in (ax_good, ax_att):
+        ax.set_xlabel("time (s)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="x-small", loc="upper right")
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot: the lines fill it
     fig.tight_layout()
     return fig
