@@ -29,7 +29,11 @@
   ``Results.history``).
 
 Costs: a probe is O(log E) heap work plus the checker's calls; a try is what
-a request costs without health (O(log E + log b)) plus O(1) path calls.
+a request costs without health (O(log E + log b)) plus O(1) path calls (and
+the retrier's O(1) decision after a failure).  A try that fails after its
+prefill (``error_after_prefill``) and still has decode work leaves its
+server's batch in O(b) (``Server.remove``, a scan); in classic mode it has
+none, and costs what an answer does.
 """
 
 from __future__ import annotations
