@@ -486,8 +486,12 @@ def _jsonable(value: Any) -> Any:
 
 def _update(path: Path, change: Any) -> RaceResults:
     """Read-modify-write ``path`` under an exclusive lock (two races may finish at once); validate before writing."""
+    import hashlib
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(path.suffix + ".lock"), "w") as lock:
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]  # the lock lives outside the repository
+    with open(Path(tempfile.gettempdir()) / f"lb-race-results-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         document = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"schema": SCHEMA, "notes": {}, "parts": {}}
         change(document)
