@@ -267,3 +267,22 @@ def test_the_storm_command_prints_both_overload_scenarios(capsys):
     out = capsys.readouterr().out
     assert "one of 4 servers gone from 60 s to 120 s" in out and "no server lost (the control)" in out
     assert out.count("retries + budget") == 3  # the curve's row and both scenarios'
+
+
+def test_in_llm_mode_a_costly_error_comes_at_the_end_of_the_prefill_and_frees_the_slot():
+    from solution.sim import scenarios
+    from solution.sim.faults import FailFraction
+
+    base = scenarios.steady(servers=2, load=0.5, requests=60)
+    failing = replace(base, timetable=(FailFraction(0.0, "gpu-0", 1.0),),
+                      health=HealthConfig(active=False, passive=False, retry=policy("retries"), retrier=True, error_after_prefill=True))
+    res = simulate(failing, RouterFactory(LeastConnections), seed=0)
+    log = res.health
+    errors = np.array([h == "error" for h in log.try_how])
+    assert errors.any() and set(log.try_server[errors].tolist()) == {0}  # only gpu-0 fails
+    clean = simulate(replace(failing, timetable=()), RouterFactory(LeastConnections), seed=0)
+    # an error ends a try after its prefill, with the decode left undone: as long as a first token takes, not an answer
+    took = np.median(log.try_end[errors] - log.try_start[errors])
+    assert took < 0.5 * np.nanmedian(clean.e2e) and took < 3 * np.nanmedian(clean.ttft)
+    assert (res.outcome == Outcome.COMPLETED).all()
+    assert log.path_stats["retried"] == errors.sum()  # every error re-sent (to gpu-1, which answers)
