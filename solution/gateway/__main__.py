@@ -13,7 +13,7 @@ import argparse
 import logging
 import sys
 
-from solution.gateway.app import RunningGateway, run_gateway
+from solution.gateway.serve import RunningGateway, run_gateway
 from solution.gateway.config import GatewayConfig
 
 

@@ -6,32 +6,37 @@ backends, and timeouts on both sides, so the whole gateway is one event
 loop with no ASGI server in between to configure (Starlette would need
 uvicorn for the server and httpx for the client).
 
+The gateway is a few modules, one job each; this one is the HTTP side
+(the routes, the handlers, the answers):
+
+==============================================  ============================================================
+module                                          its job
+==============================================  ============================================================
+``app`` (here)                                  routes and handlers: auth, validation, submit, the client's
+                                                one answer from the path's final outcome, admin endpoints
+:mod:`~solution.gateway.validation`             reading and checking a body (400/404/408/413), word counts
+:mod:`~solution.gateway.compose`                the one ``RequestPath``, composed from the config
+:mod:`~solution.gateway.driver`                 the task that drives the path; carrying out its outcomes
+:mod:`~solution.gateway.proxy`                  one try at a backend: pool, timeout, stream, ``Failure``
+:mod:`~solution.gateway.call`                   the per-request record the three above share
+:mod:`~solution.gateway.requestlog`             the one JSON log line per request
+:mod:`~solution.gateway.metrics`                Prometheus ``/metrics``
+:mod:`~solution.gateway.auth`                   API keys, compared in constant time
+:mod:`~solution.gateway.deadline`               the request-head timer (slow clients)
+:mod:`~solution.gateway.serve`                  serving: a port, a signal, a background thread
+==============================================  ============================================================
+
 The balancer is the course's own: the components come from
 :mod:`solution.core.impl` (``LB_IMPL=exercises`` runs a candidate's), composed
 in **one** ``RequestPath`` per gateway (router and strategy, stage-4 health
 checks and retry ledger, the stage-2 queue, stage-6 tiers and rate limits,
-stage 8's retrier with its backoff and budget).  The path never reads a clock
+stage 8's retrier with its backoff and budget; no preemption: an inference
+server over HTTP has no pause and resume).  The path never reads a clock
 and never blocks: every call takes ``now`` (seconds of the event loop's
-monotonic clock since the gateway started) and returns outcomes, which
-:class:`~solution.gateway.driver.PathDriver` carries out at once:
-
-* ``Dispatched``: an *attempt* task sends the request to that server (a
-  re-send is one more attempt; the abandoned one keeps running, as the GPU
-  keeps working on it, and its late answer is reported and ``Discarded``);
-* ``Delivered`` / ``Failed`` / ``Rejected`` / ``TimedOut`` / ``Cancelled``:
-  the client's one answer (200 or the backend's own 4xx; 502/504 or the
-  backend's 5xx/429; 429 or 503 with ``Retry-After``; 503; nothing);
-* ``Discarded`` and ``Drained``: counted and logged.
-
-Stage 6's preemption is not configured here: an inference server over HTTP
-has no pause and resume, and a recomputed answer would repeat tokens a
-stream already sent (``Preempted`` would stop the attempt, defensively).
-
-A **driver task** sleeps until ``path.next_event_time()``, or until a path
-call brings that time forward (an ``asyncio.Event`` set only then), then sends the due
-health probes (``GET /health``, each its own task, reported with
-``probe_result``) and calls ``tick`` (per-try timeouts, queue deadlines,
-ejections ending, slow start, drain deadlines).  Nothing waits in a loop.
+monotonic clock since the gateway started) and returns outcomes, which the
+:class:`~solution.gateway.driver.PathDriver` carries out at once (an attempt
+task per ``Dispatched``; a final outcome wakes the waiting handler, which
+answers); its driver task sleeps until the path's next event.
 
 A request's trip (``POST /v1/completions`` and ``/v1/chat/completions``):
 
@@ -103,12 +108,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import logging
 import os
-import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -120,8 +122,7 @@ from solution.core.request import Request
 from solution.gateway.auth import KeyStore
 from solution.gateway.call import Answer, Call
 from solution.gateway.compose import compose_path
-from solution.gateway.config import Backend, GatewayConfig
-from solution.gateway.deadline import HeaderDeadline
+from solution.gateway.config import Backend, GatewayConfig, Principal
 from solution.gateway.driver import PathDriver
 from solution.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from solution.gateway.proxy import Proxy
@@ -425,8 +426,6 @@ class Gateway:
         return KeyStore({key: _ADMIN}).lookup(request.headers.get("Authorization")) is not None
 
 
-from solution.gateway.config import Principal  # noqa: E402  (after the class: only the admin marker uses it)
-
 _ADMIN = Principal("admin")
 
 #: The application key holding the :class:`Gateway`.
@@ -472,160 +471,13 @@ def build_app(config: GatewayConfig, *, impl: str | ModuleType | None = None) ->
     return app
 
 
-# -- serving ----------------------------------------------------------------------------------------
+_SERVING = frozenset({"RunningGateway", "start_gateway", "run_gateway", "BackgroundGateway", "ssl_context"})
 
 
-def ssl_context(cert: str, key: str) -> ssl.SSLContext:
-    """A server TLS context from a PEM certificate chain and key (TLS 1.2 or later)."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    return ctx
+def __getattr__(name: str) -> Any:
+    """The serving names live in :mod:`solution.gateway.serve` (which imports this module): imported on first use."""
+    if name in _SERVING:
+        from solution.gateway import serve
 
-
-@dataclass
-class RunningGateway:
-    """A started gateway: its URL and port; :meth:`close` stops it (connections, driver, pool)."""
-
-    app: web.Application
-    runner: web.AppRunner
-    server: asyncio.base_events.Server
-    port: int
-    url: str
-
-    @property
-    def gateway(self) -> Gateway:
-        return self.app[GATEWAY]
-
-    async def close(self) -> None:
-        self.server.close()
-        await self.runner.cleanup()
-
-
-async def start_gateway(config: GatewayConfig, *, host: str = "127.0.0.1", port: int = 0,
-                        impl: str | ModuleType | None = None, access_log: bool = False) -> RunningGateway:  # fmt: skip
-    """Start a gateway on ``host:port`` (0: a port from the OS) in the running event loop.
-
-    TLS when ``config.tls`` is set (the URL is then ``https://``).  Header
-    timeout: :class:`HeaderDeadline`; idle keep-alive: ``timeouts.idle``;
-    a client that disconnects cancels its handler (``handler_cancellation``).
-    """
-    app = build_app(config, impl=impl)
-    runner = web.AppRunner(app, handler_cancellation=True, keepalive_timeout=config.timeouts.idle,
-                           access_log=logging.getLogger("aiohttp.access") if access_log else None,
-                           shutdown_timeout=1.0)  # fmt: skip
-    await runner.setup()
-    gw = app[GATEWAY]
-    ctx = ssl_context(config.tls.cert, config.tls.key) if config.tls is not None else None
-    factory = runner.server
-    assert factory is not None
-
-    def expire() -> None:
-        gw.client_timeouts += 1
-        gw.metrics.request("client_timeout", None)
-
-    loop = asyncio.get_running_loop()
-    try:
-        server = await loop.create_server(lambda: HeaderDeadline(factory(), config.timeouts.header, expire), host, port,
-                                          ssl=ctx, ssl_handshake_timeout=config.timeouts.header if ctx else None,
-                                          reuse_address=True)  # fmt: skip
-    except BaseException:
-        await runner.cleanup()
-        raise
-    bound = server.sockets[0].getsockname()[1]
-    scheme = "https" if ctx is not None else "http"
-    return RunningGateway(app, runner, server, bound, f"{scheme}://{host}:{bound}")
-
-
-def run_gateway(config: GatewayConfig, *, host: str = "127.0.0.1", port: int = 0, impl: str | None = None,
-                ready: Callable[[RunningGateway], None] | None = None) -> None:  # fmt: skip
-    """Serve until SIGTERM or SIGINT (what ``python -m solution.gateway`` runs); then stop cleanly."""
-    import signal
-
-    async def main() -> None:
-        running = await start_gateway(config, host=host, port=port, impl=impl)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        if ready is not None:
-            ready(running)
-        try:
-            await stop.wait()
-        finally:
-            await running.close()
-
-    asyncio.run(main())
-
-
-class BackgroundGateway:
-    """A gateway on its own event loop in a daemon thread: for a notebook, a widget or a test that is not async.
-
-    >>> with BackgroundGateway(config) as gw:            # doctest: +SKIP
-    ...     httpx.post(gw.url + "/v1/completions", ...)
-    ...     gw.call(lambda g: g.path.stats())
-
-    :meth:`call` runs a function on the gateway's loop (the path is not
-    thread-safe: read it there).  ``loop_errors`` collects exceptions no
-    task retrieved (a crashed task), for tests to assert on.  :meth:`close`
-    (or leaving the ``with`` block) stops the gateway, then the loop and
-    its thread.  Starting raises what :func:`start_gateway` raises (the
-    thread is stopped first).
-    """
-
-    def __init__(self, config: GatewayConfig, *, host: str = "127.0.0.1", port: int = 0,
-                 impl: str | ModuleType | None = None, timeout: float = 10.0) -> None:  # fmt: skip
-        import threading
-
-        self.timeout = timeout
-        self.loop = asyncio.new_event_loop()
-        self.loop_errors: list[str] = []
-        self.loop.set_exception_handler(lambda _loop, ctx: self.loop_errors.append(str(ctx.get("exception") or ctx["message"])))
-        self._thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
-        self._thread.start()
-        try:
-            self.running = self.run(start_gateway(config, host=host, port=port, impl=impl))
-        except BaseException:
-            self._stop_loop()
-            raise
-        self.url = self.running.url
-        self._closed = False
-
-    @property
-    def gateway(self) -> Gateway:
-        """The :class:`Gateway` (read its path through :meth:`call`)."""
-        return self.running.gateway
-
-    def run(self, coro: Awaitable[Any]) -> Any:
-        """Run a coroutine on the gateway's loop and return its result (at most ``timeout`` seconds)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(self.timeout)  # type: ignore[arg-type]
-
-    def call(self, fn: Callable[[Gateway], Any]) -> Any:
-        """``fn(gateway)`` on the gateway's loop; its result."""
-
-        async def once() -> Any:
-            return fn(self.gateway)
-
-        return self.run(once())
-
-    def close(self) -> None:
-        """Stop the gateway, its loop and its thread.  Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self.run(self.running.close())
-        finally:
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive():
-            self.loop.close()
-
-    def __enter__(self) -> BackgroundGateway:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return getattr(serve, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
