@@ -119,6 +119,7 @@ __all__ = [
     "theory_success",
     "StormFleet",
     "StormPoint",
+    "StormRun",
     "storm_run",
     "storm_curve",
     "OverloadScenario",
@@ -570,6 +571,8 @@ def _ci(v: Interval, digits: int = 2) -> str:
 
 def curve_table(points: Sequence[StormPoint], fleet: StormFleet = StormFleet()) -> str:
     """The storm curve as text: one line per point, figures with their 95% intervals, the formulas beside them."""
+    if not points:
+        raise ValueError("curve_table needs at least one StormPoint (from storm_curve)")
     lines = [f"Storm curve: {fleet.servers} servers x {fleet.capacity} slots at load {fleet.load:g}, {fleet.requests} requests per run, "
              f"failing tries {'cost their service' if fleet.errors_cost_work else 'answer at once'}; "
              f"mean [95% CI] over {points[0].seeds if points else 0} seeds",
@@ -584,6 +587,8 @@ def curve_table(points: Sequence[StormPoint], fleet: StormFleet = StormFleet()) 
 
 def overload_table(runs: Mapping[str, Sequence[OverloadRun]]) -> str:
     """The overload scenario as text: :func:`overload_rows`, one line per policy."""
+    if not runs or not all(runs.values()):
+        raise ValueError("overload_table needs at least one run per policy (from overload_runs)")
     first = next(iter(runs.values()))[0]
     sc = first.scenario
     trigger = (f"one of {sc.servers} servers gone from {sc.lost_at:g} s to {sc.back_at:g} s" if sc.lose_server
@@ -610,6 +615,8 @@ def plot_storm_curve(points: Sequence[StormPoint]) -> Any:
     with their 95% intervals and the formulas (dashed).  Returns a matplotlib Figure."""
     from matplotlib.figure import Figure
 
+    if not points:
+        raise ValueError("plot_storm_curve needs at least one StormPoint (from storm_curve)")
     fig = Figure(figsize=(10.0, 3.8))
     ax_load, ax_ok = fig.subplots(1, 2)
     names = list(dict.fromkeys(p.policy for p in points))
@@ -645,6 +652,8 @@ def plot_overload(runs: Mapping[str, Sequence[OverloadRun]]) -> Any:
     the arrival rate dashed.  Returns a matplotlib Figure."""
     from matplotlib.figure import Figure
 
+    if not runs or not all(runs.values()):
+        raise ValueError("plot_overload needs at least one run per policy (from overload_runs)")
     fig = Figure(figsize=(11.0, 6.4))
     ax_good, ax_att = fig.subplots(2, 1, sharex=True)
     first = next(iter(runs.values()))[0]

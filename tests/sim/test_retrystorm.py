@@ -212,6 +212,9 @@ def test_runs_are_deterministic_with_a_seed_and_differ_across_seeds():
     (lambda: OverloadScenario(lose_server=0), TypeError),
     (lambda: OverloadScenario(duration=150.0), ValueError),  # not a whole number of 20 s bins
     (lambda: run_overload("retries", scenario=StormFleet()), TypeError),
+    (lambda: plot_storm_curve([]), ValueError),
+    (lambda: plot_overload({"retries": []}), ValueError),
+    (lambda: curve_table([]), ValueError),
 ])  # fmt: skip
 def test_bad_input_is_refused_with_a_clear_error(call, error):
     with pytest.raises(error):
