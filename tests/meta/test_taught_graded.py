@@ -20,7 +20,8 @@ from solution.checks.probes import PROBES
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = {1: "01_least_connections.py", 2: "02_queuing.py", 3: "03_routing_strategies.py", 4: "04_health_checks.py",
-             5: "05_session_affinity.py", 6: "06_priorities_and_tiers.py", 7: "07_drain_and_rollouts.py"}  # fmt: skip
+             5: "05_session_affinity.py", 6: "06_priorities_and_tiers.py", 7: "07_drain_and_rollouts.py",
+             8: "08_real_systems.py"}  # fmt: skip
 pytestmark = pytest.mark.meta
 
 
