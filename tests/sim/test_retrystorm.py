@@ -17,6 +17,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import solution.health as reference_health
 from solution.core.retry_types import Failure, RetryDecision, RetryPolicy
@@ -289,3 +291,40 @@ def test_in_llm_mode_a_costly_error_comes_at_the_end_of_the_prefill_and_frees_th
     assert took < 0.5 * np.nanmedian(clean.e2e) and took < 3 * np.nanmedian(clean.ttft)
     assert (res.outcome == Outcome.COMPLETED).all()
     assert log.path_stats["retried"] == errors.sum()  # every error re-sent (to gpu-1, which answers)
+
+
+class Books(Retrier):
+    """The reference Retrier, remembered so that a test can read its books after the run."""
+
+    made: list[Retrier] = []
+
+    def __init__(self, policy: RetryPolicy, *, seed: int = 0) -> None:
+        super().__init__(policy, seed=seed)
+        Books.made.append(self)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fraction=st.sampled_from([0.0, 0.3, 1.0]), name=st.sampled_from(POLICIES), costly=st.booleans(),
+       timeout=st.sampled_from([None, 0.5, 3.0]), sharing=st.booleans(), lose=st.booleans(), seed=st.integers(0, 50))  # fmt: skip
+def test_every_request_ends_once_and_the_retriers_books_balance(fraction, name, costly, timeout, sharing, lose, seed):
+    """Random mixes of failing tries (at once or after the work), per-try timeouts (a try may answer after its
+    request moved on, or time out while its twin still runs), processor sharing and a lost server: the engine raises if a
+    request ends twice or never; the path's counts add up and the retrier is left with nothing active."""
+    from solution.sim.cluster import ClassicMode, ServerSpec
+    from solution.sim.faults import AddServer, FailFraction, RemoveServer
+
+    fleet = StormFleet(servers=3, capacity=4, load=0.6, requests=80, errors_cost_work=costly)
+    scenario = fleet.scenario(fraction, name)
+    timetable = scenario.timetable + ((RemoveServer(5.0, "gpu-2"), AddServer(15.0, ServerSpec("gpu-2-new", "A100-80GB", 4)))
+                                      if lose else ())  # fmt: skip
+    scenario = replace(scenario, mode=ClassicMode(1.0, sharing=sharing), timetable=timetable,
+                       health=replace(scenario.health, retry=policy(name, per_try_timeout=timeout)))  # fmt: skip
+    Books.made = []
+    impl = SimpleNamespace(HealthChecker=reference_health.HealthChecker, RetryLedger=reference_health.RetryLedger, Retrier=Books)
+    res = simulate(scenario, RouterFactory(LeastConnections), seed=seed, health=impl)
+    stats = res.health.path_stats
+    assert stats["delivered"] + stats["failed"] + stats["rejected"] == stats["submitted"] == len(res)
+    assert np.all(res.outcome >= 0) and stats["backing_off"] == 0
+    (retrier,) = Books.made
+    assert retrier.active == 0 and retrier.retries_in_flight == 0
+    assert stats["retried"] == retrier.stats()["retries"] and res.tries.max() <= policy(name).max_tries
