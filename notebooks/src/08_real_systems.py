@@ -541,8 +541,20 @@ with needs_working_code():
 # %%
 from solution.widgets import gateway as gw_widget
 
+def streamed(k: int) -> int:
+    """One streamed chat request of a burst (prompt and answer sizes vary with k); its status."""
+    body = chat("word " * (50 + 150 * (k % 8)), max_tokens=8 + 16 * (k % 5), stream=True)
+    with httpx.stream("POST", gateway.url + "/v1/chat/completions", json=body, headers=ALICE, timeout=30) as r:
+        for _ in r.iter_lines():
+            pass
+    return r.status_code
+
+
 with needs_working_code():
     needs("gateway")
+    with ThreadPoolExecutor(16) as pool:  # a burst of 48 streamed requests, 16 at a time, so the histograms have something to show
+        burst = statistics.multimode(pool.map(streamed, range(48)))
+    print(f"a burst of 48 streamed requests, 16 at a time: most common status {burst}")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # the probes (every 0.5 s) notice the crash
         scraped = gw_widget.parse_metrics(httpx.get(gateway.url + "/metrics").text)
@@ -556,8 +568,8 @@ with needs_working_code():
     print("health by server:", health)
     print("answers by outcome:", {k: int(v) for k, v in sorted(outcomes.items())})
     print(f"re-sends: {scraped['lb_gateway_retries_total'][()]:.0f}")
-    print("the log lines so far (one JSON line per request; never the key):")
-    for text in request_log.lines:
+    print(f"the gateway's log, one JSON line per request and never the key ({len(request_log.lines)} lines; the first 9):")
+    for text in request_log.lines[:9]:
         entry = json.loads(text)
         print(f"  {entry['id']} tenant={entry['tenant']} tier={entry['tier']} status={entry['status']} outcome={entry['outcome']} "
               f"tries={entry['tries']} route={'->'.join(d['server'] for d in entry['decisions']) or '-'}")
@@ -571,9 +583,11 @@ with needs_working_code():
     left.set_ylabel("outcome (label)")
     left.set_title("the gateway's answers so far, by outcome")
     left.legend(fontsize="small", loc="lower right")
-    finite = [(le, v) for le, v in buckets if math.isfinite(le)]
-    right.step([le * 1000 for le, _ in finite], [v / buckets[-1][1] for _, v in finite], where="post", color="#e45756",
-               label="premium tier, cumulative share")  # fmt: skip
+    total = buckets[-1][1]
+    shown = [(le, v) for le, v in buckets if math.isfinite(le)]
+    shown = shown[: next((k + 2 for k, (_, v) in enumerate(shown) if v >= total), len(shown))]  # up to the first bucket holding all
+    right.step([le * 1000 for le, _ in shown], [v / total for _, v in shown], where="post", color="#e45756", marker=".",
+               label=f"premium tier, {total:.0f} answers: cumulative share")  # fmt: skip
     right.set_xscale("log")
     right.set_xlabel("time to first token, histogram bucket bound (ms)")
     right.set_ylabel("share of answers at or below (fraction)")
@@ -583,7 +597,7 @@ with needs_working_code():
 
 # %% [markdown]
 # The crashed server is out of the rotation; every refusal above is counted by its outcome, and
-# the one re-send is the crash. The same numbers feed a dashboard or an alert: a queue that stays
+# the re-sends count every attempt after a request's first (the crash's among them). The same numbers feed a dashboard or an alert: a queue that stays
 # deep is the signal to scale out (stage 2), a rising `retry_decisions_total{reason="budget"}` the
 # sign of a sick fleet.
 #
@@ -698,13 +712,13 @@ for key, text in recorded.notes.items():
 # | least-connections relative to capacity (stage 1), token-aware strategies (stage 3) | [`LEAST_REQUEST`](https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/load_balancing/load_balancers): power of two choices, weights scaled by `(active + 1)^bias` | [`balance leastconn`](https://docs.haproxy.org/2.6/configuration.html#4.2-balance), server `weight` | [kube-proxy](https://kubernetes.io/docs/reference/networking/virtual-ips/): iptables picks a backend at random, IPVS round-robin; [Gateway API Inference Extension](https://gateway-api-inference-extension.sigs.k8s.io/): an `InferencePool` whose endpoint picker reads each server's queue and KV-cache metrics | the engine batches what it is sent | requests counted, not tokens: a 20-token and a 20,000-token request weigh the same unless an endpoint picker reads the servers' metrics |
 # | queue with max depth and wait, 429/503 + `Retry-After` (stage 2) | [circuit breakers](https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/circuit_breaking) `max_pending_requests` (503 at once); local rate limit | `maxconn` per server, queue, `timeout queue` | none (clients retry) | the engine's own waiting queue, unbounded | no `Retry-After` from a full queue; no queue ordered by class or size |
 # | active health checks, outlier ejection, slow start (stage 4) | [health checking](https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/health_checking), [outlier detection](https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/outlier) (`consecutive_5xx`), [`slow_start_config`](https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/load_balancing/slow_start) | `option httpchk`, `observe layer7` + `on-error mark-down`, `slowstart` | [readiness probes](https://kubernetes.io/docs/tasks/configure-pod-container/configure-liveness-readiness-startup-probes/) take a pod out of the Service | `/health` | a throttled GPU passes every health check: nothing sees "degraded" but latency |
-# | retries with backoff, full jitter, Retry-After, budget (stage 8) | [retry policy](https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/http/http_routing#retry-semantics) (`retry_on`, `num_retries`, `retry_back_off`, `rate_limited_retry_back_off`) and `retry_budget` | `retries`, `retry-on`, `option redispatch`; no budget | none | none | a retry after the first token would splice two generations: only the balancer knows a stream started |
+# | retries with backoff, full jitter, Retry-After, budget (stage 8) | [retry policy](https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/router_filter) (`retry_on`, `num_retries`, `retry_back_off`, `rate_limited_retry_back_off`) and `retry_budget` | `retries`, `retry-on`, `option redispatch`; no budget | none | none | a retry after the first token would splice two generations: only the balancer knows a stream started |
 # | session affinity, prefix-aware routing (stage 5) | `hash_policy` with ring hash or Maglev | `balance uri`/`hdr`, stick tables | `sessionAffinity: ClientIP` | [automatic prefix caching](https://docs.vllm.ai/en/stable/features/automatic_prefix_caching/) inside one server | a hash ignores which server holds the KV cache of a long prefix, and its load |
 # | tiers: reserved capacity, rate limits, pools, preemption (stage 6) | priorities in circuit breakers, rate limit service | ACLs, stick-table rate limits | ResourceQuota, PriorityClass (pods, not requests) | [preemption](https://docs.vllm.ai/en/stable/configuration/optimization/) when the KV cache runs out (recompute) | preemption by tier across servers is nobody's job |
 # | drain with a timeout, rolling deploys, canary (stage 7) | [draining](https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/operations/draining), weighted clusters | runtime API `set server ... state drain` | [rolling updates](https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#rolling-update-deployment) `maxSurge`/`maxUnavailable`, `terminationGracePeriodSeconds` | - | a 30 s grace period kills long generations; nobody re-sends the unstreamed ones |
 # | streaming through, TTFT and e2e metrics (stage 8) | HTTP/2 and gRPC streaming, stats, tracing, access logs | `option http-no-delay` (without it SSE chunks were held ~200 ms), logs, stats | - | token streaming, [continuous batching](https://blog.vllm.ai/2023/06/20/vllm.html), KV-cache metrics, [tensor and pipeline parallelism](https://docs.vllm.ai/en/v0.8.3/serving/distributed_serving.html) | TTFT is invisible to a proxy that counts only whole responses |
 #
-# NVIDIA's Triton Inference Server has a [dynamic batcher](https://docs.nvidia.com/deeplearning/triton-inference-server/user-guide/docs/user_guide/batcher.html)
+# NVIDIA's Triton Inference Server has a [dynamic batcher](https://docs.nvidia.com/deeplearning/triton-inference-server/user-guide/docs/batcher.html)
 # with queue priorities and timeouts, and TensorRT-LLM's in-flight batching is continuous
 # batching; both sit where the course's inference servers sit, one level below the balancer.
 # The Gateway API Inference Extension is the closest relative of this course: Envoy with an
