@@ -369,7 +369,6 @@ _HIDDEN_BAD_BUILDS_7: tuple[dict[str, Any], ...] = (
 )
 #: Stage 8's hidden bad constructions (the public ones are in solution.checks.stage8's bad-input group).
 _HIDDEN_BAD_BUILDS_8: tuple[dict[str, Any], ...] = (
-    {"bare": "Retrier", "args": []},
     {"bare": "Retrier", "args": [3]},
     {"bare": "Retrier", "args": [{"raw": []}]},
     {"bare": "Retrier", "args": [{"raw": "RetryPolicy()"}]},
@@ -377,8 +376,7 @@ _HIDDEN_BAD_BUILDS_8: tuple[dict[str, Any], ...] = (
     {"bare": "Retrier", "args": [{}], "kwargs": {"seed": 2.0}},
     {"bare": "Retrier", "args": [{}], "kwargs": {"seed": False}},
     {"bare": "Retrier", "args": [{}], "kwargs": {"seed": None}},
-    {"bare": "Retrier", "args": [{}, 7]},
-)
+)  # (no policy at all, or a positional seed: Python's own TypeError, which a stub raises too)
 _HIDDEN_BAD_BUILDS = {4: _HIDDEN_BAD_BUILDS_4, 5: _HIDDEN_BAD_BUILDS_5, 6: _HIDDEN_BAD_BUILDS_6, 7: _HIDDEN_BAD_BUILDS_7,
                       8: _HIDDEN_BAD_BUILDS_8}
 _RENAME = {6: _rename_tiered, 7: _rename_deploy, 8: _rename_retry}

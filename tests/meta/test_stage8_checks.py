@@ -114,3 +114,14 @@ def test_the_cost_rule_passes_the_reference_and_fails_a_scanning_retrier():
     scanning = _module("stage8_scan", fakes.edit(fakes.reference(8), *fakes._RETRY_SCAN))
     ok, text = cost.verdict(cost.measure(scanning, rule))
     assert not ok, text
+
+
+def test_the_stubs_fail_every_hidden_case():
+    """A stub raises NotImplementedError before anything else: no hidden case (a bad construction Python itself
+    refuses, say) may pass on it, or the stubs would score above 0."""
+    from solution.grading.hidden import hidden_groups
+
+    stub = _stub()
+    passing = [c.id for g in hidden_groups(SPEC) for c in g.cases
+               if run_case(SPEC.harness, stub, c) == run_case(SPEC.harness, solution, c)]
+    assert not passing, f"the stubs pass hidden cases {passing}"
