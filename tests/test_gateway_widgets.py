@@ -185,5 +185,8 @@ def test_every_control_changes_what_the_panel_shows_at_once(live) -> None:
             before = panel.settings.value
             control.value = value
             assert panel.settings.value != before, f"changing {control.description!r} left the settings line as it was"
-        assert "3 prompt words" in panel.settings.value and "at most 7 tokens" in panel.settings.value
+        assert "3 prompt words (13 characters)" in panel.settings.value and "at most 7 tokens" in panel.settings.value
+        before = panel.settings.value
+        panel.prompt.value += "x"  # an edit that keeps the word count still shows
+        assert panel.settings.value != before
         assert "2.5 requests/s" in panel.settings.value and "on, every 0.5 s" in panel.settings.value

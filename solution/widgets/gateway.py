@@ -334,8 +334,8 @@ class GatewayPanel:
 
     def _show_settings(self) -> None:
         """The settings line: what the next click sends and what runs now (updated on every change of a control)."""
-        words = len(self.prompt.value.split())
-        self.settings.value = (f"<small>next answer: {words} prompt words, at most {self.max_tokens.value} tokens &middot; "
+        words, chars = len(self.prompt.value.split()), len(self.prompt.value)
+        self.settings.value = (f"<small>next answer: {words} prompt words ({chars} characters), at most {self.max_tokens.value} tokens &middot; "
                                f"background load: {self.rate.value:g} requests/s &middot; live metrics: "
                                f"{'on, every %g s' % self.interval if self.live.value else 'off'}</small>")  # fmt: skip
 
