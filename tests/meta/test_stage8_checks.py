@@ -125,3 +125,25 @@ def test_the_stubs_fail_every_hidden_case():
     passing = [c.id for g in hidden_groups(SPEC) for c in g.cases
                if run_case(SPEC.harness, stub, c) == run_case(SPEC.harness, solution, c)]
     assert not passing, f"the stubs pass hidden cases {passing}"
+
+
+def test_the_bundle_carries_stage_8_without_its_solution():
+    """The candidate's bundle (tools/make_bundle.py) ships the stub exercises/retry.py, tests/stage8, the check's recorded
+    cases and the gateway (support code, so notebook 08 runs it on the candidate's components) with every data file
+    beside it (the recorded race results notebook 08 prints); it withholds solution/retry.py and the hidden cases,
+    and leaves tests/gateway out (processes and HAProxy; it tests support code, not the candidate's module)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import make_bundle
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    shipped = make_bundle.files(notebooks=ROOT / "no-notebooks")
+    assert "solution/retry.py" not in shipped and "exercises/retry.py" in shipped
+    assert b"NotImplementedError" in shipped["exercises/retry.py"]
+    assert {"tests/stage8/test_rules.py", "tests/stage8/test_bad_input.py", "tests/stage8/test_properties.py"} <= set(shipped)
+    assert "solution/checks/stage8.py" in shipped and "solution/checks/recorded/stage8.json.gz" in shipped
+    assert not [p for p in shipped if p.startswith(("tests/gateway/", "solution/grading/"))]
+    gateway = ROOT / "solution" / "gateway"
+    files = [p.relative_to(ROOT).as_posix() for p in gateway.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    missing = [p for p in files if p not in shipped]
+    assert not missing, f"the bundle leaves out gateway files notebook 08 needs: {missing}"
