@@ -178,7 +178,17 @@ CASES: dict[str, Callable[[dict, list], list[Figure]]] = {
     "deploy figures": lambda r, p: _deploy_figures(),
     "deploy player widget": lambda r, p: [deploy_widget.DeployExplorer().figure()],
     "gateway live panel": lambda r, p: _gateway_panel_figures(),
+    "retry storm curve": lambda r, p: [_retrystorm().plot_storm_curve(
+        _retrystorm().storm_curve([0.0, 1.0], seeds=[0, 1], fleet=_retrystorm().StormFleet(requests=40)))],
+    "retry storm overload": lambda r, p: [_retrystorm().plot_overload(_retrystorm().overload_runs(
+        ("retries", "retries + budget"), _retrystorm().OverloadScenario(duration=200.0), seeds=[0, 1]))],
 }
+
+
+def _retrystorm() -> ModuleType:
+    from solution.sim import retrystorm
+
+    return retrystorm
 
 
 def _gateway_panel_figures() -> list[Figure]:
