@@ -95,7 +95,7 @@ from solution.gateway.loadgen import LoadResult, LoadSummary, from_sim_workload,
 from solution.gateway.procs import Fleet, ManagedProcess, ServerSpec, free_port, start_fleet
 
 __all__ = [
-    "race", "race_scenario", "azure_scenario", "AZURE_FILE", "simulated", "aggregate", "overhead", "capacity", "capacity_weights", "main",
+    "race", "race_scenario", "azure_scenario", "jitter_spread", "AZURE_FILE", "simulated", "aggregate", "overhead", "capacity", "capacity_weights", "main",
     "race_part", "overhead_part", "capacity_part", "storm", "storm_part", "StormRun", "STORM_POLICIES", "RaceRow", "Overhead", "Capacity", "AGGREGATED", "HAPROXY_SETUPS", "L7_RETRY_ON", "DEFAULT_FLEET", "RACE_KEY", "FAULTS",
 ]  # fmt: skip
 
@@ -366,6 +366,48 @@ def simulated(scenario: object, strategies: Sequence[str], *, seed: int = 0) -> 
     for name in strategies:
         cls = getattr(solution, STRATEGIES[name], None) or getattr(routing, STRATEGIES[name])
         out[name] = simulate(scenario, RouterFactory(cls, models=models), seed=seed).summary()  # type: ignore[arg-type]
+    return out
+
+
+def jitter_spread(scenario: object, strategies: Sequence[str], *, seed: int, jitter: float = 0.002,
+                  draws: int = 10) -> dict[str, list[float]]:  # fmt: skip
+    """The simulator's e2e p99 when every arrival moves by up to ``jitter`` seconds: ``{strategy: [p99 per draw]}``.
+
+    What the real path does to a replay (the load generator's timers, the
+    gateway's event loop and the shared cores move each request by a few
+    milliseconds), played in the simulator: the same requests (``seed``'s
+    draws), each arrival shifted by a uniform draw in ``[0, jitter]``
+    (draw ``k`` seeded with ``k``).  A strategy whose choice hangs on the
+    order of near-simultaneous arrivals (least-connections breaks load
+    ratio ties by it) spreads; one that prices requests barely moves.
+    O(draws x strategies x simulation).
+    """
+    from dataclasses import fields
+
+    import numpy as np
+
+    from solution.sim.workload import Workload
+
+    @dataclass(frozen=True)
+    class Jittered(Workload):  # type: ignore[misc]
+        jitter: float = 0.0
+        jitter_seed: int = 0
+
+        def generate(self, rng_tokens: object, rng_arrivals: object, request_rate: object = None) -> object:
+            from dataclasses import replace
+
+            requests = super().generate(rng_tokens, rng_arrivals, request_rate)  # type: ignore[arg-type]
+            shift = np.random.default_rng(self.jitter_seed).uniform(0.0, self.jitter, len(requests.arrival))
+            return replace(requests, arrival=requests.arrival + shift)
+
+    from dataclasses import replace
+
+    base = scenario.workload  # type: ignore[attr-defined]
+    out: dict[str, list[float]] = {name: [] for name in strategies}
+    for k in range(draws):
+        workload = Jittered(**{f.name: getattr(base, f.name) for f in fields(base)}, jitter=jitter, jitter_seed=k)
+        for name, summary in simulated(replace(scenario, workload=workload), strategies, seed=seed).items():  # type: ignore[type-var]
+            out[name].append(summary.e2e_p99)  # type: ignore[attr-defined]
     return out
 
 
@@ -904,6 +946,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storm", action="store_true",
                         help="also run the retry storm: servers fail a fraction of attempts, the gateway retries without / with a budget")
     parser.add_argument("--storm-fractions", default="0.5,0.9", help="fractions of attempts the servers fail in the storm")
+    parser.add_argument("--jitter", type=float, default=None, metavar="SECONDS",
+                        help="also print the simulator's e2e p99 per seed when arrivals move by up to SECONDS (10 draws): "
+                             "how much a strategy's tail hangs on the order of near-simultaneous arrivals")
     parser.add_argument("--no-race", action="store_true", help="skip the workload race (with --overhead / --capacity)")
     parser.add_argument("--azure", default=None, metavar="CSV",
                         help="replay windows of this Azure LLM inference 2023 trace file instead (seed k: rows "
@@ -953,6 +998,14 @@ def main(argv: list[str] | None = None) -> int:
                                         "outlier_ejection": "off (every server equally sick)",
                                         "attempts": "servers' inference_requests_total, every status"})  # fmt: skip
         record("storm", part, t0)
+    if args.jitter is not None:
+        scenario = race_scenario(requests=args.requests, load=args.load, fleet=fleet, max_output_tokens=args.max_output_tokens)
+        print(f"the simulator's e2e p99 (s) with every arrival moved by up to {args.jitter * 1e3:g} ms, 10 draws: "
+              "min / median / max", flush=True)  # fmt: skip
+        for x in range(args.seed, args.seed + args.seeds):
+            spread = jitter_spread(scenario, [s for s in args.strategies.split(",") if s], seed=x, jitter=args.jitter)
+            print(f"seed {x}: " + "; ".join(f"{name} {min(v) * args.time_scale:.2f} / {sorted(v)[len(v) // 2] * args.time_scale:.2f} / "
+                                             f"{max(v) * args.time_scale:.2f}" for name, v in spread.items()), flush=True)  # fmt: skip
     if args.no_race:
         print(f"(took {time.monotonic() - began:.0f} s)")
         return 0

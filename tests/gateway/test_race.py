@@ -189,3 +189,13 @@ def test_storm_part_gives_an_interval_per_policy_and_fraction_and_storm_refuses_
         storm(policies=("retry harder",))
     with pytest.raises(ValueError, match="fractions"):
         storm(fractions=(1.5,))
+
+
+def test_jitter_moves_least_connections_tail_and_not_predictives() -> None:
+    from solution.gateway.race import jitter_spread, race_scenario, simulated
+
+    scenario = race_scenario()
+    spread = jitter_spread(scenario, ["predictive", "least_connections"], seed=0, jitter=0.002, draws=4)
+    base = {name: s.e2e_p99 for name, s in simulated(scenario, ["predictive", "least_connections"], seed=0).items()}  # type: ignore[attr-defined]
+    assert max(spread["predictive"]) - min(spread["predictive"]) < 0.05 * base["predictive"]  # prices, not arrival order
+    assert max(spread["least_connections"]) - min(spread["least_connections"]) > 0.3 * base["least_connections"]
