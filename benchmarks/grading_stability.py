@@ -9,7 +9,7 @@ Two figures, each with another process burning a core the whole time:
    server short; stage 5: soft affinity leaves a server exactly at the
    slack, ``<`` for ``<=``; stage 6: the newest preemption victim skipped
    for the next one; stage 7: the Mann-Whitney variance without the tie
-   correction).  Every run must give every case
+   correction; stage 8: the retry budget one retry short).  Every run must give every case
    the same verdict; the script prints the number of distinct verdict
    vectors per variant (1 is the goal), the score range and the time per run.
 2. **The cost rules, M runs** (default 50) in this process: the reference must
@@ -23,7 +23,9 @@ Two figures, each with another process burning a core the whole time:
    that walks every tenant of the request's tier on each admission once the run has started, a
    tier routing that lists every eligible server per decision, a preemptor
    that lists every running request per victim; stage 7: a canary split that
-   lists the new version's servers per decision).  It prints the growth
+   lists the new version's servers per decision; stage 8: a retrier that
+   counts its retries in flight by scanning the active requests per
+   decision, from 16 to 4,096 active requests).  It prints the growth
    factors' range for each.
 
 Usage::
@@ -50,7 +52,7 @@ from solution.checks import cost  # noqa: E402
 from solution.checks.cost import COST_CASES, LIMIT, measure, verdict  # noqa: E402
 from solution.grading.grader import grade  # noqa: E402
 
-MODULES = ("balancer", "request_queue", "strategies", "health", "affinity", "tiers", "deploy")
+MODULES = ("balancer", "request_queue", "strategies", "health", "affinity", "tiers", "deploy", "retry")
 
 #: (module, text to replace in the reference, replacement): one deliberate bug per stage (stage 1 needs two edits).
 BUGS = (
@@ -67,6 +69,7 @@ BUGS = (
      "            if queue_class < row.queue_class and usable(server_id) and rid != next(reversed(self._candidates)):\n"
      "                return rid, server_id\n"),
     ("deploy", "ties += t**3 - t", "ties += 0"),
+    ("retry", "self._in_flight + 1 > policy.budget.limit(", "self._in_flight + 2 > policy.budget.limit("),
 )
 
 
@@ -247,6 +250,20 @@ class _ScanDeploy:
         self.CanarySplit = CanarySplit
 
 
+class _ScanRetrier:
+    """Stage 8 with O(active) decisions: a retrier that counts its retries in flight by walking every active request."""
+
+    def __init__(self, module: object) -> None:
+        base = module.Retrier  # type: ignore[attr-defined]
+
+        class Retrier(base):  # type: ignore[misc, valid-type]
+            def decide(self, request_id, tries, failure, *, streamed):  # noqa: ANN001, ANN202
+                sum(self._retrying.values())  # the reference's active requests: an O(active) walk
+                return super().decide(request_id, tries, failure, streamed=streamed)
+
+        self.Retrier = Retrier
+
+
 class _ScanBalancer:
     """Stage 1 with a C-level O(S) scan: ``min`` over every server's key."""
 
@@ -283,10 +300,11 @@ def cost_rules(runs: int, stages: list[int] | None = None) -> None:
     import solution.deploy
     import solution.health
     import solution.request_queue
+    import solution.retry
     import solution.strategies
     import solution.tiers
 
-    print(f"2. the cost rules, {runs} runs each (limit {LIMIT:g}x growth from 16 to 4,096 servers; stage 6's admission from 10 to 100,000 tenants)")
+    print(f"2. the cost rules, {runs} runs each (limit {LIMIT:g}x growth from 16 to 4,096 servers; stage 6's admission from 10 to 100,000 tenants; stage 8 from 16 to 4,096 active requests)")
     variants = {
         1: (solution.balancer, _ScanBalancer()),
         2: (solution.request_queue, _ScanQueue(solution.request_queue)),
@@ -295,6 +313,7 @@ def cost_rules(runs: int, stages: list[int] | None = None) -> None:
         5: (solution.affinity, _ScanAffinity(solution.affinity)),
         6: (solution.tiers, _ScanTiers(solution.tiers)),
         7: (solution.deploy, _ScanDeploy(solution.deploy)),
+        8: (solution.retry, _ScanRetrier(solution.retry)),
     }
     for stage, name, rule in COST_CASES:
         if stages and stage not in stages:

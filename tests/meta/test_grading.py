@@ -18,8 +18,10 @@ kill the grader or forge its results change nothing; each stage's rule fakes
 Retry-After, buckets charged on a refusal, idle tenants never forgotten,
 unbounded or oldest-first preemption, a fleet or tenant scan per call; stage 7:
 ``fakes.STAGE7_EDITS``, such as a surge rounded down, a two-sided error test
-or a split by request id, and a split that lists the fleet per decision) lose
-exactly the groups that teach the rule broken.  ``-k stage7`` runs one stage's.
+or a split by request id, and a split that lists the fleet per decision; stage 8:
+``fakes.STAGE8_EDITS``, such as equal jitter, no cap, ``max(Retry-After, jitter)`` or a retry
+after streamed tokens, and a retrier that scans its active requests per decision) lose
+exactly the groups that teach the rule broken.  ``-k stage8`` runs one stage's.
 """
 
 from __future__ import annotations
