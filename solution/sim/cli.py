@@ -142,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     storm.add_argument("--fractions", default="0,0.25,0.5,0.75,1", help="failing fractions of the curve (default 0,0.25,0.5,0.75,1)")
     storm.add_argument("--errors-at-once", action="store_true", help="the curve's failing tries answer 500 at once (cost no work)")
     storm.add_argument("--load", type=float, default=0.7, help="the overload scenario's load (default 0.7)")
+    storm.add_argument("--duration", type=float, default=600.0, help="the overload scenario's seconds (a multiple of 20; default 600)")
     storm.add_argument("--no-overload", action="store_true", help="print the curve only")
     return parser
 
@@ -155,7 +156,7 @@ def _storm_command(args: argparse.Namespace) -> int:
         fractions = [float(f) for f in args.fractions.split(",")]
         fleet = retrystorm.StormFleet(errors_cost_work=not args.errors_at_once)
         points = retrystorm.storm_curve(fractions, seeds=range(args.seeds), fleet=fleet)
-        scenario = retrystorm.OverloadScenario(load=args.load)
+        scenario = retrystorm.OverloadScenario(load=args.load, duration=args.duration)
     except (TypeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -73,12 +73,15 @@ the goodput collapses to a fifth of the arrivals (0.21 of them answered
 in the last third of the run, 5 seeds) and stays there, long after the
 fleet is whole again, while two thirds of the tries run on for answers
 nobody reads.  The budget lets retries add at most a fifth of the active
-requests, the sustaining loop cannot close, and the fleet recovers (5 of
-5 seeds, a median 40 s after the server is back).  The control run, the
-same fleet with no server lost, collapses too in 3 of 5 seeds without a
-budget: at 70% load with 3 tries a Poisson burst is trigger enough, so
+requests, the sustaining loop cannot close, and the fleet recovers: none
+of 5 seeds is down at the end, and 92% of the time after the server's
+return is served (11% without the budget).  Over 30 minutes
+(``--duration 1800``) the budget still has overloaded episodes of 40-160 s,
+but each ends by itself; without it all 5 seeds stay down.  The control
+run, the same fleet with no server lost, ends down in 2 of 5 seeds without
+a budget: at 70% load with 3 tries a Poisson burst is trigger enough, so
 this fleet is barely in the *vulnerable* state.  At 75% load
-(``--load 0.75``) the budget recovers in only 3 of 5 seeds: it narrows the
+(``--load 0.75``) the budget too ends down in 2 of 5 seeds: it narrows the
 vulnerable region, it does not remove it.  All figures:
 ``python -m solution.sim storm``.  What the model leaves out: clients that retry on top of the
 gateway (their retries multiply), cancellation of abandoned tries (vLLM
@@ -462,27 +465,45 @@ class OverloadRun:
 
     #: A bin counts as served when its goodput is at least this share of its arrivals.
     SERVED = 0.7
+    #: Served bins in a row that make a recovery (100 s with 20 s bins).
+    RECOVERY_BINS = 5
+
+    def _served_after(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(times, served)`` of the bins from the server's return on (from 0 in the control) that the arrivals cover."""
+        start = self.scenario.back_at if self.scenario.lose_server else 0.0
+        keep = (self.times >= start - 1e-9) & (self.times + self.scenario.bin <= self.last_arrival)
+        return self.times[keep], (self.goodput >= self.SERVED * self.offered)[keep]
 
     @property
     def recovered_at(self) -> float:
-        """The start of the first bin at or after the server's return from which every bin is served; ``inf``: never.
+        """The start of the first of :attr:`RECOVERY_BINS` served bins in a row at or after the server's return; ``inf``: never.
 
         A bin is served when its goodput is at least :attr:`SERVED` (70%) of
-        its arrivals.  O(bins).
+        its arrivals.  A fleet that recovered may be overloaded again later
+        (a burst): :attr:`served_share` counts that.  O(bins).
         """
-        full = self.times + self.scenario.bin <= self.last_arrival  # bins the arrivals cover
-        served = (self.goodput >= self.SERVED * self.offered)[full]
-        times = self.times[full]
-        start = self.scenario.back_at if self.scenario.lose_server else 0.0
-        for k in np.flatnonzero(times >= start - 1e-9):
-            if served[k:].all():
+        times, served = self._served_after()
+        run = self.RECOVERY_BINS
+        for k in range(len(served) - run + 1):
+            if served[k : k + run].all():
                 return float(times[k])
         return math.inf
 
     @property
     def recovered(self) -> bool:
-        """Whether the fleet served every bin from some point after the server came back."""
+        """Whether the fleet served :attr:`RECOVERY_BINS` bins in a row at some point after the server came back."""
         return math.isfinite(self.recovered_at)
+
+    @property
+    def down_at_end(self) -> bool:
+        """Whether the fleet answered fewer than half of the arrivals in the last third of the run (collapsed for good)."""
+        return self.final_share < 0.5
+
+    @property
+    def served_share(self) -> float:
+        """The share of the bins after the server's return (after 0 s in the control) that were served."""
+        _, served = self._served_after()
+        return float(served.mean()) if len(served) else math.nan
 
     def share(self, start: float, end: float) -> float:
         """Answers over arrivals in the bins within ``[start, end)``.  O(bins)."""
@@ -540,8 +561,8 @@ def overload_runs(policies: Sequence[str] = POLICIES, scenario: OverloadScenario
 def overload_rows(runs: Mapping[str, Sequence[OverloadRun]]) -> list[dict[str, Any]]:
     """One row per policy, ready to print: answers over arrivals while the server is gone (``lost_at`` to
     ``back_at``; the same window in the control) and in the last third, attempts per request, the share of
-    tries wasted (mean with its 95% t interval over seeds), in how many seeds the fleet recovered and the
-    median time it took after the server's return (after 0 s in the control).
+    tries wasted, the share of time served after the server's return (mean with its 95% t interval over
+    seeds), and in how many seeds the fleet was still down at the end (:attr:`OverloadRun.down_at_end`).
 
     Raises:
         ValueError: a policy with fewer than 2 runs.
@@ -551,16 +572,14 @@ def overload_rows(runs: Mapping[str, Sequence[OverloadRun]]) -> list[dict[str, A
         if len(rs) < 2:
             raise ValueError(f"{name!r}: an interval over seeds needs at least 2 runs, got {len(rs)}")
         sc = rs[0].scenario
-        start = sc.back_at if sc.lose_server else 0.0
-        recovered = [r.recovered_at - start for r in rs if r.recovered]
         rows.append({
             "policy": name,
             "answered while the server is gone": _interval([r.share(sc.lost_at, sc.back_at) for r in rs]),
             "answered in the last third": _interval([r.final_share for r in rs]),
             "attempts per request": _interval([r.attempts_per_request for r in rs]),
             "tries wasted": _interval([r.wasted_share for r in rs], share=True),
-            "recovered": f"{sum(r.recovered for r in rs)} of {len(rs)}",
-            "recovered after (s, median)": float(np.median(recovered)) if recovered else math.inf,
+            "time served after the return": _interval([r.served_share for r in rs], share=True),
+            "down at the end": f"{sum(r.down_at_end for r in rs)} of {len(rs)}",
         })  # fmt: skip
     return rows
 
@@ -596,12 +615,11 @@ def overload_table(runs: Mapping[str, Sequence[OverloadRun]]) -> str:
     lines = [f"Overload: {sc.servers} servers x {sc.capacity} (processor sharing) at load {sc.load:g}, per-try timeout "
              f"{sc.per_try_timeout:g} s, {trigger}; {sc.duration:g} s; mean [95% CI] over {len(next(iter(runs.values())))} seeds",
              f"{'policy':17s} {f'answered {sc.lost_at:g}-{sc.back_at:g} s':>22s} {'answered, last third':>22s} {'attempts/request':>22s} "
-             f"{'tries wasted':>22s} {'recovered':>10s} {'after (median)':>14s}"]
+             f"{'tries wasted':>22s} {'time served after':>22s} {'down at the end':>16s}"]
     for row in overload_rows(runs):
-        after = row["recovered after (s, median)"]
         lines.append(f"{row['policy']:17s} {_ci(row['answered while the server is gone']):>22s} {_ci(row['answered in the last third']):>22s} "
-                     f"{_ci(row['attempts per request']):>22s} {_ci(row['tries wasted']):>22s} {row['recovered']:>10s} "
-                     f"{'never' if math.isinf(after) else f'{after:.0f} s':>14s}")  # fmt: skip
+                     f"{_ci(row['attempts per request']):>22s} {_ci(row['tries wasted']):>22s} "
+                     f"{_ci(row['time served after the return']):>22s} {row['down at the end']:>16s}")  # fmt: skip
     return "\n".join(lines)
 
 

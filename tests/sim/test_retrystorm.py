@@ -235,7 +235,8 @@ def test_a_lost_server_leaves_retries_without_a_budget_collapsed_and_the_budget_
     assert runs["retries"].wasted_share > 0.4  # most tries run on for answers nobody reads
     assert runs["retries + budget"].recovered and runs["retries + budget"].final_share > 0.95
     rows = overload_rows({name: [r, r] for name, r in runs.items()})
-    assert [r["policy"] for r in rows] == list(POLICIES) and rows[1]["recovered"] == "0 of 2"
+    assert [r["policy"] for r in rows] == list(POLICIES) and [r["down at the end"] for r in rows] == ["0 of 2", "2 of 2", "0 of 2"]
+    assert runs["retries"].served_share < 0.3 < 0.8 < runs["retries + budget"].served_share <= runs["no retries"].served_share == 1.0
 
 
 def test_the_control_has_no_trigger_and_the_series_add_up():
