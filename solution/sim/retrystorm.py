@@ -100,7 +100,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -124,6 +124,8 @@ __all__ = [
     "StormPoint",
     "StormRun",
     "storm_run",
+    "storm_on",
+    "sick",
     "storm_curve",
     "OverloadScenario",
     "OverloadRun",
@@ -236,18 +238,42 @@ class StormFleet:
 
     def scenario(self, fraction: float, policy_name: str) -> Scenario:
         """The run's scenario: every server fails ``fraction`` of its attempts from time 0, the path retries with ``policy_name``."""
-        f = _fraction(fraction)
         cluster = Cluster.uniform(self.servers, capacity=self.capacity)
         rate = self.load * self.servers * self.capacity / self.mean_service
-        return Scenario(
+        base = Scenario(
             cluster=cluster,
             workload=Workload(self.requests, Poisson(rate), tiers=(Tier("storm", 1.0, Fixed(100), Fixed(100)),)),
             mode=ClassicMode(self.mean_service),
-            timetable=tuple(FailFraction(0.0, s.server_id, f) for s in cluster.servers) if f > 0 else (),
-            health=HealthConfig(active=False, passive=False, retry=policy(policy_name), retrier=True,
-                                error_after_prefill=self.errors_cost_work),  # fmt: skip
-            name=f"storm f={f:g} {policy_name}",
+            name="storm",
         )
+        return sick(base, fraction, policy_name, errors_cost_work=self.errors_cost_work)
+
+
+def sick(scenario: Scenario, fraction: float, policy_name: str, *, errors_cost_work: bool = False) -> Scenario:
+    """``scenario`` with every server at time 0 failing ``fraction`` of its attempts and the path retrying by ``policy_name``.
+
+    Health checks stay off (every server is equally sick, so ejecting one
+    would only move its load: the retry policy alone is measured, as in the
+    HTTP storm of :func:`solution.gateway.race.storm`).  ``errors_cost_work``:
+    see ``HealthConfig.error_after_prefill`` (``False``: a 500 at once, as the
+    inference servers' ``fail`` fault answers).  O(servers).
+
+    Raises:
+        TypeError / ValueError: a fraction outside [0, 1], an unknown policy, a scenario with a timetable already.
+    """
+    f = _fraction(fraction)
+    if not isinstance(scenario, Scenario):
+        raise TypeError(f"scenario must be a solution.sim Scenario, got {type(scenario).__name__}")
+    if scenario.timetable:
+        raise ValueError("sick() sets the timetable (every server failing from time 0); pass a scenario without one")
+    if not isinstance(errors_cost_work, bool):
+        raise TypeError(f"errors_cost_work must be a bool, got {type(errors_cost_work).__name__}")
+    return replace(
+        scenario,
+        timetable=tuple(FailFraction(0.0, s.server_id, f) for s in scenario.cluster.servers) if f > 0 else (),
+        health=HealthConfig(active=False, passive=False, retry=policy(policy_name), retrier=True, error_after_prefill=errors_cost_work),
+        name=f"{scenario.name}, f={f:g}, {policy_name}",
+    )
 
 
 @dataclass(frozen=True)
@@ -287,12 +313,28 @@ def storm_run(fraction: float, policy_name: str, *, fleet: StormFleet = StormFle
 
     O(E log E) for E events (about ``requests * (1 + f + f**2)`` tries).
     """
+    if not isinstance(fleet, StormFleet):
+        raise TypeError(f"fleet must be a StormFleet, got {type(fleet).__name__}")
+    return _measure(fleet.scenario(fraction, policy_name), seed)
+
+
+def storm_on(scenario: Scenario, fraction: float, policy_name: str, *, seed: int = 0, errors_cost_work: bool = False) -> StormRun:
+    """:func:`storm_run` on any scenario (its workload, fleet and mode): the simulator's side of the HTTP storm.
+
+    ``storm_on(solution.gateway.race.race_scenario(...), f, policy, seed=s)``
+    runs the very requests the HTTP storm replays for seed ``s`` (the race
+    draws them with ``from_sim_workload(scenario, seed=s)``), on servers that
+    fail ``f`` of the attempts with a 500 at once (see :func:`sick`).
+    O(E log E) for E events.
+    """
+    return _measure(sick(scenario, fraction, policy_name, errors_cost_work=errors_cost_work), seed)
+
+
+def _measure(scenario: Scenario, seed: int) -> StormRun:
     from solution.sim.race import routed_least_connections
     from solution.sim.runner import simulate
 
-    if not isinstance(fleet, StormFleet):
-        raise TypeError(f"fleet must be a StormFleet, got {type(fleet).__name__}")
-    res = simulate(fleet.scenario(fraction, policy_name), routed_least_connections(), seed=seed)
+    res = simulate(scenario, routed_least_connections(), seed=seed)
     n = len(res)
     reasons = res.health.fail_reasons.values() if res.health is not None else ()
     return StormRun(float(res.tries.sum()) / n, float(np.count_nonzero(res.outcome == Outcome.COMPLETED)) / n,

@@ -40,7 +40,9 @@ from solution.sim.retrystorm import (
     plot_storm_curve,
     policy,
     run_overload,
+    sick,
     storm_curve,
+    storm_on,
     storm_run,
     theory_attempts,
     theory_success,
@@ -329,3 +331,19 @@ def test_every_request_ends_once_and_the_retriers_books_balance(fraction, name, 
     (retrier,) = Books.made
     assert retrier.active == 0 and retrier.retries_in_flight == 0
     assert stats["retried"] == retrier.stats()["retries"] and res.tries.max() <= policy(name).max_tries
+
+
+def test_storm_on_any_scenario_runs_its_requests_on_sick_servers():
+    from solution.sim import scenarios
+
+    base = scenarios.steady(servers=2, load=0.5, requests=60)
+    sick_one = sick(base, 1.0, "retries")
+    assert {e.server for e in sick_one.timetable} == {"gpu-0", "gpu-1"} and sick_one.health.retrier
+    assert not sick_one.health.error_after_prefill and sick_one.workload == base.workload
+    run = storm_on(base, 1.0, "retries", seed=3)
+    assert run.attempts_per_request == 3.0 and run.success_rate == 0.0
+    assert np.array_equal(run.results.arrival, simulate(base, seed=3).arrival)  # the very requests of the scenario's seed
+    with pytest.raises(ValueError, match="timetable"):
+        sick(sick_one, 0.5, "retries")
+    with pytest.raises(TypeError):
+        sick(StormFleet(), 0.5, "retries")  # type: ignore[arg-type]
