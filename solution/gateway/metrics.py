@@ -133,7 +133,8 @@ def _server_state(path: Any, health: Any, sid: str, router_stats: dict[str, Any]
 class GatewayMetrics:
     """The counters and histograms the gateway updates per request, in a fresh registry.
 
-    ``state`` is passed to :class:`PathCollector`.  Every method is O(1).
+    ``state`` is passed to :class:`PathCollector`.  Every method is O(1): each label child is looked up once
+    (by outcome and tier, by tier) and kept, so a request costs an ``inc`` and up to three ``observe`` calls.
     """
 
     def __init__(self, state: Callable[[], tuple[Any, Any, tuple[str, ...], Any]] | None = None) -> None:
@@ -149,21 +150,36 @@ class GatewayMetrics:
                                buckets=(1, 2, 3, 4, 5, 8), registry=r)  # fmt: skip
         self.retries = Counter("lb_gateway_retries", "Re-sends: attempts after a request's first", registry=r)
         self.discarded = Counter("lb_gateway_discarded", "Late answers of abandoned attempts, dropped", registry=r)
+        # label children by their label values, looked up once: ``labels()`` validates and locks on every call
+        # (about 7 us against 1 us for the cached child's ``inc()`` here); the children are the same objects
+        self._counted: dict[tuple[str, str | None], Any] = {}
+        self._ttft: dict[str | None, Any] = {}
+        self._e2e: dict[str | None, Any] = {}
+        self._tries: dict[str | None, Any] = {}
         if state is not None:
             r.register(PathCollector(state))
 
     def request(self, outcome: str, tier: str | None) -> None:
         """Count one answered request."""
-        self.requests.labels(outcome=outcome, tier=tier or "none").inc()
+        key = (outcome, tier)
+        child = self._counted.get(key)
+        if child is None:
+            child = self._counted[key] = self.requests.labels(outcome=outcome, tier=tier or "none")
+        child.inc()
 
     def latency(self, tier: str | None, ttft: float | None, e2e: float, tries: int) -> None:
         """Record a delivered request's latencies and tries (``ttft`` None: nothing reached the client before the end)."""
-        t = tier or "none"
         if ttft is not None:
-            self.ttft.labels(tier=t).observe(ttft)
-        self.e2e.labels(tier=t).observe(e2e)
+            (self._ttft.get(tier) or self._child(self._ttft, self.ttft, tier)).observe(ttft)
+        (self._e2e.get(tier) or self._child(self._e2e, self.e2e, tier)).observe(e2e)
         if tries:
-            self.tries.labels(tier=t).observe(tries)
+            (self._tries.get(tier) or self._child(self._tries, self.tries, tier)).observe(tries)
+
+    @staticmethod
+    def _child(cache: dict[str | None, Any], histogram: Histogram, tier: str | None) -> Any:
+        """The histogram's child for ``tier``, made at its first observation (as ``labels()`` made it) and kept."""
+        child = cache[tier] = histogram.labels(tier=tier or "none")
+        return child
 
     def exposition(self) -> bytes:
         """The text exposition of every metric (what ``GET /metrics`` answers)."""

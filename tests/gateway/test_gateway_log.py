@@ -1,4 +1,5 @@
-"""The per-request log line, without a socket: the hand-built line is exactly what json.dumps gave."""
+"""The per-request log line and the metric children, without a socket: the cheap builders give what the slow ones gave
+(the hand-built line is exactly what json.dumps gave; the cached label children count as labels() did)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from solution.gateway.call import Call
+from solution.gateway.metrics import GatewayMetrics
 from solution.gateway.requestlog import REQUEST_LOGGER, log_refusal, log_request, request_line
 
 pytestmark = pytest.mark.stage8
@@ -88,3 +90,22 @@ def test_each_line_reaches_the_loggers_handlers_at_info_and_nothing_when_info_is
     logging.getLogger(REQUEST_LOGGER).setLevel(logging.WARNING)
     log_request(call, 200, "delivered", None, retry_after=None, ttft=0.25, e2e=1.0)
     assert len(lines.records) == 2
+
+
+def test_cached_metric_children_count_as_labels_did() -> None:
+    m = GatewayMetrics()
+    for outcome, tier in [("delivered", None), ("delivered", None), ("failed", "premium"), ("delivered", "premium")]:
+        m.request(outcome, tier)
+    m.latency(None, 0.01, 0.5, 1)
+    m.latency(None, None, 0.7, 2)
+    m.latency("premium", 0.02, 0.2, 0)
+    value = m.registry.get_sample_value
+    assert value("lb_gateway_requests_total", {"outcome": "delivered", "tier": "none"}) == 2
+    assert value("lb_gateway_requests_total", {"outcome": "failed", "tier": "premium"}) == 1
+    assert value("lb_gateway_requests_total", {"outcome": "delivered", "tier": "premium"}) == 1
+    assert value("lb_gateway_ttft_seconds_count", {"tier": "none"}) == 1
+    assert value("lb_gateway_e2e_seconds_count", {"tier": "none"}) == 2
+    assert value("lb_gateway_e2e_seconds_sum", {"tier": "none"}) == pytest.approx(1.2)
+    assert value("lb_gateway_tries_count", {"tier": "none"}) == 2 and value("lb_gateway_tries_sum", {"tier": "none"}) == 3
+    assert value("lb_gateway_tries_count", {"tier": "premium"}) is None  # 0 tries: not observed
+    assert value("lb_gateway_ttft_seconds_count", {"tier": "premium"}) == 1
