@@ -597,7 +597,9 @@ with needs_working_code():
     display(fig)
 
 # %% [markdown]
-# The crashed server is out of the rotation; every refusal above is counted by its outcome, and
+# The crashed server is out of the rotation (`lost` while its connections are refused, `down`
+# once its probes have failed; a slow server can show `degraded`, stage 4's latency outlier, when
+# this machine is busy); every refusal above is counted by its outcome, and
 # the re-sends count every attempt after a request's first (the crash's among them). The same numbers feed a dashboard or an alert: a queue that stays
 # deep is the signal to scale out (stage 2), a rising `retry_decisions_total{reason="budget"}` the
 # sign of a sick fleet.
