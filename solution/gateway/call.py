@@ -33,7 +33,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Call:
     """One client request inside the gateway, from submit to its one answer.
 

@@ -56,8 +56,11 @@ async def read_json(request: web.Request, config: GatewayConfig) -> tuple[dict[s
     if request.content_length is not None and request.content_length > config.max_body_bytes:
         raise BadInput(413, f"the body is {request.content_length} bytes; the limit is {config.max_body_bytes}", code="body_too_large")
     try:
-        async with asyncio.timeout(config.timeouts.body):
+        if request.content.is_eof():  # the whole body came with the head (the usual case): nothing to wait for or time
             raw = await request.read()
+        else:
+            async with asyncio.timeout(config.timeouts.body):
+                raw = await request.read()
     except TimeoutError:
         raise BadInput(408, f"the body did not arrive within {config.timeouts.body:g} s", code="body_timeout") from None
     except web.HTTPRequestEntityTooLarge:
