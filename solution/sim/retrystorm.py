@@ -101,7 +101,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -113,6 +113,9 @@ from solution.sim.results import Outcome, Results
 from solution.sim.scenario import Scenario
 from solution.sim.theory import mean_confidence_interval
 from solution.sim.workload import Fixed, Poisson, Tier, Workload
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "POLICIES",
@@ -670,7 +673,7 @@ def overload_table(runs: Mapping[str, Sequence[OverloadRun]]) -> str:
 _COLORS = {"no retries": "#4c78a8", "retries": "#e45756", "retries + budget": "#54a24b"}
 
 
-def plot_storm_curve(points: Sequence[StormPoint]) -> Any:
+def plot_storm_curve(points: Sequence[StormPoint]) -> Figure:
     """Two panels against the failing fraction: attempts per request (the storm) and success rate, per policy,
     with their 95% intervals and the formulas (dashed).  Returns a matplotlib Figure."""
     from matplotlib.figure import Figure
@@ -706,7 +709,7 @@ def plot_storm_curve(points: Sequence[StormPoint]) -> Any:
     return fig
 
 
-def plot_overload(runs: Mapping[str, Sequence[OverloadRun]]) -> Any:
+def plot_overload(runs: Mapping[str, Sequence[OverloadRun]]) -> Figure:
     """Goodput and attempts per second over time, per policy (the median seed, shaded from the lowest to the highest
     seed: runs collapse at different times, so a mean would draw no run), the lost server's window shaded grey and
     the arrival rate dashed.  Returns a matplotlib Figure."""
