@@ -47,6 +47,7 @@ from solution.core.deploy_types import (
     Window,
 )
 from exercises.retry import Retrier, backoff_bound, full_jitter
+from solution.core.retry_types import Failure, RetryBudget, RetryDecision
 from solution.core.gateway import Gateway
 from solution.core.clock import ManualClock
 from solution.core.queue_types import (
@@ -137,6 +138,9 @@ __all__ = [
     "Retrier",
     "backoff_bound",
     "full_jitter",
+    "RetryBudget",
+    "Failure",
+    "RetryDecision",
     "Gateway",
     "ManualClock",
     "Ordering",
