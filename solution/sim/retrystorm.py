@@ -91,8 +91,9 @@ leaves 1 of 5 seeds down, at 40 s nothing collapses.  All figures:
 
 What the model leaves out: clients that retry on top of the gateway (their
 retries multiply), cancellation of abandoned tries (vLLM aborts a request
-whose connection closes, which removes the wasted work: a real cure), and
-admission control by queue time.
+whose connection closes, and so do the course's inference servers, which
+removes the wasted work; the simulator's abandoned tries run to the end,
+so its storm is the worst case), and admission control by queue time.
 
 Costs: a run is one simulation through the request path, O(E log E) for E
 events (arrivals, tries, completions, timeouts): ``benchmarks/bench_retrystorm.py``
