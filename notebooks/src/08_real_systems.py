@@ -47,15 +47,22 @@ def needs(*names: str) -> None:
 # ## What stage 8 adds: the request path on real sockets
 #
 # ```
-#                         the gateway (python -m solution.gateway, aiohttp, one event loop)
-#  client ──HTTP──►  auth ─► validate ─► admission ─► queue ─► routing ─► dispatch ──HTTP/SSE──► inference server a10
-#  (openai SDK,      401      400/404/   (stage 6:    (stage 2: (stages 1,  (an attempt;            inference server a100
-#   curl, loadgen)            413        429 + Retry- 503 +     3, 5, 6)    re-route on a            inference server h100
-#                                        After)       Retry-After)          crash or 5xx: stage 4    (each: continuous batching,
-#        ◄──── tokens streamed as they come ◄──────────────────────────────  + YOUR retrier, stage 8)  KV limit, /health, /metrics)
-#                                  completion feedback ◄── first token, done, failure (health, slow start, drain: stages 4, 7)
-#
-#  client ──HTTP──►  HAProxy (balance leastconn, httpchk, observe layer7, slowstart, maxconn + queue) ──► the same servers
+#  client: the openai SDK, curl, the load generator
+#    │ POST /v1/chat/completions, Authorization: Bearer <key>              ▲ tokens as they come (SSE)
+#    ▼                                                                     │
+#  the gateway: python -m solution.gateway (aiohttp, one event loop, one RequestPath)
+#    1 auth       401 without a valid key                              no server time
+#    2 validate   400 bad JSON, 404 unknown model, 413 too large       no server time
+#    3 admission  429 + Retry-After over a tier's rate limit           stage 6
+#    4 queue      503 + Retry-After when full or waited too long       stage 2
+#    5 routing    least-connections, predictive, affinity, tiers       stages 1, 3, 5, 6
+#    6 dispatch   one attempt; after a crash, hang or 5xx, re-route    stage 4, if YOUR retrier says so (stage 8)
+#    7 feedback   first token, done, failure: health, slow start, drain   stages 4, 7
+#    │ HTTP                                                                ▲ SSE
+#    ▼                                                                     │
+#  inference servers a10, a100, h100: continuous batching (the simulator's model), KV limit, /health, /metrics
+#    ▲
+#  HAProxy, the peer, in front of the same servers: leastconn, httpchk, observe layer7, slowstart, maxconn + queue
 # ```
 #
 # Every decision is still made by one `RequestPath` (the stage-4 to stage-7 composition), driven
