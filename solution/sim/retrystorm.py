@@ -89,6 +89,15 @@ low a timeout starts storms): at 5 s (``--timeout 5``) even the budget
 leaves 1 of 5 seeds down, at 40 s nothing collapses.  All figures:
 ``python -m solution.sim storm``.
 
+Why classic mode: its answers come whole (the first token with the last,
+as a ``stream: false`` completion).  In LLM mode every request streams
+its first token after the prefill, and a per-try timeout later in the
+decode is never retried (rule ``"streamed"``): the same lost server on
+four A100s at load 0.7 with a 12 s per-try timeout ends 242 requests
+``"streamed"`` and re-sends none, identically with and without retries.
+A storm of streamed requests needs failures before their first token
+(refused connections, 5xx, 429, a slow prefill).
+
 What the model leaves out: clients that retry on top of the gateway (their
 retries multiply), cancellation of abandoned tries (vLLM aborts a request
 whose connection closes, and so do the course's inference servers, which

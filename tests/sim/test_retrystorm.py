@@ -347,3 +347,18 @@ def test_storm_on_any_scenario_runs_its_requests_on_sick_servers():
         sick(sick_one, 0.5, "retries")
     with pytest.raises(TypeError):
         sick(StormFleet(), 0.5, "retries")  # type: ignore[arg-type]
+
+
+def test_a_streamed_try_that_times_out_is_never_retried_so_llm_streams_make_no_storm():
+    """In LLM mode the first token is streamed after the prefill; a per-try timeout later in the decode ends the request
+    ("streamed"), whatever the policy: the storm needs answers that come whole (classic mode) or failures before a token."""
+    from solution.sim import scenarios
+
+    base = scenarios.steady(servers=2, load=0.7, requests=300)
+    runs = {name: simulate(replace(base, health=HealthConfig(active=False, passive=False, retrier=True,
+                                                             retry=policy(name, per_try_timeout=5.0))),  # fmt: skip
+                           RouterFactory(LeastConnections), seed=0)
+            for name in ("no retries", "retries")}  # fmt: skip
+    storm = runs["retries"].health
+    assert storm.fail_reasons and set(storm.fail_reasons.values()) == {"streamed"} and storm.path_stats["retried"] == 0
+    assert np.array_equal(runs["retries"].outcome, runs["no retries"].outcome)
