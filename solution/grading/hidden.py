@@ -14,6 +14,7 @@ import dataclasses
 import math
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +30,27 @@ HIDDEN = Path(__file__).resolve().parent / "hidden"
 _FRESH_SEEDS = range(1000, 1006)
 
 
-def rename_ids(case: Case, rng: random.Random, new_id: str) -> Case:
-    """``case`` with every non-empty string argument, and the ids of the servers it starts with, renamed consistently (ids are the only top-level strings)."""
+def _namer(rng: random.Random) -> Callable[[str], str]:
+    """A consistent renaming: the same new name for the same old one, each new one drawn from ``rng`` when first needed."""
     names: dict[str, str] = {}
 
-    def rename(value: Any) -> Any:
-        if isinstance(value, str) and value:
-            if value not in names:
-                names[value] = f"{rng.choice('abcdefghkmnpqrstuvwxyz')}{len(names)}{rng.randrange(10, 99)}"
-            return names[value]
-        return value
+    def name(value: str) -> str:
+        if value not in names:
+            names[value] = f"{rng.choice('abcdefghkmnpqrstuvwxyz')}{len(names)}{rng.randrange(10, 99)}"
+        return names[value]
+
+    return name
+
+
+def _string_renamer(rng: random.Random) -> Callable[[Any], Any]:
+    """:func:`_namer` for every non-empty string; anything else as it is."""
+    new_name = _namer(rng)
+    return lambda value: new_name(value) if isinstance(value, str) and value else value
+
+
+def rename_ids(case: Case, rng: random.Random, new_id: str) -> Case:
+    """``case`` with every non-empty string argument, and the ids of the servers it starts with, renamed consistently (ids are the only top-level strings)."""
+    rename = _string_renamer(rng)
 
     make = case.make
     if isinstance(make, dict) and isinstance(make.get("servers"), list):  # stage 5: the servers a case starts with
@@ -67,15 +79,13 @@ def _rename_tiered(case: Case, rng: random.Random, new_id: str) -> Case:
     bucket's amounts and rates doubled (the same times, levels doubled), a Retry-After's waits moved up 1.25 s."""
     make = copy.deepcopy(case.make) if isinstance(case.make, dict) else case.make
     keep = {"all", "shared"}
-    names: dict[str, str] = {}
+    new_name = _namer(rng)
 
     def rename(value: Any) -> Any:
         if isinstance(value, list):
             return [rename(v) for v in value]
         if isinstance(value, str) and value and value not in keep:
-            if value not in names:
-                names[value] = f"{rng.choice('abcdefghkmnpqrstuvwxyz')}{len(names)}{rng.randrange(10, 99)}"
-            return names[value]
+            return new_name(value)
         return value
 
     ops = case.ops
@@ -122,7 +132,7 @@ def _rename_deploy(case: Case, rng: random.Random, new_id: str) -> Case:
     (its start and every event's time); a bounds case asks about a fleet three servers larger (a bad fleet
     size stays bad); a canary analysis tests at 0.8 of its alpha with one more request in A's windows."""
     make = copy.deepcopy(case.make) if isinstance(case.make, dict) else case.make
-    names: dict[str, str] = {}
+    new_name = _namer(rng)
 
     def rename(value: Any) -> Any:
         if isinstance(value, list):
@@ -130,9 +140,7 @@ def _rename_deploy(case: Case, rng: random.Random, new_id: str) -> Case:
         if isinstance(value, dict):
             return {k: rename(v) for k, v in value.items()}
         if isinstance(value, str) and value and value not in _STAGE7_WORDS and not re.fullmatch(r"-?[\d.]+%", value):
-            if value not in names:
-                names[value] = f"{rng.choice('abcdefghkmnpqrstuvwxyz')}{len(names)}{rng.randrange(10, 99)}"
-            return names[value]
+            return new_name(value)
         return value
 
     def later(value: Any) -> Any:
@@ -190,15 +198,8 @@ def _rename_retry(case: Case, rng: random.Random, new_id: str) -> Case:
     from solution.core.retry_types import RetryPolicy
 
     make = copy.deepcopy(case.make) if isinstance(case.make, dict) else case.make
-    names: dict[str, str] = {}
+    rename = _string_renamer(rng)
     default = RetryPolicy()
-
-    def rename(value: Any) -> Any:
-        if isinstance(value, str) and value:
-            if value not in names:
-                names[value] = f"{rng.choice('abcdefghkmnpqrstuvwxyz')}{len(names)}{rng.randrange(10, 99)}"
-            return names[value]
-        return value
 
     def number(value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
