@@ -246,13 +246,20 @@ class Gateway:
             await call.done.wait()
             return await self._answer(call)
         finally:
+            if call.final is None and call.complete and call.current is not None:
+                # the client read the whole stream, to its [DONE], and left before the backend's end reached us (as
+                # the openai client does): the answer was delivered, and the server's slot is freed as for one
+                self.driver.report(call, call.current[0], True)
             if call.final is None:  # the client went away (handler cancelled) before its answer
                 self.driver.client_gone(call)
                 for task in list(call.tasks):
                     if task is not asyncio.current_task():
                         task.cancel()
             if not call.finished:  # it went away before its answer, or while it was being written
-                self._done(call, 499, "cancelled", "client went away")
+                if call.complete and type(call.final).__name__ == "Delivered":
+                    self._done(call, 200, "delivered", None)
+                else:
+                    self._done(call, 499, "cancelled", "client went away")
             self.driver.forget(call)  # abandoned attempts still running report their late answers themselves
 
     async def _answer(self, call: Call) -> web.StreamResponse:

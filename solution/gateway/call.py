@@ -40,7 +40,8 @@ class Call:
     ``current`` is the (server, attempt) whose output may reach the client
     (None: none, e.g. while backing off); ``answers`` the non-streamed
     answers kept by attempt; ``route`` the path's route decisions (for the
-    log line); ``finished``: counted on ``/metrics`` and logged (exactly once).
+    log line); ``complete``: a stream's end (``data: [DONE]``) was written to the client, which has its whole
+    answer even if it leaves at once; ``finished``: counted on ``/metrics`` and logged (exactly once).
     """
 
     rid: str
@@ -64,6 +65,7 @@ class Call:
     route: list[dict[str, Any]] = field(default_factory=list)
     queued: bool = False
     ttft: float | None = None
+    complete: bool = False
     finished: bool = False
 
     def is_current(self, sid: str, attempt: int) -> bool:

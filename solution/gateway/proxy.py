@@ -51,9 +51,12 @@ from solution.core.retry_types import Failure
 from solution.gateway.call import Answer, Call, ClientGone
 from solution.gateway.config import Backend, GatewayConfig
 
-__all__ = ["AttemptReporter", "Proxy", "PASSED_HEADERS", "parse_retry_after"]
+__all__ = ["AttemptReporter", "Proxy", "PASSED_HEADERS", "SSE_END", "parse_retry_after"]
 
 _events = logging.getLogger("solution.gateway")
+
+#: The end of an OpenAI stream: the client has the whole answer once this is written.
+SSE_END = b"data: [DONE]\n\n"
 
 #: A backend's response headers the client gets (lower case); the rest (Content-Length, Date, Server, ...) are the gateway's own.
 PASSED_HEADERS = frozenset({"content-type", "retry-after", "x-server-id"})
@@ -206,6 +209,7 @@ class Proxy:
     async def _relay_stream(self, call: Call, sid: str, attempt: int, resp: aiohttp.ClientResponse,
                             reporter: AttemptReporter) -> None:  # fmt: skip
         """Pass SSE chunks through as they arrive; the first one is the request's first token (no re-send after it)."""
+        tail = b""  # the last bytes written, to see the stream's end even when it is split over chunks
         async for chunk in resp.content.iter_any():
             if not chunk or not call.is_current(sid, attempt):
                 continue  # an abandoned attempt's output never reaches the client
@@ -227,3 +231,6 @@ class Proxy:
                 await call.response.write(chunk)
             except (ConnectionError, RuntimeError) as exc:
                 raise ClientGone() from exc
+            tail = (tail + chunk)[-len(SSE_END) :]
+            if tail == SSE_END:
+                call.complete = True  # the client has the whole answer (it may close at once, as the openai client does)

@@ -44,6 +44,7 @@ class StubBackend:
     def __init__(self, server_id: str, *, token_delay: float = 0.0) -> None:
         self.server_id = server_id
         self.token_delay = token_delay
+        self.end_delay = 0.0  # seconds between a stream's "data: [DONE]" and its end (the response's EOF)
         self.healthy = True
         self.status = 200  # the status a completion answers (429 / 500 to test errors)
         self.retry_after: str | None = None
@@ -132,6 +133,8 @@ class StubBackend:
                     await asyncio.sleep(self.token_delay)
                     await response.write(b"data: " + json.dumps({"choices": [{"text": "tok "}]}).encode() + b"\n\n")
                 await response.write(b"data: [DONE]\n\n")
+                if self.end_delay:
+                    await asyncio.sleep(self.end_delay)
                 await response.write_eof()
             except ConnectionError:  # the client went away (a test's deadline or timeout): nothing to answer
                 pass

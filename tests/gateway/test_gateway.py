@@ -1020,6 +1020,34 @@ def test_a_request_bigger_than_its_tiers_token_bucket_gets_413_not_an_endless_42
         assert sum(s.served for s in stubs) == 1
 
 
+def test_a_client_that_closes_right_after_the_streams_done_got_a_delivered_answer(stubs: list[StubBackend],
+                                                                                  logs: LogCapture) -> None:  # fmt: skip
+    """The openai client closes a stream as soon as it reads ``data: [DONE]``, before the response's end: delivered, not 499."""
+    for s in stubs:
+        s.end_delay = 1.0  # the backend's end comes a second after its [DONE]: the client has left by then
+    with live(config_for(stubs)) as gw:
+        body = json.dumps({"model": MODEL, "prompt": "a", "max_tokens": 2, "stream": True}).encode()
+        sock = _raw(gw.url)
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode() +
+                     b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)  # fmt: skip
+        data = b""
+        while b"data: [DONE]\n\n" not in data:
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+        sock.close()
+        wait_until(lambda: logs.requests(), what="the request's log line")
+        line = logs.requests()[0]
+        assert (line["status"], line["outcome"]) == (200, "delivered") and data.startswith(b"HTTP/1.1 200")
+        wait_until(lambda: gw.read(lambda g: (g.path.stats()["open"], g.path.stats()["abandoned"])) == (0, 0),
+                   what="nothing left running")  # fmt: skip
+        stats = gw.read(lambda g: g.path.stats())
+        assert stats["delivered"] == 1 and stats["cancelled"] == 0
+        text = httpx.get(gw.url + "/metrics").text
+        assert metric(text, "lb_gateway_requests_total", outcome="delivered", tier="none") == 1
+        assert "cancelled" not in text.split("lb_gateway_requests_total", 1)[1].split("# HELP", 1)[0]
+
+
 def test_a_client_that_leaves_mid_stream_cancels_its_request_and_frees_the_servers_slot(stubs: list[StubBackend]) -> None:
     s1, _ = stubs
     s1.token_delay = 0.05
