@@ -651,7 +651,7 @@ with needs_working_code():
     (tls_dir / "gw.pem").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
     (tls_dir / "gw.key").write_bytes(cert.private_key_pem.bytes())
     tls_config = GatewayConfig.from_dict({
-        "backends": [{"server_id": "h100", "url": fleet.url("h100"), "capacity": 8}], "keys": {"sk-alice": {"tenant": "alice"}},
+        "backends": [{"server_id": "h100", "url": fleet.url("h100"), "capacity": 8}], "keys": KEYS, "tiers": TIERS,
         "tls": {"cert": str(tls_dir / "gw.pem"), "key": str(tls_dir / "gw.key")},
     })  # fmt: skip
     with BackgroundGateway(tls_config) as tls_gateway:
