@@ -96,7 +96,7 @@ from solution.gateway.procs import Fleet, ManagedProcess, ServerSpec, free_port,
 
 __all__ = [
     "race", "race_scenario", "azure_scenario", "jitter_spread", "AZURE_FILE", "simulated", "aggregate", "overhead", "capacity", "capacity_weights", "main",
-    "race_part", "overhead_part", "capacity_part", "storm", "storm_part", "StormRun", "STORM_POLICIES", "RaceRow", "Overhead", "Capacity", "AGGREGATED", "HAPROXY_SETUPS", "L7_RETRY_ON", "DEFAULT_FLEET", "RACE_KEY", "FAULTS",
+    "race_part", "overhead_part", "capacity_part", "storm", "storm_part", "storm_simulated", "StormRun", "STORM_POLICIES", "RaceRow", "Overhead", "Capacity", "AGGREGATED", "HAPROXY_SETUPS", "L7_RETRY_ON", "DEFAULT_FLEET", "RACE_KEY", "FAULTS",
 ]  # fmt: skip
 
 #: The race's default fleet: two A10s and one H100 (a mixed fleet, small enough for a 2-core machine).
@@ -841,12 +841,38 @@ def storm(*, fractions: Sequence[float] = (0.5, 0.9), policies: Sequence[str] = 
     return runs
 
 
-def storm_part(runs: Sequence[StormRun], *, config: Mapping[str, object]) -> dict[str, object]:
+def storm_simulated(*, fractions: Sequence[float], seeds: Sequence[int], requests: int = 150, load: float = 0.5,
+                    fleet: Mapping[str, int] | None = None, max_output_tokens: int = 128) -> list[StormRun]:  # fmt: skip
+    """The simulator's side of :func:`storm`: the same requests, fleet, fractions and policies (``solution.sim.retrystorm.storm_on``).
+
+    ``attempts`` are the simulated tries (the simulator counts tries, not
+    HTTP answers); each run is milliseconds.  O(fractions x seeds x policies) simulations.
+    """
+    from solution.sim.retrystorm import storm_on
+
+    scenario = race_scenario(requests=requests, load=load, fleet=fleet, max_output_tokens=max_output_tokens)
+    out = []
+    for x in seeds:
+        for f in fractions:
+            for policy in STORM_POLICIES:
+                run = storm_on(scenario, float(f), policy, seed=x)  # type: ignore[arg-type]
+                out.append(StormRun(policy, float(f), x, requests, round(run.success_rate * requests),
+                                    round(run.attempts_per_request * requests)))  # fmt: skip
+    return out
+
+
+def storm_part(runs: Sequence[StormRun], *, config: Mapping[str, object],
+               simulated_runs: Sequence[StormRun] = ()) -> dict[str, object]:  # fmt: skip
     """The fields of a ``storm`` part: per (policy, fraction), attempts per request and success, mean [95% t] over seeds.
 
     The success rate's interval is clipped to [0, 1] (a share; with few
-    seeds the t interval can reach past either end).
+    seeds the t interval can reach past either end).  ``simulated_runs``
+    (from :func:`storm_simulated`) become the part's ``simulator`` rows.
     """
+    return {"config": dict(config), "rows": _storm_rows(runs), "simulator": _storm_rows(simulated_runs)}
+
+
+def _storm_rows(runs: Sequence[StormRun]) -> list[dict[str, object]]:
     from solution.sim.theory import mean_confidence_interval
 
     def interval(values: Sequence[float]) -> list[float]:
@@ -859,7 +885,7 @@ def storm_part(runs: Sequence[StormRun], *, config: Mapping[str, object]) -> dic
              "attempts_per_request": interval([r.attempts_per_request for r in g]),
              "success_rate": [min(1.0, max(0.0, v)) for v in interval([r.success_rate for r in g])]}
             for (policy, f), g in sorted(groups.items(), key=lambda kv: (kv[0][1], list(STORM_POLICIES).index(kv[0][0])))]  # fmt: skip
-    return {"config": dict(config), "rows": rows}
+    return rows
 
 
 # -- recorded parts (solution.gateway.results) -----------------------------------------------------------
@@ -996,7 +1022,10 @@ def main(argv: list[str] | None = None) -> int:
                                         "max_output_tokens": args.max_output_tokens,
                                         "policies": {k: dict(v) for k, v in STORM_POLICIES.items()},
                                         "outlier_ejection": "off (every server equally sick)",
-                                        "attempts": "servers' inference_requests_total, every status"})  # fmt: skip
+                                        "attempts": "servers' inference_requests_total, every status"},
+                          simulated_runs=storm_simulated(fractions=fractions, seeds=storm_seeds, requests=args.requests,
+                                                         load=args.load, fleet=fleet,
+                                                         max_output_tokens=args.max_output_tokens))  # fmt: skip
         record("storm", part, t0)
     if args.jitter is not None:
         scenario = race_scenario(requests=args.requests, load=args.load, fleet=fleet, max_output_tokens=args.max_output_tokens)

@@ -37,7 +37,9 @@ seeds).  By kind (:data:`PART_KINDS`):
   HAProxy, ``rps_vs_direct``: gateway / direct, ``cpu``: gateway / HAProxy).
 * ``storm``: ``config`` and ``rows`` (``policy``, ``fraction`` of attempts
   the servers fail, ``runs``, ``requests`` sent by clients,
-  ``attempts_per_request`` and ``success_rate`` as ``[mean, low, high]``).
+  ``attempts_per_request`` and ``success_rate`` as ``[mean, low, high]``),
+  and ``simulator`` (optional: the same rows from the simulator on the
+  same requests, :func:`solution.sim.retrystorm.storm_on`).
 
 :func:`load` checks all of it and raises ``ValueError`` naming the field
 (``parts.steady.rows[2].e2e_p99: ...``); :func:`record_part` validates a
@@ -206,6 +208,7 @@ class StormPart(_Part):
 
     config: Mapping[str, Any] = field(default_factory=dict)
     rows: tuple[StormRow, ...] = ()
+    simulator: tuple[StormRow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -387,12 +390,10 @@ def _capacity_part(data: Mapping[str, Any], where: str) -> CapacityPart:
                         ratio=MappingProxyType({k: _num(ratio[k], f"{where}.ratio.{k}", null=True) for k in ("rps", "rps_vs_direct", "cpu")}))  # fmt: skip
 
 
-def _storm_part(data: Mapping[str, Any], where: str) -> StormPart:
-    _obj(data, where, ("config", "rows"))
-    config = _obj(data["config"], f"{where}.config", ())
+def _storm_rows(value: object, where: str) -> tuple[StormRow, ...]:
     rows = []
-    for i, raw in enumerate(_list(data["rows"], f"{where}.rows")):
-        w = f"{where}.rows[{i}]"
+    for i, raw in enumerate(_list(value, where)):
+        w = f"{where}[{i}]"
         r = _obj(raw, w, ("policy", "fraction", "runs", "requests", "attempts_per_request", "success_rate"))
         fraction = _num(r["fraction"], f"{w}.fraction")
         if not 0 <= fraction <= 1:
@@ -403,9 +404,17 @@ def _storm_part(data: Mapping[str, Any], where: str) -> StormPart:
         rows.append(StormRow(_str(r["policy"], f"{w}.policy"), fraction, _int(r["runs"], f"{w}.runs", 1),
                              _int(r["requests"], f"{w}.requests", 1), _interval(r["attempts_per_request"], f"{w}.attempts_per_request"),
                              success))  # fmt: skip
+    return tuple(rows)
+
+
+def _storm_part(data: Mapping[str, Any], where: str) -> StormPart:
+    _obj(data, where, ("config", "rows"))
+    config = _obj(data["config"], f"{where}.config", ())
+    rows = _storm_rows(data["rows"], f"{where}.rows")
     if not rows:
         raise _fail(f"{where}.rows", "must hold at least one policy's row")
-    return StormPart(**_common(data, where), config=MappingProxyType(dict(config)), rows=tuple(rows))
+    sims = _storm_rows(data.get("simulator", []), f"{where}.simulator")
+    return StormPart(**_common(data, where), config=MappingProxyType(dict(config)), rows=rows, simulator=sims)
 
 
 _PARSERS = {"race": _race_part, "overhead": _overhead_part, "capacity": _capacity_part, "storm": _storm_part}
@@ -556,7 +565,7 @@ def table(results: RaceResults, part: str) -> list[dict[str, str]]:
     [95% interval] over the seeds), then the simulator's rows (``errors``: ``none modelled``, or the
     requests it turned away: it has no queue).  ``overhead``/``capacity``: one row
     per target and a ``gateway / HAProxy`` row of ratios.  ``storm``: one
-    row per policy and fraction.  O(rows).
+    row per policy and fraction, then the simulator's (``simulator: <policy>``).  O(rows).
 
     Raises:
         KeyError: no such part in ``results``.
@@ -590,9 +599,9 @@ def table(results: RaceResults, part: str) -> list[dict[str, str]]:
                     "errors": "", "CPU per request (ms)": f"{p.ratio['cpu']:.1f}x"})  # fmt: skip
         return out
     assert isinstance(p, StormPart)
-    return [{"policy": r.policy, "servers fail": f"{r.fraction:.0%}", "client requests": f"{r.requests:,}",
+    return [{"policy": prefix + r.policy, "servers fail": f"{r.fraction:.0%}", "client requests": f"{r.requests:,}",
              "attempts per request": _cell(r.attempts_per_request), "client success": _cell(r.success_rate, 100, 1) + " %"}
-            for r in p.rows]  # fmt: skip
+            for prefix, rows in (("", p.rows), ("simulator: ", p.simulator)) for r in rows]  # fmt: skip
 
 
 def markdown(rows: Sequence[Mapping[str, str]]) -> str:

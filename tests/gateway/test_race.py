@@ -199,3 +199,21 @@ def test_jitter_moves_least_connections_tail_and_not_predictives() -> None:
     base = {name: s.e2e_p99 for name, s in simulated(scenario, ["predictive", "least_connections"], seed=0).items()}  # type: ignore[attr-defined]
     assert max(spread["predictive"]) - min(spread["predictive"]) < 0.05 * base["predictive"]  # prices, not arrival order
     assert max(spread["least_connections"]) - min(spread["least_connections"]) > 0.3 * base["least_connections"]
+
+
+def test_the_storms_simulator_rows_run_the_same_requests_and_print_beside_the_http_rows(tmp_path) -> None:
+    from solution.gateway import results
+    from solution.gateway.race import StormRun, storm_part, storm_simulated
+
+    sims = storm_simulated(fractions=(1.0,), seeds=(0,), requests=20, load=0.5, max_output_tokens=32)
+    by = {r.policy: r for r in sims}
+    assert (by["no retries"].attempts, by["retries"].attempts) == (20, 60) and all(r.ok == 0 for r in sims)
+    assert 20 < by["retries + budget"].attempts < 60
+    http = [StormRun(p, 1.0, 0, 20, 0, a) for p, a in (("no retries", 20), ("retries", 60), ("retries + budget", 31))]
+    path = tmp_path / "r.json"
+    results.record_part(path, "storm", {"command": "python -m solution.gateway.race --storm", "machine": results.machine(),
+                                        "took_seconds": 1.0, **storm_part(http, config={}, simulated_runs=sims)})  # fmt: skip
+    rows = results.table(results.load(path), "storm")
+    assert [r["policy"] for r in rows] == ["no retries", "retries", "retries + budget", "simulator: no retries",
+                                           "simulator: retries", "simulator: retries + budget"]
+    assert rows[4]["attempts per request"] == "3.00" and rows[4]["client success"] == "0.0 %"
