@@ -303,7 +303,7 @@ class GatewayPanel:
                                  description="prompt", layout=W.Layout(width="600px", height="52px"), style=style)  # fmt: skip
         self.max_tokens = W.IntSlider(value=48, min=1, max=256, description="max_tokens", continuous_update=False, style=style)
         self.send = W.Button(description="stream the answer", button_style="primary", icon="paper-plane")
-        self.rate = W.FloatSlider(value=float(rate), min=0.0, max=40.0, step=0.5, description="background load (requests/s)",
+        self.rate = W.FloatSlider(value=float(rate), min=0.0, max=max(40.0, float(rate)), step=0.5, description="background load (requests/s)",
                                   continuous_update=False, style=style, layout=W.Layout(width="420px"))  # fmt: skip
         self.live = W.ToggleButton(value=bool(live), description="live metrics", icon="refresh")
         self.answer = W.HTML(layout=W.Layout(width="900px"))
