@@ -144,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     storm.add_argument("--load", type=float, default=0.7, help="the overload scenario's load (default 0.7)")
     storm.add_argument("--duration", type=float, default=600.0, help="the overload scenario's seconds (a multiple of 20; default 600)")
     storm.add_argument("--timeout", type=float, default=10.0, help="the overload scenario's per-try timeout in seconds (default 10)")
+    storm.add_argument("--cancel", action="store_true", help="the overload scenario's timed-out tries leave their servers at once")
     storm.add_argument("--no-overload", action="store_true", help="print the curve only")
     return parser
 
@@ -157,7 +158,8 @@ def _storm_command(args: argparse.Namespace) -> int:
         fractions = [float(f) for f in args.fractions.split(",")]
         fleet = retrystorm.StormFleet(errors_cost_work=not args.errors_at_once)
         points = retrystorm.storm_curve(fractions, seeds=range(args.seeds), fleet=fleet)
-        scenario = retrystorm.OverloadScenario(load=args.load, duration=args.duration, per_try_timeout=args.timeout)
+        scenario = retrystorm.OverloadScenario(load=args.load, duration=args.duration, per_try_timeout=args.timeout,
+                                               cancel_abandoned=args.cancel)  # fmt: skip
     except (TypeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -33,11 +33,14 @@ a request costs without health (O(log E + log b)) plus O(1) path calls (and
 the retrier's O(1) decision after a failure).  A try that fails after its
 prefill (``error_after_prefill``) and still has decode work leaves its
 server's batch in O(b) (``Server.remove``, a scan); in classic mode it has
-none, and costs what an answer does.
+none, and costs what an answer does.  With ``cancel_abandoned`` a try with a
+per-try deadline costs O(log D) more (a heap of D deadlines), and one
+cancelled at it O(b) to leave its batch.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from collections import deque
@@ -136,6 +139,14 @@ class HealthConfig:
             retry adds real load.  The try leaves the batch then; no token
             reached the client.  Off: at once, costing nothing (a refused
             or instantly failed request).
+        cancel_abandoned: a try the path abandons at its per-try timeout
+            leaves its server then (the gateway closes the connection and
+            the server aborts the request, as vLLM does on a disconnect)
+            instead of running to its end for an answer nobody reads.  Its
+            slot is free at once (``Try.how`` ``"cancelled"``).  Needs
+            ``passive=False`` (a cancelled try is no answer, good or bad, for
+            outlier detection) and no KV cache.  A hung server cannot act on
+            it: its tries stay stuck.
     """
 
     policy: Any = None
@@ -150,9 +161,10 @@ class HealthConfig:
     stop_when_down: bool = False
     retrier: bool = False
     error_after_prefill: bool = False
+    cancel_abandoned: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("active", "passive", "slow_start", "reroute", "stop_when_down", "retrier", "error_after_prefill"):
+        for name in ("active", "passive", "slow_start", "reroute", "stop_when_down", "retrier", "error_after_prefill", "cancel_abandoned"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"HealthConfig.{name} must be a bool, got {type(getattr(self, name)).__name__}")
         require_number(self.probe_rtt, "HealthConfig.probe_rtt")
@@ -167,6 +179,9 @@ class HealthConfig:
             raise TypeError(f"HealthConfig.retry must be a RetryPolicy or None, got {type(self.retry).__name__}")
         if self.retrier and not self.reroute:
             raise ValueError("HealthConfig.retrier needs reroute=True: the retrier decides the re-sends the ledger keeps track of")
+        if self.cancel_abandoned and self.passive:
+            raise ValueError("HealthConfig.cancel_abandoned needs passive=False: a cancelled try is no answer, good or bad, "
+                             "that outlier detection could count")  # fmt: skip
         if self.probe_rtt >= self.health_policy().timeout:
             raise ValueError(f"probe_rtt ({self.probe_rtt} s) must be below the policy's timeout ({self.health_policy().timeout} s)")
 
@@ -201,7 +216,9 @@ class Try:
     request moved on: discarded), ``"error"`` (the server answered with an
     error or refused the connection), ``"lost"`` (its server crashed or was
     restarted), ``"stuck"`` (still on a hung server when the run ended),
-    ``"abandoned"`` (the run ended while it still ran elsewhere).
+    ``"abandoned"`` (the run ended while it still ran elsewhere),
+    ``"cancelled"`` (taken off its server at its per-try timeout:
+    ``HealthConfig.cancel_abandoned``).
     """
 
     server: int
@@ -342,6 +359,9 @@ class HealthEngine(Engine):
         self.retrier = retrier
         self._doomed: set[int] = set()  # tries that answer an error at the end of their prefill (error_after_prefill)
         self._errored: list[int] = []  # doomed tries whose prefill just ended, failed after the server's step
+        self._deadlines: list[tuple[float, int]] = []  # (per-try deadline, job) of running tries (cancel_abandoned)
+        if health.cancel_abandoned and self.kv is not None:
+            raise SimulationError("HealthConfig.cancel_abandoned runs without a KV cache (a cancelled try's blocks are not tracked)")
         self.rng = random.Random(seed * 1_000_003 + 17)  # probe losses and the fail draws of re-sent tries
         n = len(self.arrival)
         self.job_req = list(range(n))
@@ -503,6 +523,29 @@ class HealthEngine(Engine):
         else:
             srv.admit(t, j, self.job_prefill[j] - self.kv.admit(i, srv.index))  # type: ignore[attr-defined]
         self._reschedule(srv)
+        if self.config.cancel_abandoned and o.deadline is not None:
+            heapq.heappush(self._deadlines, (o.deadline, j))
+            self.queue.push(o.deadline, HEALTH, 0)  # the path abandons it then (tick), and the engine cancels it
+
+    def _cancel_abandoned(self, t: float) -> None:
+        """Tries still running at their per-try deadline (the path has just abandoned them) leave their servers.
+
+        O(log D) per deadline, plus O(b) to take a try out of its batch.
+        """
+        heap = self._deadlines
+        while heap and heap[0][0] <= t:
+            _, j = heapq.heappop(heap)
+            srv = self.servers[self.job_srv[j]]
+            if self.job_how[j] or srv.hung or not srv.up:  # ended (answered, error, lost), or a server that cannot act
+                continue
+            srv.remove(t, j)
+            self.job_end[j] = t
+            self.job_how[j] = "cancelled"
+            self._reschedule(srv)
+            try:
+                self._apply(self.path.completed(f"r{self.job_req[j]}", srv.server_id, t, ok=False))  # its slot is free
+            except UnknownRequestError:  # the path no longer tracks the attempt (its server left the pool)
+                pass
 
     def _on_first_token(self, j: int, t: float) -> None:
         i = self.job_req[j]
@@ -635,6 +678,8 @@ class HealthEngine(Engine):
             self.probe_done.append(done)
             self.probe_ok.append(ok)
         self._apply(self.path.tick(t))
+        if self._deadlines:
+            self._cancel_abandoned(t)
         nxt = self.path.next_event_time()
         if nxt is not None and nxt <= t:  # the path still has work now: run it once more, a hair later
             self._health_at = None

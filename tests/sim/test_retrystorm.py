@@ -308,8 +308,9 @@ class Books(Retrier):
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fraction=st.sampled_from([0.0, 0.3, 1.0]), name=st.sampled_from(POLICIES), costly=st.booleans(),
-       timeout=st.sampled_from([None, 0.5, 3.0]), sharing=st.booleans(), lose=st.booleans(), seed=st.integers(0, 50))  # fmt: skip
-def test_every_request_ends_once_and_the_retriers_books_balance(fraction, name, costly, timeout, sharing, lose, seed):
+       timeout=st.sampled_from([None, 0.5, 3.0]), sharing=st.booleans(), lose=st.booleans(), cancel=st.booleans(),
+       seed=st.integers(0, 50))  # fmt: skip
+def test_every_request_ends_once_and_the_retriers_books_balance(fraction, name, costly, timeout, sharing, lose, cancel, seed):
     """Random mixes of failing tries (at once or after the work), per-try timeouts (a try may answer after its
     request moved on, or time out while its twin still runs), processor sharing and a lost server: the engine raises if a
     request ends twice or never; the path's counts add up and the retrier is left with nothing active."""
@@ -321,7 +322,7 @@ def test_every_request_ends_once_and_the_retriers_books_balance(fraction, name, 
     timetable = scenario.timetable + ((RemoveServer(5.0, "gpu-2"), AddServer(15.0, ServerSpec("gpu-2-new", "A100-80GB", 4)))
                                       if lose else ())  # fmt: skip
     scenario = replace(scenario, mode=ClassicMode(1.0, sharing=sharing), timetable=timetable,
-                       health=replace(scenario.health, retry=policy(name, per_try_timeout=timeout)))  # fmt: skip
+                       health=replace(scenario.health, retry=policy(name, per_try_timeout=timeout), cancel_abandoned=cancel))  # fmt: skip
     Books.made = []
     impl = SimpleNamespace(HealthChecker=reference_health.HealthChecker, RetryLedger=reference_health.RetryLedger, Retrier=Books)
     res = simulate(scenario, RouterFactory(LeastConnections), seed=seed, health=impl)
@@ -331,6 +332,10 @@ def test_every_request_ends_once_and_the_retriers_books_balance(fraction, name, 
     (retrier,) = Books.made
     assert retrier.active == 0 and retrier.retries_in_flight == 0
     assert stats["retried"] == retrier.stats()["retries"] and res.tries.max() <= policy(name).max_tries
+    cancelled = np.array([h == "cancelled" for h in res.health.try_how])
+    assert cancel or not cancelled.any()
+    if timeout is not None:  # a cancelled try ran exactly its per-try timeout
+        assert np.allclose(res.health.try_end[cancelled] - res.health.try_start[cancelled], timeout)
 
 
 def test_storm_on_any_scenario_runs_its_requests_on_sick_servers():
@@ -362,3 +367,28 @@ def test_a_streamed_try_that_times_out_is_never_retried_so_llm_streams_make_no_s
     storm = runs["retries"].health
     assert storm.fail_reasons and set(storm.fail_reasons.values()) == {"streamed"} and storm.path_stats["retried"] == 0
     assert np.array_equal(runs["retries"].outcome, runs["no retries"].outcome)
+
+
+def test_cancelling_timed_out_tries_removes_the_sustaining_effect():
+    """Seed 1 again, with the abandoned tries taken off their servers at their timeout (as vLLM aborts a request whose
+    client is gone): retries without a budget no longer keep the fleet down."""
+    sc = OverloadScenario(cancel_abandoned=True)
+    run = run_overload("retries", sc, seed=1)
+    assert not run.down_at_end and run.final_share > 0.9
+    assert run_overload("retries", seed=1).down_at_end  # the same seed without cancelling (the scenario's default)
+    res = simulate(sc.scenario("retries"), RouterFactory(LeastConnections), seed=1)
+    cancelled = np.array([h == "cancelled" for h in res.health.try_how])
+    assert cancelled.any() and np.allclose(res.health.try_end[cancelled] - res.health.try_start[cancelled], sc.per_try_timeout)
+
+
+def test_cancelling_needs_no_passive_checks_and_no_kv_cache():
+    from solution.sim import scenarios
+    from solution.sim.errors import SimulationError
+
+    with pytest.raises(ValueError, match="passive"):
+        HealthConfig(cancel_abandoned=True)
+    with pytest.raises(TypeError):
+        OverloadScenario(cancel_abandoned="yes")  # type: ignore[arg-type]
+    cached = scenarios.sessions(servers=2, requests=20).with_kv_cache().with_health(active=False, passive=False, cancel_abandoned=True)
+    with pytest.raises(SimulationError, match="KV cache"):
+        simulate(cached, RouterFactory(LeastConnections), seed=0)
