@@ -38,9 +38,9 @@ Costs: O(1) per attempt besides the bytes relayed (O(n) for n bytes).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
+import re
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -54,6 +54,11 @@ from solution.gateway.config import Backend, GatewayConfig
 __all__ = ["AttemptReporter", "Proxy", "PASSED_HEADERS", "SSE_END", "parse_retry_after"]
 
 _events = logging.getLogger("solution.gateway")
+
+#: ``usage.completion_tokens`` of an OpenAI answer, read without parsing the whole body (the answer goes to the client
+#: as it came; only its token count is needed, for the server's seconds per token).  A JSON string cannot hold an
+#: unescaped quote, so only a key matches; a body without it counts ``max_tokens``, as a body json.loads refused did.
+_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
 
 #: The end of an OpenAI stream: the client has the whole answer once this is written.
 SSE_END = b"data: [DONE]\n\n"
@@ -168,11 +173,8 @@ class Proxy:
                         body = await resp.read()
                         keep = {k: v for k, v in resp.headers.items() if k.lower() in PASSED_HEADERS}
                         call.answers[(sid, attempt)] = Answer(200, body, keep)
-                        tokens = call.max_tokens
-                        try:
-                            tokens = int(json.loads(body)["usage"]["completion_tokens"]) or tokens
-                        except (ValueError, KeyError, TypeError):
-                            pass
+                        found = _COMPLETION_TOKENS.search(body)
+                        tokens = (int(found[1]) if found else 0) or call.max_tokens
                         reported = True
                         reporter.report(call, sid, True, spt=max(reporter.now() - started, 1e-6) / max(tokens, 1))
         except ClientGone:
