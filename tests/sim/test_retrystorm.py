@@ -392,3 +392,10 @@ def test_cancelling_needs_no_passive_checks_and_no_kv_cache():
     cached = scenarios.sessions(servers=2, requests=20).with_kv_cache().with_health(active=False, passive=False, cancel_abandoned=True)
     with pytest.raises(SimulationError, match="KV cache"):
         simulate(cached, RouterFactory(LeastConnections), seed=0)
+
+
+def test_the_storm_command_passes_the_overload_options(capsys):
+    assert main(["storm", "--seeds", "2", "--fractions", "0", "--duration", "200", "--timeout", "5", "--cancel", "--load", "0.6"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("at load 0.6, per-try timeout 5 s, timed-out tries cancelled") == 2 and out.count("; 200 s;") == 2
+    assert main(["storm", "--fractions", "0", "--duration", "150"]) == 2  # not a whole number of 20 s bins
