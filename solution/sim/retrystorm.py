@@ -126,12 +126,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from solution.core.retry_types import RetryBudget, RetryPolicy
+from solution.core.validate import require_int
 from solution.sim.cluster import ClassicMode, Cluster, ServerSpec
 from solution.sim.faults import AddServer, FailFraction, RemoveServer
 from solution.sim.healthsim import HealthConfig
 from solution.sim.results import Outcome, Results
 from solution.sim.scenario import Scenario
 from solution.sim.theory import mean_confidence_interval
+from solution.sim.validate import require_number
 from solution.sim.workload import Fixed, Poisson, Tier, Workload
 
 if TYPE_CHECKING:
@@ -192,6 +194,18 @@ def policy(name: str, *, per_try_timeout: float | None = None) -> RetryPolicy:
     return RetryPolicy(max_tries=tries, per_try_timeout=per_try_timeout, budget=budget)
 
 
+def _check_fields(obj: object, *, ints: Mapping[str, int], positive: Sequence[str], flags: Sequence[str]) -> None:
+    """A frozen record's fields: ints at least their minimum, finite numbers > 0, bools.  TypeError / ValueError naming the field."""
+    owner = type(obj).__name__
+    for name, minimum in ints.items():
+        require_int(getattr(obj, name), f"{owner}.{name}", minimum=minimum)
+    for name in positive:
+        require_number(getattr(obj, name), f"{owner}.{name}")
+    for name in flags:
+        if not isinstance(getattr(obj, name), bool):
+            raise TypeError(f"{owner}.{name} must be a bool, got {type(getattr(obj, name)).__name__}")
+
+
 def _fraction(value: object, what: str = "fraction") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{what} must be a number in [0, 1], got {type(value).__name__} {value!r}")
@@ -248,16 +262,8 @@ class StormFleet:
     errors_cost_work: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("servers", "capacity", "requests"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"StormFleet.{name} must be an int >= 1, got {value!r}")
-        for name in ("load", "mean_service"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-                raise ValueError(f"StormFleet.{name} must be a finite number > 0, got {value!r}")
-        if not isinstance(self.errors_cost_work, bool):
-            raise TypeError(f"StormFleet.errors_cost_work must be a bool, got {type(self.errors_cost_work).__name__}")
+        _check_fields(self, ints={"servers": 1, "capacity": 1, "requests": 1}, positive=("load", "mean_service"),
+                      flags=("errors_cost_work",))  # fmt: skip
 
     def scenario(self, fraction: float, policy_name: str) -> Scenario:
         """The run's scenario: every server fails ``fraction`` of its attempts from time 0, the path retries with ``policy_name``."""
@@ -468,19 +474,10 @@ class OverloadScenario:
     cancel_abandoned: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("lose_server", "cancel_abandoned"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"OverloadScenario.{name} must be a bool, got {type(getattr(self, name)).__name__}")
-        for name in ("servers", "capacity"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "servers" else 1):
-                raise ValueError(f"OverloadScenario.{name} must be an int >= {2 if name == 'servers' else 1}, got {value!r}")
-        for name in ("load", "mean_service", "per_try_timeout", "lost_for", "duration", "bin"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-                raise ValueError(f"OverloadScenario.{name} must be a finite number > 0, got {value!r}")
-        if isinstance(self.lost_at, bool) or not isinstance(self.lost_at, (int, float)) or not 0 <= self.lost_at:
-            raise ValueError(f"OverloadScenario.lost_at must be a number >= 0, got {self.lost_at!r}")
+        _check_fields(self, ints={"servers": 2, "capacity": 1},
+                      positive=("load", "mean_service", "per_try_timeout", "lost_for", "duration", "bin"),
+                      flags=("lose_server", "cancel_abandoned"))  # fmt: skip
+        require_number(self.lost_at, "OverloadScenario.lost_at", strict=False)
         if abs(self.duration / self.bin - round(self.duration / self.bin)) > 1e-9:
             raise ValueError(f"OverloadScenario.duration ({self.duration:g} s) must be a whole number of bins ({self.bin:g} s)")
         if self.back_at >= self.duration:

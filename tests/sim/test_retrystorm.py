@@ -209,6 +209,9 @@ def test_runs_are_deterministic_with_a_seed_and_differ_across_seeds():
     (lambda: storm_curve([0.5], policies="retries", seeds=[0, 1]), TypeError),
     (lambda: storm_curve([0.5], policies=["retry"], seeds=[0, 1]), ValueError),
     (lambda: StormFleet(servers=0), ValueError),
+    (lambda: StormFleet(servers="4"), TypeError),
+    (lambda: OverloadScenario(servers=1), ValueError),  # a fleet that loses its only server has nothing left
+    (lambda: OverloadScenario(lost_at=-1.0), ValueError),
     (lambda: StormFleet(errors_cost_work="yes"), TypeError),
     (lambda: storm_run(0.5, "retries", fleet="big"), TypeError),
     (lambda: OverloadScenario(lost_for=600.0), ValueError),
