@@ -25,7 +25,13 @@ Throughput: ``--clients`` closed-loop clients for ``--seconds`` per target
 server and the proxy share this machine's cores, so the absolute figures
 are this machine's; the ratios (gateway / HAProxy) are the point.
 
-Usage: python benchmarks/bench_gateway.py [--requests 600] [--clients 32] [--seconds 3]
+``--against REV`` adds a fourth target, ``gateway@REV``: the gateway of an
+earlier commit (its ``solution/`` package from ``git archive``, with the
+same configuration), measured in the same run and alternated like the
+rest, so a change's cost is a ratio that the machine's load moves for both
+alike (``gateway / gateway@REV``).
+
+Usage: python benchmarks/bench_gateway.py [--requests 600] [--clients 32] [--seconds 3] [--against REV]
 """
 
 from __future__ import annotations
@@ -150,6 +156,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--against", metavar="REV", default=None,
+                        help="also measure the gateway of this git commit (e.g. HEAD~3) in the same run")  # fmt: skip
     args = parser.parse_args()
     from solution.gateway import haproxy as hx
 
@@ -166,7 +174,11 @@ def main() -> None:
         with ManagedProcess(argv, name="gateway", ready_url=f"http://127.0.0.1:{port}/health", ports=(port,)) as gw:
             urls["gateway"] = f"http://127.0.0.1:{port}"
             pids["gateway"] = gw.pid
-            proxy = None
+            proxy = earlier = None
+            if args.against is not None:
+                earlier = _earlier_gateway(args.against, path, Path(tmp))
+                urls[f"gw@{args.against}"] = earlier.ready_url.removesuffix("/health")  # type: ignore[union-attr]
+                pids[f"gw@{args.against}"] = earlier.pid
             if hx.haproxy_binary() is not None:
                 proxy = hx.HAProxy({"s1": backend}, maxconn_per_server=256).start()
                 urls["haproxy"] = proxy.url
@@ -178,17 +190,19 @@ def main() -> None:
             finally:
                 if proxy is not None:
                     proxy.stop()
+                if earlier is not None:
+                    earlier.stop()
     base50, base99 = (float(np.percentile(lat["direct"], q)) for q in (50, 99))
     print(f"{args.requests} sequential requests each (1 token, non-streamed); {args.clients} clients x {args.seconds:g} s x "
           f"{args.rounds} rounds for throughput; medians of rounds")  # fmt: skip
-    print(f"{'target':10} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10} {'req/s':>8} {'TTFT p50 ms':>12} {'CPU ms/req':>11}")
+    print(f"{'target':14} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10} {'req/s':>8} {'TTFT p50 ms':>12} {'CPU ms/req':>11}")
     added: dict[str, tuple[float, float]] = {}
     for name, xs in lat.items():
         p50, p99 = (float(np.percentile(xs, q)) for q in (50, 99))
         added[name] = (p50 - base50, p99 - base99)
         rate = statistics.median(rates[name])
         extra = "" if name == "direct" else f"{1e3 * added[name][0]:10.2f} {1e3 * added[name][1]:10.2f}"
-        print(f"{name:10} {1e3 * p50:8.2f} {1e3 * p99:8.2f} {extra:>21} {rate:8.0f} {1e3 * float(np.median(ttft[name])):12.2f} {1e3 * statistics.median(cpu[name]):11.3f}")
+        print(f"{name:14} {1e3 * p50:8.2f} {1e3 * p99:8.2f} {extra:>21} {rate:8.0f} {1e3 * float(np.median(ttft[name])):12.2f} {1e3 * statistics.median(cpu[name]):11.3f}")
     if "haproxy" in lat:
         g, h = added["gateway"], added["haproxy"]
         rg, rh = statistics.median(rates["gateway"]), statistics.median(rates["haproxy"])
@@ -198,6 +212,31 @@ def main() -> None:
         cg, ch = statistics.median(cpu["gateway"]), statistics.median(cpu["haproxy"])
         print(f"gateway / haproxy: added p50 {ratio(g[0], h[0])}, added p99 {ratio(g[1], h[1])}, requests/s x{rg / rh:.2f}, "
               f"CPU per request x{cg / max(ch, 1e-9):.1f}")
+    if args.against is not None:
+        name = f"gw@{args.against}"
+        cg, ce = statistics.median(cpu["gateway"]), statistics.median(cpu[name])
+        rg, re_ = statistics.median(rates["gateway"]), statistics.median(rates[name])
+        print(f"gateway / {name}: CPU per request x{cg / max(ce, 1e-9):.2f}, requests/s x{rg / re_:.2f}")
+
+
+def _earlier_gateway(rev: str, config: Path, tmp: Path) -> ManagedProcess:
+    """The gateway of commit ``rev`` (its ``solution/`` from ``git archive``), started on a free port with ``config``."""
+    import io
+    import subprocess
+    import tarfile
+
+    root = Path(__file__).resolve().parent.parent
+    tree = tmp / "earlier"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", rev, "solution"], capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise SystemExit(f"--against {rev}: git archive failed: {archive.stderr.decode().strip()}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(tree, filter="data")
+    port = free_port()
+    code = f"import sys; sys.path.insert(0, {str(tree)!r}); from solution.gateway.__main__ import main; sys.exit(main(sys.argv[1:]))"
+    argv = [sys.executable, "-c", code, "--config", str(config), "--port", str(port)]
+    return ManagedProcess(argv, name="gateway-earlier", ready_url=f"http://127.0.0.1:{port}/health", ports=(port,)).start()
 
 
 if __name__ == "__main__":
