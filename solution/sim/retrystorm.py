@@ -221,7 +221,7 @@ def theory_attempts(fraction: float, max_tries: int = MAX_TRIES) -> float:
     (1.75, 3.0, 1.0)
     """
     f = _fraction(fraction)
-    return math.fsum(f**k for k in range(max_tries))
+    return math.fsum(f**k for k in range(require_int(max_tries, "max_tries")))
 
 
 def theory_success(fraction: float, max_tries: int = MAX_TRIES) -> float:
@@ -230,7 +230,7 @@ def theory_success(fraction: float, max_tries: int = MAX_TRIES) -> float:
     >>> theory_success(0.5), theory_success(0.5, 1)
     (0.875, 0.5)
     """
-    return 1.0 - _fraction(fraction) ** max_tries
+    return 1.0 - _fraction(fraction) ** require_int(max_tries, "max_tries")
 
 
 # -- 1. the storm curve ------------------------------------------------------------------------------

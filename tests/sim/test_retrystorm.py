@@ -171,6 +171,10 @@ def test_the_formulas():
         theory_attempts(1.5)
     with pytest.raises(TypeError):
         theory_success(True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        theory_attempts(0.5, 0)
+    with pytest.raises(TypeError):
+        theory_success(0.5, 2.0)  # type: ignore[arg-type]
 
 
 def test_amplification_and_success_match_the_formulas_without_a_budget():
