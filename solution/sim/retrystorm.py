@@ -185,8 +185,11 @@ def policy(name: str, *, per_try_timeout: float | None = None) -> RetryPolicy:
     RetryBudget(ratio=0.2, min_retries=3)
 
     Raises:
+        TypeError: a name that is not a str.
         ValueError: an unknown name (the message lists :data:`POLICIES`).
     """
+    if not isinstance(name, str):
+        raise TypeError(f"a retry policy is named by a str, one of {POLICIES}; got {type(name).__name__} {name!r}")
     if name not in POLICIES:
         raise ValueError(f"unknown retry policy {name!r}; choose from {POLICIES}")
     tries = 1 if name == "no retries" else MAX_TRIES
@@ -381,8 +384,7 @@ def _seeds(seeds: Iterable[int]) -> list[int]:
     if len(out) < 2:
         raise ValueError(f"an interval over seeds needs at least 2 seeds, got {out}")
     for s in out:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise ValueError(f"seeds must be ints >= 0, got {s!r}")
+        require_int(s, "seed", minimum=0)
     return out
 
 

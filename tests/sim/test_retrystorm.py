@@ -208,6 +208,9 @@ def test_runs_are_deterministic_with_a_seed_and_differ_across_seeds():
 
 @pytest.mark.parametrize(("call", "error"), [
     (lambda: policy("retry"), ValueError),
+    (lambda: policy(None), TypeError),
+    (lambda: storm_curve([0.5], seeds=[0, "1"]), TypeError),
+    (lambda: storm_curve([0.5], seeds=[0, -1]), ValueError),
     (lambda: storm_curve([0.5], seeds=[0]), ValueError),
     (lambda: storm_curve([1.5], seeds=[0, 1]), ValueError),
     (lambda: storm_curve([0.5], policies="retries", seeds=[0, 1]), TypeError),
