@@ -981,12 +981,15 @@ def main(argv: list[str] | None = None) -> int:
                              "[k * requests, (k + 1) * requests), sped up to offer --load; read in place, CC-BY 4.0)")
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="also record each part run here in a results file (solution.gateway.results; other parts kept)")
+    parser.add_argument("--part", default=None, help="record the race under this part name (default: steady, the fault's name, or azure)")
     parser.add_argument("--preliminary", action="store_true", help="mark the recorded parts preliminary (quick runs)")
     args = parser.parse_args(argv)
     import shlex
 
     from solution.gateway import results as recorded
 
+    if args.part is not None and recorded.PART_KINDS.get(args.part) != "race":
+        parser.error(f"--part must name a race part: {[k for k, v in recorded.PART_KINDS.items() if v == 'race']}")
     command = "python -m solution.gateway.race " + shlex.join(sys.argv[1:] if argv is None else argv)
     started = recorded.machine()
 
@@ -1100,7 +1103,7 @@ def main(argv: list[str] | None = None) -> int:
                                for x, sc in scenarios.items()},
                       credit="Patel et al., \"Splitwise: Efficient generative LLM inference using phase splitting\", "
                              "ISCA 2024, and the Azure Public Dataset (CC-BY 4.0)")  # fmt: skip
-    record("azure" if args.azure else (args.fault or "steady"), race_part(rows, sims, config=config, time_scale=args.time_scale), race_began)
+    record(args.part or ("azure" if args.azure else (args.fault or "steady")), race_part(rows, sims, config=config, time_scale=args.time_scale), race_began)
     print(f"(took {time.monotonic() - began:.0f} s)")
     return 0
 

@@ -19,7 +19,7 @@ UTC ISO 8601, ``commit`` of the code that ran and ``dirty``),
 seeds).  By kind (:data:`PART_KINDS`):
 
 * ``race`` (``steady``, ``crash``, ``hang``, ``slow``, ``drain``,
-  ``azure``): ``config`` (the race's arguments), ``rows`` (per balancer:
+  ``azure``, ``slow_h100``): ``config`` (the race's arguments), ``rows`` (per balancer:
   ``balancer``, ``runs``, ``sent``, ``ok``, ``errors`` by kind, and each
   figure of :data:`RACE_FIGURES` as ``[mean, low, high]``, a 95% t interval
   over the seeds; ``null`` for a figure with no value, e.g. no answer),
@@ -75,6 +75,7 @@ SCHEMA = 1
 #: Each part's name -> its kind.
 PART_KINDS: Mapping[str, str] = MappingProxyType({
     "steady": "race", "crash": "race", "hang": "race", "slow": "race", "drain": "race", "azure": "race",
+    "slow_h100": "race",  # the throttle on the server the token-aware strategy leans on (see the notes)
     "overhead": "overhead", "capacity": "capacity", "storm": "storm",
 })  # fmt: skip
 
