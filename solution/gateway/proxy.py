@@ -117,7 +117,9 @@ class Proxy:
         """Open the keep-alive pool (no connection limit; connecting times out after min(5 s, ``timeouts.attempt``))."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(5.0, self.config.timeouts.attempt))
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, enable_cleanup_closed=True)
-        self.session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
+        # no cookie jar: a proxy must not keep a cookie a backend set in one client's answer and send it with others'
+        self.session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False,
+                                             cookie_jar=aiohttp.DummyCookieJar())  # fmt: skip
 
     async def close(self) -> None:
         """Close the pool (its connections)."""
