@@ -50,7 +50,8 @@ def live() -> Iterator[tuple]:
             config = GatewayConfig.from_dict({
                 "backends": [{"server_id": "a10", "url": fleet.url("a10"), "capacity": 2},
                              {"server_id": "h100", "url": fleet.url("h100"), "capacity": 4}],
-                "keys": {KEY: {"tenant": "alice"}},
+                "keys": {KEY: {"tenant": "alice", "tier": "premium"}},
+                "tiers": [{"name": "premium", "queue_class": 1}],  # stage 6's routing: the candidate's bundle has no reference LeastConnections
                 "health": {"interval": 0.5, "timeout": 0.4},
             })  # fmt: skip
             with BackgroundGateway(config) as gateway, gw_widget.GatewayPanel(gateway.url, KEY, servers=fleet.urls) as panel:
