@@ -336,6 +336,11 @@ with needs_working_code():
 with needs_working_code():
     overload = retrystorm.overload_runs(seeds=range(5))
     print(retrystorm.overload_table(overload))
+    cancelled = retrystorm.overload_runs(("retries",), retrystorm.OverloadScenario(cancel_abandoned=True), seeds=range(5))
+    row = retrystorm.overload_rows(cancelled)[0]
+    m, lo, hi = row["answered in the last third"]
+    print(f"retries without a budget, each timed-out try cancelled on its server: down at the end {row['down at the end']}; "
+          f"answered in the last third {m:.2f} [{lo:.2f}, {hi:.2f}]")
     display(retrystorm.plot_overload(overload))
 
 # %% [markdown]
@@ -346,6 +351,11 @@ with needs_working_code():
 # and 0.99 [0.97, 1.02] are answered ("time served after" is the share of the time after the
 # server's return during which the fleet kept up). The budget costs nothing when nothing fails,
 # some answers when failures are frequent, and saves the fleet when retries would sink it.
+#
+# What sustains the collapse is the abandoned work: a timed-out try keeps its server busy while
+# its re-send queues behind it. The other cure is to cancel the work nobody waits for, as vLLM
+# aborts a request whose connection closes: with each timed-out try cancelled on its server,
+# retries without a budget end down in 0 of 5 runs (the line under the table).
 
 # %% [markdown]
 # ## The storm over HTTP
@@ -830,9 +840,10 @@ print(f"every process stopped: {not procs.live_processes()}")
 # 1. *Would you run this gateway in production?* No: the data plane should be Envoy or HAProxy
 #    (5.5x less CPU per request here); the course's routing becomes an external endpoint picker,
 #    as in the Gateway API Inference Extension.
-# 2. *How do several gateway replicas share rate limits and budgets?* Divide each limit by the
-#    replica count, or keep the counters in a shared service (Envoy's global rate limit service);
-#    a budget in flight stays local and still bounds the total to the same share.
+# 2. *What else stops a retry storm?* Cancel the work nobody waits for: in the overload, retries
+#    without a budget but with each timed-out try cancelled on its server ended down in 0 of 5
+#    runs; and with several gateway replicas, a budget in flight stays local and still bounds the
+#    total to the same share (rate limits do not: divide them or share the counters).
 # 3. *What misleads token-aware routing?* A throttled GPU: `predictive` prices servers from static
 #    GPU presets and keeps sending to the slow one; learn each server's speed online or read its
 #    own metrics.
