@@ -100,7 +100,11 @@ def test_python_m_solution_gateway_serves_and_stops_cleanly(fleet: Fleet, tmp_pa
         out = proc.output_tail()
         assert f"gateway listening on http://127.0.0.1:{port}" in out
         assert KEY not in out
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/completions", headers=AUTH, timeout=20,
+                       json={"model": MODEL, "prompt": "again", "max_tokens": 2})  # fmt: skip
+        assert r.status_code == 200  # and stopped at once: its line may still wait in the log buffer
     assert not proc.alive() and proc.returncode == 0  # SIGTERM: a clean stop
+    assert proc.output_tail().count('"outcome": "delivered"') == 2  # the buffered line was written at exit
 
 
 def test_python_m_solution_gateway_refuses_a_bad_config_with_status_2(tmp_path: Any) -> None:
