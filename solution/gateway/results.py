@@ -16,7 +16,8 @@ Every part records ``command`` (the exact command line), ``machine``
 (``cores``, ``load_average`` at the start: 1, 5, 15 minutes, ``date``
 UTC ISO 8601, ``commit`` of the code that ran and ``dirty``),
 ``took_seconds`` and ``preliminary`` (quick runs with fewer requests or
-seeds).  By kind (:data:`PART_KINDS`):
+seeds).  ``dirty`` means the code under ``solution/`` differed from the
+commit; the results files (which the runs themselves update) do not count.  By kind (:data:`PART_KINDS`):
 
 * ``race`` (``steady``, ``crash``, ``hang``, ``slow``, ``drain``,
   ``azure``, ``slow_h100``): ``config`` (the race's arguments), ``rows`` (per balancer:
@@ -478,7 +479,9 @@ def machine(repo: str | os.PathLike[str] | None = None) -> dict[str, Any]:
             return ""
 
     commit = git("rev-parse", "HEAD") or "unknown"
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "solution")) if commit != "unknown" else False
+    # dirty: the code differs from the commit (the results files, which the runs themselves update, do not count)
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "solution", ":!solution/gateway/results")) \
+        if commit != "unknown" else False
     return {"cores": os.cpu_count() or 1, "load_average": [round(x, 2) for x in os.getloadavg()],
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit, "dirty": dirty}  # fmt: skip
 
@@ -623,7 +626,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", nargs="?", default=str(RESULTS_PATH))
     args = parser.parse_args(argv)
     results = load(args.path)
-    for name, p in results.parts.items():
+    for name in sorted(results.parts, key=list(PART_KINDS).index):  # the order, whatever order the runs ended in
+        p = results.parts[name]
         m = p.machine
         print(f"## {name}{' (preliminary)' if p.preliminary else ''}\n\n`{p.command}`  \n"
               f"{m.cores} cores, load average {m.load_average[0]:.2f} at the start, {m.date}, commit {m.commit[:10]}"

@@ -18,15 +18,17 @@ pytestmark = pytest.mark.stage8
 
 def test_the_committed_results_are_valid_and_every_part_prints_with_the_command_that_made_it() -> None:
     recorded = results.load()
-    assert {"steady", "overhead", "capacity"} <= set(recorded.parts)
+    assert set(recorded.parts) == set(results.PART_KINDS)  # every part of the comparison is recorded
     for name, part in recorded.parts.items():
         assert part.command.startswith("python -m solution.gateway.race "), name
         assert part.machine.cores >= 1 and len(part.machine.commit) == 40, name
+        assert not part.preliminary and not part.machine.dirty, name  # full runs of committed code
         rows = results.table(recorded, name)
         assert rows and all(isinstance(v, str) for row in rows for v in row.values()), name
     steady = recorded.part("steady")
     assert {r.balancer for r in steady.rows} >= {"gateway predictive", "haproxy leastconn"}
     assert all(r.ok <= r.sent for r in steady.rows)
+    assert {"throttled_gpu", "least_connections_sim_vs_http", "azure_trace", "storm", "overhead"} <= set(recorded.notes)
 
 
 def _row(label: str, seed: int, e2e: float, *, fail: bool = False) -> RaceRow:
