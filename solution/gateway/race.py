@@ -90,12 +90,16 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from solution.gateway.haproxy import HAProxy, haproxy_binary, HAPROXY_INSTALL
 from solution.gateway.loadgen import LoadResult, LoadSummary, from_sim_workload, run_replay, summarize
 from solution.gateway.procs import Fleet, ManagedProcess, ServerSpec, free_port, start_fleet
+from solution.sim.trace import TraceWorkload, load_azure_trace
+from solution.sim.workload import Requests, Workload
 
 __all__ = [
-    "race", "race_scenario", "azure_scenario", "jitter_spread", "AZURE_FILE", "simulated", "aggregate", "overhead", "capacity", "capacity_weights", "main",
+    "race", "race_scenario", "azure_scenario", "TraceWindow", "jitter_spread", "AZURE_FILE", "simulated", "aggregate", "overhead", "capacity", "capacity_weights", "main",
     "race_part", "overhead_part", "capacity_part", "storm", "storm_part", "storm_simulated", "StormRun", "STORM_POLICIES", "RaceRow", "Overhead", "Capacity", "AGGREGATED", "HAPROXY_SETUPS", "L7_RETRY_ON", "DEFAULT_FLEET", "RACE_KEY", "FAULTS",
 ]  # fmt: skip
 
@@ -202,6 +206,23 @@ def _gateway_config(fleet: Fleet, specs: Sequence[ServerSpec], *, strategy: str,
     }  # fmt: skip
 
 
+@contextmanager
+def _gateway_process(config: Mapping[str, object], name: str) -> Iterator[tuple[str, ManagedProcess]]:
+    """``python -m solution.gateway`` with ``config`` on a free port, quiet (``--log-level WARNING``, no line per request).
+
+    Yields its base URL and its process once ``/health`` answers; stops it
+    (and removes the configuration file) on the way out, whatever happens.
+    """
+    with tempfile.TemporaryDirectory(prefix="lb-race-gw-") as tmp:
+        path = Path(tmp) / "gateway.json"
+        path.write_text(json.dumps(config))
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        argv = [sys.executable, "-m", "solution.gateway", "--config", str(path), "--port", str(port), "--log-level", "WARNING"]
+        with ManagedProcess(argv, name=name, ready_url=url + "/health", ports=(port,)) as proc:
+            yield url, proc
+
+
 def _idle(fleet: Fleet, timeout: float = 60.0) -> None:
     """Wait until no server runs or queues a request (``/health``'s running and waiting are 0)."""
     deadline = time.monotonic() + timeout
@@ -250,48 +271,36 @@ def race_scenario(*, requests: int = 300, load: float = 0.7, fleet: Mapping[str,
 AZURE_FILE = "AzureLLMInferenceTrace_conv.csv"
 
 
-def _trace_window_class() -> type:
-    """A :class:`~solution.sim.trace.TraceWorkload` that replays rows ``[start, start + count)``, sped up and clipped.
+@dataclass(frozen=True)
+class TraceWindow(TraceWorkload):
+    """A trace replay of rows ``[start, start + count)``, its gaps divided by ``speedup``, tokens clipped.
 
-    Built on first use (the simulator is imported lazily).  A subclass, so a
-    :class:`~solution.sim.scenario.Scenario` takes it as a trace replay.
+    A :class:`~solution.sim.trace.TraceWorkload` (so a
+    :class:`~solution.sim.scenario.Scenario` takes it as a trace replay, with
+    its own arrival times); the file is read in place and parsed once.
     """
-    global _TraceWindow
-    if _TraceWindow is not None:
-        return _TraceWindow
-    import numpy as np
 
-    from solution.sim.trace import TraceWorkload, load_azure_trace
-    from solution.sim.workload import Requests
+    start: int = 0
+    count: int = 300
+    speedup: float = 1.0
+    max_prompt_tokens: int = 8192
+    max_output_tokens: int = 512
 
-    @dataclass(frozen=True)
-    class TraceWindow(TraceWorkload):  # type: ignore[misc]
-        start: int = 0
-        count: int = 300
-        speedup: float = 1.0
-        max_prompt_tokens: int = 8192
-        max_output_tokens: int = 512
-
-        def generate(self, rng_tokens: object, rng_arrivals: object, request_rate: object = None) -> Requests:
-            if request_rate is not None:
-                raise ValueError("a trace window has its own arrival times (sped up by speedup), not a load")
-            full = load_azure_trace(self.path)
-            end = self.start + self.count
-            if end > len(full.arrival):
-                raise ValueError(f"the trace has {len(full.arrival)} rows; rows {self.start}..{end} asked")
-            arrival = full.arrival[self.start:end]
-            n = self.count
-            return Requests(arrival=(arrival - arrival[0]) / self.speedup,
-                            prompt_tokens=np.clip(full.prompt_tokens[self.start:end], 1, self.max_prompt_tokens),
-                            output_tokens=np.clip(full.output_tokens[self.start:end], 1, self.max_output_tokens),
-                            tier=np.zeros(n, dtype=np.int16), tier_names=full.tier_names,
-                            session=np.full(n, -1, dtype=np.int64), think=np.zeros(n))  # fmt: skip
-
-    _TraceWindow = TraceWindow
-    return TraceWindow
-
-
-_TraceWindow: type | None = None
+    def generate(self, rng_tokens: object, rng_arrivals: object, request_rate: object = None) -> Requests:
+        """The window's requests (the random streams are unused: a replay is fixed).  O(count) after the first parse."""
+        if request_rate is not None:
+            raise ValueError("a trace window has its own arrival times (sped up by speedup), not a load")
+        full = load_azure_trace(self.path)
+        end = self.start + self.count
+        if end > len(full.arrival):
+            raise ValueError(f"the trace has {len(full.arrival)} rows; rows {self.start}..{end} asked")
+        arrival = full.arrival[self.start:end]
+        n = self.count
+        return Requests(arrival=(arrival - arrival[0]) / self.speedup,
+                        prompt_tokens=np.clip(full.prompt_tokens[self.start:end], 1, self.max_prompt_tokens),
+                        output_tokens=np.clip(full.output_tokens[self.start:end], 1, self.max_output_tokens),
+                        tier=np.zeros(n, dtype=np.int16), tier_names=full.tier_names,
+                        session=np.full(n, -1, dtype=np.int64), think=np.zeros(n))  # fmt: skip
 
 
 def azure_scenario(path: str | Path, *, window: int = 0, requests: int = 300, load: float = 0.7,
@@ -327,8 +336,7 @@ def azure_scenario(path: str | Path, *, window: int = 0, requests: int = 300, lo
 
     require_int(window, "window", minimum=0)
     require_int(requests, "requests", minimum=2)
-    cls = _trace_window_class()
-    workload = cls(str(path), start=window * requests, count=requests, max_prompt_tokens=max_prompt_tokens,
+    workload = TraceWindow(str(path), start=window * requests, count=requests, max_prompt_tokens=max_prompt_tokens,
                    max_output_tokens=max_output_tokens)  # fmt: skip
     raw = workload.generate(None, None)
     span = float(raw.arrival[-1] - raw.arrival[0])
@@ -369,6 +377,22 @@ def simulated(scenario: object, strategies: Sequence[str], *, seed: int = 0) -> 
     return out
 
 
+@dataclass(frozen=True)
+class _Jittered(Workload):
+    """A workload whose drawn arrivals each move later by a uniform draw in ``[0, jitter]`` (stream ``jitter_seed``)."""
+
+    jitter: float = 0.0
+    jitter_seed: int = 0
+
+    def generate(self, rng_tokens: np.random.Generator, rng_arrivals: np.random.Generator,
+                 request_rate: Callable[[np.ndarray, np.ndarray], float] | None = None) -> Requests:  # fmt: skip
+        from dataclasses import replace
+
+        requests = super().generate(rng_tokens, rng_arrivals, request_rate)
+        shift = np.random.default_rng(self.jitter_seed).uniform(0.0, self.jitter, len(requests.arrival))
+        return replace(requests, arrival=requests.arrival + shift)
+
+
 def jitter_spread(scenario: object, strategies: Sequence[str], *, seed: int, jitter: float = 0.002,
                   draws: int = 10) -> dict[str, list[float]]:  # fmt: skip
     """The simulator's e2e p99 when every arrival moves by up to ``jitter`` seconds: ``{strategy: [p99 per draw]}``.
@@ -382,30 +406,12 @@ def jitter_spread(scenario: object, strategies: Sequence[str], *, seed: int, jit
     ratio ties by it) spreads; one that prices requests barely moves.
     O(draws x strategies x simulation).
     """
-    from dataclasses import fields
-
-    import numpy as np
-
-    from solution.sim.workload import Workload
-
-    @dataclass(frozen=True)
-    class Jittered(Workload):  # type: ignore[misc]
-        jitter: float = 0.0
-        jitter_seed: int = 0
-
-        def generate(self, rng_tokens: object, rng_arrivals: object, request_rate: object = None) -> object:
-            from dataclasses import replace
-
-            requests = super().generate(rng_tokens, rng_arrivals, request_rate)  # type: ignore[arg-type]
-            shift = np.random.default_rng(self.jitter_seed).uniform(0.0, self.jitter, len(requests.arrival))
-            return replace(requests, arrival=requests.arrival + shift)
-
-    from dataclasses import replace
+    from dataclasses import fields, replace
 
     base = scenario.workload  # type: ignore[attr-defined]
     out: dict[str, list[float]] = {name: [] for name in strategies}
     for k in range(draws):
-        workload = Jittered(**{f.name: getattr(base, f.name) for f in fields(base)}, jitter=jitter, jitter_seed=k)
+        workload = _Jittered(**{f.name: getattr(base, f.name) for f in fields(base)}, jitter=jitter, jitter_seed=k)
         for name, summary in simulated(replace(scenario, workload=workload), strategies, seed=seed).items():  # type: ignore[type-var]
             out[name].append(summary.e2e_p99)  # type: ignore[attr-defined]
     return out
@@ -521,18 +527,11 @@ def race(
         elif fault in ("hang", "slow"):
             servers.fault(target, "clear")
 
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="lb-race-") as tmp:
-        servers = stack.enter_context(start_fleet(specs))
+    with start_fleet(specs) as servers:
         for x in seeds:
             for strategy in strategies:  # a fresh gateway per run: a drain or a learned state does not carry over
-                path = Path(tmp) / f"gateway-{strategy}.json"
-                path.write_text(json.dumps(_gateway_config(servers, specs, strategy=strategy, queue_wait=queue_wait, seed=x,
-                                                           attempt_timeout=max_seconds)))  # fmt: skip
-                port = free_port()
-                url = f"http://127.0.0.1:{port}"
-                argv = [sys.executable, "-m", "solution.gateway", "--config", str(path), "--port", str(port),
-                        "--log-level", "WARNING"]  # fmt: skip
-                with ManagedProcess(argv, name=f"gateway ({strategy})", ready_url=url + "/health", ports=(port,)):
+                config = _gateway_config(servers, specs, strategy=strategy, queue_wait=queue_wait, seed=x, attempt_timeout=max_seconds)
+                with _gateway_process(config, f"gateway ({strategy})") as (url, _):
                     _idle(servers)
                     run(f"gateway {strategy}", url, servers, lambda sid, url=url: _gateway_drain(url, sid), x)  # type: ignore[misc]
             for setup in haproxy:
@@ -639,16 +638,12 @@ def _fast_specs(n: int) -> list[ServerSpec]:
 @contextmanager
 def _balancers(servers: Fleet, specs: Sequence[ServerSpec]) -> Iterator[dict[str, tuple[str, int | None]]]:
     """A gateway (least_connections) and HAProxy in front of ``servers``; yields ``{name: (url, pid)}``; stops both."""
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="lb-race-") as tmp:
-        path = Path(tmp) / "gateway.json"
-        path.write_text(json.dumps(_gateway_config(servers, specs, strategy="least_connections", queue_wait=10.0, seed=0)))
-        port = free_port()
-        argv = [sys.executable, "-m", "solution.gateway", "--config", str(path), "--port", str(port), "--log-level", "WARNING"]
-        gateway = stack.enter_context(ManagedProcess(argv, name="gateway", ready_url=f"http://127.0.0.1:{port}/health",
-                                                     ports=(port,)))  # fmt: skip
+    with ExitStack() as stack:
+        config = _gateway_config(servers, specs, strategy="least_connections", queue_wait=10.0, seed=0)
+        url, gateway = stack.enter_context(_gateway_process(config, "gateway"))
         proxy = stack.enter_context(HAProxy(servers.urls, maxconn_per_server={s.server_id: int(s.capacity or 1) for s in specs},
                                             check_interval=1.0))  # fmt: skip
-        yield {"gateway": (f"http://127.0.0.1:{port}", gateway.pid), "haproxy": (proxy.url, proxy.pid)}
+        yield {"gateway": (url, gateway.pid), "haproxy": (proxy.url, proxy.pid)}
 
 
 def overhead(*, seconds: float = 2.0, rounds: int = 3, log: object = None) -> Overhead:
@@ -803,8 +798,7 @@ def storm(*, fractions: Sequence[float] = (0.5, 0.9), policies: Sequence[str] = 
     specs = [ServerSpec(s.server_id, gpu=s.gpu, model=DEFAULT_MODEL, capacity=int(c), time_scale=time_scale, seed=i)
              for i, (s, c) in enumerate(zip(scenario.cluster.servers, scenario.capacities()))]  # type: ignore[attr-defined]  # fmt: skip
     runs: list[StormRun] = []
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="lb-storm-") as tmp:
-        servers = stack.enter_context(start_fleet(specs))
+    with start_fleet(specs) as servers:
         for x in seeds:
             sent = from_sim_workload(scenario, seed=x, time_scale=time_scale, api_key=RACE_KEY)
             for f in fractions:
@@ -813,13 +807,7 @@ def storm(*, fractions: Sequence[float] = (0.5, 0.9), policies: Sequence[str] = 
                                              attempt_timeout=max_seconds)  # fmt: skip
                     config["retry"] = dict(STORM_POLICIES[policy])
                     config["health"] = {"interval": 1.0, "timeout": 0.5, "consecutive_5xx": 1_000_000_000}
-                    path = Path(tmp) / "gateway-storm.json"
-                    path.write_text(json.dumps(config))
-                    port = free_port()
-                    url = f"http://127.0.0.1:{port}"
-                    argv = [sys.executable, "-m", "solution.gateway", "--config", str(path), "--port", str(port),
-                            "--log-level", "WARNING"]  # fmt: skip
-                    with ManagedProcess(argv, name=f"gateway (storm, {policy})", ready_url=url + "/health", ports=(port,)):
+                    with _gateway_process(config, f"gateway (storm, {policy})") as (url, _):
                         _idle(servers)
                         for sid in servers.urls:
                             servers.fault(sid, "fail", fraction=float(f))
