@@ -1,5 +1,10 @@
 """Fixtures for the browser tests: one JupyterLab server and one headless Chromium per session.
 
+The server runs in the candidate's bundle with the reference dropped into its ``exercises/``
+(``tests/meta/bundled.py``; ``make lab`` in the bundle, with a correct solution): the
+notebooks it opens are the bundle's, which ``tests/meta/test_bundle.py`` proves are the
+committed ones, byte for byte.
+
 Every test in this folder is marked ``browser``.  They need Debian's Chromium at
 ``/usr/bin/chromium`` (``apt-get install -y chromium``; ``LB_CHROMIUM`` points
 elsewhere).  Without it they are skipped with that advice, except in CI (the
@@ -23,14 +28,12 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-#: Throwaway notebooks the checker's own tests write (git-ignored, never collected by nbval).
-SCRATCH = HERE / "scratch"
+#: Where in the served folder the checker's own tests write their throwaway notebooks.
+SCRATCH = "scratch"
 #: Where the screenshots go (git-ignored).
 SCREENSHOTS = ROOT / "screenshots"
 CHROMIUM = Path(os.environ.get("LB_CHROMIUM", "/usr/bin/chromium"))
 INSTALL_HINT = "install it with `apt-get install -y chromium` (Debian/Ubuntu, as root), or set LB_CHROMIUM to a Chromium binary"
-
-collect_ignore_glob = ["scratch/*"]
 
 _SCREENSHOTS_KEY = pytest.StashKey[list[Path]]()
 
@@ -76,8 +79,19 @@ def chromium() -> Path:
 
 
 @pytest.fixture(scope="session")
-def lab(chromium: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Lab]:
-    """A :class:`lab_driver.Lab`: JupyterLab started like ``make lab``, driven by headless Chromium.
+def bundle_with_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This run's candidate bundle with the reference in its ``exercises/`` (built once per run)."""
+    from tests.meta.bundled import shared_bundle
+
+    return shared_bundle(tmp_path_factory) / "with-reference"
+
+
+@pytest.fixture(scope="session")
+def lab(
+    chromium: Path, bundle_with_reference: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Lab]:
+    """A :class:`lab_driver.Lab`: JupyterLab started like ``make lab`` in the candidate's bundle (with the
+    reference dropped in, nothing of the repository importable), driven by headless Chromium.
 
     The server and the browser are stopped at the end of the session whatever happens.
     """
@@ -87,8 +101,11 @@ def lab(chromium: Path, tmp_path_factory: pytest.TempPathFactory, request: pytes
         _missing("Playwright for Python (`pip install -e '.[test]'`)")
     from lab_driver import Lab, launch_chromium, start_lab  # after the check: it imports Playwright
 
+    from tests.meta.bundled import bundle_env
+
     state = tmp_path_factory.mktemp("jupyterlab")
-    server = start_lab(state)
+    env = bundle_env(bundle_with_reference, state / "shim", mpl_backend=None)
+    server = start_lab(state, root=bundle_with_reference, env=env)
     request.addfinalizer(server.stop)
     with sync_playwright() as playwright:
         context = launch_chromium(playwright, chromium, tmp_path_factory.mktemp("chromium-profile"))
@@ -101,22 +118,24 @@ def lab(chromium: Path, tmp_path_factory: pytest.TempPathFactory, request: pytes
 
 
 @pytest.fixture
-def scratch_notebook() -> Iterator[Callable[[str, list[str]], Path]]:
+def scratch_notebook(lab: Lab) -> Iterator[Callable[[str, list[str | nbformat.NotebookNode]], Path]]:
     """``scratch_notebook(name, [cell sources])`` writes a throwaway notebook inside the lab root.
 
-    The notebooks live in ``tests/browser/scratch/`` (git-ignored, not collected), which is
-    deleted after the test with what JupyterLab left there (``.ipynb_checkpoints``).
+    A cell is its source, or an ``nbformat`` code cell (to give it tags or built outputs).
+    The notebooks live in ``scratch/`` of the folder JupyterLab serves, which is deleted
+    after the test with what JupyterLab left there (``.ipynb_checkpoints``).
     """
+    scratch = lab.server.root / SCRATCH
 
-    def write(name: str, sources: list[str]) -> Path:
-        SCRATCH.mkdir(exist_ok=True)
+    def write(name: str, sources: list[str | nbformat.NotebookNode]) -> Path:
+        scratch.mkdir(exist_ok=True)
         nb = nbformat.v4.new_notebook(
-            cells=[nbformat.v4.new_code_cell(source) for source in sources],
+            cells=[nbformat.v4.new_code_cell(source) if isinstance(source, str) else source for source in sources],
             metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
         )
-        path = SCRATCH / f"{name}.ipynb"
+        path = scratch / f"{name}.ipynb"
         nbformat.write(nb, path)
         return path
 
     yield write
-    shutil.rmtree(SCRATCH, ignore_errors=True)
+    shutil.rmtree(scratch, ignore_errors=True)

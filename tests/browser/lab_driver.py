@@ -108,6 +108,7 @@ class LabServer:
     token: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    root: Path = ROOT  #: the folder it serves (its ``jupyter_lab_config.py`` sets it)
 
     def api(self, method: str, path: str) -> Any:
         """Call the server's REST API (``path`` like ``/api/sessions``); returns the decoded JSON or None."""
@@ -117,7 +118,7 @@ class LabServer:
         return json.loads(body) if body else None
 
     def lab_url(self, relpath: str) -> str:
-        """The address that opens ``relpath`` (relative to the repository) in a fresh workspace."""
+        """The address that opens ``relpath`` (relative to :attr:`root`) in a fresh workspace."""
         return f"{self.url}/lab/tree/{quote(relpath)}?reset&token={self.token}"
 
     def shut_down_kernels(self, relpath: str | None = None) -> None:
@@ -164,15 +165,17 @@ def jupyter_command() -> list[str]:
     return [str(jupyter), "lab"] if jupyter.exists() else [sys.executable, "-m", "jupyterlab"]
 
 
-def start_lab(state_dir: Path, *, timeout: float = 90.0) -> LabServer:
+def start_lab(state_dir: Path, *, root: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 90.0) -> LabServer:
     """Start JupyterLab as ``make lab`` does, plus what a test needs, and wait until it answers.
 
-    Same command and configuration file as ``make lab`` (root: the repository; default
-    page: notebook 01), plus: no browser of its own, 127.0.0.1 at a free port, a random
-    token, ``LB_IMPL=solution`` (kernels run the reference), ``--allow-root`` when
-    running as root (containers), and its runtime files, workspaces and user settings in
-    ``state_dir`` (see :data:`LAB_USER_SETTINGS`).  The server runs in its own process
-    group; call :meth:`LabServer.stop`.
+    Same command and configuration file as ``make lab`` (``root``'s ``jupyter_lab_config.py``:
+    root ``root``, default page notebook 01), plus: no browser of its own, 127.0.0.1 at a
+    free port, a random token, ``--allow-root`` when running as root (containers), and its
+    runtime files, workspaces and user settings in ``state_dir`` (see
+    :data:`LAB_USER_SETTINGS`).  ``env`` is the server's (and so its kernels')
+    environment; by default this one with ``LB_IMPL=solution`` (kernels run the reference).
+    ``root`` may be the candidate's bundle (``make lab`` there), with ``env`` putting it
+    first on the path.  The server runs in its own process group; call :meth:`LabServer.stop`.
     """
     settings_dir, workspaces_dir, runtime_dir = (state_dir / name for name in ("user-settings", "workspaces", "runtime"))
     for relpath, values in LAB_USER_SETTINGS.items():
@@ -184,7 +187,7 @@ def start_lab(state_dir: Path, *, timeout: float = 90.0) -> LabServer:
     port, token = free_port(), secrets.token_hex(24)
     command = [
         *jupyter_command(),
-        f"--config={LAB_CONFIG}",
+        f"--config={root / LAB_CONFIG.name}",
         "--no-browser",
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
@@ -194,8 +197,7 @@ def start_lab(state_dir: Path, *, timeout: float = 90.0) -> LabServer:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
     env = dict(
-        os.environ,
-        LB_IMPL="solution",
+        dict(os.environ, LB_IMPL="solution") if env is None else env,
         JUPYTERLAB_SETTINGS_DIR=str(settings_dir),
         JUPYTERLAB_WORKSPACES_DIR=str(workspaces_dir),
         JUPYTER_RUNTIME_DIR=str(runtime_dir),
@@ -203,9 +205,9 @@ def start_lab(state_dir: Path, *, timeout: float = 90.0) -> LabServer:
     log_path = state_dir / "jupyterlab.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-    server = LabServer(url=f"http://127.0.0.1:{port}", token=token, process=process, log_path=log_path)
+    server = LabServer(url=f"http://127.0.0.1:{port}", token=token, process=process, log_path=log_path, root=root)
     try:
         _wait_until_up(server, timeout)
     except BaseException:  # Ctrl-C included: never leave a server behind
@@ -545,6 +547,22 @@ def error_summary(text: str) -> str | None:
     return None
 
 
+#: nbval's tag for a cell whose output must be reproduced (``--nbval-lax`` compares only these).
+CHECK_OUTPUT_TAG = "nbval-check-output"
+#: How JupyterLab marks a text output: printed (stdout) or a plain-text result.
+PLAIN_MIMES = ("application/vnd.jupyter.stdout", "text/plain")
+
+
+def built_text(output: dict[str, Any]) -> str:
+    """The text JupyterLab shows for a stored output when it is plain text (stdout, or a result with text/plain only), else ""."""
+    if output.get("output_type") == "stream":
+        text = output.get("text", "") if output.get("name") == "stdout" else ""
+    else:
+        data = output.get("data", {})
+        text = data.get("text/plain", "") if set(data) == {"text/plain"} else ""
+    return "".join(text) if isinstance(text, list) else text
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:40] or "control"
 
@@ -588,7 +606,7 @@ class Lab:
 
     def check(self, notebook: Path) -> NotebookReport:
         """Open ``notebook``, run all cells, check the outputs, use every widget; see the module docs."""
-        relpath = notebook.resolve().relative_to(ROOT).as_posix()
+        relpath = notebook.resolve().relative_to(self.server.root.resolve()).as_posix()
         run = _NotebookRun(self, notebook, relpath)
         report = run.execute()
         self.screenshots += report.screenshots
@@ -746,6 +764,21 @@ class _NotebookRun:
                 self._problem(
                     "showed a widget when the notebook was built (`make notebooks`) but shows none in JupyterLab", cell=i
                 )
+            if CHECK_OUTPUT_TAG in self.cells[i].get("metadata", {}).get("tags", []):
+                self._compare_with_built(i, cell["outputs"])
+
+    def _compare_with_built(self, index: int, outputs: list[dict[str, Any]]) -> None:
+        """A cell tagged ``nbval-check-output`` prints what it printed when the notebook was built, as nbval checks
+        (its text output, compared word by word: numbers included, line breaks and spacing not)."""
+        shown = " ".join(o["text"] for o in outputs if o["mime"] in PLAIN_MIMES).split()
+        built = " ".join(built_text(o) for o in self.cells[index].get("outputs", [])).split()
+        if shown != built:
+            first = next((n for n, (a, b) in enumerate(zip(shown, built)) if a != b), min(len(shown), len(built)))
+            self._problem(
+                f"is tagged {CHECK_OUTPUT_TAG} and printed {' '.join(shown[first:first + 12])!r} where the built notebook has "
+                f"{' '.join(built[first:first + 12])!r} (word {first + 1})",
+                cell=index,
+            )
 
     def _built_with_widget(self, index: int) -> bool:
         cell = self.cells[index] if index < len(self.cells) else {}

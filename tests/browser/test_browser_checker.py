@@ -1,6 +1,6 @@
 """The browser checker catches what it is meant to catch.
 
-Throwaway notebooks (written to ``tests/browser/scratch/``, deleted afterwards) hold
+Throwaway notebooks (written to ``scratch/`` of the folder JupyterLab serves, deleted afterwards) hold
 deliberately broken widgets and cells; the very checker that the course's
 notebooks go through must report each breakage, at the right cell and control,
 and must pass the healthy widget beside them.  Run with ``-s`` (or ``-rP``) to
@@ -9,6 +9,7 @@ see the checker's account.
 
 from __future__ import annotations
 
+import nbformat
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -61,6 +62,13 @@ size.observe(on_size, names="value")
 W.VBox([size, note])"""
 
 
+def _printed_when_built(source, text):
+    """A cell tagged nbval-check-output whose built notebook printed ``text``."""
+    return nbformat.v4.new_code_cell(
+        source, metadata={"tags": ["nbval-check-output"]}, outputs=[nbformat.v4.new_output("stream", name="stdout", text=text)]
+    )
+
+
 def _problems(report, cell):
     return [p for p in report.problems if p.cell == cell]
 
@@ -100,6 +108,8 @@ def test_checker_fails_error_outputs_missing_models_and_widgets_without_controls
                     "'version_major': 2, 'version_minor': 0}, 'text/plain': 'a lost widget'}, raw=True)"
                 ),
                 'W.VBox([W.HTML("nothing here to slide, pick or click")])',
+                _printed_when_built('print("Erlang B lies inside", 4 + 4, "of 8")', "Erlang B lies inside 8 of 8\n"),
+                _printed_when_built('print("Erlang B lies inside", 4 + 3, "of 8")', "Erlang B lies inside 8 of 8\n"),
                 'raise ValueError("deliberately broken cell")',
                 'print("never reached: Run All stops at the error")',
             ],
@@ -111,5 +121,7 @@ def test_checker_fails_error_outputs_missing_models_and_widgets_without_controls
     assert not _problems(report, 0), report.failure_message()
     assert any("Error displaying widget" in p.message for p in _problems(report, 1)), report.failure_message()
     assert any("no controls" in p.message for p in _problems(report, 2)), report.failure_message()
-    assert any("ValueError: deliberately broken cell" in p.message for p in _problems(report, 3)), report.failure_message()
-    assert any("did not run" in p.message for p in _problems(report, 4)), report.failure_message()
+    assert not _problems(report, 3), report.failure_message()  # tagged nbval-check-output, prints what it printed when built
+    assert any("'7 of 8' where the built notebook has '8 of 8'" in p.message for p in _problems(report, 4)), report.failure_message()
+    assert any("ValueError: deliberately broken cell" in p.message for p in _problems(report, 5)), report.failure_message()
+    assert any("did not run" in p.message for p in _problems(report, 6)), report.failure_message()

@@ -1,6 +1,6 @@
 """The candidate's bundle (``tools/make_bundle.py``): no reference inside, and it works.
 
-Built once into a temporary folder, then:
+Built once per test run (``tests/meta/bundled.py``, shared with the browser tests), then:
 
 * the withheld modules are absent, and no body of the reference (a ``### BEGIN
   SOLUTION`` or ``### BEGIN OMIT`` block of a candidate module, a stripped
@@ -11,10 +11,12 @@ Built once into a temporary folder, then:
   its notebooks on the untouched stubs fail exactly at the check cells of the
   exercise notebooks, every other cell runs;
 * with the reference copied into its ``exercises/`` (as the grader's meta tests
-  do), its notebooks and public tests all pass.
-
-``LB_BUNDLE_NOTEBOOKS=DIR`` ships the executed notebooks in DIR instead of the
-committed ones (to try notebook changes before ``make notebooks``).
+  do), its public tests all pass;
+* its notebooks are the committed ones, byte for byte (those of
+  ``LB_BUNDLE_NOTEBOOKS=DIR`` when set: see ``tests/meta/bundled.py``).  With the
+  reference dropped in, the browser tests (``tests/browser``) open these very files
+  in JupyterLab in the bundle, run every cell (no error, no cell left unrun) and use
+  every widget; nbval runs the same files in the repository (``make test``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import ast
 import gzip
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -33,47 +34,23 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-import make_bundle  # noqa: E402
-from make_exercises import EXERCISES  # noqa: E402
+from tests.meta.bundled import EXERCISES, ROOT, bundle_env, drop_reference_in, make_bundle, shared_bundle, shipped_notebooks
 
 pytestmark = [pytest.mark.meta, pytest.mark.slow]
 
 #: A check cell's tag.
 CHECK_TAGS = ("check-cell",)
 EXERCISE_NOTEBOOKS = {Path(e.notebook).name for e in EXERCISES}
-#: An editable install of the repository maps ``solution.*`` to the repository's folder even
-#: when the bundle's ``solution`` comes first on the path: this drops that finder at start-up.
-ISOLATE = """\
-import sys
-sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
-"""
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    command = [sys.executable, str(ROOT / "tools" / "make_bundle.py"), "--out", str(out)]
-    if os.environ.get("LB_BUNDLE_NOTEBOOKS"):
-        command += ["--notebooks", os.environ["LB_BUNDLE_NOTEBOOKS"]]
-    subprocess.run(command, check=True, capture_output=True, text=True)
-    return out
+    return shared_bundle(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def bundle(built: Path) -> Path:
     return built / make_bundle.NAME
-
-
-def bundle_env(folder: Path, shim: Path) -> dict[str, str]:
-    """This interpreter, the bundle first on sys.path, nothing of the repository importable."""
-    shim.mkdir(exist_ok=True)
-    (shim / "sitecustomize.py").write_text(ISOLATE)
-    env = {k: v for k, v in os.environ.items() if k not in ("LB_IMPL", "LB_EXERCISES_PATH", "PYTHONPATH", "LB_TEST_TIMEOUT")}
-    env["PYTHONPATH"] = os.pathsep.join([str(folder), str(shim)])
-    env["MPLBACKEND"] = "Agg"
-    return env
 
 
 def run_pytest(folder: Path, shim: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict[tuple[str, str], tuple[bool, str, str]]]:
@@ -218,12 +195,17 @@ def test_on_the_stubs_exactly_the_check_cells_fail(bundle, tmp_path):
         assert any(Path(f).name == Path(exercise.notebook).name for f, _ in checks), f"{exercise.notebook} has no check cell"
 
 
-def test_with_the_reference_dropped_in_everything_passes(bundle, tmp_path):
-    copy = tmp_path / "bundle"
-    shutil.copytree(bundle, copy)
-    for e in EXERCISES:
-        shutil.copy(ROOT / "solution" / f"{e.module}.py", copy / "exercises" / f"{e.module}.py")
-    proc, outcomes = run_pytest(copy, tmp_path / "shim", "notebooks", "tests", "--nbval-lax", "--nbval-current-env")
+def test_with_the_reference_dropped_in_its_tests_pass(bundle, tmp_path):
+    copy = drop_reference_in(bundle, tmp_path / "bundle")
+    proc, outcomes = run_pytest(copy, tmp_path / "shim", "tests")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert not [k for k, (passed, _, _) in outcomes.items() if not passed]
-    assert any(k[0].startswith("notebooks/") for k in outcomes) and any(k[0].startswith("tests/") for k in outcomes)
+    assert any(k[0].startswith("tests/stage1/") for k in outcomes), sorted(outcomes)[:5]
+
+
+def test_its_notebooks_are_the_committed_ones(bundle):
+    """What the browser tests run in the bundle (with the reference dropped in) is what nbval runs in the repository."""
+    committed = {p.name: p.read_bytes() for p in sorted(shipped_notebooks().glob("*.ipynb"))}
+    shipped = {p.name: p.read_bytes() for p in sorted((bundle / "notebooks").glob("*.ipynb"))}
+    assert sorted(shipped) == sorted(committed)
+    assert [name for name in committed if shipped[name] != committed[name]] == []
