@@ -13,7 +13,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 # Two workers (the course's machines have 2 cores); a file's tests, and a notebook's cells, stay on one worker, in order.
-PARALLEL := -n 2 --dist loadfile
+# Files are handed out in collection order, where tests/conftest.py puts the minutes-long ones first (xdist's own
+# order, most tests first, started the bundle and browser files last, leaving one worker alone on them at the end).
+PARALLEL := -n 2 --dist loadfile --no-loadscope-reorder
 
 .PHONY: setup lab test test-fast grade exercises notebooks bundle bench clean
 

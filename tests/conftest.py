@@ -84,3 +84,13 @@ def _per_test_time_limit() -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with a slow or browser test run first (their order, and every other order, unchanged).
+
+    ``make test``'s two workers then start on the minutes-long files (the bundle, the browser
+    tests, the grader's fakes) and end on short ones, not one worker alone on a long file.
+    """
+    long_files = {item.path for item in items if item.get_closest_marker("slow") or item.get_closest_marker("browser")}
+    items.sort(key=lambda item: item.path not in long_files)
