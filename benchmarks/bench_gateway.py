@@ -31,7 +31,15 @@ same configuration), measured in the same run and alternated like the
 rest, so a change's cost is a ratio that the machine's load moves for both
 alike (``gateway / gateway@REV``).
 
-Usage: python benchmarks/bench_gateway.py [--requests 600] [--clients 32] [--seconds 3] [--against REV]
+``--parts`` times, in one process and without a socket, the per-request
+pieces the gateway's cost work replaced, each against what it replaced:
+handing the log line to logging (``makeRecord`` +
+``handle`` against ``Logger.info``), the handler (``BatchedLines`` against
+``StreamHandler`` on standard error), a kept metric child against
+``labels()`` each time, and reading ``completion_tokens`` (one regex search
+against ``json.loads``); microseconds per call (best of 5) and the ratio.
+
+Usage: python benchmarks/bench_gateway.py [--requests 600] [--clients 32] [--seconds 3] [--against REV] [--parts]
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -158,7 +167,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--against", metavar="REV", default=None,
                         help="also measure the gateway of this git commit (e.g. HEAD~3) in the same run")  # fmt: skip
+    parser.add_argument("--parts", action="store_true", help="only time the per-request pieces against what they replaced")
     args = parser.parse_args()
+    if args.parts:
+        _parts()
+        return
     from solution.gateway import haproxy as hx
 
     with start_fleet([ServerSpec("s1", capacity=256, time_scale=1e-6)]) as fleet, tempfile.TemporaryDirectory() as tmp:
@@ -217,6 +230,62 @@ def main() -> None:
         cg, ce = statistics.median(cpu["gateway"]), statistics.median(cpu[name])
         rg, re_ = statistics.median(rates["gateway"]), statistics.median(rates[name])
         print(f"gateway / {name}: CPU per request x{cg / max(ce, 1e-9):.2f}, requests/s x{rg / re_:.2f}")
+
+
+def _parts(number: int = 20_000) -> None:
+    """Each per-request piece against what it replaced, in this process: microseconds per call and the ratio."""
+    import logging
+    import os
+    import re
+    import timeit
+
+    from prometheus_client import CollectorRegistry, Counter
+
+    from solution.gateway.__main__ import BatchedLines
+    from solution.gateway.call import Call
+    from solution.gateway.requestlog import request_line
+
+    def pair(new: Any, old: Any) -> tuple[float, float]:
+        """Best of 5 of each, the two timed in turn (a machine whose load drifts slows both alike)."""
+        times: tuple[list[float], list[float]] = ([], [])
+        for _ in range(5):
+            for fn, out in ((new, times[0]), (old, times[1])):
+                out.append(timeit.timeit(fn, number=number))
+        return 1e6 * min(times[0]) / number, 1e6 * min(times[1]) / number
+
+    call = Call("gw-1a2b3c-17", "bench", None, "/v1/completions", False, b"", 2, 1, 0.0, None)  # type: ignore[arg-type]
+    call.route.append({"attempt": 1, "server": "s1", "at": 0.000123, "waited": 0.0, "previous": None})
+    line = request_line(call, 200, "delivered", None, retry_after=None, ttft=0.001234, e2e=0.001234)
+    rows: list[tuple[str, float, str, float]] = []
+    with open(os.devnull, "w") as sink:
+        quiet, info = logging.getLogger("bench.parts.a"), logging.getLogger("bench.parts.b")
+        for logger in (quiet, info):
+            logger.propagate = False
+            logger.setLevel(logging.INFO)
+            logger.addHandler(logging.StreamHandler(sink))
+        a, b = pair(lambda: quiet.handle(quiet.makeRecord(quiet.name, logging.INFO, __file__, 0, line, None, None, "f")),
+                    lambda: info.info(line))  # fmt: skip
+        rows.append(("makeRecord + handle", a, "Logger.info", b))
+    record_ = logging.LogRecord("x", logging.INFO, __file__, 0, line, None, None)
+    saved = sys.stderr
+    with open(os.devnull, "w") as sys.stderr:  # both handlers write to standard error: /dev/null here
+        batched, plain = BatchedLines(), logging.StreamHandler(sys.stderr)
+        a, b = pair(lambda: batched.emit(record_), lambda: plain.emit(record_))
+        rows.append(("BatchedLines.emit", a, "StreamHandler.emit", b))
+        batched.close()
+    sys.stderr = saved
+    counter = Counter("lb_bench_requests", "bench", ["outcome", "tier"], registry=CollectorRegistry())
+    child = counter.labels(outcome="delivered", tier="none")
+    a, b = pair(child.inc, lambda: counter.labels(outcome="delivered", tier="none").inc())
+    rows.append(("kept child .inc()", a, "labels(...).inc()", b))
+    body = json.dumps({"id": "cmpl-1", "object": "text_completion", "choices": [{"text": "tok", "index": 0, "finish_reason": "length"}],
+                       "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}}).encode()  # fmt: skip
+    tokens = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+    a, b = pair(lambda: tokens.search(body), lambda: json.loads(body)["usage"]["completion_tokens"])
+    rows.append(("regex completion_tokens", a, "json.loads(body)[...]", b))
+    print(f"{'piece':26} {'us':>7}   {'what it replaced':26} {'us':>7}  ratio")
+    for new, t_new, old, t_old in rows:
+        print(f"{new:26} {t_new:7.2f}   {old:26} {t_old:7.2f}  x{t_new / t_old:.2f}")
 
 
 def _earlier_gateway(rev: str, config: Path, tmp: Path) -> ManagedProcess:

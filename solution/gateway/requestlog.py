@@ -10,22 +10,18 @@ arrival, wait, previous server), ``retry_after``, ``ttft`` and ``e2e``
 API key is never in a line: only the tenant and tier it maps to.
 
 Nothing is formatted when the logger does not take INFO.  Cost: O(D) for
-D route decisions (one per try).  The line is built by :func:`request_line`
-from the JSON encoder's own string escaping (``encode_basestring_ascii``,
-what ``json.dumps`` uses) and the numbers' ``repr``: the very text
-``json.dumps(record)`` gives (a test compares the two on random records),
-at about a fifth of its cost on this machine (4 us against 23 us for a
-one-try line), and the record is handed to the logger's handlers without
-``Logger.info``'s search of the stack for the caller's file and line (the
-line carries its own fields).
+D route decisions (one per try).  The record is handed to the logger's
+handlers without ``Logger.info``'s search of the stack for the caller's
+file and line (the line carries its own fields): ``python
+benchmarks/bench_gateway.py --parts`` times both.  (A line built by hand
+from the encoder's string escaping was tried and timed: no faster than
+``json.dumps``, which is C, so the line is ``json.dumps`` of the record.)
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-from json.encoder import encode_basestring_ascii as _string
 
 from solution.gateway.call import Call
 
@@ -36,37 +32,17 @@ REQUEST_LOGGER = "solution.gateway.requests"
 _log = logging.getLogger(REQUEST_LOGGER)
 
 
-def _value(x: object) -> str:
-    """``json.dumps(x)`` of a scalar, without the encoder's set-up (strings through its own escaping)."""
-    if x is None:
-        return "null"
-    if x is True:
-        return "true"
-    if x is False:
-        return "false"
-    if isinstance(x, str):
-        return _string(x)
-    if isinstance(x, int):
-        return int.__repr__(x)
-    if isinstance(x, float) and math.isfinite(x):
-        return float.__repr__(x)
-    return json.dumps(x)  # NaN, infinities, anything else: the encoder's own answer
-
-
-def request_line(call: Call, status: int, outcome: str, reason: str | None, *, retry_after: int | None,
+def request_line(call: Call, status: int, outcome: str, reason: str | None, *, retry_after: float | None,
                  ttft: float | None, e2e: float) -> str:  # fmt: skip
-    """The JSON line of a submitted request: exactly ``json.dumps`` of its record (keys in the order listed above)."""
-    decisions = ", ".join("{" + ", ".join(f"{_string(k)}: {_value(v)}" for k, v in d.items()) + "}" for d in call.route)
-    return (f'{{"event": "request", "id": {_value(call.rid)}, "tenant": {_value(call.tenant)}, "tier": {_value(call.tier)}, '
-            f'"route": {_value(call.path_name)}, "stream": {_value(call.stream)}, '
-            f'"prompt_tokens": {_value(call.prompt_tokens)}, "max_tokens": {_value(call.max_tokens)}, '
-            f'"status": {_value(status)}, "outcome": {_value(outcome)}, "reason": {_value(reason)}, '
-            f'"queued": {_value(call.queued)}, "tries": {len(call.route)}, "decisions": [{decisions}], '
-            f'"retry_after": {_value(retry_after)}, "ttft": {_value(None if ttft is None else round(ttft, 6))}, '
-            f'"e2e": {_value(round(e2e, 6))}}}')  # fmt: skip
+    """The JSON line of a submitted request (keys in the order listed above)."""
+    return json.dumps({"event": "request", "id": call.rid, "tenant": call.tenant, "tier": call.tier, "route": call.path_name,
+                       "stream": call.stream, "prompt_tokens": call.prompt_tokens, "max_tokens": call.max_tokens,
+                       "status": status, "outcome": outcome, "reason": reason, "queued": call.queued,
+                       "tries": len(call.route), "decisions": call.route, "retry_after": retry_after,
+                       "ttft": None if ttft is None else round(ttft, 6), "e2e": round(e2e, 6)})  # fmt: skip
 
 
-def log_request(call: Call, status: int, outcome: str, reason: str | None, *, retry_after: int | None,
+def log_request(call: Call, status: int, outcome: str, reason: str | None, *, retry_after: float | None,
                 ttft: float | None, e2e: float) -> None:  # fmt: skip
     """The line of a submitted request, at its end."""
     if _log.isEnabledFor(logging.INFO):
