@@ -792,11 +792,14 @@ for part in RACE_PARTS:
 for key, text in recorded.notes.items():
     print(f"note ({key}): {text}")
 
+from solution.core.impl import reference_available
 from solution.gateway.race import jitter_spread, race_scenario
 
-with needs_working_code():  # the simulator's strategies are yours in the candidate's bundle
-    print("\nthe simulator's e2e p99 (s) with every arrival moved by up to 20 ms, 10 draws: min / median / max "
-          "(python -m solution.gateway.race --jitter 0.02 --seeds 5 --no-race)")  # fmt: skip
+print("\nthe simulator's e2e p99 (s) with every arrival moved by up to 20 ms, 10 draws: min / median / max "
+      "(python -m solution.gateway.race --jitter 0.02 --seeds 5 --no-race)")  # fmt: skip
+if not reference_available():
+    print("(the replay races the reference's strategies: run the command above in the course's repository)")
+else:
     scenario = race_scenario()
     for seed in (0, 2):
         spread = jitter_spread(scenario, ["predictive", "least_connections"], seed=seed, jitter=0.02)
