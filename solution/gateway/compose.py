@@ -10,6 +10,11 @@ before stage 8).  A backend that names a GPU or model preset gets the same
 latency model its inference server runs, so the predictive strategy prices
 it with that model.
 
+Stage 1's ``least_connections`` needs the reference's ``LeastConnections``:
+in the candidate's bundle (no reference) it is refused with a ``ValueError``
+that names what to pick instead, rather than replaced by another rule under
+its name (the candidate's stage-1 ``LoadBalancer`` cannot drive a ``Router``).
+
 No ``Preemptor``: an inference server over HTTP has no pause and resume,
 and a recomputed answer would repeat tokens a stream already sent.
 
@@ -33,7 +38,8 @@ def compose_path(config: GatewayConfig, lib: ModuleType) -> tuple[RequestPath, A
     """``(path, health checker, retrier)`` for ``config`` from the implementation ``lib``.
 
     Raises AttributeError / TypeError / ValueError for an implementation that
-    lacks a component the configuration asks for.
+    lacks a component the configuration asks for; ValueError for
+    ``least_connections`` without the reference (the candidate's bundle).
     """
     cfg = config
     models = latency_models(cfg)
@@ -45,11 +51,19 @@ def compose_path(config: GatewayConfig, lib: ModuleType) -> tuple[RequestPath, A
         strategy = lib.TierRouting(table)
     else:
         name = STRATEGIES[cfg.strategy]
+        from solution.core import routing
+        from solution.core.impl import reference_available
+
         strategy_class = getattr(lib, name, None)
         if strategy_class is None:
-            from solution.core import routing
-
             strategy_class = getattr(routing, name)
+        if strategy_class is routing.LeastConnections and not reference_available():
+            raise ValueError(
+                "strategy 'least_connections' needs the reference's LeastConnections, which the candidate's bundle leaves "
+                "out (stage 1's rule is your exercises/balancer.py LoadBalancer, which cannot drive the gateway's Router): "
+                "pick 'power_of_choices' (the default), 'least_outstanding_tokens' or 'predictive' (your stage-3 "
+                "strategies), or configure tiers"
+            )
         strategy = strategy_class()
     router = Router(strategy, models=models)
     health = lib.HealthChecker(cfg.health_policy(), seed=cfg.seed)

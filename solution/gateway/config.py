@@ -10,7 +10,7 @@ its clients (timeouts, sizes)::
       "model_id": "course-model",
       "keys": {"sk-alice": {"tenant": "alice", "tier": "premium"}},
       "tiers": "standard",
-      "strategy": "least_connections",
+      "strategy": "power_of_choices",
       "queue": {"max_depth": 64, "max_wait": 30.0},
       "health": {"interval": 1.0, "timeout": 0.5},
       "retry": {"max_tries": 3, "per_try_timeout": null},
@@ -34,7 +34,13 @@ Choices where the design is silent:
   "routing", "may_preempt", "preemptible"}``), so a test can give a tenant
   two requests per minute and see the third one refused with 429.
 * With tiers, routing is stage 6's ``TierRouting`` (each tier's rule);
-  ``strategy`` applies without tiers only.
+  ``strategy`` applies without tiers only.  Its default is
+  ``"power_of_choices"`` (power of two choices by load ratio, as Envoy's
+  default ``LEAST_REQUEST``): it runs in the candidate's bundle too (the
+  candidate's stage-3 ``PowerOfChoices``), where ``"least_connections"``
+  cannot (stage 1's rule is a ``LoadBalancer`` there, which cannot drive the
+  gateway's ``Router``; the gateway then refuses it with a ``ValueError``
+  that names what to pick instead, see :mod:`solution.gateway.compose`).
 * ``retry`` holds stage 8's ``RetryPolicy`` fields (``max_tries``,
   ``per_try_timeout``, ``base``, ``cap``, ``max_retry_after``, ``retry_on``)
   plus ``budget`` (``{"ratio", "min_retries"}`` or ``null`` for none); the
@@ -229,7 +235,7 @@ class GatewayConfig:
     keys: Mapping[str, Principal] = field(default_factory=dict, repr=False)
     model_id: str = "course-model"
     tiers: Any = None
-    strategy: str = "least_connections"
+    strategy: str = "power_of_choices"
     queue: QueueSettings | None = field(default_factory=QueueSettings)
     health: Mapping[str, Any] = field(default_factory=lambda: {"interval": 1.0, "timeout": 0.5})
     retry: Mapping[str, Any] = field(default_factory=lambda: {"max_tries": 3})

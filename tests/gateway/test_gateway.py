@@ -69,6 +69,7 @@ class LiveGateway(BackgroundGateway):
 def config_for(stubs: list[StubBackend], **overrides: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "backends": [{"server_id": s.server_id, "url": s.url, "capacity": 2} for s in stubs],
+        "strategy": "least_connections",  # deterministic: ties go to the first server added (tests below count on it)
         "keys": {KEY: {"tenant": "alice"}, OTHER_KEY: {"tenant": "bob"}},
         "queue": {"max_depth": 4, "max_wait": 10.0},
         "health": {"interval": 0.5, "timeout": 0.4},

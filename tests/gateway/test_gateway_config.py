@@ -27,7 +27,7 @@ def good(**overrides: Any) -> dict[str, Any]:
 def test_defaults_and_what_the_components_are_built_from() -> None:
     cfg = GatewayConfig.from_dict(good(tiers="standard", keys={"sk-1": {"tenant": "t1", "tier": "premium"}},
                                        retry={"max_tries": 2, "per_try_timeout": 1.5, "budget": None}))  # fmt: skip
-    assert cfg.model_id == "course-model" and cfg.strategy == "least_connections"
+    assert cfg.model_id == "course-model" and cfg.strategy == "power_of_choices"
     assert cfg.backends[0].capacity == 8 and cfg.backends[0].url == "http://127.0.0.1:9"
     assert cfg.queue is not None and cfg.queue.max_depth == 64
     assert cfg.tier_table().default == "free"
@@ -153,3 +153,20 @@ def test_key_store_bad_input() -> None:
         KeyStore({"": Principal("t")})
     with pytest.raises(TypeError):
         KeyStore({"sk": "t"})  # type: ignore[dict-item]
+
+
+def test_without_the_reference_least_connections_is_refused_with_what_to_pick_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The candidate's bundle has no reference LeastConnections (stage 1's answer): a ValueError that says what to pick,
+    not another rule under its name; the default strategy needs no reference."""
+    import solution
+    import solution.core.impl
+    from solution.gateway.app import Gateway
+
+    monkeypatch.setattr(solution.core.impl, "reference_available", lambda: False)
+    with pytest.raises(ValueError, match="pick 'power_of_choices'"):
+        Gateway(GatewayConfig.from_dict(good(strategy="least_connections")), impl=solution)
+    gateway = Gateway(GatewayConfig.from_dict(good()), impl=solution)
+    assert type(gateway.path.router.strategy).__name__ == "PowerOfChoices"
+    monkeypatch.undo()
+    assert type(Gateway(GatewayConfig.from_dict(good(strategy="least_connections")), impl=solution).path.router.strategy).__name__ \
+        == "LeastConnections"  # with the reference (the repository), as configured

@@ -32,6 +32,7 @@ def fleet_config(fleet: Fleet, ids: tuple[str, ...] = ("a100", "h100", "faulty")
     capacity = {"a100": 2, "h100": 4, "faulty": 4}
     cfg: dict[str, Any] = {
         "backends": [{"server_id": sid, "url": fleet.url(sid), "capacity": capacity[sid]} for sid in ids],
+        "strategy": "least_connections",  # ties go to the first server added: the crash test counts on it
         "keys": {KEY: {"tenant": "alice"}},
         "queue": {"max_depth": 16, "max_wait": 20.0},
         "health": {"interval": 0.5, "timeout": 0.4},
