@@ -347,11 +347,9 @@ class GatewayConfig:
             raise TypeError(f"health: {exc}") from None
 
     def ledger_policy(self) -> Any:
-        """The stage-4 ``RetryPolicy`` (``max_tries``, ``per_try_timeout``) of the path's RetryLedger."""
-        from solution.core.health_types import RetryPolicy
-
-        r = self.retry
-        return RetryPolicy(max_tries=r.get("max_tries", 3), per_try_timeout=r.get("per_try_timeout"))
+        """The policy of the path's stage-4 RetryLedger: :meth:`retry_policy` (one ``RetryPolicy`` class for stages 4
+        and 8; the ledger reads its ``max_tries`` and ``per_try_timeout``)."""
+        return self.retry_policy()
 
     def retry_policy(self) -> Any:
         """Stage 8's ``RetryPolicy`` (``solution.core.retry_types``) from ``retry``, with its ``RetryBudget``."""
