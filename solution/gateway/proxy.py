@@ -11,7 +11,10 @@ capacities bound what is in flight) and runs two things on it:
   is passed through chunk by chunk while the attempt is still the
   request's current one, and its first chunk is the path's
   ``first_token`` (the client's 200 and ``text/event-stream`` headers go
-  out with it; no re-send after it).  A failure becomes stage 8's
+  out with it; no re-send after it); once the stream's end, ``data:
+  [DONE]``, is written, the call is ``complete``: a client that leaves then
+  (the ``openai`` client does, at once) got its whole answer, and the
+  handler counts it delivered.  A failure becomes stage 8's
   :class:`~solution.core.retry_types.Failure`, which the retrier decides on:
 
   ==========================================  =============================================
