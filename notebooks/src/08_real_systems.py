@@ -132,7 +132,7 @@ print(f"implementation under test: {impl.__name__}")
 # ([Timeouts, retries, and backoff with jitter](https://aws.amazon.com/builders-library/timeouts-retries-and-backoff-with-jitter/);
 # the simulation is in [Exponential Backoff and Jitter](https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/))
 # compares the ways to spread them and recommends **full jitter**: a uniform draw on `[0, bound]`.
-# "Equal jitter" (`bound/2 + uniform(0, bound/2)`) keeps half the wait and half the collisions.
+# "Equal jitter" (`bound/2 + uniform(0, bound/2)`) keeps half of every wait fixed.
 #
 # Below: the bounds of the first eight retries, and 200 clients whose attempts all failed at the
 # same instant, retrying after their first backoff (bound 25 ms), with no jitter, equal jitter and
@@ -184,9 +184,9 @@ with needs_working_code():
 
 # %% [markdown]
 # Without jitter all 200 retries land in the same millisecond: the failure is replayed as a
-# burst. Equal jitter halves the window and still piles up; full jitter spreads them over the whole
-# 25 ms, with the busiest millisecond holding only a handful. The price is that some clients retry
-# almost at once; the backoff's growth still protects a server that keeps failing.
+# burst. Equal jitter squeezes them into the second half of the window (busiest millisecond: 20);
+# full jitter spreads them over the whole 25 ms (busiest millisecond: 12). The price is that some
+# clients retry almost at once; the backoff's growth still protects a server that keeps failing.
 
 # %% tags=["check-cell"]
 report = check_stage8(impl, only=("backoff", "jitter"))
@@ -239,8 +239,9 @@ with needs_working_code():
 
 # %% [markdown]
 # The 503 asking for 2 s was retried after 2 s plus a jitter, and across 200 seeded retriers
-# every delay stayed within `[2.000, 2.025]` s. The 429 asking 60 s went back to the client with
-# its own header, since the policy holds a request at most 30 s.
+# the delays ran from 2.0000 to 2.0248 s: never before the server asked, never more than one
+# backoff bound after. The 429 asking 60 s went back to the client with its own header, since
+# the policy holds a request at most 30 s.
 
 # %% tags=["check-cell"]
 report = check_stage8(impl, only=("rules", "retry-after"))
@@ -283,6 +284,12 @@ with needs_working_code():
         r.end(f"q{k}")  # three retried requests end: their retries leave the budget
     print(f"after 3 of them ended: retries in flight {r.retries_in_flight}, active {r.active}; "
           f"the next failure: {r.decide('q5', 2, Failure('connect'), streamed=False).reason}")  # fmt: skip
+
+# %% [markdown]
+# With Envoy's budget, 20 of the 100 failures were retried (a fifth of 100 active requests) and
+# 80 refused with `budget`; without it all 100 were. A quiet gateway still retries: with 10 active
+# requests the floor of 3 (`min_retries`) applies, and a retry leaves the budget when its request
+# ends, so the next failure is retried again.
 
 # %% tags=["check-cell"]
 report = check_stage8(impl, only="budget")
@@ -627,10 +634,10 @@ with needs_working_code():
 # %% [markdown]
 # The crashed server is out of the rotation (`lost` while its connections are refused, `down`
 # once its probes have failed; a slow server can show `degraded`, stage 4's latency outlier, when
-# this machine is busy); every refusal above is counted by its outcome, and
-# the re-sends count every attempt after a request's first (the crash's among them). The same numbers feed a dashboard or an alert: a queue that stays
-# deep is the signal to scale out (stage 2), a rising `retry_decisions_total{reason="budget"}` the
-# sign of a sick fleet.
+# this machine is busy); every refusal above is counted by its outcome, and the re-sends count
+# every attempt after a request's first (the crash's among them). The same numbers feed a
+# dashboard or an alert: a queue that stays deep is the signal to scale out (stage 2), a rising
+# `retry_decisions_total{reason="budget"}` the sign of a sick fleet.
 #
 # ## TLS, beside Envoy's
 #
@@ -737,8 +744,9 @@ for part in RACE_PARTS:
 #   left on either side is a stream cut mid-answer (`truncated` for the gateway, `reset` for
 #   HAProxy), which nobody may retry; `predictive` lost 14 of 900 (`14 (truncated 14)`), HAProxy 36
 #   to 43.
-# * **A hang**: the gateway's probes take the hung server out within a second or two and re-send
-#   what has not streamed; HAProxy by default answers the stuck requests with 504s (`status`), and
+# * **A hang**: the gateway re-sends what has not streamed as soon as its probes take the hung
+#   server out (TTFT p99 470 ms for `predictive`, 2,607 ms for `least_connections`, which had more
+#   requests on the hung server); HAProxy by default answers the stuck requests with 504s (`status`), and
 #   with layer-7 retries (`retry-on response-timeout`) re-sends them only after its 10 s server
 #   timeout: its TTFT p99 is then 10,034 ms.
 # * **A drain**: no errors anywhere.
