@@ -90,6 +90,17 @@ def test_background_load_moves_the_metrics_and_each_scrape_reads_them(live) -> N
     assert after.t > before.t
 
 
+def test_load_with_scrapes_records_the_metrics_while_it_runs(live) -> None:
+    _, _, panel = live
+    n = len(panel.samples)
+    results = panel.run_load(rate=20.0, seconds=0.5, scrape_every=0.1)
+    taken = list(panel.samples)[n:]
+    assert results and len(taken) >= 3, f"{len(taken)} scrapes during half a second of load at one per 0.1 s"
+    assert taken[-1].ttft_count - taken[0].ttft_count >= 1
+    with pytest.raises(ValueError):
+        panel.run_load(rate=1.0, seconds=0.5, scrape_every=2.0)
+
+
 def test_the_figure_is_readable_with_and_without_answers(live) -> None:
     _, _, panel = live
     panel.scrape()

@@ -701,8 +701,7 @@ with needs_working_code():
 with needs_working_code():
     needs("gateway")
     panel = gw_widget.GatewayPanel(gateway.url, "sk-alice", servers={s: u for s, u in fleet.urls.items() if s != victim})
-    panel.scrape()
-    panel.run_load(rate=20.0, seconds=0.6)  # a little load, so the picture has something to show
+    panel.run_load(rate=40.0, seconds=1.0, scrape_every=0.1)  # a second of load, scraped every 0.1 s, so the picture shows it
     panel.ask()
     panel.refresh()
     display(panel)

@@ -477,12 +477,28 @@ class GatewayPanel:
         if rate > 0:
             self._load_task = self._submit(self._load(float(rate), None))  # type: ignore[assignment]
 
-    def run_load(self, rate: float, seconds: float) -> list[Answer]:
-        """Send ``rate`` requests/s for ``seconds`` and wait for their answers (a notebook cell's demo); their :class:`Answer` s."""
+    def run_load(self, rate: float, seconds: float, *, scrape_every: float | None = None) -> list[Answer]:
+        """Send ``rate`` requests/s for ``seconds`` and wait for their answers (a notebook cell's demo); their :class:`Answer` s.
+
+        ``scrape_every``: also scrape the metrics every that many seconds
+        while the load runs (and once at its end), so the figure shows it.
+        """
         if not (isinstance(rate, (int, float)) and rate > 0 and isinstance(seconds, (int, float)) and 0 < seconds <= 600):
             raise ValueError(f"rate must be > 0 and seconds in (0, 600], got {rate!r}, {seconds!r}")
+        if scrape_every is not None and not (isinstance(scrape_every, (int, float)) and 0.01 <= scrape_every <= seconds):
+            raise ValueError(f"scrape_every must be None or in [0.01, seconds], got {scrape_every!r}")
         before = len(self.load_results)
-        self._run(self._load(float(rate), float(seconds)), timeout=seconds + 60)
+
+        async def both() -> None:
+            load = asyncio.ensure_future(self._load(float(rate), float(seconds)))
+            while scrape_every is not None and not load.done():
+                await self._scrape()
+                await asyncio.wait([load], timeout=scrape_every)
+            await load
+            if scrape_every is not None:
+                await self._scrape()
+
+        self._run(both(), timeout=seconds + 60)
         return list(self.load_results)[before:]
 
     # -- metrics ---------------------------------------------------------------------------------------
