@@ -9,7 +9,11 @@ Two figures, each with another process burning a core the whole time:
    server short; stage 5: soft affinity leaves a server exactly at the
    slack, ``<`` for ``<=``; stage 6: the newest preemption victim skipped
    for the next one; stage 7: the Mann-Whitney variance without the tie
-   correction; stage 8: the retry budget one retry short).  Every run must give every case
+   correction; stage 8: the retry budget one retry short), and for the
+   reference with a debug ``print`` at the top of every function of stages 1
+   and 2 (as the grader fake "debug prints": stage 1's exact-ratio probe then
+   prints 3.2 million times, about 12 s of CPU; it must score 100, however
+   busy the machine: the grader's time limits count CPU seconds).  Every run must give every case
    the same verdict; the script prints the number of distinct verdict
    vectors per variant (1 is the goal), the score range and the time per run.
 2. **The cost rules, M runs** (default 50) in this process: the reference must
@@ -30,7 +34,7 @@ Two figures, each with another process burning a core the whole time:
 
 Usage::
 
-    python benchmarks/grading_stability.py [--runs 20] [--cost-runs 50] [--no-burn] [--stage 5 ...]
+    python benchmarks/grading_stability.py [--runs 20] [--cost-runs 50] [--burn 1 | --no-burn] [--stage 5 ...]
 """
 
 from __future__ import annotations
@@ -74,22 +78,33 @@ BUGS = (
 
 
 @contextlib.contextmanager
-def burning(enabled: bool) -> Iterator[None]:
-    """Another process keeps one core busy while the block runs."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if enabled else None
+def burning(cores: int) -> Iterator[None]:
+    """``cores`` other processes keep one core busy each while the block runs."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
     try:
         yield
     finally:
-        if proc is not None:
+        for proc in procs:
             proc.kill()
             proc.wait()
 
 
-def submission(folder: Path, buggy: bool) -> Path:
+#: Stages whose reference the "debug prints" variant prints from (the grader fake's).
+PRINTING = ("balancer", "request_queue")
+
+
+def submission(folder: Path, buggy: bool | str) -> Path:
+    """The reference in ``folder/exercises``; with one deliberate bug per stage (``buggy``), or printing (``"prints"``)."""
     subprocess.run([sys.executable, str(ROOT / "tools" / "make_exercises.py"), "--out", str(folder)], check=True, capture_output=True)
     for module in MODULES:
         shutil.copyfile(ROOT / "solution" / f"{module}.py", folder / "exercises" / f"{module}.py")
-    if buggy:
+    if buggy == "prints":
+        from tests.meta.fakes import with_debug_prints
+
+        for module in PRINTING:
+            path = folder / "exercises" / f"{module}.py"
+            path.write_text(with_debug_prints(path.read_text())[0])
+    elif buggy:
         for module, old, new in BUGS:
             path = folder / "exercises" / f"{module}.py"
             text = path.read_text()
@@ -99,29 +114,36 @@ def submission(folder: Path, buggy: bool) -> Path:
     return folder
 
 
-def verdicts(folder: Path, stages: list[int] | None = None) -> tuple[tuple[tuple[str, bool], ...], list[float], float]:
+def verdicts(folder: Path, stages: list[int] | None = None) -> tuple[tuple[tuple[str, bool], ...], list[float], float, float]:
+    """One grading of ``folder``: every case's verdict, the stages' scores, the seconds it took, and the longest
+    case's seconds on the clock (what a wall-clock limit would have judged)."""
     started = time.monotonic()
     results = grade(folder, stages)
     vector = tuple((c.id, c.passed) for r in results for g in r.groups for c in g.cases)
-    return vector, [r.score for r in results], time.monotonic() - started
+    longest = max((c.seconds for r in results for g in r.groups for c in g.cases), default=0.0)
+    return vector, [r.score for r in results], time.monotonic() - started, longest
 
 
 def graded_set(runs: int, stages: list[int] | None = None) -> None:
     print(f"1. the graded set, {runs} runs per variant")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, buggy in (("reference", False), ("buggy variant", True)):
+        for name, buggy in (("reference", False), ("buggy variant", True), ("debug prints", "prints")):
+            if buggy == "prints" and stages and not {1, 2} & set(stages):
+                continue
             folder = submission(Path(tmp) / name.replace(" ", "-"), buggy)
-            seen, scores, seconds = set(), [], []
+            seen, scores, seconds, longest = set(), [], [], []
             for _ in range(runs):
-                vector, stage_scores, took = verdicts(folder, stages)
+                vector, stage_scores, took, case_seconds = verdicts(folder, stages)
                 seen.add(vector)
                 scores.append(stage_scores)
                 seconds.append(took)
+                longest.append(case_seconds)
             per_stage = list(zip(*scores))
             names = stages or list(range(1, len(MODULES) + 1))
             ranges = ", ".join(f"stage {n} {min(s):.1f}..{max(s):.1f}" for n, s in zip(sorted(names), per_stage))
             print(f"   {name:<14} distinct verdict vectors: {len(seen)} of {runs} runs ({len(next(iter(seen)))} cases each); "
-                  f"scores {ranges}; {min(seconds):.1f}..{max(seconds):.1f} s per run")
+                  f"scores {ranges}; {min(seconds):.1f}..{max(seconds):.1f} s per run; "
+                  f"longest case {min(longest):.1f}..{max(longest):.1f} s on the clock")
 
 
 class _ScanQueue:
@@ -336,12 +358,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--cost-runs", type=int, default=50)
-    parser.add_argument("--no-burn", action="store_true", help="do not start the process that burns a core")
+    parser.add_argument("--burn", type=int, default=1, help="cores other processes keep busy (default 1)")
+    parser.add_argument("--no-burn", action="store_true", help="do not start a process that burns a core (--burn 0)")
     parser.add_argument("--stage", type=int, action="append", help="only this stage (repeatable; default: every stage)")
     args = parser.parse_args()
-    with burning(not args.no_burn):
-        print("another process burns a core" if not args.no_burn else "no extra load")
-        cost_rules(args.cost_runs, args.stage)
+    cores = 0 if args.no_burn else args.burn
+    with burning(cores):
+        print(f"{cores} other process(es) burn a core each" if cores else "no extra load")
+        if args.cost_runs > 0:
+            cost_rules(args.cost_runs, args.stage)
         graded_set(args.runs, args.stage)
 
 

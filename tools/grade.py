@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--exercises", type=Path, default=ROOT, help="folder that contains the exercises/ package (default: this repository)")
     parser.add_argument("--report", type=Path, default=ROOT / "reports" / "grade.json", help="where to write the JSON report")
-    parser.add_argument("--timeout", type=float, default=Limits.case_seconds, help="seconds allowed per case (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=Limits.case_seconds, help="CPU seconds allowed per case (default: %(default)s)")
     parser.add_argument("--probe-timeout", type=float, default=Limits.probe_seconds,
-                        help="seconds allowed per probe: a cost measurement, the exact-ratio run (default: %(default)s)")
+                        help="CPU seconds allowed per probe: a cost measurement, the exact-ratio run (default: %(default)s)")
     parser.add_argument("--stage", type=int, action="append", help="grade only this stage (repeatable)")
     args = parser.parse_args(argv)
     folder = args.exercises.resolve()

@@ -72,7 +72,12 @@ def _send(payload: dict) -> None:
 
 
 class _CappedSink:
-    """A text stream that keeps nothing: the first ``PRINT_CAP`` characters go to the real stream, the rest is dropped."""
+    """A text stream that keeps nothing: the first ``PRINT_CAP`` characters go to the real stream, the rest is dropped.
+
+    Once the cap is used up, ``write`` becomes the builtin ``len`` (an instance attribute, which ``print``
+    finds first): a dropped print then costs a C call per piece instead of a Python method, so code that
+    prints on every call (debug lines) runs about 1.8x slower than silent code, not 3x.
+    """
 
     def __init__(self, stream: object) -> None:
         self._stream, self._left = stream, PRINT_CAP
@@ -85,6 +90,8 @@ class _CappedSink:
                 self._stream.write(part)  # type: ignore[attr-defined]
             except Exception:
                 pass
+            if self._left <= 0:
+                self.write = len  # type: ignore[method-assign]  # everything from now on is dropped
         return len(text) if isinstance(text, str) else 0
 
     def flush(self) -> None:

@@ -11,8 +11,13 @@ variables, no user site) in a new session, under resource limits (address
 space, CPU time, file size, open files, no core dumps), with a fresh
 writable scratch folder, and reads one JSON line per case on a pipe.  The
 child puts up an audit-hook wall before importing the candidate's code (see
-:mod:`solution.grading.child`).  Per case there is a wall-clock limit; a
-case that passes it is recorded as a timeout, the child's whole process
+:mod:`solution.grading.child`).  Per case there is a time limit, counted in
+the child's CPU seconds (:func:`over_limit`), so a busy grading machine gives
+the same verdict as an idle one: a case is stopped when the child has spent
+its limit working on it, or, waiting (asleep, blocked: under
+:data:`IDLE_SHARE` of a core), once its limit has passed on the clock, or
+after :data:`WALL_FACTOR` times its limit whatever it does.  A case stopped
+is recorded as a timeout, the child's whole process
 group is killed (and any process that carries this run's session token),
 and a new child goes on with the remaining cases, so the results already in
 are kept.  A child that dies is reported with its exit code or signal and
@@ -46,15 +51,23 @@ CHILD = "lbgrade_child.py"
 KEEP_OUTPUT = 4_096
 #: The longest line the child may send (the reference's longest result is about 0.3 MB).
 MAX_EVENT = 32 * 1024**2
+#: Below this share of one core (CPU seconds per wall second, over a case) the child is waiting, not starved:
+#: a machine would need twenty runnable processes per core to starve a working child this far.
+IDLE_SHARE = 0.05
+#: However busy the machine, a case is stopped after this many times its limit on the clock.
+WALL_FACTOR = 20
+#: Seconds between two looks at the child's CPU time while no result comes.
+POLL_SECONDS = 0.1
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 @dataclass(frozen=True)
 class Limits:
     """What one child may use."""
 
-    case_seconds: float = 5.0  # wall clock per case (the reference needs milliseconds)
-    probe_seconds: float = 60.0  # wall clock per probe (a cost measurement, the exact-ratio run)
-    import_seconds: float = 20.0  # wall clock to start and import the candidate's module
+    case_seconds: float = 5.0  # CPU seconds per case (the reference needs milliseconds); see over_limit
+    probe_seconds: float = 60.0  # CPU seconds per probe (a cost measurement, the exact-ratio run)
+    import_seconds: float = 20.0  # CPU seconds to start and import the candidate's module
     memory_bytes: int = 2 * 1024**3  # address space
     file_bytes: int = 1024**2  # largest file the child may write
     open_files: int = 256
@@ -138,6 +151,34 @@ class _Drain(threading.Thread):
         return shown + (f"\n[... {self.total - len(self.head)} more bytes dropped]" if self.total > len(self.head) else "")
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user and system, every thread) process ``pid`` has used, from ``/proc``; None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime and stime (fields 14 and 15)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def over_limit(limit: float, wall: float, cpu: float | None) -> bool:
+    """Whether a case that has run ``wall`` seconds on the clock and used ``cpu`` CPU seconds is past ``limit``.
+
+    Working, it is stopped at ``limit`` CPU seconds, however many other processes
+    share the machine (its wall time then grows with their number, its CPU time
+    does not); waiting (under :data:`IDLE_SHARE` of a core: asleep, blocked on a
+    lock) at ``limit`` seconds on the clock; and in any case at
+    :data:`WALL_FACTOR` times ``limit`` on the clock.  Without a CPU reading
+    (``None``) the clock alone decides.
+
+    >>> over_limit(5.0, 20.0, 2.0), over_limit(5.0, 3.0, 5.5), over_limit(5.0, 6.0, 0.01), over_limit(5.0, 6.0, None)
+    (False, True, True, True)
+    """
+    if cpu is None:
+        return wall > limit
+    return cpu > limit or (wall > limit and cpu < IDLE_SHARE * wall) or wall > WALL_FACTOR * limit
+
+
 def _kill_session(proc: subprocess.Popen[bytes], token: str) -> None:
     """Kill the child's process group, then any process that still carries this run's token."""
     try:
@@ -203,14 +244,15 @@ def run_cases(tree: Path, scratch: Path, stage: int, module: str, cases: list[di
         proc, read_fd, drain = _spawn(tree, scratch, request, limits, cpu, token)
         run.children += 1
         buffer, done = bytearray(), False
-        deadline = time.monotonic() + limits.import_seconds
+        limit, started, cpu_start = limits.import_seconds, time.monotonic(), 0.0
         stalled = "import"
         try:
             while not done:
-                wait = deadline - time.monotonic()
-                ready = select.select([read_fd], [], [], max(0.0, wait))[0] if wait > 0 else []
-                if not ready:
+                used = cpu_seconds(proc.pid)
+                if over_limit(limit, time.monotonic() - started, None if used is None else used - cpu_start):
                     break  # the current case (or the import) ran past its limit
+                if not select.select([read_fd], [], [], POLL_SECONDS)[0]:
+                    continue
                 chunk = os.read(read_fd, 1 << 20)
                 if not chunk:
                     stalled = "exit"
@@ -249,7 +291,8 @@ def run_cases(tree: Path, scratch: Path, stage: int, module: str, cases: list[di
                         break
                     if kind in ("import", "case"):
                         stalled = "case"
-                        deadline = time.monotonic() + (limits.probe_seconds if remaining and "probe" in remaining[0] else limits.case_seconds)
+                        limit = limits.probe_seconds if remaining and "probe" in remaining[0] else limits.case_seconds
+                        started, cpu_start = time.monotonic(), cpu_seconds(proc.pid) or 0.0
         finally:
             _kill_session(proc, token)
             os.close(read_fd)
@@ -274,7 +317,7 @@ def run_cases(tree: Path, scratch: Path, stage: int, module: str, cases: list[di
             run.results[case["id"]] = CaseResult(case["id"], "crash", error=f"the child {_describe_exit(proc)} during this case")
         else:
             limit = limits.probe_seconds if "probe" in case else limits.case_seconds
-            run.results[case["id"]] = CaseResult(case["id"], "timeout", error=f"Timeout: the case ran past {limit:g} s (an endless loop?)")
+            run.results[case["id"]] = CaseResult(case["id"], "timeout", error=f"Timeout: the case ran past {limit:g} s of CPU time (an endless loop?)")
     for case in remaining:  # after a failed import, a change to the support code, or a child that said "done" too early
         why = (f"the module did not import: {run.import_error}" if not run.imported
                else f"no result: the module changed the support code: {run.tampered}" if run.tampered else "no result from the child")

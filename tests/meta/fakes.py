@@ -132,9 +132,14 @@ class Expect:
     message: str | None = None  # some failing case's message matches
     failing: tuple[str, ...] | None = None  # group-name prefixes: one at least loses points; the others not named score 100
     may_fail: tuple[str, ...] = ()  # group-name prefixes that may lose points too (when ``failing`` is set)
-    seconds: float | None = None  # the stage takes at most this long, plus 2 s per case that timed out
+    seconds: float | None = None  # the stage takes at most this long, plus TIMEOUT_SECONDS per case that timed out
     output: str | None = None  # what the grader kept of the candidate's printing matches
 
+
+#: Seconds on the clock one timed-out case may add to a stage: its limit is counted in the child's CPU seconds
+#: (solution.grading.sandbox.over_limit), so on a busy machine a 0.5 s limit takes a few seconds of the clock,
+#: and the child that replaces the killed one starts again.
+TIMEOUT_SECONDS = 4
 
 STUBS = Expect(score=0, only_causes=("differs", "error"), message=r"NotImplementedError")
 REFERENCE = Expect(score=100, note=r"similar to the reference")
@@ -295,8 +300,8 @@ def stage_problems(s: dict[str, Any], want: Expect, facts: dict[str, Any]) -> li
             if not name.startswith(allowed):
                 found.append(f"the group {name!r} lost points, and it does not depend on the change")
     timeouts = sum(c["cause"] == "timeout" for c in failing)
-    if want.seconds is not None and s["seconds"] > want.seconds + 2 * timeouts:
-        found.append(f"took {s['seconds']} s (at most {want.seconds} s + 2 s for each of {timeouts} timeouts)")
+    if want.seconds is not None and s["seconds"] > want.seconds + TIMEOUT_SECONDS * timeouts:
+        found.append(f"took {s['seconds']} s (at most {want.seconds} s + {TIMEOUT_SECONDS} s for each of {timeouts} timeouts)")
     if want.output is not None and not re.search(want.output, s["output_head"]):
         found.append(f"the output kept does not match {want.output!r}: {s['output_head'][:200]!r}")
     return found

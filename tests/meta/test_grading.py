@@ -73,3 +73,31 @@ def test_one_grader_run_on_a_fake_in_the_fast_suite(tmp_path):
     run, facts, problems = fakes.run_fake(alone, tmp_path)
     assert [s["stage"] for s in run.report["stages"]] == [1]
     assert not problems, "\n".join(problems) + run.stdout[-2000:]
+
+
+def test_time_limits_count_cpu_seconds_not_the_clock():
+    """A working case is stopped by its CPU time, however long it waits for a core; a waiting one by the clock."""
+    from solution.grading.sandbox import IDLE_SHARE, WALL_FACTOR, over_limit
+
+    limit = 5.0
+    assert not over_limit(limit, wall=3 * limit, cpu=0.9 * limit)  # starved on a busy machine: still within its CPU
+    assert over_limit(limit, wall=1.2 * limit, cpu=1.01 * limit)  # worked past its limit
+    assert over_limit(limit, wall=1.01 * limit, cpu=0.5 * IDLE_SHARE * limit)  # asleep or blocked: the clock decides
+    assert not over_limit(limit, wall=0.99 * limit, cpu=0.0)
+    assert over_limit(limit, wall=WALL_FACTOR * limit + 0.1, cpu=0.5 * limit)  # the clock's backstop
+    assert over_limit(limit, wall=1.01 * limit, cpu=None) and not over_limit(limit, wall=0.99 * limit, cpu=None)  # no /proc
+
+
+def test_cpu_seconds_reads_a_process_cpu_time():
+    import os
+    import time
+
+    from solution.grading.sandbox import cpu_seconds
+
+    before = cpu_seconds(os.getpid())
+    assert isinstance(before, float)
+    start = time.process_time()
+    while time.process_time() - start < 0.1:  # work for 0.1 s of CPU (not of the clock)
+        pass
+    assert cpu_seconds(os.getpid()) >= before + 0.05
+    assert cpu_seconds(2**22 + 12345) is None  # above Linux's largest pid: no such process
