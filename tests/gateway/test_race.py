@@ -217,3 +217,12 @@ def test_the_storms_simulator_rows_run_the_same_requests_and_print_beside_the_ht
     assert [r["policy"] for r in rows] == ["no retries", "retries", "retries + budget", "simulator: no retries",
                                            "simulator: retries", "simulator: retries + budget"]
     assert rows[4]["attempts per request"] == "3.00" and rows[4]["client success"] == "0.0 %"
+
+
+def test_the_cli_refuses_a_part_name_the_results_file_cannot_hold_before_running_anything(capsys) -> None:
+    from solution.gateway.race import main
+
+    with pytest.raises(SystemExit):
+        main(["--part", "overhead", "--no-race"])  # not a race part: refused before any process starts
+    assert "--part must name a race part" in capsys.readouterr().err
+    assert not procs.live_processes()
