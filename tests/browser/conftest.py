@@ -1,4 +1,4 @@
-"""Fixtures for the browser tests: one JupyterLab server and one headless Chromium per session.
+"""Fixtures for the browser tests: one JupyterLab server and one headless Chromium per test file.
 
 The server runs in the candidate's bundle with the reference dropped into its ``exercises/``
 (``tests/meta/bundled.py``; ``make lab`` in the bundle, with a correct solution): the
@@ -86,14 +86,16 @@ def bundle_with_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_bundle(tmp_path_factory) / "with-reference"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab(
     chromium: Path, bundle_with_reference: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[Lab]:
     """A :class:`lab_driver.Lab`: JupyterLab started like ``make lab`` in the candidate's bundle (with the
     reference dropped in, nothing of the repository importable), driven by headless Chromium.
 
-    The server and the browser are stopped at the end of the session whatever happens.
+    One per test file, stopped at its end whatever happens: while Playwright's sync API is open, its
+    event loop runs in this thread, so a later test's ``asyncio.run()`` would fail ("cannot be called
+    from a running event loop"), e.g. the gateway tests that ``make test`` runs on the same worker.
     """
     try:
         from playwright.sync_api import sync_playwright
