@@ -48,7 +48,10 @@ A request's trip (``POST /v1/completions`` and ``/v1/chat/completions``):
    ``timeouts.body`` -> 408 and the connection is closed; malformed JSON,
    missing or ill-typed fields -> 400; another model than ``model_id`` ->
    404; a prompt over ``max_prompt_tokens`` (whitespace-separated words) ->
-   413.  None of these costs server time.
+   413; with ``estimate: "header"``, a bad ``X-Output-Tokens-Estimate`` ->
+   400.  None of these costs server time.  The path prices the request as
+   its prompt plus the output estimate (``max_tokens``, or that header's
+   guess with ``estimate: "header"``: :func:`~solution.gateway.validation.output_estimate`).
 3. **submit** to the path: ``Rejected`` -> 429 (a tier's rate limit, stage
    6) or 503 (queue full, stage 2), each with an integer ``Retry-After``
    header; a request bigger than a rate-limit bucket -> 413.
@@ -127,7 +130,7 @@ from solution.gateway.driver import PathDriver
 from solution.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from solution.gateway.proxy import Proxy
 from solution.gateway.requestlog import REQUEST_LOGGER, log_refusal, log_request
-from solution.gateway.validation import CHAT, COMPLETIONS, BadInput, count_tokens, read_json, validate
+from solution.gateway.validation import CHAT, COMPLETIONS, BadInput, count_tokens, output_estimate, read_json, validate
 
 __all__ = ["Gateway", "GATEWAY", "build_app", "RunningGateway", "start_gateway", "run_gateway", "BackgroundGateway",
            "ssl_context", "count_tokens", "REQUEST_LOGGER"]  # fmt: skip
@@ -213,6 +216,7 @@ class Gateway:
         try:
             data, payload = await read_json(request, self.config)
             prompt_tokens, max_tokens, stream = validate(request.path, data, self.config)
+            estimate = output_estimate(request.headers, max_tokens, self.config)  # max_tokens unless the config reads the header
         except BadInput as bad:
             if bad.status == 408:
                 self.client_timeouts += 1
@@ -232,7 +236,7 @@ class Gateway:
             payload = json.dumps({**data, "max_tokens": max_tokens}).encode()
         call = Call(rid, principal.tenant, principal.tier, request.path, stream, payload, prompt_tokens, max_tokens,
                      arrived, request)  # fmt: skip
-        req = Request(rid, prompt_tokens + max_tokens, prompt_tokens, tier=principal.tier, tenant=principal.tenant)
+        req = Request(rid, prompt_tokens + estimate, prompt_tokens, tier=principal.tier, tenant=principal.tenant)
         self.driver.calls[rid] = call
         try:
             try:

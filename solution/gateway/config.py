@@ -17,6 +17,7 @@ its clients (timeouts, sizes)::
       "timeouts": {"header": 10.0, "body": 30.0, "idle": 75.0, "attempt": 300.0},
       "max_prompt_tokens": 8192,
       "max_body_bytes": 1000000,
+      "estimate": "max_tokens",
       "tls": {"cert": "gw.pem", "key": "gw.key"}
     }
 
@@ -55,6 +56,17 @@ Choices where the design is silent:
 * A prompt's tokens are its whitespace-separated words (no tokenizer, as
   the inference servers count them); a request's estimate is prompt plus
   ``max_tokens`` (``default_max_tokens`` when absent).
+* ``estimate``: where a request's *output* estimate (what the router and
+  the queue price it with) comes from.  ``"max_tokens"`` (the default):
+  the request's ``max_tokens``, a bound the gateway is sure of.
+  ``"header"``: the ``X-Output-Tokens-Estimate`` request header when it is
+  there (a whole number of tokens from 1 to ``max_max_tokens``, e.g. a
+  client-side length predictor's guess; another value is refused with 400),
+  else ``max_tokens``.  The header only steers routing and pricing: the
+  server is still asked for ``max_tokens`` and stops there at the latest
+  (the course's inference servers generate exactly ``max_tokens``, their
+  end of sequence), so ``max_tokens`` is what is served and the header is
+  what the gateway believes (see :mod:`solution.gateway.validation`).
 """
 
 from __future__ import annotations
@@ -67,7 +79,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Backend", "Principal", "Timeouts", "TlsFiles", "QueueSettings", "GatewayConfig", "ConfigError", "STRATEGIES"]
+__all__ = ["Backend", "Principal", "Timeouts", "TlsFiles", "QueueSettings", "GatewayConfig", "ConfigError", "STRATEGIES",
+           "ESTIMATE_SOURCES"]
 
 #: Strategy names the configuration accepts -> the class name in the implementation package.
 STRATEGIES: Mapping[str, str] = MappingProxyType({
@@ -80,6 +93,10 @@ STRATEGIES: Mapping[str, str] = MappingProxyType({
     "weighted_response_time": "WeightedResponseTime",
     "predictive": "Predictive",
 })  # fmt: skip
+
+
+#: Where a request's output estimate may come from (``GatewayConfig.estimate``; see the module).
+ESTIMATE_SOURCES = ("max_tokens", "header")
 
 
 class ConfigError(ValueError):
@@ -244,6 +261,7 @@ class GatewayConfig:
     max_body_bytes: int = 1_000_000
     default_max_tokens: int = 16
     max_max_tokens: int = 4096
+    estimate: str = "max_tokens"
     tls: TlsFiles | None = None
     admin_key: str | None = field(default=None, repr=False)
     seed: int = 0
@@ -278,6 +296,8 @@ class GatewayConfig:
             _int(getattr(self, name), name)
         if self.default_max_tokens > self.max_max_tokens:
             raise ConfigError(f"default_max_tokens ({self.default_max_tokens}) exceeds max_max_tokens ({self.max_max_tokens})")
+        if not isinstance(self.estimate, str) or self.estimate not in ESTIMATE_SOURCES:
+            raise ConfigError(f"estimate must be one of {list(ESTIMATE_SOURCES)}, got {self.estimate!r}")
         if self.tls is not None and not isinstance(self.tls, TlsFiles):
             raise TypeError(f"tls must be TlsFiles or None, got {type(self.tls).__name__}")
         if self.admin_key is not None:

@@ -23,7 +23,14 @@ TTFT and e2e p50/p99 and errors.
 
 Tokens: a prompt of ``n`` tokens is sent as ``n`` whitespace-separated words
 (the course's servers and gateway count words, no tokenizer), and the
-completion's length is ``max_tokens``.
+completion's length is ``max_tokens`` (the course's servers generate exactly
+``max_tokens``: it is the truth they serve).  A request may also carry an
+output *estimate* (``output_estimate``), sent as the
+``X-Output-Tokens-Estimate`` header: a length predictor's guess, which a
+gateway configured with ``estimate: "header"`` routes and prices on, while
+the server still generates ``max_tokens``.  :func:`from_sim_workload` with
+``estimates=True`` sends the simulator's own estimates (its
+``EstimateError``), so the gateway is as wrong as the simulated balancer.
 
 aiohttp is the client (the course's HTTP library: one connection pool,
 keep-alive, per-request timeouts); the whole replay runs in one event loop.
@@ -38,7 +45,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 
 import aiohttp
@@ -58,7 +65,11 @@ __all__ = [
     "from_sim_workload",
     "from_azure_trace",
     "prompt_text",
+    "ESTIMATE_HEADER",
 ]
+
+#: The header that carries a request's output estimate (the gateway's ``solution.gateway.validation.ESTIMATE_HEADER``).
+ESTIMATE_HEADER = "X-Output-Tokens-Estimate"
 
 #: The error kinds a result may carry (``None``: a complete 200 answer).
 ERROR_KINDS = ("status", "connect", "reset", "timeout", "truncated", "deadline")
@@ -71,6 +82,10 @@ class LoadRequest:
     ``api_key`` (when given) goes in ``Authorization: Bearer``;
     ``stream=True`` asks for server-sent events.  ``chat`` sends a
     chat-completions request instead of a completions one.
+    ``output_estimate`` (when given, an int >= 1): a guess of the output
+    tokens, sent as the :data:`ESTIMATE_HEADER` header (the answer's length
+    is still ``max_tokens``; a balancer that does not read the header, e.g.
+    HAProxy, ignores it).
     """
 
     at: float
@@ -79,6 +94,7 @@ class LoadRequest:
     api_key: str | None = None
     stream: bool = True
     chat: bool = False
+    output_estimate: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.at, bool) or not isinstance(self.at, (int, float)) or not math.isfinite(self.at) or self.at < 0:
@@ -87,6 +103,8 @@ class LoadRequest:
         require_int(self.max_tokens, "max_tokens", minimum=1)
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
             raise ValueError("api_key must be a non-empty str or None")
+        if self.output_estimate is not None:
+            require_int(self.output_estimate, "output_estimate", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -205,6 +223,8 @@ async def _one(session: aiohttp.ClientSession, base_url: str, index: int, req: L
     late = max(0.0, time.monotonic() - intended)
     path = "/v1/chat/completions" if req.chat else "/v1/completions"
     headers = {"Authorization": f"Bearer {req.api_key}"} if req.api_key else {}
+    if req.output_estimate is not None:
+        headers[ESTIMATE_HEADER] = str(req.output_estimate)
     p = seen[index] = _Partial()
 
     def result(error: str | None, detail: str = "", e2e: float | None = None) -> LoadResult:
@@ -375,7 +395,7 @@ def run_replay(base_url: str, requests: Sequence[LoadRequest], **options: object
 
 
 def _with_at(req: LoadRequest, at: float) -> LoadRequest:
-    return LoadRequest(at, req.prompt_tokens, req.max_tokens, req.api_key, req.stream, req.chat)
+    return replace(req, at=at)
 
 
 # -- summary ------------------------------------------------------------------------------------
@@ -465,6 +485,7 @@ def from_requests(
     stream: bool = True,
     max_prompt_tokens: int | None = None,
     max_output_tokens: int | None = None,
+    output_estimates: object = None,
 ) -> list[LoadRequest]:
     """Turn a simulator :class:`~solution.sim.workload.Requests` into load requests, in arrival order.
 
@@ -474,7 +495,10 @@ def from_requests(
     key (a tier without a key sends none).  Token counts are clipped to
     ``[1, max_*_tokens]`` (a request needs at least one token of each).
     Requests without a known arrival (a session's later turns, which depend
-    on earlier answers) are refused: the replay is open loop.  O(n log n).
+    on earlier answers) are refused: the replay is open loop.
+    ``output_estimates``: one guess of the output tokens per request (in the
+    workload's order; ints, at least 1 after clipping to 1), sent as each
+    request's ``output_estimate``; ``None``: none sent.  O(n log n).
 
     Raises:
         TypeError: ``requests`` is not a Requests.
@@ -500,13 +524,21 @@ def from_requests(
     high_o = require_int(max_output_tokens, "max_output_tokens") if max_output_tokens is not None else None
     prompt = np.clip(requests.prompt_tokens, 1, high_p)
     output = np.clip(requests.output_tokens, 1, high_o)
+    guesses: list[int | None] = [None] * len(requests)
+    if output_estimates is not None:
+        guess = np.asarray(output_estimates)
+        if guess.shape != (len(requests),) or not np.issubdtype(guess.dtype, np.integer):
+            raise ValueError(f"output_estimates must be {len(requests)} ints (one per request), got shape {guess.shape} "
+                             f"of {guess.dtype}")  # fmt: skip
+        guesses = np.maximum(guess, 1).tolist()
     start = float(arrival.min()) if len(arrival) else 0.0
     order = np.argsort(arrival, kind="stable")
-    return [LoadRequest(float((arrival[i] - start) * time_scale), int(prompt[i]), int(output[i]), keys[i], stream)
-            for i in order.tolist()]  # fmt: skip
+    return [LoadRequest(float((arrival[i] - start) * time_scale), int(prompt[i]), int(output[i]), keys[i], stream,
+                        output_estimate=guesses[i]) for i in order.tolist()]  # fmt: skip
 
 
-def from_sim_workload(source: object, *, seed: int = 0, time_scale: float = 1.0, **options: object) -> list[LoadRequest]:
+def from_sim_workload(source: object, *, seed: int = 0, time_scale: float = 1.0, estimates: bool = False,
+                      **options: object) -> list[LoadRequest]:  # fmt: skip
     """The requests a seeded simulation would see, as load requests (see :func:`from_requests` for ``options``).
 
     ``source`` is a :class:`~solution.sim.scenario.Scenario` (its workload at
@@ -515,6 +547,11 @@ def from_sim_workload(source: object, *, seed: int = 0, time_scale: float = 1.0,
     requests) or a :class:`~solution.sim.workload.Workload` (its own arrival
     rate; token and arrival streams spawned from ``seed``).  ``time_scale``
     maps model seconds to wall seconds (the inference servers' time scale).
+    ``estimates=True`` (a Scenario only): each request carries the output
+    estimate the simulator gives its balancer for ``seed``
+    (``estimated_tokens`` minus the prompt: the scenario's
+    ``EstimateError``), so a gateway that reads it is as wrong as the
+    simulated balancer; ``max_tokens`` stays the true output.
     """
     from solution.sim.runner import prepare
     from solution.sim.scenario import Scenario
@@ -522,8 +559,15 @@ def from_sim_workload(source: object, *, seed: int = 0, time_scale: float = 1.0,
 
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    if not isinstance(estimates, bool):
+        raise TypeError(f"estimates must be a bool, got {type(estimates).__name__}")
     if isinstance(source, Scenario):
-        requests = prepare(source, seed).requests
+        inputs = prepare(source, seed)
+        requests = inputs.requests
+        if estimates:
+            options["output_estimates"] = np.asarray(inputs.estimated, dtype=np.int64) - np.asarray(requests.prompt_tokens, dtype=np.int64)
+    elif estimates:
+        raise ValueError("estimates=True needs a Scenario (its EstimateError draws the estimates); a Workload has none")
     elif isinstance(source, Workload):
         tokens, arrivals = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
         requests = source.generate(tokens, arrivals)

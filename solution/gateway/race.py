@@ -187,7 +187,7 @@ def aggregate(rows: Sequence[RaceRow], level: float = 0.95) -> dict[str, dict[st
 
 
 def _gateway_config(fleet: Fleet, specs: Sequence[ServerSpec], *, strategy: str, queue_wait: float, seed: int,
-                    attempt_timeout: float = 300.0) -> dict[str, object]:  # fmt: skip
+                    attempt_timeout: float = 300.0, estimate: str = "max_tokens") -> dict[str, object]:  # fmt: skip
     from solution.sim.gpus import gpu_preset
 
     return {
@@ -202,6 +202,7 @@ def _gateway_config(fleet: Fleet, specs: Sequence[ServerSpec], *, strategy: str,
         "max_body_bytes": 64_000_000,
         "max_max_tokens": 1_000_000,
         "timeouts": {"attempt": attempt_timeout},
+        "estimate": estimate,
         "seed": seed,
     }  # fmt: skip
 
@@ -438,6 +439,7 @@ def race(
     haproxy: Sequence[str] = HAPROXY_SETUPS,
     log: object = None,
     scenario: object = None,
+    estimates: bool = False,
 ) -> list[RaceRow]:
     """Run the race (see the module) and return one row per balancer and seed: each gateway strategy, then HAProxy.
 
@@ -464,7 +466,14 @@ def race(
     or a function ``seed -> Scenario`` (e.g. a window of the Azure trace
     per seed: :func:`azure_scenario`); its cluster is the fleet, and
     ``requests``, ``load``, ``fleet`` and ``max_output_tokens`` are then
-    unused.  Every process is stopped before it returns, whatever happens.
+    unused.  ``estimates``: each request carries the simulator's output
+    estimate for its seed (the scenario's ``EstimateError``) in the
+    ``X-Output-Tokens-Estimate`` header, and the gateway routes and prices
+    on it (``estimate: "header"``) instead of on ``max_tokens``, which
+    stays the true length the servers generate; HAProxy ignores the header
+    (it counts connections, not tokens).  Without it the gateway knows each
+    output exactly, while the simulator's rows use the estimate.
+    Every process is stopped before it returns, whatever happens.
 
     Raises:
         FileNotFoundError: haproxy is not installed (with the install command).
@@ -496,7 +505,10 @@ def race(
              for i, (s, c) in enumerate(zip(scenario.cluster.servers, capacities))]  # type: ignore[attr-defined]  # fmt: skip
     if isinstance(haproxy, str) or any(h not in HAPROXY_SETUPS for h in haproxy):
         raise ValueError(f"haproxy must be a list of {HAPROXY_SETUPS}, got {haproxy!r}")
-    sent = {x: from_sim_workload(scenarios[x], seed=x, time_scale=time_scale, api_key=RACE_KEY) for x in seeds}
+    if not isinstance(estimates, bool):
+        raise TypeError(f"estimates must be a bool, got {type(estimates).__name__}")
+    sent = {x: from_sim_workload(scenarios[x], seed=x, time_scale=time_scale, api_key=RACE_KEY, estimates=estimates)
+            for x in seeds}  # fmt: skip
     rows: list[RaceRow] = []
     target = fault_server or max(specs, key=lambda s: (s.capacity or 0, s.server_id)).server_id
     if target not in {s.server_id for s in specs}:
@@ -530,7 +542,8 @@ def race(
     with start_fleet(specs) as servers:
         for x in seeds:
             for strategy in strategies:  # a fresh gateway per run: a drain or a learned state does not carry over
-                config = _gateway_config(servers, specs, strategy=strategy, queue_wait=queue_wait, seed=x, attempt_timeout=max_seconds)
+                config = _gateway_config(servers, specs, strategy=strategy, queue_wait=queue_wait, seed=x, attempt_timeout=max_seconds,
+                                         estimate="header" if estimates else "max_tokens")  # fmt: skip
                 with _gateway_process(config, f"gateway ({strategy})") as (url, _):
                     _idle(servers)
                     run(f"gateway {strategy}", url, servers, lambda sid, url=url: _gateway_drain(url, sid), x)  # type: ignore[misc]
@@ -969,8 +982,12 @@ def main(argv: list[str] | None = None) -> int:
                              "[k * requests, (k + 1) * requests), sped up to offer --load; read in place, CC-BY 4.0)")
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="also record each part run here in a results file (solution.gateway.results; other parts kept)")
-    parser.add_argument("--part", default=None, help="record the race under this part name (default: steady, the fault's name, or azure)")
+    parser.add_argument("--part", default=None, help="record the race under this part name (default: steady, the fault's name, or azure; "
+                                                     "steady_estimates or azure_estimates with --estimates)")
     parser.add_argument("--preliminary", action="store_true", help="mark the recorded parts preliminary (quick runs)")
+    parser.add_argument("--estimates", action="store_true",
+                        help="the gateway routes on the simulator's noisy output estimates (sent in X-Output-Tokens-Estimate) "
+                             "instead of max_tokens, the true length; recorded as steady_estimates / azure_estimates")
     args = parser.parse_args(argv)
     import shlex
 
@@ -978,6 +995,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.part is not None and recorded.PART_KINDS.get(args.part) != "race":
         parser.error(f"--part must name a race part: {[k for k, v in recorded.PART_KINDS.items() if v == 'race']}")
+    default_part = ("azure" if args.azure else (args.fault or "steady")) + ("_estimates" if args.estimates else "")
+    if args.json and args.part is None and recorded.PART_KINDS.get(default_part) != "race":
+        parser.error(f"no recorded part is named {default_part!r}: name the part with --part")
     command = "python -m solution.gateway.race " + shlex.join(sys.argv[1:] if argv is None else argv)
     started = recorded.machine()
 
@@ -1034,7 +1054,9 @@ def main(argv: list[str] | None = None) -> int:
     strategies = [s for s in args.strategies.split(",") if s]
     print(f"race: {args.requests} requests, load {args.load}, seeds {seeds}, time scale {args.time_scale}, fleet {fleet}"
           + (f", {args.fault} at {args.fault_at:.0%} of the arrivals" if args.fault else ", steady state")
-          + (", Azure trace windows (seed k: window k)" if args.azure else ""), flush=True)  # fmt: skip
+          + (", Azure trace windows (seed k: window k)" if args.azure else "")
+          + (", the gateway routes on the simulator's output estimates (X-Output-Tokens-Estimate)" if args.estimates
+             else ", the gateway routes on max_tokens (the true output length)"), flush=True)  # fmt: skip
     if args.azure:
         scenarios = {x: azure_scenario(args.azure, window=x, requests=args.requests, load=args.load, fleet=fleet,
                                        max_output_tokens=args.max_output_tokens) for x in seeds}  # fmt: skip
@@ -1048,7 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
                 strategies=strategies, max_output_tokens=args.max_output_tokens, max_seconds=args.max_seconds,
                 fault=args.fault, fault_server=args.fault_server, fault_at=args.fault_at,
                 haproxy=[h for h in args.haproxy.split(",") if h], log=sys.stdout,
-                scenario=lambda x: scenarios[x])  # fmt: skip
+                scenario=lambda x: scenarios[x], estimates=args.estimates)  # fmt: skip
     print(f"\n{'balancer':<44} {'seed':>4} {'ok/sent':>9} {'req/s':>7} {'tok/s':>7} {'TTFT p50':>9} {'TTFT p99':>9} "
           f"{'e2e p50':>8} {'e2e p99':>8} {'added p50':>10} {'added p99':>10}  errors")  # fmt: skip
     for row in rows:
@@ -1084,6 +1106,8 @@ def main(argv: list[str] | None = None) -> int:
               "strategies": strategies, "haproxy": [h for h in args.haproxy.split(",") if h],
               "max_output_tokens": args.max_output_tokens, "fault": args.fault, "fault_server": args.fault_server,
               "fault_at": args.fault_at,
+              "gateway_estimate": ("X-Output-Tokens-Estimate header: the simulator's estimate (EstimateError)" if args.estimates
+                                   else "max_tokens: the true output length"),
               "workload": "solution.sim.race.heterogeneous" if not args.azure else f"azure trace {Path(args.azure).name}"}  # fmt: skip
     if args.azure:
         config.update(windows={str(x): {"rows": [x * args.requests, (x + 1) * args.requests],
@@ -1091,7 +1115,7 @@ def main(argv: list[str] | None = None) -> int:
                                for x, sc in scenarios.items()},
                       credit="Patel et al., \"Splitwise: Efficient generative LLM inference using phase splitting\", "
                              "ISCA 2024, and the Azure Public Dataset (CC-BY 4.0)")  # fmt: skip
-    record(args.part or ("azure" if args.azure else (args.fault or "steady")), race_part(rows, sims, config=config, time_scale=args.time_scale), race_began)
+    record(args.part or default_part, race_part(rows, sims, config=config, time_scale=args.time_scale), race_began)
     print(f"(took {time.monotonic() - began:.0f} s)")
     return 0
 

@@ -20,7 +20,9 @@ seeds).  ``dirty`` means the code under ``solution/`` differed from the
 commit; the results files (which the runs themselves update) do not count.  By kind (:data:`PART_KINDS`):
 
 * ``race`` (``steady``, ``crash``, ``hang``, ``slow``, ``drain``,
-  ``azure``, ``slow_h100``): ``config`` (the race's arguments), ``rows`` (per balancer:
+  ``azure``, ``slow_h100``, and ``steady_estimates`` / ``azure_estimates``:
+  ``steady`` / ``azure`` with the gateway routing on the simulator's noisy
+  output estimates instead of the true ``max_tokens``): ``config`` (the race's arguments), ``rows`` (per balancer:
   ``balancer``, ``runs``, ``sent``, ``ok``, ``errors`` by kind, and each
   figure of :data:`RACE_FIGURES` as ``[mean, low, high]``, a 95% t interval
   over the seeds; ``null`` for a figure with no value, e.g. no answer),
@@ -77,6 +79,8 @@ SCHEMA = 1
 PART_KINDS: Mapping[str, str] = MappingProxyType({
     "steady": "race", "crash": "race", "hang": "race", "slow": "race", "drain": "race", "azure": "race",
     "slow_h100": "race",  # the throttle on the server the token-aware strategy leans on (see the notes)
+    # the same races with the gateway routing on the simulator's noisy output estimates (race --estimates), not max_tokens
+    "steady_estimates": "race", "azure_estimates": "race",
     "overhead": "overhead", "capacity": "capacity", "storm": "storm",
 })  # fmt: skip
 

@@ -12,7 +12,23 @@ malformed request costs no server time:
 * a body that is not a JSON object, a missing or ill-typed field
   (``model``, ``messages`` or ``prompt``, ``max_tokens``, ``stream``): 400;
 * another model than ``model_id``: 404;
-* a prompt over ``max_prompt_tokens``: 413.
+* a prompt over ``max_prompt_tokens``: 413;
+* with ``estimate: "header"`` in the configuration, an
+  ``X-Output-Tokens-Estimate`` header that is not a whole number of tokens
+  from 1 to ``max_max_tokens``: 400 (:func:`output_estimate`).
+
+The output estimate: the router and the queue price a request as its
+prompt plus an estimate of its output.  By default (``estimate:
+"max_tokens"``) that estimate is ``max_tokens``, an upper bound.  With
+``estimate: "header"`` a client (or a length predictor in front of the
+gateway) may send its own guess in :data:`ESTIMATE_HEADER`; the gateway
+routes and prices on it, and still asks the server for ``max_tokens``, so
+the guess can be wrong both ways: the server stops at its end of sequence
+or at ``max_tokens``, never at the guess.  (The course's inference servers
+generate exactly ``max_tokens``: in the HTTP race, ``max_tokens`` is the
+truth that is served and the header is what the gateway believes, as the
+simulator's ``EstimateError`` makes ``estimated_tokens`` differ from the
+truth.)
 
 Tokens are words: a prompt's tokens are its whitespace-separated words
 (:func:`count_tokens`), as the inference servers count them; no tokenizer.
@@ -24,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -31,11 +48,14 @@ from aiohttp import web
 
 from solution.gateway.config import GatewayConfig
 
-__all__ = ["BadInput", "COMPLETIONS", "CHAT", "count_tokens", "read_json", "validate"]
+__all__ = ["BadInput", "COMPLETIONS", "CHAT", "ESTIMATE_HEADER", "count_tokens", "read_json", "validate", "output_estimate"]
 
 #: The two routes the gateway proxies (OpenAI's completions and chat completions).
 COMPLETIONS = "/v1/completions"
 CHAT = "/v1/chat/completions"
+
+#: The request header that carries a client's estimate of the output tokens (read with ``estimate: "header"``).
+ESTIMATE_HEADER = "X-Output-Tokens-Estimate"
 
 
 def count_tokens(text: str) -> int:
@@ -112,3 +132,25 @@ def validate(route: str, data: dict[str, Any], config: GatewayConfig) -> tuple[i
     if words > cfg.max_prompt_tokens:
         raise BadInput(413, f"the prompt has {words} tokens; the limit is {cfg.max_prompt_tokens}", code="prompt_too_long")
     return words, max_tokens, stream
+
+
+def output_estimate(headers: Mapping[str, str], max_tokens: int, config: GatewayConfig) -> int:
+    """The output tokens the gateway routes and prices a request with (see the module); else :class:`BadInput` (400).
+
+    ``max_tokens`` with ``config.estimate == "max_tokens"`` (the header is
+    then ignored) or when :data:`ESTIMATE_HEADER` is absent; else the
+    header's value, a decimal integer from 1 to ``config.max_max_tokens``
+    (surrounding spaces allowed).  It may exceed ``max_tokens`` (a guess,
+    not a bound: the server still stops at ``max_tokens``).  O(1).
+    """
+    if config.estimate != "header":
+        return max_tokens
+    raw = headers.get(ESTIMATE_HEADER)
+    if raw is None:
+        return max_tokens
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= config.max_max_tokens:
+        raise BadInput(400, f"the {ESTIMATE_HEADER} header must be a whole number of output tokens from 1 to "
+                            f"{config.max_max_tokens}, got {raw[:40]!r}; send a positive integer or leave the header out",
+                       code="bad_output_estimate")  # fmt: skip
+    return int(text)
