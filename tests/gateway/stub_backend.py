@@ -52,6 +52,7 @@ class StubBackend:
         self.max_in_flight = 0  # the most completions open at once
         self.served = 0  # completions answered (any status)
         self.health_checks = 0
+        self.received: list[tuple[dict[str, str], dict[str, Any]]] = []  # each completion's (headers, JSON body), in order
         self._held: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -108,6 +109,7 @@ class StubBackend:
 
     async def _completion(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        self.received.append((dict(request.headers), body))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

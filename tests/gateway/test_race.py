@@ -226,3 +226,14 @@ def test_the_cli_refuses_a_part_name_the_results_file_cannot_hold_before_running
         main(["--part", "overhead", "--no-race"])  # not a race part: refused before any process starts
     assert "--part must name a race part" in capsys.readouterr().err
     assert not procs.live_processes()
+
+
+def test_estimates_record_their_own_parts_and_a_fault_with_estimates_must_be_named(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from solution.gateway import procs, results
+    from solution.gateway.race import main
+
+    assert results.PART_KINDS["steady_estimates"] == results.PART_KINDS["azure_estimates"] == "race"
+    with pytest.raises(SystemExit):  # crash_estimates is no recorded part: refused before any process starts
+        main(["--estimates", "--fault", "crash", "--json", str(tmp_path / "r.json")])
+    assert "name the part with --part" in capsys.readouterr().err
+    assert not procs.live_processes() and not (tmp_path / "r.json").exists()
