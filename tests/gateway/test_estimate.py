@@ -10,7 +10,6 @@ so the HTTP race's gateway is as wrong as the simulated balancer.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,8 +19,8 @@ import pytest
 from solution.gateway.config import ConfigError, GatewayConfig
 from solution.gateway.loadgen import ESTIMATE_HEADER, LoadRequest, from_sim_workload, run_replay
 from solution.gateway.validation import BadInput, output_estimate
-from tests.gateway.stub_backend import StubBackend, start_stubs, wait_until
-from tests.gateway.test_gateway import AUTH, completion, config_for, live
+from tests.gateway.stub_backend import StubBackend, wait_until
+from tests.gateway.test_gateway import AUTH, completion, config_for, live, stubs  # noqa: F401  (stubs: the two-stub fixture)
 
 pytestmark = pytest.mark.stage8
 
@@ -29,17 +28,6 @@ pytestmark = pytest.mark.stage8
 def _config(estimate: str) -> GatewayConfig:
     return GatewayConfig.from_dict({"backends": [{"server_id": "s1", "url": "http://127.0.0.1:1", "capacity": 2}],
                                     "max_max_tokens": 4096, "estimate": estimate})  # fmt: skip
-
-
-@pytest.fixture
-def stubs() -> Iterator[list[StubBackend]]:
-    started = start_stubs(["s1", "s2"], token_delay=0.0)
-    try:
-        yield started
-    finally:
-        for s in started:
-            s.release()
-            s.stop()
 
 
 # -- the rule ----------------------------------------------------------------------------------------
