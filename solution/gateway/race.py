@@ -15,6 +15,15 @@ minus the model time each server reports for the request), errors seen
 by clients, and each server's share of requests; then, for the steady
 state, the simulator's figures for the same requests.
 
+Output estimates: the servers generate exactly ``max_tokens`` (the true
+output length).  By default the gateway prices each request with
+``max_tokens``, so it knows every output exactly, while the simulator's
+balancer sees the scenario's noisy estimate (its ``EstimateError``).
+``--estimates`` (``race(estimates=True)``) sends each request's simulated
+estimate in the ``X-Output-Tokens-Estimate`` header and configures the
+gateway with ``estimate: "header"``, so it routes on the same guess the
+simulator does (recorded as ``steady_estimates`` / ``azure_estimates``).
+
 What each balancer is told, so the comparison is fair:
 
 * both know each server's capacity: the gateway from its configuration
