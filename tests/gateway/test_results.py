@@ -18,8 +18,7 @@ pytestmark = pytest.mark.stage8
 
 def test_the_committed_results_are_valid_and_every_part_prints_with_the_command_that_made_it() -> None:
     recorded = results.load()
-    pending = {"azure_estimates"}  # being recorded (H-T8b, 2026-11-30); dropped when it lands
-    assert set(recorded.parts) >= set(results.PART_KINDS) - pending  # every part of the comparison is recorded
+    assert set(recorded.parts) == set(results.PART_KINDS)  # every part of the comparison is recorded
     for name, part in recorded.parts.items():
         assert part.command.startswith("python -m solution.gateway.race "), name
         assert part.machine.cores >= 1 and len(part.machine.commit) == 40, name
@@ -30,11 +29,12 @@ def test_the_committed_results_are_valid_and_every_part_prints_with_the_command_
     assert {r.balancer for r in steady.rows} >= {"gateway predictive", "haproxy leastconn"}
     assert all(r.ok <= r.sent for r in steady.rows)
     assert {"throttled_gpu", "least_connections_sim_vs_http", "azure_trace", "storm", "overhead", "estimates"} <= set(recorded.notes)
-    exact, estimated = recorded.part("steady"), recorded.part("steady_estimates")  # the same race, the gateway told the truth or a guess
-    assert estimated.command == exact.command.replace(" --json", " --estimates --json")
-    assert [r.balancer for r in estimated.rows] == [r.balancer for r in exact.rows]
-    assert estimated.config["gateway_estimate"].startswith("X-Output-Tokens-Estimate")
-    assert [s.figures for s in estimated.simulator] == [s.figures for s in exact.simulator]  # the simulator always used the estimate
+    for name in ("steady", "azure"):  # the same race twice: the gateway told each output's true length, or the simulator's guess
+        exact, estimated = recorded.part(name), recorded.part(name + "_estimates")
+        assert estimated.command == exact.command.replace(" --json", " --estimates --json"), name
+        assert [r.balancer for r in estimated.rows] == [r.balancer for r in exact.rows], name
+        assert estimated.config["gateway_estimate"].startswith("X-Output-Tokens-Estimate"), name
+        assert [s.figures for s in estimated.simulator] == [s.figures for s in exact.simulator], name  # it always used the estimate
 
 
 def _row(label: str, seed: int, e2e: float, *, fail: bool = False) -> RaceRow:
