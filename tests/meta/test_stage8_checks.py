@@ -28,7 +28,7 @@ from solution.checks.stage8 import GROUP_NAMES, SPEC
 from tests.meta import fakes
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.meta
+pytestmark = [pytest.mark.meta, pytest.mark.stage8]
 
 
 def _module(name: str, source: str) -> types.ModuleType:

@@ -42,6 +42,8 @@ from tests.path.test_path import FINAL, assert_empty, assert_router_holds_the_at
 from tests.path.test_tiers import req as tier_req
 from tests.path.test_tiers import table
 
+pytestmark = pytest.mark.stage8
+
 
 class Spy(Retrier):
     """The reference Retrier, recording every decision: (request id, tries, failure, streamed, decision, now)."""

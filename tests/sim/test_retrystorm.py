@@ -48,6 +48,8 @@ from solution.sim.retrystorm import (
     theory_success,
 )
 
+pytestmark = pytest.mark.stage8
+
 SMALL = StormFleet(requests=120)
 
 
