@@ -746,7 +746,8 @@ for part in RACE_PARTS:
 #   for every balancer; the note below gives each window), HAProxy's `leastconn`
 #   20.89 [19.71, 22.07] s and weighted 17.28 [15.95, 18.62] s: with real prompts (long, and
 #   uneven) the weights no longer close the gap, since a long prompt costs an A10 several times
-#   what it costs the H100.
+#   what it costs the H100. Routing on the noisy estimate (`azure_estimates`) moved `predictive` to
+#   8.38 [3.07, 13.69] s: only the hard window changes, the one where it also uses the A10s.
 # * **A crash** (the A100 of 2x A10 + A100 + H100, at 30% of the arrivals, 3 seeds): every error
 #   left on either side is a stream cut mid-answer (`truncated` for the gateway, `reset` for
 #   HAProxy), which nobody may retry; `predictive` lost 14 of 900 (`14 (truncated 14)`), HAProxy 36
