@@ -419,8 +419,9 @@ show_part("storm")
 # ## Live: a fleet, the gateway and the official `openai` client
 #
 # Three inference servers (an A10, an A100 and an H100, 7B model, the simulator's batching model
-# at 1/20 of real time) and one gateway, started here and stopped in the last cell. Two API
-# keys: `sk-alice` (premium) and `sk-bob` (free, limited to two requests per minute). The client
+# at 1/20 of real time) and one gateway, started here; they run until the kernel stops (or
+# `procs.stop_all()`). Two API keys: `sk-alice` (premium) and `sk-bob` (free, limited to two
+# requests per minute). The client
 # is the official `openai` package, pointed at the gateway's base URL.
 #
 # **Predict first:** what does the client see first, the headers or the first token?
@@ -865,7 +866,10 @@ else:
 report = check_stage8(impl, only=("bad input", "random", "cost"))
 
 # %% [markdown]
-# The figures the interview answer below cites, in one place (the live processes stop here):
+# The figures the interview answer below cites, in one place. The fleet, the gateway and the panel
+# keep running, so the panel above stays live after *Run All*; they stop with the kernel
+# (*Kernel → Shut Down Kernel*: the course's process registry stops its servers at exit, and each
+# server dies with its parent), or at once with `procs.stop_all()`.
 
 # %%
 with needs_working_code():
@@ -894,17 +898,6 @@ print(f"overhead per request: added p50 gateway {over.added_p50_ms['gateway']:+.
       f"({over.ratio['cpu']:.1f}x)")
 print(f"one process sustains {cap.rps['gateway']:,.0f} requests/s (gateway) against {cap.rps['haproxy']:,.0f} (HAProxy), "
       f"{cap.ratio['rps']:.2f}x; direct to the servers {cap.rps['direct']:,.0f}")
-try:
-    if panel is not None:
-        panel.close()
-    if gateway is not None:
-        gateway.close()
-finally:
-    if fleet is not None:
-        fleet.stop()
-    stopped = procs.stop_all(grace=1.0)
-    logging.getLogger("solution.gateway.requests").removeHandler(request_log)
-print(f"every process stopped: {not procs.live_processes()}")
 
 # %% [markdown]
 # ## The interview answer
