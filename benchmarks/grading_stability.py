@@ -29,7 +29,7 @@ Two figures, each with another process burning a core the whole time:
    that lists every running request per victim; stage 7: a canary split that
    lists the new version's servers per decision; stage 8: a retrier that
    counts its retries in flight by scanning the active requests per
-   decision, from 16 to 4,096 active requests).  It prints the growth
+   decision, from 16 to 65,536 active requests).  It prints the growth
    factors' range for each.
 
 Usage::
@@ -326,7 +326,7 @@ def cost_rules(runs: int, stages: list[int] | None = None) -> None:
     import solution.strategies
     import solution.tiers
 
-    print(f"2. the cost rules, {runs} runs each (limit {LIMIT:g}x growth from 16 to 4,096 servers; stage 6's admission from 10 to 100,000 tenants; stage 8 from 16 to 4,096 active requests)")
+    print(f"2. the cost rules, {runs} runs each (limit {LIMIT:g}x growth from 16 to 4,096 servers; stage 6's admission from 10 to 100,000 tenants; stage 8 from 16 to 65,536 active requests)")
     variants = {
         1: (solution.balancer, _ScanBalancer()),
         2: (solution.request_queue, _ScanQueue(solution.request_queue)),
@@ -342,14 +342,13 @@ def cost_rules(runs: int, stages: list[int] | None = None) -> None:
             continue
         reference, scan = variants[stage]
         label = f"stage {stage} {rule.get('strategy', rule['kind'])}"[:32]
-        small, large = (str(n) for n in (cost.TENANT_SIZES if rule["kind"] == "admission" else cost.SIZES))
         for who, impl, want in (("reference", reference, True), ("scan", scan, False)):
             growth, right = [], 0
             for _ in range(runs):
                 result = measure(impl, rule)
                 ok, _text = verdict(result)
-                per_call = result["seconds_per_call"]
-                growth.append(per_call[large] / per_call[small])
+                per_call, sizes = result["seconds_per_call"], result.get("sizes", cost.SIZES)
+                growth.append(per_call[str(sizes[-1])] / per_call[str(sizes[0])])
                 right += ok == want
             print(f"   {label:<32} {who:<9} right verdict {right}/{runs}; growth {min(growth):.1f}x..{max(growth):.1f}x")
 

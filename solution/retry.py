@@ -86,7 +86,7 @@ Cost and errors
 ---------------
 Every call is O(1): two counters (``active``, ``retries_in_flight``) and a
 dict of the active requests; nothing scans (the check times ``begin``,
-``decide`` and ``end`` with 16 and with 4,096 active requests).  Bad input
+``decide`` and ``end`` with 16 and with 65,536 active requests).  Bad input
 raises ``TypeError`` or ``ValueError`` and changes nothing, the random stream
 included (validate every argument before drawing or counting anything): a
 ``tries`` that is not an int >= 1, a ``failure`` that is not a
