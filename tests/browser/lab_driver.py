@@ -809,6 +809,11 @@ class _NotebookRun:
                 for control in candidates:
                     interaction = self._use(cell_index, widget_no, widget, control)
                     tried.append(interaction)
+                    if interaction.seconds is not None and interaction.failure is None and interaction.seconds > self.lab.budget:
+                        # Late once: a load spike on a shared machine, or a slow widget? Operate it once more; the
+                        # budget is met if either answer is within it (the best of two, as the cost rules keep the
+                        # best round), and a widget that is always slow is late both times.
+                        tried.append(self._use(cell_index, widget_no, widget, control))
                     if interaction.seconds is not None and interaction.failure is None:
                         break  # this control drives something; its timing and log are judged later
                 self.report.interactions += tried
@@ -987,8 +992,8 @@ class _NotebookRun:
             if any(it.ok(budget) for it in tried):
                 continue
             silent = [it for it in tried if not it.kernel_errors]
-            if len(silent) == 1 and len(tried) == 1:
-                self._problem(silent[0].outcome(budget, patience), cell=cell, widget=widget, control=silent[0].control)
+            if silent and {it.control for it in tried} == {silent[0].control}:  # one control (late twice counts once)
+                self._problem(silent[-1].outcome(budget, patience), cell=cell, widget=widget, control=silent[0].control)
             elif silent:
                 detail = " | ".join(f"{it.control}: {it.outcome(budget, patience)}" for it in silent)
                 self._problem(f"no {kind} answers visibly within {budget:g} s: {detail}", cell=cell, widget=widget)
